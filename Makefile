@@ -1,0 +1,51 @@
+# kvmnet — see README.md. Every target that touches the network runs as root,
+# and only inside network namespaces it makes itself.
+PREFIX     ?= /usr
+LIBEXECDIR ?= $(PREFIX)/libexec
+BINDIR     ?= $(PREFIX)/bin
+DESTDIR    ?=
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO         ?= go
+GOFLAGS    ?= -trimpath
+LDFLAGS    := -s -w -X github.com/kvmnet/kvmnet/internal/version.Version=$(VERSION)
+HELPERS    := ifup ifdown natup natdown
+
+.PHONY: all build deps install test unit e2e bench demo deb clean
+all: build
+
+# deps installs what build, test, bench and demo need on a fresh Debian machine.
+deps:
+	@scripts/deps.sh
+
+build:
+	@mkdir -p bin
+	@for h in $(HELPERS); do \
+	  CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-$$h ./cmd/qemu-$$h || exit 1; \
+	done
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet ./cmd/kvmnet
+
+# install puts the helpers in $(LIBEXECDIR) and kvmnet in $(BINDIR).
+# LINK_QEMU=1 also points /etc/qemu-ifup and /etc/qemu-ifdown at the NAT helpers,
+# so that a bare `-netdev tap` works with no script= at all.
+# NETWORKS="lab dmz" adds kvmnet-ifup@lab, kvmnet-natup@lab, ... links for named networks.
+install: build
+	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(BINDIR)
+	for h in $(HELPERS); do install -m 0755 bin/kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h; done
+	install -m 0755 bin/kvmnet $(DESTDIR)$(BINDIR)/kvmnet
+	for n in $(NETWORKS); do for h in $(HELPERS); do \
+	  ln -sf kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h@$$n; done; done
+	if [ "$(LINK_QEMU)" = 1 ]; then install -d $(DESTDIR)/etc; \
+	  ln -sf $(LIBEXECDIR)/kvmnet-natup $(DESTDIR)/etc/qemu-ifup; \
+	  ln -sf $(LIBEXECDIR)/kvmnet-natdown $(DESTDIR)/etc/qemu-ifdown; fi
+
+test: deps build
+	@scripts/test.sh
+
+bench: deps build
+	@scripts/bench.sh
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin dist
