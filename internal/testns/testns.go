@@ -1,0 +1,118 @@
+// Package testns gives tests a throwaway network namespace, made with
+// `ip netns add` and deleted when the test ends, so that no test ever touches
+// the machine's own namespace.
+package testns
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+// NS is a named network namespace that lives as long as the test that made it.
+type NS struct {
+	Name string
+	t    testing.TB
+}
+
+// New makes a fresh namespace (`ip netns add kvmt-XXXXXXXX`) with loopback up,
+// and deletes it, with every link in it, when t ends. It skips t when not root.
+func New(t testing.TB) *NS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make network namespaces")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	ns := &NS{Name: "kvmt-" + hex.EncodeToString(b), t: t}
+	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
+	}
+	t.Cleanup(func() {
+		// Kill whatever still runs in it (daemons a failed test left) before deleting.
+		if pids, err := exec.Command("ip", "netns", "pids", ns.Name).Output(); err == nil {
+			for _, p := range strings.Fields(string(pids)) {
+				_ = exec.Command("kill", "-9", p).Run()
+			}
+		}
+		_ = exec.Command("ip", "netns", "del", ns.Name).Run()
+	})
+	ns.MustRun("ip", "link", "set", "lo", "up")
+	return ns
+}
+
+// Cmd returns a command that runs argv inside the namespace (`ip netns exec`).
+func (ns *NS) Cmd(argv ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
+}
+
+// Run runs argv inside the namespace and returns its stdout, its stderr and its error.
+func (ns *NS) Run(argv ...string) (stdout, stderr string, err error) {
+	var o, e bytes.Buffer
+	c := ns.Cmd(argv...)
+	c.Stdout, c.Stderr = &o, &e
+	err = c.Run()
+	return o.String(), e.String(), err
+}
+
+// MustRun runs argv inside the namespace and fails the test if it fails.
+func (ns *NS) MustRun(argv ...string) string {
+	ns.t.Helper()
+	o, e, err := ns.Run(argv...)
+	if err != nil {
+		ns.t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", strings.Join(argv, " "), err, o, e)
+	}
+	return o
+}
+
+// Do runs f on a locked OS thread switched into the namespace, for tests that
+// call netlink or the packages under test directly.
+func (ns *NS) Do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: it dies with the goroutine rather than
+		// going back to the pool in the wrong namespace.
+		runtime.LockOSThread()
+		h, err := netns.GetFromName(ns.Name)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", ns.Name, err)
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", ns.Name, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+var (
+	saveComment  = regexp.MustCompile(`(?m)^#.*\n`)
+	saveCounters = regexp.MustCompile(`(?m)^(:\S+ \S+) \[\d+:\d+\]$`)
+)
+
+// IptablesSave returns `iptables-save` of the namespace without its timestamp
+// comments and packet counters, so that two dumps compare equal when the rules do.
+func (ns *NS) IptablesSave() string {
+	ns.t.Helper()
+	out := ns.MustRun("iptables-save")
+	out = saveComment.ReplaceAllString(out, "")
+	return saveCounters.ReplaceAllString(out, "$1")
+}
+
+// Sysctl reads a sysctl of the namespace, e.g. "net.ipv4.ip_forward".
+func (ns *NS) Sysctl(key string) string {
+	ns.t.Helper()
+	return strings.TrimSpace(ns.MustRun("sysctl", "-n", key))
+}
