@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what `make build`, `make test`, `make bench` and `make demo` need on a
+# fresh Debian 12 machine, with apt, and only what is missing (a fast no-op when
+# everything is there). Go itself is expected at /usr/local/go (or on PATH).
+set -euo pipefail
+
+pkgs=(
+	make git ca-certificates  # build (VERSION from git describe)
+	iproute2 iptables         # ip netns/link/addr/route, iptables-save in tests
+	procps kmod util-linux    # sysctl, modinfo/insmod, setsid/nsenter
+	libcap2-bin               # capsh/setcap, for tests of the helpers' capabilities
+	qemu-system-x86           # the guest's emulator (seabios, ipxe-qemu come with it)
+	busybox-static            # the guest's userland, and the test world's servers
+	linux-image-cloud-amd64   # the guest's kernel and virtio modules
+	cpio gzip xz-utils zstd   # packing the guest's initramfs (modules may be .ko.xz/.zst)
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing packages: ${missing[*]}; run as root (sudo make deps)" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt_opts=(-q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+	apt-get "${apt_opts[@]}" update >&2
+	apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" </dev/null >&2
+fi
+
+# The guest kernel: the package is a meta-package; its kernel must be in /boot.
+if ! ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1; then
+	echo "deps: linux-image-cloud-amd64 is installed but /boot/vmlinuz-*-cloud-amd64 is missing" >&2
+	exit 1
+fi
+
+# Go: the Makefile calls plain `go`; link the one in /usr/local/go onto PATH.
+if ! command -v go >/dev/null 2>&1; then
+	if [ -x /usr/local/go/bin/go ] && [ "$(id -u)" = 0 ]; then
+		ln -sf /usr/local/go/bin/go /usr/local/bin/go
+		ln -sf /usr/local/go/bin/gofmt /usr/local/bin/gofmt
+		echo "deps: linked /usr/local/go/bin/go into /usr/local/bin" >&2
+	else
+		echo "deps: no go on PATH and none in /usr/local/go; install Go (see go.mod for the version)" >&2
+		exit 1
+	fi
+fi
