@@ -1,0 +1,272 @@
+// Package bridge makes, finds and removes Linux bridges and attaches ports to
+// them, over netlink. Each function's comment names the ip(8) command it equals.
+package bridge
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotBridge is returned when a link of the bridge's name exists but is of another kind.
+var ErrNotBridge = errors.New("not a bridge")
+
+// ErrNoLink is returned when a named link does not exist.
+var ErrNoLink = errors.New("no such link")
+
+// Alias marks a bridge kvmnet made (`ip link show` prints it), so that an
+// operator, and kvmnet's gc, can tell it from one an admin made.
+const Alias = "kvmnet"
+
+// MAC derives a stable, locally administered unicast address from a bridge's
+// name. A bridge otherwise takes the lowest MAC of its ports, so its address
+// (and the guests' ARP caches) would change as VMs come and go.
+func MAC(name string) net.HardwareAddr {
+	h := sha256.Sum256([]byte("kvmnet bridge " + name))
+	mac := net.HardwareAddr(h[:6])
+	mac[0] = mac[0]&0xfe | 0x02
+	return mac
+}
+
+// Link returns the link called name, wrapping ErrNoLink when there is none.
+//
+//	ip link show NAME
+func Link(name string) (netlink.Link, error) {
+	l, err := netlink.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return nil, fmt.Errorf("%s: %w", name, ErrNoLink)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", name, err)
+	}
+	return l, nil
+}
+
+// Find returns the bridge called name, or nil when no link has that name.
+// A link of that name that is not a bridge is an error wrapping ErrNotBridge.
+func Find(name string) (*netlink.Bridge, error) {
+	l, err := Link(name)
+	if errors.Is(err, ErrNoLink) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	br, ok := l.(*netlink.Bridge)
+	if !ok {
+		return nil, fmt.Errorf("%s is a %s link: %w", name, l.Type(), ErrNotBridge)
+	}
+	return br, nil
+}
+
+// Create makes a bridge with kvmnet's settings and brings it up: a stable MAC,
+// STP off and forward delay 0 (a guest's first DHCP request is not lost to a
+// listening port), and mtu when not zero.
+//
+//	ip link add NAME address MAC [mtu MTU] type bridge stp_state 0 forward_delay 0
+//	ip link set NAME alias kvmnet up
+func Create(name string, mtu int) (*netlink.Bridge, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, MAC(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(Alias)))
+	if mtu > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(0))
+	data.AddRtAttr(nl.IFLA_BR_FORWARD_DELAY, nl.Uint32Attr(0))
+	req.AddData(info)
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return nil, fmt.Errorf("create bridge %s: %w", name, err)
+	}
+	br, err := Find(name)
+	if err == nil && br == nil {
+		err = fmt.Errorf("bridge %s: %w after creating it", name, ErrNoLink)
+	}
+	return br, err
+}
+
+// Delete removes the bridge; its ports fall off it. A bridge already gone is not an error.
+//
+//	ip link del NAME
+func Delete(name string) error {
+	l, err := Link(name)
+	if errors.Is(err, ErrNoLink) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete bridge %s: %w", name, err)
+	}
+	return nil
+}
+
+// Up brings a link up.
+//
+//	ip link set NAME up
+func Up(l netlink.Link) error {
+	if l.Attrs().Flags&net.FlagUp != 0 {
+		return nil
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// Attach makes port a port of br: it takes the bridge's MTU first (a port with
+// a smaller MTU would lower the bridge's for every guest), then joins it and comes up.
+//
+//	ip link set PORT mtu $(BRIDGE's mtu) master BRIDGE up
+func Attach(port netlink.Link, br *netlink.Bridge) error {
+	a := port.Attrs()
+	if a.MTU != br.MTU {
+		if err := netlink.LinkSetMTU(port, br.MTU); err != nil {
+			return fmt.Errorf("set %s mtu %d: %w", a.Name, br.MTU, err)
+		}
+	}
+	if a.MasterIndex != br.Index {
+		if err := netlink.LinkSetMasterByIndex(port, br.Index); err != nil {
+			return fmt.Errorf("attach %s to %s: %w", a.Name, br.Name, err)
+		}
+	}
+	return Up(port)
+}
+
+// Detach takes port off br, if it is still on it.
+//
+//	ip link set PORT nomaster
+func Detach(port netlink.Link, br *netlink.Bridge) error {
+	if port.Attrs().MasterIndex != br.Index {
+		return nil
+	}
+	if err := netlink.LinkSetNoMaster(port); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("detach %s from %s: %w", port.Attrs().Name, br.Name, err)
+	}
+	return nil
+}
+
+// Ports lists the bridge's ports. It dumps every link of the namespace, so
+// the helpers call it only on a network's last down, never per VM.
+//
+//	ip link show master BRIDGE
+func Ports(br *netlink.Bridge) ([]netlink.Link, error) {
+	all, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var ports []netlink.Link
+	for _, l := range all {
+		if l.Attrs().MasterIndex == br.Index {
+			ports = append(ports, l)
+		}
+	}
+	return ports, nil
+}
+
+// HasAddress reports whether the link holds gw (address and prefix length).
+//
+//	ip -4 addr show dev NAME
+func HasAddress(l netlink.Link, gw netip.Prefix) (bool, error) {
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return false, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && p == gw {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// AddAddress gives the link gw.
+//
+//	ip addr add GW dev NAME
+func AddAddress(l netlink.Link, gw netip.Prefix) error {
+	if err := netlink.AddrAdd(l, toAddr(gw)); err != nil {
+		return fmt.Errorf("add %s to %s: %w", gw, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// DelAddress removes gw from the link; an address already gone is not an error.
+//
+//	ip addr del GW dev NAME
+func DelAddress(l netlink.Link, gw netip.Prefix) error {
+	err := netlink.AddrDel(l, toAddr(gw))
+	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("remove %s from %s: %w", gw, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// ErrOverlap is returned when a subnet would clash with one the host already uses.
+var ErrOverlap = errors.New("overlaps")
+
+// CheckOverlap refuses subnet when any other link holds an address in it or a
+// route (other than a default route) overlaps it: giving the bridge that subnet
+// would steal traffic from, or lose it to, the interface named in the error.
+//
+//	ip -4 addr; ip -4 route
+func CheckOverlap(subnet netip.Prefix, bridgeIndex int) error {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		p, ok := prefixOf(a.IPNet)
+		if ok && a.LinkIndex != bridgeIndex && p.Overlaps(subnet) {
+			return fmt.Errorf("subnet %s %w %s on %s", subnet, ErrOverlap, p, linkName(a.LinkIndex))
+		}
+	}
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		p, ok := prefixOf(r.Dst)
+		if ok && p.Bits() > 0 && r.LinkIndex != bridgeIndex && p.Overlaps(subnet) {
+			return fmt.Errorf("subnet %s %w route %s via %s", subnet, ErrOverlap, p, linkName(r.LinkIndex))
+		}
+	}
+	return nil
+}
+
+func linkName(index int) string {
+	if l, err := netlink.LinkByIndex(index); err == nil {
+		return l.Attrs().Name
+	}
+	return fmt.Sprintf("link %d", index)
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+func toAddr(p netip.Prefix) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+}

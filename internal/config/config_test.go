@@ -1,0 +1,140 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestDefaultNetworkNeedsNoFile(t *testing.T) {
+	f, err := Load("/nonexistent/kvmnet.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.Network("", NAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Bridge != "br0" || n.Gateway != DefaultGateway || n.Mode != NAT || !n.DHCP || !n.DNS {
+		t.Errorf("default nat network = %+v", n)
+	}
+	if n.RangeFrom != netip.MustParseAddr("192.168.100.2") || n.RangeTo != netip.MustParseAddr("192.168.100.254") {
+		t.Errorf("default range = %s-%s", n.RangeFrom, n.RangeTo)
+	}
+	iso, err := f.Network("", Isolated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iso.Gateway.IsValid() || iso.DHCP || iso.Bridge != "br0" {
+		t.Errorf("default isolated network = %+v", iso)
+	}
+}
+
+const sample = `
+lease_dir = "/tmp/leases"
+
+[network.lab]
+bridge = "kvlab0"
+mode = "host-only"
+address = "10.77.0.1/24"
+mtu = 9000
+dhcp_from = "10.77.0.100"
+dhcp_to = "10.77.0.199"
+lease_time = "30m"
+domain = "lab.example"
+upstreams = ["10.0.0.53", "10.0.0.54:5353"]
+
+[[network.lab.host]]
+mac = "52:54:00:00:00:01"
+ip = "10.77.0.10"
+name = "web"
+
+[network.iso]
+mode = "isolated"
+`
+
+func TestParseNamedNetworks(t *testing.T) {
+	f, err := Parse("kvmnet.toml", []byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.Network("lab", NAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Mode != HostOnly || n.Bridge != "kvlab0" || n.MTU != 9000 || n.LeaseTime.Minutes() != 30 ||
+		n.Upstreams[1] != "10.0.0.54:5353" || n.Upstreams[0] != "10.0.0.53:53" || len(n.Hosts) != 1 ||
+		n.LeaseFile != "/tmp/leases/lab.leases" || n.RangeFrom.String() != "10.77.0.100" {
+		t.Errorf("lab = %+v", n)
+	}
+	iso, err := f.Network("iso", NAT)
+	if err != nil || iso.Mode != Isolated || iso.Bridge != "iso" {
+		t.Errorf("iso = %+v, %v", iso, err)
+	}
+	if _, err := f.Network("nope", NAT); err == nil || !strings.Contains(err.Error(), "network nope: not defined in kvmnet.toml") {
+		t.Errorf("undefined network: %v", err)
+	}
+}
+
+func TestParseErrorsNameFileLineAndValue(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"[network.a]\nbridge = \"x\"\naddress = \"10.0.0.1\"\n", `k.toml:3: network.a.address: address "10.0.0.1": want an IPv4 address with prefix`},
+		{"[network.a]\nmode = \"bridged\"\n", `k.toml:2: network.a.mode: mode "bridged": want isolated, hostonly or nat`},
+		{"[network.a]\nmtu = 10\n", `k.toml:2: network.a.mtu: mtu 10: want an integer from 576 to 65535`},
+		{"[network.a]\nbridge = \"a-very-long-bridge-name\"\n", `k.toml:2: network.a.bridge: interface name "a-very-long-bridge-name" is longer than 15 bytes`},
+		{"[network.a]\nbridge = \"b r\"\n", `contains '/', ':' or white space`},
+		{"[network.a]\n\ncolour = \"red\"\n", `k.toml:3: unknown key "network.a.colour"`},
+		{"[network.A]\n", `k.toml:1: network A: network name "A"`},
+		{"[network.a\n", `k.toml:2: expected '.' or ']'`},
+		{"[network.a]\naddress = \"10.0.0.1/24\"\ndhcp_from = \"10.1.0.5\"\ndhcp_to = \"10.0.0.9\"\n", `network a: dhcp range address 10.1.0.5: not inside`},
+		{"[network.a]\naddress = \"10.0.0.0/24\"\n", `is the network or broadcast address`},
+		{"[network.a]\naddress = \"10.0.0.1/24\"\n[network.b]\naddress = \"10.0.0.129/25\"\n", `k.toml:3: network b: subnet 10.0.0.128/25 overlaps network a's 10.0.0.0/24`},
+		{"[network.a]\nbridge = \"x\"\n[network.b]\nbridge = \"x\"\n", `network b: bridge x is already network a's`},
+		{"[network.a]\naddress = \"10.0.0.1/24\"\n[[network.a.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n", `host 52:54:00:00:00:01: ip 10.0.1.5 is not a guest address of 10.0.0.1/24`},
+		{"[network.a]\nlease_time = \"5s\"\n", `duration "5s": want`},
+	} {
+		_, err := Parse("k.toml", []byte(tc.file))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("file %q:\n got %v\nwant …%s…", tc.file, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("error is not one line: %q", err)
+		}
+	}
+}
+
+func TestRoutedNetworkNeedsAddress(t *testing.T) {
+	f, err := Parse("k.toml", []byte("[network.a]\nmode = \"nat\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Network("a", NAT); err == nil || !strings.Contains(err.Error(), "network a: mode nat needs an address") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestFromProgram(t *testing.T) {
+	for in, want := range map[string]string{
+		"/usr/libexec/kvmnet-natup":     "",
+		"/usr/libexec/kvmnet-natup@lab": "lab",
+		"/etc/qemu-ifup":                "",
+		"kvmnet-ifdown@a@b":             "b",
+	} {
+		if got := FromProgram(in); got != want {
+			t.Errorf("FromProgram(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCheckIfName(t *testing.T) {
+	for _, bad := range []string{"", "0123456789abcdef", "a/b", "a b", "a\tb", "..", "a:b"} {
+		if CheckIfName(bad) == nil {
+			t.Errorf("CheckIfName(%q) accepted", bad)
+		}
+	}
+	for _, good := range []string{"vnet0", "tap-abc_1", "012345678901234"} {
+		if err := CheckIfName(good); err != nil {
+			t.Errorf("CheckIfName(%q): %v", good, err)
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Built-in values: the seed scripts' br0 and 192.168.100.1/24, so that kvmnet
+// drops in where they were.
+const (
+	DefaultBridge    = "br0"
+	DefaultLeaseTime = time.Hour
+	DefaultDomain    = "kvm"
+)
+
+// DefaultGateway is the default network's gateway.
+var DefaultGateway = netip.MustParsePrefix("192.168.100.1/24")
+
+// Net is a network with every default filled in: what the helpers act on.
+type Net struct {
+	Name      string
+	Bridge    string
+	Mode      Mode
+	Gateway   netip.Prefix // invalid for Isolated
+	MTU       int          // 0: leave the bridge's as the kernel makes it
+	DHCP      bool
+	DNS       bool
+	RangeFrom netip.Addr // valid when DHCP
+	RangeTo   netip.Addr
+	LeaseTime time.Duration
+	Domain    string
+	Upstreams []string
+	Hosts     []Host
+	LeaseFile string
+}
+
+// Subnet is the network's prefix, e.g. 192.168.100.0/24; invalid for Isolated.
+func (n Net) Subnet() netip.Prefix {
+	if !n.Gateway.IsValid() {
+		return netip.Prefix{}
+	}
+	return n.Gateway.Masked()
+}
+
+// Network resolves a network by name. mode is what the calling helper implies
+// (kvmnet-ifup: isolated, kvmnet-natup: nat); a mode in the file wins over it.
+// The default network needs no file; any other must be defined in it.
+func (f *File) Network(name string, mode Mode) (Net, error) {
+	if name == "" {
+		name = DefaultNetwork
+	}
+	if err := CheckNetworkName(name); err != nil {
+		return Net{}, err
+	}
+	n, ok := f.Networks[name]
+	if !ok {
+		if name != DefaultNetwork {
+			return Net{}, fmt.Errorf("network %s: not defined in %s", name, f.Path)
+		}
+		n = &Network{Name: name}
+	}
+	r := Net{Name: name, Bridge: string(n.Bridge), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts}
+	if r.Bridge == "" {
+		r.Bridge = name
+		if name == DefaultNetwork {
+			r.Bridge = DefaultBridge
+		}
+	}
+	if r.Mode == "" {
+		r.Mode = mode
+	}
+	if !r.Mode.Routed() {
+		return r, nil
+	}
+	r.Gateway = n.Address.Prefix
+	if !r.Gateway.IsValid() {
+		if name != DefaultNetwork {
+			return Net{}, fmt.Errorf("network %s: mode %s needs an address (e.g. address = \"10.0.0.1/24\") in %s", name, r.Mode, f.Path)
+		}
+		r.Gateway = DefaultGateway
+	}
+	r.DHCP = n.DHCP == nil || *n.DHCP
+	r.DNS = n.DNS == nil || *n.DNS
+	r.RangeFrom, r.RangeTo = n.RangeFrom.Addr, n.RangeTo.Addr
+	if !r.RangeFrom.IsValid() {
+		r.RangeFrom, r.RangeTo = defaultRange(r.Gateway)
+	}
+	r.LeaseTime = n.LeaseTime.Duration
+	if r.LeaseTime == 0 {
+		r.LeaseTime = DefaultLeaseTime
+	}
+	if r.Domain == "" {
+		r.Domain = DefaultDomain
+	}
+	for _, u := range n.Upstreams {
+		r.Upstreams = append(r.Upstreams, string(u))
+	}
+	r.LeaseFile = filepath.Join(f.LeaseDir, name+".leases")
+	return r, nil
+}
+
+// defaultRange is every host address of the subnet but the gateway's side:
+// from the address after the gateway's (or the subnet's first when the gateway
+// is not first) to the last before broadcast, as libvirt's default does.
+func defaultRange(gw netip.Prefix) (from, to netip.Addr) {
+	first := gw.Masked().Addr().Next()
+	last := lastAddr(gw).Prev()
+	if gw.Addr() == first {
+		first = first.Next()
+	}
+	if gw.Addr() == last {
+		last = last.Prev()
+	}
+	return first, last
+}
+
+// FromProgram splits a helper's program name into its network: the part after
+// '@' in "kvmnet-natup@lab", so that a script= path picks a network with no
+// arguments (QEMU passes only the tap name). "" means the default network.
+func FromProgram(argv0 string) string {
+	base := filepath.Base(argv0)
+	if i := strings.LastIndexByte(base, '@'); i >= 0 {
+		return base[i+1:]
+	}
+	return ""
+}

@@ -1,0 +1,170 @@
+// Package state keeps what kvmnet did to the host, so that the last VM's down
+// undoes exactly that and nothing else, and the locks that serialise helpers.
+//
+// It lives in /run/kvmnet, which a reboot clears together with the bridges and
+// rules it describes, in one directory per network namespace (named by the
+// namespace's inode), because bridges and rules are per namespace and a host
+// that runs QEMU in several namespaces must not mix them up.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Root is the parent of every namespace's state directory.
+const Root = "/run/kvmnet"
+
+// Dir is the state directory of the caller's network namespace.
+type Dir struct{ Path string }
+
+// Open returns the state directory of the calling thread's network namespace, making it if needed.
+func Open() (Dir, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return Dir{}, fmt.Errorf("identify network namespace: %w", err)
+	}
+	d := Dir{Path: filepath.Join(Root, "netns-"+strconv.FormatUint(st.Ino, 10))}
+	if err := os.MkdirAll(d.Path, 0o755); err != nil {
+		return Dir{}, fmt.Errorf("make state directory: %w", err)
+	}
+	return d, nil
+}
+
+// Lock is an exclusive flock on a file in the state directory; the kernel
+// drops it when the process dies, so a killed helper never wedges a network.
+type Lock struct{ f *os.File }
+
+// Lock takes the lock called name (a network's name, or "forwarding"), waiting for it.
+func (d Dir) Lock(name string) (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(d.Path, name+".lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() { l.f.Close() }
+
+// Network records what kvmnet set up for one network, and whether it owns each part.
+type Network struct {
+	Name        string       `json:"name"`
+	Bridge      string       `json:"bridge"`
+	Mode        string       `json:"mode"`
+	Gateway     netip.Prefix `json:"gateway,omitzero"`
+	BridgeIndex int          `json:"bridge_index"`
+	MadeBridge  bool         `json:"made_bridge"`  // kvmnet created the bridge: the last down deletes it
+	MadeAddress bool         `json:"made_address"` // kvmnet added the gateway address
+	Forwarding  bool         `json:"forwarding"`   // this network holds a use of ip_forward
+	Rules       bool         `json:"rules"`        // kvmnet's rules for this network are installed
+	Services    bool         `json:"services"`     // the DHCP/DNS daemon runs
+	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
+}
+
+func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }
+
+// Load returns the record of a network; ok is false when there is none.
+func (d Dir) Load(name string) (n Network, ok bool, err error) {
+	ok, err = d.ReadJSON(name+".json", &n)
+	return n, ok, err
+}
+
+// Save writes the record of a network.
+func (d Dir) Save(n Network) error { return d.WriteJSON(n.Name+".json", n) }
+
+// ReadJSON decodes the state file called name into v; ok is false when there is none.
+func (d Dir) ReadJSON(name string, v any) (ok bool, err error) {
+	path := filepath.Join(d.Path, name)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("read state %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// WriteJSON writes v to the state file called name atomically: a reader never sees half of it.
+func (d Dir) WriteJSON(name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	return writeAtomic(filepath.Join(d.Path, name), b)
+}
+
+// Remove deletes the record of a network and its port list.
+func (d Dir) Remove(name string) error {
+	if err := os.RemoveAll(d.file(name, ".ports")); err != nil {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	if err := os.Remove(d.file(name, ".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	return nil
+}
+
+// Networks lists the networks that have a record.
+func (d Dir) Networks() ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(d.Path, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(m))
+	for _, p := range m {
+		name := strings.TrimSuffix(filepath.Base(p), ".json")
+		if CheckName(name) == nil { // other state files carry a second dot
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+// Path returns the path of a per-network file with the given extension, e.g. ".netsvc.json".
+func (d Dir) File(network, ext string) string { return d.file(network, ext) }
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// CheckName refuses a name that could escape the state directory or collide
+// with kvmnet's own files; network names are checked properly by config.
+func CheckName(name string) error {
+	if name == "" || strings.ContainsAny(name, "./") {
+		return fmt.Errorf("state name %q: invalid", name)
+	}
+	return nil
+}
