@@ -1,0 +1,265 @@
+package nat
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// ErrNoIptables means the iptables binaries are not in PATH.
+var ErrNoIptables = errors.New("iptables not found in PATH (install the iptables package)")
+
+// Firewall applies networks' rules with the iptables binaries found in PATH.
+// It holds no state between calls; callers serialise Ensure and Remove of one
+// network across processes (a lock file), since two concurrent first uses
+// would both see a jump missing and both insert it. The next Ensure heals that.
+type Firewall struct {
+	iptables, save, restore string // absolute paths
+	nft                     bool
+}
+
+// New finds iptables, iptables-save and iptables-restore in PATH and reads,
+// from the symlinks alone, which backend they drive. It fails, wrapping
+// ErrNoIptables, when one is missing, and when they drive different backends:
+// a save of one would never show the rules a restore of the other makes.
+func New() (*Firewall, error) {
+	f := &Firewall{}
+	for _, b := range []struct {
+		name string
+		path *string
+	}{{"iptables", &f.iptables}, {"iptables-save", &f.save}, {"iptables-restore", &f.restore}} {
+		p, err := exec.LookPath(b.name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.name, ErrNoIptables)
+		}
+		*b.path = p
+	}
+	f.nft = isNFT(f.iptables)
+	for _, p := range []string{f.save, f.restore} {
+		if isNFT(p) != f.nft {
+			return nil, fmt.Errorf("%s and %s drive different backends (nf_tables and legacy); run update-alternatives --config iptables", f.iptables, p)
+		}
+	}
+	return f, nil
+}
+
+// NFT reports whether iptables is the nf_tables backend (iptables-nft), the
+// only one whose changes Generation sees.
+func (f *Firewall) NFT() bool { return f.nft }
+
+// isNFT follows the symlink chain of path (iptables -> /etc/alternatives/iptables
+// -> iptables-nft -> xtables-nft-multi) and reports whether a link on the way
+// names the nft backend. It does not exec: `iptables --version` would cost ~3 ms.
+func isNFT(path string) bool {
+	for range 16 {
+		switch base := filepath.Base(path); {
+		case strings.Contains(base, "-nft"):
+			return true
+		case strings.Contains(base, "-legacy"):
+			return false
+		}
+		next, err := os.Readlink(path)
+		if err != nil {
+			return false
+		}
+		if !filepath.IsAbs(next) {
+			next = filepath.Join(filepath.Dir(path), next)
+		}
+		path = next
+	}
+	return false
+}
+
+// Result is what EnsureGen did.
+type Result struct {
+	// Changed reports that a batch was applied.
+	Changed bool
+	// Gen is the nf_tables generation at which all of n's rules were present.
+	// Record it only when GenOK: then, as long as Generation() still returns
+	// Gen, nothing in any table has changed and Ensure would change nothing.
+	Gen   uint32
+	GenOK bool
+}
+
+// Ensure makes the live rules contain exactly n's rules, applying only what is
+// missing or wrong, and reports whether it changed anything. It costs one
+// `iptables-save` and, when something is missing, one
+// `iptables-restore --noflush --wait`; when all is in place it execs nothing more.
+func (f *Firewall) Ensure(n Network) (changed bool, err error) {
+	r, err := f.EnsureGen(n)
+	return r.Changed, err
+}
+
+// EnsureGen is Ensure that also returns the nf_tables generation to record for
+// a warm run (see Unchanged). One batch bumps the generation once per table it
+// writes to, so when the generation after it is exactly that much above the
+// one read before the save, no other program changed a rule in between and the
+// new generation is known to hold n's rules.
+func (f *Firewall) EnsureGen(n Network) (Result, error) {
+	if err := n.Validate(); err != nil {
+		return Result{}, err
+	}
+	gen, genErr := f.generation()
+	live, err := f.saveAll()
+	if err != nil {
+		return Result{}, err
+	}
+	b := planEnsure(live, n)
+	if b.empty() {
+		return Result{Gen: gen, GenOK: genErr == nil}, nil
+	}
+	if err := f.apply(b); err != nil {
+		return Result{}, err
+	}
+	after, err := f.generation()
+	ok := genErr == nil && err == nil && after == gen+uint32(b.commits())
+	return Result{Changed: true, Gen: after, GenOK: ok}, nil
+}
+
+// Unchanged reports whether the nf_tables generation still equals gen, a
+// Result.Gen recorded after an EnsureGen, so that a warm run may skip even the
+// iptables-save. It is always false on the legacy backend, whose changes do
+// not move the generation. The generation restarts at boot and differs per
+// network namespace: keep gen under /run.
+func (f *Firewall) Unchanged(gen uint32) bool {
+	if !f.nft {
+		return false
+	}
+	cur, err := Generation()
+	return err == nil && cur == gen
+}
+
+// Remove deletes n's jumps and chains and nothing else; a network already gone
+// is not an error. Only n.Name is used, so a network whose mode changed since
+// Ensure loses all its chains. It costs one `iptables-save` and, when there is
+// something to remove, one `iptables-restore --noflush --wait`.
+func (f *Firewall) Remove(n Network) error {
+	if !nameRE.MatchString(n.Name) {
+		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
+	}
+	live, err := f.saveAll()
+	if err != nil {
+		return err
+	}
+	b := batch{}
+	for _, c := range ownedChains(n.Name) {
+		b.drop(live, c)
+	}
+	if b.empty() {
+		return nil
+	}
+	return f.apply(b)
+}
+
+// Check returns, as iptables arguments that would add them (`-t filter -A
+// KVMNET-FWD-x ...`), the rules of n that are absent now; nil means all are in
+// place. It reads the same `iptables-save` Ensure does, so that it agrees with
+// Ensure on what counts as present. Rules present in the wrong order are not
+// reported, though Ensure would rewrite their chain.
+func (f *Firewall) Check(n Network) (missing []string, err error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	live, err := f.saveAll()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range chains(n) {
+		have, _ := live.chain(c.table, c.name)
+		for _, r := range c.rules {
+			if !contains(have, r) {
+				missing = append(missing, "-t "+c.table+" "+line("-A", c.name, r))
+			}
+		}
+		parent, _ := live.chain(c.table, c.parent)
+		if j := jump(n, c); !contains(parent, j) {
+			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" 1", j))
+		}
+	}
+	return missing, nil
+}
+
+// contains reports whether rules holds r in any spelling.
+func contains(rules [][]string, r []string) bool {
+	k := ruleKey(r)
+	for _, h := range rules {
+		if ruleKey(h) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// generation is Generation on the nf_tables backend and an error elsewhere.
+func (f *Firewall) generation() (uint32, error) {
+	if !f.nft {
+		return 0, errors.New("legacy iptables has no nf_tables generation")
+	}
+	return Generation()
+}
+
+// saveAll equals `iptables-save`: every table, parsed.
+func (f *Firewall) saveAll() (ruleset, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(f.save)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("iptables-save: %w: %s", err, firstLine(stderr.Bytes()))
+	}
+	return parseSave(out.String())
+}
+
+// apply equals `iptables-restore --noflush --wait < batch`: --noflush keeps
+// every other rule, --wait queues behind another program holding the xtables
+// lock instead of failing.
+func (f *Firewall) apply(b batch) error {
+	text := b.String()
+	var stderr bytes.Buffer
+	cmd := exec.Command(f.restore, "--noflush", "--wait")
+	cmd.Stdin, cmd.Stderr = strings.NewReader(text), &stderr
+	if err := cmd.Run(); err != nil {
+		msg := firstLine(stderr.Bytes())
+		if l := failedLine(msg, text); l != "" {
+			msg += " (" + l + ")"
+		}
+		return fmt.Errorf("iptables-restore: %w: %s", err, msg)
+	}
+	return nil
+}
+
+// banner matches the "iptables-restore v1.8.9 (nf_tables): " line the nft
+// backend prints before the real message.
+var banner = regexp.MustCompile(`^\S+ v[0-9.]+ \([^)]*\):$`)
+
+// firstLine returns the first line of a tool's stderr that says something.
+func firstLine(stderr []byte) string {
+	for l := range strings.SplitSeq(string(stderr), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !banner.MatchString(l) {
+			return l
+		}
+	}
+	return "no message"
+}
+
+var lineNo = regexp.MustCompile(`line (\d+)`)
+
+// failedLine returns the batch line an iptables-restore message ("line 4:
+// CHAIN_DEL failed ...") points at, or "".
+func failedLine(msg, text string) string {
+	m := lineNo.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := strings.Split(text, "\n")
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	return lines[n-1]
+}

@@ -1,0 +1,89 @@
+// Package nat is kvmnet's iptables rule engine: it gives each network its own
+// chains (KVMNET-FWD-<name>, KVMNET-IN-<name>, KVMNET-NAT-<name>), hooks them in
+// with one jump each at the top of FORWARD, INPUT and nat POSTROUTING, and
+// removes exactly those when the network goes away. Every rule it makes carries
+// the comment "kvmnet:<name>". It never flushes or deletes a chain it does not
+// own, never changes a policy and never touches another program's rule.
+//
+// Why batches: one exec of iptables costs ~3 ms, and a cold network needs ~15
+// rules, so rule-by-rule (`iptables -C` then `iptables -A`, as go-iptables
+// does) would cost ~90 ms. Instead Ensure reads everything with one
+// `iptables-save` and applies whatever is missing with at most one
+// `iptables-restore --noflush`, which the kernel commits atomically per table:
+// a failure leaves that table as it was instead of half-made. Off the hot path,
+// and in the tests, github.com/coreos/go-iptables answers one-rule questions.
+package nat
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+)
+
+// Mode is how a network reaches the world.
+type Mode int
+
+const (
+	// Isolated: guests reach each other only.
+	Isolated Mode = iota
+	// HostOnly: guests reach each other and the host, nothing is routed in or out.
+	HostOnly
+	// NAT: as HostOnly, and guests reach the world through the host, masqueraded.
+	NAT
+)
+
+// String returns the mode as kvmnet's configuration spells it.
+func (m Mode) String() string {
+	switch m {
+	case Isolated:
+		return "isolated"
+	case HostOnly:
+		return "hostonly"
+	case NAT:
+		return "nat"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Network is what the rule engine needs to know of one kvmnet network.
+type Network struct {
+	Name   string       // network name, [a-z0-9][a-z0-9_-]{0,14}
+	Bridge string       // bridge device, e.g. "br0"
+	Mode   Mode         // Isolated, HostOnly or NAT
+	Subnet netip.Prefix // masked IPv4 prefix, e.g. 192.168.100.0/24; needed for NAT only
+	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
+	// accept udp 67 and udp+tcp 53 arriving on it.
+	Services bool
+}
+
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,14}$`)
+	// ifnameRE is stricter than the kernel: the bridge name goes into an
+	// iptables-restore batch, so it must not hold spaces, quotes or a newline,
+	// must not start with '-' (an option) and must not end with '+' (which
+	// iptables reads as a wildcard).
+	ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$`)
+)
+
+// Validate reports why n cannot be turned into rules, or nil.
+func (n Network) Validate() error {
+	if !nameRE.MatchString(n.Name) {
+		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
+	}
+	if !ifnameRE.MatchString(n.Bridge) {
+		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)
+	}
+	switch n.Mode {
+	case Isolated, HostOnly:
+	case NAT:
+		if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
+			return fmt.Errorf("network %s: nat needs an IPv4 subnet, have %q", n.Name, n.Subnet)
+		}
+		if n.Subnet != n.Subnet.Masked() {
+			return fmt.Errorf("network %s: subnet %s has host bits set (want %s)", n.Name, n.Subnet, n.Subnet.Masked())
+		}
+	default:
+		return fmt.Errorf("network %s: unknown mode %d", n.Name, int(n.Mode))
+	}
+	return nil
+}
