@@ -1,0 +1,295 @@
+package netsvc
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// dhcpd answers DHCP messages of one network. It holds no socket: handle maps
+// a parsed request to a reply and its destination, so that the protocol logic
+// is tested and fuzzed without a network.
+type dhcpd struct {
+	pool      *pool
+	log       *slog.Logger
+	gw        netip.Addr
+	mask      net.IPMask
+	bcast     netip.Addr
+	domain    string
+	dns       bool
+	mtu       int
+	leaseTime time.Duration
+
+	// exhausted is set while the pool is full, so that a full pool logs one
+	// line rather than one per DISCOVER. Only the serving goroutine uses it.
+	exhausted bool
+}
+
+// newDHCPd makes the handler of a validated config around pool p.
+func newDHCPd(c Config, p *pool, log *slog.Logger) *dhcpd {
+	return &dhcpd{
+		pool: p, log: log, gw: c.Gateway.Addr(),
+		mask:  net.CIDRMask(c.Gateway.Bits(), 32),
+		bcast: broadcast(c.Gateway), domain: c.Domain, dns: c.DNS,
+		mtu: c.MTU, leaseTime: c.LeaseTime,
+	}
+}
+
+// sendKind is how a reply reaches the client, chosen as RFC 2131 4.1 says.
+type sendKind int
+
+const (
+	sendBroadcast  sendKind = iota + 1 // to 255.255.255.255
+	sendUnicastIP                      // to ciaddr, which the client already uses
+	sendUnicastMAC                     // to chaddr/yiaddr, before the client has the address
+)
+
+// reply is a message to send and where to.
+type reply struct {
+	msg  *dhcpv4.DHCPv4
+	kind sendKind
+	ip   netip.Addr       // destination address (unicast kinds)
+	mac  net.HardwareAddr // destination MAC (sendUnicastMAC)
+}
+
+// handle answers one request. It returns nil when no answer is due: not a
+// request, relayed (we serve only our bridge), meant for another server, or a
+// message that needs none (RELEASE, DECLINE).
+func (d *dhcpd) handle(req *dhcpv4.DHCPv4, now time.Time) *reply {
+	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) == 0 ||
+		ip4(req.GatewayIPAddr).IsValid() && !ip4(req.GatewayIPAddr).IsUnspecified() {
+		return nil
+	}
+	c := clientOf(req)
+	if sid := ip4(req.ServerIdentifier()); sid.IsValid() && sid != d.gw {
+		if req.MessageType() == dhcpv4.MessageTypeRequest {
+			d.pool.forgetOffer(c) // the client chose another server's offer
+		}
+		return nil
+	}
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		return d.discover(req, c, now)
+	case dhcpv4.MessageTypeRequest:
+		return d.request(req, c, now)
+	case dhcpv4.MessageTypeRelease:
+		d.release(req, c, now)
+	case dhcpv4.MessageTypeDecline:
+		d.decline(req, c, now)
+	case dhcpv4.MessageTypeInform:
+		return d.inform(req)
+	}
+	return nil
+}
+
+// discover offers an address, or stays silent when the pool is full.
+func (d *dhcpd) discover(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
+	ip, ok := d.pool.offer(c, ip4(req.RequestedIPAddress()), now)
+	if !ok {
+		if !d.exhausted {
+			d.log.Warn("dhcp pool exhausted: no address to offer", "mac", c.mac.String(),
+				"range", d.pool.start.String()+"-"+d.pool.end.String())
+		}
+		d.exhausted = true
+		return nil
+	}
+	d.exhausted = false
+	msg := d.newReply(req, dhcpv4.MessageTypeOffer, ip)
+	d.leaseOptions(msg, ip)
+	return d.toClient(req, msg, ip)
+}
+
+// request handles the four REQUEST states of RFC 2131 4.3.2, told apart by
+// which of server identifier, requested address and ciaddr are set.
+func (d *dhcpd) request(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
+	want := ip4(req.RequestedIPAddress())
+	ciaddr := ip4(req.ClientIPAddr)
+	hasCiaddr := ciaddr.IsValid() && !ciaddr.IsUnspecified()
+	switch {
+	case ip4(req.ServerIdentifier()).IsValid(): // SELECTING: our offer was taken
+		if !want.IsValid() || want.IsUnspecified() {
+			return nil
+		}
+	case want.IsValid() && !want.IsUnspecified(): // INIT-REBOOT
+		if !d.pool.prefix.Contains(want) {
+			return d.nak(req, c, want, "requested address not on this network")
+		}
+	case hasCiaddr: // RENEWING (unicast) or REBINDING (broadcast)
+		if !d.pool.prefix.Contains(ciaddr) {
+			return nil // not our network: another server's client
+		}
+		want = ciaddr
+	default:
+		return nil
+	}
+	return d.ack(req, c, want, now)
+}
+
+// ack commits the lease of want to c and ACKs it, or NAKs when want is not
+// c's to have.
+func (d *dhcpd) ack(req *dhcpv4.DHCPv4, c client, want netip.Addr, now time.Time) *reply {
+	r, ok := d.pool.commit(c, want, now)
+	if !ok {
+		return d.nak(req, c, want, "address not available")
+	}
+	d.log.Info("dhcp lease", "ip", r.ip.String(), "mac", c.mac.String(), "hostname", r.hostname)
+	msg := d.newReply(req, dhcpv4.MessageTypeAck, r.ip)
+	d.leaseOptions(msg, r.ip)
+	if r.hostname != "" && r.static {
+		msg.UpdateOption(dhcpv4.OptHostName(r.hostname))
+	}
+	return d.toClient(req, msg, r.ip)
+}
+
+// nak refuses a REQUEST. NAKs are always broadcast (RFC 2131 4.1): the client
+// may not hold the address it asked for.
+func (d *dhcpd) nak(req *dhcpv4.DHCPv4, c client, want netip.Addr, why string) *reply {
+	d.log.Info("dhcp nak", "ip", want.String(), "mac", c.mac.String(), "reason", why)
+	msg := d.newReply(req, dhcpv4.MessageTypeNak, netip.IPv4Unspecified())
+	msg.UpdateOption(dhcpv4.OptMessage(why))
+	return &reply{msg: msg, kind: sendBroadcast}
+}
+
+// release ends the client's lease early.
+func (d *dhcpd) release(req *dhcpv4.DHCPv4, c client, now time.Time) {
+	ip := ip4(req.ClientIPAddr)
+	if ip.IsValid() && d.pool.release(c, ip, now) {
+		d.log.Info("dhcp release", "ip", ip.String(), "mac", c.mac.String())
+	}
+}
+
+// decline takes an address that another host answered ARP for out of the pool.
+func (d *dhcpd) decline(req *dhcpv4.DHCPv4, c client, now time.Time) {
+	ip := ip4(req.RequestedIPAddress())
+	if ip.IsValid() && d.pool.decline(c, ip, now) {
+		d.log.Warn("dhcp decline: address in use by another host, held back", "ip", ip.String(),
+			"mac", c.mac.String(), "for", declineHold.String())
+	}
+}
+
+// inform gives a client that configured its address itself our options,
+// without a lease (RFC 2131 3.4), unicast to the address it uses.
+func (d *dhcpd) inform(req *dhcpv4.DHCPv4) *reply {
+	ciaddr := ip4(req.ClientIPAddr)
+	if !ciaddr.IsValid() || !d.pool.prefix.Contains(ciaddr) {
+		return nil
+	}
+	msg := d.newReply(req, dhcpv4.MessageTypeAck, netip.IPv4Unspecified())
+	msg.ClientIPAddr = net.IP(ciaddr.AsSlice())
+	d.networkOptions(msg)
+	return &reply{msg: msg, kind: sendUnicastIP, ip: ciaddr}
+}
+
+// newReply makes the reply skeleton: it copies what RFC 2131 table 3 says to
+// copy and sets the server identifier. It is built by hand rather than with
+// dhcpv4.NewReplyFromRequest, which draws a random xid only to overwrite it.
+func (d *dhcpd) newReply(req *dhcpv4.DHCPv4, t dhcpv4.MessageType, yiaddr netip.Addr) *dhcpv4.DHCPv4 {
+	msg := &dhcpv4.DHCPv4{
+		OpCode: dhcpv4.OpcodeBootReply, HWType: req.HWType, TransactionID: req.TransactionID,
+		Flags: req.Flags, ClientHWAddr: req.ClientHWAddr,
+		ClientIPAddr: net.IPv4zero, YourIPAddr: net.IP(yiaddr.AsSlice()),
+		ServerIPAddr: net.IPv4zero, GatewayIPAddr: net.IPv4zero,
+		Options: dhcpv4.Options{},
+	}
+	msg.UpdateOption(dhcpv4.OptMessageType(t))
+	msg.UpdateOption(dhcpv4.OptServerIdentifier(net.IP(d.gw.AsSlice())))
+	if id := req.Options.Get(dhcpv4.OptionClientIdentifier); id != nil {
+		msg.UpdateOption(dhcpv4.OptClientIdentifier(id)) // RFC 6842
+	}
+	return msg
+}
+
+// leaseOptions adds the lease times and the network's options.
+func (d *dhcpd) leaseOptions(msg *dhcpv4.DHCPv4, ip netip.Addr) {
+	msg.UpdateOption(dhcpv4.OptIPAddressLeaseTime(d.leaseTime))
+	msg.UpdateOption(dhcpv4.OptRenewTimeValue(d.leaseTime / 2))
+	msg.UpdateOption(dhcpv4.OptRebindingTimeValue(d.leaseTime * 7 / 8))
+	d.networkOptions(msg)
+}
+
+// networkOptions adds router, mask, broadcast, DNS, domain and MTU.
+func (d *dhcpd) networkOptions(msg *dhcpv4.DHCPv4) {
+	gw := net.IP(d.gw.AsSlice())
+	msg.UpdateOption(dhcpv4.OptSubnetMask(d.mask))
+	msg.UpdateOption(dhcpv4.OptRouter(gw))
+	msg.UpdateOption(dhcpv4.OptBroadcastAddress(net.IP(d.bcast.AsSlice())))
+	if d.dns {
+		msg.UpdateOption(dhcpv4.OptDNS(gw))
+	}
+	msg.UpdateOption(dhcpv4.OptDomainName(d.domain))
+	if d.mtu != 0 && d.mtu != 1500 {
+		var b [2]byte
+		binary.BigEndian.PutUint16(b[:], uint16(d.mtu))
+		msg.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, b[:]))
+	}
+}
+
+// toClient picks the destination of an OFFER or ACK as RFC 2131 4.1 says:
+// ciaddr if set, else broadcast if the client asked for it or has no Ethernet
+// address, else unicast to chaddr and the address being handed out.
+func (d *dhcpd) toClient(req *dhcpv4.DHCPv4, msg *dhcpv4.DHCPv4, yiaddr netip.Addr) *reply {
+	if ci := ip4(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
+		return &reply{msg: msg, kind: sendUnicastIP, ip: ci}
+	}
+	if req.IsBroadcast() || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
+		return &reply{msg: msg, kind: sendBroadcast}
+	}
+	return &reply{msg: msg, kind: sendUnicastMAC, ip: yiaddr, mac: req.ClientHWAddr}
+}
+
+// clientOf identifies the sender: by client identifier (option 61) when it
+// sends one, as RFC 2132 9.14 asks, else by MAC.
+func clientOf(req *dhcpv4.DHCPv4) client {
+	c := client{key: macKey(req.ClientHWAddr), mac: req.ClientHWAddr, hostname: sanitizeHostname(req.HostName())}
+	if id := req.Options.Get(dhcpv4.OptionClientIdentifier); len(id) > 0 {
+		c.key = clientIDKey(hex.EncodeToString(id))
+	}
+	return c
+}
+
+func macKey(mac net.HardwareAddr) string { return "hw:" + mac.String() }
+func clientIDKey(hexID string) string    { return "id:" + hexID }
+
+// clientIDOfKey returns the hex client identifier a key was made from.
+func clientIDOfKey(key string) (string, bool) {
+	return strings.CutPrefix(key, "id:")
+}
+
+// ip4 converts a possibly nil or malformed net.IP; invalid input gives the
+// zero Addr, which every caller treats as absent.
+func ip4(ip net.IP) netip.Addr {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Addr{}
+	}
+	a = a.Unmap()
+	if !a.Is4() {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// sanitizeHostname turns what a client calls itself into one lowercase DNS
+// label, or "" when nothing usable is left. Only the first label counts: the
+// guest lives under our domain, whatever domain it thinks it is in.
+func sanitizeHostname(s string) string {
+	s, _, _ = strings.Cut(strings.ToLower(s), ".")
+	b := []byte(s)
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-') {
+			b[i] = '-'
+		}
+	}
+	s = strings.Trim(string(b), "-")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-")
+	}
+	return s
+}

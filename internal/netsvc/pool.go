@@ -1,0 +1,358 @@
+package netsvc
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Hold times of the short-lived pool states.
+const (
+	// offerHold reserves an offered address for the client that was offered
+	// it, long enough for a slow client to send its REQUEST.
+	offerHold = time.Minute
+	// declineHold keeps an address another host answered ARP for out of the
+	// pool, so the next client does not get the same conflict at once.
+	declineHold = 10 * time.Minute
+)
+
+// record is what the pool knows about one client and its address. A record
+// outlives its lease (expires in the past) so that the client gets the same
+// address back later unless the pool has had to reuse it.
+type record struct {
+	ip       netip.Addr
+	mac      net.HardwareAddr
+	key      string // client identifier (option 61) or MAC, see clientKey
+	hostname string // sanitized label, "" when the client sent none
+	expires  time.Time
+	bound    bool // ACKed; false while only offered
+	static   bool
+}
+
+// active reports whether r still holds its address at now.
+func (r *record) active(now time.Time) bool { return now.Before(r.expires) }
+
+// pool is the address allocator and lease table of one network. All methods
+// take the lock: the DHCP loop writes, DNS lookups read.
+type pool struct {
+	mu        sync.RWMutex
+	prefix    netip.Prefix // the subnet (masked)
+	gw        netip.Addr
+	start     netip.Addr
+	end       netip.Addr
+	leaseTime time.Duration
+
+	byIP     map[netip.Addr]*record
+	byKey    map[string]*record
+	byName   map[string]*record
+	declined map[netip.Addr]time.Time
+
+	staticByMAC  map[string]Host
+	staticByIP   map[netip.Addr]Host
+	staticByName map[string]Host
+
+	dirty func() // called after a change worth persisting
+}
+
+// newPool makes the pool of a validated config.
+func newPool(c Config) *pool {
+	p := &pool{
+		prefix: c.Gateway.Masked(), gw: c.Gateway.Addr(),
+		start: c.RangeStart, end: c.RangeEnd, leaseTime: c.LeaseTime,
+		byIP: map[netip.Addr]*record{}, byKey: map[string]*record{},
+		byName: map[string]*record{}, declined: map[netip.Addr]time.Time{},
+		staticByMAC: map[string]Host{}, staticByIP: map[netip.Addr]Host{},
+		staticByName: map[string]Host{},
+		dirty:        func() {},
+	}
+	for _, h := range c.Hosts {
+		h.Name = strings.ToLower(h.Name)
+		p.staticByMAC[h.MAC.String()] = h
+		p.staticByIP[h.IP] = h
+		if h.Name != "" {
+			p.staticByName[h.Name] = h
+		}
+	}
+	return p
+}
+
+// client identifies the sender of a DHCP message.
+type client struct {
+	key      string
+	mac      net.HardwareAddr
+	hostname string
+}
+
+// inRange reports whether ip may be handed out dynamically at all.
+func (p *pool) inRange(ip netip.Addr) bool {
+	return ip.Is4() && !ip.Less(p.start) && !p.end.Less(ip) && ip != p.gw && !p.isStatic(ip)
+}
+
+func (p *pool) isStatic(ip netip.Addr) bool {
+	_, ok := p.staticByIP[ip]
+	return ok
+}
+
+// staticFor returns the static host of c's MAC, if any.
+func (p *pool) staticFor(c client) (Host, bool) {
+	h, ok := p.staticByMAC[c.mac.String()]
+	return h, ok
+}
+
+// free reports whether ip can go to c at now: in the range, not declined, and
+// not held by another client.
+func (p *pool) free(ip netip.Addr, c client, now time.Time) bool {
+	if !p.inRange(ip) {
+		return false
+	}
+	if until, ok := p.declined[ip]; ok {
+		if now.Before(until) {
+			return false
+		}
+		delete(p.declined, ip)
+	}
+	r := p.byIP[ip]
+	return r == nil || r.key == c.key || !r.active(now)
+}
+
+// offer picks an address for c's DISCOVER and reserves it for offerHold. It
+// prefers c's static address, then c's previous address, then the address c
+// asked for, then a never-used address, then the longest-expired one.
+func (p *pool) offer(c client, want netip.Addr, now time.Time) (netip.Addr, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h, ok := p.staticFor(c); ok {
+		return h.IP, true
+	}
+	ip, ok := p.choose(c, want, now)
+	if !ok {
+		return ip, false
+	}
+	r := p.bind(c, ip, now)
+	if !r.bound || !r.active(now) {
+		r.bound = false
+		r.expires = now.Add(offerHold)
+	}
+	return ip, true
+}
+
+// choose implements offer's order of preference without changing anything.
+func (p *pool) choose(c client, want netip.Addr, now time.Time) (netip.Addr, bool) {
+	if r := p.byKey[c.key]; r != nil && !r.static && p.free(r.ip, c, now) {
+		return r.ip, true
+	}
+	if want.IsValid() && p.free(want, c, now) {
+		return want, true
+	}
+	return p.scan(c, now)
+}
+
+// scan walks the range for a never-used address, remembering the record that
+// expired longest ago as the fallback.
+func (p *pool) scan(c client, now time.Time) (netip.Addr, bool) {
+	var oldest netip.Addr
+	var oldestT time.Time
+	for ip := p.start; ip.IsValid() && !p.end.Less(ip); ip = ip.Next() {
+		if !p.free(ip, c, now) {
+			continue
+		}
+		r := p.byIP[ip]
+		if r == nil {
+			return ip, true
+		}
+		if !oldest.IsValid() || r.expires.Before(oldestT) {
+			oldest, oldestT = ip, r.expires
+		}
+	}
+	return oldest, oldest.IsValid()
+}
+
+// bind gives ip to c: it drops c's record of another address and any stale
+// record of ip, and returns c's record of ip. The caller sets the state.
+func (p *pool) bind(c client, ip netip.Addr, now time.Time) *record {
+	if r := p.byKey[c.key]; r != nil && r.ip != ip {
+		p.remove(r)
+	}
+	r := p.byIP[ip]
+	if r != nil && r.key != c.key {
+		p.remove(r)
+		r = nil
+	}
+	if r == nil {
+		r = &record{ip: ip, key: c.key}
+		p.byIP[ip], p.byKey[c.key] = r, r
+	}
+	r.mac = append(r.mac[:0], c.mac...)
+	return r
+}
+
+// remove forgets r entirely.
+func (p *pool) remove(r *record) {
+	if p.byIP[r.ip] == r {
+		delete(p.byIP, r.ip)
+	}
+	if p.byKey[r.key] == r {
+		delete(p.byKey, r.key)
+	}
+	p.setName(r, "")
+}
+
+// setName indexes r under name for DNS; a newer lease takes a name over.
+func (p *pool) setName(r *record, name string) {
+	if r.hostname != "" && p.byName[r.hostname] == r {
+		delete(p.byName, r.hostname)
+	}
+	r.hostname = name
+	if name != "" {
+		p.byName[name] = r
+	}
+}
+
+// commit handles a REQUEST for ip from c: it binds the lease and returns its
+// record, or nil when ip cannot be c's (the caller NAKs). The server is
+// authoritative on its bridge: a client asking for a free address it had
+// before a lost lease file gets it rather than silence.
+func (p *pool) commit(c client, ip netip.Addr, now time.Time) (*record, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h, static := p.staticFor(c)
+	switch {
+	case static && ip != h.IP:
+		return nil, false
+	case !static && !p.free(ip, c, now):
+		return nil, false
+	}
+	r := p.bind(c, ip, now)
+	r.bound, r.static = true, static
+	r.expires = now.Add(p.leaseTime)
+	name := c.hostname
+	if static && h.Name != "" {
+		name = h.Name
+	}
+	if name == "" {
+		name = r.hostname // a renewal without option 12 keeps the name
+	}
+	p.setName(r, name)
+	p.dirty()
+	return r.copy(), true
+}
+
+// copy returns a snapshot of r that is safe to read without the lock.
+func (r *record) copy() *record {
+	c := *r
+	c.mac = append(net.HardwareAddr(nil), r.mac...)
+	return &c
+}
+
+// release ends c's lease of ip now, keeping the record so that c gets the
+// same address back next time if nobody took it meanwhile.
+func (p *pool) release(c client, ip netip.Addr, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.byIP[ip]
+	if r == nil || r.key != c.key {
+		return false
+	}
+	r.expires = now
+	p.setName(r, "")
+	p.dirty()
+	return true
+}
+
+// decline takes ip out of the pool for declineHold and forgets c's record of
+// it, so that c's next DISCOVER gets another address.
+func (p *pool) decline(c client, ip netip.Addr, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.byIP[ip]
+	if r == nil || r.key != c.key {
+		return false
+	}
+	p.remove(r)
+	if !r.static {
+		p.declined[ip] = now.Add(declineHold)
+	}
+	p.dirty()
+	return true
+}
+
+// forgetOffer drops c's unbound offer: c chose another server.
+func (p *pool) forgetOffer(c client) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.byKey[c.key]; r != nil && !r.bound {
+		p.remove(r)
+	}
+}
+
+// lookup returns the address of a guest name (a lowercase label).
+func (p *pool) lookup(name string, now time.Time) (netip.Addr, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if h, ok := p.staticByName[name]; ok {
+		return h.IP, true
+	}
+	if r := p.byName[name]; r != nil && r.bound && r.active(now) {
+		return r.ip, true
+	}
+	return netip.Addr{}, false
+}
+
+// reverse returns the guest name of ip, for PTR queries.
+func (p *pool) reverse(ip netip.Addr, now time.Time) (string, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if h, ok := p.staticByIP[ip]; ok && h.Name != "" {
+		return h.Name, true
+	}
+	if r := p.byIP[ip]; r != nil && r.bound && r.active(now) && r.hostname != "" {
+		return r.hostname, true
+	}
+	return "", false
+}
+
+// snapshot returns copies of the bound records, for persisting.
+func (p *pool) snapshot() []*record {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := make([]*record, 0, len(p.byIP))
+	for _, r := range p.byIP {
+		if r.bound {
+			out = append(out, r.copy())
+		}
+	}
+	return out
+}
+
+// restore loads persisted records, dropping those the current config no
+// longer allows: out of range, the gateway, or a static address of another MAC.
+func (p *pool) restore(recs []*record) (kept int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range recs {
+		if !p.restorable(r) {
+			continue
+		}
+		r.bound = true
+		p.byIP[r.ip], p.byKey[r.key] = r, r
+		name := r.hostname
+		r.hostname = ""
+		p.setName(r, name)
+		kept++
+	}
+	return kept
+}
+
+func (p *pool) restorable(r *record) bool {
+	if r.key == "" || p.byIP[r.ip] != nil || p.byKey[r.key] != nil {
+		return false
+	}
+	h, static := p.staticByMAC[r.mac.String()]
+	r.static = static
+	if static {
+		return h.IP == r.ip
+	}
+	return p.inRange(r.ip)
+}

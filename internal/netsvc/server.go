@@ -1,0 +1,284 @@
+package netsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/miekg/dns"
+)
+
+// flushDelay coalesces lease-file writes: a burst of ACKs costs one write.
+// A crash inside the window loses nothing a guest cannot get back, since the
+// server ACKs a free address a client asks for (see pool.commit).
+const flushDelay = 100 * time.Millisecond
+
+// Server is a bound, not yet serving, daemon: Listen opens every socket so
+// that a caller can report readiness before Serve.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	pool *pool
+
+	dhcp    *dhcpd
+	dhcpUDP *net.UDPConn
+	raw     *rawSender
+
+	dns  *dnsd
+	dnsL *dnsListeners
+
+	flush chan struct{}
+}
+
+// Run serves c until ctx is done: Listen, then Serve.
+func Run(ctx context.Context, c Config, log *slog.Logger) error {
+	s, err := Listen(c, log)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Listen validates c, loads the lease file and binds the sockets (in the
+// network namespace of the calling thread). On error nothing stays open.
+func Listen(c Config, log *slog.Logger) (*Server, error) {
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: c, log: log, pool: newPool(c), flush: make(chan struct{}, 1)}
+	s.pool.dirty = s.markDirty
+	if err := s.loadLeases(); err != nil {
+		return nil, err
+	}
+	if err := s.open(); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open binds the DHCP and DNS sockets that c turns on.
+func (s *Server) open() error {
+	var err error
+	if s.cfg.DHCP {
+		s.dhcp = newDHCPd(s.cfg, s.pool, s.log)
+		if s.dhcpUDP, err = listenDHCP(s.cfg.Bridge); err != nil {
+			return err
+		}
+		if s.raw, err = newRawSender(s.cfg.Bridge, s.cfg.Gateway.Addr()); err != nil {
+			return err
+		}
+	}
+	if s.cfg.DNS {
+		ups, err := s.upstreams()
+		if err != nil {
+			return err
+		}
+		s.dns = newDNSd(s.cfg, s.pool, ups, s.log)
+		if s.dnsL, err = listenDNS(s.cfg.Gateway.Addr(), 53); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upstreams returns the configured upstreams, or the host's resolvers, minus
+// our own address (forwarding to ourselves would loop).
+func (s *Server) upstreams() ([]string, error) {
+	ups := s.cfg.Upstreams
+	if len(ups) == 0 {
+		var err error
+		if ups, err = resolvConfServers("/etc/resolv.conf"); err != nil {
+			s.log.Warn("dns: no upstream from /etc/resolv.conf; names not ours get SERVFAIL", "err", err.Error())
+		}
+	}
+	self := netip.AddrPortFrom(s.cfg.Gateway.Addr(), 53)
+	var out []string
+	for _, u := range ups {
+		if ap, err := netip.ParseAddrPort(u); err == nil && ap != self {
+			out = append(out, u)
+		}
+	}
+	s.log.Info("dns upstreams", "upstreams", out)
+	return out, nil
+}
+
+// loadLeases restores the lease file, if any.
+func (s *Server) loadLeases() error {
+	if s.cfg.LeaseFile == "" {
+		return nil
+	}
+	recs, err := readLeaseFile(s.cfg.LeaseFile)
+	if err != nil {
+		return err
+	}
+	kept := s.pool.restore(recs)
+	s.log.Info("leases loaded", "file", s.cfg.LeaseFile, "kept", kept, "dropped", len(recs)-kept)
+	return nil
+}
+
+// markDirty asks the flusher for a lease-file write.
+func (s *Server) markDirty() {
+	select {
+	case s.flush <- struct{}{}:
+	default:
+	}
+}
+
+// Serve answers DHCP and DNS until ctx is done, then writes the lease file a
+// last time and closes every socket. It returns nil on a clean stop.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	run := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	run(s.flushLoop)
+	if s.dhcp != nil {
+		run(s.serveDHCP)
+	}
+	if s.dns != nil {
+		run(s.serveDNS)
+	}
+	s.log.Info("netsvc serving", "network", s.cfg.Network, "bridge", s.cfg.Bridge,
+		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS)
+	<-ctx.Done()
+	s.close()
+	wg.Wait()
+	close(errc)
+	err := s.writeLeases()
+	for e := range errc {
+		err = errors.Join(err, e)
+	}
+	return err
+}
+
+// close closes every socket, which unblocks the serving loops.
+func (s *Server) close() {
+	if s.dhcpUDP != nil {
+		s.dhcpUDP.Close()
+	}
+	if s.raw != nil {
+		s.raw.close()
+	}
+	if s.dnsL != nil {
+		s.dnsL.udp.Close()
+		s.dnsL.tcp.Close()
+	}
+}
+
+// flushLoop writes the lease file after changes, at most every flushDelay.
+func (s *Server) flushLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.flush:
+		}
+		select {
+		case <-ctx.Done():
+			return nil // Serve writes once more on the way out
+		case <-time.After(flushDelay):
+		}
+		if err := s.writeLeases(); err != nil {
+			s.log.Error("lease file not written", "err", err.Error())
+		}
+	}
+}
+
+// writeLeases persists the bound leases.
+func (s *Server) writeLeases() error {
+	if s.cfg.LeaseFile == "" {
+		return nil
+	}
+	return writeLeaseFile(s.cfg.LeaseFile, s.pool.snapshot())
+}
+
+// serveDHCP reads requests one at a time: handling one takes microseconds,
+// and one goroutine keeps the pool decisions in arrival order.
+func (s *Server) serveDHCP(ctx context.Context) error {
+	buf := make([]byte, 4096)
+	for {
+		n, peer, err := s.dhcpUDP.ReadFromUDP(buf)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("dhcp read: %w", err)
+		}
+		s.handleDHCP(buf[:n], peer, time.Now())
+	}
+}
+
+// handleDHCP parses, answers and sends one datagram. Malformed packets are
+// dropped with a debug line: anyone on the bridge can send them.
+func (s *Server) handleDHCP(b []byte, peer *net.UDPAddr, now time.Time) {
+	req, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		s.log.Debug("dhcp: malformed packet dropped", "from", peer.String(), "err", err.Error())
+		return
+	}
+	rep := s.dhcp.handle(req, now)
+	if rep == nil {
+		return
+	}
+	if err := s.send(rep); err != nil {
+		s.log.Warn("dhcp reply not sent", "err", err.Error())
+	}
+}
+
+// send delivers a reply by the means its kind says.
+func (s *Server) send(rep *reply) error {
+	b := rep.msg.ToBytes()
+	switch rep.kind {
+	case sendUnicastMAC:
+		return s.raw.send(b, rep.ip, rep.mac)
+	case sendUnicastIP:
+		_, err := s.dhcpUDP.WriteToUDP(b, &net.UDPAddr{IP: rep.ip.AsSlice(), Port: clientPort})
+		return err
+	default:
+		_, err := s.dhcpUDP.WriteToUDP(b, &net.UDPAddr{IP: net.IPv4bcast, Port: clientPort})
+		return err
+	}
+}
+
+// serveDNS runs the UDP and TCP servers on the bound sockets until ctx ends.
+func (s *Server) serveDNS(ctx context.Context) error {
+	servers := []*dns.Server{
+		{PacketConn: s.dnsL.udp, Handler: s.dns},
+		{Listener: s.dnsL.tcp, Handler: s.dns, ReadTimeout: upstreamTimeout},
+	}
+	errc := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { errc <- srv.ActivateAndServe() }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("dns serve: %w", err)
+	}
+	for _, srv := range servers {
+		_ = srv.Shutdown()
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
