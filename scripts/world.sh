@@ -45,6 +45,10 @@ up() {
 		ip -n "$ns" link set lo up
 	done
 	ip -n "$host" link add uplink0 type veth peer name eth0 netns "$out"
+	# No IPv6 link-local addresses on the uplink: they appear seconds later and
+	# would make a snapshot of the host namespace depend on when it was taken.
+	ip -n "$host" link set uplink0 addrgenmode none
+	ip -n "$out" link set eth0 addrgenmode none
 	ip -n "$out" addr add "$OUT_IP/24" dev eth0
 	ip -n "$out" link set eth0 up
 	for r in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16; do ip -n "$out" route add "$r" via "$HOST_IP"; done
@@ -59,10 +63,11 @@ up() {
 	cgi "$state/host/cgi-bin/index.cgi" kvmnet-host
 	nsexec "$out" setsid busybox httpd -f -p "$OUT_IP:80" -h "$state/out" </dev/null >>"$state/httpd-out.log" 2>&1 &
 	nsexec "$host" setsid busybox httpd -f -p 0.0.0.0:80 -h "$state/host" </dev/null >>"$state/httpd-host.log" 2>&1 &
-	# Ready when the outside answers from the host namespace.
+	# Ready when the uplink has its carrier and both servers answer.
 	local i
 	for i in $(seq 50); do
-		if nsexec "$host" busybox nc -w 1 "$OUT_IP" 80 </dev/null >/dev/null 2>&1 &&
+		if [ "$(nsexec "$host" cat /sys/class/net/uplink0/operstate)" = up ] &&
+			nsexec "$host" busybox nc -w 1 "$OUT_IP" 80 </dev/null >/dev/null 2>&1 &&
 			nsexec "$host" busybox nc -w 1 127.0.0.1 80 </dev/null >/dev/null 2>&1; then
 			: >"$state/outside.log"
 			return 0
