@@ -1,0 +1,277 @@
+package netsvc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/kvmnet/kvmnet/internal/testns"
+	"github.com/miekg/dns"
+)
+
+var guestSrc = netip.MustParseAddr("192.168.100.50")
+
+// fakeUpstreams records forwarded queries and answers from a table.
+type fakeUpstreams struct {
+	mu    sync.Mutex
+	calls []string // "upstream/proto"
+	down  map[string]bool
+}
+
+func (f *fakeUpstreams) exchange(_ context.Context, m *dns.Msg, proto, up string) (*dns.Msg, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, up+"/"+proto)
+	f.mu.Unlock()
+	if f.down[up] {
+		return nil, errors.New("timeout")
+	}
+	r := new(dns.Msg)
+	r.SetReply(m)
+	r.Answer = append(r.Answer, &dns.A{Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(203, 0, 113, 7)})
+	return r, nil
+}
+
+// dnsFor makes a socketless DNS handler with a lease for "web" at .2.
+func dnsFor(t testing.TB, ups []string, f *fakeUpstreams) (*dnsd, netip.Addr) {
+	c := testConfig()
+	p := newPool(c)
+	d := newDHCPd(c, p, discardLog())
+	now := time.Now()
+	off := d.handle(newReq(t, dhcpv4.MessageTypeDiscover, macN(1)), now)
+	ip := addrOf(off.msg.YourIPAddr)
+	d.handle(newReq(t, dhcpv4.MessageTypeRequest, macN(1), optReqIP(ip), optServerID(testGW), withHostname("web")), now)
+	s := newDNSd(c, p, ups, discardLog())
+	s.exchange = f.exchange
+	return s, ip
+}
+
+func query(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	return m
+}
+
+func aOf(t testing.TB, r *dns.Msg) string {
+	t.Helper()
+	if r == nil || len(r.Answer) != 1 {
+		t.Fatalf("want one answer, got %v", r)
+	}
+	switch rr := r.Answer[0].(type) {
+	case *dns.A:
+		return rr.A.String()
+	case *dns.PTR:
+		return rr.Ptr
+	}
+	t.Fatalf("unexpected answer %v", r.Answer[0])
+	return ""
+}
+
+func TestDNSLocalNames(t *testing.T) {
+	f := &fakeUpstreams{}
+	d, ip := dnsFor(t, []string{"192.0.2.1:53"}, f)
+	ctx := context.Background()
+	for _, name := range []string{"web.kvm", "WEB.Kvm", "web"} {
+		r := d.answer(ctx, query(name, dns.TypeA), guestSrc, "udp")
+		if got := aOf(t, r); got != ip.String() || !r.Authoritative {
+			t.Errorf("%s: %s, want %s", name, got, ip)
+		}
+	}
+	if got := aOf(t, d.answer(ctx, query("fixed.kvm", dns.TypeA), guestSrc, "udp")); got != testStatic.IP.String() {
+		t.Errorf("static host: %s", got)
+	}
+	if r := d.answer(ctx, query("web.kvm", dns.TypeAAAA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+		t.Errorf("AAAA of a guest: %v, want NODATA", r)
+	}
+	for _, name := range []string{"nobody.kvm", "a.b.kvm"} {
+		if r := d.answer(ctx, query(name, dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
+			t.Errorf("%s: rcode %d, want NXDOMAIN", name, r.Rcode)
+		}
+	}
+	rev, _ := dns.ReverseAddr(ip.String())
+	if got := aOf(t, d.answer(ctx, query(rev, dns.TypePTR), guestSrc, "udp")); got != "web.kvm." {
+		t.Errorf("PTR: %s", got)
+	}
+	rev, _ = dns.ReverseAddr("192.168.100.222")
+	if r := d.answer(ctx, query(rev, dns.TypePTR), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
+		t.Errorf("PTR of an unknown subnet address: %v", r)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("local names were forwarded: %v", f.calls)
+	}
+}
+
+func TestDNSForwardRefuseFail(t *testing.T) {
+	f := &fakeUpstreams{down: map[string]bool{"192.0.2.1:53": true}}
+	d, _ := dnsFor(t, []string{"192.0.2.1:53", "192.0.2.2:53"}, f)
+	ctx := context.Background()
+	q := query("example.org", dns.TypeA)
+	if got := aOf(t, d.answer(ctx, q, guestSrc, "tcp")); got != "203.0.113.7" {
+		t.Errorf("forwarded answer %s", got)
+	}
+	if strings.Join(f.calls, " ") != "192.0.2.1:53/tcp 192.0.2.2:53/tcp" {
+		t.Errorf("upstream calls %v, want each upstream in order over tcp", f.calls)
+	}
+	if r := d.answer(ctx, query("unknownhost", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("an unknown bare name is forwarded: %v", r)
+	}
+	for _, src := range []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1"), {}} {
+		if r := d.answer(ctx, query("web.kvm", dns.TypeA), src, "udp"); r.Rcode != dns.RcodeRefused {
+			t.Errorf("query from %s: rcode %d, want REFUSED", src, r.Rcode)
+		}
+	}
+	f.down["192.0.2.2:53"] = true
+	if r := d.answer(ctx, q, guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("all upstreams down: rcode %d, want SERVFAIL", r.Rcode)
+	}
+	resp := query("x.org", dns.TypeA)
+	resp.Response = true
+	if d.answer(ctx, resp, guestSrc, "udp") != nil {
+		t.Errorf("a response was answered")
+	}
+	two := query("x.org", dns.TypeA)
+	two.Question = append(two.Question, two.Question[0])
+	if r := d.answer(ctx, two, guestSrc, "udp"); r.Rcode != dns.RcodeFormatError {
+		t.Errorf("two questions: rcode %d", r.Rcode)
+	}
+}
+
+func TestResolvConfServers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "resolv.conf")
+	conf := "# stub\nnameserver 127.0.0.53\nnameserver 2001:db8::53\noptions edns0\nsearch lan\n"
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := resolvConfServers(path)
+	if err != nil || strings.Join(got, " ") != "127.0.0.53:53 [2001:db8::53]:53" {
+		t.Errorf("got %v %v", got, err)
+	}
+	if err := os.WriteFile(path, []byte("search lan\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolvConfServers(path); err == nil {
+		t.Errorf("no nameserver: no error")
+	}
+}
+
+// upstream is a DNS server playing the host's resolver in a test namespace.
+type upstream struct {
+	addr  string
+	mu    sync.Mutex
+	nets  []string
+	names []string
+}
+
+// startUpstream serves outside.example (203.0.113.7) on 127.0.0.1 of ns,
+// UDP and TCP on one port.
+func startUpstream(t testing.TB, ns *testns.NS) *upstream {
+	t.Helper()
+	u := &upstream{}
+	var pc net.PacketConn
+	var l net.Listener
+	err := ns.Do(func() error {
+		var err error
+		if pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			return err
+		}
+		l, err = net.Listen("tcp4", pc.LocalAddr().String())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.addr = pc.LocalAddr().String()
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		u.mu.Lock()
+		u.nets = append(u.nets, w.RemoteAddr().Network())
+		u.names = append(u.names, r.Question[0].Name)
+		u.mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if r.Question[0].Name == "outside.example." {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(203, 0, 113, 7)})
+		} else {
+			m.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	})
+	servers := []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}}
+	for _, s := range servers {
+		go func() { _ = s.ActivateAndServe() }()
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			_ = s.Shutdown()
+		}
+	})
+	return u
+}
+
+// ask sends one query from inside ns, from laddr if set.
+func ask(t testing.TB, ns *testns.NS, proto, laddr, server, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	var r *dns.Msg
+	err := ns.Do(func() error {
+		c := &dns.Client{Net: proto, Timeout: 3 * time.Second}
+		if laddr != "" {
+			c.Dialer = &net.Dialer{Timeout: 3 * time.Second}
+			if proto == "tcp" {
+				c.Dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(laddr)}
+			} else {
+				c.Dialer.LocalAddr = &net.UDPAddr{IP: net.ParseIP(laddr)}
+			}
+		}
+		var err error
+		r, _, err = c.Exchange(query(name, qtype), server)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("query %s over %s: %v", name, proto, err)
+	}
+	return r
+}
+
+func TestNetDNS(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	up := startUpstream(t, n.host)
+	// A dead upstream first: the forwarder must go on to the next one.
+	n.cfg.Upstreams = []string{"127.0.0.1:1", up.addr}
+	n.start()
+	c := newRawClient(t, n.guest, "eth0")
+	ip := addrOf(c.dora(t, nil, withHostname("web")).YourIPAddr)
+	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
+	server := testGW.String() + ":53"
+
+	for _, proto := range []string{"udp", "tcp"} {
+		if got := aOf(t, ask(t, n.guest, proto, "", server, "web.kvm", dns.TypeA)); got != ip.String() {
+			t.Errorf("%s web.kvm: %s, want %s", proto, got, ip)
+		}
+		if got := aOf(t, ask(t, n.guest, proto, "", server, "outside.example", dns.TypeA)); got != "203.0.113.7" {
+			t.Errorf("%s forwarded: %s", proto, got)
+		}
+	}
+	if got := aOf(t, ask(t, n.guest, "udp", "", server, "fixed", dns.TypeA)); got != testStatic.IP.String() {
+		t.Errorf("bare static name: %s", got)
+	}
+	up.mu.Lock()
+	if strings.Join(up.nets, " ") != "udp tcp" || strings.Join(up.names, " ") != "outside.example. outside.example." {
+		t.Errorf("upstream saw %v %v, want one udp and one tcp query for outside.example", up.nets, up.names)
+	}
+	up.mu.Unlock()
+	// From outside the subnet (the host's loopback): refused, not forwarded.
+	if r := ask(t, n.host, "udp", "127.0.0.1", server, "outside.example", dns.TypeA); r.Rcode != dns.RcodeRefused {
+		t.Errorf("query from 127.0.0.1: rcode %d, want REFUSED", r.Rcode)
+	}
+	// Only the gateway address listens: not 0.0.0.0.
+	out := n.host.MustRun("ss", "-lnH", "sport", "= :53")
+	if strings.Contains(out, "0.0.0.0:53") || strings.Contains(out, "*:53") || !strings.Contains(out, server) {
+		t.Errorf("dns sockets:\n%s", out)
+	}
+}
