@@ -3,6 +3,7 @@ package netsvc
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -57,6 +58,16 @@ type reply struct {
 	kind sendKind
 	ip   netip.Addr       // destination address (unicast kinds)
 	mac  net.HardwareAddr // destination MAC (sendUnicastMAC)
+}
+
+// handlePacket parses a datagram and answers it; this is the entry point the
+// fuzz target drives.
+func (d *dhcpd) handlePacket(b []byte, now time.Time) (*reply, error) {
+	req, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse dhcp packet: %w", err)
+	}
+	return d.handle(req, now), nil
 }
 
 // handle answers one request. It returns nil when no answer is due: not a

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/miekg/dns"
 )
 
@@ -229,12 +228,11 @@ func (s *Server) serveDHCP(ctx context.Context) error {
 // handleDHCP parses, answers and sends one datagram. Malformed packets are
 // dropped with a debug line: anyone on the bridge can send them.
 func (s *Server) handleDHCP(b []byte, peer *net.UDPAddr, now time.Time) {
-	req, err := dhcpv4.FromBytes(b)
+	rep, err := s.dhcp.handlePacket(b, now)
 	if err != nil {
 		s.log.Debug("dhcp: malformed packet dropped", "from", peer.String(), "err", err.Error())
 		return
 	}
-	rep := s.dhcp.handle(req, now)
 	if rep == nil {
 		return
 	}
