@@ -14,7 +14,8 @@
 #   world.sh up   [OUT HOST]   make (or reuse) the namespaces and start the servers
 #   world.sh down [OUT HOST]   stop everything in them and delete them
 #   world.sh seen [OUT]        source addresses the outside server has seen
-# Default names: kvmnet-w-out, kvmnet-w-host. State: /run/kvmnet-world/OUT/.
+# Default names: kvmnet-w-out, kvmnet-w-host. State: /run/kvmnet-world/OUT/, and
+# /etc/netns/HOST/resolv.conf (nameserver 203.0.113.1) for programs run in HOST.
 # Never touches the machine's own namespace.
 set -euo pipefail
 cmd=${1:-}
@@ -56,6 +57,11 @@ up() {
 	ip -n "$host" link set uplink0 up
 	ip -n "$host" route add default via "$OUT_IP"
 
+	# Name lookups in the host namespace (the DNS forwarder's upstream) go to the
+	# outside host too, never to the machine's resolvers (ip netns exec mounts this).
+	mkdir -p "/etc/netns/$host"
+	echo "nameserver $OUT_IP" >"/etc/netns/$host/resolv.conf"
+
 	rm -rf "$state"
 	mkdir -p "$state/out/cgi-bin" "$state/host/cgi-bin"
 	: >"$state/outside.log"
@@ -86,7 +92,7 @@ down() {
 	for ns in "$out" "$host"; do
 		[ -e "/run/netns/$ns" ] && ip netns del "$ns"
 	done
-	rm -rf "$state"
+	rm -rf "$state" "/etc/netns/$host"
 }
 
 case "$cmd" in
