@@ -59,8 +59,12 @@ up() {
 
 	# Name lookups in the host namespace (the DNS forwarder's upstream) go to the
 	# outside host too, never to the machine's resolvers (ip netns exec mounts this).
-	mkdir -p "/etc/netns/$host"
-	echo "nameserver $OUT_IP" >"/etc/netns/$host/resolv.conf"
+	local i
+	for i in 1 2 3; do # another world's down may rmdir /etc/netns meanwhile
+		mkdir -p "/etc/netns/$host" 2>/dev/null &&
+			echo "nameserver $OUT_IP" >"/etc/netns/$host/resolv.conf" && break
+	done
+	[ -s "/etc/netns/$host/resolv.conf" ] || die "cannot write /etc/netns/$host/resolv.conf"
 
 	rm -rf "$state"
 	mkdir -p "$state/out/cgi-bin" "$state/host/cgi-bin"
@@ -70,7 +74,6 @@ up() {
 	nsexec "$out" setsid busybox httpd -f -p "$OUT_IP:80" -h "$state/out" </dev/null >>"$state/httpd-out.log" 2>&1 &
 	nsexec "$host" setsid busybox httpd -f -p 0.0.0.0:80 -h "$state/host" </dev/null >>"$state/httpd-host.log" 2>&1 &
 	# Ready when the uplink has its carrier and both servers answer.
-	local i
 	for i in $(seq 50); do
 		if [ "$(nsexec "$host" cat /sys/class/net/uplink0/operstate)" = up ] &&
 			nsexec "$host" busybox nc -w 1 "$OUT_IP" 80 </dev/null >/dev/null 2>&1 &&
@@ -93,6 +96,7 @@ down() {
 		[ -e "/run/netns/$ns" ] && ip netns del "$ns"
 	done
 	rm -rf "$state" "/etc/netns/$host"
+	rmdir /etc/netns 2>/dev/null || true # only when empty: it may be the machine's
 }
 
 case "$cmd" in

@@ -200,3 +200,46 @@ func TestQEMUKilled(t *testing.T) {
 	masqueraded(t, w, b)
 	w.checkRestored()
 }
+
+// Zero-config NAT with DHCP and DNS from kvmnet: two guests started at the
+// same moment get distinct leases, find each other by name and reach outside.
+func TestNATDHCP(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "")
+	up, down := w.helper("natup", ""), w.helper("natdown", "")
+	bs := w.boot(
+		guest{Name: "d1", Net: "dhcp", Hold: 5, Check: []string{toOutside, "dns:d2"}, Up: up, Down: down},
+		guest{Name: "d2", Net: "dhcp", Hold: 5, Check: []string{toOutside, "dns:d1"}, Up: up, Down: down},
+	)
+	leases := map[string]string{}
+	for _, b := range bs {
+		b.ran(t)
+		masqueraded(t, w, b)
+		lease, ok := b.find("lease")
+		if !ok {
+			b.dump(t)
+			t.Fatalf("guest %s got no DHCP lease", b.g.Name)
+		}
+		f := map[string]string{}
+		for _, kv := range strings.Fields(lease) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				f[k] = v
+			}
+		}
+		if !strings.HasPrefix(f["ip"], "192.168.100.") || !strings.HasSuffix(f["ip"], "/24") ||
+			f["router"] != natGW || f["dns"] != natGW {
+			t.Errorf("guest %s: lease %q, want an address in 192.168.100.0/24 with router and dns %s", b.g.Name, lease, natGW)
+		}
+		leases[b.g.Name] = strings.TrimSuffix(f["ip"], "/24")
+	}
+	if leases["d1"] == leases["d2"] {
+		t.Errorf("both guests got %s", leases["d1"])
+	}
+	if got := bs[0].reached(t, "dns:d2"); got != leases["d2"] {
+		t.Errorf("d1 resolved d2 to %q, d2 has %s", got, leases["d2"])
+	}
+	if got := bs[1].reached(t, "dns:d1"); got != leases["d1"] {
+		t.Errorf("d2 resolved d1 to %q, d1 has %s", got, leases["d1"])
+	}
+	w.checkRestored()
+}
