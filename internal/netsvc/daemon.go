@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,7 +64,12 @@ func daemon(configPath string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	s.watch = true
 	pid := os.Getpid()
+	if err := os.MkdirAll(filepath.Dir(c.PIDFile), 0o755); err != nil {
+		s.close()
+		return fmt.Errorf("pid file directory: %w", err)
+	}
 	if err := writeFileAtomic(c.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		s.close()
 		return fmt.Errorf("write pid file: %w", err)

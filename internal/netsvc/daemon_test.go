@@ -164,3 +164,24 @@ func TestSpawnReportsStartupError(t *testing.T) {
 		t.Errorf("Spawn error %q, want one line naming nosuchbr0", err)
 	}
 }
+
+// TestDaemonExitsWhenBridgeGoes: sockets bound to a deleted bridge serve
+// nobody, so the daemon exits and the next up starts a fresh one.
+func TestDaemonExitsWhenBridgeGoes(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	n.start()
+	n.host.MustRun("ip", "link", "del", "br0")
+	deadline := time.Now().Add(3 * bridgeWatchInterval)
+	for isDaemon(n.pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, ok := Alive(n.cfg.PIDFile); ok {
+		t.Fatal("daemon still running after its bridge was deleted")
+	}
+	if _, err := os.Stat(n.cfg.PIDFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file left behind: %v", err)
+	}
+	if log, _ := os.ReadFile(n.logPath()); !strings.Contains(string(log), "bridge br0 gone") {
+		t.Errorf("no exit reason in the log:\n%s", log)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -33,6 +35,13 @@ type Server struct {
 	dnsL *dnsListeners
 
 	flush chan struct{}
+
+	// bridgeIndex is the bridge's ifindex at Listen, for watchBridge.
+	bridgeIndex int
+	// watch makes Serve exit when the bridge goes away. Only the daemon sets
+	// it: the check looks the bridge up from whatever thread runs it, which is
+	// right only when the whole process lives in the bridge's namespace.
+	watch bool
 }
 
 // Run serves c until ctx is done: Listen, then Serve.
@@ -63,9 +72,17 @@ func Listen(c Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
+// bridgeWatchInterval is how often the daemon checks that its bridge is
+// still the one it bound to.
+const bridgeWatchInterval = 2 * time.Second
+
 // open binds the DHCP and DNS sockets that c turns on.
 func (s *Server) open() error {
-	var err error
+	ifc, err := net.InterfaceByName(s.cfg.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", s.cfg.Bridge, err)
+	}
+	s.bridgeIndex = ifc.Index
 	if s.cfg.DHCP {
 		s.dhcp = newDHCPd(s.cfg, s.pool, s.log)
 		if s.dhcpUDP, err = listenDHCP(s.cfg.Bridge); err != nil {
@@ -109,10 +126,32 @@ func (s *Server) upstreams() ([]string, error) {
 	return out, nil
 }
 
+// watchBridge returns an error once the bridge is gone or re-created: the
+// sockets stay bound to the old interface and would serve nobody. Exiting
+// lets the next `up` find the daemon dead and start a fresh one.
+func (s *Server) watchBridge(ctx context.Context) error {
+	tick := time.NewTicker(bridgeWatchInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		ifc, err := net.InterfaceByName(s.cfg.Bridge)
+		if err != nil || ifc.Index != s.bridgeIndex {
+			return fmt.Errorf("bridge %s gone or re-created; exiting so that the next up restarts netsvc", s.cfg.Bridge)
+		}
+	}
+}
+
 // loadLeases restores the lease file, if any.
 func (s *Server) loadLeases() error {
 	if s.cfg.LeaseFile == "" {
 		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(s.cfg.LeaseFile), 0o755); err != nil {
+		return fmt.Errorf("lease directory: %w", err)
 	}
 	recs, err := readLeaseFile(s.cfg.LeaseFile)
 	if err != nil {
@@ -154,6 +193,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.dns != nil {
 		run(s.serveDNS)
+	}
+	if s.watch {
+		run(s.watchBridge)
 	}
 	s.log.Info("netsvc serving", "network", s.cfg.Network, "bridge", s.cfg.Bridge,
 		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS)
