@@ -79,9 +79,13 @@ func (ns *NS) MustRun(argv ...string) string {
 func (ns *NS) Do(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: it dies with the goroutine rather than
-		// going back to the pool in the wrong namespace.
 		runtime.LockOSThread()
+		origin, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("open own netns: %w", err)
+			return
+		}
+		defer origin.Close()
 		h, err := netns.GetFromName(ns.Name)
 		if err != nil {
 			errc <- fmt.Errorf("open netns %s: %w", ns.Name, err)
@@ -92,7 +96,15 @@ func (ns *NS) Do(f func() error) error {
 			errc <- fmt.Errorf("enter netns %s: %w", ns.Name, err)
 			return
 		}
-		errc <- f()
+		ferr := f()
+		// Go back before unlocking: the thread may be the process's main
+		// thread, which Go never terminates, and a process whose main thread
+		// stays in the namespace is one `ip netns pids` lists and cleanup kills.
+		// If going back fails the thread stays locked and dies with the goroutine.
+		if netns.Set(origin) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
 	}()
 	return <-errc
 }
