@@ -1,0 +1,278 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/bridge"
+	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/nat"
+	"github.com/kvmnet/kvmnet/internal/state"
+)
+
+// ErrConflict is returned when a network is up with settings other than the ones asked for.
+var ErrConflict = errors.New("conflicts with the running network")
+
+// Up brings tap onto network n, setting n up first if it is not (or healing
+// what went missing: a deleted address, flushed rules, ip_forward turned off).
+// It holds n's lock throughout, so concurrent VMs on one network serialise
+// and exactly one of them sets it up.
+func Up(d state.Dir, n config.Net, tapName string) (Result, error) {
+	lk, err := d.Lock(n.Name)
+	if err != nil {
+		return Result{}, err
+	}
+	defer lk.Unlock()
+	rec, err := current(d, n)
+	if err != nil {
+		return Result{}, err
+	}
+	tap, err := bridge.Link(tapName)
+	if err != nil {
+		return Result{}, fmt.Errorf("find tap: %w", err)
+	}
+	if _, isBridge := tap.(*netlink.Bridge); isBridge || tapName == n.Bridge {
+		return Result{}, fmt.Errorf("tap %s is a bridge, not a VM's port", tapName)
+	}
+	u := &upCall{d: d, n: n, rec: rec, tap: tap}
+	before := rec
+	changes, err := run(u.steps())
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Changes: changes, Warnings: u.warnings}
+	if u.rec != before {
+		return res, d.Save(u.rec)
+	}
+	return res, nil
+}
+
+// Result is what an up or a down did.
+type Result struct {
+	Changes  []string // the changes made, named as the steps are
+	Warnings []string // what was left out, and why
+}
+
+// current returns the record of n, checked against the running network.
+func current(d state.Dir, n config.Net) (state.Network, error) {
+	rec, ok, err := d.Load(n.Name)
+	if err != nil {
+		return rec, err
+	}
+	fresh := state.Network{Name: n.Name, Bridge: n.Bridge, Mode: string(n.Mode), Gateway: n.Gateway}
+	if !ok {
+		return fresh, nil
+	}
+	if rec.Bridge != n.Bridge || rec.Mode != string(n.Mode) || rec.Gateway != n.Gateway {
+		return rec, fmt.Errorf("network %s is up as %s on %s %s, asked for %s on %s %s: %w (take its VMs down or run `kvmnet down %s` first)",
+			n.Name, rec.Mode, rec.Bridge, gwString(rec.Gateway), n.Mode, n.Bridge, gwString(n.Gateway), ErrConflict, n.Name)
+	}
+	br, err := bridge.Find(n.Bridge)
+	if err != nil {
+		return rec, err
+	}
+	switch {
+	case br == nil:
+		// Someone deleted the bridge: its address went with it, and the up
+		// that follows makes both again.
+		rec.MadeAddress = false
+		rec.BridgeIndex = 0
+	case br.Index != rec.BridgeIndex:
+		// Someone deleted the bridge and made another of that name: it is theirs.
+		rec.MadeBridge, rec.MadeAddress = false, false
+		rec.BridgeIndex = br.Index
+	}
+	return rec, nil
+}
+
+type upCall struct {
+	d   state.Dir
+	n   config.Net
+	rec state.Network
+	tap netlink.Link
+	br  *netlink.Bridge
+	fw  *nat.Firewall
+
+	warnings []string
+}
+
+func (u *upCall) steps() []step {
+	tap, br := u.tap.Attrs().Name, u.n.Bridge
+	steps := []step{{name: "make bridge " + br, do: u.bridge, undo: u.unbridge}}
+	if u.n.Mode.Routed() {
+		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress})
+	}
+	if u.n.Mode == config.NAT {
+		steps = append(steps, step{name: "turn on ip_forward", do: u.forwarding, undo: u.unforwarding})
+	}
+	steps = append(steps, step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules})
+	if serves(u.n) {
+		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
+	}
+	return append(steps,
+		step{name: fmt.Sprintf("attach %s to %s", tap, br), do: u.attach, undo: u.detach},
+		step{name: "record " + tap, do: u.record, undo: u.unrecord},
+	)
+}
+
+func (u *upCall) bridge() (bool, error) {
+	br, err := bridge.Find(u.n.Bridge)
+	if err != nil {
+		return false, err
+	}
+	if br != nil {
+		u.br, u.rec.BridgeIndex = br, br.Index
+		return false, bridge.Up(br)
+	}
+	if u.br, err = bridge.Create(u.n.Bridge, u.n.MTU); err != nil {
+		return false, err
+	}
+	u.rec.BridgeIndex, u.rec.MadeBridge = u.br.Index, true
+	return true, nil
+}
+
+func (u *upCall) unbridge() error {
+	u.rec.MadeBridge = false
+	return bridge.Delete(u.n.Bridge)
+}
+
+func (u *upCall) address() (bool, error) {
+	has, err := bridge.HasAddress(u.br, u.n.Gateway)
+	if err != nil || has {
+		return false, err
+	}
+	if err := bridge.CheckOverlap(u.n.Subnet(), u.br.Index); err != nil {
+		return false, err
+	}
+	if err := bridge.AddAddress(u.br, u.n.Gateway); err != nil {
+		return false, err
+	}
+	u.rec.MadeAddress = true
+	return true, nil
+}
+
+func (u *upCall) unaddress() error {
+	u.rec.MadeAddress = false
+	return bridge.DelAddress(u.br, u.n.Gateway)
+}
+
+func (u *upCall) forwarding() (bool, error) {
+	if u.rec.Forwarding {
+		if on, err := Forwarding(); err != nil || on {
+			return false, err
+		}
+	}
+	changed, err := acquireForwarding(u.d, u.n.Name)
+	if err != nil {
+		return false, err
+	}
+	u.rec.Forwarding = true
+	return changed, nil
+}
+
+func (u *upCall) unforwarding() error {
+	u.rec.Forwarding = false
+	return releaseForwarding(u.d, u.n.Name)
+}
+
+// rules makes sure the network's rules are whole. On nf_tables an unchanged
+// ruleset generation since they were last seen whole proves they still are,
+// at the cost of one netlink round trip instead of an iptables-save exec.
+func (u *upCall) rules() (bool, error) {
+	fw, err := u.firewall()
+	if err != nil {
+		return false, err
+	}
+	if u.rec.Rules && u.rec.RulesGen != 0 && fw.Unchanged(u.rec.RulesGen) {
+		return false, nil
+	}
+	r, err := fw.EnsureGen(natNetwork(u.rec, serves(u.n)))
+	if err != nil {
+		return false, err
+	}
+	u.rec.Rules, u.rec.Services = true, serves(u.n)
+	u.rec.RulesGen = 0
+	if r.GenOK {
+		u.rec.RulesGen = r.Gen
+	}
+	return r.Changed, nil
+}
+
+func (u *upCall) unrules() error {
+	u.rec.Rules = false
+	fw, err := u.firewall()
+	if err != nil {
+		return err
+	}
+	return fw.Remove(natNetwork(u.rec, serves(u.n)))
+}
+
+func (u *upCall) firewall() (*nat.Firewall, error) {
+	if u.fw != nil {
+		return u.fw, nil
+	}
+	fw, err := nat.New()
+	if err != nil {
+		return nil, err
+	}
+	u.fw = fw
+	return fw, nil
+}
+
+// services starts the DHCP/DNS daemon. Its ports (53, 67) need
+// CAP_NET_BIND_SERVICE, which libvirt does not give its scripts: then the VM
+// still gets its network, without DHCP/DNS until `kvmnet up` (run as root,
+// e.g. at boot) starts the daemon, and the run says so.
+func (u *upCall) services() (bool, error) {
+	if !HasCap(unix.CAP_NET_BIND_SERVICE) {
+		if _, running := ServicesPID(u.d, u.n.Name); !running {
+			u.warnings = append(u.warnings, "DHCP/DNS not started: ports 53 and 67 need CAP_NET_BIND_SERVICE; run `kvmnet up "+u.n.Name+"` as root to start them")
+		}
+		return false, nil
+	}
+	started, err := startServices(u.d, u.n)
+	if err != nil {
+		return false, err
+	}
+	u.rec.Services = true
+	return started, nil
+}
+
+func (u *upCall) unservices() error { return stopServices(u.d, u.n.Name) }
+
+func (u *upCall) attach() (bool, error) {
+	if u.tap.Attrs().MasterIndex == u.br.Index && u.tap.Attrs().Flags&net.FlagUp != 0 {
+		return false, nil
+	}
+	return true, bridge.Attach(u.tap, u.br)
+}
+
+func (u *upCall) detach() error { return bridge.Detach(u.tap, u.br) }
+
+func (u *upCall) record() (bool, error) {
+	return false, u.d.AddPort(u.n.Name, u.tap.Attrs().Name)
+}
+
+func (u *upCall) unrecord() error { return u.d.DelPort(u.n.Name, u.tap.Attrs().Name) }
+
+func gwString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "(no address)"
+	}
+	return p.String()
+}
+
+// HasCap reports whether the process holds capability c in its effective set.
+func HasCap(c int) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[c/32].Effective&(1<<(c%32)) != 0
+}

@@ -1,0 +1,90 @@
+package integration
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestBadInput: every bad input gets one line on stderr naming the thing and
+// the reason, a non-zero exit, and leaves nothing behind.
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name, config, prog, tap string
+		setup                   [][]string
+		env                     []string
+		want                    string
+	}{
+		{name: "no argument", prog: "kvmnet-natup", tap: "\x00", want: "kvmnet-natup: want exactly one argument, the tap name, got 0"},
+		{name: "empty", prog: "kvmnet-natup", tap: "", want: "kvmnet-natup: tap: interface name is empty"},
+		{name: "too long", prog: "kvmnet-ifup", tap: "0123456789abcdef", want: `kvmnet-ifup: tap: interface name "0123456789abcdef" is longer than 15 bytes`},
+		{name: "slash", prog: "kvmnet-natup", tap: "a/b", want: `kvmnet-natup: tap: interface name "a/b" contains '/', ':' or white space`},
+		{name: "space", prog: "kvmnet-natup", tap: "a b", want: `kvmnet-natup: tap: interface name "a b" contains`},
+		{name: "no such tap", prog: "kvmnet-natup", tap: "vnet9", want: "kvmnet-natup: find tap: vnet9: no such link"},
+		{name: "bridge name held by a veth", prog: "kvmnet-natup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "br0", "type", "veth", "peer", "name", "br0p"}},
+			want:  "kvmnet-natup: make bridge br0: br0 is a veth link: not a bridge"},
+		{name: "bad config", prog: "kvmnet-natup", tap: "vnet0", config: "[network.default]\nmtu = 12\n",
+			want: "kvmnet.toml:3: network.default.mtu: mtu 12: want an integer from 576 to 65535"},
+		{name: "undefined network", prog: "kvmnet-natup@lab", tap: "vnet0", want: "kvmnet-natup: network lab: not defined in"},
+		{name: "subnet overlaps", prog: "kvmnet-natup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"}, {"ip", "addr", "add", "192.168.100.7/16", "dev", "eth0"}},
+			want:  "kvmnet-natup: add 192.168.100.1/24 to br0: subnet 192.168.100.0/24 overlaps 192.168.100.7/16 on eth0"},
+		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", env: []string{"PATH=/nonexistent"}, want: "iptables"},
+		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHost(t, tc.config)
+			h.taps("vnet", 1)
+			for _, argv := range tc.setup {
+				h.MustRun(argv...)
+			}
+			rules, links, fwd := h.IptablesSave(), h.linkList(), h.Sysctl("net.ipv4.ip_forward")
+			var stderr string
+			var err error
+			if tc.name == "no CAP_NET_ADMIN" {
+				stderr, err = h.withCaps(tc.prog, tc.tap, "-all")
+			} else {
+				stderr, err = h.helper(tc.prog, tc.tap, tc.env...)
+			}
+			if err == nil {
+				t.Fatalf("succeeded; stderr: %s", stderr)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr, tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 {
+				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr)
+			}
+			h.links = links
+			h.assertClean(rules, fwd)
+		})
+	}
+}
+
+// dropCaps runs a helper as uid 0 with only the capabilities caps
+// (setpriv syntax, e.g. "-all,+net_admin") in every set.
+func (h *host) withCaps(prog, tap, caps string) (string, error) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		h.t.Skip("setpriv not installed (util-linux)")
+	}
+	sets := []string{"setpriv", "--inh-caps=" + caps, "--ambient-caps=" + caps, "--bounding-set=" + caps, "--"}
+	return h.helperAs(sets, prog, tap)
+}
+
+// TestNetAdminOnly: under libvirt the helpers hold CAP_NET_ADMIN and nothing else.
+func TestNetAdminOnly(t *testing.T) {
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	tap := h.taps("vnet", 1)[0]
+	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
+		if stderr, err := h.withCaps(prog, tap, "-all,+net_admin"); err != nil {
+			t.Fatalf("%s with CAP_NET_ADMIN only: %v\n%s", prog, err, stderr)
+		}
+		if prog == "kvmnet-natup" && h.master(tap) != "br0" {
+			t.Fatal("tap not attached")
+		}
+	}
+	h.MustRun("ip", "link", "del", tap)
+	h.assertClean(rules, fwd)
+}

@@ -1,0 +1,229 @@
+package integration
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestNATLifecycle: the first up makes the network, later ups add nothing,
+// downs keep it until the last, and the last leaves the namespace as it was,
+// with Docker's and libvirt's rules untouched throughout.
+func TestNATLifecycle(t *testing.T) {
+	h := newHost(t, "")
+	h.foreignRules()
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	taps := h.taps("vnet", 3)
+
+	h.mustHelper("kvmnet-natup", taps[0])
+	if h.master(taps[0]) != "br0" {
+		t.Fatalf("%s is not on br0", taps[0])
+	}
+	if out := h.MustRun("ip", "-4", "-o", "addr", "show", "dev", "br0"); !strings.Contains(out, "192.168.100.1/24") {
+		t.Errorf("br0 has no gateway address: %s", out)
+	}
+	if h.Sysctl("net.ipv4.ip_forward") != "1" {
+		t.Error("ip_forward is off after natup")
+	}
+	if !strings.Contains(h.MustRun("ip", "-d", "link", "show", "br0"), "stp_state 0") {
+		t.Error("br0 has STP on")
+	}
+	first := h.IptablesSave()
+	if !strings.Contains(first, "-A DOCKER-USER -j RETURN") {
+		t.Errorf("Docker's rules went missing:\n%s", first)
+	}
+	for _, tap := range taps[1:] {
+		h.mustHelper("kvmnet-natup", tap)
+	}
+	if got := h.IptablesSave(); got != first {
+		t.Errorf("more ups changed the rules:\n--- after one\n%s\n--- after three\n%s", first, got)
+	}
+	for _, tap := range taps[:2] {
+		h.mustHelper("kvmnet-natdown", tap)
+		if !h.exists("br0") || h.kvmnetRules() == 0 {
+			t.Fatalf("network gone after the down of %s while %s is up", tap, taps[2])
+		}
+	}
+	h.mustHelper("kvmnet-natdown", taps[2])
+	h.mustHelper("kvmnet-natdown", taps[2]) // twice: quietly nothing
+	for _, tap := range taps {
+		h.MustRun("ip", "link", "del", tap)
+	}
+	h.assertClean(rules, fwd)
+}
+
+// TestAdminBridgeKept: a bridge the admin made, with a port of its own, is
+// used and never deleted, and ip_forward the admin turned on stays on.
+func TestAdminBridgeKept(t *testing.T) {
+	h := newHost(t, "")
+	h.MustRun("ip", "link", "add", "br0", "type", "bridge")
+	h.MustRun("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
+	h.MustRun("ip", "link", "set", "eth1", "master", "br0")
+	h.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	rules := h.IptablesSave()
+	tap := h.taps("vnet", 1)[0]
+	h.mustHelper("kvmnet-natup", tap)
+	if h.master(tap) != "br0" {
+		t.Fatal("tap not on the admin's br0")
+	}
+	h.mustHelper("kvmnet-natdown", tap)
+	h.MustRun("ip", "link", "del", tap)
+	if h.master("eth1") != "br0" {
+		t.Error("the admin's port left br0")
+	}
+	if out := h.MustRun("ip", "-4", "-o", "addr", "show", "dev", "br0"); out != "" {
+		t.Errorf("kvmnet's address stayed on br0: %s", out)
+	}
+	h.MustRun("ip", "link", "del", "br0")
+	h.MustRun("ip", "link", "del", "eth1")
+	h.assertClean(rules, "1")
+}
+
+// TestGolden pins every rule kvmnet makes, per mode, as iptables-save prints it.
+func TestGolden(t *testing.T) {
+	for _, tc := range []struct{ name, config, prog string }{
+		{"nat-default", "", "kvmnet-natup"},
+		{"isolated-default", "", "kvmnet-ifup"},
+		{"hostonly", "[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\n", "kvmnet-ifup@lab"},
+		{"nat-no-services", "[network.lab]\nbridge = \"kvlab0\"\nmode = \"nat\"\naddress = \"10.77.0.1/24\"\ndhcp = false\ndns = false\n", "kvmnet-natup@lab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHost(t, tc.config)
+			tap := h.taps("vnet", 1)[0]
+			h.mustHelper(tc.prog, tap)
+			golden(t, tc.name, h.IptablesSave())
+			h.mustHelper(strings.Replace(tc.prog, "up", "down", 1), tap)
+		})
+	}
+}
+
+// TestConcurrentColdStart: 32 VMs start at once on a network that does not
+// exist yet, then stop at once; every round ends clean.
+func TestConcurrentColdStart(t *testing.T) {
+	h := newHost(t, "")
+	h.foreignRules()
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	taps := h.taps("vnet", 32)
+	var once string
+	for round := 0; round < 3; round++ {
+		errs := h.all("kvmnet-natup", taps)
+		for i, tap := range taps {
+			if errs[i] != nil {
+				t.Errorf("round %d: natup %s: %v", round, tap, errs[i])
+			} else if m := h.master(tap); m != "br0" {
+				t.Errorf("round %d: natup %s succeeded but it is on %q", round, tap, m)
+			}
+		}
+		got := h.IptablesSave()
+		if once == "" {
+			once = got
+		} else if got != once {
+			t.Errorf("round %d: rules differ from round 0:\n%s", round, got)
+		}
+		for i, err := range h.all("kvmnet-natdown", taps) {
+			if err != nil {
+				t.Errorf("round %d: natdown %s: %v", round, taps[i], err)
+			}
+		}
+		if h.exists("br0") || h.kvmnetRules() != 0 {
+			t.Fatalf("round %d: network left after every VM went", round)
+		}
+	}
+	for _, tap := range taps {
+		h.MustRun("ip", "link", "del", tap)
+	}
+	h.assertClean(rules, fwd)
+}
+
+// all runs prog for every tap at the same moment.
+func (h *host) all(prog string, taps []string) []error {
+	errs := make([]error, len(taps))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, tap := range taps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if stderr, err := h.helper(prog, tap); err != nil {
+				errs[i] = fmt.Errorf("%w: %s", err, stderr)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// TestSelfHealing: a firewall reload that flushes every NAT rule, and
+// ip_forward turned off, are put right by the next VM's up.
+func TestSelfHealing(t *testing.T) {
+	h := newHost(t, "")
+	taps := h.taps("vnet", 2)
+	h.mustHelper("kvmnet-natup", taps[0])
+	want := h.IptablesSave()
+	h.MustRun("iptables", "-t", "nat", "-F")
+	h.MustRun("iptables", "-D", "FORWARD", "1")
+	h.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=0")
+	h.mustHelper("kvmnet-natup", taps[1])
+	if got := h.IptablesSave(); got != want {
+		t.Errorf("rules not healed:\n--- want\n%s\n--- got\n%s", want, got)
+	}
+	if h.Sysctl("net.ipv4.ip_forward") != "1" {
+		t.Error("ip_forward not healed")
+	}
+	for _, tap := range taps {
+		h.mustHelper("kvmnet-natdown", tap)
+	}
+	if h.Sysctl("net.ipv4.ip_forward") != "0" || h.exists("br0") || h.kvmnetRules() != 0 {
+		t.Error("last down left the network")
+	}
+}
+
+// TestSigkilledVMIsReclaimed: a VM killed without its downscript leaves its
+// tap's record behind; the last other VM's down still tears the network down.
+func TestSigkilledVMIsReclaimed(t *testing.T) {
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	taps := h.taps("vnet", 2)
+	for _, tap := range taps {
+		h.mustHelper("kvmnet-natup", tap)
+	}
+	h.MustRun("ip", "link", "del", taps[0]) // what the kernel does when QEMU dies
+	h.mustHelper("kvmnet-natdown", taps[1])
+	h.MustRun("ip", "link", "del", taps[1])
+	h.assertClean(rules, fwd)
+}
+
+// TestQEMU runs the helpers the way QEMU does, and checks `quit` leaves nothing.
+func TestQEMU(t *testing.T) {
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 not installed (make deps)")
+	}
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.config, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S",
+		"-monitor", "stdio", "-netdev", fmt.Sprintf("tap,id=n0,ifname=vnet0,script=%s/kvmnet-natup,downscript=%s/kvmnet-natdown", bin, bin))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The monitor prompt appears once the netdev (and so the script) is done.
+	waitFor(t, func() bool { return strings.Contains(out.String(), "(qemu)") }, out)
+	if h.master("vnet0") != "br0" {
+		t.Errorf("vnet0 not on br0 while QEMU runs:\n%s", out)
+	}
+	fmt.Fprintln(stdin, "quit")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("qemu: %v\n%s", err, out)
+	}
+	h.assertClean(rules, fwd)
+}
