@@ -1,0 +1,191 @@
+// Package bench measures the helpers as QEMU runs them: whole processes,
+// exec'd from a thread inside a fresh network namespace (so `ip netns exec`
+// is not counted). Each benchmark reports the median wall time of one helper
+// run as median-ms; `make bench` prints them side by side.
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kvmnet/kvmnet/internal/testns"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "kvmnet-bench-")
+		if err != nil {
+			panic(err)
+		}
+		for _, h := range []string{"ifup", "ifdown", "natup", "natdown"} {
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "kvmnet-"+h), "../../cmd/qemu-"+h)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+				os.Exit(1)
+			}
+		}
+		bin = dir
+		defer os.RemoveAll(dir)
+	}
+	code := m.Run()
+	os.RemoveAll(bin)
+	os.Exit(code)
+}
+
+// world is a namespace with a config whose leases live in a temp dir.
+type world struct {
+	ns     *testns.NS
+	b      *testing.B
+	config string
+}
+
+func newWorld(b *testing.B) *world {
+	ns := testns.New(b)
+	dir := b.TempDir()
+	cfg := filepath.Join(dir, "kvmnet.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("lease_dir = %q\n", dir)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return &world{ns: ns, b: b, config: cfg}
+}
+
+// run execs a helper inside the namespace and returns how long it took.
+func (w *world) run(prog, tap string) time.Duration {
+	var took time.Duration
+	err := w.ns.Do(func() error {
+		cmd := exec.Command(filepath.Join(bin, prog), tap)
+		cmd.Env = []string{"KVMNET_CONFIG=" + w.config, "PATH=" + os.Getenv("PATH")}
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		took = time.Since(start)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w: %s", prog, tap, err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	return took
+}
+
+func (w *world) tap(name string) string {
+	w.ns.MustRun("ip", "tuntap", "add", name, "mode", "tap")
+	return name
+}
+
+// taps makes n taps in one `ip -batch` call.
+func (w *world) taps(prefix string, n int) []string {
+	f, err := os.CreateTemp(w.b.TempDir(), "batch")
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%d", prefix, i)
+		fmt.Fprintf(f, "tuntap add %s mode tap\n", names[i])
+	}
+	f.Close()
+	w.ns.MustRun("ip", "-batch", f.Name())
+	return names
+}
+
+// report sets median-ms, the figure the README quotes.
+func report(b *testing.B, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func BenchmarkNatupCold(b *testing.B) {
+	w := newWorld(b)
+	tap := w.tap("vnet0")
+	var d []time.Duration
+	for b.Loop() {
+		d = append(d, w.run("kvmnet-natup", tap))
+		w.run("kvmnet-natdown", tap)
+	}
+	report(b, d)
+}
+
+func BenchmarkNatupWarm(b *testing.B) {
+	w := newWorld(b)
+	w.run("kvmnet-natup", w.tap("vnet0"))
+	tap := w.tap("vnet1")
+	var d []time.Duration
+	for b.Loop() {
+		d = append(d, w.run("kvmnet-natup", tap))
+		w.run("kvmnet-natdown", tap)
+	}
+	report(b, d)
+}
+
+func BenchmarkNatdown(b *testing.B) {
+	w := newWorld(b)
+	w.run("kvmnet-natup", w.tap("vnet0"))
+	tap := w.tap("vnet1")
+	var d []time.Duration
+	for b.Loop() {
+		w.run("kvmnet-natup", tap)
+		d = append(d, w.run("kvmnet-natdown", tap))
+	}
+	report(b, d)
+}
+
+func BenchmarkNatdownLast(b *testing.B) {
+	w := newWorld(b)
+	tap := w.tap("vnet0")
+	var d []time.Duration
+	for b.Loop() {
+		w.run("kvmnet-natup", tap)
+		d = append(d, w.run("kvmnet-natdown", tap))
+	}
+	report(b, d)
+}
+
+func BenchmarkIfup(b *testing.B) {
+	w := newWorld(b)
+	w.run("kvmnet-ifup", w.tap("vnet0"))
+	tap := w.tap("vnet1")
+	var d []time.Duration
+	for b.Loop() {
+		d = append(d, w.run("kvmnet-ifup", tap))
+		w.run("kvmnet-ifdown", tap)
+	}
+	report(b, d)
+}
+
+// BenchmarkPorts measures the up and down of one more tap on a NAT bridge
+// that already has ports-1 of them: the cost must not grow with the count.
+func BenchmarkPorts(b *testing.B) {
+	for _, ports := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("ports=%d", ports), func(b *testing.B) {
+			w := newWorld(b)
+			for _, tap := range w.taps("t", ports-1) {
+				w.run("kvmnet-natup", tap)
+			}
+			tap := w.tap("vnetx")
+			var up, down []time.Duration
+			for b.Loop() {
+				up = append(up, w.run("kvmnet-natup", tap))
+				down = append(down, w.run("kvmnet-natdown", tap))
+			}
+			slices.Sort(up)
+			slices.Sort(down)
+			b.ReportMetric(float64(up[len(up)/2].Microseconds())/1000, "up-median-ms")
+			b.ReportMetric(float64(down[len(down)/2].Microseconds())/1000, "down-median-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
