@@ -130,7 +130,9 @@ func CheckIfName(s string) error {
 	return nil
 }
 
-func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f' }
+func isSpace(r rune) bool {
+	return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
+}
 
 var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,14}$`)
 

@@ -2,9 +2,12 @@
 // undoes exactly that and nothing else, and the locks that serialise helpers.
 //
 // It lives in /run/kvmnet, which a reboot clears together with the bridges and
-// rules it describes, in one directory per network namespace (named by the
-// namespace's inode), because bridges and rules are per namespace and a host
-// that runs QEMU in several namespaces must not mix them up.
+// rules it describes, in one directory per network namespace, because bridges
+// and rules are per namespace and a host that runs QEMU in several namespaces
+// must not mix them up. The directory is named by the namespace's cookie, not
+// its inode: the kernel reuses the inode of a deleted namespace, and a new
+// namespace would then inherit a dead one's records; a cookie is never reused
+// until reboot.
 package state
 
 import (
@@ -30,15 +33,29 @@ type Dir struct{ Path string }
 
 // Open returns the state directory of the calling thread's network namespace, making it if needed.
 func Open() (Dir, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
-		return Dir{}, fmt.Errorf("identify network namespace: %w", err)
+	cookie, err := netnsCookie()
+	if err != nil {
+		return Dir{}, err
 	}
-	d := Dir{Path: filepath.Join(Root, "netns-"+strconv.FormatUint(st.Ino, 10))}
+	d := Dir{Path: filepath.Join(Root, "netns-"+strconv.FormatUint(cookie, 10))}
 	if err := os.MkdirAll(d.Path, 0o755); err != nil {
 		return Dir{}, fmt.Errorf("make state directory: %w", err)
 	}
 	return d, nil
+}
+
+// netnsCookie returns the calling thread's network namespace cookie (Linux ≥ 5.14).
+func netnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("identify network namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("identify network namespace (needs Linux 5.14 or later): %w", err)
+	}
+	return c, nil
 }
 
 // Lock is an exclusive flock on a file in the state directory; the kernel
@@ -74,11 +91,11 @@ type Network struct {
 	Mode        string       `json:"mode"`
 	Gateway     netip.Prefix `json:"gateway,omitzero"`
 	BridgeIndex int          `json:"bridge_index"`
-	MadeBridge  bool         `json:"made_bridge"`  // kvmnet created the bridge: the last down deletes it
-	MadeAddress bool         `json:"made_address"` // kvmnet added the gateway address
-	Forwarding  bool         `json:"forwarding"`   // this network holds a use of ip_forward
-	Rules       bool         `json:"rules"`        // kvmnet's rules for this network are installed
-	Services    bool         `json:"services"`     // the DHCP/DNS daemon runs
+	MadeBridge  bool         `json:"made_bridge"`         // kvmnet created the bridge: the last down deletes it
+	MadeAddress bool         `json:"made_address"`        // kvmnet added the gateway address
+	Forwarding  bool         `json:"forwarding"`          // this network holds a use of ip_forward
+	Rules       bool         `json:"rules"`               // kvmnet's rules for this network are installed
+	Services    bool         `json:"services"`            // the DHCP/DNS daemon runs
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
 }
 
@@ -118,13 +135,20 @@ func (d Dir) WriteJSON(name string, v any) error {
 	return writeAtomic(filepath.Join(d.Path, name), b)
 }
 
-// Remove deletes the record of a network and its port list.
+// Remove deletes the record of a network and every other file of it (port
+// list, daemon files) but its lock, which a waiting helper may hold open.
 func (d Dir) Remove(name string) error {
-	if err := os.RemoveAll(d.file(name, ".ports")); err != nil {
+	files, err := filepath.Glob(filepath.Join(d.Path, name+".*"))
+	if err != nil {
 		return fmt.Errorf("remove state: %w", err)
 	}
-	if err := os.Remove(d.file(name, ".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove state: %w", err)
+	for _, f := range files {
+		if strings.HasSuffix(f, ".lock") {
+			continue
+		}
+		if err := os.RemoveAll(f); err != nil {
+			return fmt.Errorf("remove state: %w", err)
+		}
 	}
 	return nil
 }
