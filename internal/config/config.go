@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -134,12 +133,10 @@ func isSpace(r rune) bool {
 	return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
 }
 
-var networkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,14}$`)
-
 // CheckNetworkName reports why s cannot name a network. Names are short and
 // plain because they become parts of iptables chain names (at most 28 bytes).
 func CheckNetworkName(s string) error {
-	if !networkName.MatchString(s) {
+	if !validNetworkName(s) {
 		return fmt.Errorf("network name %q: want 1 to 15 of a-z 0-9 _ -, starting with a letter or digit", s)
 	}
 	return nil
@@ -354,9 +351,40 @@ func (n *Network) checkHost(h Host, seen map[string]string) error {
 	return nil
 }
 
-var domainRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+// The checks below are loops, not regular expressions: every helper run
+// checks a network name, and compiling a regexp at init costs a helper run
+// half a millisecond.
 
-func validDomain(s string) bool { return len(s) <= 253 && domainRE.MatchString(s) }
+// validNetworkName: 1 to 15 of a-z 0-9 _ -, the first a letter or digit.
+func validNetworkName(s string) bool {
+	if len(s) == 0 || len(s) > 15 || s[0] == '_' || s[0] == '-' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validDomain: dot-separated labels of letters, digits and inner hyphens, each 1 to 63 long.
+func validDomain(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // posError turns a decoder error into "file:line: message".
 func posError(path string, err error) error {

@@ -87,8 +87,10 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 		}
 		changes = append(changes, name)
 	}
+	// The daemon takes tens of milliseconds to exit; the rules come out meanwhile.
+	stopped := make(chan error, 1)
 	if rec.Services {
-		do("stop DHCP/DNS on "+rec.Bridge, func() error { return stopServices(d, rec.Name) })
+		go func() { stopped <- stopServices(d, rec.Name) }()
 	}
 	if rec.Rules {
 		do("remove rules for "+rec.Name, func() error {
@@ -101,6 +103,9 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	}
 	if rec.Forwarding {
 		do("release ip_forward", func() error { return releaseForwarding(d, rec.Name) })
+	}
+	if rec.Services {
+		do("stop DHCP/DNS on "+rec.Bridge, func() error { return <-stopped })
 	}
 	if br, err := bridge.Find(rec.Bridge); err == nil && br != nil && br.Index == rec.BridgeIndex {
 		if rec.MadeAddress && !rec.MadeBridge {

@@ -172,8 +172,30 @@ func removeStale(pidFile string) error {
 	return nil
 }
 
-// waitGone polls until pid is no longer our daemon or timeout passes.
+// waitGone waits until pid is no longer our daemon or timeout passes. A pidfd
+// wakes it the moment the daemon exits; polling /proc is the fallback for
+// kernels without pidfd_open (before 5.3).
 func waitGone(pid int, timeout time.Duration) bool {
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		defer unix.Close(fd)
+		if !isDaemon(pid) { // the pid may have been reused before we opened it
+			return true
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for deadline := time.Now().Add(timeout); ; {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false
+			}
+			n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+			if n > 0 {
+				return true
+			}
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+	}
 	deadline := time.Now().Add(timeout)
 	for isDaemon(pid) {
 		if time.Now().After(deadline) {
@@ -233,7 +255,7 @@ func waitReady(cmd *exec.Cmd, pidFile, logPath string, logStart int64) (int, err
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // also reaps the daemon if it dies while we live
 	deadline := time.After(spawnTimeout)
-	tick := time.NewTicker(5 * time.Millisecond)
+	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/kvmnet/kvmnet/internal/state"
 )
 
 // NS is a named network namespace that lives as long as the test that made it.
@@ -38,6 +40,15 @@ func New(t testing.TB) *NS {
 		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
 	}
 	t.Cleanup(func() {
+		// kvmnet keeps state per namespace under /run/kvmnet; a namespace
+		// that is gone leaves its directory behind, so take it with us.
+		_ = ns.Do(func() error {
+			d, err := state.Open()
+			if err == nil {
+				err = os.RemoveAll(d.Path)
+			}
+			return err
+		})
 		// Kill whatever still runs in it (daemons a failed test left) before deleting.
 		if pids, err := exec.Command("ip", "netns", "pids", ns.Name).Output(); err == nil {
 			for _, p := range strings.Fields(string(pids)) {
