@@ -61,7 +61,7 @@ func newWorld(b *testing.B) *world {
 func (w *world) run(prog, tap string) time.Duration {
 	var took time.Duration
 	err := w.ns.Do(func() error {
-		cmd := exec.Command(filepath.Join(bin, prog), tap)
+		cmd := exec.Command(prog, tap)
 		cmd.Env = []string{"KVMNET_CONFIG=" + w.config, "PATH=" + os.Getenv("PATH")}
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
@@ -108,60 +108,108 @@ func report(b *testing.B, d []time.Duration) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func BenchmarkNatupCold(b *testing.B) {
-	w := newWorld(b)
-	tap := w.tap("vnet0")
-	var d []time.Duration
-	for b.Loop() {
-		d = append(d, w.run("kvmnet-natup", tap))
-		w.run("kvmnet-natdown", tap)
+// impl is a pair of up and down scripts: kvmnet's, or the seed's shell.
+type impl struct{ name, up, down string }
+
+func impls() []impl {
+	seed, _ := filepath.Abs("testdata")
+	return []impl{
+		{"kvmnet", filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")},
+		{"seed", filepath.Join(seed, "seed-natup.sh"), filepath.Join(seed, "seed-natdown.sh")},
 	}
-	report(b, d)
+}
+
+// each runs f for kvmnet and for the seed scripts, side by side in one run.
+func each(b *testing.B, f func(b *testing.B, w *world, im impl)) {
+	for _, im := range impls() {
+		b.Run(im.name, func(b *testing.B) {
+			if im.name == "seed" {
+				if _, err := exec.LookPath("brctl"); err != nil {
+					b.Skip("the seed scripts need brctl (bridge-utils)")
+				}
+			}
+			f(b, newWorld(b), im)
+		})
+	}
+}
+
+func BenchmarkNatupCold(b *testing.B) {
+	each(b, func(b *testing.B, w *world, im impl) {
+		tap := w.tap("vnet0")
+		var d []time.Duration
+		for b.Loop() {
+			d = append(d, w.run(im.up, tap))
+			w.run(im.down, tap)
+		}
+		report(b, d)
+	})
 }
 
 func BenchmarkNatupWarm(b *testing.B) {
-	w := newWorld(b)
-	w.run("kvmnet-natup", w.tap("vnet0"))
-	tap := w.tap("vnet1")
-	var d []time.Duration
-	for b.Loop() {
-		d = append(d, w.run("kvmnet-natup", tap))
-		w.run("kvmnet-natdown", tap)
-	}
-	report(b, d)
+	each(b, func(b *testing.B, w *world, im impl) {
+		w.run(im.up, w.tap("vnet0"))
+		tap := w.tap("vnet1")
+		var d []time.Duration
+		for b.Loop() {
+			d = append(d, w.run(im.up, tap))
+			w.run(im.down, tap)
+		}
+		report(b, d)
+	})
 }
 
 func BenchmarkNatdown(b *testing.B) {
-	w := newWorld(b)
-	w.run("kvmnet-natup", w.tap("vnet0"))
-	tap := w.tap("vnet1")
-	var d []time.Duration
-	for b.Loop() {
-		w.run("kvmnet-natup", tap)
-		d = append(d, w.run("kvmnet-natdown", tap))
-	}
-	report(b, d)
+	each(b, func(b *testing.B, w *world, im impl) {
+		w.run(im.up, w.tap("vnet0"))
+		tap := w.tap("vnet1")
+		var d []time.Duration
+		for b.Loop() {
+			w.run(im.up, tap)
+			d = append(d, w.run(im.down, tap))
+		}
+		report(b, d)
+	})
 }
 
 func BenchmarkNatdownLast(b *testing.B) {
+	each(b, func(b *testing.B, w *world, im impl) {
+		tap := w.tap("vnet0")
+		var d []time.Duration
+		for b.Loop() {
+			w.run(im.up, tap)
+			d = append(d, w.run(im.down, tap))
+		}
+		report(b, d)
+	})
+}
+
+// BenchmarkIfup attaches one more tap to a live isolated network.
+func BenchmarkIfup(b *testing.B) {
 	w := newWorld(b)
-	tap := w.tap("vnet0")
+	up, down := filepath.Join(bin, "kvmnet-ifup"), filepath.Join(bin, "kvmnet-ifdown")
+	w.run(up, w.tap("vnet0"))
+	tap := w.tap("vnet1")
 	var d []time.Duration
 	for b.Loop() {
-		w.run("kvmnet-natup", tap)
-		d = append(d, w.run("kvmnet-natdown", tap))
+		d = append(d, w.run(up, tap))
+		w.run(down, tap)
 	}
 	report(b, d)
 }
 
-func BenchmarkIfup(b *testing.B) {
+// BenchmarkNatupColdNoServices is a cold NAT up without the DHCP/DNS daemon,
+// to show what the daemon's start costs.
+func BenchmarkNatupColdNoServices(b *testing.B) {
 	w := newWorld(b)
-	w.run("kvmnet-ifup", w.tap("vnet0"))
-	tap := w.tap("vnet1")
+	if err := os.WriteFile(w.config, []byte("[network.default]\ndhcp = false\ndns = false\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	up, down := filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")
+	tap := w.tap("vnet0")
 	var d []time.Duration
 	for b.Loop() {
-		d = append(d, w.run("kvmnet-ifup", tap))
-		w.run("kvmnet-ifdown", tap)
+		d = append(d, w.run(up, tap))
+		w.run(down, tap)
 	}
 	report(b, d)
 }
@@ -169,17 +217,18 @@ func BenchmarkIfup(b *testing.B) {
 // BenchmarkPorts measures the up and down of one more tap on a NAT bridge
 // that already has ports-1 of them: the cost must not grow with the count.
 func BenchmarkPorts(b *testing.B) {
+	natup, natdown := filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")
 	for _, ports := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("ports=%d", ports), func(b *testing.B) {
 			w := newWorld(b)
 			for _, tap := range w.taps("t", ports-1) {
-				w.run("kvmnet-natup", tap)
+				w.run(natup, tap)
 			}
 			tap := w.tap("vnetx")
 			var up, down []time.Duration
 			for b.Loop() {
-				up = append(up, w.run("kvmnet-natup", tap))
-				down = append(down, w.run("kvmnet-natdown", tap))
+				up = append(up, w.run(natup, tap))
+				down = append(down, w.run(natdown, tap))
 			}
 			slices.Sort(up)
 			slices.Sort(down)
