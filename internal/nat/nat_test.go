@@ -43,7 +43,9 @@ var (
 	netB = Network{Name: "b-2", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("10.20.0.0/24")}
 )
 
-// do runs f inside ns with a Firewall made there, failing t on error.
+// do runs f inside ns with a Firewall made there, failing t on error. f must
+// report failure by returning it: t.Fatal or t.Skip inside would end the
+// goroutine that testns.NS.Do waits for, and hang the test.
 func do(t testing.TB, ns *testns.NS, f func(fw *Firewall) error) {
 	t.Helper()
 	err := ns.Do(func() error {
@@ -340,6 +342,10 @@ func TestCheck(t *testing.T) {
 // the generation alone, and one iptables-restore batch bumps it once per table.
 func TestGeneration(t *testing.T) {
 	ns := testns.New(t)
+	// Skip out here: t.Skip inside ns.Do would end the goroutine Do waits for.
+	if fw, err := New(); err != nil || !fw.NFT() {
+		t.Skipf("needs iptables-nft (New: %v)", err)
+	}
 	g0 := generation(t, ns)
 	ns.MustRun("iptables-save")
 	ns.MustRun("iptables", "-t", "nat", "-S")
@@ -360,9 +366,6 @@ func TestGeneration(t *testing.T) {
 		t.Fatalf("Ensure after one foreign change: %+v, generation %d -> %d, want +2", r3, r.Gen, g)
 	}
 	do(t, ns, func(fw *Firewall) error {
-		if !fw.NFT() {
-			t.Skip("legacy iptables: no generation")
-		}
 		if !fw.Unchanged(r3.Gen) {
 			return errors.New("Unchanged: false right after Ensure")
 		}
