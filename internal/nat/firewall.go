@@ -139,6 +139,13 @@ func (f *Firewall) Unchanged(gen uint32) bool {
 // is not an error. Only n.Name is used, so a network whose mode changed since
 // Ensure loses all its chains. It costs one `iptables-save` and, when there is
 // something to remove, one `iptables-restore --noflush --wait`.
+//
+// That restore is slow for a reason no batching helps: after a transaction
+// that deletes anything, closing the nfnetlink socket waits until the kernel
+// has freed the deleted objects, one RCU grace period (~10-13 ms here) per
+// table committed. Measured: ~18 ms for a filter-only network, ~29 ms for NAT.
+// A cold Ensure only adds and pays none of it; an Ensure that rewrites a
+// drifted chain pays it too.
 func (f *Firewall) Remove(n Network) error {
 	if !nameRE.MatchString(n.Name) {
 		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
