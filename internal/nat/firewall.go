@@ -35,8 +35,11 @@ func New() (*Firewall, error) {
 		path *string
 	}{{"iptables", &f.iptables}, {"iptables-save", &f.save}, {"iptables-restore", &f.restore}} {
 		p, err := exec.LookPath(b.name)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.name, ErrNoIptables)
+		switch {
+		case err != nil && b.name == "iptables":
+			return nil, ErrNoIptables
+		case err != nil:
+			return nil, fmt.Errorf("%s missing beside %s: %w", b.name, f.iptables, ErrNoIptables)
 		}
 		*b.path = p
 	}
@@ -96,6 +99,12 @@ func (f *Firewall) Ensure(n Network) (changed bool, err error) {
 	return r.Changed, err
 }
 
+// A batch that fails leaves the table it failed in as it was, but not the
+// tables before it: iptables-restore commits each table on its own. nat goes
+// first, so the likely failure (no nf_nat) leaves nothing; a failure in filter
+// after it leaves a masquerade chain that routes nothing, which the next Ensure
+// completes or Remove removes.
+//
 // EnsureGen is Ensure that also returns the nf_tables generation to record for
 // a warm run (see Unchanged). One batch bumps the generation once per table it
 // writes to, so when the generation after it is exactly that much above the

@@ -379,6 +379,32 @@ func TestGeneration(t *testing.T) {
 	})
 }
 
+// TestFailedBatch makes Remove fail (a foreign chain jumps into ours, so -X
+// fails) and expects the error to name the batch line, and the failing table
+// to be left exactly as it was.
+func TestFailedBatch(t *testing.T) {
+	ns := testns.New(t)
+	ensure(t, ns, netB)
+	ns.MustRun("iptables", "-N", "FOREIGN")
+	ns.MustRun("iptables", "-A", "FOREIGN", "-j", prefixFwd+netB.Name)
+	before := ns.IptablesSave()
+	err := ns.Do(func() error {
+		fw, err := New()
+		if err != nil {
+			return err
+		}
+		return fw.Remove(netB)
+	})
+	if err == nil || !strings.Contains(err.Error(), "iptables-restore: exit status") ||
+		!strings.Contains(err.Error(), "(-X "+prefixFwd+netB.Name+")") {
+		t.Fatalf("Remove with a foreign jump into our chain: %v", err)
+	}
+	t.Log(err)
+	if after := ns.IptablesSave(); after != before {
+		t.Fatalf("failed batch changed the table:\n%s", diff(before, after))
+	}
+}
+
 func TestNewWithoutIptables(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	if _, err := New(); !errors.Is(err, ErrNoIptables) {

@@ -12,8 +12,9 @@ import (
 type ruleset map[string]*table
 
 type table struct {
-	chains map[string]bool
-	rules  map[string][][]string
+	chains   map[string]bool
+	policies map[string]string // builtin chains' policies: ACCEPT or DROP
+	rules    map[string][][]string
 }
 
 // parseSave reads iptables-save output. It accepts only what iptables-save
@@ -26,14 +27,18 @@ func parseSave(out string) (ruleset, error) {
 		switch {
 		case l == "" || l[0] == '#':
 		case l[0] == '*':
-			cur = &table{chains: map[string]bool{}, rules: map[string][][]string{}}
+			cur = &table{chains: map[string]bool{}, policies: map[string]string{}, rules: map[string][][]string{}}
 			rs[l[1:]] = cur
 		case cur == nil:
 			return nil, fmt.Errorf("iptables-save line %d: %q outside a table", i+1, l)
 		case l == "COMMIT":
 			cur = nil
 		case l[0] == ':':
-			cur.chains[strings.Fields(l[1:])[0]] = true
+			f := strings.Fields(l[1:])
+			cur.chains[f[0]] = true
+			if len(f) > 1 && f[1] != "-" {
+				cur.policies[f[0]] = f[1]
+			}
 		case strings.HasPrefix(l, "-A "):
 			args, err := splitArgs(l[3:])
 			if err != nil || len(args) == 0 {
