@@ -25,9 +25,9 @@ type Firewall struct {
 }
 
 // New finds iptables, iptables-save and iptables-restore in PATH and reads,
-// from the symlinks alone, which backend they drive. It fails, wrapping
-// ErrNoIptables, when one is missing, and when they drive different backends:
-// a save of one would never show the rules a restore of the other makes.
+// from the symlinks alone, which backend they drive. An error wraps
+// ErrNoIptables when one is missing. It also fails when they drive different
+// backends: a save of one would never show the rules a restore of the other makes.
 func New() (*Firewall, error) {
 	f := &Firewall{}
 	for _, b := range []struct {
@@ -94,17 +94,17 @@ type Result struct {
 // missing or wrong, and reports whether it changed anything. It costs one
 // `iptables-save` and, when something is missing, one
 // `iptables-restore --noflush --wait`; when all is in place it execs nothing more.
-func (f *Firewall) Ensure(n Network) (changed bool, err error) {
-	r, err := f.EnsureGen(n)
-	return r.Changed, err
-}
-
+//
 // A batch that fails leaves the table it failed in as it was, but not the
 // tables before it: iptables-restore commits each table on its own. nat goes
 // first, so the likely failure (no nf_nat) leaves nothing; a failure in filter
 // after it leaves a masquerade chain that routes nothing, which the next Ensure
 // completes or Remove removes.
-//
+func (f *Firewall) Ensure(n Network) (changed bool, err error) {
+	r, err := f.EnsureGen(n)
+	return r.Changed, err
+}
+
 // EnsureGen is Ensure that also returns the nf_tables generation to record for
 // a warm run (see Unchanged). One batch bumps the generation once per table it
 // writes to, so when the generation after it is exactly that much above the
