@@ -68,6 +68,11 @@ func Helper(v Verb, args []string) int {
 		fmt.Printf("%s %s\n", prog, version.Version)
 		return ExitOK
 	}
+	// QEMU and libvirt pass their own environment on, which can lack PATH;
+	// iptables lives in /usr/sbin.
+	if os.Getenv("PATH") == "" {
+		os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
 	log := runlog.Open(prog)
 	defer log.Close()
 	start := time.Now()
