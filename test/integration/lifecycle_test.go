@@ -227,3 +227,18 @@ func TestQEMU(t *testing.T) {
 	}
 	h.assertClean(rules, fwd)
 }
+
+// TestEmptyEnvironment: a caller that passes no environment at all (no PATH)
+// still gets its network; iptables is found where Debian puts it.
+func TestEmptyEnvironment(t *testing.T) {
+	h := newHost(t, "[network.default]\ndhcp = false\ndns = false\n")
+	tap := h.taps("vnet", 1)[0]
+	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
+		if _, stderr, err := h.Run("env", "-i", "KVMNET_CONFIG="+h.config, bin+"/"+prog, tap); err != nil {
+			t.Fatalf("%s with no PATH: %v\n%s", prog, err, stderr)
+		}
+	}
+	if h.kvmnetRules() != 0 || h.exists("br0") {
+		t.Error("network left after the down")
+	}
+}
