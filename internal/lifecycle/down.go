@@ -41,7 +41,8 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	} else if err != nil && !errors.Is(err, bridge.ErrNoLink) {
 		return Result{}, err
 	}
-	if err := d.DelPort(n.Name, tapName); err != nil || !ok {
+	// A pinned network (`kvmnet up`) stays up without VMs until `kvmnet down`.
+	if err := d.DelPort(n.Name, tapName); err != nil || !ok || rec.Pinned {
 		return Result{Changes: changes}, err
 	}
 	last, err := lastUser(d, rec, br)
@@ -60,10 +61,7 @@ func lastUser(d state.Dir, rec state.Network, br *netlink.Bridge) (bool, error) 
 	if br == nil {
 		return true, nil
 	}
-	busy, err := d.AnyPort(rec.Name, func(tap string) bool {
-		l, err := netlink.LinkByName(tap)
-		return err == nil && l.Attrs().MasterIndex == br.Index
-	})
+	busy, err := d.AnyPort(rec.Name, onBridge(br))
 	if err != nil || busy {
 		return false, err
 	}
@@ -72,6 +70,15 @@ func lastUser(d state.Dir, rec state.Network, br *netlink.Bridge) (bool, error) 
 	}
 	ports, err := bridge.Ports(br)
 	return len(ports) == 0, err
+}
+
+// onBridge is the liveness rule of a recorded tap: it belongs to a live VM
+// while it is a port of br. A VM killed with SIGKILL takes its tap with it.
+func onBridge(br *netlink.Bridge) func(tap string) bool {
+	return func(tap string) bool {
+		l, err := netlink.LinkByName(tap)
+		return err == nil && l.Attrs().MasterIndex == br.Index
+	}
 }
 
 // Teardown undoes everything the record says kvmnet did for a network, newest

@@ -23,33 +23,76 @@ var ErrConflict = errors.New("conflicts with the running network")
 // It holds n's lock throughout, so concurrent VMs on one network serialise
 // and exactly one of them sets it up.
 func Up(d state.Dir, n config.Net, tapName string) (Result, error) {
+	return up(d, n, tapName, vmUp)
+}
+
+// Pin sets network n up with no VM, as `kvmnet up` does at boot, and marks it
+// pinned: its last VM's down then leaves it up, until Release.
+func Pin(d state.Dir, n config.Net) (Result, error) { return up(d, n, "", pinUp) }
+
+// Heal re-asserts what kvmnet set up for n (bridge, address, ip_forward,
+// rules, daemon) as a VM's up would, without a tap; a network that is not up
+// stays down. It is `kvmnet doctor --fix`.
+func Heal(d state.Dir, n config.Net) (Result, error) { return up(d, n, "", healUp) }
+
+// upKind is who asks for an up: a VM with its tap, or the operator with none.
+type upKind int
+
+const (
+	vmUp   upKind = iota // a helper: attach and record the tap
+	pinUp                // kvmnet up: no tap, mark the network pinned
+	healUp               // kvmnet doctor --fix: no tap, only a network already up
+)
+
+func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) {
 	lk, err := d.Lock(n.Name)
 	if err != nil {
 		return Result{}, err
 	}
 	defer lk.Unlock()
+	if kind == healUp {
+		if _, ok, err := d.Load(n.Name); err != nil || !ok {
+			return Result{}, err
+		}
+	}
 	rec, err := current(d, n)
 	if err != nil {
 		return Result{}, err
 	}
-	tap, err := bridge.Link(tapName)
-	if err != nil {
-		return Result{}, fmt.Errorf("find tap: %w", err)
+	u := &upCall{d: d, n: n, rec: rec}
+	if kind == vmUp {
+		if u.tap, err = findTap(tapName, n.Bridge); err != nil {
+			return Result{}, err
+		}
 	}
-	if _, isBridge := tap.(*netlink.Bridge); isBridge || tapName == n.Bridge {
-		return Result{}, fmt.Errorf("tap %s is a bridge, not a VM's port", tapName)
-	}
-	u := &upCall{d: d, n: n, rec: rec, tap: tap}
 	before := rec
+	if kind == pinUp {
+		u.rec.Pinned = true
+	}
 	changes, err := run(u.steps())
 	if err != nil {
 		return Result{}, err
+	}
+	if u.rec.Pinned && !before.Pinned {
+		changes = append(changes, "pin "+n.Name)
 	}
 	res := Result{Changes: changes, Warnings: u.warnings}
 	if u.rec != before {
 		return res, d.Save(u.rec)
 	}
 	return res, nil
+}
+
+// findTap returns the VM's tap, refusing the bridge itself.
+func findTap(tapName, bridgeName string) (netlink.Link, error) {
+	tap, err := bridge.Link(tapName)
+	if err != nil {
+		return nil, fmt.Errorf("find tap: %w", err)
+	}
+	if _, isBridge := tap.(*netlink.Bridge); isBridge || tapName == bridgeName {
+		return nil, fmt.Errorf("tap %s is a bridge, not a VM's port", tapName)
+	}
+	return tap, nil
 }
 
 // Result is what an up or a down did.
@@ -94,7 +137,7 @@ type upCall struct {
 	d   state.Dir
 	n   config.Net
 	rec state.Network
-	tap netlink.Link
+	tap netlink.Link // nil for an up with no VM (Pin, Heal)
 	br  *netlink.Bridge
 	fw  *nat.Firewall
 
@@ -102,7 +145,7 @@ type upCall struct {
 }
 
 func (u *upCall) steps() []step {
-	tap, br := u.tap.Attrs().Name, u.n.Bridge
+	br := u.n.Bridge
 	steps := []step{{name: "make bridge " + br, do: u.bridge, undo: u.unbridge}}
 	if u.n.Mode.Routed() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress})
@@ -114,6 +157,10 @@ func (u *upCall) steps() []step {
 	if serves(u.n) {
 		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
 	}
+	if u.tap == nil {
+		return steps
+	}
+	tap := u.tap.Attrs().Name
 	return append(steps,
 		step{name: fmt.Sprintf("attach %s to %s", tap, br), do: u.attach, undo: u.detach},
 		step{name: "record " + tap, do: u.record, undo: u.unrecord},

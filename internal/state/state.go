@@ -97,6 +97,7 @@ type Network struct {
 	Rules       bool         `json:"rules"`               // kvmnet's rules for this network are installed
 	Services    bool         `json:"services"`            // the DHCP/DNS daemon runs
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
+	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }
