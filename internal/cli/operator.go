@@ -2,15 +2,59 @@ package cli
 
 import (
 	"crypto/sha256"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/netsvc"
+	"github.com/kvmnet/kvmnet/internal/ops"
+	"github.com/kvmnet/kvmnet/internal/runlog"
+	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/version"
 )
+
+// command is one `kvmnet COMMAND`: its help and what it does. run returns
+// the exit code; its errors are logged by the caller.
+type command struct {
+	name, args, short string
+	flags             []string // boolean flags it takes, e.g. "--json"
+	help              string   // what `kvmnet COMMAND --help` adds to the synopsis
+	run               func(c *call) (int, error)
+}
+
+// call is one run of a command: its positional arguments and flags.
+type call struct {
+	args  []string
+	flags map[string]bool
+	out   io.Writer
+	log   *runlog.Logger
+}
+
+// Commands lists the operator tool's commands, in the order --help shows them.
+func commands() []command {
+	return []command{
+		{name: "status", args: "[NETWORK] [--json]", short: "show every network kvmnet knows, or one", flags: []string{"--json"},
+			help: statusHelp, run: runStatus},
+		{name: "doctor", args: "[--fix]", short: "find what breaks VMs' networks; --fix repairs what kvmnet owns", flags: []string{"--fix"},
+			help: doctorHelp, run: runDoctor},
+		{name: "gc", short: "tear down networks no live VM uses (VMs killed without their downscript)",
+			help: gcHelp, run: runGC},
+		{name: "up", args: "NETWORK", short: "set a network up with no VM, and keep it up until `kvmnet down`",
+			help: upHelp, run: runUp},
+		{name: "down", args: "NETWORK [--force]", short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--force"},
+			help: downHelp, run: runDown},
+		{name: "mac", args: "NAME", short: "print a stable, locally administered MAC for the VM called NAME",
+			help: macHelp, run: runMAC},
+		{name: "version", short: "print kvmnet's version", run: runVersion},
+	}
+}
 
 // Operator runs the kvmnet operator tool with args (os.Args) and returns its exit code.
 func Operator(args []string) int {
@@ -18,27 +62,274 @@ func Operator(args []string) int {
 		return netsvc.Main(args)
 	}
 	if len(args) < 2 {
-		operatorUsage(os.Stderr)
+		OperatorUsage(os.Stderr)
 		return ExitUsage
 	}
 	switch args[1] {
 	case "-h", "--help", "help":
-		operatorUsage(os.Stdout)
+		OperatorUsage(os.Stdout)
 		return ExitOK
-	case "--version", "version":
-		fmt.Printf("kvmnet %s\n", version.Version)
-		return ExitOK
-	case "mac":
-		if len(args) != 3 || args[2] == "" {
-			fmt.Fprintln(os.Stderr, "kvmnet mac: want exactly one argument, the VM's name")
-			return ExitUsage
+	case "--version", "-V":
+		args[1] = "version"
+	}
+	for _, cmd := range commands() {
+		if cmd.name == args[1] {
+			return dispatch(cmd, args[2:])
 		}
-		fmt.Println(GuestMAC(args[2]))
-		return ExitOK
 	}
 	fmt.Fprintf(os.Stderr, "kvmnet: unknown command %q (see kvmnet --help)\n", args[1])
 	return ExitUsage
 }
+
+// dispatch parses a command's arguments, runs it and maps its error to an exit code.
+func dispatch(cmd command, args []string) int {
+	c, err := parse(cmd, args)
+	if errors.Is(err, errHelp) {
+		CommandUsage(os.Stdout, cmd.name)
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kvmnet %s: %s (see kvmnet %s --help)\n", cmd.name, err, cmd.name)
+		return ExitUsage
+	}
+	c.log = runlog.Open("kvmnet " + cmd.name)
+	defer c.log.Close()
+	code, err := cmd.run(c)
+	if err != nil {
+		c.log.Error(err)
+		if errors.Is(err, errUsage) {
+			return ExitUsage
+		}
+		return ExitFail
+	}
+	return code
+}
+
+var errHelp = errors.New("help")
+
+// parse splits args into positional arguments and the command's boolean
+// flags, which may come anywhere ("status lab --json").
+func parse(cmd command, args []string) (*call, error) {
+	c := &call{flags: map[string]bool{}, out: os.Stdout}
+	for _, a := range args {
+		switch {
+		case a == "-h" || a == "--help":
+			return nil, errHelp
+		case strings.HasPrefix(a, "-") && a != "-":
+			long := "--" + strings.TrimLeft(a, "-")
+			if !containsString(cmd.flags, long) {
+				return nil, fmt.Errorf("unknown flag %s", a)
+			}
+			c.flags[long] = true
+		default:
+			c.args = append(c.args, a)
+		}
+	}
+	want := strings.Count(cmd.args, "NETWORK") + strings.Count(cmd.args, "NAME")
+	optional := strings.Contains(cmd.args, "[NETWORK]")
+	if len(c.args) > want || (!optional && len(c.args) < want) {
+		return nil, fmt.Errorf("want %s, got %d arguments", orNone(strings.Fields(cmd.args)), len(c.args))
+	}
+	return c, nil
+}
+
+func orNone(fields []string) string {
+	var pos []string
+	for _, f := range fields {
+		if !strings.HasPrefix(f, "[-") {
+			pos = append(pos, f)
+		}
+	}
+	if len(pos) == 0 {
+		return "no arguments"
+	}
+	return strings.Join(pos, " ")
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// host opens the caller's namespace's state directory and the configuration.
+func host() (ops.Host, error) {
+	f, err := config.Load(config.Path())
+	if err != nil {
+		return ops.Host{}, usageError{err.Error()}
+	}
+	d, err := state.Open()
+	if err != nil {
+		return ops.Host{}, err
+	}
+	return ops.Host{Dir: d, File: f}, nil
+}
+
+// network checks a NETWORK argument; a bad name is the caller's to fix.
+func network(name string) (string, error) {
+	if err := config.CheckNetworkName(name); err != nil {
+		return "", usageError{err.Error()}
+	}
+	return name, nil
+}
+
+func runStatus(c *call) (int, error) {
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	names, err := h.Names()
+	if err != nil {
+		return 0, err
+	}
+	if len(c.args) == 1 {
+		name, err := network(c.args[0])
+		if err != nil {
+			return 0, err
+		}
+		if !containsString(names, name) {
+			return 0, usagef("network %s: not configured in %s and not up", name, h.File.Path)
+		}
+		names = []string{name}
+	}
+	s, err := h.Status(names)
+	if err != nil {
+		return 0, err
+	}
+	if c.flags["--json"] {
+		enc := json.NewEncoder(c.out)
+		enc.SetIndent("", "  ")
+		return ExitOK, enc.Encode(s)
+	}
+	return ExitOK, ops.WriteTable(c.out, s)
+}
+
+func runDoctor(c *call) (int, error) {
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	found, err := h.Diagnose()
+	if err != nil {
+		return 0, err
+	}
+	if c.flags["--fix"] && fixable(found) {
+		if err := needNetAdmin(); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		changes, ferr := ops.Fix(found)
+		c.log.Info("fix", "changes", strings.Join(changes, ","), "took", since(start))
+		if ferr != nil {
+			c.log.Error(ferr)
+		}
+		if found, err = h.Diagnose(); err != nil {
+			return 0, err
+		}
+	}
+	for _, f := range found {
+		fmt.Fprintln(c.out, f)
+	}
+	if !ops.Healthy(found) {
+		return ExitFail, nil
+	}
+	if len(found) == 0 {
+		fmt.Fprintln(c.out, "healthy: no findings")
+	}
+	return ExitOK, nil
+}
+
+func fixable(fs []ops.Finding) bool {
+	for _, f := range fs {
+		if f.Fixable() {
+			return true
+		}
+	}
+	return false
+}
+
+func runGC(c *call) (int, error) {
+	if err := needNetAdmin(); err != nil {
+		return 0, err
+	}
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	gone, err := h.GC()
+	for _, r := range gone {
+		c.log.Info("gc", "network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start))
+	}
+	return ExitOK, err
+}
+
+func runUp(c *call) (int, error) {
+	name, err := network(c.args[0])
+	if err != nil {
+		return 0, err
+	}
+	if err := needNetAdmin(); err != nil {
+		return 0, err
+	}
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	n, res, err := h.Up(name)
+	if ce := (ops.ConfigError{}); errors.As(err, &ce) {
+		return 0, usageError{err.Error()}
+	}
+	if err != nil {
+		return 0, err
+	}
+	c.log.Info("up", "network", n.Name, "bridge", n.Bridge, "mode", string(n.Mode),
+		"changes", strings.Join(res.Changes, ","), "took", since(start))
+	for _, w := range res.Warnings {
+		c.log.Info("warning: "+w, "network", n.Name)
+	}
+	return ExitOK, nil
+}
+
+func runDown(c *call) (int, error) {
+	name, err := network(c.args[0])
+	if err != nil {
+		return 0, err
+	}
+	if err := needNetAdmin(); err != nil {
+		return 0, err
+	}
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	res, err := h.Down(name, c.flags["--force"])
+	if err != nil {
+		return 0, err
+	}
+	c.log.Info("down", "network", name, "changes", strings.Join(res.Changes, ","), "took", since(start))
+	return ExitOK, nil
+}
+
+func runMAC(c *call) (int, error) {
+	if c.args[0] == "" {
+		return 0, usagef("the VM's name is empty")
+	}
+	fmt.Fprintln(c.out, GuestMAC(c.args[0]))
+	return ExitOK, nil
+}
+
+func runVersion(c *call) (int, error) {
+	fmt.Fprintf(c.out, "kvmnet %s\n", version.Version)
+	return ExitOK, nil
+}
+
+func since(t time.Time) string { return time.Since(t).Round(10 * time.Microsecond).String() }
 
 // GuestMAC derives a stable MAC for a VM from its name: QEMU's 52:54:00 prefix
 // (locally administered) and three bytes of the name's hash, so that scripts
@@ -46,15 +337,4 @@ func Operator(args []string) int {
 func GuestMAC(name string) net.HardwareAddr {
 	h := sha256.Sum256([]byte("kvmnet guest " + name))
 	return net.HardwareAddr{0x52, 0x54, 0x00, h[0], h[1], h[2]}
-}
-
-func operatorUsage(w io.Writer) {
-	fmt.Fprint(w, `Usage: kvmnet COMMAND [ARGS]
-
-Commands:
-  mac NAME     print a stable MAC address for the VM called NAME
-  version      print kvmnet's version
-
-The QEMU helpers are /usr/libexec/kvmnet-{ifup,ifdown,natup,natdown}; see their --help.
-`)
 }

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/kvmnet/kvmnet/internal/config"
+)
+
+// The operator tool's help, which is also its man page (packaging/mangen).
+
+// OperatorUsage writes `kvmnet --help`.
+func OperatorUsage(w io.Writer) {
+	fmt.Fprint(w, "Usage: kvmnet COMMAND [ARGS]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-26s %s\n", strings.TrimSpace(c.name+" "+c.args), c.short)
+	}
+	fmt.Fprintf(w, `
+kvmnet acts on the network namespace it runs in. "kvmnet COMMAND --help" tells more.
+Configuration: %s (or $%s when run by root). State: /run/kvmnet/.
+Every command that changes something logs one line to stderr and syslog (tag kvmnet).
+Exit status: 0 done (doctor: healthy), 1 failed (doctor: a problem found), 2 bad
+arguments, configuration or privilege.
+
+The QEMU helpers are /usr/libexec/kvmnet-{ifup,ifdown,natup,natdown}; see their --help.
+`, config.DefaultPath, config.EnvPath)
+}
+
+// CommandUsage writes `kvmnet NAME --help`.
+func CommandUsage(w io.Writer, name string) {
+	for _, c := range commands() {
+		if c.name == name {
+			fmt.Fprintf(w, "Usage: kvmnet %s\n\n%s.\n", strings.TrimSpace(c.name+" "+c.args), upperFirst(c.short))
+			if c.help != "" {
+				fmt.Fprint(w, "\n"+c.help)
+			}
+		}
+	}
+}
+
+// CommandNames lists the commands, for the man page.
+func CommandNames() []string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+// HelperUsage writes `kvmnet-NAME --help` of a helper, for its man page.
+func HelperUsage(w io.Writer, v Verb) { helperUsage(w, "kvmnet-"+v.Name, v) }
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+const statusHelp = `For each network (configured in the file, the built-in default, or up now):
+its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
+made it ("made") or found it ("found"); the gateway address; ip_forward; how many
+of kvmnet's rules are missing; the DHCP/DNS daemon and its leases; and each port,
+whether kvmnet attached it for a VM, and its MTU and MAC.
+
+  --json   print the same as JSON, schema 1 (stable: fields are only ever added):
+           {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
+            "networks":[{"name","configured","up","pinned","mode",
+              "bridge":{"name","exists","owned","mtu","stp","forward_delay_ms"},
+              "address":{"prefix","present","owned"},
+              "forwarding":{"needed","held"},
+              "rules":{"checked","owned","missing":[…]},
+              "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
+              "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
+              "errors":[…]}]}
+`
+
+const doctorHelp = `Prints one line per finding: the problem, the evidence and the fix. Checks:
+iptables missing; firewalld running in this namespace; per network that is up:
+ip_forward off (NAT), the gateway address gone, kvmnet's rules missing, the
+DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
+bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes
+first), STP with a forward delay, a port whose MTU differs from its bridge's,
+two ports with one MAC, QEMU's default MAC 52:54:00:12:34:56 in use; per
+configured network: a subnet overlapping a host route.
+
+  --fix   repair what kvmnet owns: the network's bridge, address, ip_forward,
+          rules and daemon (as a VM's up would), STP on a bridge kvmnet made,
+          the MTU of taps kvmnet attached; then check again.
+
+Exit status: 0 when nothing but "info" lines remain, 1 otherwise.
+`
+
+const gcHelp = `A VM killed with SIGKILL runs no downscript. gc finds every network whose
+VMs' taps are all gone and tears it down exactly as its last down would have:
+the daemon, the rules, ip_forward, the address and the bridge, each only if
+kvmnet made it. Networks pinned by "kvmnet up" stay. It takes each network's
+lock, so it is safe at any time, e.g. from a systemd timer or a libvirt hook.
+`
+
+const upHelp = `Sets NETWORK up as the first VM's up would (bridge, address, ip_forward,
+rules, DHCP/DNS), with no VM, and pins it: it stays up when its last VM leaves,
+until "kvmnet down NETWORK". For a boot-time unit (kvmnet-up@NETWORK.service),
+or to test a configuration. A network with no mode in the file comes up as nat,
+as kvmnet-natup makes it. Running it on a network that is up heals what went
+missing and pins it.
+`
+
+const downHelp = `Tears NETWORK down, removing exactly what kvmnet made for it, and unpins it.
+It refuses while VMs' taps are attached to it.
+
+  --force   detach them first (their VMs lose the network)
+`
+
+const macHelp = `The MAC is 52:54:00 (QEMU's prefix, locally administered, unicast) and three
+bytes of a hash of NAME, so a VM keeps its MAC, and its DHCP lease, across
+restarts, and two VMs do not share QEMU's default 52:54:00:12:34:56:
+
+  -device virtio-net-pci,netdev=n0,mac=$(kvmnet mac web1)
+`

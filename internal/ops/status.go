@@ -1,0 +1,450 @@
+package ops
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/kvmnet/kvmnet/internal/bridge"
+	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/lifecycle"
+	"github.com/kvmnet/kvmnet/internal/nat"
+	"github.com/kvmnet/kvmnet/internal/netsvc"
+	"github.com/kvmnet/kvmnet/internal/state"
+)
+
+// Status is what `kvmnet status --json` prints. Schema 1; fields are only
+// ever added, and lists are [] rather than null:
+//
+//	{
+//	  "schema": 1,
+//	  "ip_forward": true,                 // net.ipv4.ip_forward of the namespace
+//	  "bridge_nf_call_iptables": 1,       // -1 when br_netfilter is not loaded
+//	  "networks": [{
+//	    "name": "default",
+//	    "configured": true,               // in the file, or the built-in default
+//	    "up": true,                       // kvmnet has a record: it set the network up
+//	    "pinned": false,                  // `kvmnet up` made it: it outlives its VMs
+//	    "mode": "nat",                    // isolated, hostonly, nat; "" when undecided
+//	    "bridge": {"name": "br0", "exists": true, "owned": true, "mtu": 1500,
+//	               "stp": false, "forward_delay_ms": 0},
+//	    "address": {"prefix": "192.168.100.1/24", "present": true, "owned": true},
+//	    "forwarding": {"needed": true, "held": true},
+//	    "rules": {"checked": true, "owned": true, "missing": []},
+//	    "services": {"enabled": true, "running": true, "pid": 4242,
+//	                 "leases": [{"ip": "192.168.100.2", "mac": "52:54:00:3c:a1:07",
+//	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
+//	    "ports": [{"name": "vnet0", "kind": "tuntap", "kvmnet": true, "attached": true,
+//	               "up": true, "mtu": 1500, "mac": "fe:54:00:3c:a1:07"}],
+//	    "errors": []                      // what could not be read
+//	  }]
+//	}
+//
+// "owned" is what kvmnet made and will undo (bridge, address, rules), as
+// opposed to what it found and will leave; "held" means this network holds a
+// use of ip_forward; a port's "kvmnet" means kvmnet attached it for a VM.
+type Status struct {
+	Schema               int             `json:"schema"`
+	IPForward            bool            `json:"ip_forward"`
+	BridgeNFCallIptables int             `json:"bridge_nf_call_iptables"`
+	Networks             []NetworkStatus `json:"networks"`
+}
+
+// SchemaVersion is Status.Schema.
+const SchemaVersion = 1
+
+// NetworkStatus is one network of Status.
+type NetworkStatus struct {
+	Name       string         `json:"name"`
+	Configured bool           `json:"configured"`
+	Up         bool           `json:"up"`
+	Pinned     bool           `json:"pinned"`
+	Mode       string         `json:"mode"`
+	Bridge     BridgeStatus   `json:"bridge"`
+	Address    AddressStatus  `json:"address"`
+	Forwarding ForwardStatus  `json:"forwarding"`
+	Rules      RulesStatus    `json:"rules"`
+	Services   ServicesStatus `json:"services"`
+	Ports      []PortStatus   `json:"ports"`
+	Errors     []string       `json:"errors"`
+}
+
+// BridgeStatus is a network's bridge.
+type BridgeStatus struct {
+	Name           string `json:"name"`
+	Exists         bool   `json:"exists"`
+	Owned          bool   `json:"owned"`
+	MTU            int    `json:"mtu"`
+	STP            bool   `json:"stp"`
+	ForwardDelayMS int64  `json:"forward_delay_ms"`
+}
+
+// AddressStatus is a network's gateway address.
+type AddressStatus struct {
+	Prefix  string `json:"prefix"`
+	Present bool   `json:"present"`
+	Owned   bool   `json:"owned"`
+}
+
+// ForwardStatus is a network's use of ip_forward.
+type ForwardStatus struct {
+	Needed bool `json:"needed"`
+	Held   bool `json:"held"`
+}
+
+// RulesStatus is a network's iptables rules; missing holds, as iptables
+// arguments that would add them, those absent now (nat.Firewall.Check).
+type RulesStatus struct {
+	Checked bool     `json:"checked"`
+	Owned   bool     `json:"owned"`
+	Missing []string `json:"missing"`
+}
+
+// ServicesStatus is a network's DHCP/DNS daemon and its leases.
+type ServicesStatus struct {
+	Enabled bool          `json:"enabled"`
+	Running bool          `json:"running"`
+	PID     int           `json:"pid"`
+	Leases  []LeaseStatus `json:"leases"`
+}
+
+// LeaseStatus is one DHCP lease.
+type LeaseStatus struct {
+	IP       string    `json:"ip"`
+	MAC      string    `json:"mac"`
+	Hostname string    `json:"hostname"`
+	Expires  time.Time `json:"expires"`
+	Static   bool      `json:"static"`
+}
+
+// PortStatus is one port of a network: on its bridge, or recorded by kvmnet.
+type PortStatus struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	KVMnet   bool   `json:"kvmnet"`
+	Attached bool   `json:"attached"`
+	Up       bool   `json:"up"`
+	MTU      int    `json:"mtu"`
+	MAC      string `json:"mac"`
+}
+
+// brNFCallIptables is per network namespace since Linux 5.3, like ip_forward.
+const brNFCallIptables = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+// BridgeNFCallIptables returns br_netfilter's bridge-nf-call-iptables, or -1
+// when the module is not loaded (bridged traffic then never meets iptables).
+func BridgeNFCallIptables() int {
+	b, err := os.ReadFile(brNFCallIptables)
+	if err != nil {
+		return -1
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// Status reports on the named networks.
+func (h Host) Status(names []string) (Status, error) {
+	fwd, err := lifecycle.Forwarding()
+	if err != nil {
+		return Status{}, err
+	}
+	s := Status{Schema: SchemaVersion, IPForward: fwd, BridgeNFCallIptables: BridgeNFCallIptables(), Networks: []NetworkStatus{}}
+	fw, fwErr := nat.New()
+	for _, name := range names {
+		s.Networks = append(s.Networks, h.network(name, fw, fwErr))
+	}
+	return s, nil
+}
+
+// network gathers one network's status; what cannot be read goes to Errors.
+func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus {
+	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Errors: []string{}}
+	fail := func(err error) { ns.Errors = append(ns.Errors, err.Error()) }
+	rec, up, err := h.Dir.Load(name)
+	if err != nil {
+		fail(err)
+	}
+	conf, err := h.Resolve(name, "")
+	if err != nil && ns.Configured {
+		fail(err)
+	}
+	if !up {
+		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway}
+	}
+	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
+	ns.Forwarding = ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding}
+	ns.Rules = RulesStatus{Owned: rec.Rules, Missing: []string{}}
+	ns.Services = ServicesStatus{Enabled: rec.Services || (!up && config.Mode(rec.Mode).Routed() && (conf.DHCP || conf.DNS)), Leases: []LeaseStatus{}}
+	br, err := bridge.Find(rec.Bridge)
+	if err != nil {
+		fail(err)
+	}
+	ns.Bridge, ns.Address = bridgeStatus(rec, br, fail), addressStatus(rec, br, fail)
+	if br != nil {
+		ns.Ports = h.ports(rec, br, fail)
+	}
+	if up {
+		ns.Rules.Checked, ns.Rules.Missing = checkRules(rec, fw, fwErr, fail)
+	}
+	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
+	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
+	return ns
+}
+
+func bridgeStatus(rec state.Network, br *netlink.Bridge, fail func(error)) BridgeStatus {
+	s := BridgeStatus{Name: rec.Bridge, Owned: rec.MadeBridge}
+	if br == nil {
+		return s
+	}
+	s.Exists, s.MTU = true, br.MTU
+	stp, err := bridge.ReadSTP(br)
+	if err != nil {
+		fail(err)
+	}
+	s.STP, s.ForwardDelayMS = stp.On, stp.ForwardDelay.Milliseconds()
+	return s
+}
+
+func addressStatus(rec state.Network, br *netlink.Bridge, fail func(error)) AddressStatus {
+	s := AddressStatus{Owned: rec.MadeAddress}
+	if !rec.Gateway.IsValid() {
+		return s
+	}
+	s.Prefix = rec.Gateway.String()
+	if br != nil {
+		has, err := bridge.HasAddress(br, rec.Gateway)
+		if err != nil {
+			fail(err)
+		}
+		s.Present = has
+	}
+	return s
+}
+
+// ports lists the bridge's ports and the taps kvmnet recorded for the
+// network, marking which kvmnet attached and which are still attached.
+func (h Host) ports(rec state.Network, br *netlink.Bridge, fail func(error)) []PortStatus {
+	out := []PortStatus{}
+	seen := map[string]bool{}
+	live, err := bridge.Ports(br)
+	if err != nil {
+		fail(err)
+	}
+	recorded, err := h.Dir.PortNames(rec.Name)
+	if err != nil {
+		fail(err)
+	}
+	for _, l := range live {
+		seen[l.Attrs().Name] = true
+		out = append(out, portStatus(l, br))
+	}
+	for _, tap := range recorded {
+		if seen[tap] {
+			continue
+		}
+		p := PortStatus{Name: tap, Kind: "gone"}
+		if l, err := bridge.Link(tap); err == nil {
+			p = portStatus(l, br)
+		}
+		out = append(out, p)
+	}
+	for i := range out {
+		out[i].KVMnet = slices.Contains(recorded, out[i].Name)
+	}
+	return out
+}
+
+func portStatus(l netlink.Link, br *netlink.Bridge) PortStatus {
+	a := l.Attrs()
+	return PortStatus{
+		Name: a.Name, Kind: l.Type(), Attached: a.MasterIndex == br.Index,
+		Up: a.Flags&net.FlagUp != 0, MTU: a.MTU, MAC: a.HardwareAddr.String(),
+	}
+}
+
+// checkRules lists the recorded network's rules that are missing now.
+func checkRules(rec state.Network, fw *nat.Firewall, fwErr error, fail func(error)) (bool, []string) {
+	if fwErr != nil {
+		fail(fwErr)
+		return false, []string{}
+	}
+	missing, err := fw.Check(lifecycle.NATNetwork(rec))
+	if err != nil {
+		fail(err)
+		return false, []string{}
+	}
+	if missing == nil {
+		missing = []string{}
+	}
+	return true, missing
+}
+
+// leases reads the network's active leases from the file its daemon was
+// started with, or else the one the configuration names.
+func (h Host) leases(name, confFile string, fail func(error)) []LeaseStatus {
+	path := confFile
+	if c, ok, err := lifecycle.ServicesConfig(h.Dir, name); err != nil {
+		fail(err)
+	} else if ok && c.LeaseFile != "" {
+		path = c.LeaseFile
+	}
+	out := []LeaseStatus{}
+	if path == "" {
+		return out
+	}
+	ls, err := netsvc.Leases(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fail(err)
+	}
+	for _, l := range ls {
+		out = append(out, LeaseStatus{IP: l.IP.String(), MAC: l.MAC.String(), Hostname: l.Hostname, Expires: l.Expires, Static: l.Static})
+	}
+	return out
+}
+
+// WriteTable prints s as compact tables: networks, then ports, then leases.
+func WriteTable(w io.Writer, s Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NETWORK\tMODE\tSTATE\tBRIDGE\tMTU\tADDRESS\tFORWARD\tRULES\tDHCP/DNS")
+	for _, n := range s.Networks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, orDash(n.Mode), stateCell(n), bridgeCell(n.Bridge),
+			mtuCell(n.Bridge), addressCell(n.Address), forwardCell(n.Forwarding, s.IPForward), rulesCell(n), servicesCell(n))
+	}
+	var ports, leases []string
+	for _, n := range s.Networks {
+		for _, p := range n.Ports {
+			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
+				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC)))
+		}
+		for _, l := range n.Services.Leases {
+			leases = append(leases, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", l.IP, n.Name, l.MAC, orDash(l.Hostname), leaseEnd(l)))
+		}
+	}
+	if len(ports) > 0 {
+		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC")
+		fmt.Fprintln(tw, strings.Join(ports, "\n"))
+	}
+	if len(leases) > 0 {
+		fmt.Fprintln(tw, "\nLEASE\tNETWORK\tMAC\tHOSTNAME\tEXPIRES")
+		fmt.Fprintln(tw, strings.Join(leases, "\n"))
+	}
+	for _, n := range s.Networks {
+		for _, e := range n.Errors {
+			fmt.Fprintf(tw, "%s: %s\n", n.Name, e)
+		}
+	}
+	return tw.Flush()
+}
+
+func stateCell(n NetworkStatus) string {
+	switch {
+	case n.Up && n.Pinned:
+		return "up,pinned"
+	case n.Up:
+		return "up"
+	case n.Configured:
+		return "down"
+	}
+	return "-"
+}
+
+func bridgeCell(b BridgeStatus) string {
+	switch {
+	case !b.Exists:
+		return b.Name + " (absent)"
+	case b.Owned:
+		return b.Name + " (made)"
+	}
+	return b.Name + " (found)"
+}
+
+func mtuCell(b BridgeStatus) string {
+	if !b.Exists {
+		return "-"
+	}
+	return strconv.Itoa(b.MTU)
+}
+
+func addressCell(a AddressStatus) string {
+	switch {
+	case a.Prefix == "":
+		return "-"
+	case !a.Present:
+		return a.Prefix + " (absent)"
+	case a.Owned:
+		return a.Prefix + " (made)"
+	}
+	return a.Prefix + " (found)"
+}
+
+func forwardCell(f ForwardStatus, on bool) string {
+	if !f.Needed {
+		return "-"
+	}
+	return yesNo(on, "on", "OFF")
+}
+
+func rulesCell(n NetworkStatus) string {
+	switch {
+	case !n.Up:
+		return "-"
+	case !n.Rules.Checked:
+		return "unknown"
+	case len(n.Rules.Missing) > 0:
+		return fmt.Sprintf("%d MISSING", len(n.Rules.Missing))
+	}
+	return "ok"
+}
+
+func servicesCell(n NetworkStatus) string {
+	s := n.Services
+	switch {
+	case !n.Up:
+		return "-"
+	case s.Running:
+		return fmt.Sprintf("pid %d, %d leases", s.PID, len(s.Leases))
+	case s.Enabled:
+		return "NOT RUNNING"
+	}
+	return "-"
+}
+
+func leaseEnd(l LeaseStatus) string {
+	if l.Static {
+		return "static"
+	}
+	return l.Expires.Local().Format(time.DateTime)
+}
+
+func mtuOf(m int) string {
+	if m == 0 {
+		return "-"
+	}
+	return strconv.Itoa(m)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool, yes, no string) string {
+	if b {
+		return yes
+	}
+	return no
+}
