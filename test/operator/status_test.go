@@ -1,0 +1,175 @@
+package operator
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// statusJSON is the schema `kvmnet status --json` documents (schema 1),
+// written out here independently of the code that prints it, so that a
+// renamed, dropped or added field fails this test.
+type statusJSON struct {
+	Schema               int  `json:"schema"`
+	IPForward            bool `json:"ip_forward"`
+	BridgeNFCallIptables int  `json:"bridge_nf_call_iptables"`
+	Networks             []struct {
+		Name       string `json:"name"`
+		Configured bool   `json:"configured"`
+		Up         bool   `json:"up"`
+		Pinned     bool   `json:"pinned"`
+		Mode       string `json:"mode"`
+		Bridge     struct {
+			Name           string `json:"name"`
+			Exists         bool   `json:"exists"`
+			Owned          bool   `json:"owned"`
+			MTU            int    `json:"mtu"`
+			STP            bool   `json:"stp"`
+			ForwardDelayMS int64  `json:"forward_delay_ms"`
+		} `json:"bridge"`
+		Address struct {
+			Prefix  string `json:"prefix"`
+			Present bool   `json:"present"`
+			Owned   bool   `json:"owned"`
+		} `json:"address"`
+		Forwarding struct {
+			Needed bool `json:"needed"`
+			Held   bool `json:"held"`
+		} `json:"forwarding"`
+		Rules struct {
+			Checked bool     `json:"checked"`
+			Owned   bool     `json:"owned"`
+			Missing []string `json:"missing"`
+		} `json:"rules"`
+		Services struct {
+			Enabled bool `json:"enabled"`
+			Running bool `json:"running"`
+			PID     int  `json:"pid"`
+			Leases  []struct {
+				IP       string    `json:"ip"`
+				MAC      string    `json:"mac"`
+				Hostname string    `json:"hostname"`
+				Expires  time.Time `json:"expires"`
+				Static   bool      `json:"static"`
+			} `json:"leases"`
+		} `json:"services"`
+		Ports  []portJSON `json:"ports"`
+		Errors []string   `json:"errors"`
+	} `json:"networks"`
+}
+
+type portJSON struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	KVMnet   bool   `json:"kvmnet"`
+	Attached bool   `json:"attached"`
+	Up       bool   `json:"up"`
+	MTU      int    `json:"mtu"`
+	MAC      string `json:"mac"`
+}
+
+// decodeStatus decodes out against the schema: no unknown field, no field
+// missing, no null where the schema promises a list.
+func decodeStatus(t *testing.T, out string) statusJSON {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	var s statusJSON
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("status --json does not match the schema: %v\n%s", err, out)
+	}
+	var raw, again any
+	b, _ := json.Marshal(s)
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &again); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(raw, again) {
+		t.Fatalf("status --json lacks a field of the schema or has a null list:\n--- got\n%s\n--- schema\n%s", out, b)
+	}
+	if s.Schema != 1 {
+		t.Errorf("schema = %d, want 1", s.Schema)
+	}
+	return s
+}
+
+func (s statusJSON) network(t *testing.T, name string) int {
+	t.Helper()
+	for i, n := range s.Networks {
+		if n.Name == name {
+			return i
+		}
+	}
+	t.Fatalf("no network %s in status", name)
+	return -1
+}
+
+// TestStatusJSON: the schema, and what it says about a NAT network with a VM,
+// a pinned host-only network, and rules gone missing.
+func TestStatusJSON(t *testing.T) {
+	h := newHost(t, "[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\ndhcp = false\ndns = false\n")
+	h.taps("vnet0")
+	h.helper("kvmnet-natup", "vnet0")
+	h.must("up", "lab")
+
+	s := h.status()
+	if !s.IPForward || len(s.Networks) != 2 {
+		t.Fatalf("status: %+v", s)
+	}
+	d := s.Networks[s.network(t, "default")]
+	if !d.Up || d.Pinned || d.Mode != "nat" || !d.Configured {
+		t.Errorf("default: %+v", d)
+	}
+	if d.Bridge.Name != "br0" || !d.Bridge.Exists || !d.Bridge.Owned || d.Bridge.MTU != 1500 || d.Bridge.STP {
+		t.Errorf("default bridge: %+v", d.Bridge)
+	}
+	if d.Address.Prefix != "192.168.100.1/24" || !d.Address.Present || !d.Address.Owned {
+		t.Errorf("default address: %+v", d.Address)
+	}
+	if !d.Forwarding.Needed || !d.Forwarding.Held || !d.Rules.Checked || !d.Rules.Owned || len(d.Rules.Missing) != 0 {
+		t.Errorf("default forwarding %+v rules %+v", d.Forwarding, d.Rules)
+	}
+	if !d.Services.Enabled || !d.Services.Running || d.Services.PID <= 0 {
+		t.Errorf("default services: %+v", d.Services)
+	}
+	want := portJSON{Name: "vnet0", Kind: "tuntap", KVMnet: true, Attached: true, Up: true, MTU: 1500}
+	if len(d.Ports) != 1 || d.Ports[0].MAC == "" {
+		t.Fatalf("default ports: %+v", d.Ports)
+	}
+	got := d.Ports[0]
+	got.MAC = ""
+	if got != want {
+		t.Errorf("port = %+v, want %+v", got, want)
+	}
+	l := s.Networks[s.network(t, "lab")]
+	if !l.Up || !l.Pinned || l.Mode != "hostonly" || l.Forwarding.Needed || l.Services.Enabled || len(l.Ports) != 0 {
+		t.Errorf("lab: %+v", l)
+	}
+
+	h.MustRun("iptables", "-t", "nat", "-F")
+	if d := h.status("default").Networks; len(d) != 1 || len(d[0].Rules.Missing) == 0 {
+		t.Errorf("status default after iptables -t nat -F: %+v", d)
+	}
+	out := h.must("status")
+	for _, want := range []string{"br0 (made)", "kvlab0 (made)", "up,pinned", "MISSING", "vnet0", "kvmnet"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status table lacks %q:\n%s", want, out)
+		}
+	}
+	if _, e, code := h.kvmnet(nil, "status", "nosuch"); code != 2 || !strings.Contains(e, "not configured") {
+		t.Errorf("status nosuch: exit %d, %s", code, e)
+	}
+}
+
+// TestStatusNotUp: a fresh host lists the built-in default network as down.
+func TestStatusNotUp(t *testing.T) {
+	h := newHost(t, "")
+	s := h.status()
+	if len(s.Networks) != 1 || s.Networks[0].Up || s.Networks[0].Bridge.Exists {
+		t.Errorf("fresh status: %+v", s)
+	}
+}
