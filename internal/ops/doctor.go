@@ -214,9 +214,9 @@ func (c *netCheck) overlap(brIndex int) []Finding {
 	if err == nil {
 		return nil
 	}
-	what := "its subnet overlaps a host route: guests and that network cannot reach each other"
+	what := "its subnet overlaps a host address or route: guests and that network cannot reach each other"
 	if !c.up {
-		what = "its subnet overlaps a host route: it would fail to come up"
+		what = "its subnet overlaps a host address or route: it would fail to come up"
 	}
 	return []Finding{{Network: c.name, Problem: what, Evidence: err.Error(),
 		Fix: fmt.Sprintf("pick another address for network %s in %s", c.name, c.h.File.Path)}}

@@ -1,0 +1,198 @@
+package operator
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvmnet/kvmnet/internal/testns"
+)
+
+// doctor runs `kvmnet doctor` with args and returns its output and exit code.
+func (h *host) doctor(env []string, args ...string) (string, int) {
+	out, stderr, code := h.kvmnet(env, append([]string{"doctor"}, args...)...)
+	if code == 2 {
+		h.t.Fatalf("doctor: exit 2: %s", stderr)
+	}
+	return out, code
+}
+
+// expectFinding runs doctor and checks that it exits code and prints a line
+// of that level containing want.
+func (h *host) expectFinding(level, want string, code int, env ...string) string {
+	h.t.Helper()
+	out, got := h.doctor(env)
+	if got != code || !hasLine(out, level+": ", want) {
+		h.t.Fatalf("doctor: exit %d (want %d), want a %s line with %q:\n%s", got, code, level, want, out)
+	}
+	return out
+}
+
+func hasLine(out, prefix, want string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) && strings.Contains(l, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// fix runs `doctor --fix` and checks it leaves a healthy namespace.
+func (h *host) fix() {
+	h.t.Helper()
+	if out, code := h.doctor(nil, "--fix"); code != 0 {
+		h.t.Fatalf("doctor --fix: exit %d:\n%s", code, out)
+	}
+	if out, code := h.doctor(nil); code != 0 {
+		h.t.Fatalf("doctor after --fix: exit %d:\n%s", code, out)
+	}
+}
+
+// upHost is a host with the default network up and taps vnet0, vnet1 on it.
+func upHost(t *testing.T) *host {
+	h := newHost(t, "")
+	h.taps("vnet0", "vnet1")
+	h.helper("kvmnet-natup", "vnet0")
+	h.helper("kvmnet-natup", "vnet1")
+	if out, code := h.doctor(nil); code != 0 || !strings.Contains(out, "healthy") {
+		t.Fatalf("doctor on a fresh network: exit %d:\n%s", code, out)
+	}
+	return h
+}
+
+// TestDoctor provokes each finding for real and checks doctor names it, and
+// that --fix repairs what kvmnet owns.
+func TestDoctor(t *testing.T) {
+	t.Run("ip_forward", func(t *testing.T) {
+		h := upHost(t)
+		h.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=0")
+		h.expectFinding("problem", "ip_forward is off", 1)
+		h.fix()
+		if h.Sysctl("net.ipv4.ip_forward") != "1" {
+			t.Error("--fix left ip_forward off")
+		}
+	})
+	t.Run("rules", func(t *testing.T) {
+		h := upHost(t)
+		want := h.IptablesSave()
+		h.MustRun("iptables", "-t", "nat", "-F")
+		h.expectFinding("problem", "of kvmnet's rules are missing", 1)
+		h.fix()
+		if got := h.IptablesSave(); got != want {
+			t.Errorf("--fix did not restore the rules:\n--- want\n%s\n--- got\n%s", want, got)
+		}
+	})
+	t.Run("address", func(t *testing.T) {
+		h := upHost(t)
+		h.MustRun("ip", "addr", "flush", "dev", "br0")
+		h.expectFinding("problem", "gateway address is missing", 1)
+		h.fix()
+	})
+	t.Run("daemon", func(t *testing.T) {
+		h := upHost(t)
+		pid := h.status().Networks[0].Services.PID
+		h.MustRun("kill", "-9", itoa(pid))
+		h.expectFinding("problem", "DHCP/DNS daemon is not running", 1)
+		h.fix()
+		if s := h.status().Networks[0].Services; !s.Running || s.PID == pid {
+			t.Errorf("--fix did not restart the daemon: %+v", s)
+		}
+	})
+	t.Run("forward-drop", func(t *testing.T) {
+		h := upHost(t)
+		// br_netfilter's switch is per namespace (Linux ≥ 5.3) and on by default.
+		if strings.TrimSpace(h.MustRun("cat", "/proc/sys/net/bridge/bridge-nf-call-iptables")) != "1" {
+			t.Skip("br_netfilter not loaded, or bridge-nf-call-iptables off in a new namespace")
+		}
+		h.MustRun("iptables", "-P", "FORWARD", "DROP")
+		h.expectFinding("info", "kvmnet's jump to KVMNET-FWD-default comes first", 0)
+		h.MustRun("iptables", "-D", "FORWARD", "-m", "comment", "--comment", "kvmnet:default", "-j", "KVMNET-FWD-default")
+		h.expectFinding("problem", "kvmnet's jump is missing", 1)
+		h.fix()
+		h.MustRun("iptables", "-I", "FORWARD", "1", "-i", "br+", "-j", "DROP")
+		out := h.expectFinding("problem", "before kvmnet's jump", 1)
+		if !strings.Contains(out, "-A FORWARD -i br+ -j DROP") {
+			t.Errorf("the evidence does not show the rule:\n%s", out)
+		}
+		if _, code := h.doctor(nil, "--fix"); code != 1 {
+			t.Error("--fix claims to have moved another program's rule")
+		}
+	})
+	t.Run("stp", func(t *testing.T) {
+		h := upHost(t)
+		h.MustRun("ip", "link", "set", "br0", "type", "bridge", "stp_state", "1", "forward_delay", "400")
+		h.expectFinding("problem", "STP with forward delay on br0", 1)
+		h.fix()
+	})
+	t.Run("mtu", func(t *testing.T) {
+		h := upHost(t)
+		// The bridge follows its smallest port unless its MTU was set: either
+		// way one of the two taps now differs from it.
+		h.MustRun("ip", "link", "set", "vnet0", "mtu", "1400")
+		h.expectFinding("problem", "MTU differs from its bridge's", 1)
+		h.fix()
+	})
+	t.Run("same-mac", func(t *testing.T) {
+		h := upHost(t)
+		// libvirt gives a tap its guest's MAC with fe: first.
+		for _, tap := range []string{"vnet0", "vnet1"} {
+			h.MustRun("ip", "link", "set", tap, "address", "fe:54:00:aa:bb:01")
+		}
+		h.expectFinding("problem", "fe:54:00:aa:bb:01 on vnet0 and vnet1", 1)
+	})
+	t.Run("qemu-default-mac", func(t *testing.T) {
+		h := upHost(t)
+		guest := testns.New(t)
+		h.MustRun("ip", "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", guest.Name)
+		h.MustRun("ip", "link", "set", "veth0", "master", "br0", "up")
+		guest.MustRun("ip", "link", "set", "eth0", "address", "52:54:00:12:34:56", "up")
+		guest.MustRun("ip", "addr", "add", "192.168.100.50/24", "dev", "eth0")
+		// Any packet to the gateway starts with an ARP request from the guest's MAC.
+		guest.MustRun("bash", "-c", "echo > /dev/udp/192.168.100.1/9")
+		learned := func() bool {
+			return strings.Contains(h.MustRun("bridge", "fdb", "show", "br", "br0"), "52:54:00:12:34:56 dev veth0")
+		}
+		for i := 0; i < 100 && !learned(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		h.expectFinding("problem", "QEMU's default MAC 52:54:00:12:34:56 is in use", 1)
+	})
+	t.Run("overlap", func(t *testing.T) {
+		h := newHost(t, "")
+		h.MustRun("ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p")
+		h.MustRun("ip", "addr", "add", "192.168.0.1/16", "dev", "eth9")
+		h.MustRun("ip", "link", "set", "eth9", "up")
+		h.expectFinding("problem", "overlaps 192.168.0.1/16 on eth9", 1)
+	})
+	t.Run("iptables-missing", func(t *testing.T) {
+		h := newHost(t, "")
+		h.expectFinding("problem", "iptables is missing", 1, "PATH=/nonexistent")
+	})
+	t.Run("firewalld", func(t *testing.T) {
+		h := newHost(t, "")
+		fake := filepath.Join(t.TempDir(), "firewalld")
+		sleep, err := exec.LookPath("sleep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(sleep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(fake, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fw := h.Cmd(fake, "60")
+		if err := fw.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = fw.Process.Kill(); _ = fw.Wait() })
+		h.expectFinding("problem", "firewalld is running", 1)
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
