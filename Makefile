@@ -47,5 +47,18 @@ bench: deps build
 demo: deps build
 	@scripts/demo.sh
 
+# deb builds $(DISTDIR)/kvmnet_$(DEB_VERSION)_amd64.deb with nfpm, run from the
+# Go module proxy at a pinned version, so that no tool binary is kept here.
+# (nfpm 2.46 and later need modules the proxy here refuses.)
+NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DISTDIR     ?= dist
+DEB_VERSION := $(shell packaging/debversion.sh '$(VERSION)')
+DEB         := $(DISTDIR)/kvmnet_$(DEB_VERSION)_amd64.deb
+
+deb: build
+	@mkdir -p $(DISTDIR)/man
+	$(GO) run ./packaging/mangen -o $(DISTDIR)/man -version $(DEB_VERSION)
+	DEB_VERSION=$(DEB_VERSION) DISTDIR=$(DISTDIR) $(NFPM) package -f packaging/nfpm.yaml -p deb -t $(DEB)
+
 clean:
 	rm -rf bin dist
