@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 // the exit code; its errors are logged by the caller.
 type command struct {
 	name, args, short string
+	min, max          int      // how many positional arguments it takes
 	flags             []string // boolean flags it takes, e.g. "--json"
 	help              string   // what `kvmnet COMMAND --help` adds to the synopsis
 	run               func(c *call) (int, error)
@@ -40,17 +42,17 @@ type call struct {
 // Commands lists the operator tool's commands, in the order --help shows them.
 func commands() []command {
 	return []command{
-		{name: "status", args: "[NETWORK] [--json]", short: "show every network kvmnet knows, or one", flags: []string{"--json"},
+		{name: "status", args: "[NETWORK] [--json]", max: 1, short: "show every network kvmnet knows, or one", flags: []string{"--json"},
 			help: statusHelp, run: runStatus},
 		{name: "doctor", args: "[--fix]", short: "find what breaks VMs' networks; --fix repairs what kvmnet owns", flags: []string{"--fix"},
 			help: doctorHelp, run: runDoctor},
 		{name: "gc", short: "tear down networks no live VM uses (VMs killed without their downscript)",
 			help: gcHelp, run: runGC},
-		{name: "up", args: "NETWORK", short: "set a network up with no VM, and keep it up until `kvmnet down`",
+		{name: "up", args: "NETWORK", min: 1, max: 1, short: "set a network up with no VM, and keep it up until `kvmnet down`",
 			help: upHelp, run: runUp},
-		{name: "down", args: "NETWORK [--force]", short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--force"},
+		{name: "down", args: "NETWORK [--force]", min: 1, max: 1, short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--force"},
 			help: downHelp, run: runDown},
-		{name: "mac", args: "NAME", short: "print a stable, locally administered MAC for the VM called NAME",
+		{name: "mac", args: "NAME", min: 1, max: 1, short: "print a stable, locally administered MAC for the VM called NAME",
 			help: macHelp, run: runMAC},
 		{name: "version", short: "print kvmnet's version", run: runVersion},
 	}
@@ -117,7 +119,7 @@ func parse(cmd command, args []string) (*call, error) {
 			return nil, errHelp
 		case strings.HasPrefix(a, "-") && a != "-":
 			long := "--" + strings.TrimLeft(a, "-")
-			if !containsString(cmd.flags, long) {
+			if !slices.Contains(cmd.flags, long) {
 				return nil, fmt.Errorf("unknown flag %s", a)
 			}
 			c.flags[long] = true
@@ -125,34 +127,10 @@ func parse(cmd command, args []string) (*call, error) {
 			c.args = append(c.args, a)
 		}
 	}
-	want := strings.Count(cmd.args, "NETWORK") + strings.Count(cmd.args, "NAME")
-	optional := strings.Contains(cmd.args, "[NETWORK]")
-	if len(c.args) > want || (!optional && len(c.args) < want) {
-		return nil, fmt.Errorf("want %s, got %d arguments", orNone(strings.Fields(cmd.args)), len(c.args))
+	if len(c.args) < cmd.min || len(c.args) > cmd.max {
+		return nil, fmt.Errorf("want %s, got %d arguments", strings.TrimSpace(cmd.name+" "+cmd.args), len(c.args))
 	}
 	return c, nil
-}
-
-func orNone(fields []string) string {
-	var pos []string
-	for _, f := range fields {
-		if !strings.HasPrefix(f, "[-") {
-			pos = append(pos, f)
-		}
-	}
-	if len(pos) == 0 {
-		return "no arguments"
-	}
-	return strings.Join(pos, " ")
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // host opens the caller's namespace's state directory and the configuration.
@@ -190,7 +168,7 @@ func runStatus(c *call) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if !containsString(names, name) {
+		if !slices.Contains(names, name) {
 			return 0, usagef("network %s: not configured in %s and not up", name, h.File.Path)
 		}
 		names = []string{name}
