@@ -69,7 +69,10 @@ ok "$guest: Debian's ${kernel#/boot/} + busybox initramfs ($(( $(date +%s) - tb 
 say "[2/4] test world (network namespaces; the machine's own is not touched)"
 "$root/scripts/world.sh" down "$OUT" "$HOST" >/dev/null 2>&1 || true # a run killed with -9
 "$root/scripts/world.sh" up "$OUT" "$HOST"
-hostns_state=/run/kvmnet/netns-$(stat -L -c %i "/run/netns/$HOST")
+# The helpers keep state in /run/kvmnet/netns-COOKIE (SO_NETNS_COOKIE of the
+# namespace); the demo drops its namespace's when done. Best effort: needs python3.
+cookie=$(ip netns exec "$HOST" python3 -c 'import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little"))' 2>/dev/null || true)
+[ -n "$cookie" ] && hostns_state=/run/kvmnet/netns-$cookie
 ok "outside host $OUTSIDE (netns $OUT) with a web server that answers with the source it sees"
 ok "hypervisor (netns $HOST): uplink $UPLINK, default route via $OUTSIDE; QEMU runs here"
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,16 +153,48 @@ func TestHostOnly(t *testing.T) {
 	}
 }
 
-// QEMU killed with SIGKILL never runs its downscript: its tap vanishes with it,
-// and the network's next guest, when it goes, leaves nothing behind.
+// QEMU killed with SIGKILL never runs its downscript: its tap vanishes with
+// it, and what it leaves of the network goes with the network's next guest,
+// or with `kvmnet gc`.
 func TestQEMUKilled(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, "")
-	up, down := w.helper("natup", ""), w.helper("natdown", "")
+	t.Run("next guest", func(t *testing.T) {
+		t.Parallel()
+		w := newWorld(t, "")
+		killQEMU(t, w)
+		b := w.boot(guest{
+			Name: "k2", Net: "192.168.100.31" + natNet, Tap: "kvtap-k",
+			Check: []string{toOutside}, Up: w.helper("natup", ""), Down: w.helper("natdown", ""),
+		})[0]
+		b.ran(t)
+		masqueraded(t, w, b)
+		w.checkRestored()
+	})
+	t.Run("kvmnet gc", func(t *testing.T) {
+		t.Parallel()
+		setup(t)
+		tool := filepath.Join(binDir, "kvmnet")
+		if _, err := os.Stat(tool); err != nil {
+			t.Skipf("no operator tool %s", tool)
+		}
+		w := newWorld(t, "")
+		killQEMU(t, w)
+		if out, err := w.run(tool, "gc"); err != nil {
+			t.Fatalf("kvmnet gc: %v\n%s", err, out)
+		} else {
+			t.Logf("kvmnet gc:\n%s", indent(strings.TrimSpace(out)))
+		}
+		w.checkRestored()
+	})
+}
+
+// killQEMU boots a guest on the default NAT network, SIGKILLs its QEMU once
+// the guest is up, and waits for the tap to vanish.
+func killQEMU(t *testing.T, w *world) {
+	t.Helper()
 	var bridgeUp string
 	killed := w.boot(guest{
 		Name: "k1", Net: "192.168.100.30" + natNet, Hold: 120, Tap: "kvtap-k",
-		Up: up, Down: down,
+		Up: w.helper("natup", ""), Down: w.helper("natdown", ""),
 		OnLine: func(l string, q *os.Process) {
 			if strings.HasPrefix(l, "done") {
 				bridgeUp, _ = w.run("ip", "-br", "link", "show", "br0")
@@ -190,15 +223,7 @@ func TestQEMUKilled(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("after the kill (downscript never ran):\n%s", indent(strings.TrimSpace(w.host.MustRun("ip", "-br", "link"))))
-
-	b := w.boot(guest{
-		Name: "k2", Net: "192.168.100.31" + natNet, Tap: "kvtap-k",
-		Check: []string{toOutside}, Up: up, Down: down,
-	})[0]
-	b.ran(t)
-	masqueraded(t, w, b)
-	w.checkRestored()
+	t.Logf("after the kill (the downscript never ran):\n%s", indent(strings.TrimSpace(w.host.MustRun("ip", "-br", "link"))))
 }
 
 // Zero-config NAT with DHCP and DNS from kvmnet: two guests started at the

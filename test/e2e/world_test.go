@@ -18,9 +18,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
@@ -110,8 +111,7 @@ func newWorld(t *testing.T, extra string, prep ...[]string) *world {
 		if out, err := exec.Command(script, "down", w.out.Name, w.host.Name).CombinedOutput(); err != nil {
 			t.Errorf("world.sh down: %v\n%s", err, out)
 		}
-		// The helpers' state lives per namespace (by inode); drop this one's so
-		// that a later namespace given the same inode starts clean.
+		// The helpers keep state per namespace; this one's dies with it.
 		if stateDir != "" {
 			_ = os.RemoveAll(stateDir)
 		}
@@ -130,13 +130,24 @@ func newWorld(t *testing.T, extra string, prep ...[]string) *world {
 	return w
 }
 
-// stateDir is the helpers' state directory for the host namespace (/run/kvmnet/netns-INODE).
+// stateDir is the helpers' state directory for the host namespace:
+// /run/kvmnet/netns-COOKIE, COOKIE being the namespace's SO_NETNS_COOKIE.
 func (w *world) stateDir() string {
-	fi, err := os.Stat("/run/netns/" + w.host.Name)
+	var cookie uint64
+	err := w.host.Do(func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		return err
+	})
 	if err != nil {
+		w.t.Logf("netns cookie of %s: %v", w.host.Name, err)
 		return ""
 	}
-	return fmt.Sprintf("/run/kvmnet/netns-%d", inode(fi))
+	return fmt.Sprintf("/run/kvmnet/netns-%d", cookie)
 }
 
 // helper returns the path QEMU should run for verb (natup, natdown, ifup, ifdown)
@@ -303,10 +314,3 @@ func acquire(n int) func() {
 }
 
 var acquireMu sync.Mutex
-
-func inode(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
-}
