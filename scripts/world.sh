@@ -97,6 +97,7 @@ down() {
 	done
 	rm -rf "$state" "/etc/netns/$host"
 	rmdir /etc/netns 2>/dev/null || true # only when empty: it may be the machine's
+	rmdir /run/kvmnet-world 2>/dev/null || true
 }
 
 case "$cmd" in
