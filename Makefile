@@ -10,7 +10,7 @@ GOFLAGS    ?= -trimpath
 LDFLAGS    := -s -w -X github.com/kvmnet/kvmnet/internal/version.Version=$(VERSION)
 HELPERS    := ifup ifdown natup natdown
 
-.PHONY: all build deps install test unit e2e bench demo deb clean
+.PHONY: all build deps install test e2e bench demo deb clean
 all: build
 
 # deps installs what build, test, bench and demo need on a fresh Debian machine.
@@ -40,6 +40,10 @@ install: build
 
 test: deps build
 	@scripts/test.sh
+
+# e2e runs only the booted-guest suite (a part of `make test`).
+e2e: deps build
+	go test -count=1 -v ./test/e2e
 
 bench: deps build
 	@scripts/bench.sh
