@@ -1,10 +1,21 @@
-// Command kvmnet is the operator tool: see `kvmnet --help`.
+// Command kvmnet is the operator tool: see `kvmnet --help`. Started with
+// argv[0] kvmnet-netsvc, it is the DHCP/DNS daemon of one network, which the
+// helpers and `kvmnet up` spawn (see ctl.Spawn): only this binary links the
+// DHCP and DNS code, so that the helpers start fast.
 package main
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/kvmnet/kvmnet/internal/cli"
+	"github.com/kvmnet/kvmnet/internal/netsvc"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
-func main() { os.Exit(cli.Operator(os.Args)) }
+func main() {
+	if filepath.Base(os.Args[0]) == ctl.ProcName {
+		os.Exit(netsvc.Main(os.Args))
+	}
+	os.Exit(cli.Operator(os.Args))
+}

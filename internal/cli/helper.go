@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
-	"github.com/kvmnet/kvmnet/internal/netsvc"
 	"github.com/kvmnet/kvmnet/internal/runlog"
 	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/version"
@@ -53,12 +51,10 @@ func (e usageError) Is(target error) bool { return target == errUsage }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
-// Helper runs a helper with args (os.Args) and returns its exit code. A binary
-// started as kvmnet-netsvc is the DHCP/DNS daemon a helper spawned of itself.
+// Helper runs a helper with args (os.Args) and returns its exit code. The
+// DHCP/DNS daemon a helper starts runs in the kvmnet binary (cmd/kvmnet), so
+// that the helpers, started once per VM, do not link its protocol code.
 func Helper(v Verb, args []string) int {
-	if filepath.Base(args[0]) == netsvc.ProcName {
-		return netsvc.Main(args)
-	}
 	prog := "kvmnet-" + v.Name
 	switch {
 	case len(args) == 2 && (args[1] == "--help" || args[1] == "-h"):

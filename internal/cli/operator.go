@@ -8,13 +8,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/kvmnet/kvmnet/internal/config"
-	"github.com/kvmnet/kvmnet/internal/netsvc"
 	"github.com/kvmnet/kvmnet/internal/ops"
 	"github.com/kvmnet/kvmnet/internal/runlog"
 	"github.com/kvmnet/kvmnet/internal/state"
@@ -58,11 +56,11 @@ func commands() []command {
 	}
 }
 
-// Operator runs the kvmnet operator tool with args (os.Args) and returns its exit code.
+// Operator runs the kvmnet operator tool with args (os.Args) and returns its
+// exit code. The kvmnet binary's main, not Operator, runs the DHCP/DNS daemon
+// when started as its argv[0]: this package is linked into the helpers too,
+// which must not link the daemon's protocol code.
 func Operator(args []string) int {
-	if filepath.Base(args[0]) == netsvc.ProcName {
-		return netsvc.Main(args)
-	}
 	if len(args) < 2 {
 		OperatorUsage(os.Stderr)
 		return ExitUsage

@@ -9,7 +9,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/nat"
-	"github.com/kvmnet/kvmnet/internal/netsvc"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -136,7 +136,7 @@ func NATNetwork(rec state.Network) nat.Network { return natNetwork(rec, rec.Serv
 
 // ServicesConfig returns the configuration a network's DHCP/DNS daemon was
 // started with (its lease file among it); ok is false when it never was.
-func ServicesConfig(d state.Dir, network string) (c netsvc.Config, ok bool, err error) {
+func ServicesConfig(d state.Dir, network string) (c ctl.Config, ok bool, err error) {
 	ok, err = d.ReadJSON(network+svcConf, &c)
 	return c, ok, err
 }

@@ -2,10 +2,13 @@ package lifecycle
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/kvmnet/kvmnet/internal/config"
-	"github.com/kvmnet/kvmnet/internal/netsvc"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -19,37 +22,68 @@ const (
 // stopTimeout bounds how long a down waits for the daemon to exit on SIGTERM.
 const stopTimeout = 2 * time.Second
 
+// daemonBinary is the name of the binary that runs the DHCP/DNS daemon.
+const daemonBinary = "kvmnet"
+
 // ServicesPID returns the pid of a network's DHCP/DNS daemon, if it runs.
 func ServicesPID(d state.Dir, network string) (int, bool) {
-	return netsvc.Alive(d.File(network, svcPID))
+	return ctl.Alive(d.File(network, svcPID))
 }
 
 // startServices starts the network's DHCP/DNS daemon unless it runs already.
-// The daemon is this very binary re-executed (/proc/self/exe), so it needs no
-// path of its own and always matches the helper's version.
 func startServices(d state.Dir, n config.Net) (bool, error) {
 	if _, ok := ServicesPID(d, n.Name); ok {
 		return false, nil
 	}
-	c := netsvc.Config{
+	exe, err := findDaemonBinary()
+	if err != nil {
+		return false, err
+	}
+	c := ctl.Config{
 		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, MTU: n.MTU,
 		DHCP: n.DHCP, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
 		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: n.LeaseFile,
 		PIDFile: d.File(n.Name, svcPID),
 	}
 	for _, h := range n.Hosts {
-		c.Hosts = append(c.Hosts, netsvc.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, Name: h.Name})
+		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, Name: h.Name})
 	}
-	if err := netsvc.WriteConfig(d.File(n.Name, svcConf), c); err != nil {
+	if err := ctl.WriteConfig(d.File(n.Name, svcConf), c); err != nil {
 		return false, err
 	}
-	if _, err := netsvc.Spawn("/proc/self/exe", d.File(n.Name, svcConf), d.File(n.Name, svcLog)); err != nil {
+	if _, err := ctl.Spawn(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog)); err != nil {
 		return false, fmt.Errorf("spawn daemon: %w", err)
 	}
 	return true, nil
 }
 
+// findDaemonBinary returns the kvmnet binary, which runs the DHCP/DNS daemon.
+// The helpers do not link the DHCP/DNS code, as it would slow down every VM
+// start, so they cannot re-execute themselves as the daemon. It looks next to
+// the running binary first (bin/ of a build, or wherever tests put all five),
+// then in ../bin relative to it (installed: /usr/libexec/kvmnet-natup and
+// /usr/bin/kvmnet), so that a helper gets the daemon of its own version; only
+// then in PATH.
+func findDaemonBinary() (string, error) {
+	self, err := os.Executable() // symlinks resolved: kvmnet-natup@lab gives kvmnet-natup
+	if err != nil {
+		return "", fmt.Errorf("find the %s binary, which runs the DHCP/DNS daemon: %w", daemonBinary, err)
+	}
+	dir := filepath.Dir(self)
+	installed := filepath.Join(filepath.Dir(dir), "bin")
+	for _, p := range []string{filepath.Join(dir, daemonBinary), filepath.Join(installed, daemonBinary)} {
+		if _, err := exec.LookPath(p); err == nil { // a path with '/' is only checked to be executable
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(daemonBinary); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s binary not found next to %s, in %s or in PATH (it runs the DHCP/DNS daemon)",
+		daemonBinary, self, installed)
+}
+
 // stopServices stops the network's daemon, if it runs.
 func stopServices(d state.Dir, network string) error {
-	return netsvc.Stop(d.File(network, svcPID), stopTimeout)
+	return ctl.Stop(d.File(network, svcPID), stopTimeout)
 }

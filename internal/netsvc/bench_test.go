@@ -12,6 +12,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/miekg/dns"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // median of ds in milliseconds.
@@ -132,7 +134,7 @@ func BenchmarkDaemonRSS1000Leases(b *testing.B) {
 	n, c := benchNet(b)
 	lease1000(b, c, 0)
 	time.Sleep(2 * flushDelay)
-	if ls, err := Leases(n.cfg.LeaseFile); err != nil || len(ls) != 1000 {
+	if ls, err := ctl.Leases(n.cfg.LeaseFile); err != nil || len(ls) != 1000 {
 		b.Fatalf("%d leases on disk: %v", len(ls), err)
 	}
 	var rss float64

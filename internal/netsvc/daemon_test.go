@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // fdTargets returns what each open fd of pid points at.
@@ -100,48 +102,25 @@ func sessionOf(t testing.TB, pid int) int {
 func TestSpawnAliveStop(t *testing.T) {
 	n := newTestNet(t, testConfig())
 	n.start()
-	if pid, ok := Alive(n.cfg.PIDFile); !ok || pid != n.pid {
+	if pid, ok := ctl.Alive(n.cfg.PIDFile); !ok || pid != n.pid {
 		t.Fatalf("Alive = %d %v, want %d", pid, ok, n.pid)
 	}
 	exe, _ := os.Executable()
 	cfgPath := filepath.Join(n.dir, "netsvc.json")
-	if _, err := Spawn(exe, cfgPath, n.logPath()); !errors.Is(err, ErrAlreadyRunning) {
+	if _, err := ctl.Spawn(exe, cfgPath, n.logPath()); !errors.Is(err, ctl.ErrAlreadyRunning) {
 		t.Errorf("second Spawn: %v, want ErrAlreadyRunning", err)
 	}
-	if err := Stop(n.cfg.PIDFile, 5*time.Second); err != nil {
+	if err := ctl.Stop(n.cfg.PIDFile, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := Alive(n.cfg.PIDFile); ok {
+	if _, ok := ctl.Alive(n.cfg.PIDFile); ok {
 		t.Error("alive after Stop")
 	}
 	if _, err := os.Stat(n.cfg.PIDFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file left: %v", err)
 	}
-	if err := Stop(n.cfg.PIDFile, time.Second); err != nil {
+	if err := ctl.Stop(n.cfg.PIDFile, time.Second); err != nil {
 		t.Errorf("Stop of a stopped daemon: %v", err)
-	}
-}
-
-// TestAliveForeignPid: a pid file naming a live process that is not ours
-// (pid reuse) is not alive, and Stop must not signal that process.
-func TestAliveForeignPid(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "x.pid")
-	sleep := exec.Command("sleep", "5")
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sleep.Process.Kill(); sleep.Wait() }()
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(sleep.Process.Pid)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := Alive(pidFile); ok {
-		t.Error("a foreign process counts as our daemon")
-	}
-	if err := Stop(pidFile, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := sleep.Process.Signal(syscall.Signal(0)); err != nil {
-		t.Errorf("Stop signalled a foreign process: %v", err)
 	}
 }
 
@@ -153,11 +132,11 @@ func TestSpawnReportsStartupError(t *testing.T) {
 	n := newTestNet(t, c)
 	exe, _ := os.Executable()
 	cfgPath := filepath.Join(n.dir, "netsvc.json")
-	if err := WriteConfig(cfgPath, n.cfg); err != nil {
+	if err := ctl.WriteConfig(cfgPath, n.cfg); err != nil {
 		t.Fatal(err)
 	}
 	err := n.host.Do(func() error {
-		_, err := Spawn(exe, cfgPath, n.logPath())
+		_, err := ctl.Spawn(exe, cfgPath, n.logPath())
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "nosuchbr0") || strings.Contains(err.Error(), "\n") {
@@ -172,10 +151,10 @@ func TestDaemonExitsWhenBridgeGoes(t *testing.T) {
 	n.start()
 	n.host.MustRun("ip", "link", "del", "br0")
 	deadline := time.Now().Add(3 * bridgeWatchInterval)
-	for isDaemon(n.pid) && time.Now().Before(deadline) {
+	for running(n.pid) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, ok := Alive(n.cfg.PIDFile); ok {
+	if _, ok := ctl.Alive(n.cfg.PIDFile); ok {
 		t.Fatal("daemon still running after its bridge was deleted")
 	}
 	if _, err := os.Stat(n.cfg.PIDFile); !errors.Is(err, os.ErrNotExist) {
@@ -184,4 +163,12 @@ func TestDaemonExitsWhenBridgeGoes(t *testing.T) {
 	if log, _ := os.ReadFile(n.logPath()); !strings.Contains(string(log), "bridge br0 gone") {
 		t.Errorf("no exit reason in the log:\n%s", log)
 	}
+}
+
+// running reports whether pid is still the daemon (and not yet a zombie,
+// whose cmdline is empty). Unlike ctl.Alive it ignores the pid file, which the
+// daemon removes before it logs why it exits.
+func running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && strings.HasPrefix(string(b), ctl.ProcName+"\x00")
 }

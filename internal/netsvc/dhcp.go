@@ -12,6 +12,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // dhcpd answers DHCP messages of one network. It holds no socket: handle maps
@@ -38,7 +40,7 @@ func newDHCPd(c Config, p *pool, log *slog.Logger) *dhcpd {
 	return &dhcpd{
 		pool: p, log: log, gw: c.Gateway.Addr(),
 		mask:  net.CIDRMask(c.Gateway.Bits(), 32),
-		bcast: broadcast(c.Gateway), domain: c.Domain, dns: c.DNS,
+		bcast: ctl.Broadcast(c.Gateway), domain: c.Domain, dns: c.DNS,
 		mtu: c.MTU, leaseTime: c.LeaseTime,
 	}
 }
@@ -258,7 +260,7 @@ func (d *dhcpd) toClient(req *dhcpv4.DHCPv4, msg *dhcpv4.DHCPv4, yiaddr netip.Ad
 // clientOf identifies the sender: by client identifier (option 61) when it
 // sends one, as RFC 2132 9.14 asks, else by MAC.
 func clientOf(req *dhcpv4.DHCPv4) client {
-	c := client{key: macKey(req.ClientHWAddr), mac: req.ClientHWAddr, hostname: sanitizeHostname(req.HostName())}
+	c := client{key: macKey(req.ClientHWAddr), mac: req.ClientHWAddr, hostname: ctl.SanitizeHostname(req.HostName())}
 	if id := req.Options.Get(dhcpv4.OptionClientIdentifier); len(id) > 0 {
 		c.key = clientIDKey(hex.EncodeToString(id))
 	}
@@ -285,22 +287,4 @@ func ip4(ip net.IP) netip.Addr {
 		return netip.Addr{}
 	}
 	return a
-}
-
-// sanitizeHostname turns what a client calls itself into one lowercase DNS
-// label, or "" when nothing usable is left. Only the first label counts: the
-// guest lives under our domain, whatever domain it thinks it is in.
-func sanitizeHostname(s string) string {
-	s, _, _ = strings.Cut(strings.ToLower(s), ".")
-	b := []byte(s)
-	for i, ch := range b {
-		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-') {
-			b[i] = '-'
-		}
-	}
-	s = strings.Trim(string(b), "-")
-	if len(s) > 63 {
-		s = strings.TrimRight(s[:63], "-")
-	}
-	return s
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // handlerFor makes a socketless handler of c.
@@ -261,7 +263,7 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 	if err := writeLeaseFile(c.LeaseFile, d.pool.snapshot()); err != nil {
 		t.Fatal(err)
 	}
-	ls, err := Leases(c.LeaseFile)
+	ls, err := ctl.Leases(c.LeaseFile)
 	if err != nil || len(ls) != 2 {
 		t.Fatalf("Leases: %v %v", ls, err)
 	}
@@ -279,7 +281,7 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 	if got, _ := p.lookup("keep", clk.now()); got != ip {
 		t.Errorf("restored name resolves to %s", got)
 	}
-	if none, err := Leases(filepath.Join(t.TempDir(), "missing")); err != nil || none != nil {
+	if none, err := ctl.Leases(filepath.Join(t.TempDir(), "missing")); err != nil || none != nil {
 		t.Errorf("missing file: %v %v", none, err)
 	}
 }

@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // TestMain lets the test binary act as the daemon: Spawn re-executes it with
-// argv[0] = ProcName, exactly as the kvmnet binary is re-executed in use.
+// argv[0] = ctl.ProcName, exactly as it starts the kvmnet binary in use.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == ProcName {
+	if filepath.Base(os.Args[0]) == ctl.ProcName {
 		os.Exit(Main(os.Args))
 	}
 	os.Exit(m.Run())

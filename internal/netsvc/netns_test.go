@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/testns"
 	"golang.org/x/sys/unix"
 )
@@ -63,11 +64,11 @@ func (n *testNet) start() {
 		n.t.Fatal(err)
 	}
 	cfgPath := filepath.Join(n.dir, "netsvc.json")
-	if err := WriteConfig(cfgPath, n.cfg); err != nil {
+	if err := ctl.WriteConfig(cfgPath, n.cfg); err != nil {
 		n.t.Fatal(err)
 	}
 	err = n.host.Do(func() error {
-		n.pid, err = Spawn(exe, cfgPath, n.logPath())
+		n.pid, err = ctl.Spawn(exe, cfgPath, n.logPath())
 		return err
 	})
 	if err != nil {
@@ -87,7 +88,7 @@ func (n *testNet) logPath() string { return filepath.Join(n.dir, "netsvc.log") }
 // stop stops the daemon, failing the test if that does not work.
 func (n *testNet) stop() {
 	n.t.Helper()
-	if err := Stop(n.cfg.PIDFile, 5*time.Second); err != nil {
+	if err := ctl.Stop(n.cfg.PIDFile, 5*time.Second); err != nil {
 		n.t.Errorf("stop: %v", err)
 	}
 }
@@ -266,7 +267,7 @@ func TestNetTwoClientsStaticHostAndExhaustion(t *testing.T) {
 			t.Fatalf("full pool offered %s", r.YourIPAddr)
 		}
 	}
-	if _, ok := Alive(n.cfg.PIDFile); !ok {
+	if _, ok := ctl.Alive(n.cfg.PIDFile); !ok {
 		t.Fatal("daemon died on a full pool")
 	}
 	log, _ := os.ReadFile(n.logPath())
@@ -327,7 +328,7 @@ func TestNetMalformedPacketsIgnored(t *testing.T) {
 		}
 	}
 	c.dora(t, nil) // still answering
-	if _, ok := Alive(n.cfg.PIDFile); !ok {
+	if _, ok := ctl.Alive(n.cfg.PIDFile); !ok {
 		t.Fatal("daemon died on malformed packets")
 	}
 }
@@ -338,7 +339,7 @@ func TestNetLeaseSurvivesRestart(t *testing.T) {
 	c := newRawClient(t, n.guest, "eth0")
 	ip := addrOf(c.dora(t, nil, withHostname("keeper")).YourIPAddr)
 	n.stop()
-	ls, err := Leases(n.cfg.LeaseFile)
+	ls, err := ctl.Leases(n.cfg.LeaseFile)
 	if err != nil || len(ls) != 1 || ls[0].IP != ip || ls[0].Hostname != "keeper" {
 		t.Fatalf("lease file after stop: %+v %v", ls, err)
 	}
@@ -385,7 +386,7 @@ func TestNetUdhcpc(t *testing.T) {
 func leaseOf(t testing.TB, n *testNet, hostname string) (netip.Addr, bool) {
 	t.Helper()
 	for i := 0; i < 50; i++ {
-		ls, _ := Leases(n.cfg.LeaseFile)
+		ls, _ := ctl.Leases(n.cfg.LeaseFile)
 		for _, l := range ls {
 			if l.Hostname == hostname {
 				return l.IP, true

@@ -18,7 +18,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
 	"github.com/kvmnet/kvmnet/internal/nat"
-	"github.com/kvmnet/kvmnet/internal/netsvc"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -304,7 +304,7 @@ func (h Host) leases(name, confFile string, fail func(error)) []LeaseStatus {
 	if path == "" {
 		return out
 	}
-	ls, err := netsvc.Leases(path)
+	ls, err := ctl.Leases(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		fail(err)
 	}

@@ -24,8 +24,13 @@ func TestMain(m *testing.M) {
 		if err != nil {
 			panic(err)
 		}
-		for _, h := range []string{"ifup", "ifdown", "natup", "natdown"} {
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "kvmnet-"+h), "../../cmd/qemu-"+h)
+		// kvmnet too: the NAT helpers spawn it, from their own directory, as
+		// the DHCP/DNS daemon.
+		for out, pkg := range map[string]string{
+			"kvmnet-ifup": "qemu-ifup", "kvmnet-ifdown": "qemu-ifdown",
+			"kvmnet-natup": "qemu-natup", "kvmnet-natdown": "qemu-natdown", "kvmnet": "kvmnet",
+		} {
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, out), "../../cmd/"+pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)

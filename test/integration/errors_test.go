@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -86,5 +88,41 @@ func TestNetAdminOnly(t *testing.T) {
 		}
 	}
 	h.MustRun("ip", "link", "del", tap)
+	h.assertClean(rules, fwd)
+}
+
+// TestNoDaemonBinary: a NAT helper installed without kvmnet, which runs the
+// DHCP/DNS daemon, fails in one line naming where it looked, and undoes the
+// bridge, address and rules it had made.
+func TestNoDaemonBinary(t *testing.T) {
+	path := "/usr/sbin:/usr/bin:/sbin:/bin"
+	if p, err := exec.LookPath("kvmnet"); err == nil && strings.HasPrefix(p, "/") {
+		t.Skipf("kvmnet is installed (%s): PATH would find it", p)
+	}
+	root := t.TempDir()
+	helper := filepath.Join(root, "libexec", "kvmnet-natup")
+	if err := os.MkdirAll(filepath.Dir(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(bin, "kvmnet-natup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(helper, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := newHost(t, "")
+	tap := h.taps("vnet", 1)[0]
+	rules, links, fwd := h.IptablesSave(), h.linkList(), h.Sysctl("net.ipv4.ip_forward")
+	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.config, "PATH="+path, helper, tap)
+	if err == nil {
+		t.Fatalf("succeeded; stderr: %s", stderr)
+	}
+	want := "kvmnet-natup: start DHCP/DNS on br0: kvmnet binary not found next to " + helper + ", in " +
+		filepath.Join(root, "bin") + " or in PATH (it runs the DHCP/DNS daemon)"
+	if !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("stderr = %q, want one line containing %q", stderr, want)
+	}
+	h.links = links
 	h.assertClean(rules, fwd)
 }

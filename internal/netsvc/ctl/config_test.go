@@ -1,4 +1,4 @@
-package netsvc
+package ctl
 
 import (
 	"net/netip"

@@ -1,7 +1,9 @@
-// Package netsvc is the DHCPv4 server and DNS forwarder of one kvmnet NAT or
-// host-only network. It runs as a detached daemon (see Spawn and Main) so that
-// guests get an address, a router and a resolver without dnsmasq.
-package netsvc
+// Package ctl is the control side of kvmnet's DHCP/DNS daemon (package
+// netsvc): its config file, its process (Spawn, Alive, Stop) and its lease
+// file. It holds no DHCP or DNS protocol code, so that the QEMU helpers, which
+// start and stop the daemon once per VM, stay small and start fast; the
+// daemon itself runs in the kvmnet binary.
+package ctl
 
 import (
 	"encoding/json"
@@ -134,7 +136,7 @@ func WriteConfig(path string, c Config) error {
 }
 
 // ReadConfig reads a config written by WriteConfig. It neither fills defaults
-// nor validates: Main does both.
+// nor validates: the daemon does both.
 func ReadConfig(path string) (Config, error) {
 	var c Config
 	b, err := os.ReadFile(path)
@@ -143,6 +145,19 @@ func ReadConfig(path string) (Config, error) {
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("parse netsvc config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ReadDaemonConfig is ReadConfig for starting a daemon, which needs a pid
+// file: it is how Spawn sees the daemon ready and how Alive and Stop find it.
+func ReadDaemonConfig(path string) (Config, error) {
+	c, err := ReadConfig(path)
+	if err != nil {
+		return c, err
+	}
+	if c.PIDFile == "" {
+		return c, fieldError("pid_file", "", "the daemon needs a pid file")
 	}
 	return c, nil
 }
@@ -187,11 +202,11 @@ func (c *Config) Defaults() {
 // nor the broadcast address).
 func usable(p netip.Prefix) (first, last netip.Addr) {
 	n := p.Masked().Addr()
-	return n.Next(), broadcast(p).Prev()
+	return n.Next(), Broadcast(p).Prev()
 }
 
-// broadcast returns the directed broadcast address of p.
-func broadcast(p netip.Prefix) netip.Addr {
+// Broadcast returns the directed broadcast address of p, an IPv4 prefix.
+func Broadcast(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()
 	host := uint32(1)<<(32-p.Bits()) - 1
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
@@ -240,7 +255,7 @@ func (c Config) validateGateway() error {
 		return fieldError("gateway", g, "prefix longer than /30 leaves no address for guests")
 	case g.Addr() == g.Masked().Addr():
 		return fieldError("gateway", g, "is the network address, not a host address")
-	case g.Addr() == broadcast(g):
+	case g.Addr() == Broadcast(g):
 		return fieldError("gateway", g, "is the broadcast address, not a host address")
 	}
 	return nil
