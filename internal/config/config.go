@@ -114,6 +114,36 @@ func (n *IfName) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// BridgeName is a bridge's name: an interface name that is also safe inside
+// an iptables rule, so no '+' (iptables reads it as a wildcard), no leading '-'
+// and nothing but letters, digits, '_', '.' and '-'.
+type BridgeName string
+
+// UnmarshalText checks the name with CheckBridgeName.
+func (n *BridgeName) UnmarshalText(b []byte) error {
+	if err := CheckBridgeName(string(b)); err != nil {
+		return err
+	}
+	*n = BridgeName(b)
+	return nil
+}
+
+// CheckBridgeName reports why s cannot name a bridge kvmnet writes rules for.
+func CheckBridgeName(s string) error {
+	if err := CheckIfName(s); err != nil {
+		return err
+	}
+	if s[0] == '-' {
+		return fmt.Errorf("bridge name %q starts with '-'", s)
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return fmt.Errorf("bridge name %q: want letters, digits, '_', '.' and '-' only", s)
+		}
+	}
+	return nil
+}
+
 // CheckIfName reports why s cannot be a Linux interface name, if it cannot.
 func CheckIfName(s string) error {
 	switch {
@@ -209,7 +239,7 @@ type Host struct {
 // Network is one network as the file describes it; see Resolve for the defaults.
 type Network struct {
 	Name      string     `toml:"-"`
-	Bridge    IfName     `toml:"bridge"`
+	Bridge    BridgeName `toml:"bridge"`
 	Mode      Mode       `toml:"mode"`
 	Address   Gateway    `toml:"address"`
 	MTU       MTU        `toml:"mtu"`

@@ -83,6 +83,7 @@ func TestParseErrorsNameFileLineAndValue(t *testing.T) {
 		{"[network.a]\nmtu = 10\n", `k.toml:2: network.a.mtu: mtu 10: want an integer from 576 to 65535`},
 		{"[network.a]\nbridge = \"a-very-long-bridge-name\"\n", `k.toml:2: network.a.bridge: interface name "a-very-long-bridge-name" is longer than 15 bytes`},
 		{"[network.a]\nbridge = \"b r\"\n", `contains '/', ':' or white space`},
+		{"[network.a]\nbridge = \"br+\"\n", `k.toml:2: network.a.bridge: bridge name "br+": want letters, digits`},
 		{"[network.a]\n\ncolour = \"red\"\n", `k.toml:3: unknown key "network.a.colour"`},
 		{"[network.A]\n", `k.toml:1: network A: network name "A"`},
 		{"[network.a\n", `k.toml:2: expected '.' or ']'`},

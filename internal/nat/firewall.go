@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrNoIptables means the iptables binaries are not in PATH.
@@ -156,7 +157,7 @@ func (f *Firewall) Unchanged(gen uint32) bool {
 // A cold Ensure only adds and pays none of it; an Ensure that rewrites a
 // drifted chain pays it too.
 func (f *Firewall) Remove(n Network) error {
-	if !nameRE.MatchString(n.Name) {
+	if !nameRE().MatchString(n.Name) {
 		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
 	}
 	live, err := f.saveAll()
@@ -251,24 +252,24 @@ func (f *Firewall) apply(b batch) error {
 
 // banner matches the "iptables-restore v1.8.9 (nf_tables): " line the nft
 // backend prints before the real message.
-var banner = regexp.MustCompile(`^\S+ v[0-9.]+ \([^)]*\):$`)
+var banner = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\S+ v[0-9.]+ \([^)]*\):$`) })
 
 // firstLine returns the first line of a tool's stderr that says something.
 func firstLine(stderr []byte) string {
 	for l := range strings.SplitSeq(string(stderr), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !banner.MatchString(l) {
+		if l = strings.TrimSpace(l); l != "" && !banner().MatchString(l) {
 			return l
 		}
 	}
 	return "no message"
 }
 
-var lineNo = regexp.MustCompile(`line (\d+)`)
+var lineNo = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)`) })
 
 // failedLine returns the batch line an iptables-restore message ("line 4:
 // CHAIN_DEL failed ...") points at, or "".
 func failedLine(msg, text string) string {
-	m := lineNo.FindStringSubmatch(msg)
+	m := lineNo().FindStringSubmatch(msg)
 	if m == nil {
 		return ""
 	}

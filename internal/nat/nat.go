@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sync"
 )
 
 // Mode is how a network reaches the world.
@@ -56,21 +57,23 @@ type Network struct {
 	Services bool
 }
 
+// The patterns compile on first use, not at init: every helper run links
+// this package, and most runs (a warm up) never validate a network.
 var (
-	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,14}$`)
+	nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,14}$`) })
 	// ifnameRE is stricter than the kernel: the bridge name goes into an
 	// iptables-restore batch, so it must not hold spaces, quotes or a newline,
 	// must not start with '-' (an option) and must not end with '+' (which
 	// iptables reads as a wildcard).
-	ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$`)
+	ifnameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$`) })
 )
 
 // Validate reports why n cannot be turned into rules, or nil.
 func (n Network) Validate() error {
-	if !nameRE.MatchString(n.Name) {
+	if !nameRE().MatchString(n.Name) {
 		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
 	}
-	if !ifnameRE.MatchString(n.Bridge) {
+	if !ifnameRE().MatchString(n.Bridge) {
 		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)
 	}
 	switch n.Mode {

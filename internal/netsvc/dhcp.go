@@ -248,7 +248,9 @@ func (d *dhcpd) networkOptions(msg *dhcpv4.DHCPv4) {
 // ciaddr if set, else broadcast if the client asked for it or has no Ethernet
 // address, else unicast to chaddr and the address being handed out.
 func (d *dhcpd) toClient(req *dhcpv4.DHCPv4, msg *dhcpv4.DHCPv4, yiaddr netip.Addr) *reply {
-	if ci := ip4(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
+	// A ciaddr outside the subnet is not one the client can be reached at on
+	// this bridge (a confused or hostile client): answer as if it had none.
+	if ci := ip4(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() && d.pool.prefix.Contains(ci) {
 		return &reply{msg: msg, kind: sendUnicastIP, ip: ci}
 	}
 	if req.IsBroadcast() || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
