@@ -243,3 +243,23 @@ func BenchmarkPorts(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFloor measures what any helper pays before doing anything, from
+// the same harness: starting /bin/true, and starting kvmnet-natup --version
+// (the Go runtime and kvmnet's package inits). The helpers' figures above are
+// best read against these.
+func BenchmarkFloor(b *testing.B) {
+	for _, c := range []struct{ name, prog, arg string }{
+		{"true", "/bin/true", ""},
+		{"natup-version", filepath.Join(bin, "kvmnet-natup"), "--version"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			w := newWorld(b)
+			var d []time.Duration
+			for b.Loop() {
+				d = append(d, w.run(c.prog, c.arg))
+			}
+			report(b, d)
+		})
+	}
+}
