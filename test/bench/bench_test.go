@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -20,25 +21,11 @@ var bin string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "kvmnet-bench-")
-		if err != nil {
-			panic(err)
+		var err error
+		if bin, err = testhost.Build(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
 		}
-		// kvmnet too: the NAT helpers spawn it, from their own directory, as
-		// the DHCP/DNS daemon.
-		for out, pkg := range map[string]string{
-			"kvmnet-ifup": "qemu-ifup", "kvmnet-ifdown": "qemu-ifdown",
-			"kvmnet-natup": "qemu-natup", "kvmnet-natdown": "qemu-natdown", "kvmnet": "kvmnet",
-		} {
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, out), "../../cmd/"+pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-				os.Exit(1)
-			}
-		}
-		bin = dir
-		defer os.RemoveAll(dir)
 	}
 	code := m.Run()
 	os.RemoveAll(bin)

@@ -41,7 +41,7 @@ func TestBadInput(t *testing.T) {
 			for _, argv := range tc.setup {
 				h.MustRun(argv...)
 			}
-			rules, links, fwd := h.IptablesSave(), h.linkList(), h.Sysctl("net.ipv4.ip_forward")
+			rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 			var stderr string
 			var err error
 			if tc.name == "no CAP_NET_ADMIN" {
@@ -58,8 +58,8 @@ func TestBadInput(t *testing.T) {
 			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 {
 				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr)
 			}
-			h.links = links
-			h.assertClean(rules, fwd)
+			h.SetLinks(links)
+			h.AssertClean(rules, fwd)
 		})
 	}
 }
@@ -83,12 +83,12 @@ func TestNetAdminOnly(t *testing.T) {
 		if stderr, err := h.withCaps(prog, tap, "-all,+net_admin"); err != nil {
 			t.Fatalf("%s with CAP_NET_ADMIN only: %v\n%s", prog, err, stderr)
 		}
-		if prog == "kvmnet-natup" && h.master(tap) != "br0" {
+		if prog == "kvmnet-natup" && h.Master(tap) != "br0" {
 			t.Fatal("tap not attached")
 		}
 	}
 	h.MustRun("ip", "link", "del", tap)
-	h.assertClean(rules, fwd)
+	h.AssertClean(rules, fwd)
 }
 
 // TestNoDaemonBinary: a NAT helper installed without kvmnet, which runs the
@@ -113,8 +113,8 @@ func TestNoDaemonBinary(t *testing.T) {
 	}
 	h := newHost(t, "")
 	tap := h.taps("vnet", 1)[0]
-	rules, links, fwd := h.IptablesSave(), h.linkList(), h.Sysctl("net.ipv4.ip_forward")
-	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.config, "PATH="+path, helper, tap)
+	rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
+	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, "PATH="+path, helper, tap)
 	if err == nil {
 		t.Fatalf("succeeded; stderr: %s", stderr)
 	}
@@ -123,6 +123,6 @@ func TestNoDaemonBinary(t *testing.T) {
 	if !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("stderr = %q, want one line containing %q", stderr, want)
 	}
-	h.links = links
-	h.assertClean(rules, fwd)
+	h.SetLinks(links)
+	h.AssertClean(rules, fwd)
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kvmnet/kvmnet/internal/testhost"
 )
 
 // TestNATLifecycle: the first up makes the network, later ups add nothing,
@@ -18,7 +20,7 @@ func TestNATLifecycle(t *testing.T) {
 	taps := h.taps("vnet", 3)
 
 	h.mustHelper("kvmnet-natup", taps[0])
-	if h.master(taps[0]) != "br0" {
+	if h.Master(taps[0]) != "br0" {
 		t.Fatalf("%s is not on br0", taps[0])
 	}
 	if out := h.MustRun("ip", "-4", "-o", "addr", "show", "dev", "br0"); !strings.Contains(out, "192.168.100.1/24") {
@@ -42,7 +44,7 @@ func TestNATLifecycle(t *testing.T) {
 	}
 	for _, tap := range taps[:2] {
 		h.mustHelper("kvmnet-natdown", tap)
-		if !h.exists("br0") || h.kvmnetRules() == 0 {
+		if !h.Exists("br0") || h.kvmnetRules() == 0 {
 			t.Fatalf("network gone after the down of %s while %s is up", tap, taps[2])
 		}
 	}
@@ -51,7 +53,7 @@ func TestNATLifecycle(t *testing.T) {
 	for _, tap := range taps {
 		h.MustRun("ip", "link", "del", tap)
 	}
-	h.assertClean(rules, fwd)
+	h.AssertClean(rules, fwd)
 }
 
 // TestAdminBridgeKept: a bridge the admin made, with a port of its own, is
@@ -65,12 +67,12 @@ func TestAdminBridgeKept(t *testing.T) {
 	rules := h.IptablesSave()
 	tap := h.taps("vnet", 1)[0]
 	h.mustHelper("kvmnet-natup", tap)
-	if h.master(tap) != "br0" {
+	if h.Master(tap) != "br0" {
 		t.Fatal("tap not on the admin's br0")
 	}
 	h.mustHelper("kvmnet-natdown", tap)
 	h.MustRun("ip", "link", "del", tap)
-	if h.master("eth1") != "br0" {
+	if h.Master("eth1") != "br0" {
 		t.Error("the admin's port left br0")
 	}
 	if out := h.MustRun("ip", "-4", "-o", "addr", "show", "dev", "br0"); out != "" {
@@ -78,7 +80,7 @@ func TestAdminBridgeKept(t *testing.T) {
 	}
 	h.MustRun("ip", "link", "del", "br0")
 	h.MustRun("ip", "link", "del", "eth1")
-	h.assertClean(rules, "1")
+	h.AssertClean(rules, "1")
 }
 
 // TestGolden pins every rule kvmnet makes, per mode, as iptables-save prints it.
@@ -112,7 +114,7 @@ func TestConcurrentColdStart(t *testing.T) {
 		for i, tap := range taps {
 			if errs[i] != nil {
 				t.Errorf("round %d: natup %s: %v", round, tap, errs[i])
-			} else if m := h.master(tap); m != "br0" {
+			} else if m := h.Master(tap); m != "br0" {
 				t.Errorf("round %d: natup %s succeeded but it is on %q", round, tap, m)
 			}
 		}
@@ -127,14 +129,14 @@ func TestConcurrentColdStart(t *testing.T) {
 				t.Errorf("round %d: natdown %s: %v", round, taps[i], err)
 			}
 		}
-		if h.exists("br0") || h.kvmnetRules() != 0 {
+		if h.Exists("br0") || h.kvmnetRules() != 0 {
 			t.Fatalf("round %d: network left after every VM went", round)
 		}
 	}
 	for _, tap := range taps {
 		h.MustRun("ip", "link", "del", tap)
 	}
-	h.assertClean(rules, fwd)
+	h.AssertClean(rules, fwd)
 }
 
 // all runs prog for every tap at the same moment.
@@ -177,7 +179,7 @@ func TestSelfHealing(t *testing.T) {
 	for _, tap := range taps {
 		h.mustHelper("kvmnet-natdown", tap)
 	}
-	if h.Sysctl("net.ipv4.ip_forward") != "0" || h.exists("br0") || h.kvmnetRules() != 0 {
+	if h.Sysctl("net.ipv4.ip_forward") != "0" || h.Exists("br0") || h.kvmnetRules() != 0 {
 		t.Error("last down left the network")
 	}
 }
@@ -194,7 +196,7 @@ func TestSigkilledVMIsReclaimed(t *testing.T) {
 	h.MustRun("ip", "link", "del", taps[0]) // what the kernel does when QEMU dies
 	h.mustHelper("kvmnet-natdown", taps[1])
 	h.MustRun("ip", "link", "del", taps[1])
-	h.assertClean(rules, fwd)
+	h.AssertClean(rules, fwd)
 }
 
 // TestQEMU runs the helpers the way QEMU does, and checks `quit` leaves nothing.
@@ -205,27 +207,27 @@ func TestQEMU(t *testing.T) {
 	}
 	h := newHost(t, "")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
-	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.config, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S",
+	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.Config, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S",
 		"-monitor", "stdio", "-netdev", fmt.Sprintf("tap,id=n0,ifname=vnet0,script=%s/kvmnet-natup,downscript=%s/kvmnet-natdown", bin, bin))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &testhost.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	// The monitor prompt appears once the netdev (and so the script) is done.
-	waitFor(t, func() bool { return strings.Contains(out.String(), "(qemu)") }, out)
-	if h.master("vnet0") != "br0" {
+	testhost.WaitFor(t, func() bool { return strings.Contains(out.String(), "(qemu)") }, out)
+	if h.Master("vnet0") != "br0" {
 		t.Errorf("vnet0 not on br0 while QEMU runs:\n%s", out)
 	}
 	fmt.Fprintln(stdin, "quit")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("qemu: %v\n%s", err, out)
 	}
-	h.assertClean(rules, fwd)
+	h.AssertClean(rules, fwd)
 }
 
 // TestEmptyEnvironment: a caller that passes no environment at all (no PATH)
@@ -234,11 +236,11 @@ func TestEmptyEnvironment(t *testing.T) {
 	h := newHost(t, "[network.default]\ndhcp = false\ndns = false\n")
 	tap := h.taps("vnet", 1)[0]
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
-		if _, stderr, err := h.Run("env", "-i", "KVMNET_CONFIG="+h.config, bin+"/"+prog, tap); err != nil {
+		if _, stderr, err := h.Run("env", "-i", "KVMNET_CONFIG="+h.Config, bin+"/"+prog, tap); err != nil {
 			t.Fatalf("%s with no PATH: %v\n%s", prog, err, stderr)
 		}
 	}
-	if h.kvmnetRules() != 0 || h.exists("br0") {
+	if h.kvmnetRules() != 0 || h.Exists("br0") {
 		t.Error("network left after the down")
 	}
 }

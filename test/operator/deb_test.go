@@ -74,15 +74,15 @@ func TestDeb(t *testing.T) {
 	}
 	h.taps("vnet0")
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
-		if _, e, err := h.Run("env", "KVMNET_CONFIG="+h.config, filepath.Join(root, "usr/libexec", prog), "vnet0"); err != nil {
+		if _, e, err := h.Run("env", "KVMNET_CONFIG="+h.Config, filepath.Join(root, "usr/libexec", prog), "vnet0"); err != nil {
 			t.Fatalf("installed %s: %v\n%s", prog, err, e)
 		}
-		if want := map[string]string{"kvmnet-natup": "br0", "kvmnet-natdown": ""}[prog]; h.master("vnet0") != want {
-			t.Errorf("after the installed %s vnet0 is on %q, want %q", prog, h.master("vnet0"), want)
+		if want := map[string]string{"kvmnet-natup": "br0", "kvmnet-natdown": ""}[prog]; h.Master("vnet0") != want {
+			t.Errorf("after the installed %s vnet0 is on %q, want %q", prog, h.Master("vnet0"), want)
 		}
 	}
 	h.MustRun("ip", "link", "del", "vnet0")
-	h.assertClean(rules, fwd)
+	h.AssertClean(rules, fwd)
 }
 
 func run(t *testing.T, argv ...string) string {

@@ -1,14 +1,13 @@
 package operator
 
 import (
-	"bytes"
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/kvmnet/kvmnet/internal/testhost"
 )
 
 // TestGCAfterSIGKILL: QEMU killed with SIGKILL runs no downscript; `kvmnet
@@ -21,9 +20,9 @@ func TestGCAfterSIGKILL(t *testing.T) {
 	}
 	h := newHost(t, "[network.lab]\nmode = \"isolated\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
-	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.config, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S",
+	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.Config, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S",
 		"-monitor", "stdio", "-netdev", fmt.Sprintf("tap,id=n0,ifname=vnet0,script=%s/kvmnet-natup,downscript=%s/kvmnet-natdown", bin, bin))
-	out := &syncBuffer{}
+	out := &testhost.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if _, err := cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -31,12 +30,12 @@ func TestGCAfterSIGKILL(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return strings.Contains(out.String(), "(qemu)") }, out)
-	if h.master("vnet0") != "br0" {
+	testhost.WaitFor(t, func() bool { return strings.Contains(out.String(), "(qemu)") }, out)
+	if h.Master("vnet0") != "br0" {
 		t.Fatalf("vnet0 not on br0 while QEMU runs:\n%s", out)
 	}
 	h.must("gc") // a live VM: nothing to reclaim
-	if !h.exists("br0") {
+	if !h.Exists("br0") {
 		t.Fatal("gc took down a network with a live VM")
 	}
 	// `ip netns exec` and env exec, so the process is QEMU itself.
@@ -44,7 +43,7 @@ func TestGCAfterSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	waitFor(t, func() bool { return !h.exists("vnet0") }, out)
+	testhost.WaitFor(t, func() bool { return !h.Exists("vnet0") }, out)
 
 	h.must("up", "lab")
 	_, stderr, code := h.kvmnet(nil, "gc")
@@ -52,41 +51,12 @@ func TestGCAfterSIGKILL(t *testing.T) {
 		t.Fatalf("gc: exit %d, log: %s", code, stderr)
 	}
 	got := h.IptablesSave()
-	if !h.exists("lab") || !strings.Contains(got, "kvmnet:lab") {
+	if !h.Exists("lab") || !strings.Contains(got, "kvmnet:lab") {
 		t.Fatal("gc took down the pinned network lab")
 	}
-	if strings.Contains(got, "kvmnet:default") || h.exists("br0") {
+	if strings.Contains(got, "kvmnet:default") || h.Exists("br0") {
 		t.Errorf("gc left default behind:\n%s", got)
 	}
 	h.must("down", "lab")
-	h.assertClean(rules, fwd)
-}
-
-// waitFor polls cond for up to 20 s: QEMU's monitor gives no other signal.
-func waitFor(t *testing.T, cond func() bool, out *syncBuffer) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting; output so far:\n%s", out)
-}
-
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	h.AssertClean(rules, fwd)
 }

@@ -14,7 +14,7 @@ func TestUpDown(t *testing.T) {
 	h := newHost(t, "")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	h.must("up", "default")
-	if !h.exists("br0") || h.Sysctl("net.ipv4.ip_forward") != "1" {
+	if !h.Exists("br0") || h.Sysctl("net.ipv4.ip_forward") != "1" {
 		t.Fatal("kvmnet up made no network")
 	}
 	d := h.status().Networks[0]
@@ -25,7 +25,7 @@ func TestUpDown(t *testing.T) {
 	h.taps("vnet0")
 	h.helper("kvmnet-natup", "vnet0")
 	h.helper("kvmnet-natdown", "vnet0")
-	if !h.exists("br0") || !h.status().Networks[0].Up {
+	if !h.Exists("br0") || !h.status().Networks[0].Up {
 		t.Fatal("the last VM's down took a pinned network down")
 	}
 
@@ -34,17 +34,17 @@ func TestUpDown(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "in use by vnet0") {
 		t.Fatalf("down with a tap attached: exit %d, %s", code, stderr)
 	}
-	if h.master("vnet0") != "br0" {
+	if h.Master("vnet0") != "br0" {
 		t.Fatal("a refused down detached the tap")
 	}
 	h.must("down", "default", "--force")
-	if h.exists("br0") || h.master("vnet0") != "" {
+	if h.Exists("br0") || h.Master("vnet0") != "" {
 		t.Fatal("down --force left the bridge or the tap on it")
 	}
 	h.helper("kvmnet-natdown", "vnet0") // QEMU's downscript after all: quietly nothing
 	h.must("down", "default")           // a network that is not up: nothing
 	h.MustRun("ip", "link", "del", "vnet0")
-	h.assertClean(rules, fwd)
+	h.AssertClean(rules, fwd)
 }
 
 // TestUpErrors: bad names and networks not in the file are the caller's to fix.

@@ -1,4 +1,4 @@
-package integration
+package testhost
 
 import (
 	"bytes"
@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// waitFor polls cond for up to 20 s: QEMU's monitor gives no other signal.
-func waitFor(t *testing.T, cond func() bool, out *syncBuffer) {
+// WaitFor polls cond for up to 20 s, for processes (QEMU's monitor) that give
+// no other signal; on time-out it fails t with what out has collected.
+func WaitFor(t testing.TB, cond func() bool, out *Buffer) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if cond() {
@@ -18,19 +19,19 @@ func waitFor(t *testing.T, cond func() bool, out *syncBuffer) {
 	t.Fatalf("timed out waiting; output so far:\n%s", out)
 }
 
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
+// Buffer is a bytes.Buffer a process writes while the test reads it.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
