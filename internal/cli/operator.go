@@ -243,15 +243,22 @@ func runGC(c *call) (int, error) {
 	return ExitOK, err
 }
 
-func runUp(c *call) (int, error) {
-	name, err := network(c.args[0])
+// changer returns the network named by arg and the host to change it on,
+// after the checks every changing command makes.
+func changer(arg string) (string, ops.Host, error) {
+	name, err := network(arg)
 	if err != nil {
-		return 0, err
+		return "", ops.Host{}, err
 	}
 	if err := needNetAdmin(); err != nil {
-		return 0, err
+		return "", ops.Host{}, err
 	}
 	h, err := host()
+	return name, h, err
+}
+
+func runUp(c *call) (int, error) {
+	name, h, err := changer(c.args[0])
 	if err != nil {
 		return 0, err
 	}
@@ -272,14 +279,7 @@ func runUp(c *call) (int, error) {
 }
 
 func runDown(c *call) (int, error) {
-	name, err := network(c.args[0])
-	if err != nil {
-		return 0, err
-	}
-	if err := needNetAdmin(); err != nil {
-		return 0, err
-	}
-	h, err := host()
+	name, h, err := changer(c.args[0])
 	if err != nil {
 		return 0, err
 	}
