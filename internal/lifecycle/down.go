@@ -3,11 +3,8 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
@@ -139,67 +136,6 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 		return changes, errors.Join(failed...)
 	}
 	return changes, d.Remove(rec.Name)
-}
-
-// concurrently runs fns at once and returns their errors, in order. Every
-// netlink call and exec must act in the caller's network namespace. A helper
-// process lives in one namespace, and goroutines may run on any thread; but a
-// caller whose thread entered a namespace the rest of the process is not in
-// (a test, or a tool built on this package) gets each fn run on a thread
-// switched into it, which needs the CAP_SYS_ADMIN that caller already used.
-func concurrently(fns []func() error) []error {
-	errs := make([]error, len(fns))
-	enter, done, err := callerNetns()
-	if err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
-	defer done()
-	var wg sync.WaitGroup
-	for i, f := range fns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := enter(); err != nil {
-				errs[i] = err
-				return
-			}
-			errs[i] = f()
-		}()
-	}
-	wg.Wait()
-	return errs
-}
-
-// callerNetns returns a function that puts the calling goroutine in the
-// caller's network namespace (a no-op when that is the process's own), and
-// one that releases what it holds once every goroutine is done.
-func callerNetns() (enter func() error, done func(), err error) {
-	origin, err := netns.Get()
-	if err != nil {
-		return nil, nil, fmt.Errorf("open network namespace: %w", err)
-	}
-	proc, err := netns.GetFromPath("/proc/self/ns/net")
-	if err != nil {
-		origin.Close()
-		return nil, nil, fmt.Errorf("open network namespace: %w", err)
-	}
-	defer proc.Close()
-	done = func() { origin.Close() }
-	if origin.Equal(proc) {
-		return func() error { return nil }, done, nil
-	}
-	return func() error {
-		// Locked and never unlocked: the thread ends with the goroutine
-		// instead of going back to the pool in another namespace.
-		runtime.LockOSThread()
-		if err := netns.Set(origin); err != nil {
-			return fmt.Errorf("enter network namespace: %w", err)
-		}
-		return nil
-	}, done, nil
 }
 
 // natNetwork is what package nat needs to know of a network.

@@ -30,15 +30,9 @@ func ServicesPID(d state.Dir, network string) (int, bool) {
 	return ctl.Alive(d.File(network, svcPID))
 }
 
-// startServices starts the network's DHCP/DNS daemon unless it runs already.
-func startServices(d state.Dir, n config.Net) (bool, error) {
-	if _, ok := ServicesPID(d, n.Name); ok {
-		return false, nil
-	}
-	exe, err := findDaemonBinary()
-	if err != nil {
-		return false, err
-	}
+// startServices writes the network's daemon configuration and starts the
+// daemon exe, without waiting for it to be ready.
+func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
 	c := ctl.Config{
 		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, MTU: n.MTU,
 		DHCP: n.DHCP, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
@@ -49,12 +43,13 @@ func startServices(d state.Dir, n config.Net) (bool, error) {
 		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, Name: h.Name})
 	}
 	if err := ctl.WriteConfig(d.File(n.Name, svcConf), c); err != nil {
-		return false, err
+		return nil, err
 	}
-	if _, err := ctl.Spawn(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog)); err != nil {
-		return false, fmt.Errorf("spawn daemon: %w", err)
+	p, err := ctl.Start(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog))
+	if err != nil {
+		return nil, fmt.Errorf("spawn daemon: %w", err)
 	}
-	return true, nil
+	return p, nil
 }
 
 // findDaemonBinary returns the kvmnet binary, which runs the DHCP/DNS daemon.

@@ -12,6 +12,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/nat"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -141,6 +142,8 @@ type upCall struct {
 	br  *netlink.Bridge
 	fw  *nat.Firewall
 
+	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
+
 	warnings []string
 }
 
@@ -153,9 +156,14 @@ func (u *upCall) steps() []step {
 	if u.n.Mode == config.NAT {
 		steps = append(steps, step{name: "turn on ip_forward", do: u.forwarding, undo: u.unforwarding})
 	}
-	steps = append(steps, step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules})
+	// The daemon starts before the rules and is waited for after them: a
+	// cold network pays for the two side by side, not one after the other.
 	if serves(u.n) {
 		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
+	}
+	steps = append(steps, step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules})
+	if serves(u.n) {
+		steps = append(steps, step{name: "wait for DHCP/DNS on " + br, do: u.servicesReady})
 	}
 	if u.tap == nil {
 		return steps
@@ -271,26 +279,50 @@ func (u *upCall) firewall() (*nat.Firewall, error) {
 	return fw, nil
 }
 
-// services starts the DHCP/DNS daemon. Its ports (53, 67) need
-// CAP_NET_BIND_SERVICE, which libvirt does not give its scripts: then the VM
-// still gets its network, without DHCP/DNS until `kvmnet up` (run as root,
-// e.g. at boot) starts the daemon, and the run says so.
+// services starts the DHCP/DNS daemon in the background: forking and
+// executing it takes a millisecond or more, which the rules step that follows
+// pays for meanwhile; servicesReady then waits for it. Its ports (53, 67)
+// need CAP_NET_BIND_SERVICE, which libvirt does not give its scripts: then
+// the VM still gets its network, without DHCP/DNS until `kvmnet up` (run as
+// root, e.g. at boot) starts the daemon, and the run says so.
 func (u *upCall) services() (bool, error) {
-	if !HasCap(unix.CAP_NET_BIND_SERVICE) {
-		if _, running := ServicesPID(u.d, u.n.Name); !running {
-			u.warnings = append(u.warnings, "DHCP/DNS not started: ports 53 and 67 need CAP_NET_BIND_SERVICE; run `kvmnet up "+u.n.Name+"` as root to start them")
-		}
+	if _, running := ServicesPID(u.d, u.n.Name); running {
+		u.rec.Services = true
 		return false, nil
 	}
-	started, err := startServices(u.d, u.n)
+	if !HasCap(unix.CAP_NET_BIND_SERVICE) {
+		u.warnings = append(u.warnings, "DHCP/DNS not started: ports 53 and 67 need CAP_NET_BIND_SERVICE; run `kvmnet up "+u.n.Name+"` as root to start them")
+		return false, nil
+	}
+	exe, err := findDaemonBinary()
 	if err != nil {
 		return false, err
 	}
+	u.starting = inBackground(func() (*ctl.Process, error) { return startServices(u.d, u.n, exe) })
 	u.rec.Services = true
-	return started, nil
+	return true, nil
 }
 
-func (u *upCall) unservices() error { return stopServices(u.d, u.n.Name) }
+func (u *upCall) servicesReady() (bool, error) {
+	if u.starting == nil {
+		return false, nil
+	}
+	p, err := u.starting()
+	if err != nil {
+		return false, fmt.Errorf("spawn daemon: %w", err)
+	}
+	_, err = p.Wait()
+	return false, err
+}
+
+func (u *upCall) unservices() error {
+	if u.starting != nil {
+		if p, err := u.starting(); err == nil {
+			p.Kill()
+		}
+	}
+	return stopServices(u.d, u.n.Name)
+}
 
 func (u *upCall) attach() (bool, error) {
 	if u.tap.Attrs().MasterIndex == u.br.Index && u.tap.Attrs().Flags&net.FlagUp != 0 {

@@ -32,6 +32,9 @@ func TestBadInput(t *testing.T) {
 		{name: "subnet overlaps", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"}, {"ip", "addr", "add", "192.168.100.7/16", "dev", "eth0"}},
 			want:  "kvmnet-natup: add 192.168.100.1/24 to br0: subnet 192.168.100.0/24 overlaps 192.168.100.7/16 on eth0"},
+		{name: "daemon fails at start", prog: "kvmnet-natup", tap: "vnet0",
+			setup: [][]string{{"mkdir", "$DIR/default.leases"}}, // the lease file: a directory
+			want: "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
 		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", env: []string{"PATH=/nonexistent"}, want: "iptables"},
 		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
 	} {
@@ -39,6 +42,9 @@ func TestBadInput(t *testing.T) {
 			h := newHost(t, tc.config)
 			h.taps("vnet", 1)
 			for _, argv := range tc.setup {
+				for i := range argv {
+					argv[i] = strings.ReplaceAll(argv[i], "$DIR", filepath.Dir(h.Config))
+				}
 				h.MustRun(argv...)
 			}
 			rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")

@@ -21,7 +21,7 @@ import (
 // file whose pid was reused never makes Stop kill a stranger.
 const ProcName = "kvmnet-netsvc"
 
-// ErrAlreadyRunning is returned by Spawn when the pid file names a live daemon.
+// ErrAlreadyRunning is returned by Start when the pid file names a live daemon.
 var ErrAlreadyRunning = errors.New("netsvc daemon already running")
 
 // spawnTimeout bounds how long Spawn waits for the daemon to bind its sockets.
@@ -145,32 +145,50 @@ func waitGone(pid int, timeout time.Duration) bool {
 	return true
 }
 
-// Spawn starts the daemon detached: exe (a binary whose main runs netsvc.Main
-// when argv[0] is ProcName, i.e. kvmnet) with argv {ProcName, configPath}, in
-// its own session, stdin /dev/null, stdout and stderr appended to logPath, no
-// other descriptor. It returns once the daemon has bound its sockets and
-// written its pid file, so a DHCP DISCOVER sent right after is answered; if
-// the daemon dies first, the error carries its last log line. The child
-// inherits the network namespace of the calling thread.
+// Spawn starts the daemon as Start does and waits until it is ready.
 func Spawn(exe string, configPath string, logPath string) (pid int, err error) {
-	c, err := ReadDaemonConfig(configPath)
+	p, err := Start(exe, configPath, logPath)
 	if err != nil {
 		return 0, err
 	}
+	return p.Wait()
+}
+
+// Process is a daemon Start has started, ready or not yet.
+type Process struct {
+	cmd      *exec.Cmd
+	pidFile  string
+	logPath  string
+	logStart int64      // the log's size at start: what follows is this daemon's
+	exited   chan error // cmd.Wait's result, once the daemon is gone
+}
+
+// Start starts the daemon detached and returns without waiting for it to be
+// ready, so that the caller can do other work meanwhile (a cold network
+// installs its rules while the daemon starts). exe is a binary whose main
+// runs netsvc.Main when argv[0] is ProcName, i.e. kvmnet; argv is {ProcName,
+// configPath}. The daemon runs in its own session with stdin /dev/null,
+// stdout and stderr appended to logPath and no other descriptor, and in the
+// network namespace of the calling thread.
+func Start(exe string, configPath string, logPath string) (*Process, error) {
+	c, err := ReadDaemonConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
 	if pid, ok := Alive(c.PIDFile); ok {
-		return pid, fmt.Errorf("%w: pid %d (%s)", ErrAlreadyRunning, pid, c.PIDFile)
+		return nil, fmt.Errorf("%w: pid %d (%s)", ErrAlreadyRunning, pid, c.PIDFile)
 	}
 	if err := removeStale(c.PIDFile); err != nil {
-		return 0, err
+		return nil, err
 	}
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return 0, fmt.Errorf("open netsvc log: %w", err)
+		return nil, fmt.Errorf("open netsvc log: %w", err)
 	}
 	defer logf.Close()
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", os.DevNull, err)
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
 	logStart, _ := logf.Seek(0, io.SeekEnd)
@@ -180,33 +198,48 @@ func Spawn(exe string, configPath string, logPath string) (pid int, err error) {
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start netsvc: %w", err)
+		return nil, fmt.Errorf("start netsvc: %w", err)
 	}
-	return waitReady(cmd, c.PIDFile, logPath, logStart)
+	p := &Process{cmd: cmd, pidFile: c.PIDFile, logPath: logPath, logStart: logStart,
+		exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }() // also reaps the daemon if it dies while we live
+	return p, nil
 }
 
-// waitReady waits until the child's pid is in the pid file, the child exits,
-// or spawnTimeout passes (then it kills the child).
-func waitReady(cmd *exec.Cmd, pidFile, logPath string, logStart int64) (int, error) {
-	pid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // also reaps the daemon if it dies while we live
+// Wait returns once the daemon has bound its sockets and written its pid
+// file, so a DHCP DISCOVER sent right after is answered. If the daemon dies
+// first, the error carries its last log line; if it is not ready within
+// spawnTimeout, Wait kills it.
+func (p *Process) Wait() (int, error) {
+	pid := p.cmd.Process.Pid
 	deadline := time.After(spawnTimeout)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
+		if got, err := readPID(p.pidFile); err == nil && got == pid {
+			return pid, nil
+		}
 		select {
-		case err := <-exited:
-			return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(err), logTail(logPath, logStart))
+		case err := <-p.exited:
+			p.exited <- err // for Kill
+			return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(err), logTail(p.logPath, p.logStart))
 		case <-deadline:
-			_ = cmd.Process.Kill()
-			return 0, fmt.Errorf("netsvc not ready after %s: %s", spawnTimeout, logTail(logPath, logStart))
+			p.Kill()
+			return 0, fmt.Errorf("netsvc not ready after %s: %s", spawnTimeout, logTail(p.logPath, p.logStart))
 		case <-tick.C:
-			if p, err := readPID(pidFile); err == nil && p == pid {
-				return pid, nil
-			}
 		}
 	}
+}
+
+// Kill ends the daemon at once, ready or not, and removes its pid file: it is
+// the undo of Start. The daemon is still this process's child, so its pid
+// cannot have been reused.
+func (p *Process) Kill() {
+	pid := p.cmd.Process.Pid
+	_ = p.cmd.Process.Kill()
+	err := <-p.exited
+	p.exited <- err
+	RemovePIDFile(p.pidFile, pid)
 }
 
 func exitText(err error) string {
