@@ -13,6 +13,7 @@ pkgs=(
 	busybox-static            # the guest's userland, and the test world's servers
 	linux-image-cloud-amd64   # the guest's kernel and virtio modules
 	cpio gzip xz-utils zstd   # packing the guest's initramfs (modules may be .ko.xz/.zst)
+	bridge-utils              # brctl: the seed scripts `make bench` measures kvmnet against
 )
 
 missing=()
