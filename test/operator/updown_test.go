@@ -3,6 +3,7 @@ package operator
 import (
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,6 +45,22 @@ func TestUpDown(t *testing.T) {
 	h.helper("kvmnet-natdown", "vnet0") // QEMU's downscript after all: quietly nothing
 	h.must("down", "default")           // a network that is not up: nothing
 	h.MustRun("ip", "link", "del", "vnet0")
+	h.AssertClean(rules, fwd)
+}
+
+// TestEmptyEnvironment: hooks and timers may run kvmnet with no PATH; it
+// still finds iptables where Debian puts it.
+func TestEmptyEnvironment(t *testing.T) {
+	h := newHost(t, "[network.default]\ndhcp = false\ndns = false\n")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	for _, cmd := range []string{"up", "down"} {
+		if _, stderr, err := h.Run("env", "-i", "KVMNET_CONFIG="+h.Config, filepath.Join(bin, "kvmnet"), cmd, "default"); err != nil {
+			t.Fatalf("kvmnet %s with no PATH: %v\n%s", cmd, err, stderr)
+		}
+		if cmd == "up" && !strings.Contains(h.IptablesSave(), "kvmnet:default") {
+			t.Fatal("kvmnet up with no PATH installed no rule")
+		}
+	}
 	h.AssertClean(rules, fwd)
 }
 
