@@ -47,6 +47,25 @@ func Build() (string, error) {
 	return dir, nil
 }
 
+// Main is the TestMain of a package that runs the binaries: as root it builds
+// them into *bin (as anyone else, every test skips: testns needs root), runs
+// the tests, removes the binaries and exits with the tests' status.
+func Main(m *testing.M, bin *string) {
+	if os.Geteuid() == 0 {
+		dir, err := Build()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		*bin = dir
+	}
+	code := m.Run()
+	if *bin != "" {
+		os.RemoveAll(*bin)
+	}
+	os.Exit(code)
+}
+
 // Host is a hypervisor namespace with its own configuration file, whose
 // DHCP leases live in a temporary directory.
 type Host struct {

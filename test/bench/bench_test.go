@@ -19,18 +19,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		var err error
-		if bin, err = testhost.Build(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(bin)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testhost.Main(m, &bin) }
 
 // world is a namespace with a config whose leases live in a temp dir.
 type world struct {

@@ -34,7 +34,7 @@ func TestBadInput(t *testing.T) {
 			want:  "kvmnet-natup: add 192.168.100.1/24 to br0: subnet 192.168.100.0/24 overlaps 192.168.100.7/16 on eth0"},
 		{name: "daemon fails at start", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"mkdir", "$DIR/default.leases"}}, // the lease file: a directory
-			want: "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
+			want:  "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
 		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", env: []string{"PATH=/nonexistent"}, want: "iptables"},
 		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
 	} {

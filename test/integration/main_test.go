@@ -20,21 +20,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // bin holds the binaries TestMain builds, so that `go test ./...` needs no `make build` first.
 var bin string
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if os.Geteuid() == 0 {
-		var err error
-		if bin, err = testhost.Build(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	if bin != "" {
-		os.RemoveAll(bin)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testhost.Main(m, &bin) }
 
 // host is a hypervisor namespace (package testhost) with the helpers' ways of running.
 type host struct {

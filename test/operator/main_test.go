@@ -4,8 +4,6 @@
 package operator
 
 import (
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,16 +15,7 @@ import (
 // bin holds the binaries TestMain builds, so that `go test ./...` needs no `make build` first.
 var bin string
 
-func TestMain(m *testing.M) {
-	var err error
-	if bin, err = testhost.Build(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(bin)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testhost.Main(m, &bin) }
 
 // host is a hypervisor namespace (package testhost) with the operator tool's ways of running.
 type host struct {
