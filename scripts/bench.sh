@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 n=${KVMNET_BENCH_N:-40}
-echo "== helpers (median wall time of one process, ${n} runs each)"
+echo "== helpers (median wall time of one process, ${n} runs of each side, interleaved)"
 go test -run '^$' -bench . -benchtime "${n}x" ./test/bench | grep -E 'Benchmark|^ok|FAIL'
 echo "== DHCP/DNS daemon"
 go test -run '^$' -bench . -benchtime 2s ./internal/netsvc | grep -E 'Benchmark|^ok|FAIL'

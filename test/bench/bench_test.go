@@ -1,7 +1,10 @@
 // Package bench measures the helpers as QEMU runs them: whole processes,
 // exec'd from a thread inside a fresh network namespace (so `ip netns exec`
-// is not counted). Each benchmark reports the median wall time of one helper
-// run as median-ms; `make bench` prints them side by side.
+// is not counted). What a benchmark compares (kvmnet and the seed scripts it
+// replaces, the 10th and the 1000th port, ...) runs interleaved in one loop,
+// each side in a namespace of its own, so that every side sees the same load
+// of a shared, noisy machine; each side's median wall time is reported as
+// SIDE-ms, and the ratio of the two that matter as A/B.
 package bench
 
 import (
@@ -58,6 +61,13 @@ func (w *world) run(prog, tap string) time.Duration {
 	return took
 }
 
+// writeConfig replaces the world's configuration file (its lease_dir goes).
+func (w *world) writeConfig(config string) {
+	if err := os.WriteFile(w.config, []byte(config), 0o644); err != nil {
+		w.b.Fatal(err)
+	}
+}
+
 func (w *world) tap(name string) string {
 	w.ns.MustRun("ip", "tuntap", "add", name, "mode", "tap")
 	return name
@@ -79,88 +89,115 @@ func (w *world) taps(prefix string, n int) []string {
 	return names
 }
 
-// report sets median-ms, the figure the README quotes.
-func report(b *testing.B, d []time.Duration) {
-	if len(d) == 0 {
-		return
+// side is one of the things a benchmark compares: measure does one
+// iteration in the side's own namespace and returns the time that counts.
+type side struct {
+	name    string
+	measure func() time.Duration
+}
+
+// sideBySide runs one iteration of every side in turn, b.N times, and reports
+// each side's median as SIDE-ms.
+func sideBySide(b *testing.B, sides ...side) map[string]float64 {
+	d := make([][]time.Duration, len(sides))
+	for b.Loop() {
+		for i, s := range sides {
+			d[i] = append(d[i], s.measure())
+		}
 	}
-	slices.Sort(d)
-	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "median-ms")
+	medians := make(map[string]float64)
+	for i, s := range sides {
+		slices.Sort(d[i])
+		medians[s.name] = float64(d[i][len(d[i])/2].Microseconds()) / 1000
+		b.ReportMetric(medians[s.name], s.name+"-ms")
+	}
 	b.ReportMetric(0, "ns/op")
+	return medians
 }
 
-// impl is a pair of up and down scripts: kvmnet's, or the seed's shell.
-type impl struct{ name, up, down string }
-
-func impls() []impl {
-	seed, _ := filepath.Abs("testdata")
-	return []impl{
-		{"kvmnet", filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")},
-		{"seed", filepath.Join(seed, "seed-natup.sh"), filepath.Join(seed, "seed-natdown.sh")},
+// ratio reports medians[a]/medians[b] as "a/b", if both sides ran.
+func ratio(b *testing.B, medians map[string]float64, a, c string) {
+	if medians[a] > 0 && medians[c] > 0 {
+		b.ReportMetric(medians[a]/medians[c], a+"/"+c)
 	}
 }
 
-// each runs f for kvmnet and for the seed scripts, side by side in one run.
-func each(b *testing.B, f func(b *testing.B, w *world, im impl)) {
-	for _, im := range impls() {
-		b.Run(im.name, func(b *testing.B) {
-			if im.name == "seed" {
-				if _, err := exec.LookPath("brctl"); err != nil {
-					b.Skip("the seed scripts need brctl (bridge-utils)")
-				}
-			}
-			f(b, newWorld(b), im)
-		})
-	}
+// scripts is a pair of up and down scripts.
+type scripts struct{ up, down string }
+
+func kvmnetNAT() scripts {
+	return scripts{filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")}
 }
 
+// seed returns the seed's shell scripts, or false when they cannot run here.
+func seed(b *testing.B) (scripts, bool) {
+	if _, err := exec.LookPath("brctl"); err != nil {
+		b.Log("seed scripts left out: they need brctl (bridge-utils)")
+		return scripts{}, false
+	}
+	dir, _ := filepath.Abs("testdata")
+	return scripts{filepath.Join(dir, "seed-natup.sh"), filepath.Join(dir, "seed-natdown.sh")}, true
+}
+
+// versusSeed runs f's side for kvmnet and, where it can run, for the seed
+// scripts, interleaved, and reports kvmnet/seed.
+func versusSeed(b *testing.B, f func(w *world, s scripts) func() time.Duration, extra ...side) {
+	sides := []side{{"kvmnet", f(newWorld(b), kvmnetNAT())}}
+	if sd, ok := seed(b); ok {
+		sides = append(sides, side{"seed", f(newWorld(b), sd)})
+	}
+	ratio(b, sideBySide(b, append(sides, extra...)...), "kvmnet", "seed")
+}
+
+// BenchmarkNatupCold: the first VM's up, which makes the network; and, to
+// show what the DHCP/DNS daemon adds, the same without it (kvmnet-nodhcp).
 func BenchmarkNatupCold(b *testing.B) {
-	each(b, func(b *testing.B, w *world, im impl) {
+	cold := func(w *world, s scripts) func() time.Duration {
 		tap := w.tap("vnet0")
-		var d []time.Duration
-		for b.Loop() {
-			d = append(d, w.run(im.up, tap))
-			w.run(im.down, tap)
+		return func() time.Duration {
+			d := w.run(s.up, tap)
+			w.run(s.down, tap)
+			return d
 		}
-		report(b, d)
-	})
+	}
+	nodhcp := newWorld(b)
+	nodhcp.writeConfig("[network.default]\ndhcp = false\ndns = false\n")
+	versusSeed(b, cold, side{"kvmnet-nodhcp", cold(nodhcp, kvmnetNAT())})
 }
 
+// BenchmarkNatupWarm: a VM's up on a network another VM holds up.
 func BenchmarkNatupWarm(b *testing.B) {
-	each(b, func(b *testing.B, w *world, im impl) {
-		w.run(im.up, w.tap("vnet0"))
+	versusSeed(b, func(w *world, s scripts) func() time.Duration {
+		w.run(s.up, w.tap("vnet0"))
 		tap := w.tap("vnet1")
-		var d []time.Duration
-		for b.Loop() {
-			d = append(d, w.run(im.up, tap))
-			w.run(im.down, tap)
+		return func() time.Duration {
+			d := w.run(s.up, tap)
+			w.run(s.down, tap)
+			return d
 		}
-		report(b, d)
 	})
 }
 
+// BenchmarkNatdown: a VM's down that leaves the network to another VM.
 func BenchmarkNatdown(b *testing.B) {
-	each(b, func(b *testing.B, w *world, im impl) {
-		w.run(im.up, w.tap("vnet0"))
+	versusSeed(b, func(w *world, s scripts) func() time.Duration {
+		w.run(s.up, w.tap("vnet0"))
 		tap := w.tap("vnet1")
-		var d []time.Duration
-		for b.Loop() {
-			w.run(im.up, tap)
-			d = append(d, w.run(im.down, tap))
+		return func() time.Duration {
+			w.run(s.up, tap)
+			return w.run(s.down, tap)
 		}
-		report(b, d)
 	})
 }
 
+// BenchmarkNatdownLast: the last VM's down, which tears the network down.
 func BenchmarkNatdownLast(b *testing.B) {
-	each(b, func(b *testing.B, w *world, im impl) {
+	versusSeed(b, func(w *world, s scripts) func() time.Duration {
 		tap := w.tap("vnet0")
-		var d []time.Duration
-		for b.Loop() {
-			w.run(im.up, tap)
-			d = append(d, w.run(im.down, tap))
+		return func() time.Duration {
+			w.run(s.up, tap)
+			return w.run(s.down, tap)
 		}
-		report(b, d)
 	})
 }
 
@@ -170,72 +207,44 @@ func BenchmarkIfup(b *testing.B) {
 	up, down := filepath.Join(bin, "kvmnet-ifup"), filepath.Join(bin, "kvmnet-ifdown")
 	w.run(up, w.tap("vnet0"))
 	tap := w.tap("vnet1")
-	var d []time.Duration
-	for b.Loop() {
-		d = append(d, w.run(up, tap))
+	sideBySide(b, side{"kvmnet", func() time.Duration {
+		d := w.run(up, tap)
 		w.run(down, tap)
-	}
-	report(b, d)
+		return d
+	}})
 }
 
-// BenchmarkNatupColdNoServices is a cold NAT up without the DHCP/DNS daemon,
-// to show what the daemon's start costs.
-func BenchmarkNatupColdNoServices(b *testing.B) {
-	w := newWorld(b)
-	if err := os.WriteFile(w.config, []byte("[network.default]\ndhcp = false\ndns = false\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	up, down := filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")
-	tap := w.tap("vnet0")
-	var d []time.Duration
-	for b.Loop() {
-		d = append(d, w.run(up, tap))
-		w.run(down, tap)
-	}
-	report(b, d)
-}
-
-// BenchmarkPorts measures the up and down of one more tap on a NAT bridge
-// that already has ports-1 of them: the cost must not grow with the count.
+// BenchmarkPorts: the up and the down of one more tap on a NAT bridge that
+// has 9 ports already, and on one that has 999: the cost must not grow with
+// the count.
 func BenchmarkPorts(b *testing.B) {
-	natup, natdown := filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")
+	s := kvmnetNAT()
+	var sides []side
 	for _, ports := range []int{10, 1000} {
-		b.Run(fmt.Sprintf("ports=%d", ports), func(b *testing.B) {
-			w := newWorld(b)
-			for _, tap := range w.taps("t", ports-1) {
-				w.run(natup, tap)
-			}
-			tap := w.tap("vnetx")
-			var up, down []time.Duration
-			for b.Loop() {
-				up = append(up, w.run(natup, tap))
-				down = append(down, w.run(natdown, tap))
-			}
-			slices.Sort(up)
-			slices.Sort(down)
-			b.ReportMetric(float64(up[len(up)/2].Microseconds())/1000, "up-median-ms")
-			b.ReportMetric(float64(down[len(down)/2].Microseconds())/1000, "down-median-ms")
-			b.ReportMetric(0, "ns/op")
-		})
+		w := newWorld(b)
+		for _, tap := range w.taps("t", ports-1) {
+			w.run(s.up, tap)
+		}
+		tap := w.tap("vnetx")
+		sides = append(sides,
+			side{fmt.Sprintf("up%d", ports), func() time.Duration { return w.run(s.up, tap) }},
+			side{fmt.Sprintf("down%d", ports), func() time.Duration { return w.run(s.down, tap) }},
+		)
 	}
+	m := sideBySide(b, sides...)
+	ratio(b, m, "up1000", "up10")
+	ratio(b, m, "down1000", "down10")
 }
 
-// BenchmarkFloor measures what any helper pays before doing anything, from
-// the same harness: starting /bin/true, and starting kvmnet-natup --version
-// (the Go runtime and kvmnet's package inits). The helpers' figures above are
-// best read against these.
+// BenchmarkFloor is what any helper pays before doing anything, from the same
+// harness: starting /bin/true, and starting kvmnet-natup --version (the Go
+// runtime and kvmnet's package inits). The figures above are best read
+// against these.
 func BenchmarkFloor(b *testing.B) {
-	for _, c := range []struct{ name, prog, arg string }{
-		{"true", "/bin/true", ""},
-		{"natup-version", filepath.Join(bin, "kvmnet-natup"), "--version"},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			w := newWorld(b)
-			var d []time.Duration
-			for b.Loop() {
-				d = append(d, w.run(c.prog, c.arg))
-			}
-			report(b, d)
-		})
-	}
+	w := newWorld(b)
+	natup := filepath.Join(bin, "kvmnet-natup")
+	sideBySide(b,
+		side{"true", func() time.Duration { return w.run("/bin/true", "") }},
+		side{"natup-version", func() time.Duration { return w.run(natup, "--version") }},
+	)
 }
