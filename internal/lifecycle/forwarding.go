@@ -100,6 +100,9 @@ func updateForwarding(d state.Dir, change func(*forwarding) (bool, error)) (bool
 	if err != nil || !changed {
 		return changed, err
 	}
+	if !f.TurnedOn && len(f.Users) == 0 { // nothing left to remember
+		return true, d.RemoveFile(forwardingFile)
+	}
 	if err := d.WriteJSON(forwardingFile, f); err != nil {
 		return false, err
 	}

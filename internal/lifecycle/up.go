@@ -321,7 +321,11 @@ func (u *upCall) unservices() error {
 			p.Kill()
 		}
 	}
-	return stopServices(u.d, u.n.Name)
+	if err := stopServices(u.d, u.n.Name); err != nil {
+		return err
+	}
+	// The error this undo belongs to carries the daemon's last log line.
+	return errors.Join(u.d.RemoveFile(u.n.Name+svcConf), u.d.RemoveFile(u.n.Name+svcLog))
 }
 
 func (u *upCall) attach() (bool, error) {

@@ -136,6 +136,14 @@ func (d Dir) WriteJSON(name string, v any) error {
 	return writeAtomic(filepath.Join(d.Path, name), b)
 }
 
+// RemoveFile removes the state file called name; one already gone is not an error.
+func (d Dir) RemoveFile(name string) error {
+	if err := os.Remove(filepath.Join(d.Path, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	return nil
+}
+
 // Remove deletes the record of a network and every other file of it (port
 // list, daemon files) but its lock, which a waiting helper may hold open.
 func (d Dir) Remove(name string) error {

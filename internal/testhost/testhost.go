@@ -5,13 +5,16 @@
 package testhost
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -159,10 +162,39 @@ func (h *Host) AssertClean(rulesBefore, fwdBefore string) {
 	if got := h.Sysctl("net.ipv4.ip_forward"); got != fwdBefore {
 		h.T.Errorf("ip_forward = %s, was %s", got, fwdBefore)
 	}
+	if left := h.stateLeft(); len(left) > 0 {
+		h.T.Errorf("state left in /run/kvmnet besides the locks: %s", strings.Join(left, " "))
+	}
 	if pids := h.Live(); len(pids) > 0 {
 		ps, _ := exec.Command("ps", "-o", "pid,args", "-p", strings.Join(pids, ",")).CombinedOutput()
 		h.T.Errorf("processes left in the namespace:\n%s", ps)
 	}
+}
+
+// stateLeft lists the files of kvmnet's state directory for the namespace
+// other than its locks.
+func (h *Host) stateLeft() []string {
+	var left []string
+	err := h.Do(func() error {
+		d, err := state.Open()
+		if err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(d.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		for _, e := range ents {
+			if !strings.HasSuffix(e.Name(), ".lock") {
+				left = append(left, e.Name())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		h.T.Errorf("read kvmnet's state: %v", err)
+	}
+	return left
 }
 
 // Live lists the processes in the namespace that are not zombies: a daemon
