@@ -309,7 +309,7 @@ func (u *upCall) servicesReady() (bool, error) {
 	}
 	p, err := u.starting()
 	if err != nil {
-		return false, fmt.Errorf("spawn daemon: %w", err)
+		return false, err
 	}
 	_, err = p.Wait()
 	return false, err

@@ -124,6 +124,32 @@ func TestSpawnAliveStop(t *testing.T) {
 	}
 }
 
+// TestKillWhileStarting: Kill, the undo of Start, ends a daemon that may not
+// be ready yet and leaves neither a process nor a pid file.
+func TestKillWhileStarting(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(n.dir, "netsvc.json")
+	if err := ctl.WriteConfig(cfgPath, n.cfg); err != nil {
+		t.Fatal(err)
+	}
+	var p *ctl.Process
+	if err := n.host.Do(func() (err error) { p, err = ctl.Start(exe, cfgPath, n.logPath()); return err }); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	p.Kill()
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("daemon pid %d still exists after Kill: %v", pid, err)
+	}
+	if _, err := os.Stat(n.cfg.PIDFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file left: %v", err)
+	}
+}
+
 // TestSpawnReportsStartupError: a daemon that cannot bind dies, and Spawn
 // returns its error text from the log.
 func TestSpawnReportsStartupError(t *testing.T) {

@@ -159,8 +159,9 @@ type Process struct {
 	cmd      *exec.Cmd
 	pidFile  string
 	logPath  string
-	logStart int64      // the log's size at start: what follows is this daemon's
-	exited   chan error // cmd.Wait's result, once the daemon is gone
+	logStart int64         // the log's size at start: what follows is this daemon's
+	done     chan struct{} // closed once the daemon has exited and been reaped
+	exitErr  error         // cmd.Wait's result, once done is closed
 }
 
 // Start starts the daemon detached and returns without waiting for it to be
@@ -200,18 +201,23 @@ func Start(exe string, configPath string, logPath string) (*Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start netsvc: %w", err)
 	}
-	p := &Process{cmd: cmd, pidFile: c.PIDFile, logPath: logPath, logStart: logStart,
-		exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }() // also reaps the daemon if it dies while we live
+	p := &Process{cmd: cmd, pidFile: c.PIDFile, logPath: logPath, logStart: logStart, done: make(chan struct{})}
+	go func() { // also reaps the daemon if it dies while we live
+		p.exitErr = cmd.Wait()
+		close(p.done)
+	}()
 	return p, nil
 }
+
+// Pid is the daemon's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Wait returns once the daemon has bound its sockets and written its pid
 // file, so a DHCP DISCOVER sent right after is answered. If the daemon dies
 // first, the error carries its last log line; if it is not ready within
 // spawnTimeout, Wait kills it.
 func (p *Process) Wait() (int, error) {
-	pid := p.cmd.Process.Pid
+	pid := p.Pid()
 	deadline := time.After(spawnTimeout)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -220,9 +226,8 @@ func (p *Process) Wait() (int, error) {
 			return pid, nil
 		}
 		select {
-		case err := <-p.exited:
-			p.exited <- err // for Kill
-			return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(err), logTail(p.logPath, p.logStart))
+		case <-p.done:
+			return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(p.exitErr), logTail(p.logPath, p.logStart))
 		case <-deadline:
 			p.Kill()
 			return 0, fmt.Errorf("netsvc not ready after %s: %s", spawnTimeout, logTail(p.logPath, p.logStart))
@@ -235,10 +240,9 @@ func (p *Process) Wait() (int, error) {
 // the undo of Start. The daemon is still this process's child, so its pid
 // cannot have been reused.
 func (p *Process) Kill() {
-	pid := p.cmd.Process.Pid
+	pid := p.Pid()
 	_ = p.cmd.Process.Kill()
-	err := <-p.exited
-	p.exited <- err
+	<-p.done
 	RemovePIDFile(p.pidFile, pid)
 }
 
