@@ -293,7 +293,7 @@ func Parse(path string, b []byte) (*File, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		key := und[0]
-		return nil, fmt.Errorf("%s:%d: unknown key %q", path, lineOf(b, key[len(key)-1]), key.String())
+		return nil, fmt.Errorf("%s: unknown key %q", where(path, b, key[len(key)-1]), key.String())
 	}
 	if f.LeaseDir == "" {
 		f.LeaseDir = DefaultLeaseDir
@@ -304,9 +304,13 @@ func Parse(path string, b []byte) (*File, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	if n, ok := f.Networks[DefaultNetwork]; ok && !n.Address.IsValid() {
+		// Its static hosts and DHCP range are checked against the address it will have.
+		n.Address.Prefix = DefaultGateway
+	}
 	for _, name := range names {
 		if err := f.Networks[name].check(); err != nil {
-			return nil, fmt.Errorf("%s:%d: network %s: %w", path, lineOf(b, "network."+name), name, err)
+			return nil, fmt.Errorf("%s: network %s: %w", where(path, b, "network."+name), name, err)
 		}
 	}
 	return f, f.checkShared(b)
@@ -322,11 +326,11 @@ func (f *File) checkShared(b []byte) error {
 	for i, a := range names {
 		for _, bn := range names[i+1:] {
 			na, nb := f.Networks[a], f.Networks[bn]
-			if na.Bridge != "" && na.Bridge == nb.Bridge {
-				return fmt.Errorf("%s:%d: network %s: bridge %s is already network %s's", f.Path, lineOf(b, "network."+bn), bn, nb.Bridge, a)
+			if br := na.bridge(); br == nb.bridge() {
+				return fmt.Errorf("%s: network %s: bridge %s is already network %s's", where(f.Path, b, "network."+bn), bn, br, a)
 			}
 			if na.Address.IsValid() && nb.Address.IsValid() && na.Address.Overlaps(nb.Address.Masked()) {
-				return fmt.Errorf("%s:%d: network %s: subnet %s overlaps network %s's %s", f.Path, lineOf(b, "network."+bn), bn, nb.Address.Masked(), a, na.Address.Masked())
+				return fmt.Errorf("%s: network %s: subnet %s overlaps network %s's %s", where(f.Path, b, "network."+bn), bn, nb.Address.Masked(), a, na.Address.Masked())
 			}
 		}
 	}
@@ -360,6 +364,18 @@ func (n *Network) check() error {
 		}
 	}
 	return nil
+}
+
+// bridge is the network's bridge: its own, else one named after it (br0 for
+// the default network).
+func (n *Network) bridge() string {
+	switch {
+	case n.Bridge != "":
+		return string(n.Bridge)
+	case n.Name == DefaultNetwork:
+		return DefaultBridge
+	}
+	return n.Name
 }
 
 func (n *Network) checkHost(h Host, seen map[string]string) error {
@@ -429,18 +445,18 @@ func posError(path string, err error) error {
 	return fmt.Errorf("%s: %w", path, err)
 }
 
-// lineOf finds the line that defines key (a bare key or a table name), for
-// errors the decoder cannot place; 0 when not found.
-func lineOf(b []byte, key string) int {
+// where is "path:line" for the line that defines key (a bare key or a table
+// name, "network.lab" also found as [[network.lab.host]]), or just path when
+// no line does.
+func where(path string, b []byte, key string) string {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for line := 1; sc.Scan(); line++ {
-		t := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(t, "["+key+"]") || strings.HasPrefix(t, "[ "+key) ||
-			strings.HasPrefix(t, key+" ") || strings.HasPrefix(t, key+"=") {
-			return line
+		t := strings.TrimLeft(strings.TrimSpace(sc.Text()), "[ ")
+		if rest, ok := strings.CutPrefix(t, key); ok && (rest == "" || strings.ContainsAny(rest[:1], "]. =")) {
+			return fmt.Sprintf("%s:%d", path, line)
 		}
 	}
-	return 0
+	return path
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {

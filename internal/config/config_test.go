@@ -93,6 +93,10 @@ func TestParseErrorsNameFileLineAndValue(t *testing.T) {
 		{"[network.a]\nbridge = \"x\"\n[network.b]\nbridge = \"x\"\n", `network b: bridge x is already network a's`},
 		{"[network.a]\naddress = \"10.0.0.1/24\"\n[[network.a.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n", `host 52:54:00:00:00:01: ip 10.0.1.5 is not a guest address of 10.0.0.1/24`},
 		{"[network.a]\nlease_time = \"5s\"\n", `duration "5s": want`},
+		{"[network.lab]\n[network.b]\nbridge = \"lab\"\n", `k.toml:1: network lab: bridge lab is already network b's`},
+		{"[network.default]\n[network.b]\nbridge = \"br0\"\n", `network default: bridge br0 is already network b's`},
+		{"[[network.default.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n",
+			`k.toml:1: network default: host 52:54:00:00:00:01: ip 10.0.1.5 is not a guest address of 192.168.100.1/24`},
 	} {
 		_, err := Parse("k.toml", []byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -101,6 +105,22 @@ func TestParseErrorsNameFileLineAndValue(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("error is not one line: %q", err)
 		}
+	}
+}
+
+// TestDefaultNetworkStaticHosts: the default network's hosts are checked
+// against the address it has without one in the file.
+func TestDefaultNetworkStaticHosts(t *testing.T) {
+	f, err := Parse("k.toml", []byte("[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.Network(DefaultNetwork, NAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Gateway != DefaultGateway || n.Bridge != DefaultBridge || len(n.Hosts) != 1 {
+		t.Errorf("default network with a static host: %+v", n)
 	}
 }
 

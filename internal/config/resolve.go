@@ -62,13 +62,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		n = &Network{Name: name}
 	}
-	r := Net{Name: name, Bridge: string(n.Bridge), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts}
-	if r.Bridge == "" {
-		r.Bridge = name
-		if name == DefaultNetwork {
-			r.Bridge = DefaultBridge
-		}
-	}
+	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts}
 	if r.Mode == "" {
 		r.Mode = mode
 	}
