@@ -414,6 +414,9 @@ func servicesCell(n NetworkStatus) string {
 	case !n.Up:
 		return "-"
 	case s.Running:
+		if len(s.Leases) == 1 {
+			return fmt.Sprintf("pid %d, 1 lease", s.PID)
+		}
 		return fmt.Sprintf("pid %d, %d leases", s.PID, len(s.Leases))
 	case s.Enabled:
 		return "NOT RUNNING"

@@ -2,10 +2,13 @@ package operator
 
 import (
 	"encoding/json"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
 // statusJSON is the schema `kvmnet status --json` documents (schema 1),
@@ -172,4 +175,63 @@ func TestStatusNotUp(t *testing.T) {
 	if len(s.Networks) != 1 || s.Networks[0].Up || s.Networks[0].Bridge.Exists {
 		t.Errorf("fresh status: %+v", s)
 	}
+}
+
+// TestStatusLeases: guests that took leases with busybox's udhcpc are in
+// status, JSON and table alike: one from the pool, and one that is a static
+// host of the file.
+func TestStatusLeases(t *testing.T) {
+	udhcpc := busybox(t)
+	h := newHost(t, "[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	h.must("up", "default")
+	guest := testns.New(t)
+	h.MustRun("ip", "link", "add", "g0", "type", "veth", "peer", "name", "eth0", "netns", guest.Name)
+	h.helper("kvmnet-natup", "g0")
+	lease := func(mac, hostname string) {
+		guest.MustRun("ip", "link", "set", "eth0", "address", mac, "up")
+		guest.MustRun(udhcpc, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true", "-x", "hostname:"+hostname)
+	}
+	lease("52:54:00:ab:cd:01", "web1")
+	lease("52:54:00:00:00:99", "whatever")
+
+	want := map[string]string{"52:54:00:ab:cd:01": "web1", "52:54:00:00:00:99": "fixed"}
+	got := map[string]string{}
+	var ip string
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		// The daemon writes its leases shortly after the ACK.
+		for _, l := range h.status().Networks[0].Services.Leases {
+			if l.Hostname != want[l.MAC] || time.Until(l.Expires) < 50*time.Minute {
+				continue
+			}
+			switch {
+			case l.MAC == "52:54:00:00:00:99" && l.Static && l.IP == "192.168.100.99":
+				got[l.MAC] = l.IP
+			case !l.Static && strings.HasPrefix(l.IP, "192.168.100."):
+				got[l.MAC], ip = l.IP, l.IP
+			}
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("leases in status: %+v, want web1 from the pool and fixed at 192.168.100.99",
+			h.status().Networks[0].Services.Leases)
+	}
+	if out := h.must("status"); !strings.Contains(out, ip) || !strings.Contains(out, "web1") || !strings.Contains(out, "fixed") {
+		t.Errorf("status table lacks the leases:\n%s", out)
+	}
+	h.helper("kvmnet-natdown", "g0")
+	h.must("down", "default")
+	h.MustRun("ip", "link", "del", "g0")
+	h.AssertClean(rules, fwd)
+}
+
+// busybox returns busybox-static's path, which has udhcpc (scripts/deps.sh installs it).
+func busybox(t *testing.T) string {
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("busybox not installed (busybox-static)")
+	return ""
 }
