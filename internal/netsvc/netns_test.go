@@ -9,11 +9,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
+	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 	"golang.org/x/sys/unix"
 )
@@ -379,6 +382,43 @@ func TestNetUdhcpc(t *testing.T) {
 	}
 	if ip, ok := leaseOf(t, n, "bbox"); !ok || ip.String() != "192.168.100.2" {
 		t.Errorf("lease of bbox: %s %v", ip, ok)
+	}
+}
+
+// TestNetUdhcpcRenew: a bound udhcpc told to renew (SIGUSR1, as at half the
+// lease time) sends a unicast REQUEST from its address and keeps it.
+func TestNetUdhcpcRenew(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (busybox-static)")
+	}
+	n := newTestNet(t, testConfig())
+	n.start()
+	out := filepath.Join(n.dir, "udhcpc.events")
+	script := filepath.Join(n.dir, "udhcpc.sh")
+	// A renewing client sends from, and is answered at, its address: bound must configure it.
+	body := "#!/bin/sh\ncase \"$1\" in\nbound) /bin/busybox ip addr add $ip/$mask dev $interface ;;\nesac\n" +
+		"case \"$1\" in bound|renew) echo \"$1 ip=$ip lease=$lease\" >> " + out + ";; esac\nexit 0\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var stderr testhost.Buffer
+	cmd := n.guest.Cmd("/bin/busybox", "udhcpc", "-f", "-i", "eth0", "-s", script, "-t", "3", "-T", "1")
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	events := func() string { b, _ := os.ReadFile(out); return string(b) }
+	testhost.WaitFor(t, func() bool { return strings.Contains(events(), "bound ") }, &stderr)
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	testhost.WaitFor(t, func() bool { return strings.Contains(events(), "renew ") }, &stderr)
+	if want := "bound ip=192.168.100.2 lease=3600\nrenew ip=192.168.100.2 lease=3600\n"; events() != want {
+		t.Errorf("udhcpc events:\n%s\nwant\n%s", events(), want)
+	}
+	if log := stderr.String(); !strings.Contains(log, "sending renew to server 192.168.100.1") || strings.Contains(log, "broadcasting renew") {
+		t.Errorf("renew not answered by unicast:\n%s", log)
 	}
 }
 
