@@ -148,11 +148,15 @@ func (d *dhcpd) request(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
 // ack commits the lease of want to c and ACKs it, or NAKs when want is not
 // c's to have.
 func (d *dhcpd) ack(req *dhcpv4.DHCPv4, c client, want netip.Addr, now time.Time) *reply {
-	r, ok := d.pool.commit(c, want, now)
+	r, renewal, ok := d.pool.commit(c, want, now)
 	if !ok {
 		return d.nak(req, c, want, "address not available")
 	}
-	d.log.Info("dhcp lease", "ip", r.ip.String(), "mac", c.mac.String(), "hostname", r.hostname)
+	// Renewals come every half lease from every guest: logging them would
+	// grow the log without bound and tell nothing new.
+	if !renewal {
+		d.log.Info("dhcp lease", "ip", r.ip.String(), "mac", c.mac.String(), "hostname", r.hostname)
+	}
 	msg := d.newReply(req, dhcpv4.MessageTypeAck, r.ip)
 	d.leaseOptions(msg, r.ip)
 	if r.hostname != "" && r.static {

@@ -37,6 +37,7 @@ type dnsd struct {
 	exchange  exchangeFunc
 	log       *slog.Logger
 	now       func() time.Time
+	failures  throttle // of "no upstream answered"
 }
 
 // newDNSd makes the handler of a validated config around pool p.
@@ -44,6 +45,7 @@ func newDNSd(c Config, p *pool, upstreams []string, log *slog.Logger) *dnsd {
 	return &dnsd{
 		prefix: c.Gateway.Masked(), domain: c.Domain, pool: p,
 		upstreams: upstreams, exchange: exchangeUpstream, log: log, now: time.Now,
+		failures: throttle{period: time.Minute},
 	}
 }
 
@@ -205,7 +207,9 @@ func (d *dnsd) forward(ctx context.Context, r *dns.Msg, proto string) *dns.Msg {
 		}
 		d.log.Debug("dns upstream failed", "upstream", up, "proto", proto, "err", errText(err))
 	}
-	d.log.Warn("dns: no upstream answered", "name", r.Question[0].Name, "upstreams", len(d.upstreams))
+	if ok, held := d.failures.allow(d.now()); ok {
+		d.log.Warn("dns: no upstream answered", "name", r.Question[0].Name, "upstreams", len(d.upstreams), "since_last_warning", held)
+	}
 	return rcode(r, dns.RcodeServerFailure)
 }
 

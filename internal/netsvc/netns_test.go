@@ -420,6 +420,9 @@ func TestNetUdhcpcRenew(t *testing.T) {
 	if log := stderr.String(); !strings.Contains(log, "sending renew to server 192.168.100.1") || strings.Contains(log, "broadcasting renew") {
 		t.Errorf("renew not answered by unicast:\n%s", log)
 	}
+	if b, _ := os.ReadFile(n.logPath()); strings.Count(string(b), `msg="dhcp lease"`) != 1 {
+		t.Errorf("daemon log, want one lease line, none for the renewal:\n%s", b)
+	}
 }
 
 // leaseOf waits briefly for the lease file to list hostname.

@@ -214,17 +214,23 @@ func (p *pool) setName(r *record, name string) {
 // record, or nil when ip cannot be c's (the caller NAKs). The server is
 // authoritative on its bridge: a client asking for a free address it had
 // before a lost lease file gets it rather than silence.
-func (p *pool) commit(c client, ip netip.Addr, now time.Time) (*record, bool) {
+func (p *pool) commit(c client, ip netip.Addr, now time.Time) (r *record, renewal bool, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	h, static := p.staticFor(c)
 	switch {
 	case static && ip != h.IP:
-		return nil, false
+		return nil, false, false
 	case !static && !p.free(ip, c, now):
-		return nil, false
+		return nil, false, false
 	}
-	r := p.bind(c, ip, now)
+	prev := p.byIP[ip]
+	renewal = prev != nil && prev.key == c.key && prev.bound && now.Before(prev.expires)
+	var prevName string
+	if renewal {
+		prevName = prev.hostname
+	}
+	r = p.bind(c, ip, now)
 	r.bound, r.static = true, static
 	r.expires = now.Add(p.leaseTime)
 	name := c.hostname
@@ -236,7 +242,7 @@ func (p *pool) commit(c client, ip netip.Addr, now time.Time) (*record, bool) {
 	}
 	p.setName(r, name)
 	p.dirty()
-	return r.copy(), true
+	return r.copy(), renewal && r.hostname == prevName, true
 }
 
 // copy returns a snapshot of r that is safe to read without the lock.

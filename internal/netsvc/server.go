@@ -31,6 +31,8 @@ type Server struct {
 	dhcpUDP *net.UDPConn
 	raw     *rawSender
 
+	sendFailures throttle // of "dhcp reply not sent"
+
 	dns  *dnsd
 	dnsL *dnsListeners
 
@@ -60,7 +62,8 @@ func Listen(c Config, log *slog.Logger) (*Server, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, log: log, pool: newPool(c), flush: make(chan struct{}, 1)}
+	s := &Server{cfg: c, log: log, pool: newPool(c), flush: make(chan struct{}, 1),
+		sendFailures: throttle{period: time.Minute}}
 	s.pool.dirty = s.markDirty
 	if err := s.loadLeases(); err != nil {
 		return nil, err
@@ -279,7 +282,9 @@ func (s *Server) handleDHCP(b []byte, peer *net.UDPAddr, now time.Time) {
 		return
 	}
 	if err := s.send(rep); err != nil {
-		s.log.Warn("dhcp reply not sent", "err", err.Error())
+		if ok, held := s.sendFailures.allow(time.Now()); ok {
+			s.log.Warn("dhcp reply not sent", "err", err.Error(), "since_last_warning", held)
+		}
 	}
 }
 
