@@ -360,17 +360,7 @@ func TestNetLeaseSurvivesRestart(t *testing.T) {
 // TestNetUdhcpc checks interoperation with a real client, busybox udhcpc,
 // which asks for unicast replies and reads them on a raw socket.
 func TestNetUdhcpc(t *testing.T) {
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs /bin/busybox (busybox-static)")
-	}
-	n := newTestNet(t, testConfig())
-	n.start()
-	out := filepath.Join(n.dir, "udhcpc.env")
-	script := filepath.Join(n.dir, "udhcpc.sh")
-	body := "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip subnet=$subnet router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid\" >> " + out + "\nexit 0\n"
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	n, script, out := udhcpcNet(t, "[ \"$1\" = bound ] && echo \"ip=$ip subnet=$subnet router=$router dns=$dns domain=$domain lease=$lease serverid=$serverid\"")
 	o, e, err := n.guest.Run("/bin/busybox", "udhcpc", "-f", "-q", "-n", "-i", "eth0", "-s", script, "-t", "3", "-T", "1", "-A", "1", "-x", "hostname:bbox")
 	if err != nil {
 		t.Fatalf("udhcpc: %v\n%s\n%s", err, o, e)
@@ -386,21 +376,11 @@ func TestNetUdhcpc(t *testing.T) {
 }
 
 // TestNetUdhcpcRenew: a bound udhcpc told to renew (SIGUSR1, as at half the
-// lease time) sends a unicast REQUEST from its address and keeps it.
+// lease time) sends a REQUEST from its address and keeps it.
 func TestNetUdhcpcRenew(t *testing.T) {
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("needs /bin/busybox (busybox-static)")
-	}
-	n := newTestNet(t, testConfig())
-	n.start()
-	out := filepath.Join(n.dir, "udhcpc.events")
-	script := filepath.Join(n.dir, "udhcpc.sh")
 	// A renewing client sends from, and is answered at, its address: bound must configure it.
-	body := "#!/bin/sh\ncase \"$1\" in\nbound) /bin/busybox ip addr add $ip/$mask dev $interface ;;\nesac\n" +
-		"case \"$1\" in bound|renew) echo \"$1 ip=$ip lease=$lease\" >> " + out + ";; esac\nexit 0\n"
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	n, script, out := udhcpcNet(t, "case \"$1\" in\nbound) /bin/busybox ip addr add $ip/$mask dev $interface ;;\nesac\n"+
+		"case \"$1\" in bound|renew) echo \"$1 ip=$ip lease=$lease\" ;; esac")
 	var stderr testhost.Buffer
 	cmd := n.guest.Cmd("/bin/busybox", "udhcpc", "-f", "-i", "eth0", "-s", script, "-t", "3", "-T", "1")
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -417,12 +397,32 @@ func TestNetUdhcpcRenew(t *testing.T) {
 	if want := "bound ip=192.168.100.2 lease=3600\nrenew ip=192.168.100.2 lease=3600\n"; events() != want {
 		t.Errorf("udhcpc events:\n%s\nwant\n%s", events(), want)
 	}
-	if log := stderr.String(); !strings.Contains(log, "sending renew to server 192.168.100.1") || strings.Contains(log, "broadcasting renew") {
-		t.Errorf("renew not answered by unicast:\n%s", log)
+	// The renew goes unicast; udhcpc 1.35 then sometimes broadcasts it again:
+	// it sends from a socket bound to ciaddr:68 and connected to the server,
+	// which the kernel prefers for the answer, and closes it unread, so an
+	// answer faster than that close is lost. Either way the address is kept.
+	if log := stderr.String(); !strings.Contains(log, "sending renew to server 192.168.100.1") {
+		t.Errorf("no unicast renew:\n%s", log)
 	}
 	if b, _ := os.ReadFile(n.logPath()); strings.Count(string(b), `msg="dhcp lease"`) != 1 {
 		t.Errorf("daemon log, want one lease line, none for the renewal:\n%s", b)
 	}
+}
+
+// udhcpcNet starts a daemon on a test network for busybox's udhcpc, and
+// writes a udhcpc script that runs body with its stdout appended to out.
+func udhcpcNet(t *testing.T, body string) (n *testNet, script, out string) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (busybox-static)")
+	}
+	n = newTestNet(t, testConfig())
+	n.start()
+	out = filepath.Join(n.dir, "udhcpc.out")
+	script = filepath.Join(n.dir, "udhcpc.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec >> "+out+"\n"+body+"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return n, script, out
 }
 
 // leaseOf waits briefly for the lease file to list hostname.
