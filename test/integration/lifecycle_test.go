@@ -2,12 +2,9 @@ package integration
 
 import (
 	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/kvmnet/kvmnet/internal/testhost"
 )
 
 // TestNATLifecycle: the first up makes the network, later ups add nothing,
@@ -201,32 +198,13 @@ func TestSigkilledVMIsReclaimed(t *testing.T) {
 
 // TestQEMU runs the helpers the way QEMU does, and checks `quit` leaves nothing.
 func TestQEMU(t *testing.T) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (make deps)")
-	}
 	h := newHost(t, "")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
-	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.Config, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S",
-		"-monitor", "stdio", "-netdev", fmt.Sprintf("tap,id=n0,ifname=vnet0,script=%s/kvmnet-natup,downscript=%s/kvmnet-natdown", bin, bin))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &testhost.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The monitor prompt appears once the netdev (and so the script) is done.
-	testhost.WaitFor(t, func() bool { return strings.Contains(out.String(), "(qemu)") }, out)
+	q := h.StartQEMU()
 	if h.Master("vnet0") != "br0" {
-		t.Errorf("vnet0 not on br0 while QEMU runs:\n%s", out)
+		t.Errorf("vnet0 not on br0 while QEMU runs:\n%s", q.Out)
 	}
-	fmt.Fprintln(stdin, "quit")
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("qemu: %v\n%s", err, out)
-	}
+	q.Quit()
 	h.AssertClean(rules, fwd)
 }
 

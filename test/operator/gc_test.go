@@ -1,49 +1,25 @@
 package operator
 
 import (
-	"fmt"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-
-	"github.com/kvmnet/kvmnet/internal/testhost"
 )
 
 // TestGCAfterSIGKILL: QEMU killed with SIGKILL runs no downscript; `kvmnet
 // gc` then leaves the namespace as it was before QEMU started, and leaves
 // alone a network pinned by `kvmnet up`.
 func TestGCAfterSIGKILL(t *testing.T) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (make deps)")
-	}
 	h := newHost(t, "[network.lab]\nmode = \"isolated\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
-	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.Config, qemu, "-machine", "none", "-nodefaults", "-display", "none", "-S",
-		"-monitor", "stdio", "-netdev", fmt.Sprintf("tap,id=n0,ifname=vnet0,script=%s/kvmnet-natup,downscript=%s/kvmnet-natdown", bin, bin))
-	out := &testhost.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if _, err := cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	testhost.WaitFor(t, func() bool { return strings.Contains(out.String(), "(qemu)") }, out)
+	q := h.StartQEMU()
 	if h.Master("vnet0") != "br0" {
-		t.Fatalf("vnet0 not on br0 while QEMU runs:\n%s", out)
+		t.Fatalf("vnet0 not on br0 while QEMU runs:\n%s", q.Out)
 	}
 	h.must("gc") // a live VM: nothing to reclaim
 	if !h.Exists("br0") {
 		t.Fatal("gc took down a network with a live VM")
 	}
-	// `ip netns exec` and env exec, so the process is QEMU itself.
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	testhost.WaitFor(t, func() bool { return !h.Exists("vnet0") }, out)
+	q.Kill()
 
 	h.must("up", "lab")
 	_, stderr, code := h.kvmnet(nil, "gc")
