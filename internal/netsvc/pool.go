@@ -211,7 +211,8 @@ func (p *pool) setName(r *record, name string) {
 }
 
 // commit handles a REQUEST for ip from c: it binds the lease and returns its
-// record, or nil when ip cannot be c's (the caller NAKs). The server is
+// record, or ok false when ip cannot be c's (the caller NAKs); renewal says
+// that c held ip already, unexpired and under the same name. The server is
 // authoritative on its bridge: a client asking for a free address it had
 // before a lost lease file gets it rather than silence.
 func (p *pool) commit(c client, ip netip.Addr, now time.Time) (r *record, renewal bool, ok bool) {
