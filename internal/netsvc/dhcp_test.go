@@ -285,3 +285,30 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 		t.Errorf("missing file: %v %v", none, err)
 	}
 }
+
+// TestCommitRenewal: only a client re-committing the address it holds, under
+// the same name and before expiry, is a renewal (which the daemon does not log).
+func TestCommitRenewal(t *testing.T) {
+	c := testConfig()
+	p := newPool(c)
+	p.dirty = func() {}
+	web := client{key: macKey(macN(1)), mac: macN(1), hostname: "web"}
+	ip := netip.MustParseAddr("192.168.100.50")
+	now := time.Unix(1000, 0)
+	for i, step := range []struct {
+		c       client
+		at      time.Duration
+		renewal bool
+	}{
+		{web, 0, false},          // first lease
+		{web, time.Minute, true}, // renewed
+		{client{key: web.key, mac: web.mac}, 2 * time.Minute, true},                   // no option 12: keeps its name
+		{client{key: web.key, mac: web.mac, hostname: "www"}, 3 * time.Minute, false}, // renamed
+		{web, 3*time.Minute + 2*c.LeaseTime, false},                                   // after expiry
+	} {
+		_, renewal, ok := p.commit(step.c, ip, now.Add(step.at))
+		if !ok || renewal != step.renewal {
+			t.Errorf("step %d: commit = renewal %v ok %v, want renewal %v", i, renewal, ok, step.renewal)
+		}
+	}
+}
