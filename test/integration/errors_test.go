@@ -74,7 +74,7 @@ func TestBadInput(t *testing.T) {
 // (setpriv syntax, e.g. "-all,+net_admin") in every set.
 func (h *host) withCaps(prog, tap, caps string) (string, error) {
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		h.t.Skip("setpriv not installed (util-linux)")
+		h.T.Skip("setpriv not installed (util-linux)")
 	}
 	sets := []string{"setpriv", "--inh-caps=" + caps, "--ambient-caps=" + caps, "--bounding-set=" + caps, "--"}
 	return h.helperAs(sets, prog, tap)

@@ -23,14 +23,11 @@ var bin string
 func TestMain(m *testing.M) { testhost.Main(m, &bin) }
 
 // host is a hypervisor namespace (package testhost) with the helpers' ways of running.
-type host struct {
-	*testhost.Host
-	t *testing.T
-}
+type host struct{ *testhost.Host }
 
 func newHost(t *testing.T, config string) *host {
 	t.Helper()
-	return &host{Host: testhost.New(t, bin, config), t: t}
+	return &host{testhost.New(t, bin, config)}
 }
 
 // helper runs a kvmnet helper; prog may carry "@network".
@@ -50,15 +47,15 @@ func (h *host) helperAs(wrap []string, prog, tap string, env ...string) (stderr 
 }
 
 func (h *host) mustHelper(prog, tap string) {
-	h.t.Helper()
+	h.T.Helper()
 	if stderr, err := h.helper(prog, tap); err != nil {
-		h.t.Fatalf("%s %s: %v\n%s", prog, tap, err, stderr)
+		h.T.Fatalf("%s %s: %v\n%s", prog, tap, err, stderr)
 	}
 }
 
 // taps makes n taps named prefix0..prefixN-1, DOWN, as QEMU hands them over.
 func (h *host) taps(prefix string, n int) []string {
-	h.t.Helper()
+	h.T.Helper()
 	names := make([]string, n)
 	var wg sync.WaitGroup
 	for i := range names {
@@ -67,7 +64,7 @@ func (h *host) taps(prefix string, n int) []string {
 		go func(name string) {
 			defer wg.Done()
 			if _, e, err := h.Run("ip", "tuntap", "add", name, "mode", "tap"); err != nil {
-				h.t.Errorf("make tap %s: %v %s", name, err, e)
+				h.T.Errorf("make tap %s: %v %s", name, err, e)
 			}
 		}(names[i])
 	}

@@ -16,7 +16,7 @@ import (
 func (h *host) doctor(env []string, args ...string) (string, int) {
 	out, stderr, code := h.kvmnet(env, append([]string{"doctor"}, args...)...)
 	if code == 2 {
-		h.t.Fatalf("doctor: exit 2: %s", stderr)
+		h.T.Fatalf("doctor: exit 2: %s", stderr)
 	}
 	return out, code
 }
@@ -24,10 +24,10 @@ func (h *host) doctor(env []string, args ...string) (string, int) {
 // expectFinding runs doctor and checks that it exits code and prints a line
 // of that level containing want.
 func (h *host) expectFinding(level, want string, code int, env ...string) string {
-	h.t.Helper()
+	h.T.Helper()
 	out, got := h.doctor(env)
 	if got != code || !hasLine(out, level+": ", want) {
-		h.t.Fatalf("doctor: exit %d (want %d), want a %s line with %q:\n%s", got, code, level, want, out)
+		h.T.Fatalf("doctor: exit %d (want %d), want a %s line with %q:\n%s", got, code, level, want, out)
 	}
 	return out
 }
@@ -43,12 +43,12 @@ func hasLine(out, prefix, want string) bool {
 
 // fix runs `doctor --fix` and checks it leaves a healthy namespace.
 func (h *host) fix() {
-	h.t.Helper()
+	h.T.Helper()
 	if out, code := h.doctor(nil, "--fix"); code != 0 {
-		h.t.Fatalf("doctor --fix: exit %d:\n%s", code, out)
+		h.T.Fatalf("doctor --fix: exit %d:\n%s", code, out)
 	}
 	if out, code := h.doctor(nil); code != 0 {
-		h.t.Fatalf("doctor after --fix: exit %d:\n%s", code, out)
+		h.T.Fatalf("doctor after --fix: exit %d:\n%s", code, out)
 	}
 }
 

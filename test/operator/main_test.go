@@ -18,14 +18,11 @@ var bin string
 func TestMain(m *testing.M) { testhost.Main(m, &bin) }
 
 // host is a hypervisor namespace (package testhost) with the operator tool's ways of running.
-type host struct {
-	*testhost.Host
-	t *testing.T
-}
+type host struct{ *testhost.Host }
 
 func newHost(t *testing.T, config string) *host {
 	t.Helper()
-	return &host{Host: testhost.New(t, bin, config), t: t}
+	return &host{testhost.New(t, bin, config)}
 }
 
 // kvmnet runs the operator tool in the namespace; env adds variables.
@@ -36,32 +33,32 @@ func (h *host) kvmnet(env []string, args ...string) (stdout, stderr string, code
 	if ee, ok := err.(*exec.ExitError); ok {
 		return stdout, stderr, ee.ExitCode()
 	} else if err != nil {
-		h.t.Fatalf("kvmnet %s: %v", strings.Join(args, " "), err)
+		h.T.Fatalf("kvmnet %s: %v", strings.Join(args, " "), err)
 	}
 	return stdout, stderr, 0
 }
 
 // must runs the operator tool and fails the test unless it exits 0.
 func (h *host) must(args ...string) string {
-	h.t.Helper()
+	h.T.Helper()
 	out, errOut, code := h.kvmnet(nil, args...)
 	if code != 0 {
-		h.t.Fatalf("kvmnet %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+		h.T.Fatalf("kvmnet %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
 	}
 	return out
 }
 
 // helper runs a QEMU helper (prog may carry "@network") for tap.
 func (h *host) helper(prog, tap string) {
-	h.t.Helper()
+	h.T.Helper()
 	if _, e, err := h.Run("env", "KVMNET_CONFIG="+h.Config, h.Program(prog), tap); err != nil {
-		h.t.Fatalf("%s %s: %v\n%s", prog, tap, err, e)
+		h.T.Fatalf("%s %s: %v\n%s", prog, tap, err, e)
 	}
 }
 
 // taps makes taps with the given names, DOWN, as QEMU hands them over.
 func (h *host) taps(names ...string) {
-	h.t.Helper()
+	h.T.Helper()
 	for _, n := range names {
 		h.MustRun("ip", "tuntap", "add", n, "mode", "tap")
 	}
@@ -69,7 +66,7 @@ func (h *host) taps(names ...string) {
 
 // status returns `kvmnet status --json` decoded.
 func (h *host) status(args ...string) statusJSON {
-	h.t.Helper()
+	h.T.Helper()
 	out := h.must(append([]string{"status", "--json"}, args...)...)
-	return decodeStatus(h.t, out)
+	return decodeStatus(h.T, out)
 }

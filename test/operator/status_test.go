@@ -75,7 +75,7 @@ type portJSON struct {
 
 // decodeStatus decodes out against the schema: no unknown field, no field
 // missing, no null where the schema promises a list.
-func decodeStatus(t *testing.T, out string) statusJSON {
+func decodeStatus(t testing.TB, out string) statusJSON {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
