@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -24,12 +23,6 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
-
-// init keeps the main goroutine on the main thread (locking in init is what
-// guarantees that). testns.NS.Do leaves the thread it used in the test
-// namespace; were that the main thread, `ip netns pids` would list the test
-// process and the namespace cleanup would SIGKILL it.
-func init() { runtime.LockOSThread() }
 
 var (
 	testGW     = netip.MustParseAddr("192.168.100.1")
