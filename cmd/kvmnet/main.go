@@ -1,6 +1,6 @@
 // Command kvmnet is the operator tool: see `kvmnet --help`. Started with
 // argv[0] kvmnet-netsvc, it is the DHCP/DNS daemon of one network, which the
-// helpers and `kvmnet up` spawn (see ctl.Spawn): only this binary links the
+// helpers and `kvmnet up` spawn (see ctl.Start): only this binary links the
 // DHCP and DNS code, so that the helpers start fast.
 package main
 

@@ -14,10 +14,10 @@ import (
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
-// Main is the daemon that ctl.Spawn starts: args are {ctl.ProcName,
+// Main is the daemon that ctl.Start starts: args are {ctl.ProcName,
 // configPath}. It closes inherited descriptors, binds, writes the pid file
-// (Spawn's readiness signal), serves until SIGTERM or SIGINT, and removes the
-// pid file. It logs to stderr, which Spawn points at the log file. It returns
+// (Process.Wait's readiness signal), serves until SIGTERM or SIGINT, and removes the
+// pid file. It logs to stderr, which Start points at the log file. It returns
 // the exit status.
 func Main(args []string) int {
 	closeInheritedFDs()

@@ -107,8 +107,8 @@ func TestSpawnAliveStop(t *testing.T) {
 	}
 	exe, _ := os.Executable()
 	cfgPath := filepath.Join(n.dir, "netsvc.json")
-	if _, err := ctl.Spawn(exe, cfgPath, n.logPath()); !errors.Is(err, ctl.ErrAlreadyRunning) {
-		t.Errorf("second Spawn: %v, want ErrAlreadyRunning", err)
+	if _, err := spawn(exe, cfgPath, n.logPath()); !errors.Is(err, ctl.ErrAlreadyRunning) {
+		t.Errorf("second spawn: %v, want ErrAlreadyRunning", err)
 	}
 	if err := ctl.Stop(n.cfg.PIDFile, 5*time.Second); err != nil {
 		t.Fatal(err)
@@ -162,11 +162,11 @@ func TestSpawnReportsStartupError(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := n.host.Do(func() error {
-		_, err := ctl.Spawn(exe, cfgPath, n.logPath())
+		_, err := spawn(exe, cfgPath, n.logPath())
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "nosuchbr0") || strings.Contains(err.Error(), "\n") {
-		t.Errorf("Spawn error %q, want one line naming nosuchbr0", err)
+		t.Errorf("spawn error %q, want one line naming nosuchbr0", err)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
-// TestMain lets the test binary act as the daemon: Spawn re-executes it with
+// TestMain lets the test binary act as the daemon: Start re-executes it with
 // argv[0] = ctl.ProcName, exactly as it starts the kvmnet binary in use.
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == ctl.ProcName {
@@ -100,3 +100,12 @@ func (c *fixedClock) add(d time.Duration)    { c.t = c.t.Add(d) }
 func newClock() *fixedClock                  { return &fixedClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
 func addrOf(ip net.IP) netip.Addr            { return ip4(ip) }
 func mt(m *dhcpv4.DHCPv4) dhcpv4.MessageType { return m.MessageType() }
+
+// spawn starts the daemon and waits until it is ready, as an up does.
+func spawn(exe, configPath, logPath string) (int, error) {
+	p, err := ctl.Start(exe, configPath, logPath)
+	if err != nil {
+		return 0, err
+	}
+	return p.Wait()
+}

@@ -71,7 +71,7 @@ func (n *testNet) start() {
 		n.t.Fatal(err)
 	}
 	err = n.host.Do(func() error {
-		n.pid, err = ctl.Spawn(exe, cfgPath, n.logPath())
+		n.pid, err = spawn(exe, cfgPath, n.logPath())
 		return err
 	})
 	if err != nil {

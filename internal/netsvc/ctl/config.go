@@ -1,5 +1,5 @@
 // Package ctl is the control side of kvmnet's DHCP/DNS daemon (package
-// netsvc): its config file, its process (Spawn, Alive, Stop) and its lease
+// netsvc): its config file, its process (Start, Alive, Stop) and its lease
 // file. It holds no DHCP or DNS protocol code, so that the QEMU helpers, which
 // start and stop the daemon once per VM, stay small and start fast; the
 // daemon itself runs in the kvmnet binary.
@@ -150,7 +150,7 @@ func ReadConfig(path string) (Config, error) {
 }
 
 // ReadDaemonConfig is ReadConfig for starting a daemon, which needs a pid
-// file: it is how Spawn sees the daemon ready and how Alive and Stop find it.
+// file: it is how Process.Wait sees the daemon ready and how Alive and Stop find it.
 func ReadDaemonConfig(path string) (Config, error) {
 	c, err := ReadConfig(path)
 	if err != nil {

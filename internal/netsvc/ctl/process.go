@@ -24,11 +24,11 @@ const ProcName = "kvmnet-netsvc"
 // ErrAlreadyRunning is returned by Start when the pid file names a live daemon.
 var ErrAlreadyRunning = errors.New("netsvc daemon already running")
 
-// spawnTimeout bounds how long Spawn waits for the daemon to bind its sockets.
+// spawnTimeout bounds how long Process.Wait waits for the daemon to bind its sockets.
 const spawnTimeout = 5 * time.Second
 
 // WritePIDFile records pid as the daemon of path. The daemon writes it once
-// its sockets are bound: Spawn waits for exactly this.
+// its sockets are bound: Process.Wait waits for exactly this.
 func WritePIDFile(path string, pid int) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("pid file directory: %w", err)
@@ -143,15 +143,6 @@ func waitGone(pid int, timeout time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
-}
-
-// Spawn starts the daemon as Start does and waits until it is ready.
-func Spawn(exe string, configPath string, logPath string) (pid int, err error) {
-	p, err := Start(exe, configPath, logPath)
-	if err != nil {
-		return 0, err
-	}
-	return p.Wait()
 }
 
 // Process is a daemon Start has started, ready or not yet.

@@ -34,7 +34,7 @@ func TestAliveForeignPid(t *testing.T) {
 	}
 }
 
-// TestSpawnNeedsPIDFile: without a pid file Spawn could never see the daemon
+// TestSpawnNeedsPIDFile: without a pid file Start could never see the daemon
 // ready, so it refuses before starting anything.
 func TestSpawnNeedsPIDFile(t *testing.T) {
 	dir := t.TempDir()
@@ -42,9 +42,9 @@ func TestSpawnNeedsPIDFile(t *testing.T) {
 	if err := WriteConfig(cfg, testConfig()); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Spawn("/nonexistent", cfg, filepath.Join(dir, "log"))
+	_, err := Start("/nonexistent", cfg, filepath.Join(dir, "log"))
 	if err == nil || !strings.Contains(err.Error(), "pid_file") {
-		t.Errorf("Spawn without pid file: %v", err)
+		t.Errorf("Start without pid file: %v", err)
 	}
 }
 
