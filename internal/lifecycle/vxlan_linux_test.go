@@ -146,22 +146,76 @@ func TestOverlayLastVMTearsDown(t *testing.T) {
 	h.AssertClean(rules, fwd)
 }
 
-// TestOverlayRefusesLocalPeer: a peer that is this host's own address is
-// refused at up, with nothing left made.
-func TestOverlayRefusesLocalPeer(t *testing.T) {
+// TestOverlayUpChecks: what the first up refuses, or only warns of, with
+// nothing left made when it refuses.
+func TestOverlayUpChecks(t *testing.T) {
 	hosts, nets := overlayPair(t)
 	h := hosts[0]
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
-	n := nets[0]
-	o := *n.VXLAN
-	o.Peers = []netip.Addr{netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.1")}
-	n.VXLAN = &o
+	with := func(f func(n *config.Net, o *config.Overlay)) config.Net {
+		n := nets[0]
+		o := *n.VXLAN
+		f(&n, &o)
+		n.VXLAN = &o
+		return n
+	}
+	refused := []struct {
+		n    config.Net
+		want string
+	}{
+		{with(func(_ *config.Net, o *config.Overlay) {
+			o.Peers = []netip.Addr{netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.1")}
+		}), "make vxlan vx-lab on kvlab0: peer 198.51.100.1 is this host's own address (on ul0)"},
+		{with(func(n *config.Net, _ *config.Overlay) { n.MTU = 1500 }),
+			"make vxlan vx-lab on kvlab0: mtu 1500: the underlay's 1500 leaves 1450 for guests after VXLAN's 50 bytes"},
+	}
+	for _, tc := range refused {
+		inNS(t, h, func(d state.Dir) error {
+			if _, err := Pin(d, tc.n); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want …%s…", err, tc.want)
+			}
+			return nil
+		})
+		h.AssertClean(rules, fwd)
+	}
+
+	// Links of the device's name that kvmnet did not make are never taken over.
+	for _, argv := range [][]string{
+		{"ip", "link", "add", "vx-lab", "type", "vxlan", "id", "4242", "dstport", "4789"},
+		{"ip", "link", "add", "vx-lab", "type", "vxlan", "id", "7", "dstport", "4789"},
+		{"ip", "link", "add", "vx-lab", "type", "bridge"},
+	} {
+		h.MustRun(argv...)
+		inNS(t, h, func(d state.Dir) error {
+			if _, err := Pin(d, nets[0]); err == nil || !strings.Contains(err.Error(), "make vxlan vx-lab on kvlab0: ") {
+				t.Errorf("%s: up got %v", strings.Join(argv, " "), err)
+			}
+			return nil
+		})
+		h.MustRun("ip", "link", "del", "vx-lab")
+		h.AssertClean(rules, fwd)
+	}
+
+	// A smaller mtu is taken; a peer with no route is a warning.
+	n := with(func(n *config.Net, o *config.Overlay) {
+		n.MTU = 1400
+		o.Peers = append(o.Peers, netip.MustParseAddr("192.0.2.9"))
+	})
 	inNS(t, h, func(d state.Dir) error {
-		_, err := Pin(d, n)
-		if want := "make vxlan vx-lab on kvlab0: peer 198.51.100.1 is this host's own address (on ul0)"; err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("got %v, want …%s…", err, want)
+		res, err := Pin(d, n)
+		if err != nil {
+			return err
 		}
-		return nil
+		if want := "no route to peer 192.0.2.9"; len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], want) {
+			t.Errorf("warnings %q, want one with %q", res.Warnings, want)
+		}
+		for _, l := range []string{"vx-lab", "kvlab0"} {
+			if got := h.MustRun("ip", "-o", "link", "show", l); !strings.Contains(got, "mtu 1400") {
+				t.Errorf("mtu = 1400 in the file: %s", got)
+			}
+		}
+		_, err = Release(d, "lab", false)
+		return err
 	})
 	h.AssertClean(rules, fwd)
 }

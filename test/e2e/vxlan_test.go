@@ -80,7 +80,7 @@ func (w *world) settled() {
 
 // TestVXLANThreeHosts: a guest on host 2 gets its static lease from host 1
 // and reaches the outside host through it, masqueraded; a guest on host 3
-// gets a lease and reaches the first; both see MTU 1450 on the 1500-byte
+// gets a lease and reaches the first, by address and by name; both see MTU 1450 on the 1500-byte
 // underlay, and a full-size packet with DF crosses hosts. Once the guests
 // stop and `kvmnet down lab` runs on host 1, no host keeps a bridge, VXLAN
 // link, FDB entry or kvmnet rule.
@@ -127,7 +127,7 @@ func TestVXLANThreeHosts(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		b3 = h3.boot(guest{Name: "g3", Net: "dhcp", Check: []string{"tcp:" + g2IP + ":8080"},
+		b3 = h3.boot(guest{Name: "g3", Net: "dhcp", Check: []string{"tcp:" + g2IP + ":8080", "dns:g2"},
 			Up: h3.helper("ifup", "lab"), Down: h3.helper("ifdown", "lab")})[0]
 	}()
 	wg.Wait()
@@ -146,6 +146,9 @@ func TestVXLANThreeHosts(t *testing.T) {
 	masqueraded(t, h1, b2)
 	if r := b3.reached(t, "tcp:"+g2IP+":8080"); r != "kvmnet-guest g2" {
 		t.Errorf("g3 got %q from g2", r)
+	}
+	if r := b3.reached(t, "dns:g2"); r != g2IP {
+		t.Errorf("g3 resolved g2 to %q, want %s", r, g2IP)
 	}
 	if !strings.HasPrefix(dfPing, "<nil>") {
 		t.Errorf("ping with DF from host 1 to g2 on host 2: %s", dfPing)
