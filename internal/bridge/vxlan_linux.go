@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -17,8 +18,8 @@ import (
 const VXLANOverhead = 50
 
 // ErrNotVXLAN is returned when a link of the VXLAN device's name exists but
-// is of another kind, or carries another VNI.
-var ErrNotVXLAN = errors.New("not kvmnet's VXLAN")
+// is of another kind.
+var ErrNotVXLAN = errors.New("not a vxlan")
 
 // VXLAN is the overlay link of a network, as CreateVXLAN makes it.
 type VXLAN struct {
@@ -31,11 +32,10 @@ type VXLAN struct {
 }
 
 // FindVXLAN returns the VXLAN link called name, or nil when no link has that
-// name. A link of that name of another kind, or with another VNI, is an error
-// wrapping ErrNotVXLAN.
+// name. A link of that name of another kind is an error wrapping ErrNotVXLAN.
 //
 //	ip -d link show NAME
-func FindVXLAN(name string, vni uint32) (*netlink.Vxlan, error) {
+func FindVXLAN(name string) (*netlink.Vxlan, error) {
 	l, err := Link(name)
 	if errors.Is(err, ErrNoLink) {
 		return nil, nil
@@ -46,9 +46,6 @@ func FindVXLAN(name string, vni uint32) (*netlink.Vxlan, error) {
 	vx, ok := l.(*netlink.Vxlan)
 	if !ok {
 		return nil, fmt.Errorf("%s is a %s link: %w", name, l.Type(), ErrNotVXLAN)
-	}
-	if uint32(vx.VxlanId) != vni {
-		return nil, fmt.Errorf("%s carries VNI %d, want %d: %w", name, vx.VxlanId, vni, ErrNotVXLAN)
 	}
 	return vx, nil
 }
@@ -108,22 +105,43 @@ func DeleteVXLAN(name string, index int) error {
 // its own": broadcast, multicast and unknown unicast.
 var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 
-// AddPeers adds one all-zero FDB entry per peer, so that every frame the
-// VXLAN link floods goes to each peer (head-end replication, no multicast in
-// the underlay). An entry already there is not an error.
+// SyncPeers makes the VXLAN link's all-zero FDB entries exactly one per
+// peer, so that every frame the link floods (broadcast, multicast, unknown
+// unicast) goes to each peer: head-end replication, no multicast in the
+// underlay. It returns the peers it added and removed.
 //
 //	bridge fdb append 00:00:00:00:00:00 dev NAME dst PEER
-func AddPeers(vx netlink.Link, peers []netip.Addr) error {
-	for _, p := range peers {
-		err := netlink.NeighAppend(&netlink.Neigh{
+//	bridge fdb del 00:00:00:00:00:00 dev NAME dst OLD
+func SyncPeers(vx netlink.Link, peers []netip.Addr) (added, removed []netip.Addr, err error) {
+	flood, _, err := Remotes(vx)
+	if err != nil {
+		return nil, nil, err
+	}
+	entry := func(p netip.Addr) *netlink.Neigh {
+		return &netlink.Neigh{
 			LinkIndex: vx.Attrs().Index, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
 			State: unix.NUD_PERMANENT | unix.NUD_NOARP, HardwareAddr: zeroMAC, IP: p.AsSlice(),
-		})
-		if err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("add peer %s to %s: %w", p, vx.Attrs().Name, err)
 		}
 	}
-	return nil
+	for _, p := range peers {
+		if slices.Contains(flood, p) {
+			continue
+		}
+		if err := netlink.NeighAppend(entry(p)); err != nil && !errors.Is(err, unix.EEXIST) {
+			return added, removed, fmt.Errorf("add peer %s to %s: %w", p, vx.Attrs().Name, err)
+		}
+		added = append(added, p)
+	}
+	for _, p := range flood {
+		if slices.Contains(peers, p) {
+			continue
+		}
+		if err := netlink.NeighDel(entry(p)); err != nil && !errors.Is(err, unix.ENOENT) {
+			return added, removed, fmt.Errorf("remove peer %s from %s: %w", p, vx.Attrs().Name, err)
+		}
+		removed = append(removed, p)
+	}
+	return added, removed, nil
 }
 
 // Remotes reads the VXLAN link's FDB: the peers it floods to (its all-zero

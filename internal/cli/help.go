@@ -87,7 +87,8 @@ DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
 bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes
 first), STP with a forward delay, a port whose MTU differs from its bridge's,
 two ports with one MAC, QEMU's default MAC 52:54:00:12:34:56 in use, the
-overlay's VXLAN link gone; per configured network: a subnet overlapping a host
+overlay's VXLAN link gone or its flood entries not the file's peers; per
+configured network: a subnet overlapping a host
 route; with an overlay, an underlay MTU that leaves guests less than 1280 bytes
 and a peer with no route.
 

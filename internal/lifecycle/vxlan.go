@@ -13,11 +13,11 @@ import (
 
 // overlay gives the bridge its VXLAN port to the peers: on the first up it
 // sizes the MTU for the underlay, makes the link attached to the bridge and
-// adds a flood entry per peer; later ups find it and only pass its MTU on to
-// the DHCP/DNS daemon (option 26), which a restarted daemon needs too.
+// adds a flood entry per peer; a VM's later up finds it and only passes its
+// MTU on to the DHCP/DNS daemon (option 26), which a restarted daemon needs too.
 func (u *upCall) overlay() (bool, error) {
 	o := u.n.VXLAN
-	vx, err := bridge.FindVXLAN(o.Device, o.VNI)
+	vx, err := bridge.FindVXLAN(o.Device)
 	if err != nil {
 		return false, err
 	}
@@ -44,7 +44,7 @@ func (u *upCall) overlay() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := bridge.AddPeers(vx, o.Peers); err != nil {
+	if _, _, err := bridge.SyncPeers(vx, o.Peers); err != nil {
 		_ = bridge.DeleteVXLAN(vx.Name, vx.Index) // this step's own half: no undo runs for it
 		return false, err
 	}
@@ -77,23 +77,43 @@ func (u *upCall) sizeBridge(mtu int, ul bridge.Underlay) error {
 	return bridge.SetMAC(u.br, bridge.MAC(id))
 }
 
-// adoptOverlay takes an existing VXLAN link of the network's name: the one
+// adoptOverlay takes the existing VXLAN link of the network's name: the one
 // kvmnet recorded, or one it made and lost the record of (it carries
-// kvmnet's alias). Any other is an admin's, and kvmnet leaves it alone.
+// kvmnet's alias). Any other is an admin's, and kvmnet leaves it alone. An
+// up with no VM (`kvmnet up`, `doctor --fix`) also brings its flood entries
+// in line with the file's peers, so that a host joins or leaves the overlay
+// without taking the network down.
 func (u *upCall) adoptOverlay(vx *netlink.Vxlan) error {
+	o := u.n.VXLAN
 	if vx.Index != u.rec.VXLANIndex || u.rec.VXLAN == "" {
 		if vx.Alias != bridge.Alias {
 			return fmt.Errorf("vxlan %s exists and kvmnet did not make it: delete it (ip link del %s) or give this network another name", vx.Name, vx.Name)
 		}
 		u.rec.VXLAN, u.rec.VXLANIndex, u.rec.MadeVXLAN = vx.Name, vx.Index, true
 	}
+	if uint32(vx.VxlanId) != o.VNI || vx.Port != o.Port {
+		return fmt.Errorf("network %s is up with VNI %d on port %d, asked for VNI %d on port %d: %w (take its VMs down or run `kvmnet down %s` first)",
+			u.n.Name, vx.VxlanId, vx.Port, o.VNI, o.Port, ErrConflict, u.n.Name)
+	}
 	u.n.MTU = vx.MTU
+	if u.tap == nil {
+		if err := bridge.CheckNotLocal(o.Peers); err != nil {
+			return err
+		}
+		if _, _, err := bridge.SyncPeers(vx, o.Peers); err != nil {
+			return err
+		}
+	}
 	if vx.MasterIndex == u.br.Index && vx.Flags&net.FlagUp != 0 {
 		return nil
 	}
-	// Someone took it off the bridge: put it back, at its own MTU.
+	// Someone took it off the bridge, or deleted the bridge: put it back.
 	if u.rec.MadeBridge {
-		if err := bridge.SetMTU(u.br, vx.MTU); err != nil {
+		ul, err := bridge.ReadUnderlay(o.Dev, o.Peers)
+		if err != nil {
+			return err
+		}
+		if err := u.sizeBridge(vx.MTU, ul); err != nil {
 			return err
 		}
 	}

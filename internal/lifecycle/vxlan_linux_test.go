@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -215,6 +216,40 @@ func TestOverlayUpChecks(t *testing.T) {
 			}
 		}
 		_, err = Release(d, "lab", false)
+		return err
+	})
+	h.AssertClean(rules, fwd)
+}
+
+// TestOverlayPeersChange: `kvmnet up` again brings the flood entries in line
+// with a changed peers list, while the network stays up; another VNI is a
+// conflict with the running network.
+func TestOverlayPeersChange(t *testing.T) {
+	hosts, nets := overlayPair(t)
+	h := hosts[0]
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	n := nets[0]
+	inNS(t, h, func(d state.Dir) error {
+		if _, err := Pin(d, n); err != nil {
+			return err
+		}
+		o := *n.VXLAN
+		o.Peers = []netip.Addr{netip.MustParseAddr("198.51.100.3"), netip.MustParseAddr("198.51.100.4")}
+		n.VXLAN = &o
+		if _, err := Pin(d, n); err != nil {
+			return err
+		}
+		fdb := h.MustRun("bridge", "fdb", "show", "dev", "vx-lab")
+		if !strings.Contains(fdb, "dst 198.51.100.3") || !strings.Contains(fdb, "dst 198.51.100.4") || strings.Contains(fdb, "dst 198.51.100.2") {
+			t.Errorf("after the peers changed:\n%s", fdb)
+		}
+		other := o
+		other.VNI = 7
+		n.VXLAN = &other
+		if _, err := Pin(d, n); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "network lab is up with VNI 4242 on port 4789, asked for VNI 7") {
+			t.Errorf("up with another VNI: %v", err)
+		}
+		_, err := Release(d, "lab", false)
 		return err
 	})
 	h.AssertClean(rules, fwd)

@@ -128,9 +128,13 @@ func (c *netCheck) underlay() []Finding {
 	o := c.conf.VXLAN
 	var fs []Finding
 	if c.up && c.rec.MadeVXLAN && c.br != nil {
-		if _, err := bridge.Link(c.rec.VXLAN); errors.Is(err, bridge.ErrNoLink) {
+		vx, err := bridge.Link(c.rec.VXLAN)
+		switch {
+		case errors.Is(err, bridge.ErrNoLink):
 			fs = append(fs, c.heal(Finding{Problem: "the overlay's link " + c.rec.VXLAN + " is gone: guests here reach no other host",
 				Evidence: "ip link show " + c.rec.VXLAN + ": no such device", Fix: "kvmnet doctor --fix makes it again"}))
+		case err == nil && o != nil:
+			fs = append(fs, c.floodFindings(vx, o)...)
 		}
 	}
 	if o == nil {
@@ -153,4 +157,31 @@ func (c *netCheck) underlay() []Finding {
 			Fix:      "give the underlay a route to " + p.String() + " (or correct peers in " + c.h.File.Path + ")"})
 	}
 	return fs
+}
+
+// floodFindings: the link's flood entries are not the file's peers (a host
+// added to or removed from the overlay since it came up, or an entry deleted).
+func (c *netCheck) floodFindings(vx netlink.Link, o *config.Overlay) []Finding {
+	flood, _, err := bridge.Remotes(vx)
+	if err != nil {
+		return nil
+	}
+	var missing, extra []string
+	for _, p := range o.Peers {
+		if !slices.Contains(flood, p) {
+			missing = append(missing, p.String())
+		}
+	}
+	for _, p := range flood {
+		if !slices.Contains(o.Peers, p) {
+			extra = append(extra, p.String())
+		}
+	}
+	if len(missing)+len(extra) == 0 {
+		return nil
+	}
+	return []Finding{c.heal(Finding{Problem: "the overlay's peers differ from the file's: frames do not reach every host, or go to one no longer in it",
+		Evidence: fmt.Sprintf("bridge fdb show dev %s: no flood entry for [%s], one for [%s] not in peers",
+			vx.Attrs().Name, strings.Join(missing, " "), strings.Join(extra, " ")),
+		Fix: "kvmnet doctor --fix (or kvmnet up " + c.name + ") sets them to the file's peers"})}
 }

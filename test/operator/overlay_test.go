@@ -72,7 +72,8 @@ func TestOverlayStatus(t *testing.T) {
 }
 
 // TestOverlayDoctor: doctor warns when the underlay leaves guests less than
-// 1280 bytes and when a peer has no route, and --fix makes a deleted link again.
+// 1280 bytes and when a peer has no route; --fix puts back a deleted flood
+// entry and makes a deleted link again.
 func TestOverlayDoctor(t *testing.T) {
 	h := newHost(t, "[network.lab]\nmode = \"isolated\"\n[network.lab.vxlan]\nid = 7\npeers = [\"198.51.100.2\", \"192.0.2.9\"]\n")
 	h.MustRun("ip", "link", "add", "ul0", "mtu", "1300", "type", "veth", "peer", "name", "ul1")
@@ -84,6 +85,12 @@ func TestOverlayDoctor(t *testing.T) {
 	h.MustRun("ip", "link", "set", "ul0", "mtu", "1500")
 	h.MustRun("ip", "route", "add", "192.0.2.0/24", "dev", "ul0")
 	h.must("up", "lab")
+	h.MustRun("bridge", "fdb", "del", "00:00:00:00:00:00", "dev", "vx-lab", "dst", "198.51.100.2")
+	h.expectFinding("problem", "the overlay's peers differ from the file's", 1)
+	h.fix()
+	if fdb := h.MustRun("bridge", "fdb", "show", "dev", "vx-lab"); !strings.Contains(fdb, "dst 198.51.100.2") {
+		t.Errorf("after --fix, vx-lab's fdb:\n%s", fdb)
+	}
 	h.MustRun("ip", "link", "del", "vx-lab")
 	h.expectFinding("problem", "the overlay's link vx-lab is gone", 1)
 	h.fix()
