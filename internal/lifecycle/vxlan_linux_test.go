@@ -221,9 +221,10 @@ func TestOverlayUpChecks(t *testing.T) {
 	h.AssertClean(rules, fwd)
 }
 
-// TestOverlayPeersChange: `kvmnet up` again brings the flood entries in line
-// with a changed peers list, while the network stays up; another VNI is a
-// conflict with the running network.
+// TestOverlayPeersChange: `kvmnet up` again makes a deleted bridge again
+// with the VXLAN port on it, and brings the flood entries in line with a
+// changed peers list while the network stays up; another VNI is a conflict
+// with the running network.
 func TestOverlayPeersChange(t *testing.T) {
 	hosts, nets := overlayPair(t)
 	h := hosts[0]
@@ -232,6 +233,16 @@ func TestOverlayPeersChange(t *testing.T) {
 	inNS(t, h, func(d state.Dir) error {
 		if _, err := Pin(d, n); err != nil {
 			return err
+		}
+		// Someone deletes the bridge: the next up makes it again, with the
+		// same MAC of this host's own, and puts the VXLAN port back on it.
+		mac := h.MustRun("cat", "/sys/class/net/kvlab0/address")
+		h.MustRun("ip", "link", "del", "kvlab0")
+		if _, err := Pin(d, n); err != nil {
+			return err
+		}
+		if again := h.MustRun("cat", "/sys/class/net/kvlab0/address"); again != mac || h.Master("vx-lab") != "kvlab0" {
+			t.Errorf("bridge made again: mac %s (was %s), vx-lab on %q", again, mac, h.Master("vx-lab"))
 		}
 		o := *n.VXLAN
 		o.Peers = []netip.Addr{netip.MustParseAddr("198.51.100.3"), netip.MustParseAddr("198.51.100.4")}
