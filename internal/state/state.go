@@ -91,16 +91,18 @@ type Network struct {
 	Mode        string       `json:"mode"`
 	Gateway     netip.Prefix `json:"gateway,omitzero"`
 	BridgeIndex int          `json:"bridge_index"`
-	MadeBridge  bool         `json:"made_bridge"`           // kvmnet created the bridge: the last down deletes it
-	MadeAddress bool         `json:"made_address"`          // kvmnet added the gateway address
-	Forwarding  bool         `json:"forwarding"`            // this network holds a use of ip_forward
-	Rules       bool         `json:"rules"`                 // kvmnet's rules for this network are installed
-	Services    bool         `json:"services"`              // the DHCP/DNS daemon runs
-	RulesGen    uint32       `json:"rules_gen,omitempty"`   // nf_tables generation when the rules were last seen whole
-	Pinned      bool         `json:"pinned,omitempty"`      // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
-	VXLAN       string       `json:"vxlan,omitempty"`       // the overlay's VXLAN link, a port of the bridge kvmnet attached
-	VXLANIndex  int          `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
-	MadeVXLAN   bool         `json:"made_vxlan,omitempty"`  // kvmnet created it: the last down deletes it
+	MadeBridge  bool         `json:"made_bridge"`         // kvmnet created the bridge: the last down deletes it
+	MadeAddress bool         `json:"made_address"`        // kvmnet added the gateway address
+	Forwarding  bool         `json:"forwarding"`          // this network holds a use of ip_forward
+	Rules       bool         `json:"rules"`               // kvmnet's rules for this network are installed
+	Services    bool         `json:"services"`            // the DHCP/DNS daemon runs
+	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
+	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
+
+	// The VXLAN link of a network that spans hypervisors, a port of its bridge.
+	VXLAN      string `json:"vxlan,omitempty"`       // its name
+	VXLANIndex int    `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
+	MadeVXLAN  bool   `json:"made_vxlan,omitempty"`  // kvmnet created it: the last down deletes it
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }
