@@ -61,8 +61,10 @@ func upperFirst(s string) string {
 const statusHelp = `For each network (configured in the file, the built-in default, or up now):
 its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
-of kvmnet's rules are missing; the DHCP/DNS daemon and its leases; and each port,
-whether kvmnet attached it for a VM, and its MTU and MAC.
+of kvmnet's rules are missing; the DHCP/DNS daemon and its leases; each port,
+whether kvmnet attached it for a VM, and its MTU and MAC; and a network's VXLAN
+overlay: its link, VNI, port, MTU and peers, each "heard" when a guest's frame
+came from it in the last 5 minutes, else "silent".
 
   --json   print the same as JSON, schema 1 (stable: fields are only ever added):
            {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
@@ -73,6 +75,8 @@ whether kvmnet attached it for a VM, and its MTU and MAC.
               "rules":{"checked","owned","missing":[…]},
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
+              "vxlan":{"device","exists","owned","vni","port","mtu",
+                       "peers":[{"address","flood","heard"}]},   (only with an overlay)
               "errors":[…]}]}
 `
 
@@ -82,11 +86,14 @@ ip_forward off (NAT), the gateway address gone, kvmnet's rules missing, the
 DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
 bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes
 first), STP with a forward delay, a port whose MTU differs from its bridge's,
-two ports with one MAC, QEMU's default MAC 52:54:00:12:34:56 in use; per
-configured network: a subnet overlapping a host route.
+two ports with one MAC, QEMU's default MAC 52:54:00:12:34:56 in use, the
+overlay's VXLAN link gone or its flood entries not the file's peers; per
+configured network: a subnet overlapping a host
+route; with an overlay, an underlay MTU that leaves guests less than 1280 bytes
+and a peer with no route.
 
   --fix   repair what kvmnet owns: the network's bridge, address, ip_forward,
-          rules and daemon (as a VM's up would), STP on a bridge kvmnet made,
+          rules, daemon and VXLAN link (as a VM's up would), STP on a bridge kvmnet made,
           the MTU of taps kvmnet attached; then check again.
 
 Exit status: 0 when nothing but "info" lines remain, 1 otherwise.

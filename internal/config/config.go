@@ -251,6 +251,7 @@ type Network struct {
 	Domain    string     `toml:"domain"`
 	Upstreams []Upstream `toml:"upstreams"`
 	Hosts     []Host     `toml:"host"`
+	VXLAN     *VXLAN     `toml:"vxlan"`
 }
 
 // File is a parsed configuration file.
@@ -312,6 +313,9 @@ func Parse(path string, b []byte) (*File, error) {
 		if err := f.Networks[name].check(); err != nil {
 			return nil, fmt.Errorf("%s: network %s: %w", where(path, b, "network."+name), name, err)
 		}
+	}
+	if err := f.checkVXLAN(b); err != nil {
+		return nil, err
 	}
 	return f, f.checkShared(b)
 }

@@ -35,6 +35,7 @@ type Net struct {
 	Upstreams []string
 	Hosts     []Host
 	LeaseFile string
+	VXLAN     *Overlay // nil: the network stays on this host
 }
 
 // Subnet is the network's prefix, e.g. 192.168.100.0/24; invalid for Isolated.
@@ -66,6 +67,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	if r.Mode == "" {
 		r.Mode = mode
 	}
+	r.VXLAN = n.VXLAN.overlay(name)
 	if !r.Mode.Routed() {
 		return r, nil
 	}

@@ -69,7 +69,7 @@ func lastUser(d state.Dir, rec state.Network, br *netlink.Bridge) (bool, error) 
 		return true, nil
 	}
 	ports, err := bridge.Ports(br)
-	return len(ports) == 0, err
+	return len(vmPorts(rec, ports)) == 0, err
 }
 
 // onBridge is the liveness rule of a recorded tap: it belongs to a live VM
@@ -109,6 +109,9 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	}
 	if rec.Forwarding {
 		parts = append(parts, part{"release ip_forward", func() error { return releaseForwarding(d, rec.Name) }})
+	}
+	if rec.MadeVXLAN {
+		parts = append(parts, part{"delete vxlan " + rec.VXLAN, func() error { return deleteOverlay(rec) }})
 	}
 	if br, err := bridge.Find(rec.Bridge); err == nil && br != nil && br.Index == rec.BridgeIndex {
 		if rec.MadeBridge {

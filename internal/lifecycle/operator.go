@@ -91,6 +91,7 @@ func Reclaim(d state.Dir, name string) (Result, bool, error) {
 func inUse(d state.Dir, rec state.Network, br *netlink.Bridge) ([]string, error) {
 	if rec.MadeBridge {
 		ports, err := bridge.Ports(br)
+		ports = vmPorts(rec, ports)
 		names := make([]string, len(ports))
 		for i, p := range ports {
 			names[i] = p.Attrs().Name

@@ -150,6 +150,9 @@ type upCall struct {
 func (u *upCall) steps() []step {
 	br := u.n.Bridge
 	steps := []step{{name: "make bridge " + br, do: u.bridge, undo: u.unbridge}}
+	if u.n.VXLAN != nil {
+		steps = append(steps, step{name: fmt.Sprintf("make vxlan %s on %s", u.n.VXLAN.Device, br), do: u.overlay, undo: u.unoverlay})
+	}
 	if u.n.Mode.Routed() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress})
 	}

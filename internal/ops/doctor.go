@@ -169,14 +169,14 @@ func (h Host) check(name string, fw *nat.Firewall, fwdOn bool) (*netCheck, error
 
 func (c *netCheck) findings() []Finding {
 	if !c.up {
-		return c.overlap(0)
+		return append(c.overlap(0), c.underlay()...)
 	}
 	if c.br == nil {
 		return []Finding{c.heal(Finding{Problem: "bridge " + c.rec.Bridge + " is gone",
 			Evidence: "ip link show " + c.rec.Bridge + ": no such device", Fix: "kvmnet doctor --fix makes it again"})}
 	}
 	fs := c.overlap(c.br.Index)
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs()} {
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay()} {
 		fs = append(fs, f...)
 	}
 	return fs

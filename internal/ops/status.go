@@ -45,13 +45,17 @@ import (
 //	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
 //	    "ports": [{"name": "vnet0", "kind": "tuntap", "kvmnet": true, "attached": true,
 //	               "up": true, "mtu": 1500, "mac": "fe:54:00:3c:a1:07"}],
+//	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
+//	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
+//	                                      // only for a network with an overlay
 //	    "errors": []                      // what could not be read
 //	  }]
 //	}
 //
 // "owned" is what kvmnet made and will undo (bridge, address, rules), as
 // opposed to what it found and will leave; "held" means this network holds a
-// use of ip_forward; a port's "kvmnet" means kvmnet attached it for a VM.
+// use of ip_forward; a port's "kvmnet" means kvmnet attached it for a VM, or
+// made it (the overlay's VXLAN link).
 type Status struct {
 	Schema               int             `json:"schema"`
 	IPForward            bool            `json:"ip_forward"`
@@ -75,6 +79,7 @@ type NetworkStatus struct {
 	Rules      RulesStatus    `json:"rules"`
 	Services   ServicesStatus `json:"services"`
 	Ports      []PortStatus   `json:"ports"`
+	VXLAN      *VXLANStatus   `json:"vxlan,omitempty"`
 	Errors     []string       `json:"errors"`
 }
 
@@ -200,6 +205,7 @@ func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus 
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
+	ns.VXLAN = overlayStatus(rec, conf.VXLAN, fail)
 	return ns
 }
 
@@ -261,7 +267,7 @@ func (h Host) ports(rec state.Network, br *netlink.Bridge, fail func(error)) []P
 		out = append(out, p)
 	}
 	for i := range out {
-		out[i].KVMnet = slices.Contains(recorded, out[i].Name)
+		out[i].KVMnet = slices.Contains(recorded, out[i].Name) || rec.MadeVXLAN && out[i].Name == rec.VXLAN
 	}
 	return out
 }
@@ -339,6 +345,16 @@ func WriteTable(w io.Writer, s Status) error {
 	if len(leases) > 0 {
 		fmt.Fprintln(tw, "\nLEASE\tNETWORK\tMAC\tHOSTNAME\tEXPIRES")
 		fmt.Fprintln(tw, strings.Join(leases, "\n"))
+	}
+	var overlays []string
+	for _, n := range s.Networks {
+		if row := overlayRow(n); row != "" {
+			overlays = append(overlays, row)
+		}
+	}
+	if len(overlays) > 0 {
+		fmt.Fprintln(tw, "\nVXLAN\tNETWORK\tVNI\tPORT\tMTU\tPEERS")
+		fmt.Fprintln(tw, strings.Join(overlays, "\n"))
 	}
 	for _, n := range s.Networks {
 		for _, e := range n.Errors {

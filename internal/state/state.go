@@ -98,6 +98,11 @@ type Network struct {
 	Services    bool         `json:"services"`            // the DHCP/DNS daemon runs
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
 	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
+
+	// The VXLAN link of a network that spans hypervisors, a port of its bridge.
+	VXLAN      string `json:"vxlan,omitempty"`       // its name
+	VXLANIndex int    `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
+	MadeVXLAN  bool   `json:"made_vxlan,omitempty"`  // kvmnet created it: the last down deletes it
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }

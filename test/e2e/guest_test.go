@@ -20,6 +20,7 @@ import (
 // guest is one boot of the test guest (see scripts/guest/init for the parameters).
 type guest struct {
 	Name     string
+	MAC      string   // default: a new one (newMAC)
 	Net      string   // kvmnet.net: "dhcp" or "A.B.C.D/N,GW"
 	Serve    []int    // kvmnet.serve: ports answered with "kvmnet-guest NAME"
 	Check    []string // kvmnet.check: retried until they pass, e.g. "tcp:203.0.113.1:80"
@@ -60,7 +61,10 @@ func (w *world) boot(gs ...guest) []*boot {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i, g := range gs {
-		res[i] = &boot{g: g, mac: newMAC()}
+		res[i] = &boot{g: g, mac: g.MAC}
+		if g.MAC == "" {
+			res[i].mac = newMAC()
+		}
 		wg.Add(1)
 		go func(b *boot) {
 			defer wg.Done()

@@ -59,8 +59,24 @@ type statusJSON struct {
 			} `json:"leases"`
 		} `json:"services"`
 		Ports  []portJSON `json:"ports"`
+		VXLAN  *vxlanJSON `json:"vxlan,omitempty"`
 		Errors []string   `json:"errors"`
 	} `json:"networks"`
+}
+
+// vxlanJSON is a network's overlay, present only for a network with one.
+type vxlanJSON struct {
+	Device string `json:"device"`
+	Exists bool   `json:"exists"`
+	Owned  bool   `json:"owned"`
+	VNI    uint32 `json:"vni"`
+	Port   int    `json:"port"`
+	MTU    int    `json:"mtu"`
+	Peers  []struct {
+		Address string `json:"address"`
+		Flood   bool   `json:"flood"`
+		Heard   bool   `json:"heard"`
+	} `json:"peers"`
 }
 
 type portJSON struct {
