@@ -65,7 +65,6 @@ func Helper(v Verb, args []string) int {
 		fmt.Printf("%s %s\n", prog, version.Version)
 		return ExitOK
 	}
-	defaultPath()
 	log := runlog.Open(prog)
 	defer log.Close()
 	start := time.Now()
@@ -185,13 +184,4 @@ Configuration: %[5]s (or $%[6]s when run by root).
 State and locks: /run/kvmnet/. Every run logs one line to stderr and syslog (tag kvmnet).
 Exit status: 0 done, 1 failed (nothing left half-made), 2 bad arguments, configuration or privilege.
 `, prog, what, role, v.Mode, config.DefaultPath, config.EnvPath)
-}
-
-// defaultPath gives the process a PATH when it has none: QEMU and libvirt pass
-// their own environment on, as do hooks and timers that run kvmnet gc, and
-// iptables lives in /usr/sbin.
-func defaultPath() {
-	if os.Getenv("PATH") == "" {
-		os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-	}
 }
