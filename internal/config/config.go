@@ -384,15 +384,14 @@ func Parse(path string, b []byte) (*File, error) {
 }
 
 // dnsServers maps the gateway addresses where kvmnet's DNS forwarders listen
-// to their networks: those with an address and DNS not turned off, and the
-// built-in default network's gateway when the file does not define it.
+// to their networks: those the file gives an address, not isolated, with DNS
+// not turned off. Not the built-in default network's 192.168.100.1 when the file does
+// not define it: many home routers have that address, and while one does the
+// default network cannot come up (its subnet would overlap the LAN's).
 func (f *File) dnsServers() map[netip.Addr]string {
 	m := map[netip.Addr]string{}
-	if _, ok := f.Networks[DefaultNetwork]; !ok {
-		m[DefaultGateway.Addr()] = DefaultNetwork
-	}
 	for name, n := range f.Networks {
-		if n.Address.IsValid() && (n.DNS == nil || *n.DNS) {
+		if n.Address.IsValid() && n.Mode != Isolated && (n.DNS == nil || *n.DNS) {
 			m[n.Address.Addr()] = name
 		}
 	}

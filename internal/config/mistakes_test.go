@@ -38,7 +38,7 @@ func TestMistakesCaughtAtLoad(t *testing.T) {
 		{lab + "mtu = \"9000\"\n", `k.toml:3: network.lab.mtu: mtu "9000": want an integer`},
 		{"lease_dir = \"leases\"\n" + lab, `k.toml:1: lease_dir: "leases": want an absolute path`},
 		{lab + "upstreams = [\"10.7.0.1\"]\n", `k.toml:3: network.lab.upstreams: 10.7.0.1:53 is this network's own DNS forwarder`},
-		{lab + "upstreams = [\"192.168.100.1\"]\n", `k.toml:3: network.lab.upstreams: 192.168.100.1:53 is network default's DNS forwarder`},
+		{"[network.default]\n" + lab + "upstreams = [\"192.168.100.1\"]\n", `k.toml:4: network.lab.upstreams: 192.168.100.1:53 is network default's DNS forwarder`},
 		{lab + "upstreams = [\"10.8.0.1:53\"]\n[network.dmz]\naddress = \"10.8.0.1/24\"\nupstreams = [\"10.7.0.1\"]\n",
 			`k.toml:6: network.dmz.upstreams: 10.7.0.1:53 is network lab's DNS forwarder`},
 	} {
@@ -54,6 +54,8 @@ func TestNotMistakes(t *testing.T) {
 	for _, file := range []string{
 		lab + "lease_time = \"720h\"\nmtu = 65521\ndhcp_from = \"10.7.0.2\"\ndhcp_to = \"10.7.0.254\"\n",
 		lab + "upstreams = [\"10.7.0.1:5353\", \"192.168.100.1:5353\", \"10.0.0.53\"]\n",
+		lab + "upstreams = [\"192.168.100.1\"]\n", // a home router's address; the default network is not in the file
+		"[network.default]\nmode = \"isolated\"\n" + lab + "upstreams = [\"192.168.100.1\"]\n",
 		lab + "upstreams = [\"10.8.0.1\"]\n[network.dmz]\naddress = \"10.8.0.1/24\"\ndns = false\n",
 		lab + host("52:54:00:00:00:01", "10.7.0.254", "a") + host("52:54:00:00:00:02", "10.7.0.2", ""),
 		"[network.a]\naddress = \"10.0.0.1/24\"\n[network.b]\naddress = \"10.0.1.1/24\"\n[network.c]\naddress = \"10.1.0.1/16\"\n",
