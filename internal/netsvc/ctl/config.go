@@ -141,7 +141,7 @@ func WriteConfig(path string, c Config) error {
 // nor validates: the daemon does both.
 func ReadConfig(path string) (Config, error) {
 	var c Config
-	b, err := safefile.ReadFile(path, 16<<20) // a config with every static host a file can hold
+	b, err := safefile.ReadFile(path, 16<<20) // far more than the hosts a 256 KiB kvmnet.toml can name
 	if err != nil {
 		return c, fmt.Errorf("read netsvc config: %w", err)
 	}
