@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
 	"github.com/kvmnet/kvmnet/internal/runlog"
@@ -56,15 +57,14 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 // that the helpers, started once per VM, do not link its protocol code.
 func Helper(v Verb, args []string) int {
 	prog := "kvmnet-" + v.Name
-	switch {
-	case len(args) == 2 && (args[1] == "--help" || args[1] == "-h"):
+	switch opt := option(args); opt {
+	case "--help", "-h":
 		helperUsage(os.Stdout, prog, v)
 		return ExitOK
-	case len(args) == 2 && args[1] == "--version":
+	case "--version":
 		fmt.Printf("%s %s\n", prog, version.Version)
 		return ExitOK
 	}
-	defaultPath()
 	log := runlog.Open(prog)
 	defer log.Close()
 	start := time.Now()
@@ -82,6 +82,25 @@ func Helper(v Verb, args []string) int {
 		log.Info("warning: "+w, "network", res.net.Name)
 	}
 	return ExitOK
+}
+
+// option returns the helper's only argument when it is an option: --help, -h
+// or --version, and no link has that name. "--help" is a valid interface
+// name, and QEMU calls a helper with its tap's name: a helper that printed
+// its help instead would exit 0 and the VM start with no network. QEMU calls
+// a helper only for a tap that exists, so a name no link has cannot be
+// QEMU's. The lookup costs one netlink round trip, on this path only.
+func option(args []string) string {
+	if len(args) != 2 {
+		return ""
+	}
+	switch a := args[1]; a {
+	case "--help", "-h", "--version":
+		if _, err := bridge.Link(a); errors.Is(err, bridge.ErrNoLink) {
+			return a
+		}
+	}
+	return ""
 }
 
 type helperResult struct {
@@ -165,13 +184,4 @@ Configuration: %[5]s (or $%[6]s when run by root).
 State and locks: /run/kvmnet/. Every run logs one line to stderr and syslog (tag kvmnet).
 Exit status: 0 done, 1 failed (nothing left half-made), 2 bad arguments, configuration or privilege.
 `, prog, what, role, v.Mode, config.DefaultPath, config.EnvPath)
-}
-
-// defaultPath gives the process a PATH when it has none: QEMU and libvirt pass
-// their own environment on, as do hooks and timers that run kvmnet gc, and
-// iptables lives in /usr/sbin.
-func defaultPath() {
-	if os.Getenv("PATH") == "" {
-		os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-	}
 }

@@ -72,7 +72,6 @@ func Operator(args []string) int {
 	case "--version", "-V":
 		args[1] = "version"
 	}
-	defaultPath()
 	for _, cmd := range commands() {
 		if cmd.name == args[1] {
 			return dispatch(cmd, args[2:])

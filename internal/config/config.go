@@ -6,17 +6,21 @@
 package config
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 )
@@ -53,7 +57,7 @@ func (m *Mode) UnmarshalText(b []byte) error {
 	case "host-only":
 		*m = HostOnly
 	default:
-		return fmt.Errorf("mode %q: want isolated, hostonly or nat", b)
+		return fmt.Errorf("mode %s: want isolated, hostonly or nat", Quote(string(b)))
 	}
 	return nil
 }
@@ -78,13 +82,13 @@ func (g *Gateway) UnmarshalText(b []byte) error {
 func ParseGateway(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, fmt.Errorf("address %q: want an IPv4 address with prefix, like 192.168.100.1/24", s)
+		return netip.Prefix{}, fmt.Errorf("address %s: want an IPv4 address with prefix, like 192.168.100.1/24", Quote(s))
 	}
 	if p.Bits() < 8 || p.Bits() > 30 {
-		return netip.Prefix{}, fmt.Errorf("address %q: prefix length must be 8 to 30", s)
+		return netip.Prefix{}, fmt.Errorf("address %s: prefix length must be 8 to 30", Quote(s))
 	}
 	if p.Addr() == p.Masked().Addr() || p.Addr() == lastAddr(p) {
-		return netip.Prefix{}, fmt.Errorf("address %q: is the network or broadcast address, not a host", s)
+		return netip.Prefix{}, fmt.Errorf("address %s: is the network or broadcast address, not a host", Quote(s))
 	}
 	return p, nil
 }
@@ -92,11 +96,24 @@ func ParseGateway(s string) (netip.Prefix, error) {
 // MTU is a link MTU; zero means "leave as the kernel makes it" (1500).
 type MTU int
 
-// UnmarshalTOML accepts an integer from 576 to 65535.
+// The MTUs a network may have. MinMTU is the datagram every IPv4 host must
+// take (RFC 791). MaxMTU is the largest a tap takes (Linux's tun sets a
+// tap's max_mtu to 65535 less its 14-byte Ethernet header); a bridge takes up
+// to 65535, but every port of a kvmnet bridge is a tap given the bridge's MTU.
+const (
+	MinMTU = 576
+	MaxMTU = 65521
+)
+
+// UnmarshalTOML accepts an integer from MinMTU to MaxMTU.
 func (m *MTU) UnmarshalTOML(v any) error {
 	n, ok := v.(int64)
-	if !ok || n < 576 || n > 65535 {
-		return fmt.Errorf("mtu %v: want an integer from 576 to 65535", v)
+	if !ok || n < MinMTU || n > MaxMTU {
+		text := strconv.FormatInt(n, 10)
+		if !ok {
+			text = Quote(fmt.Sprint(v))
+		}
+		return fmt.Errorf("mtu %s: want an integer from %d to %d", text, MinMTU, MaxMTU)
 	}
 	*m = MTU(n)
 	return nil
@@ -134,29 +151,61 @@ func CheckBridgeName(s string) error {
 		return err
 	}
 	if s[0] == '-' {
-		return fmt.Errorf("bridge name %q starts with '-'", s)
+		return fmt.Errorf("bridge name %s starts with '-'", Quote(s))
 	}
 	for _, c := range []byte(s) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return fmt.Errorf("bridge name %q: want letters, digits, '_', '.' and '-' only", s)
+			return fmt.Errorf("bridge name %s: want letters, digits, '_', '.' and '-' only", Quote(s))
 		}
 	}
 	return nil
 }
 
 // CheckIfName reports why s cannot be a Linux interface name, if it cannot.
+// Beyond the kernel's rules it refuses control characters and bytes that do
+// not print (invalid UTF-8, zero-width and direction marks): a name goes into
+// logs and messages, where such bytes could forge or hide text.
 func CheckIfName(s string) error {
 	switch {
 	case s == "":
 		return errors.New("interface name is empty")
 	case len(s) > 15:
-		return fmt.Errorf("interface name %q is longer than 15 bytes", s)
+		return fmt.Errorf("interface name %s is longer than 15 bytes", Quote(s))
 	case s == "." || s == "..":
-		return fmt.Errorf("interface name %q is not allowed", s)
+		return fmt.Errorf("interface name %s is not allowed", Quote(s))
 	case strings.ContainsAny(s, "/:") || strings.IndexFunc(s, isSpace) >= 0:
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", s)
+		return fmt.Errorf("interface name %s contains '/', ':' or white space", Quote(s))
+	case !printable(s):
+		return fmt.Errorf("interface name %s contains a control character or a byte that does not print", Quote(s))
 	}
 	return nil
+}
+
+// printable reports whether s is valid UTF-8 of printable characters only.
+func printable(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxEcho is how many bytes of a value a message repeats.
+const maxEcho = 40
+
+// Quote is s as %q prints it, cut to its first 40 bytes and then marked
+// with "…" and its length, so that an error or a log line naming a value
+// stays one short line however long the value is.
+func Quote(s string) string {
+	if len(s) <= maxEcho {
+		return strconv.Quote(s)
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 func isSpace(r rune) bool {
@@ -167,7 +216,7 @@ func isSpace(r rune) bool {
 // plain because they become parts of iptables chain names (at most 28 bytes).
 func CheckNetworkName(s string) error {
 	if !validNetworkName(s) {
-		return fmt.Errorf("network name %q: want 1 to 15 of a-z 0-9 _ -, starting with a letter or digit", s)
+		return fmt.Errorf("network name %s: want 1 to 15 of a-z 0-9 _ -, starting with a letter or digit", Quote(s))
 	}
 	return nil
 }
@@ -179,7 +228,7 @@ type Duration struct{ time.Duration }
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil || v < time.Minute {
-		return fmt.Errorf("duration %q: want e.g. \"1h\" or \"30m\", at least 1m", b)
+		return fmt.Errorf("duration %s: want e.g. \"1h\" or \"30m\", at least 1m", Quote(string(b)))
 	}
 	d.Duration = v
 	return nil
@@ -192,7 +241,7 @@ type Addr struct{ netip.Addr }
 func (a *Addr) UnmarshalText(b []byte) error {
 	v, err := netip.ParseAddr(string(b))
 	if err != nil || !v.Is4() {
-		return fmt.Errorf("address %q: want an IPv4 address", b)
+		return fmt.Errorf("address %s: want an IPv4 address", Quote(string(b)))
 	}
 	a.Addr = v
 	return nil
@@ -205,7 +254,7 @@ type MAC struct{ net.HardwareAddr }
 func (m *MAC) UnmarshalText(b []byte) error {
 	v, err := net.ParseMAC(string(b))
 	if err != nil || len(v) != 6 {
-		return fmt.Errorf("mac %q: want an Ethernet address like 52:54:00:12:34:56", b)
+		return fmt.Errorf("mac %s: want an Ethernet address like 52:54:00:12:34:56", Quote(string(b)))
 	}
 	m.HardwareAddr = v
 	return nil
@@ -223,7 +272,7 @@ func (u *Upstream) UnmarshalText(b []byte) error {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return fmt.Errorf("upstream %q: want an IP address, optionally with :port", s)
+		return fmt.Errorf("upstream %s: want an IP address, optionally with :port", Quote(s))
 	}
 	*u = Upstream(netip.AddrPortFrom(a, 53).String())
 	return nil
@@ -273,12 +322,17 @@ func Path() string {
 }
 
 // Load reads the file at path. A missing file is an empty configuration:
-// kvmnet works with none.
+// kvmnet works with none. A file larger than MaxFileSize is refused unread.
 func Load(path string) (*File, error) {
-	b, err := os.ReadFile(path)
+	fh, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &File{Path: path, LeaseDir: DefaultLeaseDir}, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -286,7 +340,11 @@ func Load(path string) (*File, error) {
 }
 
 // Parse decodes b, the contents of the file at path, and checks every network.
+// Its size and nesting are bounded before it is decoded (see checkBounds).
 func Parse(path string, b []byte) (*File, error) {
+	if err := checkBounds(path, b); err != nil {
+		return nil, err
+	}
 	f := &File{Path: path}
 	md, err := toml.Decode(string(b), f)
 	if err != nil {
@@ -294,10 +352,13 @@ func Parse(path string, b []byte) (*File, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		key := und[0]
-		return nil, fmt.Errorf("%s: unknown key %q", where(path, b, key[len(key)-1]), key.String())
+		return nil, fmt.Errorf("%s: unknown key %s", where(path, b, key[len(key)-1]), Quote(key.String()))
 	}
 	if f.LeaseDir == "" {
 		f.LeaseDir = DefaultLeaseDir
+	}
+	if !filepath.IsAbs(f.LeaseDir) {
+		return nil, fmt.Errorf("%s: lease_dir: %s: want an absolute path (helpers run from any directory)", where(path, b, "lease_dir"), Quote(f.LeaseDir))
 	}
 	names := make([]string, 0, len(f.Networks))
 	for name, n := range f.Networks {
@@ -309,8 +370,14 @@ func Parse(path string, b []byte) (*File, error) {
 		// Its static hosts and DHCP range are checked against the address it will have.
 		n.Address.Prefix = DefaultGateway
 	}
+	dns := f.dnsServers()
 	for _, name := range names {
-		if err := f.Networks[name].check(); err != nil {
+		err := f.Networks[name].check(dns)
+		var ke *keyError
+		if errors.As(err, &ke) {
+			return nil, fmt.Errorf("%s: network.%s.%s: %s", ke.where(path, b, "network."+name), name, ke.key, ke.msg)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: network %s: %w", where(path, b, "network."+name), name, err)
 		}
 	}
@@ -320,51 +387,146 @@ func Parse(path string, b []byte) (*File, error) {
 	return f, f.checkShared(b)
 }
 
-// checkShared rejects two networks on one bridge or with overlapping subnets.
-func (f *File) checkShared(b []byte) error {
-	names := make([]string, 0, len(f.Networks))
-	for name := range f.Networks {
-		names = append(names, name)
+// dnsServers maps the gateway addresses where kvmnet's DNS forwarders listen
+// to their networks: those the file gives an address, not isolated, with DNS
+// not turned off. Not the built-in default network's 192.168.100.1 when the file does
+// not define it: many home routers have that address, and while one does the
+// default network cannot come up (its subnet would overlap the LAN's).
+func (f *File) dnsServers() map[netip.Addr]string {
+	m := map[netip.Addr]string{}
+	for name, n := range f.Networks {
+		if n.Address.IsValid() && n.Mode != Isolated && (n.DNS == nil || *n.DNS) {
+			m[n.Address.Addr()] = name
+		}
 	}
-	sort.Strings(names)
-	for i, a := range names {
-		for _, bn := range names[i+1:] {
-			na, nb := f.Networks[a], f.Networks[bn]
-			if br := na.bridge(); br == nb.bridge() {
-				return fmt.Errorf("%s: network %s: bridge %s is already network %s's", where(f.Path, b, "network."+bn), bn, br, a)
+	return m
+}
+
+// checkShared rejects two networks on one bridge or with overlapping subnets.
+// It sorts rather than compares every pair, so that a file of many networks
+// costs n log n. Of two networks in conflict the error names the one later
+// in name order, at its line.
+func (f *File) checkShared(b []byte) error {
+	type entry struct {
+		name string
+		sub  netip.Prefix
+	}
+	bridges := map[string]string{}
+	var subs []entry
+	for name, n := range f.Networks {
+		br := n.bridge()
+		if prev, dup := bridges[br]; dup {
+			a, bn := min(prev, name), max(prev, name)
+			return fmt.Errorf("%s: network %s: bridge %s is already network %s's", where(f.Path, b, "network."+bn), bn, br, a)
+		}
+		bridges[br] = name
+		if n.Address.IsValid() {
+			subs = append(subs, entry{name, n.Address.Masked()})
+		}
+	}
+	// Sorted by first address, widest first, a subnet overlaps an earlier
+	// one exactly when it starts inside the earlier one that reaches furthest.
+	sort.Slice(subs, func(i, j int) bool {
+		if c := subs[i].sub.Addr().Compare(subs[j].sub.Addr()); c != 0 {
+			return c < 0
+		}
+		return subs[i].sub.Bits() < subs[j].sub.Bits()
+	})
+	for i, reach := 1, 0; i < len(subs); i++ {
+		if subs[reach].sub.Contains(subs[i].sub.Addr()) {
+			x, y := subs[reach], subs[i]
+			if y.name < x.name {
+				x, y = y, x
 			}
-			if na.Address.IsValid() && nb.Address.IsValid() && na.Address.Overlaps(nb.Address.Masked()) {
-				return fmt.Errorf("%s: network %s: subnet %s overlaps network %s's %s", where(f.Path, b, "network."+bn), bn, nb.Address.Masked(), a, na.Address.Masked())
-			}
+			return fmt.Errorf("%s: network %s: subnet %s overlaps network %s's %s", where(f.Path, b, "network."+y.name), y.name, y.sub, x.name, x.sub)
+		}
+		if lastAddr(subs[i].sub).Compare(lastAddr(subs[reach].sub)) > 0 {
+			reach = i
 		}
 	}
 	return nil
 }
 
-// check validates what decoding alone cannot: names, and addresses against the subnet.
-func (n *Network) check() error {
+// MaxLeaseTime bounds lease_time. A lease is how long an address stays taken
+// after its guest is gone for good: a pool of leases that long is used up by
+// guests that come and go (test VMs, CI), and a restart does not free it
+// (leases are kept in lease_dir). Thirty days covers a guest switched off for
+// a month; DHCP's own limit (32-bit seconds, 136 years) is no guide.
+const MaxLeaseTime = 30 * 24 * time.Hour
+
+// check validates what decoding alone cannot: names, and addresses against
+// the subnet. dns maps the gateways where kvmnet's forwarders listen to their networks.
+func (n *Network) check(dns map[netip.Addr]string) error {
 	if err := CheckNetworkName(n.Name); err != nil {
 		return err
 	}
 	if n.Domain != "" && !validDomain(n.Domain) {
-		return fmt.Errorf("domain %q: want a DNS name like kvm or lab.example", n.Domain)
+		return keyErrorf("domain", nil, "%s: want a DNS name like kvm or lab.example", Quote(n.Domain))
 	}
+	if n.LeaseTime.Duration > MaxLeaseTime {
+		return keyErrorf("lease_time", nil, "%s: at most 720h (30 days): an address stays taken that long after its guest is gone", n.LeaseTime.Duration)
+	}
+	if err := n.checkRange(); err != nil {
+		return err
+	}
+	if err := n.checkUpstreams(dns); err != nil {
+		return err
+	}
+	seen := map[string]int{}
+	for i := range n.Hosts {
+		if err := n.checkHost(i, seen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRange: the DHCP pool lies inside the subnet, holds neither its
+// network nor its broadcast address, and not the gateway.
+func (n *Network) checkRange() error {
 	sub := n.Address.Masked()
-	for _, r := range []Addr{n.RangeFrom, n.RangeTo} {
-		if r.IsValid() && (!n.Address.IsValid() || !sub.Contains(r.Addr)) {
-			return fmt.Errorf("dhcp range address %s: not inside the network's address %s", r, n.Address)
+	for _, r := range []struct {
+		key string
+		a   Addr
+	}{{"dhcp_from", n.RangeFrom}, {"dhcp_to", n.RangeTo}} {
+		switch {
+		case !r.a.IsValid():
+		case !n.Address.IsValid() || !sub.Contains(r.a.Addr):
+			return keyErrorf(r.key, nil, "dhcp range address %s: not inside the network's address %s", r.a, n.Address)
+		case r.a.Addr == sub.Addr() || r.a.Addr == lastAddr(sub):
+			return keyErrorf(r.key, nil, "%s is the network or broadcast address of %s, not a guest's", r.a, sub)
 		}
 	}
 	if n.RangeFrom.IsValid() != n.RangeTo.IsValid() {
 		return errors.New("dhcp_from and dhcp_to: give both or neither")
 	}
-	if n.RangeFrom.IsValid() && n.RangeTo.Less(n.RangeFrom.Addr) {
-		return fmt.Errorf("dhcp range %s-%s: ends before it starts", n.RangeFrom, n.RangeTo)
+	if !n.RangeFrom.IsValid() {
+		return nil
 	}
-	seen := map[string]string{}
-	for _, h := range n.Hosts {
-		if err := n.checkHost(h, seen); err != nil {
-			return err
+	if n.RangeTo.Less(n.RangeFrom.Addr) {
+		return keyErrorf("dhcp_to", nil, "dhcp range %s-%s: ends before it starts", n.RangeFrom, n.RangeTo)
+	}
+	if gw := n.Address.Addr(); !gw.Less(n.RangeFrom.Addr) && !n.RangeTo.Less(gw) {
+		return keyErrorf("dhcp_from", nil, "dhcp range %s-%s holds the gateway %s", n.RangeFrom, n.RangeTo, gw)
+	}
+	return nil
+}
+
+// checkUpstreams refuses an upstream on port 53 of a gateway where kvmnet's
+// own forwarder listens: the network's own (a query would be forwarded to
+// itself) or another network's (two networks naming each other's gateway
+// forward a query between them for ever).
+func (n *Network) checkUpstreams(dns map[netip.Addr]string) error {
+	for _, u := range n.Upstreams {
+		ap, err := netip.ParseAddrPort(string(u))
+		if err != nil || ap.Port() != 53 {
+			continue
+		}
+		switch other, ok := dns[ap.Addr()]; {
+		case ok && other == n.Name:
+			return keyErrorf("upstreams", nil, "%s is this network's own DNS forwarder: queries would loop", u)
+		case ok:
+			return keyErrorf("upstreams", nil, "%s is network %s's DNS forwarder: queries could loop between the two", u, other)
 		}
 	}
 	return nil
@@ -382,21 +544,46 @@ func (n *Network) bridge() string {
 	return n.Name
 }
 
-func (n *Network) checkHost(h Host, seen map[string]string) error {
+// checkHost checks static host i: a unicast MAC, an address of a guest (not
+// the gateway, the network or the broadcast address), a DNS name, and none
+// of the three shared with an earlier host. seen maps each MAC, address and
+// lower-case name to the index of the host that has it.
+func (n *Network) checkHost(i int, seen map[string]int) error {
+	h := n.Hosts[i]
 	if h.MAC.HardwareAddr == nil || !h.IP.IsValid() {
-		return fmt.Errorf("host %q: needs mac and ip", h.Name)
+		return fmt.Errorf("host %s: needs mac and ip", Quote(h.Name))
 	}
-	if !n.Address.IsValid() || !n.Address.Masked().Contains(h.IP.Addr) || h.IP.Addr == n.Address.Addr() {
-		return fmt.Errorf("host %s: ip %s is not a guest address of %s", h.MAC, h.IP, n.Address)
+	mac, ip := h.MAC.String(), h.IP.String()
+	sub := n.Address.Masked()
+	switch {
+	case h.MAC.HardwareAddr[0]&1 != 0:
+		return keyErrorf("host.mac", sameMAC(mac), "%s is a multicast address: a guest's must be unicast", mac)
+	case bytes.Equal(h.MAC.HardwareAddr, make([]byte, 6)):
+		return keyErrorf("host.mac", sameMAC(mac), "%s: all zero, not a guest's", mac)
+	case !n.Address.IsValid() || !sub.Contains(h.IP.Addr) || h.IP.Addr == n.Address.Addr():
+		return keyErrorf("host.ip", sameIP(h.IP.Addr), "%s is not a guest address of %s", ip, n.Address)
+	case h.IP.Addr == sub.Addr() || h.IP.Addr == lastAddr(sub):
+		return keyErrorf("host.ip", sameIP(h.IP.Addr), "%s is the network or broadcast address of %s, not a guest's", ip, sub)
+	case h.Name != "" && !validDomain(h.Name):
+		return keyErrorf("host.name", nil, "%s is not a DNS label", Quote(h.Name))
 	}
-	if h.Name != "" && !validDomain(h.Name) {
-		return fmt.Errorf("host %s: name %q is not a DNS label", h.MAC, h.Name)
-	}
-	for _, k := range []string{h.MAC.String(), h.IP.String()} {
-		if prev, dup := seen[k]; dup {
-			return fmt.Errorf("host %s: %s is also host %s's", h.MAC, k, prev)
+	for _, k := range []struct{ key, val string }{{"host.mac", mac}, {"host.ip", ip}, {"host.name", strings.ToLower(h.Name)}} {
+		if k.val == "" {
+			continue
 		}
-		seen[k] = h.MAC.String()
+		if prev, dup := seen[k.key+"="+k.val]; dup {
+			match := sameText(k.val)
+			switch k.key {
+			case "host.mac":
+				match = sameMAC(k.val)
+			case "host.ip":
+				match = sameIP(h.IP.Addr)
+			}
+			e := keyErrorf(k.key, match, "%s is also host %s's", Quote(k.val), n.Hosts[prev].MAC)
+			e.nth = 2
+			return e
+		}
+		seen[k.key+"="+k.val] = i
 	}
 	return nil
 }
@@ -436,31 +623,27 @@ func validDomain(s string) bool {
 	return true
 }
 
-// posError turns a decoder error into "file:line: message".
+// posError turns a decoder error into "file:line: message". The decoder's
+// message may repeat the file's text (a key, a value); what is not a short
+// printable line is quoted and cut, so the error stays one short line.
 func posError(path string, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		msg := pe.Message
-		if pe.LastKey != "" && !strings.Contains(msg, pe.LastKey) {
-			msg = pe.LastKey + ": " + msg
+		msg := tame(pe.Message, 200)
+		if pe.LastKey != "" && !strings.Contains(pe.Message, pe.LastKey) {
+			msg = tame(pe.LastKey, 2*maxEcho) + ": " + msg
 		}
 		return fmt.Errorf("%s:%d: %s", path, pe.Position.Line, msg)
 	}
-	return fmt.Errorf("%s: %w", path, err)
+	return fmt.Errorf("%s: %s", path, tame(err.Error(), 200))
 }
 
-// where is "path:line" for the line that defines key (a bare key or a table
-// name, "network.lab" also found as [[network.lab.host]]), or just path when
-// no line does.
-func where(path string, b []byte, key string) string {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for line := 1; sc.Scan(); line++ {
-		t := strings.TrimLeft(strings.TrimSpace(sc.Text()), "[ ")
-		if rest, ok := strings.CutPrefix(t, key); ok && (rest == "" || strings.ContainsAny(rest[:1], "]. =")) {
-			return fmt.Sprintf("%s:%d", path, line)
-		}
+// tame returns s if it is printable and at most limit bytes, else Quote(s).
+func tame(s string, limit int) string {
+	if len(s) <= limit && printable(s) {
+		return s
 	}
-	return path
+	return Quote(s)
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {

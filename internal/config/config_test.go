@@ -80,23 +80,23 @@ func TestParseErrorsNameFileLineAndValue(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
 		{"[network.a]\nbridge = \"x\"\naddress = \"10.0.0.1\"\n", `k.toml:3: network.a.address: address "10.0.0.1": want an IPv4 address with prefix`},
 		{"[network.a]\nmode = \"bridged\"\n", `k.toml:2: network.a.mode: mode "bridged": want isolated, hostonly or nat`},
-		{"[network.a]\nmtu = 10\n", `k.toml:2: network.a.mtu: mtu 10: want an integer from 576 to 65535`},
+		{"[network.a]\nmtu = 10\n", `k.toml:2: network.a.mtu: mtu 10: want an integer from 576 to 65521`},
 		{"[network.a]\nbridge = \"a-very-long-bridge-name\"\n", `k.toml:2: network.a.bridge: interface name "a-very-long-bridge-name" is longer than 15 bytes`},
 		{"[network.a]\nbridge = \"b r\"\n", `contains '/', ':' or white space`},
 		{"[network.a]\nbridge = \"br+\"\n", `k.toml:2: network.a.bridge: bridge name "br+": want letters, digits`},
 		{"[network.a]\n\ncolour = \"red\"\n", `k.toml:3: unknown key "network.a.colour"`},
 		{"[network.A]\n", `k.toml:1: network A: network name "A"`},
 		{"[network.a\n", `k.toml:2: expected '.' or ']'`},
-		{"[network.a]\naddress = \"10.0.0.1/24\"\ndhcp_from = \"10.1.0.5\"\ndhcp_to = \"10.0.0.9\"\n", `network a: dhcp range address 10.1.0.5: not inside`},
+		{"[network.a]\naddress = \"10.0.0.1/24\"\ndhcp_from = \"10.1.0.5\"\ndhcp_to = \"10.0.0.9\"\n", `k.toml:3: network.a.dhcp_from: dhcp range address 10.1.0.5: not inside`},
 		{"[network.a]\naddress = \"10.0.0.0/24\"\n", `is the network or broadcast address`},
 		{"[network.a]\naddress = \"10.0.0.1/24\"\n[network.b]\naddress = \"10.0.0.129/25\"\n", `k.toml:3: network b: subnet 10.0.0.128/25 overlaps network a's 10.0.0.0/24`},
 		{"[network.a]\nbridge = \"x\"\n[network.b]\nbridge = \"x\"\n", `network b: bridge x is already network a's`},
-		{"[network.a]\naddress = \"10.0.0.1/24\"\n[[network.a.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n", `host 52:54:00:00:00:01: ip 10.0.1.5 is not a guest address of 10.0.0.1/24`},
+		{"[network.a]\naddress = \"10.0.0.1/24\"\n[[network.a.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n", `k.toml:5: network.a.host.ip: 10.0.1.5 is not a guest address of 10.0.0.1/24`},
 		{"[network.a]\nlease_time = \"5s\"\n", `duration "5s": want`},
 		{"[network.lab]\n[network.b]\nbridge = \"lab\"\n", `k.toml:1: network lab: bridge lab is already network b's`},
 		{"[network.default]\n[network.b]\nbridge = \"br0\"\n", `network default: bridge br0 is already network b's`},
 		{"[[network.default.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n",
-			`k.toml:1: network default: host 52:54:00:00:00:01: ip 10.0.1.5 is not a guest address of 192.168.100.1/24`},
+			`k.toml:3: network.default.host.ip: 10.0.1.5 is not a guest address of 192.168.100.1/24`},
 	} {
 		_, err := Parse("k.toml", []byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

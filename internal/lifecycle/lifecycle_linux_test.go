@@ -21,7 +21,7 @@ func TestUpFromThreadInOtherNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(bin) })
-	t.Setenv("PATH", bin+string(filepath.ListSeparator)+os.Getenv("PATH")) // findDaemonBinary
+	daemonBeside(t, bin)
 	h := testhost.New(t, bin, "")
 	h.MustRun("ip", "tuntap", "add", "vnet0", "mode", "tap")
 	h.SetLinks(h.Links())
@@ -58,4 +58,18 @@ func netnsOf(t *testing.T, proc string) string {
 		t.Fatal(err)
 	}
 	return link
+}
+
+// daemonBeside links bin/kvmnet next to the test binary, where
+// findDaemonBinary looks (it never looks in PATH).
+func daemonBeside(t *testing.T, bin string) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(filepath.Dir(self), daemonBinary)
+	if err := os.Symlink(filepath.Join(bin, daemonBinary), link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(link) })
 }

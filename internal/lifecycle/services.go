@@ -1,14 +1,16 @@
 package lifecycle
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
+	"github.com/kvmnet/kvmnet/internal/safefile"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -52,30 +54,37 @@ func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) 
 	return p, nil
 }
 
+// installedDaemon is where a package installs the kvmnet binary.
+const installedDaemon = "/usr/bin/kvmnet"
+
 // findDaemonBinary returns the kvmnet binary, which runs the DHCP/DNS daemon.
 // The helpers do not link the DHCP/DNS code, as it would slow down every VM
 // start, so they cannot re-execute themselves as the daemon. It looks next to
 // the running binary first (bin/ of a build, or wherever tests put all five),
 // then in ../bin relative to it (installed: /usr/libexec/kvmnet-natup and
-// /usr/bin/kvmnet), so that a helper gets the daemon of its own version; only
-// then in PATH.
+// /usr/bin/kvmnet), so that a helper gets the daemon of its own version, then
+// at /usr/bin/kvmnet. Never in PATH: a caller's environment must not choose
+// what a privileged helper runs. The running binary is /proc/self/exe, which
+// the caller cannot fake, and the one found must be root's (or the caller's)
+// and writable by no one else; one that is not is an error, not skipped.
 func findDaemonBinary() (string, error) {
-	self, err := os.Executable() // symlinks resolved: kvmnet-natup@lab gives kvmnet-natup
+	self, err := os.Executable() // /proc/self/exe: kvmnet-natup@lab gives kvmnet-natup
 	if err != nil {
 		return "", fmt.Errorf("find the %s binary, which runs the DHCP/DNS daemon: %w", daemonBinary, err)
 	}
 	dir := filepath.Dir(self)
 	installed := filepath.Join(filepath.Dir(dir), "bin")
-	for _, p := range []string{filepath.Join(dir, daemonBinary), filepath.Join(installed, daemonBinary)} {
-		if _, err := exec.LookPath(p); err == nil { // a path with '/' is only checked to be executable
+	for _, p := range []string{filepath.Join(dir, daemonBinary), filepath.Join(installed, daemonBinary), installedDaemon} {
+		err := safefile.Executable(p)
+		if err == nil {
 			return p, nil
 		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("the %s binary, which runs the DHCP/DNS daemon: %w", daemonBinary, err)
+		}
 	}
-	if p, err := exec.LookPath(daemonBinary); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("%s binary not found next to %s, in %s or in PATH (it runs the DHCP/DNS daemon)",
-		daemonBinary, self, installed)
+	return "", fmt.Errorf("%s binary not found next to %s, in %s or at %s (it runs the DHCP/DNS daemon)",
+		daemonBinary, self, installed, installedDaemon)
 }
 
 // stopServices stops the network's daemon, if it runs.

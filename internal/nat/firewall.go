@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,12 +12,19 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/kvmnet/kvmnet/internal/safefile"
 )
 
-// ErrNoIptables means the iptables binaries are not in PATH.
-var ErrNoIptables = errors.New("iptables not found in PATH (install the iptables package)")
+// ErrNoIptables means the iptables binaries are not in the system's directories.
+var ErrNoIptables = errors.New("iptables not found in /usr/sbin, /sbin, /usr/bin or /bin (install the iptables package)")
 
-// Firewall applies networks' rules with the iptables binaries found in PATH.
+// toolDirs are where New looks for iptables: the system's own directories,
+// never PATH, so that a caller's environment cannot make a privileged helper
+// (setuid, file capabilities, or root run from a user's shell) run its program.
+var toolDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
+
+// Firewall applies networks' rules with the system's iptables binaries.
 // It holds no state between calls; callers serialise Ensure and Remove of one
 // network across processes (a lock file), since two concurrent first uses
 // would both see a jump missing and both insert it. The next Ensure heals that.
@@ -25,22 +33,28 @@ type Firewall struct {
 	nft                     bool
 }
 
-// New finds iptables, iptables-save and iptables-restore in PATH and reads,
-// from the symlinks alone, which backend they drive. An error wraps
-// ErrNoIptables when one is missing. It also fails when they drive different
-// backends: a save of one would never show the rules a restore of the other makes.
-func New() (*Firewall, error) {
+// New finds iptables, iptables-save and iptables-restore in /usr/sbin, /sbin,
+// /usr/bin or /bin (never PATH) and reads, from the symlinks alone, which
+// backend they drive. An error wraps ErrNoIptables when one is missing. It
+// also fails when they drive different backends: a save of one would never
+// show the rules a restore of the other makes.
+func New() (*Firewall, error) { return newIn(toolDirs) }
+
+// newIn is New looking in dirs.
+func newIn(dirs []string) (*Firewall, error) {
 	f := &Firewall{}
 	for _, b := range []struct {
 		name string
 		path *string
 	}{{"iptables", &f.iptables}, {"iptables-save", &f.save}, {"iptables-restore", &f.restore}} {
-		p, err := exec.LookPath(b.name)
+		p, err := findTool(dirs, b.name)
 		switch {
-		case err != nil && b.name == "iptables":
-			return nil, ErrNoIptables
+		case errors.Is(err, ErrNoIptables) && b.name == "iptables":
+			return nil, err
+		case errors.Is(err, ErrNoIptables):
+			return nil, fmt.Errorf("%s missing beside %s: %w", b.name, f.iptables, err)
 		case err != nil:
-			return nil, fmt.Errorf("%s missing beside %s: %w", b.name, f.iptables, ErrNoIptables)
+			return nil, err
 		}
 		*b.path = p
 	}
@@ -51,6 +65,25 @@ func New() (*Firewall, error) {
 		}
 	}
 	return f, nil
+}
+
+// findTool returns the first dirs/name that exists. It returns the name as
+// found, not the file its links lead to: iptables is one multi-call binary
+// that acts by the name it is run as. The file it leads to must be root's and
+// writable by no one else; one that is not is an error, not skipped.
+func findTool(dirs []string, name string) (string, error) {
+	for _, dir := range dirs {
+		p := filepath.Join(dir, name)
+		err := safefile.Executable(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return p, nil
+	}
+	return "", ErrNoIptables
 }
 
 // NFT reports whether iptables is the nf_tables backend (iptables-nft), the

@@ -406,9 +406,38 @@ func TestFailedBatch(t *testing.T) {
 }
 
 func TestNewWithoutIptables(t *testing.T) {
-	t.Setenv("PATH", t.TempDir())
-	if _, err := New(); !errors.Is(err, ErrNoIptables) {
-		t.Fatalf("New with no iptables in PATH: %v, want ErrNoIptables", err)
+	if _, err := newIn([]string{t.TempDir()}); !errors.Is(err, ErrNoIptables) {
+		t.Fatalf("New with no iptables: %v, want ErrNoIptables", err)
+	}
+}
+
+// TestNewIgnoresPath: a PATH of hostile stubs is never looked at, and an
+// iptables that another user could have written is refused, not run.
+func TestNewIgnoresPath(t *testing.T) {
+	stubs := t.TempDir()
+	for _, name := range []string{"iptables", "iptables-save", "iptables-restore"} {
+		if err := os.WriteFile(filepath.Join(stubs, name), []byte("#!/bin/sh\ntouch "+stubs+"/ran\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", stubs)
+	f, err := New()
+	if errors.Is(err, ErrNoIptables) {
+		t.Skip("iptables not installed")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{f.iptables, f.save, f.restore} {
+		if strings.HasPrefix(p, stubs) || !slices.Contains(toolDirs, filepath.Dir(p)) {
+			t.Errorf("New found %s, want it in %v", p, toolDirs)
+		}
+	}
+	if err := os.Chmod(filepath.Join(stubs, "iptables"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newIn([]string{stubs}); err == nil || !strings.Contains(err.Error(), "writable by group or others (mode 0777): refused") {
+		t.Errorf("New with a world-writable iptables: %v", err)
 	}
 }
 

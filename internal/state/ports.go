@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+
+	"github.com/kvmnet/kvmnet/internal/safefile"
 )
 
 // The ports kvmnet attached to a network are empty files in <network>.ports/,
@@ -17,10 +20,10 @@ import (
 // AddPort records that tap was attached to the network.
 func (d Dir) AddPort(network, tap string) error {
 	dir := d.file(network, ".ports")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := ensureDir(dir); err != nil {
 		return fmt.Errorf("record port: %w", err)
 	}
-	f, err := os.Create(filepath.Join(dir, tap))
+	f, err := safefile.Open(filepath.Join(dir, tap), os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("record port: %w", err)
 	}
@@ -40,7 +43,7 @@ func (d Dir) DelPort(network, tap string) error {
 // whether one did. Ports for which live returns false are forgotten: they
 // belonged to VMs killed without a downscript.
 func (d Dir) AnyPort(network string, live func(tap string) bool) (bool, error) {
-	dir, err := os.Open(d.file(network, ".ports"))
+	dir, err := safefile.OpenDir(d.file(network, ".ports"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -69,16 +72,18 @@ func (d Dir) AnyPort(network string, live func(tap string) bool) (bool, error) {
 
 // PortNames lists the recorded ports of a network, for status and gc.
 func (d Dir) PortNames(network string) ([]string, error) {
-	ents, err := os.ReadDir(d.file(network, ".ports"))
+	dir, err := safefile.OpenDir(d.file(network, ".ports"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read ports: %w", err)
 	}
-	names := make([]string, len(ents))
-	for i, e := range ents {
-		names[i] = e.Name()
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read ports: %w", err)
 	}
+	slices.Sort(names)
 	return names, nil
 }

@@ -20,9 +20,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/safefile"
 )
 
 // Root is the parent of every namespace's state directory.
@@ -38,10 +39,43 @@ func Open() (Dir, error) {
 		return Dir{}, err
 	}
 	d := Dir{Path: filepath.Join(Root, "netns-"+strconv.FormatUint(cookie, 10))}
-	if err := os.MkdirAll(d.Path, 0o755); err != nil {
-		return Dir{}, fmt.Errorf("make state directory: %w", err)
+	for _, dir := range []string{Root, d.Path} {
+		if err := ensureDir(dir); err != nil {
+			return Dir{}, err
+		}
 	}
 	return d, nil
+}
+
+// ensureDir makes the directory path (0755) if it is missing, and refuses one
+// that someone else could have planted or could write to: a symbolic link, not
+// a directory, owned by a user other than root or the caller, or writable by
+// group or others. Once Root and the namespace's directory pass, only their
+// owner can add, swap or remove a file in them, so the files inside need no
+// check of their own beyond not following a link (package safefile).
+func ensureDir(path string) error {
+	var st unix.Stat_t
+	err := unix.Lstat(path, &st)
+	if errors.Is(err, unix.ENOENT) {
+		if err := unix.Mkdir(path, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("make state directory %s: %w", path, err)
+		}
+		err = unix.Lstat(path, &st)
+	}
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", path, err)
+	}
+	switch euid := uint32(os.Geteuid()); {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return fmt.Errorf("state directory %s: %w (remove it)", path, safefile.ErrSymlink)
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("state directory %s: not a directory (remove it)", path)
+	case st.Uid != 0 && st.Uid != euid:
+		return fmt.Errorf("state directory %s: owned by uid %d, not root: refused (remove it)", path, st.Uid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("state directory %s: writable by group or others (mode %04o): refused (chmod 755 it)", path, st.Mode&0o7777)
+	}
+	return nil
 }
 
 // netnsCookie returns the calling thread's network namespace cookie (Linux ≥ 5.14).
@@ -64,7 +98,7 @@ type Lock struct{ f *os.File }
 
 // Lock takes the lock called name (a network's name, or "forwarding"), waiting for it.
 func (d Dir) Lock(name string) (*Lock, error) {
-	f, err := os.OpenFile(filepath.Join(d.Path, name+".lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
+	f, err := safefile.Open(filepath.Join(d.Path, name+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
@@ -119,7 +153,7 @@ func (d Dir) Save(n Network) error { return d.WriteJSON(n.Name+".json", n) }
 // ReadJSON decodes the state file called name into v; ok is false when there is none.
 func (d Dir) ReadJSON(name string, v any) (ok bool, err error) {
 	path := filepath.Join(d.Path, name)
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path, maxRecord)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -186,17 +220,10 @@ func (d Dir) Networks() ([]string, error) {
 // Path returns the path of a per-network file with the given extension, e.g. ".netsvc.json".
 func (d Dir) File(network, ext string) string { return d.file(network, ext) }
 
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+// maxRecord bounds a state record read into memory; a real one is a few hundred bytes.
+const maxRecord = 1 << 20
+
+func writeAtomic(path string, b []byte) error { return safefile.WriteAtomic(path, b, 0o644) }
 
 // CheckName refuses a name that could escape the state directory or collide
 // with kvmnet's own files; network names are checked properly by config.

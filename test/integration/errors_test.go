@@ -22,12 +22,16 @@ func TestBadInput(t *testing.T) {
 		{name: "too long", prog: "kvmnet-ifup", tap: "0123456789abcdef", want: `kvmnet-ifup: tap: interface name "0123456789abcdef" is longer than 15 bytes`},
 		{name: "slash", prog: "kvmnet-natup", tap: "a/b", want: `kvmnet-natup: tap: interface name "a/b" contains '/', ':' or white space`},
 		{name: "space", prog: "kvmnet-natup", tap: "a b", want: `kvmnet-natup: tap: interface name "a b" contains`},
+		{name: "control character", prog: "kvmnet-natup", tap: "vn\x1b[2Jet",
+			want: `kvmnet-natup: tap: interface name "vn\x1b[2Jet" contains a control character or a byte that does not print`},
+		{name: "long", prog: "kvmnet-natup", tap: strings.Repeat("x", 100000),
+			want: `kvmnet-natup: tap: interface name "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"…(100000 bytes) is longer than 15 bytes`},
 		{name: "no such tap", prog: "kvmnet-natup", tap: "vnet9", want: "kvmnet-natup: find tap: vnet9: no such link"},
 		{name: "bridge name held by a veth", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"ip", "link", "add", "br0", "type", "veth", "peer", "name", "br0p"}},
 			want:  "kvmnet-natup: make bridge br0: br0 is a veth link: not a bridge"},
 		{name: "bad config", prog: "kvmnet-natup", tap: "vnet0", config: "[network.default]\nmtu = 12\n",
-			want: "kvmnet.toml:3: network.default.mtu: mtu 12: want an integer from 576 to 65535"},
+			want: "kvmnet.toml:3: network.default.mtu: mtu 12: want an integer from 576 to 65521"},
 		{name: "undefined network", prog: "kvmnet-natup@lab", tap: "vnet0", want: "kvmnet-natup: network lab: not defined in"},
 		{name: "subnet overlaps", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"}, {"ip", "addr", "add", "192.168.100.7/16", "dev", "eth0"}},
@@ -35,7 +39,8 @@ func TestBadInput(t *testing.T) {
 		{name: "daemon fails at start", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"mkdir", "$DIR/default.leases"}}, // the lease file: a directory
 			want:  "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
-		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", env: []string{"PATH=/nonexistent"}, want: "iptables"},
+		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0",
+			want: "kvmnet-natup: install rules for default: iptables not found in /usr/sbin, /sbin, /usr/bin or /bin (install the iptables package)"},
 		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,9 +55,12 @@ func TestBadInput(t *testing.T) {
 			rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 			var stderr string
 			var err error
-			if tc.name == "no CAP_NET_ADMIN" {
+			switch tc.name {
+			case "no CAP_NET_ADMIN":
 				stderr, err = h.withCaps(tc.prog, tc.tap, "-all")
-			} else {
+			case "no iptables":
+				stderr, err = h.helperAs(withoutSystemBin, tc.prog, tc.tap)
+			default:
 				stderr, err = h.helper(tc.prog, tc.tap, tc.env...)
 			}
 			if err == nil {
@@ -97,13 +105,30 @@ func TestNetAdminOnly(t *testing.T) {
 	h.AssertClean(rules, fwd)
 }
 
+// withoutSystemBin runs its arguments in a mount namespace of their own
+// (private: nothing leaks to the host) where /usr/sbin, /sbin, /bin and
+// /usr/bin are empty, so that no iptables is installed; PATH would not hide it.
+var withoutSystemBin = []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+	`for d in /usr/sbin /sbin /bin /usr/bin; do [ -L $d ] || mount -t tmpfs none $d || exit 9; done; exec "$@"`, "sh"}
+
+// hostilePath is a directory of stubs named like every program kvmnet runs,
+// each leaving a mark when run, for a PATH that must be ignored.
+func hostilePath(t *testing.T) (dir string, ran func() bool) {
+	dir = t.TempDir()
+	for _, name := range []string{"kvmnet", "iptables", "iptables-save", "iptables-restore", "iptables-nft", "xtables-nft-multi"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\ntouch "+dir+"/ran\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, func() bool { _, err := os.Stat(filepath.Join(dir, "ran")); return err == nil }
+}
+
 // TestNoDaemonBinary: a NAT helper installed without kvmnet, which runs the
 // DHCP/DNS daemon, fails in one line naming where it looked, and undoes the
-// bridge, address and rules it had made.
+// bridge, address and rules it had made. A kvmnet in PATH is not run.
 func TestNoDaemonBinary(t *testing.T) {
-	path := "/usr/sbin:/usr/bin:/sbin:/bin"
-	if p, err := exec.LookPath("kvmnet"); err == nil && strings.HasPrefix(p, "/") {
-		t.Skipf("kvmnet is installed (%s): PATH would find it", p)
+	if _, err := os.Stat("/usr/bin/kvmnet"); err == nil {
+		t.Skip("/usr/bin/kvmnet is installed")
 	}
 	root := t.TempDir()
 	helper := filepath.Join(root, "libexec", "kvmnet-natup")
@@ -117,18 +142,45 @@ func TestNoDaemonBinary(t *testing.T) {
 	if err := os.WriteFile(helper, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	stubs, ran := hostilePath(t)
 	h := newHost(t, "")
 	tap := h.taps("vnet", 1)[0]
 	rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
-	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, "PATH="+path, helper, tap)
+	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, "PATH="+stubs, helper, tap)
 	if err == nil {
 		t.Fatalf("succeeded; stderr: %s", stderr)
 	}
 	want := "kvmnet-natup: start DHCP/DNS on br0: kvmnet binary not found next to " + helper + ", in " +
-		filepath.Join(root, "bin") + " or in PATH (it runs the DHCP/DNS daemon)"
+		filepath.Join(root, "bin") + " or at /usr/bin/kvmnet (it runs the DHCP/DNS daemon)"
 	if !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("stderr = %q, want one line containing %q", stderr, want)
 	}
+	if ran() {
+		t.Error("a program from PATH was run")
+	}
 	h.SetLinks(links)
+	h.AssertClean(rules, fwd)
+}
+
+// TestHostilePathIgnored: with PATH full of stubs named like iptables and
+// kvmnet, a NAT network still comes up and goes down with the system's
+// iptables and the kvmnet beside the helpers, and no stub runs.
+func TestHostilePathIgnored(t *testing.T) {
+	stubs, ran := hostilePath(t)
+	h := newHost(t, "")
+	tap := h.taps("vnet", 1)[0]
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
+		if stderr, err := h.helper(prog, tap, "PATH="+stubs); err != nil {
+			t.Fatalf("%s with a hostile PATH: %v\n%s", prog, err, stderr)
+		}
+		if prog == "kvmnet-natup" && h.kvmnetRules() == 0 {
+			t.Error("no rules after natup")
+		}
+	}
+	if ran() {
+		t.Error("a program from PATH was run")
+	}
+	h.MustRun("ip", "link", "del", tap)
 	h.AssertClean(rules, fwd)
 }

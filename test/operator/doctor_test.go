@@ -170,7 +170,10 @@ func TestDoctor(t *testing.T) {
 	})
 	t.Run("iptables-missing", func(t *testing.T) {
 		h := newHost(t, "")
-		h.expectFinding("problem", "iptables is missing", 1, "PATH=/nonexistent")
+		// PATH would not hide iptables: kvmnet looks in the system's
+		// directories only. Empty them, in a private mount namespace.
+		h.expectFinding("problem", "iptables is missing", 1, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+			`for d in /usr/sbin /sbin /bin /usr/bin; do [ -L $d ] || mount -t tmpfs none $d || exit 9; done; exec "$@"`, "sh")
 	})
 	t.Run("firewalld", func(t *testing.T) {
 		h := newHost(t, "")

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kvmnet/kvmnet/internal/safefile"
 )
 
 // Host is a static DHCP host: the guest with this MAC always gets IP, and Name
@@ -139,7 +141,7 @@ func WriteConfig(path string, c Config) error {
 // nor validates: the daemon does both.
 func ReadConfig(path string) (Config, error) {
 	var c Config
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path, 16<<20) // far more than the hosts a 256 KiB kvmnet.toml can name
 	if err != nil {
 		return c, fmt.Errorf("read netsvc config: %w", err)
 	}

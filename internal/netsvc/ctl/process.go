@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/safefile"
 )
 
 // ProcName is argv[0] of the daemon: the kvmnet binary started under this name
@@ -49,7 +51,7 @@ func RemovePIDFile(path string, pid int) {
 
 // readPID reads the pid in a pid file.
 func readPID(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path, 64)
 	if err != nil {
 		return 0, err
 	}
@@ -173,7 +175,7 @@ func Start(exe string, configPath string, logPath string) (*Process, error) {
 	if err := removeStale(c.PIDFile); err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := safefile.Open(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open netsvc log: %w", err)
 	}
@@ -246,7 +248,7 @@ func exitText(err error) string {
 
 // logTail returns the last non-empty line the daemon logged since start.
 func logTail(path string, start int64) string {
-	f, err := os.Open(path)
+	f, err := safefile.Open(path, os.O_RDONLY, 0)
 	if err != nil {
 		return "no log"
 	}
