@@ -40,10 +40,10 @@ func Heal(d state.Dir, n config.Net) (Result, error) { return up(d, n, "", healU
 type upKind int
 
 const (
-	vmUp   upKind = iota // a helper: attach and record the tap
-	pinUp                // kvmnet up: no tap, mark the network pinned
-	healUp               // kvmnet doctor --fix: no tap, only a network already up
-	domainUp             // the libvirt hook: no tap (libvirt attaches its own), record the domain
+	vmUp     upKind = iota // a helper: attach and record the tap
+	pinUp                  // kvmnet up: no tap, mark the network pinned
+	healUp                 // kvmnet doctor --fix: no tap, only a network already up
+	domainUp               // the libvirt hook: no tap (libvirt attaches its own), record the domain
 )
 
 func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) {
@@ -144,7 +144,7 @@ type upCall struct {
 	d   state.Dir
 	n   config.Net
 	rec state.Network
-	tap netlink.Link // nil for an up with no VM (Pin, Heal)
+	tap netlink.Link  // nil for an up with no VM (Pin, Heal)
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 	br  *netlink.Bridge
 	fw  *nat.Firewall
