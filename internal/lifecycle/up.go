@@ -40,11 +40,13 @@ func Heal(d state.Dir, n config.Net) (Result, error) { return up(d, n, "", healU
 type upKind int
 
 const (
-	vmUp     upKind = iota // a helper: attach and record the tap
-	pinUp                  // kvmnet up: no tap, mark the network pinned
-	healUp                 // kvmnet doctor --fix: no tap, only a network already up
-	domainUp               // the libvirt hook: no tap (libvirt attaches its own), record the domain
+	vmUp   upKind = iota // a helper: attach and record the tap
+	pinUp                // kvmnet up: no tap, mark the network pinned
+	healUp               // kvmnet doctor --fix: no tap, only a network already up
 )
+
+// domainUp is the libvirt hook's: no tap (libvirt attaches its own), record the domain.
+const domainUp = healUp + 1
 
 func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) {
 	return upFor(d, n, tapName, kind, nil)
@@ -144,12 +146,13 @@ type upCall struct {
 	d   state.Dir
 	n   config.Net
 	rec state.Network
-	tap netlink.Link  // nil for an up with no VM (Pin, Heal)
-	dom *state.Domain // the libvirt domain this up is for (Join), else nil
+	tap netlink.Link // nil for an up with no VM (Pin, Heal)
 	br  *netlink.Bridge
 	fw  *nat.Firewall
 
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
+
+	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 
 	warnings []string
 }
