@@ -32,27 +32,30 @@ type Domain struct {
 
 const domainsExt = ".domains"
 
+// ErrSymlink is returned for a symbolic link where kvmnet keeps a record.
+var ErrSymlink = errors.New("is a symbolic link: refused")
+
 // maxDomainFile bounds a record's size when reading one back.
 const maxDomainFile = 64 << 10
 
 // SaveDomain records that dom uses the network, replacing an earlier record of it.
 func (d Dir) SaveDomain(network string, dom Domain) error {
 	if err := CheckName(dom.UUID); err != nil {
-		return fmt.Errorf("record domain %s: %w", dom.Name, err)
+		return err
 	}
 	b, err := json.Marshal(dom)
 	if err != nil {
-		return fmt.Errorf("record domain %s: %w", dom.Name, err)
+		return fmt.Errorf("encode state: %w", err)
 	}
 	dir, err := d.domainsDir(network, true)
 	if err != nil {
-		return fmt.Errorf("record domain %s: %w", dom.Name, err)
+		return err
 	}
 	defer unix.Close(dir)
 	tmp := dom.UUID + ".tmp" + strconv.Itoa(os.Getpid())
 	fd, err := unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return fmt.Errorf("record domain %s: open %s: %w", dom.Name, tmp, err)
+		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	_, err = f.Write(b)
@@ -65,7 +68,7 @@ func (d Dir) SaveDomain(network string, dom Domain) error {
 	}
 	if err != nil {
 		_ = unix.Unlinkat(dir, tmp, 0)
-		return fmt.Errorf("record domain %s: %w", dom.Name, err)
+		return fmt.Errorf("write %s: %w", dom.UUID, err)
 	}
 	return nil
 }
@@ -215,10 +218,13 @@ func (d Dir) domainsDir(network string, create bool) (int, error) {
 		}
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+	if err == nil {
+		return fd, nil
 	}
-	return fd, nil
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return -1, fmt.Errorf("%s: %w", path, ErrSymlink)
+	}
+	return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 }
 
 // readNames lists the entries of the open directory dir.

@@ -218,6 +218,13 @@ func scriptIface(tap string) string {
 // start defines and starts a transient domain for g.
 func (l *lab) start(g guest) {
 	l.t.Helper()
+	if out, err := l.create(g); err != nil {
+		l.t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// create is start, returning virsh's error.
+func (l *lab) create(g guest) (string, error) {
 	cmdline := []string{"console=ttyS0", "quiet", "panic=-1", "kvmnet.name=" + g.name, "kvmnet.net=dhcp",
 		"kvmnet.wait=240", "kvmnet.hold=900", "kvmnet.timeout=1200"}
 	if len(g.check) > 0 {
@@ -241,9 +248,7 @@ func (l *lab) start(g guest) {
 	if err := os.WriteFile(path, []byte(xml), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
-	if out, err := l.virsh("create", path); err != nil {
-		l.t.Fatalf("%v\n%s", err, out)
-	}
+	return l.virsh("create", path)
 }
 
 func (l *lab) serial(name string) string { return filepath.Join(l.dir, name+".serial") }
@@ -450,6 +455,7 @@ func TestLibvirt(t *testing.T) {
 	t.Run("ethernet scripts", func(t *testing.T) { ethernetScripts(l.with(t)) })
 	t.Run("hook", func(t *testing.T) { hook(l.with(t)) })
 	t.Run("hand-made bridges", func(t *testing.T) { handMade(l.with(t)) })
+	t.Run("prepare fails", func(t *testing.T) { prepareFails(l.with(t)) })
 }
 
 // with returns l reporting to subtest t.
@@ -546,5 +552,30 @@ func handMade(l *lab) {
 		}
 		l.host.MustRun("ip", "link", "del", br)
 	}
+	l.restored()
+}
+
+// prepareFails: when the network cannot come up, libvirt refuses to start the
+// domain with the hook's one line, and nothing is left.
+func prepareFails(l *lab) {
+	t := l.t
+	// Another interface of the host already has the default network's subnet.
+	l.host.MustRun("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p")
+	l.host.MustRun("ip", "addr", "add", "192.168.100.50/24", "dev", "lan0")
+	before := l.snap()
+	out, err := l.create(guest{name: "x1", iface: bridgeIface("br0")})
+	if err == nil {
+		l.destroy("x1")
+		t.Fatalf("x1 started on an overlapping subnet:\n%s", out)
+	}
+	t.Logf("virsh create:\n%s", out)
+	want := "kvmnet-libvirt-hook: network default for domain x1: add 192.168.100.1/24 to br0: subnet 192.168.100.0/24 overlaps"
+	if !strings.Contains(out, want) || !strings.Contains(out, "unexpected exit status 1") {
+		t.Errorf("virsh create said %q, want libvirt's hook failure with %q", out, want)
+	}
+	if now := l.snap(); now != before {
+		t.Errorf("a failed prepare left something:\nbefore: %+v\nafter:  %+v", before, now)
+	}
+	l.host.MustRun("ip", "link", "del", "lan0")
 	l.restored()
 }
