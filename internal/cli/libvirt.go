@@ -59,7 +59,7 @@ func LibvirtHook(args []string, stdin *os.File) int {
 		log.Info(res.op, "domain", res.domain, "network", d.network, "changes", strings.Join(d.Changes, ","),
 			"took", time.Since(start).Round(10*time.Microsecond).String())
 		for _, w := range d.Warnings {
-			log.Info("warning: "+w, "network", d.network)
+			log.Warn(w, "network", d.network)
 		}
 	}
 	if err == nil {
