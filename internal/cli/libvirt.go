@@ -41,7 +41,7 @@ const (
 func LibvirtHook(args []string, stdin *os.File) int {
 	switch {
 	case len(args) == 2 && (args[1] == "--help" || args[1] == "-h"):
-		hookUsage(os.Stdout)
+		HookUsage(os.Stdout)
 		return ExitOK
 	case len(args) == 2 && args[1] == "--version":
 		fmt.Printf("%s %s\n", hookProg, version.Version)
@@ -295,7 +295,8 @@ func checkUUID(s string) error {
 	return nil
 }
 
-func hookUsage(w io.Writer) {
+// HookUsage writes the hook's --help, which is also its man page.
+func HookUsage(w io.Writer) {
 	fmt.Fprintf(w, `Usage: %[1]s DOMAIN OPERATION SUBOP EXTRA   (domain XML on stdin)
 
 libvirt's qemu hook, installed as /etc/libvirt/hooks/qemu.d/kvmnet (restart
