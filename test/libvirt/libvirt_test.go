@@ -456,6 +456,7 @@ func TestLibvirt(t *testing.T) {
 	t.Run("hook", func(t *testing.T) { hook(l.with(t)) })
 	t.Run("hand-made bridges", func(t *testing.T) { handMade(l.with(t)) })
 	t.Run("prepare fails", func(t *testing.T) { prepareFails(l.with(t)) })
+	t.Run("script fails", func(t *testing.T) { scriptFails(l.with(t)) })
 }
 
 // with returns l reporting to subtest t.
@@ -517,6 +518,9 @@ func hook(l *lab) {
 		t.Errorf("kvmnet gc: %v\n%s", err, out)
 	}
 	l.stillUp(taps["b2"][0])
+	if log := l.inLibvirt("cat", "/var/log/libvirt/qemu/b1.log"); strings.Contains(log, "shell-scripts") {
+		t.Errorf("b1, which runs no script, is tainted:\n%s", log)
+	}
 	l.destroy("b1")
 	l.stillUp(taps["b2"][0])
 	if s := l.status(); len(s.Domains) != 1 || s.Domains[0].Name != "b2" {
@@ -577,5 +581,27 @@ func prepareFails(l *lab) {
 		t.Errorf("a failed prepare left something:\nbefore: %+v\nafter:  %+v", before, now)
 	}
 	l.host.MustRun("ip", "link", "del", "lan0")
+	l.restored()
+}
+
+// scriptFails: a helper that fails as an ethernet interface's script stops
+// the domain's start; libvirt shows the helper's line inside its own error.
+func scriptFails(l *lab) {
+	t := l.t
+	link := filepath.Join(l.dir, "kvmnet-natup@lab")
+	if err := os.Symlink(filepath.Join(bin, "kvmnet-natup"), link); err != nil {
+		t.Fatal(err)
+	}
+	iface := fmt.Sprintf(`<interface type='ethernet'><target dev='kv-web1'/><model type='virtio'/><script path='%s'/></interface>`, link)
+	out, err := l.create(guest{name: "x2", iface: iface})
+	if err == nil {
+		l.destroy("x2")
+		t.Fatalf("x2 started with a script for an undefined network:\n%s", out)
+	}
+	t.Logf("virsh create:\n%s", out)
+	want := "unexpected exit status 2: kvmnet-natup: network lab: not defined in /etc/kvmnet/kvmnet.toml"
+	if !strings.Contains(out, "Child process (") || !strings.Contains(out, want) {
+		t.Errorf("virsh create said %q, want libvirt's child process error ending in %q", out, want)
+	}
 	l.restored()
 }
