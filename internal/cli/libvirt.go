@@ -113,9 +113,9 @@ func runHook(args []string, stdin *os.File) (hookResult, error) {
 		return res, err
 	}
 	switch res.op {
-	case "prepare", "start", "started", "reconnect", "attach", "release":
+	case "prepare", "start", "reconnect", "attach", "release":
 	default:
-		return res, nil // stopped, migrate, restore, save: nothing of kvmnet's
+		return res, nil // started, stopped, migrate, restore, save: nothing of kvmnet's
 	}
 	var dom domainXML
 	if err := xml.Unmarshal(b, &dom); err != nil {
@@ -149,8 +149,16 @@ func runHook(args []string, stdin *os.File) (hookResult, error) {
 		return res, err
 	}
 	for _, u := range uses {
-		if err := lifecycle.AddTaps(d, u.network, rec, u.taps); err != nil {
+		recorded, err := lifecycle.AddTaps(d, u.network, rec, u.taps)
+		if err != nil {
 			return res, fmt.Errorf("network %s: record the taps of domain %s: %w", u.network, dom.Name, err)
+		}
+		if recorded {
+			r := netResult{network: u.network}
+			for _, tap := range u.taps {
+				r.Changes = append(r.Changes, "record "+tap)
+			}
+			res.done = append(res.done, r)
 		}
 	}
 	return res, nil
@@ -307,6 +315,7 @@ network's bridge (br0 is the "default" network, which needs no configuration):
   prepare   set the network up (bridge, address, DHCP/DNS, rules), so that
             libvirt can attach the domain's tap; a failure stops the start
   start     record libvirt's taps (<target dev=…/>) as the network's users
+            (again at reconnect, when libvirtd restarts under running domains)
   release   forget the domain, and tear the network down with its last user
 Other bridges and operations are left alone. The hook never calls libvirt.
 

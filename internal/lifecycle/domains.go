@@ -36,39 +36,39 @@ func Join(d state.Dir, n config.Net, dom state.Domain) (Result, error) {
 }
 
 // AddTaps records taps, which libvirt attached to network name's bridge for
-// domain dom, as ports of the network and as the domain's. A network that is
-// not up, or a domain the hook never prepared (it was installed while the
-// domain ran), gets a record only when the network is up.
-func AddTaps(d state.Dir, name string, dom state.Domain, taps []string) error {
+// domain dom, as ports of the network and as the domain's, and reports
+// whether it did: only while the network is up (a domain the hook never
+// prepared, as it was installed while the domain ran, gets a record then too).
+func AddTaps(d state.Dir, name string, dom state.Domain, taps []string) (bool, error) {
 	lk, err := d.Lock(name)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer lk.Unlock()
 	if _, ok, err := d.Load(name); err != nil || !ok {
-		return err
+		return false, err
 	}
 	rec, ok, err := d.LoadDomain(name, dom.UUID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if ok {
 		dom.Since = rec.Since
 	}
 	for _, tap := range taps {
 		if err := d.AddPort(name, tap); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for _, tap := range rec.Taps {
 		if !slices.Contains(taps, tap) {
 			if err := d.DelPort(name, tap); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
 	dom.Taps = taps
-	return d.SaveDomain(name, dom)
+	return true, d.SaveDomain(name, dom)
 }
 
 // Leave forgets domain uuid on network name, whose taps libvirt has already

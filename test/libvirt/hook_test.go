@@ -70,7 +70,9 @@ func TestHookLifecycle(t *testing.T) {
 	}
 	h.MustRun("ip", "tuntap", "add", "vnet7", "mode", "tap")
 	h.MustRun("ip", "link", "set", "vnet7", "master", "br0", "up")
-	l.hookMust(h, "start", hookXML("br0", "vnet7"))
+	if out := l.hookMust(h, "start", hookXML("br0", "vnet7")); !strings.Contains(out, `start domain=g1 network=default changes="record vnet7"`) {
+		t.Errorf("start logged %q", out)
+	}
 	if out, _ := operator(h, "status"); !strings.Contains(out, "vnet7  default  tuntap  kvmnet  attached") || !strings.Contains(out, "g1") {
 		t.Errorf("status does not name g1 beside vnet7:\n%s", out)
 	}
