@@ -100,18 +100,7 @@ func newLab(t *testing.T) *lab {
 	script := filepath.Join(root, "test", "libvirt", "testdata", "libvirtd.sh")
 	t.Cleanup(l.stop)
 	l.host.MustRun("unshare", "-m", "--propagation", "private", script, l.dir, filepath.Join(bin, "kvmnet-libvirt-hook"))
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		_, err := l.virsh("version")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(l.dir, "libvirtd.log"))
-			t.Fatalf("libvirtd did not answer: %v\nits log:\n%s", err, b)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	l.waitLibvirtd()
 	l.before = l.snap()
 	return l
 }
@@ -128,6 +117,41 @@ func (l *lab) stop() {
 			_ = exec.Command("kill", strconv.Itoa(pid)).Run()
 			waitGone(pid, 10*time.Second)
 		}
+	}
+}
+
+// restartLibvirtd stops libvirtd and starts it again in the same namespaces
+// (those virtlogd keeps), under the running domains.
+func (l *lab) restartLibvirtd() {
+	l.t.Helper()
+	pid, ok := l.pid("libvirtd")
+	logd, ok2 := l.pid("virtlogd")
+	if !ok || !ok2 {
+		l.t.Fatal("no libvirtd or virtlogd pid")
+	}
+	_ = exec.Command("kill", strconv.Itoa(pid)).Run()
+	waitGone(pid, 30*time.Second)
+	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(logd), "-m", "-n", "--",
+		"libvirtd", "-d", "-p", filepath.Join(l.dir, "libvirtd.pid")).CombinedOutput(); err != nil {
+		l.t.Fatalf("start libvirtd again: %v\n%s", err, out)
+	}
+	l.waitLibvirtd()
+}
+
+// waitLibvirtd waits until libvirtd answers.
+func (l *lab) waitLibvirtd() {
+	l.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := l.virsh("version")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(l.dir, "libvirtd.log"))
+			l.t.Fatalf("libvirtd did not answer: %v\nits log:\n%s", err, b)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -525,6 +549,13 @@ func hook(l *lab) {
 	l.stillUp(taps["b2"][0])
 	if s := l.status(); len(s.Domains) != 1 || s.Domains[0].Name != "b2" {
 		t.Errorf("domains on the network after b1's end: %+v, want b2 alone", s.Domains)
+	}
+	// libvirtd restarts (an upgrade does) under b2: the hook's `reconnect`
+	// keeps it recorded, and its end still takes the network down.
+	l.restartLibvirtd()
+	l.stillUp(taps["b2"][0])
+	if s := l.status(); len(s.Domains) != 1 || s.Domains[0].Name != "b2" || len(s.Domains[0].Taps) != 1 {
+		t.Errorf("domains on the network after libvirtd's restart: %+v, want b2 with its tap", s.Domains)
 	}
 	l.destroy("b2")
 	l.restored()
