@@ -119,10 +119,10 @@ func runHook(args []string, stdin *os.File) (hookResult, error) {
 	}
 	var dom domainXML
 	if err := xml.Unmarshal(b, &dom); err != nil {
-		return res, usagef("domain %s: read its XML: %s", res.domain, err)
+		return res, usageError{"domain " + res.domain + ": read its XML: " + err.Error()}
 	}
 	if err := checkUUID(dom.UUID); err != nil {
-		return res, usagef("domain %s: %s", res.domain, err)
+		return res, usageError{"domain " + res.domain + ": " + err.Error()}
 	}
 	if res.op == "release" {
 		res.done, err = hookRelease(dom)
@@ -146,22 +146,29 @@ func runHook(args []string, stdin *os.File) (hookResult, error) {
 	rec := state.Domain{UUID: dom.UUID, Name: dom.Name, Since: time.Now()}
 	if res.op == "prepare" {
 		res.done, err = hookPrepare(d, f, rec, uses)
-		return res, err
+	} else {
+		res.done, err = hookStart(d, rec, uses)
 	}
+	return res, err
+}
+
+// hookStart records the taps libvirt made for the domain on each network.
+func hookStart(d state.Dir, dom state.Domain, uses []netUse) ([]netResult, error) {
+	var done []netResult
 	for _, u := range uses {
-		recorded, err := lifecycle.AddTaps(d, u.network, rec, u.taps)
+		recorded, err := lifecycle.AddTaps(d, u.network, dom, u.taps)
 		if err != nil {
-			return res, fmt.Errorf("network %s: record the taps of domain %s: %w", u.network, dom.Name, err)
+			return done, fmt.Errorf("network %s: record the taps of domain %s: %w", u.network, dom.Name, err)
 		}
 		if recorded {
 			r := netResult{network: u.network}
 			for _, tap := range u.taps {
 				r.Changes = append(r.Changes, "record "+tap)
 			}
-			res.done = append(res.done, r)
+			done = append(done, r)
 		}
 	}
-	return res, nil
+	return done, nil
 }
 
 // netUse is a kvmnet network a domain has interfaces on, and libvirt's taps
