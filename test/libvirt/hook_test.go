@@ -76,6 +76,17 @@ func TestHookLifecycle(t *testing.T) {
 	if out, _ := operator(h, "status"); !strings.Contains(out, "vnet7  default  tuntap  kvmnet  attached") || !strings.Contains(out, "g1") {
 		t.Errorf("status does not name g1 beside vnet7:\n%s", out)
 	}
+	// A VM of the helpers' joins and leaves: the domain keeps the network up.
+	h.MustRun("ip", "tuntap", "add", "kvtap8", "mode", "tap")
+	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
+		if _, e, err := h.Run("env", "KVMNET_CONFIG="+h.Config, filepath.Join(h.Bin, prog), "kvtap8"); err != nil {
+			t.Fatalf("%s: %v\n%s", prog, err, e)
+		}
+	}
+	h.MustRun("ip", "link", "del", "kvtap8")
+	if h.Master("vnet7") != "br0" {
+		t.Fatal("the last helper VM's down took the network from the domain")
+	}
 	h.MustRun("ip", "link", "del", "vnet7")
 	l.hookMust(h, "stopped", hookXML("br0", "vnet7"))
 	if !h.Exists("br0") {
