@@ -76,6 +76,9 @@ func TestHookLifecycle(t *testing.T) {
 	if out, _ := operator(h, "status"); !strings.Contains(out, "vnet7  default  tuntap  kvmnet  attached") || !strings.Contains(out, "g1") {
 		t.Errorf("status does not name g1 beside vnet7:\n%s", out)
 	}
+	if out, err := operator(h, "down", "default"); err == nil || !strings.Contains(out, "in use by vnet7") {
+		t.Errorf("kvmnet down under a running domain: %v\n%s", err, out)
+	}
 	// A VM of the helpers' joins and leaves: the domain keeps the network up.
 	h.MustRun("ip", "tuntap", "add", "kvtap8", "mode", "tap")
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
