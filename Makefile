@@ -23,20 +23,26 @@ build:
 	  CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-$$h ./cmd/qemu-$$h || exit 1; \
 	done
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet ./cmd/kvmnet
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-libvirt-hook ./cmd/kvmnet-libvirt-hook
 
 # install puts the helpers in $(LIBEXECDIR) and kvmnet in $(BINDIR).
 # LINK_QEMU=1 also points /etc/qemu-ifup and /etc/qemu-ifdown at the NAT helpers,
 # so that a bare `-netdev tap` works with no script= at all.
 # NETWORKS="lab dmz" adds kvmnet-ifup@lab, kvmnet-natup@lab, ... links for named networks.
+# LIBVIRT_HOOK=1 also links /etc/libvirt/hooks/qemu.d/kvmnet to the libvirt hook
+# (libvirtd finds it when it next starts).
 install: build
 	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(BINDIR)
 	for h in $(HELPERS); do install -m 0755 bin/kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h; done
 	install -m 0755 bin/kvmnet $(DESTDIR)$(BINDIR)/kvmnet
+	install -m 0755 bin/kvmnet-libvirt-hook $(DESTDIR)$(LIBEXECDIR)/kvmnet-libvirt-hook
 	for n in $(NETWORKS); do for h in $(HELPERS); do \
 	  ln -sf kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h@$$n; done; done
 	if [ "$(LINK_QEMU)" = 1 ]; then install -d $(DESTDIR)/etc; \
 	  ln -sf $(LIBEXECDIR)/kvmnet-natup $(DESTDIR)/etc/qemu-ifup; \
 	  ln -sf $(LIBEXECDIR)/kvmnet-natdown $(DESTDIR)/etc/qemu-ifdown; fi
+	if [ "$(LIBVIRT_HOOK)" = 1 ]; then install -d $(DESTDIR)/etc/libvirt/hooks/qemu.d; \
+	  ln -sf $(LIBEXECDIR)/kvmnet-libvirt-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/kvmnet; fi
 
 test: deps build
 	@scripts/test.sh

@@ -15,6 +15,7 @@ pkgs=(
 	cpio gzip xz-utils zstd   # packing the guest's initramfs (modules may be .ko.xz/.zst)
 	bridge-utils              # brctl: the seed scripts `make bench` measures kvmnet against
 	iputils-ping              # ping -M do: the overlay tests send full-size packets with DF
+	libvirt-daemon-system     # libvirtd, virtlogd, virsh: test/libvirt runs kvmnet under a real libvirt
 )
 
 missing=()

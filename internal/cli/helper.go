@@ -79,7 +79,7 @@ func Helper(v Verb, args []string) int {
 	log.Info(res.what, "tap", res.tap, "network", res.net.Name, "bridge", res.net.Bridge, "mode", string(res.net.Mode),
 		"changes", strings.Join(res.Changes, ","), "took", time.Since(start).Round(10*time.Microsecond).String())
 	for _, w := range res.Warnings {
-		log.Info("warning: "+w, "network", res.net.Name)
+		log.Warn(w, "network", res.net.Name)
 	}
 	return ExitOK
 }

@@ -273,7 +273,7 @@ func runUp(c *call) (int, error) {
 	c.log.Info("up", "network", n.Name, "bridge", n.Bridge, "mode", string(n.Mode),
 		"changes", strings.Join(res.Changes, ","), "took", since(start))
 	for _, w := range res.Warnings {
-		c.log.Info("warning: "+w, "network", n.Name)
+		c.log.Warn(w, "network", n.Name)
 	}
 	return ExitOK, nil
 }

@@ -54,7 +54,7 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 }
 
 // lastUser reports whether the network has no VM left: no tap kvmnet attached
-// is still a port of the bridge, and a bridge kvmnet made has no port at all
+// is still a port of the bridge, no libvirt domain uses it (domainLive), and a bridge kvmnet made has no port at all
 // (someone attached a port by hand: the network stays until they take it off).
 // A bridge an admin made keeps its own ports, e.g. an uplink; they do not count.
 func lastUser(d state.Dir, rec state.Network, br *netlink.Bridge) (bool, error) {
@@ -63,6 +63,9 @@ func lastUser(d state.Dir, rec state.Network, br *netlink.Bridge) (bool, error) 
 	}
 	busy, err := d.AnyPort(rec.Name, onBridge(br))
 	if err != nil || busy {
+		return false, err
+	}
+	if busy, err := d.AnyDomain(rec.Name, domainLive(br)); err != nil || busy {
 		return false, err
 	}
 	if !rec.MadeBridge {

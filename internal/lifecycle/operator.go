@@ -49,6 +49,11 @@ func Release(d state.Dir, name string, force bool) (Result, error) {
 			if err != nil {
 				return Result{}, err
 			}
+			starting, err := pendingDomains(d, name)
+			if err != nil {
+				return Result{}, err
+			}
+			used = append(used, starting...)
 			return Result{}, fmt.Errorf("network %s: %w by %s (stop those VMs first, or --force to detach them)",
 				name, ErrBusy, strings.Join(used, ","))
 		}

@@ -45,7 +45,15 @@ const (
 	healUp               // kvmnet doctor --fix: no tap, only a network already up
 )
 
+// domainUp is the libvirt hook's: no tap (libvirt attaches its own), record the domain.
+const domainUp = healUp + 1
+
 func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) {
+	return upFor(d, n, tapName, kind, nil)
+}
+
+// upFor is up, recording libvirt domain dom as a user of the network when not nil.
+func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Domain) (Result, error) {
 	lk, err := d.Lock(n.Name)
 	if err != nil {
 		return Result{}, err
@@ -60,7 +68,7 @@ func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	u := &upCall{d: d, n: n, rec: rec}
+	u := &upCall{d: d, n: n, rec: rec, dom: dom}
 	if kind == vmUp {
 		if u.tap, err = findTap(tapName, n.Bridge); err != nil {
 			return Result{}, err
@@ -144,6 +152,8 @@ type upCall struct {
 
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
+	dom *state.Domain // the libvirt domain this up is for (Join), else nil
+
 	warnings []string
 }
 
@@ -167,6 +177,9 @@ func (u *upCall) steps() []step {
 	steps = append(steps, step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules})
 	if serves(u.n) {
 		steps = append(steps, step{name: "wait for DHCP/DNS on " + br, do: u.servicesReady})
+	}
+	if u.dom != nil {
+		steps = append(steps, step{name: "record domain " + u.dom.Name, do: u.recordDomain, undo: u.unrecordDomain})
 	}
 	if u.tap == nil {
 		return steps

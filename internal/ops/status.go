@@ -44,10 +44,13 @@ import (
 //	                 "leases": [{"ip": "192.168.100.2", "mac": "52:54:00:3c:a1:07",
 //	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
 //	    "ports": [{"name": "vnet0", "kind": "tuntap", "kvmnet": true, "attached": true,
-//	               "up": true, "mtu": 1500, "mac": "fe:54:00:3c:a1:07"}],
+//	               "up": true, "mtu": 1500, "mac": "fe:54:00:3c:a1:07",
+//	               "domain": "web1"},     // the libvirt domain of the tap (the hook's); absent when none
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
 //	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
 //	                                      // only for a network with an overlay
+//	    "domains": [{"name": "web1", "uuid": "71e034e8-…", "taps": ["vnet0"],  // libvirt domains
+//	                 "since": "2025-01-01T09:00:00Z"}],                         // using it (the hook)
 //	    "errors": []                      // what could not be read
 //	  }]
 //	}
@@ -80,7 +83,17 @@ type NetworkStatus struct {
 	Services   ServicesStatus `json:"services"`
 	Ports      []PortStatus   `json:"ports"`
 	VXLAN      *VXLANStatus   `json:"vxlan,omitempty"`
+	Domains    []DomainStatus `json:"domains"`
 	Errors     []string       `json:"errors"`
+}
+
+// DomainStatus is a libvirt domain that uses the network through kvmnet's
+// libvirt hook; its taps are among the network's ports.
+type DomainStatus struct {
+	Name  string    `json:"name"`
+	UUID  string    `json:"uuid"`
+	Taps  []string  `json:"taps"` // empty while libvirt starts it
+	Since time.Time `json:"since"`
 }
 
 // BridgeStatus is a network's bridge.
@@ -140,6 +153,7 @@ type PortStatus struct {
 	Up       bool   `json:"up"`
 	MTU      int    `json:"mtu"`
 	MAC      string `json:"mac"`
+	Domain   string `json:"domain,omitempty"` // the libvirt domain the tap is of, when the hook recorded it
 }
 
 // brNFCallIptables is per network namespace since Linux 5.3, like ip_forward.
@@ -175,7 +189,7 @@ func (h Host) Status(names []string) (Status, error) {
 
 // network gathers one network's status; what cannot be read goes to Errors.
 func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus {
-	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Errors: []string{}}
+	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Domains: []DomainStatus{}, Errors: []string{}}
 	fail := func(err error) { ns.Errors = append(ns.Errors, err.Error()) }
 	rec, up, err := h.Dir.Load(name)
 	if err != nil {
@@ -200,6 +214,7 @@ func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus 
 	if br != nil {
 		ns.Ports = h.ports(rec, br, fail)
 	}
+	ns.Domains = h.domains(name, ns.Ports, fail)
 	if up {
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(rec, fw, fwErr, fail)
 	}
@@ -272,6 +287,25 @@ func (h Host) ports(rec state.Network, br *netlink.Bridge, fail func(error)) []P
 	return out
 }
 
+// domains lists the libvirt domains recorded on the network, and names each
+// one beside its taps among ports.
+func (h Host) domains(name string, ports []PortStatus, fail func(error)) []DomainStatus {
+	out := []DomainStatus{}
+	doms, err := h.Dir.Domains(name)
+	if err != nil {
+		fail(err)
+	}
+	for _, d := range doms {
+		out = append(out, DomainStatus{Name: d.Name, UUID: d.UUID, Taps: append([]string{}, d.Taps...), Since: d.Since})
+		for i := range ports {
+			if slices.Contains(d.Taps, ports[i].Name) {
+				ports[i].Domain = d.Name
+			}
+		}
+	}
+	return out
+}
+
 func portStatus(l netlink.Link, br *netlink.Bridge) PortStatus {
 	a := l.Attrs()
 	return PortStatus{
@@ -331,15 +365,15 @@ func WriteTable(w io.Writer, s Status) error {
 	var ports, leases []string
 	for _, n := range s.Networks {
 		for _, p := range n.Ports {
-			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
-				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC)))
+			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
+				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC), orDash(p.Domain)))
 		}
 		for _, l := range n.Services.Leases {
 			leases = append(leases, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", l.IP, n.Name, l.MAC, orDash(l.Hostname), leaseEnd(l)))
 		}
 	}
 	if len(ports) > 0 {
-		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC")
+		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC\tDOMAIN")
 		fmt.Fprintln(tw, strings.Join(ports, "\n"))
 	}
 	if len(leases) > 0 {

@@ -49,6 +49,18 @@ func (l *Logger) Info(msg string, kv ...string) {
 	}
 }
 
+// Warn logs msg with key=value pairs as Info does, prefixed "warning: " and
+// at the system log's warning priority: something the user must act on
+// although the run succeeded (under libvirt, a script's stderr reaches only
+// libvirt's debug log, so the system log is where they see it).
+func (l *Logger) Warn(msg string, kv ...string) {
+	line := "warning: " + format(msg, kv)
+	fmt.Fprintf(l.stderr, "%s: %s\n", l.prog, line)
+	if l.sys != nil {
+		_ = l.sys.Warning(l.prog + ": " + line)
+	}
+}
+
 // Error logs err as one line.
 func (l *Logger) Error(err error) {
 	line := strings.ReplaceAll(err.Error(), "\n", "; ")

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -30,7 +31,13 @@ import (
 const Root = "/run/kvmnet"
 
 // Dir is the state directory of the caller's network namespace.
-type Dir struct{ Path string }
+type Dir struct {
+	Path string
+	// LockWait bounds how long Lock waits for a lock another run holds; zero
+	// waits as long as it takes. The libvirt hook sets it: libvirt waits on
+	// the hook, and a hook must never wedge libvirtd.
+	LockWait time.Duration
+}
 
 // Open returns the state directory of the calling thread's network namespace, making it if needed.
 func Open() (Dir, error) {
@@ -102,13 +109,7 @@ func (d Dir) Lock(name string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err = flock(f, d.LockWait); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}

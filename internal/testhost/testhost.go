@@ -18,12 +18,12 @@ import (
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
-// Binaries are the programs Build makes: the four helpers and the operator tool
-// (which is also the DHCP/DNS daemon the helpers start).
+// Binaries are the programs Build makes: the four helpers, the operator tool
+// (which is also the DHCP/DNS daemon the helpers start) and the libvirt hook.
 var Binaries = map[string]string{
 	"kvmnet-ifup": "qemu-ifup", "kvmnet-ifdown": "qemu-ifdown",
 	"kvmnet-natup": "qemu-natup", "kvmnet-natdown": "qemu-natdown",
-	"kvmnet": "kvmnet",
+	"kvmnet": "kvmnet", "kvmnet-libvirt-hook": "kvmnet-libvirt-hook",
 }
 
 // Build builds every binary, static and stripped as `make build` does, into a new temporary

@@ -39,6 +39,7 @@ func TestDeb(t *testing.T) {
 	for path, mode := range map[string]os.FileMode{
 		"usr/bin/kvmnet": 0o755, "usr/libexec/kvmnet-ifup": 0o755, "usr/libexec/kvmnet-ifdown": 0o755,
 		"usr/libexec/kvmnet-natup": 0o755, "usr/libexec/kvmnet-natdown": 0o755,
+		"usr/libexec/kvmnet-libvirt-hook": 0o755, "usr/share/man/man8/kvmnet-libvirt-hook.8.gz": 0o644,
 		"etc/kvmnet/kvmnet.toml.example": 0o644, "lib/systemd/system/kvmnet-up@.service": 0o644,
 		"usr/share/man/man1/kvmnet.1.gz": 0o644, "usr/share/man/man8/kvmnet-natup.8.gz": 0o644,
 	} {
@@ -46,6 +47,9 @@ func TestDeb(t *testing.T) {
 		if err != nil || fi.Mode().Perm() != mode {
 			t.Errorf("/%s: %v, mode %v, want %v", path, err, fi, mode)
 		}
+	}
+	if l, err := os.Readlink(filepath.Join(root, "etc/libvirt/hooks/qemu.d/kvmnet")); l != "/usr/libexec/kvmnet-libvirt-hook" {
+		t.Errorf("/etc/libvirt/hooks/qemu.d/kvmnet -> %q (%v), want the libvirt hook", l, err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/kvmnet/kvmnet.toml")); err == nil {
 		t.Error("the package installs the live configuration; the defaults would not apply")

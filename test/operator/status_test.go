@@ -58,7 +58,13 @@ type statusJSON struct {
 				Static   bool      `json:"static"`
 			} `json:"leases"`
 		} `json:"services"`
-		Ports  []portJSON `json:"ports"`
+		Ports   []portJSON `json:"ports"`
+		Domains []struct {
+			Name  string    `json:"name"`
+			UUID  string    `json:"uuid"`
+			Taps  []string  `json:"taps"`
+			Since time.Time `json:"since"`
+		} `json:"domains"`
 		VXLAN  *vxlanJSON `json:"vxlan,omitempty"`
 		Errors []string   `json:"errors"`
 	} `json:"networks"`
@@ -87,6 +93,7 @@ type portJSON struct {
 	Up       bool   `json:"up"`
 	MTU      int    `json:"mtu"`
 	MAC      string `json:"mac"`
+	Domain   string `json:"domain,omitempty"`
 }
 
 // decodeStatus decodes out against the schema: no unknown field, no field
