@@ -13,6 +13,9 @@ type batch map[string]*section
 
 type section struct {
 	decl, del, drop, add []string
+	// others counts deletions of other networks' jumps, which a concurrent
+	// Remove of that network may beat us to (the batch then fails whole).
+	others int
 }
 
 func (b batch) sec(t string) *section {
@@ -23,6 +26,15 @@ func (b batch) sec(t string) *section {
 }
 
 func (b batch) empty() bool { return len(b) == 0 }
+
+// others counts the deletions of other networks' jumps in the batch.
+func (b batch) others() int {
+	n := 0
+	for _, s := range b {
+		n += s.others
+	}
+	return n
+}
 
 // commits is how many transactions the batch makes: iptables-restore commits
 // each table on its own, and each commit bumps the nf_tables generation once.
@@ -47,11 +59,13 @@ func (b batch) String() string {
 
 // planEnsure returns the batch that turns live into live plus exactly n's
 // rules: chains of n that differ are rewritten whole, jumps are inserted only
-// when missing (and duplicates deleted), and chains n no longer wants (after a
-// mode change) are dropped.
+// when missing (and duplicates deleted), chains n no longer wants (after a
+// mode change) are dropped, and FORWARD's kvmnet jumps are put back in their
+// order (see ensureForward) when anything broke it.
 func planEnsure(live ruleset, n Network) batch {
 	b := batch{}
 	want := chains(n)
+	var fwd []chain
 	for _, c := range ownedChains(n.Name) {
 		i := slices.IndexFunc(want, func(w chain) bool { return w.name == c.name })
 		if i < 0 {
@@ -59,8 +73,13 @@ func planEnsure(live ruleset, n Network) batch {
 			continue
 		}
 		b.ensureChain(live, want[i])
+		if c.parent == "FORWARD" {
+			fwd = append(fwd, want[i])
+			continue
+		}
 		b.ensureJump(live, n, want[i])
 	}
+	b.ensureForward(live, n, fwd)
 	return b
 }
 

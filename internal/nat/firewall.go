@@ -111,26 +111,47 @@ func (f *Firewall) Ensure(n Network) (changed bool, err error) {
 // writes to, so when the generation after it is exactly that much above the
 // one read before the save, no other program changed a rule in between and the
 // new generation is known to hold n's rules.
+//
+// Otherwise (always on the legacy backend) another kvmnet network's Ensure or
+// Remove may have run between our save and our restore, so that a position in
+// our batch was stale and FORWARD's order is off, or our batch failed on a jump
+// that network removed first: EnsureGen then reads the rules again and repairs
+// what it finds, a bounded number of times.
 func (f *Firewall) EnsureGen(n Network) (Result, error) {
 	if err := n.Validate(); err != nil {
 		return Result{}, err
 	}
-	gen, genErr := f.generation()
-	live, err := f.saveAll()
-	if err != nil {
-		return Result{}, err
+	changed := false
+	for try := 1; ; try++ {
+		gen, genErr := f.generation()
+		live, err := f.saveAll()
+		if err != nil {
+			return Result{}, err
+		}
+		b := planEnsure(live, n)
+		if b.empty() {
+			return Result{Changed: changed, Gen: gen, GenOK: genErr == nil}, nil
+		}
+		if try > ensureTries {
+			return Result{}, fmt.Errorf("rules of network %s: still changing after %d batches (another program rewriting FORWARD?)", n.Name, ensureTries)
+		}
+		if err := f.apply(b); err != nil {
+			if b.others() > 0 && try < ensureTries {
+				continue // a concurrent Remove took a jump we meant to move
+			}
+			return Result{}, err
+		}
+		changed = true
+		after, err := f.generation()
+		if genErr == nil && err == nil && after == gen+uint32(b.commits()) {
+			return Result{Changed: true, Gen: after, GenOK: true}, nil
+		}
 	}
-	b := planEnsure(live, n)
-	if b.empty() {
-		return Result{Gen: gen, GenOK: genErr == nil}, nil
-	}
-	if err := f.apply(b); err != nil {
-		return Result{}, err
-	}
-	after, err := f.generation()
-	ok := genErr == nil && err == nil && after == gen+uint32(b.commits())
-	return Result{Changed: true, Gen: after, GenOK: ok}, nil
 }
+
+// ensureTries bounds EnsureGen's batches: one, and more only while other
+// kvmnet runs change FORWARD at the same moment.
+const ensureTries = 4
 
 // Unchanged reports whether the nf_tables generation still equals gen, a
 // Result.Gen recorded after an EnsureGen, so that a warm run may skip even the
@@ -177,8 +198,10 @@ func (f *Firewall) Remove(n Network) error {
 // Check returns, as iptables arguments that would add them (`-t filter -A
 // KVMNET-FWD-x ...`), the rules of n that are absent now; nil means all are in
 // place. It reads the same `iptables-save` Ensure does, so that it agrees with
-// Ensure on what counts as present. Rules present in the wrong order are not
-// reported, though Ensure would rewrite their chain.
+// Ensure on what counts as present. Rules present in the wrong order within a
+// chain are not reported, though Ensure would rewrite their chain; n's jumps
+// in FORWARD are reported when present out of the order that keeps networks
+// apart (all guard jumps, then all accept jumps, before any other rule).
 func (f *Firewall) Check(n Network) (missing []string, err error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
@@ -187,6 +210,8 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 	if err != nil {
 		return nil, err
 	}
+	fwd, _ := live.chain(tableFilter, "FORWARD")
+	inOrder := ordered(fwd)
 	for _, c := range chains(n) {
 		have, _ := live.chain(c.table, c.name)
 		for _, r := range c.rules {
@@ -195,7 +220,7 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 			}
 		}
 		parent, _ := live.chain(c.table, c.parent)
-		if j := jump(n, c); !contains(parent, j) {
+		if j := jump(n, c); !contains(parent, j) || (c.parent == "FORWARD" && !inOrder) {
 			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" 1", j))
 		}
 	}

@@ -32,15 +32,16 @@ var fixtures = []struct {
 	golden string
 	n      Network
 }{
-	{"nat", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24")}},
-	{"nat-services", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Services: true}},
-	{"hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Services: true}},
+	{"nat", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1")}},
+	{"nat-services", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1"), Services: true}},
+	{"hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Gateway: netip.MustParseAddr("192.168.101.1"), Services: true}},
+	{"hostonly", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1")}},
 	{"isolated", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated}},
 }
 
 var (
-	netA = Network{Name: "a", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("10.10.0.0/24"), Services: true}
-	netB = Network{Name: "b-2", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("10.20.0.0/24")}
+	netA = Network{Name: "a", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("10.10.0.0/24"), Gateway: netip.MustParseAddr("10.10.0.1"), Services: true}
+	netB = Network{Name: "b-2", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("10.20.0.0/24"), Gateway: netip.MustParseAddr("10.20.0.1")}
 )
 
 // do runs f inside ns with a Firewall made there, failing t on error. f must
@@ -206,7 +207,7 @@ func TestLifecycleBesideForeignRules(t *testing.T) {
 	ensure(t, ns, netB)
 	assertRules(t, ns, netA, true)
 	assertRules(t, ns, netB, true)
-	assertFirst(t, ns, "filter", "FORWARD", prefixFwd+netB.Name)
+	assertForward(t, ns, prefixGrd+netB.Name, prefixGrd+netA.Name, prefixFwd+netB.Name, prefixFwd+netA.Name, "DOCKER-USER")
 	assertFirst(t, ns, "nat", "POSTROUTING", prefixNAT+netA.Name)
 
 	remove(t, ns, netA)
@@ -252,6 +253,19 @@ func assertRules(t *testing.T, ns *testns.NS, n Network, present bool) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// assertForward checks that FORWARD's rules jump to targets, in this order.
+func assertForward(t *testing.T, ns *testns.NS, targets ...string) {
+	t.Helper()
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(ns.MustRun("iptables", "-S", "FORWARD")), "\n")[1:] {
+		f := strings.Fields(l)
+		got = append(got, f[len(f)-1])
+	}
+	if !slices.Equal(got, targets) {
+		t.Fatalf("FORWARD jumps to\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(targets, "\n"))
 	}
 }
 
@@ -318,7 +332,7 @@ func TestCheck(t *testing.T) {
 		do(t, ns, func(fw *Firewall) (err error) { missing, err = fw.Check(netA); return err })
 	}
 	check()
-	if want := 5 + 5 + 3 + 3; len(missing) != want {
+	if want := 6 + 4 + 4 + 4; len(missing) != want {
 		t.Fatalf("Check on an empty namespace: %d missing, want %d:\n%s", len(missing), want, strings.Join(missing, "\n"))
 	}
 	ensure(t, ns, netA)
