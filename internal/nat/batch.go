@@ -13,9 +13,6 @@ type batch map[string]*section
 
 type section struct {
 	decl, del, drop, add []string
-	// others counts deletions of other networks' jumps, which a concurrent
-	// Remove of that network may beat us to (the batch then fails whole).
-	others int
 }
 
 func (b batch) sec(t string) *section {
@@ -26,15 +23,6 @@ func (b batch) sec(t string) *section {
 }
 
 func (b batch) empty() bool { return len(b) == 0 }
-
-// others counts the deletions of other networks' jumps in the batch.
-func (b batch) others() int {
-	n := 0
-	for _, s := range b {
-		n += s.others
-	}
-	return n
-}
 
 // commits is how many transactions the batch makes: iptables-restore commits
 // each table on its own, and each commit bumps the nf_tables generation once.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -113,14 +114,24 @@ func (f *Firewall) Ensure(n Network) (changed bool, err error) {
 // new generation is known to hold n's rules.
 //
 // Otherwise (always on the legacy backend) another kvmnet network's Ensure or
-// Remove may have run between our save and our restore, so that a position in
-// our batch was stale and FORWARD's order is off, or our batch failed on a jump
-// that network removed first: EnsureGen then reads the rules again and repairs
-// what it finds, a bounded number of times.
+// Remove may have run between our save and our restore (each network has its
+// own lock), so that a position in our batch was stale and FORWARD's order is
+// off, or our batch failed on a jump that network removed first: EnsureGen then
+// reads the rules again and repairs what it finds, a bounded number of times.
+// TestForwardOrderConcurrent fails without this.
 func (f *Firewall) EnsureGen(n Network) (Result, error) {
 	if err := n.Validate(); err != nil {
 		return Result{}, err
 	}
+	return f.converge("rules of network "+n.Name, func(live ruleset) batch { return planEnsure(live, n) })
+}
+
+// converge applies the batch plan makes from a fresh `iptables-save` until
+// plan wants none, and returns the generation to record (see EnsureGen). It
+// applies again only when the rules moved under it: a generation that is not
+// exactly its own commits ahead (always, on the legacy backend), or a batch
+// that failed while a new save differs from the one it was planned from.
+func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result, error) {
 	changed := false
 	for try := 1; ; try++ {
 		gen, genErr := f.generation()
@@ -128,16 +139,18 @@ func (f *Firewall) EnsureGen(n Network) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		b := planEnsure(live, n)
+		b := plan(live)
 		if b.empty() {
 			return Result{Changed: changed, Gen: gen, GenOK: genErr == nil}, nil
 		}
 		if try > ensureTries {
-			return Result{}, fmt.Errorf("rules of network %s: still changing after %d batches (another program rewriting FORWARD?)", n.Name, ensureTries)
+			return Result{}, fmt.Errorf("%s: still changing after %d batches (another program rewriting them?)", what, ensureTries)
 		}
 		if err := f.apply(b); err != nil {
-			if b.others() > 0 && try < ensureTries {
-				continue // a concurrent Remove took a jump we meant to move
+			if try < ensureTries {
+				if now, serr := f.saveAll(); serr == nil && !reflect.DeepEqual(now, live) {
+					continue // e.g. a concurrent Remove took a jump this batch meant to move
+				}
 			}
 			return Result{}, err
 		}
@@ -149,8 +162,8 @@ func (f *Firewall) EnsureGen(n Network) (Result, error) {
 	}
 }
 
-// ensureTries bounds EnsureGen's batches: one, and more only while other
-// kvmnet runs change FORWARD at the same moment.
+// ensureTries bounds converge's batches: one, and more only while other
+// kvmnet runs change the rules at the same moment.
 const ensureTries = 4
 
 // Unchanged reports whether the nf_tables generation still equals gen, a
@@ -169,7 +182,9 @@ func (f *Firewall) Unchanged(gen uint32) bool {
 // Remove deletes n's jumps and chains and nothing else; a network already gone
 // is not an error. Only n.Name is used, so a network whose mode changed since
 // Ensure loses all its chains. It costs one `iptables-save` and, when there is
-// something to remove, one `iptables-restore --noflush --wait`.
+// something to remove, one `iptables-restore --noflush --wait` (and, as for
+// EnsureGen, a second save on the legacy backend or when another kvmnet run
+// changed the rules meanwhile).
 //
 // That restore is slow for a reason no batching helps: after a transaction
 // that deletes anything, closing the nfnetlink socket waits until the kernel
@@ -181,18 +196,14 @@ func (f *Firewall) Remove(n Network) error {
 	if !nameRE().MatchString(n.Name) {
 		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
 	}
-	live, err := f.saveAll()
-	if err != nil {
-		return err
-	}
-	b := batch{}
-	for _, c := range ownedChains(n.Name) {
-		b.drop(live, c)
-	}
-	if b.empty() {
-		return nil
-	}
-	return f.apply(b)
+	_, err := f.converge("remove rules of network "+n.Name, func(live ruleset) batch {
+		b := batch{}
+		for _, c := range ownedChains(n.Name) {
+			b.drop(live, c)
+		}
+		return b
+	})
+	return err
 }
 
 // Check returns, as iptables arguments that would add them (`-t filter -A

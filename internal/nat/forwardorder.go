@@ -58,7 +58,7 @@ func (b batch) ensureForward(live ruleset, n Network, want []chain) {
 	defer func() {
 		if len(s.del)+len(s.add) > 0 {
 			t := b.sec(tableFilter)
-			t.del, t.add, t.others = append(t.del, s.del...), append(t.add, s.add...), t.others+s.others
+			t.del, t.add = append(t.del, s.del...), append(t.add, s.add...)
 		}
 	}()
 	have := map[string]bool{}
@@ -109,9 +109,6 @@ func (b batch) ensureForward(live ruleset, n Network, want []chain) {
 			continue
 		}
 		s.del = append(s.del, line("-D", "FORWARD", r))
-		if _, mine := jumps[target(r)]; !mine {
-			s.others++
-		}
 		if seen[ruleKey(r)] { // a duplicate of another network's jump goes too
 			continue
 		}
