@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,8 +25,11 @@ const (
 	outsideAddr = "203.0.113.2" // a host out there
 	probePort   = "7777"
 	// dialTimeout bounds a probe that gets no answer (a DROP); every other
-	// outcome, a refusal included, arrives in a millisecond or two.
+	// outcome, a refusal included, arrives in a millisecond or two. A probe
+	// expected to be dropped waits dropTimeout only, which is still a hundred
+	// times what an answer takes here.
 	dialTimeout = 2 * time.Second
+	dropTimeout = 300 * time.Millisecond
 )
 
 // outcome is what a TCP connect met.
@@ -127,11 +129,11 @@ func serve(t *testing.T, ns *testns.NS) {
 
 // dial connects from ns to addr's probe port and returns the outcome and, when
 // open, the source address the server saw (which tells masquerading apart).
-func dial(t *testing.T, ns *testns.NS, addr string) (outcome, string) {
+func dial(t *testing.T, ns *testns.NS, addr string, timeout time.Duration) (outcome, string) {
 	t.Helper()
 	var seen string
 	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp4", net.JoinHostPort(addr, probePort), dialTimeout)
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(addr, probePort), timeout)
 		if err != nil {
 			return err
 		}
@@ -141,12 +143,13 @@ func dial(t *testing.T, ns *testns.NS, addr string) (outcome, string) {
 		seen = strings.TrimSpace(seen)
 		return err
 	})
+	var ne net.Error
 	switch {
 	case err == nil:
 		return open, seen
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return refused, ""
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.As(err, &ne) && ne.Timeout():
 		return dropped, ""
 	}
 	t.Fatalf("dial %s from %s: %v", addr, ns.Name, err)
@@ -156,7 +159,11 @@ func dial(t *testing.T, ns *testns.NS, addr string) (outcome, string) {
 // expect probes from ns to addr and fails t unless the outcome is want.
 func expect(t *testing.T, what string, ns *testns.NS, addr string, want outcome) string {
 	t.Helper()
-	got, seen := dial(t, ns, addr)
+	timeout := dialTimeout
+	if want == dropped {
+		timeout = dropTimeout
+	}
+	got, seen := dial(t, ns, addr, timeout)
 	if got != want {
 		t.Errorf("%s (%s): %s, want %s", what, addr, got, want)
 	}
@@ -179,7 +186,9 @@ func guestAddr(i, host int) string { return fmt.Sprintf("10.%d.0.%d", 50+i, host
 // TestReachBetweenNetworks: a guest of one network reaches no guest of another,
 // in both directions, for every pair of modes and both start orders (issue 10
 // item 1: a NAT network brought up last reached the guests of every network
-// brought up before it).
+// brought up before it). The other network's gateway is a host address like
+// any other: a NAT guest reaches it, a host-only guest is refused, an isolated
+// one dropped.
 func TestReachBetweenNetworks(t *testing.T) {
 	modes := []Mode{Isolated, HostOnly, NAT}
 	for i, m1 := range modes {
@@ -201,6 +210,13 @@ func TestReachBetweenNetworks(t *testing.T) {
 					}
 					expect(t, m1.String()+" guest -> "+m2.String()+" guest", gx, guestAddr(2, 10), refused)
 					expect(t, m2.String()+" guest -> "+m1.String()+" guest", gy, guestAddr(1, 10), refused)
+					toHost := map[Mode]outcome{Isolated: dropped, HostOnly: refused, NAT: open}
+					if y.Gateway.IsValid() {
+						expect(t, m1.String()+" guest -> other network's gateway", gx, y.Gateway.String(), toHost[m1])
+					}
+					if x.Gateway.IsValid() {
+						expect(t, m2.String()+" guest -> other network's gateway", gy, x.Gateway.String(), toHost[m2])
+					}
 				})
 			}
 		}
@@ -226,6 +242,7 @@ func TestReachHost(t *testing.T) {
 			expect(t, "guest -> guest beside it", g1, guestAddr(1, 11), open)
 			expect(t, "guest -> guest beside it", g2, guestAddr(1, 10), open)
 			want := map[Mode][2]outcome{ // uplink address, outside host
+
 				Isolated: {dropped, refused},
 				HostOnly: {refused, refused},
 				NAT:      {open, open},
