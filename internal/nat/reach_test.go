@@ -129,11 +129,11 @@ func serve(t *testing.T, ns *testns.NS) {
 
 // dial connects from ns to addr's probe port and returns the outcome and, when
 // open, the source address the server saw (which tells masquerading apart).
-func dial(t *testing.T, ns *testns.NS, addr string, timeout time.Duration) (outcome, string) {
+func dial(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, string) {
 	t.Helper()
 	var seen string
 	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp4", net.JoinHostPort(addr, probePort), timeout)
+		c, err := d.Dial("tcp4", net.JoinHostPort(addr, probePort))
 		if err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func expect(t *testing.T, what string, ns *testns.NS, addr string, want outcome)
 	if want == dropped {
 		timeout = dropTimeout
 	}
-	got, seen := dial(t, ns, addr, timeout)
+	got, seen := dial(t, ns, addr, net.Dialer{Timeout: timeout})
 	if got != want {
 		t.Errorf("%s (%s): %s, want %s", what, addr, got, want)
 	}
@@ -255,6 +255,68 @@ func TestReachHost(t *testing.T) {
 				t.Errorf("outside saw the guest as %s, want %s (masqueraded)", seen, uplinkAddr)
 			}
 			expect(t, "outside -> guest", w.out, guestAddr(1, 10), refused)
+			if m == Isolated { // the host answers ARP for its addresses on any bridge
+				if nb := g1.MustRun("ip", "neigh", "show", uplinkAddr); !strings.Contains(nb, "lladdr") {
+					t.Errorf("isolated guest got no ARP answer for the host's uplink address: %q", nb)
+				}
+			}
+			if m == NAT {
+				spoofing(t, w, g1, n)
+			}
 		})
+	}
+}
+
+// TestIsolatedUplinkBridge shows why an isolated network must not name the
+// host's uplink bridge: the host drops everything arriving on it, its LAN's
+// traffic included.
+func TestIsolatedUplinkBridge(t *testing.T) {
+	w := newWorld(t)
+	n := Network{Name: "lan", Bridge: "br-lan", Mode: Isolated}
+	w.network(n, "198.51.100.0/24")
+	w.hv.MustRun("ip", "addr", "add", "198.51.100.1/24", "dev", "br-lan")
+	peer := w.guest(n, "198.51.100.2")
+	expect(t, "LAN peer -> host before", peer, "198.51.100.1", open)
+	ensure(t, w.hv, n)
+	expect(t, "LAN peer -> host", peer, "198.51.100.1", dropped)
+}
+
+// spoofing: a NAT guest that takes an address outside its subnet sends
+// nothing out, though both sides would route the packets and FORWARD's policy
+// would accept them. UDP, because for TCP the replies would be refused anyway.
+func spoofing(t *testing.T, w *world, g *testns.NS, n Network) {
+	const spoofed = "10.99.0.5"
+	g.MustRun("ip", "addr", "add", spoofed+"/32", "dev", "eth0")
+	w.hv.MustRun("ip", "route", "add", spoofed+"/32", "dev", n.Bridge)
+	w.out.MustRun("ip", "route", "add", spoofed+"/32", "via", uplinkAddr)
+	w.hv.MustRun("iptables", "-P", "FORWARD", "ACCEPT")
+	var pc net.PacketConn
+	if err := w.out.Do(func() (err error) { pc, err = net.ListenPacket("udp4", ":"+probePort); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, from := range []string{guestAddr(1, 10), spoofed} {
+		err := g.Do(func() error {
+			d := net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(from)}}
+			c, err := d.Dial("udp4", net.JoinHostPort(outsideAddr, probePort))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte(from))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = pc.SetReadDeadline(time.Now().Add(dropTimeout))
+		buf := make([]byte, 64)
+		k, src, err := pc.ReadFrom(buf)
+		switch got := string(buf[:k]); {
+		case from == spoofed && err == nil:
+			t.Errorf("outside got a datagram the guest sent from %s (as %s)", got, src)
+		case from != spoofed && (err != nil || got != from):
+			t.Errorf("outside got no datagram from the guest's own address: %q, %v", got, err)
+		}
 	}
 }
