@@ -222,7 +222,12 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 		return nil, err
 	}
 	fwd, _ := live.chain(tableFilter, "FORWARD")
-	inOrder := ordered(fwd)
+	inOrder, guards := ordered(fwd), 0
+	for _, r := range fwd {
+		if jumpKind(r) == 'g' {
+			guards++
+		}
+	}
 	for _, c := range chains(n) {
 		have, _ := live.chain(c.table, c.name)
 		for _, r := range c.rules {
@@ -231,8 +236,15 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 			}
 		}
 		parent, _ := live.chain(c.table, c.parent)
-		if j := jump(n, c); !contains(parent, j) || (c.parent == "FORWARD" && !inOrder) {
-			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" 1", j))
+		j, pos := jump(n, c), 1
+		if jumpKind(j) == 'a' {
+			pos = guards + 1 // right after the guard jumps, n's own included
+		}
+		if !contains(parent, j) || (c.parent == "FORWARD" && !inOrder) {
+			if jumpKind(j) == 'g' && !contains(parent, j) {
+				guards++
+			}
+			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" "+strconv.Itoa(pos), j))
 		}
 	}
 	return missing, nil

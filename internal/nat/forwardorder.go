@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -50,19 +51,30 @@ func ordered(rules [][]string) bool {
 // atomic commit, so no packet sees FORWARD without them.
 func (b batch) ensureForward(live ruleset, n Network, want []chain) {
 	parent, _ := live.chain(tableFilter, "FORWARD")
+	kept, del, missing := ownJumps(parent, n, want)
+	var add []string
+	if ordered(kept) {
+		add = insertInPlace(kept, missing)
+	} else {
+		var moved []string
+		moved, add = reorder(kept, missing)
+		del = append(del, moved...)
+	}
+	if len(del)+len(add) > 0 {
+		s := b.sec(tableFilter)
+		s.del, s.add = append(s.del, del...), append(s.add, add...)
+	}
+}
+
+// ownJumps returns FORWARD's rules as they stand once n's duplicate or
+// misspelt jumps are deleted (kept), those deletions, and n's jumps that are
+// missing, guard first.
+func ownJumps(parent [][]string, n Network, want []chain) (kept [][]string, del []string, missing [][]string) {
 	jumps := map[string][]string{}
 	for _, c := range want {
 		jumps[c.name] = jump(n, c)
 	}
-	var s section
-	defer func() {
-		if len(s.del)+len(s.add) > 0 {
-			t := b.sec(tableFilter)
-			t.del, t.add = append(t.del, s.del...), append(t.add, s.add...)
-		}
-	}()
 	have := map[string]bool{}
-	var kept [][]string
 	for _, r := range parent {
 		t := target(r)
 		w, mine := jumps[t]
@@ -73,43 +85,57 @@ func (b batch) ensureForward(live ruleset, n Network, want []chain) {
 			have[t] = true
 			kept = append(kept, r)
 		default: // a duplicate, or spelt otherwise than kvmnet spells it
-			s.del = append(s.del, line("-D", "FORWARD", r))
+			del = append(del, line("-D", "FORWARD", r))
+		}
+	}
+	for _, c := range want {
+		if !have[c.name] {
+			missing = append(missing, jumps[c.name])
+		}
+	}
+	return kept, del, missing
+}
+
+// insertInPlace inserts the missing jumps into an ordered FORWARD: a guard
+// jump first, an accept jump right after the last guard jump. Accept jumps go
+// in first, so that their position counts only guard jumps already there.
+func insertInPlace(kept, missing [][]string) []string {
+	guards := 0
+	for _, r := range kept {
+		if jumpKind(r) == 'g' {
+			guards++
+		}
+	}
+	var add []string
+	for _, r := range missing {
+		if jumpKind(r) == 'a' {
+			add = append(add, line("-I", "FORWARD "+strconv.Itoa(guards+1), r))
+		}
+	}
+	for _, r := range missing {
+		if jumpKind(r) == 'g' {
+			add = append(add, line("-I", "FORWARD 1", r))
+		}
+	}
+	return add
+}
+
+// reorder deletes every kvmnet jump in FORWARD (duplicates of another
+// network's jump included) and inserts them, with the missing ones, once each
+// at the top: guard jumps, then accept jumps, each in their present order.
+// Inserting only at position 1 makes the result independent of where the
+// jumps were and of other programs' rules.
+func reorder(kept, missing [][]string) (del, add []string) {
+	for _, r := range kept {
+		if jumpKind(r) != 0 {
+			del = append(del, line("-D", "FORWARD", r))
 		}
 	}
 	var grd, acc [][]string
-	for _, c := range want {
-		if !have[c.name] {
-			if jumpKind(jumps[c.name]) == 'g' {
-				grd = append(grd, jumps[c.name])
-			} else {
-				acc = append(acc, jumps[c.name])
-			}
-		}
-	}
-	if ordered(kept) {
-		guards := 0
-		for _, r := range kept {
-			if jumpKind(r) == 'g' {
-				guards++
-			}
-		}
-		// Inserted bottom-up, so that each position counts only rules already there.
-		for _, r := range acc {
-			s.add = append(s.add, line("-I", "FORWARD "+strconv.Itoa(guards+1), r))
-		}
-		for _, r := range grd {
-			s.add = append(s.add, line("-I", "FORWARD 1", r))
-		}
-		return
-	}
 	seen := map[string]bool{}
-	for _, r := range kept {
+	for _, r := range slices.Concat(missing, kept) {
 		k := jumpKind(r)
-		if k == 0 {
-			continue
-		}
-		s.del = append(s.del, line("-D", "FORWARD", r))
-		if seen[ruleKey(r)] { // a duplicate of another network's jump goes too
+		if k == 0 || seen[ruleKey(r)] {
 			continue
 		}
 		seen[ruleKey(r)] = true
@@ -119,8 +145,9 @@ func (b batch) ensureForward(live ruleset, n Network, want []chain) {
 			acc = append(acc, r)
 		}
 	}
-	top := append(grd, acc...)
+	top := slices.Concat(grd, acc)
 	for i := len(top) - 1; i >= 0; i-- {
-		s.add = append(s.add, line("-I", "FORWARD 1", top[i]))
+		add = append(add, line("-I", "FORWARD 1", top[i]))
 	}
+	return del, add
 }

@@ -78,14 +78,17 @@ func rule(n Network, matches []string, target ...string) []string {
 }
 
 var (
-	reject   = []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}
-	accept   = []string{"-j", "ACCEPT"}
-	returns  = []string{"-j", "RETURN"}
-	replies  = []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}
-	udpPort  = func(p string) []string { return []string{"-p", "udp", "-m", "udp", "--dport", p} }
-	tcpPort  = func(p string) []string { return []string{"-p", "tcp", "-m", "tcp", "--dport", p} }
-	hostAddr = func(a netip.Addr) string { return netip.PrefixFrom(a, 32).String() }
+	reject  = []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}
+	accept  = []string{"-j", "ACCEPT"}
+	returns = []string{"-j", "RETURN"}
+	replies = []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}
 )
+
+// port matches a udp or tcp destination port as iptables-save spells it.
+func port(proto, p string) []string { return []string{"-p", proto, "-m", proto, "--dport", p} }
+
+// hostAddr spells an address as iptables-save does: 10.0.0.1/32.
+func hostAddr(a netip.Addr) string { return netip.PrefixFrom(a, 32).String() }
 
 // guardRules only reject or return, and every network's guards run before any
 // network's accepts (FORWARD jumps to all KVMNET-GRD chains first), so traffic
@@ -156,9 +159,9 @@ func inputRules(n Network) [][]string {
 	if n.Services {
 		g := hostAddr(n.Gateway)
 		rs = append(rs,
-			rule(n, slices.Concat([]string{"-i", b}, udpPort("67")), accept...),
-			rule(n, slices.Concat([]string{"-d", g, "-i", b}, udpPort("53")), accept...),
-			rule(n, slices.Concat([]string{"-d", g, "-i", b}, tcpPort("53")), accept...))
+			rule(n, slices.Concat([]string{"-i", b}, port("udp", "67")), accept...),
+			rule(n, slices.Concat([]string{"-d", g, "-i", b}, port("udp", "53")), accept...),
+			rule(n, slices.Concat([]string{"-d", g, "-i", b}, port("tcp", "53")), accept...))
 	}
 	if n.Mode == HostOnly {
 		rs = append(rs, rule(n, []string{"!", "-d", hostAddr(n.Gateway), "-i", b}, reject...))
