@@ -290,6 +290,9 @@ func TestSelfHeal(t *testing.T) {
 		"iptables -D FORWARD -m comment --comment kvmnet:a -j KVMNET-FWD-a",
 		"iptables -I FORWARD 2 -m comment --comment kvmnet:a -j KVMNET-FWD-a",
 		"iptables -D KVMNET-FWD-a 2",
+		"iptables -D FORWARD -m comment --comment kvmnet:a -j KVMNET-GRD-a",
+		"iptables -D KVMNET-GRD-a 1",
+		"iptables -D KVMNET-IN-a 3",
 		"iptables -A KVMNET-IN-a -j ACCEPT",
 		"iptables -t nat -X KVMNET-NAT-a",
 	} {
