@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,12 +223,8 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 		return nil, err
 	}
 	fwd, _ := live.chain(tableFilter, "FORWARD")
-	inOrder, guards := ordered(fwd), 0
-	for _, r := range fwd {
-		if jumpKind(r) == 'g' {
-			guards++
-		}
-	}
+	fwd = slices.Clone(fwd)
+	inOrder := ordered(fwd)
 	for _, c := range chains(n) {
 		have, _ := live.chain(c.table, c.name)
 		for _, r := range c.rules {
@@ -237,12 +234,12 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 		}
 		parent, _ := live.chain(c.table, c.parent)
 		j, pos := jump(n, c), 1
-		if jumpKind(j) == 'a' {
-			pos = guards + 1 // right after the guard jumps, n's own included
+		if c.parent == "FORWARD" {
+			pos = place(fwd, tierOf(j))
 		}
 		if !contains(parent, j) || (c.parent == "FORWARD" && !inOrder) {
-			if jumpKind(j) == 'g' && !contains(parent, j) {
-				guards++
+			if c.parent == "FORWARD" && !contains(parent, j) {
+				fwd = slices.Insert(fwd, pos-1, j) // so that the next jump's place counts it
 			}
 			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" "+strconv.Itoa(pos), j))
 		}

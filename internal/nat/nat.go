@@ -1,5 +1,5 @@
 // Package nat is kvmnet's iptables rule engine: it gives each network its own
-// chains (KVMNET-GRD-<name> and KVMNET-FWD-<name> in FORWARD, KVMNET-IN-<name>,
+// chains (KVMNET-ALW-<name>, KVMNET-GRD-<name> and KVMNET-FWD-<name> in FORWARD, KVMNET-IN-<name>,
 // KVMNET-NAT-<name>), hooks them in with one jump each at the top of FORWARD,
 // INPUT and nat POSTROUTING, and removes exactly those when the network goes
 // away. In FORWARD every network's guard chain comes before any network's accept
@@ -59,6 +59,10 @@ type Network struct {
 	// Gateway is the host's address on the bridge, e.g. 192.168.100.1; needed
 	// for HostOnly and NAT, whose guests reach the host there.
 	Gateway netip.Addr
+	// AllowFrom names the bridges of other networks whose guests may open
+	// connections to this network's guests (and get the replies); traffic
+	// between networks is refused otherwise.
+	AllowFrom []string
 	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
 	// accept udp 67 and udp+tcp 53 arriving on it.
 	Services bool
@@ -82,6 +86,11 @@ func (n Network) Validate() error {
 	}
 	if !ifnameRE().MatchString(n.Bridge) {
 		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)
+	}
+	for _, from := range n.AllowFrom {
+		if !ifnameRE().MatchString(from) || from == n.Bridge {
+			return fmt.Errorf("network %s: allow from bridge %q: want another bridge, 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, from)
+		}
 	}
 	switch n.Mode {
 	case Isolated:

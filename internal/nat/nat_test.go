@@ -37,6 +37,7 @@ var fixtures = []struct {
 	{"hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Gateway: netip.MustParseAddr("192.168.101.1"), Services: true}},
 	{"hostonly", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1")}},
 	{"isolated", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated}},
+	{"hostonly-allow-from", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1"), AllowFrom: []string{"kvmbr0", "virbr0"}}},
 }
 
 var (
@@ -163,10 +164,14 @@ func goldenHeader(n Network) string {
 	if n.Subnet.IsValid() {
 		sub = n.Subnet.String()
 	}
+	allow := ""
+	if len(n.AllowFrom) > 0 {
+		allow = " allow_from=" + strings.Join(n.AllowFrom, ",")
+	}
 	return fmt.Sprintf("# iptables-save of an empty network namespace after Ensure of\n"+
-		"#   name=%s bridge=%s mode=%s subnet=%s services=%t\n"+
+		"#   name=%s bridge=%s mode=%s subnet=%s services=%t%s\n"+
 		"# (counters and timestamps stripped; regenerate: go test ./internal/nat -update)\n",
-		n.Name, n.Bridge, n.Mode, sub, n.Services)
+		n.Name, n.Bridge, n.Mode, sub, n.Services, allow)
 }
 
 // diff lists the lines only in want (-) and only in got (+).
@@ -207,7 +212,7 @@ func TestLifecycleBesideForeignRules(t *testing.T) {
 	ensure(t, ns, netB)
 	assertRules(t, ns, netA, true)
 	assertRules(t, ns, netB, true)
-	assertForward(t, ns, prefixGrd+netB.Name, prefixGrd+netA.Name, prefixFwd+netB.Name, prefixFwd+netA.Name, "DOCKER-USER")
+	assertForward(t, ns, prefixGrd+netA.Name, prefixGrd+netB.Name, prefixFwd+netA.Name, prefixFwd+netB.Name, "DOCKER-USER")
 	assertFirst(t, ns, "nat", "POSTROUTING", prefixNAT+netA.Name)
 
 	remove(t, ns, netA)
@@ -324,6 +329,23 @@ func TestModeChange(t *testing.T) {
 	got, want := ns.IptablesSave(), fresh.IptablesSave()
 	if got != want && got != want+"*nat\n:PREROUTING ACCEPT\n:INPUT ACCEPT\n:OUTPUT ACCEPT\n:POSTROUTING ACCEPT\nCOMMIT\n" {
 		t.Fatalf("NAT+services -> hostonly differs from hostonly made fresh:\n%s", diff(want, got))
+	}
+}
+
+// TestAllowFromDropped expects Ensure without AllowFrom to remove the allow
+// chain and its jump, leaving what Ensure without it makes fresh.
+func TestAllowFromDropped(t *testing.T) {
+	ns, fresh := testns.New(t), testns.New(t)
+	n := netB
+	n.AllowFrom = []string{netA.Bridge}
+	ensure(t, ns, netA)
+	ensure(t, ns, n)
+	assertForward(t, ns, prefixAlw+netB.Name, prefixGrd+netA.Name, prefixGrd+netB.Name, prefixFwd+netA.Name, prefixFwd+netB.Name)
+	ensure(t, ns, netB)
+	ensure(t, fresh, netA)
+	ensure(t, fresh, netB)
+	if got, want := ns.IptablesSave(), fresh.IptablesSave(); got != want {
+		t.Fatalf("dropping AllowFrom differs from never having it:\n%s", diff(want, got))
 	}
 }
 

@@ -32,7 +32,7 @@ func TestForwardOrderHealed(t *testing.T) {
 	if r := ensure(t, ns, netB); !r.Changed {
 		t.Fatal("Ensure with FORWARD out of order changed nothing")
 	}
-	assertForward(t, ns, prefixGrd+"b-2", prefixGrd+"a", prefixFwd+"a", prefixFwd+"b-2", "DOCKER-USER", "DOCKER-USER")
+	assertForward(t, ns, prefixGrd+"a", prefixGrd+"b-2", prefixFwd+"a", prefixFwd+"b-2", "DOCKER-USER", "DOCKER-USER")
 	if r := ensure(t, ns, netA); r.Changed {
 		t.Fatal("second Ensure changed something")
 	}
@@ -52,6 +52,9 @@ func TestForwardOrderConcurrent(t *testing.T) {
 			Subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", i)), Gateway: netip.MustParseAddr(fmt.Sprintf("10.%d.0.1", i))}
 		if nets[i].Mode == Isolated {
 			nets[i].Subnet, nets[i].Gateway = netip.Prefix{}, netip.Addr{}
+		}
+		if i%4 == 3 {
+			nets[i].AllowFrom = []string{"kvbr0"}
 		}
 	}
 	all := func(f func(n Network) func(fw *Firewall) error, nets []Network) {
@@ -90,8 +93,9 @@ func TestForwardOrderConcurrent(t *testing.T) {
 	}
 }
 
-// assertLayout checks that FORWARD starts with one guard jump per network of
-// nets, then one accept jump each, and holds no other kvmnet jump.
+// assertLayout checks that FORWARD starts with the allow jumps of the networks
+// of nets that have one, then one guard jump per network, then one accept jump
+// each, and holds no other kvmnet jump.
 func assertLayout(t *testing.T, ns *testns.NS, nets []Network) {
 	t.Helper()
 	live, err := parseSave(ns.IptablesSave())
@@ -101,13 +105,16 @@ func assertLayout(t *testing.T, ns *testns.NS, nets []Network) {
 	fwd, _ := live.chain(tableFilter, "FORWARD")
 	var got []string
 	for _, r := range fwd {
-		if jumpKind(r) != 0 {
+		if tierOf(r) != tierOther {
 			got = append(got, target(r))
 		}
 	}
 	want := map[string]bool{}
 	for _, n := range nets {
 		want[prefixGrd+n.Name], want[prefixFwd+n.Name] = true, true
+		if len(n.AllowFrom) > 0 {
+			want[prefixAlw+n.Name] = true
+		}
 	}
 	ok := ordered(fwd) && len(got) == len(want)
 	for _, g := range got {

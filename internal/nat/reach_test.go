@@ -267,6 +267,39 @@ func TestReachHost(t *testing.T) {
 	}
 }
 
+// TestReachAllowFrom: a network that allows another's bridge lets that
+// network's guests open connections to its guests, in whichever order the two
+// came up, and nothing else: its own guests still reach no guest there. From a
+// NAT network they arrive masqueraded as the allowing network's gateway.
+func TestReachAllowFrom(t *testing.T) {
+	for _, order := range []string{"allowing-first", "allowing-last"} {
+		for _, m := range []Mode{HostOnly, NAT} {
+			t.Run(order+"-from-"+m.String(), func(t *testing.T) {
+				w := newWorld(t)
+				x, xs := reachNet(1, HostOnly)
+				y, ys := reachNet(2, m)
+				x.AllowFrom = []string{y.Bridge}
+				w.network(x, xs)
+				w.network(y, ys)
+				gx, gy := w.guest(x, guestAddr(1, 10)), w.guest(y, guestAddr(2, 10))
+				if order == "allowing-first" {
+					ensure(t, w.hv, x)
+					ensure(t, w.hv, y)
+				} else {
+					ensure(t, w.hv, y)
+					ensure(t, w.hv, x)
+				}
+				// A NAT network masquerades all it sends off its subnet, this too.
+				from := map[Mode]string{HostOnly: guestAddr(2, 10), NAT: x.Gateway.String()}[m]
+				if seen := expect(t, "allowed guest -> guest", gy, guestAddr(1, 10), open); seen != from {
+					t.Errorf("the allowing network's guest saw %s, want %s", seen, from)
+				}
+				expect(t, "guest -> allowed network's guest", gx, guestAddr(2, 10), refused)
+			})
+		}
+	}
+}
+
 // TestIsolatedUplinkBridge shows why an isolated network must not name the
 // host's uplink bridge: the host drops everything arriving on it, its LAN's
 // traffic included.

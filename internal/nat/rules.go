@@ -19,6 +19,7 @@ var tableOrder = []string{tableNAT, tableFilter}
 // Chain name prefixes; with a 15-byte network name the longest name is 26 bytes,
 // under iptables' limit of 28.
 const (
+	prefixAlw = "KVMNET-ALW-"
 	prefixGrd = "KVMNET-GRD-"
 	prefixFwd = "KVMNET-FWD-"
 	prefixIn  = "KVMNET-IN-"
@@ -38,6 +39,7 @@ type chain struct {
 func ownedChains(name string) []chain {
 	return []chain{
 		{table: tableNAT, name: prefixNAT + name, parent: "POSTROUTING"},
+		{table: tableFilter, name: prefixAlw + name, parent: "FORWARD"},
 		{table: tableFilter, name: prefixGrd + name, parent: "FORWARD"},
 		{table: tableFilter, name: prefixFwd + name, parent: "FORWARD"},
 		{table: tableFilter, name: prefixIn + name, parent: "INPUT"},
@@ -51,6 +53,8 @@ func chains(n Network) []chain {
 		switch c.name {
 		case prefixNAT + n.Name:
 			c.rules = natRules(n)
+		case prefixAlw + n.Name:
+			c.rules = allowRules(n)
 		case prefixGrd + n.Name:
 			c.rules = guardRules(n)
 		case prefixFwd + n.Name:
@@ -89,6 +93,20 @@ func port(proto, p string) []string { return []string{"-p", proto, "-m", proto, 
 
 // hostAddr spells an address as iptables-save does: 10.0.0.1/32.
 func hostAddr(a netip.Addr) string { return netip.PrefixFrom(a, 32).String() }
+
+// allowRules let the guests of the networks on the AllowFrom bridges open
+// connections to n's guests, and n's guests answer them. They run before every
+// network's guards, so both networks' guards are passed over for exactly that
+// traffic, whichever network came up first.
+func allowRules(n Network) [][]string {
+	var rs [][]string
+	for _, from := range n.AllowFrom {
+		rs = append(rs,
+			rule(n, []string{"-i", from, "-o", n.Bridge}, accept...),
+			rule(n, slices.Concat([]string{"-i", n.Bridge, "-o", from}, replies), accept...))
+	}
+	return rs
+}
 
 // guardRules only reject or return, and every network's guards run before any
 // network's accepts (FORWARD jumps to all KVMNET-GRD chains first), so traffic
