@@ -356,8 +356,8 @@ func spoofing(t *testing.T, w *world, g *testns.NS, n Network) {
 
 // TestIPv6NotFiltered pins a limit the README states: kvmnet's rules are IPv4
 // only, so a guest of any mode reaches the host's services that listen on IPv6
-// through the host's link-local address on the bridge. (Turning IPv6 off on a
-// bridge, net.ipv6.conf.BRIDGE.disable_ipv6=1, closes it; the rules do not.)
+// through the host's link-local address on the bridge; turning IPv6 off on the
+// bridge (net.ipv6.conf.BRIDGE.disable_ipv6=1) closes that.
 func TestIPv6NotFiltered(t *testing.T) {
 	for _, m := range []Mode{Isolated, HostOnly, NAT} {
 		t.Run(m.String(), func(t *testing.T) {
@@ -390,6 +390,17 @@ func TestIPv6NotFiltered(t *testing.T) {
 			})
 			if err != nil {
 				t.Errorf("guest -> host's link-local %s: %v (if IPv6 is filtered now, update the README's table)", ll, err)
+			}
+			w.hv.MustRun("sysctl", "-qw", "net.ipv6.conf."+n.Bridge+".disable_ipv6=1")
+			err = g.Do(func() error {
+				c, err := net.DialTimeout("tcp6", net.JoinHostPort(ll+"%"+zone, probePort), dropTimeout)
+				if err == nil {
+					c.Close()
+				}
+				return err
+			})
+			if err == nil {
+				t.Errorf("guest -> host's link-local %s with IPv6 off on %s: open", ll, n.Bridge)
 			}
 		})
 	}
