@@ -133,7 +133,7 @@ func (f *Firewall) EnsureGen(n Network) (Result, error) {
 // exactly its own commits ahead (always, on the legacy backend), or a batch
 // that failed while a new save differs from the one it was planned from.
 func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result, error) {
-	changed := false
+	changed, last := false, ""
 	for try := 1; ; try++ {
 		gen, genErr := f.generation()
 		live, err := f.saveAll()
@@ -143,6 +143,12 @@ func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result,
 		b := plan(live)
 		if b.empty() {
 			return Result{Changed: changed, Gen: gen, GenOK: genErr == nil}, nil
+		}
+		if b.String() == last {
+			// Our own batch again: the rules read back differ from what we
+			// wrote in a way only this iptables knows (a spelling), not
+			// because anyone moved them. Applying it again would change nothing.
+			return Result{Changed: true}, nil
 		}
 		if try > ensureTries {
 			return Result{}, fmt.Errorf("%s: still changing after %d batches (another program rewriting them?)", what, ensureTries)
@@ -155,7 +161,7 @@ func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result,
 			}
 			return Result{}, err
 		}
-		changed = true
+		changed, last = true, b.String()
 		after, err := f.generation()
 		if genErr == nil && err == nil && after == gen+uint32(b.commits()) {
 			return Result{Changed: true, Gen: after, GenOK: true}, nil

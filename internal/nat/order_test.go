@@ -124,3 +124,23 @@ func assertLayout(t *testing.T, ns *testns.NS, nets []Network) {
 		t.Fatalf("FORWARD's kvmnet jumps out of order or not exactly those of %d networks:\n%s", len(nets), strings.Join(got, "\n"))
 	}
 }
+
+// TestConvergeStopsOnOwnBatch: when the rules read back after a batch still
+// want that same batch (an iptables that spells a rule its own way), converge
+// applies it once and stops, as Ensure always did, instead of failing.
+func TestConvergeStopsOnOwnBatch(t *testing.T) {
+	ns := testns.New(t)
+	ns.MustRun("iptables", "-N", "QUIRK")
+	do(t, ns, func(fw *Firewall) error {
+		r, err := fw.converge("quirk", func(ruleset) batch {
+			return batch{tableFilter: {add: []string{"-A QUIRK -j RETURN"}}}
+		})
+		if err == nil && !r.Changed {
+			err = fmt.Errorf("converge: %+v, want changed", r)
+		}
+		return err
+	})
+	if got := strings.Count(ns.IptablesSave(), "-A QUIRK -j RETURN"); got != 1 {
+		t.Fatalf("the batch was applied %d times, want once", got)
+	}
+}
