@@ -45,6 +45,7 @@ type world struct {
 	t       *testing.T
 	hv, out *testns.NS
 	ports   int
+	noDAD   bool // new links' IPv6 addresses usable at once (no duplicate address detection)
 }
 
 // newWorld makes the hypervisor and the outside host, both serving the probe port.
@@ -92,6 +93,9 @@ func (w *world) network(n Network, subnet string) {
 // the hypervisor's uplink address, which it answers ARP for on any bridge.
 func (w *world) guest(n Network, addr string) *testns.NS {
 	g := testns.New(w.t)
+	if w.noDAD {
+		g.MustRun("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
+	}
 	w.ports++
 	hv := fmt.Sprintf("vg%d", w.ports)
 	w.hv.MustRun("ip", "link", "add", hv, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
@@ -362,6 +366,8 @@ func TestIPv6NotFiltered(t *testing.T) {
 	for _, m := range []Mode{Isolated, HostOnly, NAT} {
 		t.Run(m.String(), func(t *testing.T) {
 			w := newWorld(t)
+			w.noDAD = true
+			w.hv.MustRun("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
 			n, subnet := reachNet(1, m)
 			w.network(n, subnet)
 			g := w.guest(n, guestAddr(1, 10))
