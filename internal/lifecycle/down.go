@@ -156,7 +156,7 @@ func natNetwork(rec state.Network, services bool) nat.Network {
 		n.Mode = nat.Isolated
 	}
 	if rec.Gateway.IsValid() {
-		n.Subnet = rec.Gateway.Masked()
+		n.Subnet, n.Gateway = rec.Gateway.Masked(), rec.Gateway.Addr()
 	}
 	return n
 }

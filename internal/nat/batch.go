@@ -47,11 +47,13 @@ func (b batch) String() string {
 
 // planEnsure returns the batch that turns live into live plus exactly n's
 // rules: chains of n that differ are rewritten whole, jumps are inserted only
-// when missing (and duplicates deleted), and chains n no longer wants (after a
-// mode change) are dropped.
+// when missing (and duplicates deleted), chains n no longer wants (after a
+// mode change) are dropped, and FORWARD's kvmnet jumps are put back in their
+// order (see ensureForward) when anything broke it.
 func planEnsure(live ruleset, n Network) batch {
 	b := batch{}
 	want := chains(n)
+	var fwd []chain
 	for _, c := range ownedChains(n.Name) {
 		i := slices.IndexFunc(want, func(w chain) bool { return w.name == c.name })
 		if i < 0 {
@@ -59,8 +61,13 @@ func planEnsure(live ruleset, n Network) batch {
 			continue
 		}
 		b.ensureChain(live, want[i])
+		if c.parent == "FORWARD" {
+			fwd = append(fwd, want[i])
+			continue
+		}
 		b.ensureJump(live, n, want[i])
 	}
+	b.ensureForward(live, n, fwd)
 	return b
 }
 

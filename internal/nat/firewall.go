@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,26 +146,65 @@ func (f *Firewall) Ensure(n Network) (changed bool, err error) {
 // writes to, so when the generation after it is exactly that much above the
 // one read before the save, no other program changed a rule in between and the
 // new generation is known to hold n's rules.
+//
+// Otherwise (always on the legacy backend) another kvmnet network's Ensure or
+// Remove may have run between our save and our restore (each network has its
+// own lock), so that a position in our batch was stale and FORWARD's order is
+// off, or our batch failed on a jump that network removed first: EnsureGen then
+// reads the rules again and repairs what it finds, a bounded number of times.
+// TestForwardOrderConcurrent fails without this.
 func (f *Firewall) EnsureGen(n Network) (Result, error) {
 	if err := n.Validate(); err != nil {
 		return Result{}, err
 	}
-	gen, genErr := f.generation()
-	live, err := f.saveAll()
-	if err != nil {
-		return Result{}, err
-	}
-	b := planEnsure(live, n)
-	if b.empty() {
-		return Result{Gen: gen, GenOK: genErr == nil}, nil
-	}
-	if err := f.apply(b); err != nil {
-		return Result{}, err
-	}
-	after, err := f.generation()
-	ok := genErr == nil && err == nil && after == gen+uint32(b.commits())
-	return Result{Changed: true, Gen: after, GenOK: ok}, nil
+	return f.converge("rules of network "+n.Name, func(live ruleset) batch { return planEnsure(live, n) })
 }
+
+// converge applies the batch plan makes from a fresh `iptables-save` until
+// plan wants none, and returns the generation to record (see EnsureGen). It
+// applies again only when the rules moved under it: a generation that is not
+// exactly its own commits ahead (always, on the legacy backend), or a batch
+// that failed while a new save differs from the one it was planned from.
+func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result, error) {
+	changed, last := false, ""
+	for try := 1; ; try++ {
+		gen, genErr := f.generation()
+		live, err := f.saveAll()
+		if err != nil {
+			return Result{}, err
+		}
+		b := plan(live)
+		if b.empty() {
+			return Result{Changed: changed, Gen: gen, GenOK: genErr == nil}, nil
+		}
+		if b.String() == last {
+			// Our own batch again: the rules read back differ from what we
+			// wrote in a way only this iptables knows (a spelling), not
+			// because anyone moved them. Applying it again would change nothing.
+			return Result{Changed: true}, nil
+		}
+		if try > ensureTries {
+			return Result{}, fmt.Errorf("%s: still changing after %d batches (another program rewriting them?)", what, ensureTries)
+		}
+		if err := f.apply(b); err != nil {
+			if try < ensureTries {
+				if now, serr := f.saveAll(); serr == nil && !reflect.DeepEqual(now, live) {
+					continue // e.g. a concurrent Remove took a jump this batch meant to move
+				}
+			}
+			return Result{}, err
+		}
+		changed, last = true, b.String()
+		after, err := f.generation()
+		if genErr == nil && err == nil && after == gen+uint32(b.commits()) {
+			return Result{Changed: true, Gen: after, GenOK: true}, nil
+		}
+	}
+}
+
+// ensureTries bounds converge's batches: one, and more only while other
+// kvmnet runs change the rules at the same moment.
+const ensureTries = 4
 
 // Unchanged reports whether the nf_tables generation still equals gen, a
 // Result.Gen recorded after an EnsureGen, so that a warm run may skip even the
@@ -181,7 +222,9 @@ func (f *Firewall) Unchanged(gen uint32) bool {
 // Remove deletes n's jumps and chains and nothing else; a network already gone
 // is not an error. Only n.Name is used, so a network whose mode changed since
 // Ensure loses all its chains. It costs one `iptables-save` and, when there is
-// something to remove, one `iptables-restore --noflush --wait`.
+// something to remove, one `iptables-restore --noflush --wait` (and, as for
+// EnsureGen, a second save on the legacy backend or when another kvmnet run
+// changed the rules meanwhile).
 //
 // That restore is slow for a reason no batching helps: after a transaction
 // that deletes anything, closing the nfnetlink socket waits until the kernel
@@ -193,25 +236,23 @@ func (f *Firewall) Remove(n Network) error {
 	if !nameRE().MatchString(n.Name) {
 		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
 	}
-	live, err := f.saveAll()
-	if err != nil {
-		return err
-	}
-	b := batch{}
-	for _, c := range ownedChains(n.Name) {
-		b.drop(live, c)
-	}
-	if b.empty() {
-		return nil
-	}
-	return f.apply(b)
+	_, err := f.converge("remove rules of network "+n.Name, func(live ruleset) batch {
+		b := batch{}
+		for _, c := range ownedChains(n.Name) {
+			b.drop(live, c)
+		}
+		return b
+	})
+	return err
 }
 
 // Check returns, as iptables arguments that would add them (`-t filter -A
 // KVMNET-FWD-x ...`), the rules of n that are absent now; nil means all are in
 // place. It reads the same `iptables-save` Ensure does, so that it agrees with
-// Ensure on what counts as present. Rules present in the wrong order are not
-// reported, though Ensure would rewrite their chain.
+// Ensure on what counts as present. Rules present in the wrong order within a
+// chain are not reported, though Ensure would rewrite their chain; n's jumps
+// in FORWARD are reported when present out of the order that keeps networks
+// apart (all guard jumps, then all accept jumps, before any other rule).
 func (f *Firewall) Check(n Network) (missing []string, err error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
@@ -220,6 +261,9 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 	if err != nil {
 		return nil, err
 	}
+	fwd, _ := live.chain(tableFilter, "FORWARD")
+	fwd = slices.Clone(fwd)
+	inOrder := ordered(fwd)
 	for _, c := range chains(n) {
 		have, _ := live.chain(c.table, c.name)
 		for _, r := range c.rules {
@@ -228,8 +272,15 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 			}
 		}
 		parent, _ := live.chain(c.table, c.parent)
-		if j := jump(n, c); !contains(parent, j) {
-			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" 1", j))
+		j, pos := jump(n, c), 1
+		if c.parent == "FORWARD" {
+			pos = place(fwd, tierOf(j))
+		}
+		if !contains(parent, j) || (c.parent == "FORWARD" && !inOrder) {
+			if c.parent == "FORWARD" && !contains(parent, j) {
+				fwd = slices.Insert(fwd, pos-1, j) // so that the next jump's place counts it
+			}
+			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" "+strconv.Itoa(pos), j))
 		}
 	}
 	return missing, nil

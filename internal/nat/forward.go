@@ -9,9 +9,10 @@ import (
 // which crosses FORWARD too when br_netfilter's bridge-nf-call-iptables is 1.
 type Forward struct {
 	Policy string // FORWARD's policy: ACCEPT or DROP
-	// Jump is the position (0 first) of the network's jump to its own chain,
-	// -1 when it is missing. That chain accepts or rejects all of the bridge's
-	// traffic, so whatever comes after the jump never sees it.
+	// Jump is the position (0 first) of the later of the network's two jumps
+	// (to its guard and its accept chain), -1 when either is missing. Those
+	// chains accept or reject all of the bridge's traffic, so whatever comes
+	// after the jump never sees it.
 	Jump int
 	// Blocker is the position of the first rule of another program that may
 	// drop or reject the bridge's traffic, -1 when there is none, and Rule that
@@ -34,13 +35,18 @@ func (f *Firewall) Forward(n Network) (Forward, error) {
 	}
 	rules, _ := live.chain(tableFilter, "FORWARD")
 	mine := comment(n)
+	jumps := map[string]int{prefixGrd + n.Name: -1, prefixFwd + n.Name: -1}
 	for i, r := range rules {
-		switch {
-		case target(r) == prefixFwd+n.Name && fw.Jump < 0:
-			fw.Jump = i
+		t := target(r)
+		switch pos, ok := jumps[t]; {
+		case ok && pos < 0:
+			jumps[t] = i
 		case fw.Blocker < 0 && blocks(r, n.Bridge) && !slices.Equal(commentOf(r), mine):
 			fw.Blocker, fw.Rule = i, line("-A", "FORWARD", r)
 		}
+	}
+	if g, a := jumps[prefixGrd+n.Name], jumps[prefixFwd+n.Name]; g >= 0 && a >= 0 {
+		fw.Jump = max(g, a)
 	}
 	return fw, nil
 }

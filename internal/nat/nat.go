@@ -1,7 +1,9 @@
 // Package nat is kvmnet's iptables rule engine: it gives each network its own
-// chains (KVMNET-FWD-<name>, KVMNET-IN-<name>, KVMNET-NAT-<name>), hooks them in
-// with one jump each at the top of FORWARD, INPUT and nat POSTROUTING, and
-// removes exactly those when the network goes away. Every rule it makes carries
+// chains (KVMNET-ALW-<name>, KVMNET-GRD-<name> and KVMNET-FWD-<name> in FORWARD, KVMNET-IN-<name>,
+// KVMNET-NAT-<name>), hooks them in with one jump each at the top of FORWARD,
+// INPUT and nat POSTROUTING, and removes exactly those when the network goes
+// away. In FORWARD every network's guard chain comes before any network's accept
+// chain, so that no network's accepts can let in what another's guards refuse. Every rule it makes carries
 // the comment "kvmnet:<name>". It never flushes or deletes a chain it does not
 // own, never changes a policy and never touches another program's rule.
 //
@@ -25,11 +27,13 @@ import (
 type Mode int
 
 const (
-	// Isolated: guests reach each other only.
+	// Isolated: guests reach each other only, not even the host.
 	Isolated Mode = iota
-	// HostOnly: guests reach each other and the host, nothing is routed in or out.
+	// HostOnly: guests reach each other and the host's gateway address, nothing
+	// is routed in or out.
 	HostOnly
-	// NAT: as HostOnly, and guests reach the world through the host, masqueraded.
+	// NAT: as HostOnly, and guests reach the world (the host's other addresses
+	// included) through the host, masqueraded.
 	NAT
 )
 
@@ -52,6 +56,13 @@ type Network struct {
 	Bridge string       // bridge device, e.g. "br0"
 	Mode   Mode         // Isolated, HostOnly or NAT
 	Subnet netip.Prefix // masked IPv4 prefix, e.g. 192.168.100.0/24; needed for NAT only
+	// Gateway is the host's address on the bridge, e.g. 192.168.100.1; needed
+	// for HostOnly and NAT, whose guests reach the host there.
+	Gateway netip.Addr
+	// AllowFrom names the bridges of other networks whose guests may open
+	// connections to this network's guests (and get the replies); traffic
+	// between networks is refused otherwise.
+	AllowFrom []string
 	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
 	// accept udp 67 and udp+tcp 53 arriving on it.
 	Services bool
@@ -76,17 +87,32 @@ func (n Network) Validate() error {
 	if !ifnameRE().MatchString(n.Bridge) {
 		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)
 	}
+	for _, from := range n.AllowFrom {
+		if !ifnameRE().MatchString(from) || from == n.Bridge {
+			return fmt.Errorf("network %s: allow from bridge %q: want another bridge, 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, from)
+		}
+	}
 	switch n.Mode {
-	case Isolated, HostOnly:
-	case NAT:
-		if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
-			return fmt.Errorf("network %s: nat needs an IPv4 subnet, have %q", n.Name, n.Subnet)
-		}
-		if n.Subnet != n.Subnet.Masked() {
-			return fmt.Errorf("network %s: subnet %s has host bits set (want %s)", n.Name, n.Subnet, n.Subnet.Masked())
-		}
+	case Isolated:
+		return nil
+	case HostOnly, NAT:
 	default:
 		return fmt.Errorf("network %s: unknown mode %d", n.Name, int(n.Mode))
+	}
+	if !n.Gateway.Is4() {
+		return fmt.Errorf("network %s: %s needs an IPv4 gateway address, have %q", n.Name, n.Mode, n.Gateway)
+	}
+	if n.Mode == HostOnly {
+		return nil
+	}
+	if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
+		return fmt.Errorf("network %s: nat needs an IPv4 subnet, have %q", n.Name, n.Subnet)
+	}
+	if n.Subnet != n.Subnet.Masked() {
+		return fmt.Errorf("network %s: subnet %s has host bits set (want %s)", n.Name, n.Subnet, n.Subnet.Masked())
+	}
+	if !n.Subnet.Contains(n.Gateway) {
+		return fmt.Errorf("network %s: gateway %s is outside subnet %s", n.Name, n.Gateway, n.Subnet)
 	}
 	return nil
 }

@@ -32,15 +32,17 @@ var fixtures = []struct {
 	golden string
 	n      Network
 }{
-	{"nat", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24")}},
-	{"nat-services", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Services: true}},
-	{"hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Services: true}},
+	{"nat", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1")}},
+	{"nat-services", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1"), Services: true}},
+	{"hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Gateway: netip.MustParseAddr("192.168.101.1"), Services: true}},
+	{"hostonly", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1")}},
 	{"isolated", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated}},
+	{"hostonly-allow-from", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1"), AllowFrom: []string{"kvmbr0", "virbr0"}}},
 }
 
 var (
-	netA = Network{Name: "a", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("10.10.0.0/24"), Services: true}
-	netB = Network{Name: "b-2", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("10.20.0.0/24")}
+	netA = Network{Name: "a", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("10.10.0.0/24"), Gateway: netip.MustParseAddr("10.10.0.1"), Services: true}
+	netB = Network{Name: "b-2", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("10.20.0.0/24"), Gateway: netip.MustParseAddr("10.20.0.1")}
 )
 
 // do runs f inside ns with a Firewall made there, failing t on error. f must
@@ -162,10 +164,14 @@ func goldenHeader(n Network) string {
 	if n.Subnet.IsValid() {
 		sub = n.Subnet.String()
 	}
+	allow := ""
+	if len(n.AllowFrom) > 0 {
+		allow = " allow_from=" + strings.Join(n.AllowFrom, ",")
+	}
 	return fmt.Sprintf("# iptables-save of an empty network namespace after Ensure of\n"+
-		"#   name=%s bridge=%s mode=%s subnet=%s services=%t\n"+
+		"#   name=%s bridge=%s mode=%s subnet=%s services=%t%s\n"+
 		"# (counters and timestamps stripped; regenerate: go test ./internal/nat -update)\n",
-		n.Name, n.Bridge, n.Mode, sub, n.Services)
+		n.Name, n.Bridge, n.Mode, sub, n.Services, allow)
 }
 
 // diff lists the lines only in want (-) and only in got (+).
@@ -206,7 +212,7 @@ func TestLifecycleBesideForeignRules(t *testing.T) {
 	ensure(t, ns, netB)
 	assertRules(t, ns, netA, true)
 	assertRules(t, ns, netB, true)
-	assertFirst(t, ns, "filter", "FORWARD", prefixFwd+netB.Name)
+	assertForward(t, ns, prefixGrd+netA.Name, prefixGrd+netB.Name, prefixFwd+netA.Name, prefixFwd+netB.Name, "DOCKER-USER")
 	assertFirst(t, ns, "nat", "POSTROUTING", prefixNAT+netA.Name)
 
 	remove(t, ns, netA)
@@ -255,6 +261,19 @@ func assertRules(t *testing.T, ns *testns.NS, n Network, present bool) {
 	}
 }
 
+// assertForward checks that FORWARD's rules jump to targets, in this order.
+func assertForward(t *testing.T, ns *testns.NS, targets ...string) {
+	t.Helper()
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(ns.MustRun("iptables", "-S", "FORWARD")), "\n")[1:] {
+		f := strings.Fields(l)
+		got = append(got, f[len(f)-1])
+	}
+	if !slices.Equal(got, targets) {
+		t.Fatalf("FORWARD jumps to\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(targets, "\n"))
+	}
+}
+
 // assertFirst checks that the first rule of a builtin chain jumps to target.
 func assertFirst(t *testing.T, ns *testns.NS, table, chain, target string) {
 	t.Helper()
@@ -276,6 +295,9 @@ func TestSelfHeal(t *testing.T) {
 		"iptables -D FORWARD -m comment --comment kvmnet:a -j KVMNET-FWD-a",
 		"iptables -I FORWARD 2 -m comment --comment kvmnet:a -j KVMNET-FWD-a",
 		"iptables -D KVMNET-FWD-a 2",
+		"iptables -D FORWARD -m comment --comment kvmnet:a -j KVMNET-GRD-a",
+		"iptables -D KVMNET-GRD-a 1",
+		"iptables -D KVMNET-IN-a 3",
 		"iptables -A KVMNET-IN-a -j ACCEPT",
 		"iptables -t nat -X KVMNET-NAT-a",
 	} {
@@ -310,6 +332,23 @@ func TestModeChange(t *testing.T) {
 	}
 }
 
+// TestAllowFromDropped expects Ensure without AllowFrom to remove the allow
+// chain and its jump, leaving what Ensure without it makes fresh.
+func TestAllowFromDropped(t *testing.T) {
+	ns, fresh := testns.New(t), testns.New(t)
+	n := netB
+	n.AllowFrom = []string{netA.Bridge}
+	ensure(t, ns, netA)
+	ensure(t, ns, n)
+	assertForward(t, ns, prefixAlw+netB.Name, prefixGrd+netA.Name, prefixGrd+netB.Name, prefixFwd+netA.Name, prefixFwd+netB.Name)
+	ensure(t, ns, netB)
+	ensure(t, fresh, netA)
+	ensure(t, fresh, netB)
+	if got, want := ns.IptablesSave(), fresh.IptablesSave(); got != want {
+		t.Fatalf("dropping AllowFrom differs from never having it:\n%s", diff(want, got))
+	}
+}
+
 func TestCheck(t *testing.T) {
 	ns := testns.New(t)
 	var missing []string
@@ -318,7 +357,7 @@ func TestCheck(t *testing.T) {
 		do(t, ns, func(fw *Firewall) (err error) { missing, err = fw.Check(netA); return err })
 	}
 	check()
-	if want := 5 + 5 + 3 + 3; len(missing) != want {
+	if want := 6 + 4 + 4 + 4; len(missing) != want {
 		t.Fatalf("Check on an empty namespace: %d missing, want %d:\n%s", len(missing), want, strings.Join(missing, "\n"))
 	}
 	ensure(t, ns, netA)

@@ -1,6 +1,8 @@
 package nat
 
 import (
+	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -17,6 +19,8 @@ var tableOrder = []string{tableNAT, tableFilter}
 // Chain name prefixes; with a 15-byte network name the longest name is 26 bytes,
 // under iptables' limit of 28.
 const (
+	prefixAlw = "KVMNET-ALW-"
+	prefixGrd = "KVMNET-GRD-"
 	prefixFwd = "KVMNET-FWD-"
 	prefixIn  = "KVMNET-IN-"
 	prefixNAT = "KVMNET-NAT-"
@@ -35,6 +39,8 @@ type chain struct {
 func ownedChains(name string) []chain {
 	return []chain{
 		{table: tableNAT, name: prefixNAT + name, parent: "POSTROUTING"},
+		{table: tableFilter, name: prefixAlw + name, parent: "FORWARD"},
+		{table: tableFilter, name: prefixGrd + name, parent: "FORWARD"},
 		{table: tableFilter, name: prefixFwd + name, parent: "FORWARD"},
 		{table: tableFilter, name: prefixIn + name, parent: "INPUT"},
 	}
@@ -46,19 +52,19 @@ func chains(n Network) []chain {
 	for _, c := range ownedChains(n.Name) {
 		switch c.name {
 		case prefixNAT + n.Name:
-			if n.Mode != NAT {
-				continue
-			}
 			c.rules = natRules(n)
+		case prefixAlw + n.Name:
+			c.rules = allowRules(n)
+		case prefixGrd + n.Name:
+			c.rules = guardRules(n)
 		case prefixFwd + n.Name:
-			c.rules = forwardRules(n)
+			c.rules = acceptRules(n)
 		case prefixIn + n.Name:
-			if !n.Services {
-				continue
-			}
 			c.rules = inputRules(n)
 		}
-		cs = append(cs, c)
+		if len(c.rules) > 0 {
+			cs = append(cs, c)
+		}
 	}
 	return cs
 }
@@ -75,30 +81,76 @@ func rule(n Network, matches []string, target ...string) []string {
 	return append(r, target...)
 }
 
-var reject = []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}
+var (
+	reject  = []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}
+	accept  = []string{"-j", "ACCEPT"}
+	returns = []string{"-j", "RETURN"}
+	replies = []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}
+)
 
-// forwardRules: guest-to-guest traffic crosses FORWARD too once br_netfilter is
-// loaded, so it is accepted first; NAT adds routing out and the replies back in;
-// the rejects end everything else to or from the bridge, so that a FORWARD
-// ACCEPT policy does not route into a host-only network.
-func forwardRules(n Network) [][]string {
+// port matches a udp or tcp destination port as iptables-save spells it.
+func port(proto, p string) []string { return []string{"-p", proto, "-m", proto, "--dport", p} }
+
+// hostAddr spells an address as iptables-save does: 10.0.0.1/32.
+func hostAddr(a netip.Addr) string { return netip.PrefixFrom(a, 32).String() }
+
+// allowRules let the guests of the networks on the AllowFrom bridges open
+// connections to n's guests, and n's guests answer them. They run before every
+// network's guards, so both networks' guards are passed over for exactly that
+// traffic, whichever network came up first.
+func allowRules(n Network) [][]string {
+	var rs [][]string
+	for _, from := range n.AllowFrom {
+		rs = append(rs,
+			rule(n, []string{"-i", from, "-o", n.Bridge}, accept...),
+			rule(n, slices.Concat([]string{"-i", n.Bridge, "-o", from}, replies), accept...))
+	}
+	return rs
+}
+
+// guardRules only reject or return, and every network's guards run before any
+// network's accepts (FORWARD jumps to all KVMNET-GRD chains first), so traffic
+// between two kvmnet networks meets the guard of one of them before an accept
+// of the other, whatever order the networks came up in. Into the bridge from
+// elsewhere only a NAT network's replies pass (to its own subnet); out of it only
+// a NAT network's traffic from its own subnet (no spoofed sources).
+func guardRules(n Network) [][]string {
 	b := n.Bridge
-	rs := [][]string{rule(n, []string{"-i", b, "-o", b}, "-j", "ACCEPT")}
+	in, out := []string{"!", "-i", b, "-o", b}, []string{"-i", b, "!", "-o", b}
+	if n.Mode != NAT {
+		return [][]string{rule(n, in, reject...), rule(n, out, reject...)}
+	}
+	s := n.Subnet.String()
+	return [][]string{
+		rule(n, slices.Concat([]string{"-d", s}, in, replies), returns...),
+		rule(n, in, reject...),
+		rule(n, slices.Concat([]string{"!", "-s", s}, out), reject...),
+	}
+}
+
+// acceptRules: guest-to-guest traffic crosses FORWARD too once br_netfilter is
+// loaded; NAT adds routing out and the replies back in. Together with the
+// guards they decide every packet to or from the bridge, so that neither a
+// FORWARD ACCEPT policy nor a DROP further down has a say.
+func acceptRules(n Network) [][]string {
+	b := n.Bridge
+	rs := [][]string{rule(n, []string{"-i", b, "-o", b}, accept...)}
 	if n.Mode == NAT {
 		s := n.Subnet.String()
 		rs = append(rs,
-			rule(n, []string{"-d", s, "-o", b, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "ACCEPT"),
-			rule(n, []string{"-s", s, "-i", b}, "-j", "ACCEPT"))
+			rule(n, slices.Concat([]string{"-d", s, "-o", b}, replies), accept...),
+			rule(n, []string{"-s", s, "-i", b}, accept...))
 	}
-	return append(rs,
-		rule(n, []string{"-o", b}, reject...),
-		rule(n, []string{"-i", b}, reject...))
+	return rs
 }
 
 // natRules is libvirt's scheme: multicast and broadcast leave unmasqueraded,
 // tcp and udp get source ports from the unprivileged range, everything else
 // (icmp) is masqueraded as is.
 func natRules(n Network) [][]string {
+	if n.Mode != NAT {
+		return nil
+	}
 	s := n.Subnet.String()
 	out := []string{"-s", s, "!", "-d", s}
 	masq := []string{"-j", "MASQUERADE", "--to-ports", "1024-65535"}
@@ -111,15 +163,28 @@ func natRules(n Network) [][]string {
 	}
 }
 
-// inputRules let guests reach kvmnet's DHCP and DNS server on the bridge even
-// when INPUT drops by default.
+// inputRules decide what of the host a guest reaches. Isolated: nothing, and
+// silently. Host-only: kvmnet's DHCP and DNS server (accepted even when INPUT
+// drops by default), and whatever else the host serves on the gateway address
+// (left to the host's own INPUT rules); any other host address is refused.
+// NAT: the same services, and the host's other addresses count as the world.
 func inputRules(n Network) [][]string {
 	b := n.Bridge
-	return [][]string{
-		rule(n, []string{"-i", b, "-p", "udp", "-m", "udp", "--dport", "67"}, "-j", "ACCEPT"),
-		rule(n, []string{"-i", b, "-p", "udp", "-m", "udp", "--dport", "53"}, "-j", "ACCEPT"),
-		rule(n, []string{"-i", b, "-p", "tcp", "-m", "tcp", "--dport", "53"}, "-j", "ACCEPT"),
+	if n.Mode == Isolated {
+		return [][]string{rule(n, []string{"-i", b}, "-j", "DROP")}
 	}
+	var rs [][]string
+	if n.Services {
+		g := hostAddr(n.Gateway)
+		rs = append(rs,
+			rule(n, slices.Concat([]string{"-i", b}, port("udp", "67")), accept...),
+			rule(n, slices.Concat([]string{"-d", g, "-i", b}, port("udp", "53")), accept...),
+			rule(n, slices.Concat([]string{"-d", g, "-i", b}, port("tcp", "53")), accept...))
+	}
+	if n.Mode == HostOnly {
+		rs = append(rs, rule(n, []string{"!", "-d", hostAddr(n.Gateway), "-i", b}, reject...))
+	}
+	return rs
 }
 
 // jump is the rule in c.parent that sends traffic into c.
@@ -127,33 +192,11 @@ func jump(n Network, c chain) []string {
 	return rule(n, nil, "-j", c.name)
 }
 
-// Rules returns n's rules in iptables-restore syntax, as Ensure makes them from
-// nothing: `iptables-restore --noflush` of it equals a cold Ensure (but, unlike
-// Ensure, adds a second jump when run twice). n must be valid (Network.Validate).
+// Rules returns n's rules in iptables-restore syntax, as Ensure makes them in
+// a namespace with no kvmnet rules: `iptables-restore --noflush` of it there
+// equals a cold Ensure. n must be valid (Network.Validate).
 func Rules(n Network) string {
-	var b strings.Builder
-	for _, t := range tableOrder {
-		var decl, body []string
-		for _, c := range chains(n) {
-			if c.table != t {
-				continue
-			}
-			decl = append(decl, ":"+c.name+" - [0:0]")
-			for _, r := range c.rules {
-				body = append(body, line("-A", c.name, r))
-			}
-			body = append(body, line("-I", c.parent+" 1", jump(n, c)))
-		}
-		if len(decl) == 0 {
-			continue
-		}
-		b.WriteString("*" + t + "\n")
-		for _, l := range append(decl, body...) {
-			b.WriteString(l + "\n")
-		}
-		b.WriteString("COMMIT\n")
-	}
-	return b.String()
+	return planEnsure(ruleset{}, n).String()
 }
 
 // line renders one iptables-restore command, e.g. `-A KVMNET-FWD-x -i br0 ...`.

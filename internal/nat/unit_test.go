@@ -48,7 +48,7 @@ func TestSplitArgs(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := Network{Name: "lab-1", Bridge: "br0", Mode: NAT, Subnet: netip.MustParsePrefix("10.0.0.0/24")}
+	ok := Network{Name: "lab-1", Bridge: "br0", Mode: NAT, Subnet: netip.MustParsePrefix("10.0.0.0/24"), Gateway: netip.MustParseAddr("10.0.0.1")}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +63,10 @@ func TestValidate(t *testing.T) {
 		func(n *Network) { n.Subnet = netip.Prefix{} },
 		func(n *Network) { n.Subnet = netip.MustParsePrefix("fd00::/64") },
 		func(n *Network) { n.Mode = 7 },
+		func(n *Network) { n.Gateway = netip.Addr{} },
+		func(n *Network) { n.Gateway = netip.MustParseAddr("10.0.1.1") },
+		func(n *Network) { n.Mode, n.Gateway = HostOnly, netip.Addr{} },
+		func(n *Network) { n.Gateway = netip.MustParseAddr("fd00::1") },
 	} {
 		n := ok
 		bad(&n)

@@ -118,8 +118,13 @@ func TestDoctor(t *testing.T) {
 		if !strings.Contains(out, "-A FORWARD -i br+ -j DROP") {
 			t.Errorf("the evidence does not show the rule:\n%s", out)
 		}
-		if _, code := h.doctor(nil, "--fix"); code != 1 {
-			t.Error("--fix claims to have moved another program's rule")
+		// kvmnet's jumps out of their place count as missing rules: --fix
+		// puts them back above the DROP and leaves that rule as it is.
+		h.fix()
+		fwd := h.MustRun("iptables", "-S", "FORWARD")
+		if !strings.Contains(fwd, "-A FORWARD -i br+ -j DROP") ||
+			!strings.HasPrefix(strings.SplitN(fwd, "\n", 3)[1], `-A FORWARD -m comment --comment "kvmnet:default" -j KVMNET-GRD-default`) {
+			t.Errorf("--fix did not put kvmnet's jumps above the other program's rule, or changed it:\n%s", fwd)
 		}
 	})
 	t.Run("stp", func(t *testing.T) {
