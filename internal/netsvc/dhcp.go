@@ -148,14 +148,19 @@ func (d *dhcpd) request(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
 // ack commits the lease of want to c and ACKs it, or NAKs when want is not
 // c's to have.
 func (d *dhcpd) ack(req *dhcpv4.DHCPv4, c client, want netip.Addr, now time.Time) *reply {
-	r, renewal, ok := d.pool.commit(c, want, now)
-	if !ok {
+	res := d.pool.commit(c, want, now)
+	r := res.r
+	if r == nil {
 		return d.nak(req, c, want, "address not available")
 	}
 	// Renewals come every half lease from every guest: logging them would
 	// grow the log without bound and tell nothing new.
-	if !renewal {
+	if !res.renewal {
 		d.log.Info("dhcp lease", "ip", r.ip.String(), "mac", c.mac.String(), "hostname", r.hostname)
+		if res.taken != "" {
+			d.log.Warn("dhcp: hostname owned by another guest; lease given without the name",
+				"hostname", res.taken, "ip", r.ip.String(), "mac", c.mac.String())
+		}
 	}
 	msg := d.newReply(req, dhcpv4.MessageTypeAck, r.ip)
 	d.leaseOptions(msg, r.ip)

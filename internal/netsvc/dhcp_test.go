@@ -275,7 +275,7 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPool(c)
-	if kept := p.restore(recs); kept != 2 {
+	if kept := p.restore(recs, clk.now()); kept != 2 {
 		t.Errorf("restored %d of 2", kept)
 	}
 	if got, _ := p.lookup("keep", clk.now()); got != ip {
@@ -306,9 +306,49 @@ func TestCommitRenewal(t *testing.T) {
 		{client{key: web.key, mac: web.mac, hostname: "www"}, 3 * time.Minute, false}, // renamed
 		{web, 3*time.Minute + 2*c.LeaseTime, false},                                   // after expiry
 	} {
-		_, renewal, ok := p.commit(step.c, ip, now.Add(step.at))
-		if !ok || renewal != step.renewal {
-			t.Errorf("step %d: commit = renewal %v ok %v, want renewal %v", i, renewal, ok, step.renewal)
+		res := p.commit(step.c, ip, now.Add(step.at))
+		if res.r == nil || res.renewal != step.renewal {
+			t.Errorf("step %d: commit = %+v, want renewal %v", i, res, step.renewal)
 		}
+	}
+}
+
+// TestNameOwnership: a DNS name belongs to a static host, else to the first
+// live lease that claimed it; a later claimant gets its lease without the
+// name, and gets the name once the owner's lease is released or has expired.
+func TestNameOwnership(t *testing.T) {
+	d, clk := handlerFor(t, testConfig()), newClock()
+	first := addrOf(dora(t, d, clk, macN(1), withHostname("web")).YourIPAddr)
+	thief := dora(t, d, clk, macN(2), withHostname("web"))
+	if ip, ok := d.pool.lookup("web", clk.now()); !ok || ip != first {
+		t.Errorf("web resolves to %s %v after a second claim, want the first owner %s", ip, ok, first)
+	}
+	if mt(thief) != dhcpv4.MessageTypeAck {
+		t.Errorf("the later claimant got no lease")
+	}
+	if _, ok := d.pool.reverse(addrOf(thief.YourIPAddr), clk.now()); ok {
+		t.Errorf("the later claimant's address has a PTR name")
+	}
+	dora(t, d, clk, macN(3), withHostname(testStatic.Name))
+	if ip, _ := d.pool.lookup(testStatic.Name, clk.now()); ip != testStatic.IP {
+		t.Errorf("static name %s taken over: %s", testStatic.Name, ip)
+	}
+
+	d.handle(newReq(t, dhcpv4.MessageTypeRelease, macN(1), withCiaddr(first), optServerID(testGW)), clk.now())
+	second := addrOf(dora(t, d, clk, macN(2), withHostname("web")).YourIPAddr)
+	if ip, ok := d.pool.lookup("web", clk.now()); !ok || ip != second {
+		t.Errorf("after the owner's release web resolves to %s %v, want %s", ip, ok, second)
+	}
+	if again := addrOf(dora(t, d, clk, macN(1), withHostname("web")).YourIPAddr); again == second {
+		t.Fatalf("two clients share %s", again)
+	}
+	if ip, _ := d.pool.lookup("web", clk.now()); ip != second {
+		t.Errorf("the old owner took web back from the live owner: %s", ip)
+	}
+
+	clk.add(2 * d.leaseTime) // every lease expires; the name is free again
+	third := addrOf(dora(t, d, clk, macN(4), withHostname("web")).YourIPAddr)
+	if ip, ok := d.pool.lookup("web", clk.now()); !ok || ip != third {
+		t.Errorf("after expiry web resolves to %s %v, want %s", ip, ok, third)
 	}
 }

@@ -439,3 +439,20 @@ func leaseOf(t testing.TB, n *testNet, hostname string) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// TestNetLogNamesNetworkOnce: every line of the daemon's log names its network
+// exactly once.
+func TestNetLogNamesNetworkOnce(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	n.start()
+	n.stop()
+	b, err := os.ReadFile(n.logPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if c := strings.Count(line, "network="); c != 1 {
+			t.Errorf("log line names the network %d times: %s", c, line)
+		}
+	}
+}

@@ -196,42 +196,64 @@ func (p *pool) remove(r *record) {
 	if p.byKey[r.key] == r {
 		delete(p.byKey, r.key)
 	}
-	p.setName(r, "")
+	p.setName(r, "", time.Time{})
 }
 
-// setName indexes r under name for DNS; a newer lease takes a name over.
-func (p *pool) setName(r *record, name string) {
+// setName indexes r under name for DNS. A name belongs to a static host, else
+// to the first live lease that claimed it: a later claimant would otherwise
+// take over the traffic meant for the owner. A refused claim leaves r without
+// a name and returns false; the claim succeeds once the owner's lease has been
+// released or has expired.
+func (p *pool) setName(r *record, name string, now time.Time) bool {
 	if r.hostname != "" && p.byName[r.hostname] == r {
 		delete(p.byName, r.hostname)
 	}
-	r.hostname = name
-	if name != "" {
-		p.byName[name] = r
+	r.hostname = ""
+	if name == "" {
+		return true
 	}
+	if h, ok := p.staticByName[name]; ok && !(r.static && h.IP == r.ip) {
+		return false
+	}
+	if o := p.byName[name]; o != nil && o != r {
+		if o.bound && o.active(now) {
+			return false
+		}
+		o.hostname = "" // the owner's lease is over: the name is not its to come back to
+	}
+	r.hostname = name
+	p.byName[name] = r
+	return true
+}
+
+// committed is the outcome of pool.commit.
+type committed struct {
+	r       *record // a copy of the lease; nil when the REQUEST is refused
+	renewal bool    // c held ip already, unexpired and under the same name
+	taken   string  // the name c asked for and did not get: another guest owns it
 }
 
 // commit handles a REQUEST for ip from c: it binds the lease and returns its
-// record, or ok false when ip cannot be c's (the caller NAKs); renewal says
-// that c held ip already, unexpired and under the same name. The server is
-// authoritative on its bridge: a client asking for a free address it had
+// record, or a nil record when ip cannot be c's (the caller NAKs). The server
+// is authoritative on its bridge: a client asking for a free address it had
 // before a lost lease file gets it rather than silence.
-func (p *pool) commit(c client, ip netip.Addr, now time.Time) (r *record, renewal bool, ok bool) {
+func (p *pool) commit(c client, ip netip.Addr, now time.Time) committed {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	h, static := p.staticFor(c)
 	switch {
 	case static && ip != h.IP:
-		return nil, false, false
+		return committed{}
 	case !static && !p.free(ip, c, now):
-		return nil, false, false
+		return committed{}
 	}
 	prev := p.byIP[ip]
-	renewal = prev != nil && prev.key == c.key && prev.bound && now.Before(prev.expires)
+	renewal := prev != nil && prev.key == c.key && prev.bound && now.Before(prev.expires)
 	var prevName string
 	if renewal {
 		prevName = prev.hostname
 	}
-	r = p.bind(c, ip, now)
+	r := p.bind(c, ip, now)
 	r.bound, r.static = true, static
 	r.expires = now.Add(p.leaseTime)
 	name := c.hostname
@@ -241,9 +263,12 @@ func (p *pool) commit(c client, ip netip.Addr, now time.Time) (r *record, renewa
 	if name == "" {
 		name = r.hostname // a renewal without option 12 keeps the name
 	}
-	p.setName(r, name)
+	var taken string
+	if !p.setName(r, name, now) {
+		taken = name
+	}
 	p.dirty()
-	return r.copy(), renewal && r.hostname == prevName, true
+	return committed{r: r.copy(), renewal: renewal && r.hostname == prevName, taken: taken}
 }
 
 // copy returns a snapshot of r that is safe to read without the lock.
@@ -263,7 +288,7 @@ func (p *pool) release(c client, ip netip.Addr, now time.Time) bool {
 		return false
 	}
 	r.expires = now
-	p.setName(r, "")
+	p.setName(r, "", now)
 	p.dirty()
 	return true
 }
@@ -335,7 +360,8 @@ func (p *pool) snapshot() []*record {
 
 // restore loads persisted records, dropping those the current config no
 // longer allows: out of range, the gateway, or a static address of another MAC.
-func (p *pool) restore(recs []*record) (kept int) {
+// Only a name's owner is saved with it, so names come back to their owners.
+func (p *pool) restore(recs []*record, now time.Time) (kept int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range recs {
@@ -346,7 +372,7 @@ func (p *pool) restore(recs []*record) (kept int) {
 		p.byIP[r.ip], p.byKey[r.key] = r, r
 		name := r.hostname
 		r.hostname = ""
-		p.setName(r, name)
+		p.setName(r, name, now)
 		kept++
 	}
 	return kept

@@ -160,7 +160,7 @@ func (s *Server) loadLeases() error {
 	if err != nil {
 		return err
 	}
-	kept := s.pool.restore(recs)
+	kept := s.pool.restore(recs, time.Now())
 	s.log.Info("leases loaded", "file", s.cfg.LeaseFile, "kept", kept, "dropped", len(recs)-kept)
 	return nil
 }
@@ -200,7 +200,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.watch {
 		run(s.watchBridge)
 	}
-	s.log.Info("netsvc serving", "network", s.cfg.Network, "bridge", s.cfg.Bridge,
+	// The logger names the network already (see daemon).
+	s.log.Info("netsvc serving", "bridge", s.cfg.Bridge,
 		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS)
 	<-ctx.Done()
 	s.close()
