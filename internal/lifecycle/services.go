@@ -35,7 +35,7 @@ func ServicesPID(d state.Dir, network string) (int, bool) {
 func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
 	c := ctl.Config{
 		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, MTU: n.MTU,
-		DHCP: n.DHCP, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
+		DHCP: n.DHCP, Router: n.Router, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
 		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: n.LeaseFile,
 		PIDFile: d.File(n.Name, svcPID),
 	}

@@ -27,6 +27,7 @@ type dhcpd struct {
 	bcast     netip.Addr
 	domain    string
 	dns       bool
+	router    bool
 	mtu       int
 	leaseTime time.Duration
 
@@ -40,7 +41,7 @@ func newDHCPd(c Config, p *pool, log *slog.Logger) *dhcpd {
 	return &dhcpd{
 		pool: p, log: log, gw: c.Gateway.Addr(),
 		mask:  net.CIDRMask(c.Gateway.Bits(), 32),
-		bcast: ctl.Broadcast(c.Gateway), domain: c.Domain, dns: c.DNS,
+		bcast: ctl.Broadcast(c.Gateway), domain: c.Domain, dns: c.DNS, router: c.Router,
 		mtu: c.MTU, leaseTime: c.LeaseTime,
 	}
 }
@@ -236,11 +237,16 @@ func (d *dhcpd) leaseOptions(msg *dhcpv4.DHCPv4, ip netip.Addr) {
 	d.networkOptions(msg)
 }
 
-// networkOptions adds router, mask, broadcast, DNS, domain and MTU.
+// networkOptions adds mask, broadcast, DNS, domain and MTU, and the router
+// when the network routes: a host-only gateway forwards nothing, and a
+// default route to it would only hide the guest's real one (libvirt sends
+// none there either).
 func (d *dhcpd) networkOptions(msg *dhcpv4.DHCPv4) {
 	gw := net.IP(d.gw.AsSlice())
 	msg.UpdateOption(dhcpv4.OptSubnetMask(d.mask))
-	msg.UpdateOption(dhcpv4.OptRouter(gw))
+	if d.router {
+		msg.UpdateOption(dhcpv4.OptRouter(gw))
+	}
 	msg.UpdateOption(dhcpv4.OptBroadcastAddress(net.IP(d.bcast.AsSlice())))
 	if d.dns {
 		msg.UpdateOption(dhcpv4.OptDNS(gw))

@@ -77,6 +77,21 @@ func TestHandleNoMTUOptionAt1500AndNoDNSOption(t *testing.T) {
 	}
 }
 
+// TestHandleNoRouterOnHostOnly: a network that does not route (host-only)
+// hands out no default route.
+func TestHandleNoRouterOnHostOnly(t *testing.T) {
+	c := testConfig()
+	c.Router = false
+	d, clk := handlerFor(t, c), newClock()
+	ack := dora(t, d, clk, macN(1))
+	inf := d.handle(newReq(t, dhcpv4.MessageTypeInform, macN(2), withCiaddr(netip.MustParseAddr("192.168.100.200"))), clk.now())
+	for name, m := range map[string]*dhcpv4.DHCPv4{"ack": ack, "inform": inf.msg} {
+		if m.Options.Has(dhcpv4.OptionRouter) {
+			t.Errorf("%s has a router option:\n%s", name, m.Summary())
+		}
+	}
+}
+
 func TestHandleBroadcastFlagAndClientIDCopied(t *testing.T) {
 	d, clk := handlerFor(t, testConfig()), newClock()
 	id := dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 2, 3}))

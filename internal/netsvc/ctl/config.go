@@ -59,6 +59,7 @@ type Config struct {
 	Gateway    netip.Prefix // e.g. 192.168.100.1/24: server address, router, DNS
 	MTU        int          // 0 or 1500: no option
 	DHCP       bool
+	Router     bool       // hand out the gateway as the default route (option 3): NAT networks route
 	RangeStart netip.Addr // default: first usable address that is not the gateway
 	RangeEnd   netip.Addr // default: last usable address that is not the gateway
 	LeaseTime  time.Duration
@@ -78,6 +79,7 @@ type configJSON struct {
 	Gateway    netip.Prefix `json:"gateway"`
 	MTU        int          `json:"mtu,omitempty"`
 	DHCP       bool         `json:"dhcp"`
+	Router     bool         `json:"router,omitempty"`
 	RangeStart netip.Addr   `json:"range_start,omitzero"`
 	RangeEnd   netip.Addr   `json:"range_end,omitzero"`
 	LeaseTime  string       `json:"lease_time,omitempty"`
@@ -93,7 +95,7 @@ type configJSON struct {
 func (c Config) MarshalJSON() ([]byte, error) {
 	j := configJSON{
 		Network: c.Network, Bridge: c.Bridge, Gateway: c.Gateway, MTU: c.MTU,
-		DHCP: c.DHCP, RangeStart: c.RangeStart, RangeEnd: c.RangeEnd,
+		DHCP: c.DHCP, Router: c.Router, RangeStart: c.RangeStart, RangeEnd: c.RangeEnd,
 		Domain: c.Domain, Hosts: c.Hosts, DNS: c.DNS, Upstreams: c.Upstreams,
 		LeaseFile: c.LeaseFile, PIDFile: c.PIDFile,
 	}
@@ -118,7 +120,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	*c = Config{
 		Network: j.Network, Bridge: j.Bridge, Gateway: j.Gateway, MTU: j.MTU,
-		DHCP: j.DHCP, RangeStart: j.RangeStart, RangeEnd: j.RangeEnd, LeaseTime: lt,
+		DHCP: j.DHCP, Router: j.Router, RangeStart: j.RangeStart, RangeEnd: j.RangeEnd, LeaseTime: lt,
 		Domain: j.Domain, Hosts: j.Hosts, DNS: j.DNS, Upstreams: j.Upstreams,
 		LeaseFile: j.LeaseFile, PIDFile: j.PIDFile,
 	}
