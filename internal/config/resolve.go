@@ -28,7 +28,7 @@ type Net struct {
 	MTU       int          // 0: leave the bridge's as the kernel makes it
 	DHCP      bool
 	DNS       bool
-	Router    bool // DHCP hands out the gateway as the default route
+	Router    bool       // DHCP hands out the gateway as the default route
 	RangeFrom netip.Addr // valid when DHCP
 	RangeTo   netip.Addr
 	LeaseTime time.Duration
