@@ -275,7 +275,9 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 	clk.t = time.Now()
 	ip := addrOf(dora(t, d, clk, macN(1), withHostname("keep"), dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{9, 9}))).YourIPAddr)
 	dora(t, d, clk, testStatic.MAC)
-	if err := writeLeaseFile(c.LeaseFile, d.pool.snapshot()); err != nil {
+	declined := addrOf(dora(t, d, clk, macN(2)).YourIPAddr)
+	d.handle(newReq(t, dhcpv4.MessageTypeDecline, macN(2), optReqIP(declined), optServerID(testGW)), clk.now())
+	if err := writeLeaseFile(c.LeaseFile, d.pool.snapshot(clk.now())); err != nil {
 		t.Fatal(err)
 	}
 	ls, err := ctl.Leases(c.LeaseFile)
@@ -285,16 +287,22 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 	if ls[0].IP != ip || ls[0].Hostname != "keep" || ls[0].ClientID != "0909" || !ls[1].Static {
 		t.Errorf("leases %+v", ls)
 	}
-	recs, err := readLeaseFile(c.LeaseFile)
+	sv, err := readLeaseFile(c.LeaseFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := newPool(c)
-	if kept := p.restore(recs, clk.now()); kept != 2 {
+	if kept := p.restore(sv, clk.now()); kept != 2 {
 		t.Errorf("restored %d of 2", kept)
 	}
 	if got, _ := p.lookup("keep", clk.now()); got != ip {
 		t.Errorf("restored name resolves to %s", got)
+	}
+	// The declined address stays held after a restart, for the rest of its hold.
+	for i := 10; i < 20; i++ {
+		if got, _ := p.offer(client{key: macKey(macN(i)), mac: macN(i)}, declined, clk.now()); got == declined {
+			t.Fatalf("restored pool offered the declined %s", declined)
+		}
 	}
 	if none, err := ctl.Leases(filepath.Join(t.TempDir(), "missing")); err != nil || none != nil {
 		t.Errorf("missing file: %v %v", none, err)

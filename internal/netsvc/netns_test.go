@@ -456,3 +456,47 @@ func TestNetLogNamesNetworkOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestNetBadLeaseFileSetAside: a corrupt lease file does not stop the daemon:
+// it starts with no leases, warns once and keeps the bad file as .corrupt.
+func TestNetBadLeaseFileSetAside(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	bad := []byte(`{"version":1,"leases":[{"ip":"192.168`)
+	if err := os.WriteFile(n.cfg.LeaseFile, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	newRawClient(t, n.guest, "eth0").dora(t, nil)
+	if b, err := os.ReadFile(n.cfg.LeaseFile + ".corrupt"); err != nil || string(b) != string(bad) {
+		t.Errorf("bad file not kept aside: %q %v", b, err)
+	}
+	log, _ := os.ReadFile(n.logPath())
+	if c := strings.Count(string(log), "lease file unusable"); c != 1 {
+		t.Errorf("%d warnings about the lease file, want 1:\n%s", c, log)
+	}
+}
+
+// TestNetSecondDaemonOnLeaseFile: a second daemon given a lease file in use
+// fails at start with a one-line error naming the file.
+func TestNetSecondDaemonOnLeaseFile(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	n.start()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := n.cfg
+	c.PIDFile = filepath.Join(n.dir, "second.pid")
+	cfgPath := filepath.Join(n.dir, "second.json")
+	if err := ctl.WriteConfig(cfgPath, c); err != nil {
+		t.Fatal(err)
+	}
+	err = n.host.Do(func() error {
+		_, err := spawn(exe, cfgPath, filepath.Join(n.dir, "second.log"))
+		return err
+	})
+	want := "lease file " + c.LeaseFile + ": in use by another netsvc daemon"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("second daemon: %v, want %q", err, want)
+	}
+}

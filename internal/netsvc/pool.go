@@ -345,26 +345,37 @@ func (p *pool) reverse(ip netip.Addr, now time.Time) (string, bool) {
 	return "", false
 }
 
-// snapshot returns copies of the bound records, for persisting.
-func (p *pool) snapshot() []*record {
+// snapshot returns copies of the bound records and the holds still running
+// at now, for persisting.
+func (p *pool) snapshot(now time.Time) saved {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	out := make([]*record, 0, len(p.byIP))
+	sv := saved{recs: make([]*record, 0, len(p.byIP)), held: map[netip.Addr]time.Time{}}
 	for _, r := range p.byIP {
 		if r.bound {
-			out = append(out, r.copy())
+			sv.recs = append(sv.recs, r.copy())
 		}
 	}
-	return out
+	for ip, until := range p.declined {
+		if now.Before(until) {
+			sv.held[ip] = until
+		}
+	}
+	return sv
 }
 
 // restore loads persisted records, dropping those the current config no
 // longer allows: out of range, the gateway, or a static address of another MAC.
 // Only a name's owner is saved with it, so names come back to their owners.
-func (p *pool) restore(recs []*record, now time.Time) (kept int) {
+func (p *pool) restore(sv saved, now time.Time) (kept int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, r := range recs {
+	for ip, until := range sv.held {
+		if p.inRange(ip) && now.Before(until) {
+			p.declined[ip] = until
+		}
+	}
+	for _, r := range sv.recs {
 		if !p.restorable(r) {
 			continue
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // flushDelay coalesces lease-file writes: a burst of ACKs costs one write.
@@ -37,6 +39,8 @@ type Server struct {
 	dnsL *dnsListeners
 
 	flush chan struct{}
+	// leaseLock is the flock on the lease file's lock file, held until exit.
+	leaseLock *os.File
 
 	// bridgeIndex is the bridge's ifindex at Listen, for watchBridge.
 	bridgeIndex int
@@ -66,10 +70,12 @@ func Listen(c Config, log *slog.Logger) (*Server, error) {
 		sendFailures: throttle{period: time.Minute}}
 	s.pool.dirty = s.markDirty
 	if err := s.loadLeases(); err != nil {
+		s.unlock()
 		return nil, err
 	}
 	if err := s.open(); err != nil {
 		s.close()
+		s.unlock()
 		return nil, err
 	}
 	return s, nil
@@ -148,7 +154,9 @@ func (s *Server) watchBridge(ctx context.Context) error {
 	}
 }
 
-// loadLeases restores the lease file, if any.
+// loadLeases locks the lease file, if any, for as long as the server runs,
+// and restores it. A file that is not a lease file (empty, corrupt, a link)
+// must not keep the network down: it is set aside and the pool starts empty.
 func (s *Server) loadLeases() error {
 	if s.cfg.LeaseFile == "" {
 		return nil
@@ -156,12 +164,25 @@ func (s *Server) loadLeases() error {
 	if err := os.MkdirAll(filepath.Dir(s.cfg.LeaseFile), 0o755); err != nil {
 		return fmt.Errorf("lease directory: %w", err)
 	}
-	recs, err := readLeaseFile(s.cfg.LeaseFile)
+	lock, err := ctl.LockLeaseFile(s.cfg.LeaseFile)
 	if err != nil {
 		return err
 	}
-	kept := s.pool.restore(recs, time.Now())
-	s.log.Info("leases loaded", "file", s.cfg.LeaseFile, "kept", kept, "dropped", len(recs)-kept)
+	s.leaseLock = lock
+	sv, err := readLeaseFile(s.cfg.LeaseFile)
+	if errors.Is(err, ctl.ErrBadLeaseFile) {
+		aside, aerr := ctl.SetAside(s.cfg.LeaseFile)
+		if aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		s.log.Warn("lease file unusable; set aside, starting with no leases", "err", err.Error(), "aside", aside)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	kept := s.pool.restore(sv, time.Now())
+	s.log.Info("leases loaded", "file", s.cfg.LeaseFile, "kept", kept, "dropped", len(sv.recs)-kept, "held", len(sv.held))
 	return nil
 }
 
@@ -208,6 +229,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	close(errc)
 	err := s.writeLeases()
+	s.unlock()
 	for e := range errc {
 		err = errors.Join(err, e)
 	}
@@ -225,6 +247,14 @@ func (s *Server) close() {
 	if s.dnsL != nil {
 		s.dnsL.udp.Close()
 		s.dnsL.tcp.Close()
+	}
+}
+
+// unlock lets another daemon have the lease file: only after the last write.
+func (s *Server) unlock() {
+	if s.leaseLock != nil {
+		s.leaseLock.Close()
+		s.leaseLock = nil
 	}
 }
 
@@ -252,7 +282,7 @@ func (s *Server) writeLeases() error {
 	if s.cfg.LeaseFile == "" {
 		return nil
 	}
-	return writeLeaseFile(s.cfg.LeaseFile, s.pool.snapshot())
+	return writeLeaseFile(s.cfg.LeaseFile, s.pool.snapshot(time.Now()))
 }
 
 // serveDHCP reads requests one at a time: handling one takes microseconds,
