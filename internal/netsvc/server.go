@@ -114,8 +114,9 @@ func (s *Server) open() error {
 	return nil
 }
 
-// upstreams returns the configured upstreams, or the host's resolvers, minus
-// our own address (forwarding to ourselves would loop).
+// upstreams returns the configured upstreams (Validate refuses our own
+// address among them), or else the host's resolvers minus our own address:
+// forwarding to ourselves would loop.
 func (s *Server) upstreams() ([]string, error) {
 	ups := s.cfg.Upstreams
 	if len(ups) == 0 {
@@ -127,7 +128,12 @@ func (s *Server) upstreams() ([]string, error) {
 	self := netip.AddrPortFrom(s.cfg.Gateway.Addr(), 53)
 	var out []string
 	for _, u := range ups {
-		if ap, err := netip.ParseAddrPort(u); err == nil && ap != self {
+		ap, err := netip.ParseAddrPort(u)
+		if err == nil && ap == self {
+			s.log.Warn("dns: /etc/resolv.conf names this network's own gateway; not used as upstream", "upstream", u)
+			continue
+		}
+		if err == nil {
 			out = append(out, u)
 		}
 	}

@@ -347,8 +347,12 @@ func (c Config) validateHosts() error {
 
 func (c Config) validateUpstreams() error {
 	for _, u := range c.Upstreams {
-		if _, err := netip.ParseAddrPort(u); err != nil {
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
 			return fieldError("upstreams", u, "not ip:port, e.g. 192.0.2.53:53 or [2001:db8::53]:53")
+		}
+		if c.DNS && c.Gateway.IsValid() && ap == netip.AddrPortFrom(c.Gateway.Addr(), 53) {
+			return fieldError("upstreams", u, "is this network's own DNS server (its gateway): forwarding to it would loop")
 		}
 	}
 	return nil
