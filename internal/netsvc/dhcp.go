@@ -1,6 +1,7 @@
 package netsvc
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -34,6 +36,26 @@ type dhcpd struct {
 	// exhausted is set while the pool is full, so that a full pool logs one
 	// line rather than one per DISCOVER. Only the serving goroutine uses it.
 	exhausted bool
+
+	// prober checks addresses before their first offer; nil: no probing.
+	prober    prober
+	probeFail throttle // of "arp probe failed"
+	// probeAhead wakes probeAheadLoop after an offer used up the reserve.
+	probeAhead chan struct{}
+	// probeMu lets one probe run at a time, so that the DHCP loop waits for
+	// a probe ahead that covers its address rather than sending another.
+	probeMu sync.Mutex
+}
+
+// maxProbeRounds bounds the probes one DISCOVER may wait for.
+const maxProbeRounds = 4
+
+// setProber turns on probing before first offers.
+func (d *dhcpd) setProber(pr prober) {
+	d.prober = pr
+	d.pool.mu.Lock()
+	d.pool.probing = pr != nil
+	d.pool.mu.Unlock()
 }
 
 // newDHCPd makes the handler of a validated config around pool p.
@@ -42,7 +64,8 @@ func newDHCPd(c Config, p *pool, log *slog.Logger) *dhcpd {
 		pool: p, log: log, gw: c.Gateway.Addr(),
 		mask:  net.CIDRMask(c.Gateway.Bits(), 32),
 		bcast: ctl.Broadcast(c.Gateway), domain: c.Domain, dns: c.DNS, router: c.Router,
-		mtu: c.MTU, leaseTime: c.LeaseTime,
+		mtu: c.MTU, leaseTime: c.LeaseTime, probeFail: throttle{period: time.Minute},
+		probeAhead: make(chan struct{}, 1),
 	}
 }
 
@@ -105,7 +128,7 @@ func (d *dhcpd) handle(req *dhcpv4.DHCPv4, now time.Time) *reply {
 
 // discover offers an address, or stays silent when the pool is full.
 func (d *dhcpd) discover(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
-	ip, ok := d.pool.offer(c, ip4(req.RequestedIPAddress()), now)
+	ip, ok := d.offer(c, ip4(req.RequestedIPAddress()), now)
 	if !ok {
 		if !d.exhausted {
 			d.log.Warn("dhcp pool exhausted: no address to offer", "mac", c.mac.String(),
@@ -115,9 +138,64 @@ func (d *dhcpd) discover(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
 		return nil
 	}
 	d.exhausted = false
+	select {
+	case d.probeAhead <- struct{}{}:
+	default:
+	}
 	msg := d.newReply(req, dhcpv4.MessageTypeOffer, ip)
 	d.leaseOptions(msg, ip)
 	return d.toClient(req, msg, ip)
+}
+
+// offer asks the pool for an address, probing never-used ones first. A probe
+// that cannot be sent (the bridge gone, say) lets the offer go ahead: the
+// client still checks the address itself and DECLINEs a taken one.
+func (d *dhcpd) offer(c client, want netip.Addr, now time.Time) (netip.Addr, bool) {
+	for range maxProbeRounds {
+		ip, probe, ok := d.pool.offer(c, want, now)
+		if len(probe) == 0 {
+			return ip, ok
+		}
+		d.probe(probe, now)
+	}
+	return netip.Addr{}, false
+}
+
+// probe probes those of ips that still need it and records the outcome.
+func (d *dhcpd) probe(ips []netip.Addr, now time.Time) {
+	d.probeMu.Lock()
+	defer d.probeMu.Unlock()
+	if ips = d.pool.needProbe(ips, now); len(ips) == 0 {
+		return // a probe ahead did it meanwhile
+	}
+	inUse, err := d.prober.probe(ips)
+	if err != nil {
+		if ok, held := d.probeFail.allow(now); ok {
+			d.log.Warn("dhcp: arp probe failed; offering unprobed", "err", err.Error(), "since_last_warning", held)
+		}
+		inUse = nil
+	}
+	for ip, mac := range inUse {
+		d.log.Warn("dhcp: address answered an arp probe: in use by a host without a lease, held back",
+			"ip", ip.String(), "mac", mac.String(), "for", declineHold.String())
+	}
+	d.pool.recordProbe(ips, inUse, now)
+}
+
+// probeAheadLoop probes never-used addresses before clients ask for them
+// (see pool.aheadBatch), at start and whenever an offer wakes it.
+func (d *dhcpd) probeAheadLoop(ctx context.Context) error {
+	for {
+		if batch := d.pool.aheadBatch(time.Now()); len(batch) > 0 {
+			d.probe(batch, time.Now())
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.probeAhead:
+		}
+	}
 }
 
 // request handles the four REQUEST states of RFC 2131 4.3.2, told apart by

@@ -1,6 +1,7 @@
 package netsvc
 
 import (
+	"net"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -300,7 +301,7 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 	}
 	// The declined address stays held after a restart, for the rest of its hold.
 	for i := 10; i < 20; i++ {
-		if got, _ := p.offer(client{key: macKey(macN(i)), mac: macN(i)}, declined, clk.now()); got == declined {
+		if got, _, _ := p.offer(client{key: macKey(macN(i)), mac: macN(i)}, declined, clk.now()); got == declined {
 			t.Fatalf("restored pool offered the declined %s", declined)
 		}
 	}
@@ -373,5 +374,51 @@ func TestNameOwnership(t *testing.T) {
 	third := addrOf(dora(t, d, clk, macN(4), withHostname("web")).YourIPAddr)
 	if ip, ok := d.pool.lookup("web", clk.now()); !ok || ip != third {
 		t.Errorf("after expiry web resolves to %s %v, want %s", ip, ok, third)
+	}
+}
+
+// fakeProber stands for the hosts on the bridge: inUse answer probes.
+type fakeProber struct {
+	inUse  map[netip.Addr]bool
+	probes []netip.Addr
+}
+
+func (f *fakeProber) probe(ips []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
+	f.probes = append(f.probes, ips...)
+	out := map[netip.Addr]net.HardwareAddr{}
+	for _, ip := range ips {
+		if f.inUse[ip] {
+			out[ip] = macN(999)
+		}
+	}
+	return out, nil
+}
+
+// TestHandleProbeBeforeFirstOffer: an address is probed before its first
+// offer, one that answers is held (and persisted) like a declined one, and
+// addresses with a lease history or a recent probe are offered without one.
+func TestHandleProbeBeforeFirstOffer(t *testing.T) {
+	d, clk := handlerFor(t, testConfig()), newClock()
+	taken := netip.MustParseAddr("192.168.100.2")
+	pr := &fakeProber{inUse: map[netip.Addr]bool{taken: true}}
+	d.setProber(pr)
+	first := addrOf(dora(t, d, clk, macN(1)).YourIPAddr)
+	if first == taken || len(pr.probes) != probeBatch || pr.probes[0] != taken {
+		t.Fatalf("first offer %s after probes %v; want the in-use %s probed and skipped", first, pr.probes, taken)
+	}
+	if sv := d.pool.snapshot(clk.now()); !sv.held[taken].After(clk.now()) {
+		t.Errorf("in-use address not held in the saved pool: %v", sv.held)
+	}
+	for i := 2; i < probeBatch; i++ {
+		dora(t, d, clk, macN(i))
+	}
+	if len(pr.probes) != probeBatch {
+		t.Errorf("addresses probed again within %s: %d probes", probeValid, len(pr.probes))
+	}
+	// A client coming back for its expired lease: history, no probe.
+	clk.add(2 * d.leaseTime)
+	n := len(pr.probes)
+	if again := addrOf(dora(t, d, clk, macN(1)).YourIPAddr); again != first || len(pr.probes) != n {
+		t.Errorf("returning client got %s after %d new probes, want %s without", again, len(pr.probes)-n, first)
 	}
 }

@@ -500,3 +500,22 @@ func TestNetSecondDaemonOnLeaseFile(t *testing.T) {
 		t.Errorf("second daemon: %v, want %q", err, want)
 	}
 }
+
+// TestNetProbeSkipsAddressInUse: a host on the bridge that configured the
+// first free address itself, without a lease, answers the daemon's ARP probe,
+// and the daemon offers another address and logs why.
+func TestNetProbeSkipsAddressInUse(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	squatter := n.cfg.RangeStart // the address a first client would get
+	n.guest.MustRun("ip", "addr", "add", squatter.String()+"/24", "dev", "eth0")
+	n.start()
+	c := newRawClient(t, n.guest, "eth0")
+	got := addrOf(c.dora(t, nil).YourIPAddr)
+	if got == squatter {
+		t.Fatalf("offered %s, which a host on the bridge uses", got)
+	}
+	log, _ := os.ReadFile(n.logPath())
+	if !strings.Contains(string(log), "address answered an arp probe") || !strings.Contains(string(log), "ip="+squatter.String()) {
+		t.Errorf("no log line about %s:\n%s", squatter, log)
+	}
+}

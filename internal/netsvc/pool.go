@@ -47,7 +47,14 @@ type pool struct {
 	byIP     map[netip.Addr]*record
 	byKey    map[string]*record
 	byName   map[string]*record
-	declined map[netip.Addr]time.Time
+	declined map[netip.Addr]time.Time // held: declined, or found in use by a probe
+
+	// probing is set when addresses are probed before their first offer;
+	// probed holds when each never-used address was last found free.
+	probing bool
+	probed  map[netip.Addr]time.Time
+	// probeNext is where the next probe ahead of demand starts.
+	probeNext netip.Addr
 
 	staticByMAC  map[string]Host
 	staticByIP   map[netip.Addr]Host
@@ -63,6 +70,7 @@ func newPool(c Config) *pool {
 		start: c.RangeStart, end: c.RangeEnd, leaseTime: c.LeaseTime,
 		byIP: map[netip.Addr]*record{}, byKey: map[string]*record{},
 		byName: map[string]*record{}, declined: map[netip.Addr]time.Time{},
+		probed: map[netip.Addr]time.Time{}, probeNext: c.RangeStart,
 		staticByMAC: map[string]Host{}, staticByIP: map[netip.Addr]Host{},
 		staticByName: map[string]Host{},
 		dirty:        func() {},
@@ -119,23 +127,115 @@ func (p *pool) free(ip netip.Addr, c client, now time.Time) bool {
 
 // offer picks an address for c's DISCOVER and reserves it for offerHold. It
 // prefers c's static address, then c's previous address, then the address c
-// asked for, then a never-used address, then the longest-expired one.
-func (p *pool) offer(c client, want netip.Addr, now time.Time) (netip.Addr, bool) {
+// asked for, then a never-used address, then the longest-expired one. When
+// probing is on and the pick has never been used nor recently probed, it
+// reserves nothing and returns the addresses to probe first (see recordProbe).
+func (p *pool) offer(c client, want netip.Addr, now time.Time) (ip netip.Addr, probe []netip.Addr, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if h, ok := p.staticFor(c); ok {
-		return h.IP, true
+		return h.IP, nil, true
 	}
-	ip, ok := p.choose(c, want, now)
+	ip, ok = p.choose(c, want, now)
 	if !ok {
-		return ip, false
+		return ip, nil, false
 	}
+	if p.needsProbe(ip, now) {
+		return netip.Addr{}, append([]netip.Addr{ip}, p.unprobed(ip.Next(), now, probeBatch-1)...), false
+	}
+	delete(p.probed, ip) // no longer in the reserve: it has a record now
 	r := p.bind(c, ip, now)
 	if !r.bound || !r.active(now) {
 		r.bound = false
 		r.expires = now.Add(offerHold)
 	}
-	return ip, true
+	return ip, nil, true
+}
+
+// needsProbe reports whether ip must be probed before it is offered: it has
+// no history (an address once leased was free then, and its client may come
+// back for it) and no recent probe found it free.
+func (p *pool) needsProbe(ip netip.Addr, now time.Time) bool {
+	if !p.probing || p.byIP[ip] != nil {
+		return false
+	}
+	at, ok := p.probed[ip]
+	return !ok || now.Sub(at) > probeValid
+}
+
+// unprobed returns up to n free never-used addresses from from on that need
+// a probe. It looks at a bounded stretch of the range, since it runs under
+// the lock, and moves probeNext past what it returns.
+func (p *pool) unprobed(from netip.Addr, now time.Time, n int) []netip.Addr {
+	var out []netip.Addr
+	ip := from
+	for steps := 0; ip.IsValid() && !p.end.Less(ip) && len(out) < n && steps < 8*probeBatch; ip, steps = ip.Next(), steps+1 {
+		if p.free(ip, client{}, now) && p.needsProbe(ip, now) {
+			out = append(out, ip)
+		}
+	}
+	if p.probeNext.Less(ip) {
+		p.probeNext = ip
+	}
+	return out
+}
+
+// needProbe returns those of ips that still need a probe.
+func (p *pool) needProbe(ips []netip.Addr, now time.Time) []netip.Addr {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []netip.Addr
+	for _, ip := range ips {
+		if p.needsProbe(ip, now) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// aheadBatch returns never-used addresses to probe before any client asks
+// for them, once fewer than half a batch of probed ones are in reserve; nil
+// when the reserve is full enough or probing is off. Probing ahead keeps the
+// probe's wait off the DHCP loop during a burst of new guests.
+func (p *pool) aheadBatch(now time.Time) []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.probing {
+		return nil
+	}
+	reserve := 0
+	for ip, at := range p.probed {
+		if now.Sub(at) <= probeValid && p.byIP[ip] == nil {
+			reserve++
+		}
+	}
+	if reserve >= probeBatch {
+		return nil
+	}
+	return p.unprobed(p.probeNext, now, 2*probeBatch)
+}
+
+// recordProbe records a probe of ips: those in inUse are held like a declined
+// address, the others count as free for probeValid.
+func (p *pool) recordProbe(ips []netip.Addr, inUse map[netip.Addr]net.HardwareAddr, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for ip, at := range p.probed {
+		if now.Sub(at) > probeValid {
+			delete(p.probed, ip)
+		}
+	}
+	for _, ip := range ips {
+		if _, taken := inUse[ip]; taken {
+			p.declined[ip] = now.Add(declineHold)
+			delete(p.probed, ip)
+			continue
+		}
+		p.probed[ip] = now
+	}
+	if len(inUse) > 0 {
+		p.dirty()
+	}
 }
 
 // choose implements offer's order of preference without changing anything.

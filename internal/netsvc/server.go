@@ -32,6 +32,7 @@ type Server struct {
 	dhcp    *dhcpd
 	dhcpUDP *net.UDPConn
 	raw     *rawSender
+	arp     *arpProber
 
 	sendFailures throttle // of "dhcp reply not sent"
 
@@ -100,6 +101,10 @@ func (s *Server) open() error {
 		if s.raw, err = newRawSender(s.cfg.Bridge, s.cfg.Gateway.Addr()); err != nil {
 			return err
 		}
+		if s.arp, err = newARPProber(s.cfg.Bridge); err != nil {
+			return err
+		}
+		s.dhcp.setProber(s.arp)
 	}
 	if s.cfg.DNS {
 		ups, err := s.upstreams()
@@ -220,6 +225,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	run(s.flushLoop)
 	if s.dhcp != nil {
 		run(s.serveDHCP)
+		if s.dhcp.prober != nil {
+			run(s.dhcp.probeAheadLoop)
+		}
 	}
 	if s.dns != nil {
 		run(s.serveDNS)
@@ -249,6 +257,9 @@ func (s *Server) close() {
 	}
 	if s.raw != nil {
 		s.raw.close()
+	}
+	if s.arp != nil {
+		s.arp.close()
 	}
 	if s.dnsL != nil {
 		s.dnsL.udp.Close()
