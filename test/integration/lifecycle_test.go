@@ -2,6 +2,8 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -220,5 +222,24 @@ func TestEmptyEnvironment(t *testing.T) {
 	}
 	if h.kvmnetRules() != 0 || h.Exists("br0") {
 		t.Error("network left after the down")
+	}
+}
+
+// TestLeaseFilePerNamespace: two namespaces running the default network with
+// one lease_dir each get a lease file of their own (named after the
+// namespace), and both daemons run.
+func TestLeaseFilePerNamespace(t *testing.T) {
+	shared := t.TempDir()
+	for _, h := range []*host{newHost(t, ""), newHost(t, "")} {
+		if err := os.WriteFile(h.Config, []byte(fmt.Sprintf("lease_dir = %q\n", shared)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.taps("vnet", 1)
+		h.mustHelper("kvmnet-natup", "vnet0")
+		t.Cleanup(func() { h.mustHelper("kvmnet-natdown", "vnet0") })
+		lock := filepath.Join(shared, "default@"+h.Name+".leases.lock")
+		if _, err := os.Stat(lock); err != nil {
+			t.Errorf("namespace %s: no lease file lock of its own: %v", h.Name, err)
+		}
 	}
 }
