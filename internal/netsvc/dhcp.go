@@ -147,28 +147,33 @@ func (d *dhcpd) discover(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
 	return d.toClient(req, msg, ip)
 }
 
-// offer asks the pool for an address, probing never-used ones first. A probe
-// that cannot be sent (the bridge gone, say) lets the offer go ahead: the
-// client still checks the address itself and DECLINEs a taken one.
+// offer asks the pool for an address, probing never-used ones first.
 func (d *dhcpd) offer(c client, want netip.Addr, now time.Time) (netip.Addr, bool) {
 	for range maxProbeRounds {
 		ip, probe, ok := d.pool.offer(c, want, now)
 		if len(probe) == 0 {
 			return ip, ok
 		}
-		d.probe(probe, now)
+		d.probe(probe, now, false)
 	}
 	return netip.Addr{}, false
 }
 
-// probe probes those of ips that still need it and records the outcome.
-func (d *dhcpd) probe(ips []netip.Addr, now time.Time) {
+// probe probes those of ips that still need it and records the outcome. A
+// probe that cannot be sent (the bridge down, say) counts as "free" only when
+// a client waits (ahead false): the client still checks the address itself
+// and DECLINEs a taken one. A probe ahead just fails: it returns false.
+func (d *dhcpd) probe(ips []netip.Addr, now time.Time, ahead bool) bool {
 	d.probeMu.Lock()
 	defer d.probeMu.Unlock()
 	if ips = d.pool.needProbe(ips, now); len(ips) == 0 {
-		return // a probe ahead did it meanwhile
+		return true // a probe ahead did it meanwhile
 	}
 	inUse, err := d.prober.probe(ips)
+	if err != nil && ahead {
+		d.log.Debug("dhcp: arp probe ahead failed", "err", err.Error())
+		return false
+	}
 	if err != nil {
 		if ok, held := d.probeFail.allow(now); ok {
 			d.log.Warn("dhcp: arp probe failed; offering unprobed", "err", err.Error(), "since_last_warning", held)
@@ -180,14 +185,14 @@ func (d *dhcpd) probe(ips []netip.Addr, now time.Time) {
 			"ip", ip.String(), "mac", mac.String(), "for", declineHold.String())
 	}
 	d.pool.recordProbe(ips, inUse, now)
+	return true
 }
 
 // probeAheadLoop probes never-used addresses before clients ask for them
 // (see pool.aheadBatch), at start and whenever an offer wakes it.
 func (d *dhcpd) probeAheadLoop(ctx context.Context) error {
 	for {
-		if batch := d.pool.aheadBatch(time.Now()); len(batch) > 0 {
-			d.probe(batch, time.Now())
+		if batch := d.pool.aheadBatch(time.Now()); len(batch) > 0 && d.probe(batch, time.Now(), true) {
 			continue
 		}
 		select {
