@@ -82,15 +82,15 @@ const (
 // asked. The bridge's MAC is read each time: a bridge takes a port's MAC as
 // ports come and go, and answers go to the MAC the probe names.
 func (a *arpProber) probe(ips []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
-	ifc, err := net.InterfaceByIndex(a.ifindex)
-	if err != nil {
-		return nil, fmt.Errorf("arp probe: %w", err)
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	fd := a.fd
 	if fd < 0 {
 		return nil, errors.New("arp probe: socket closed")
+	}
+	mac, err := boundMAC(fd)
+	if err != nil {
+		return nil, err
 	}
 	buf := make([]byte, 128)
 	for {
@@ -103,11 +103,26 @@ func (a *arpProber) probe(ips []netip.Addr) (map[netip.Addr]net.HardwareAddr, er
 	want := make(map[netip.Addr]bool, len(ips))
 	for _, ip := range ips {
 		want[ip] = true
-		if err := unix.Sendto(fd, arpProbe(ifc.HardwareAddr, ip), 0, to); err != nil {
-			return nil, fmt.Errorf("arp probe %s on %s: %w", ip, ifc.Name, err)
+		if err := unix.Sendto(fd, arpProbe(mac, ip), 0, to); err != nil {
+			return nil, fmt.Errorf("arp probe %s: %w", ip, err)
 		}
 	}
 	return collectAnswers(fd, want, time.Now().Add(probeTimeout))
+}
+
+// boundMAC returns the current MAC of the interface a packet socket is bound
+// to. getsockname asks the socket's own namespace, whatever thread runs it,
+// and costs no netlink dump.
+func boundMAC(fd int) (net.HardwareAddr, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("arp probe: bridge address: %w", err)
+	}
+	ll, ok := sa.(*unix.SockaddrLinklayer)
+	if !ok || ll.Halen != 6 {
+		return nil, errors.New("arp probe: bridge has no Ethernet address")
+	}
+	return net.HardwareAddr(append([]byte(nil), ll.Addr[:6]...)), nil
 }
 
 // arpProbe is an ARP request for target from mac with sender IP 0.0.0.0.

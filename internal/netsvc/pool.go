@@ -194,7 +194,7 @@ func (p *pool) needProbe(ips []netip.Addr, now time.Time) []netip.Addr {
 }
 
 // aheadBatch returns never-used addresses to probe before any client asks
-// for them, once fewer than half a batch of probed ones are in reserve; nil
+// for them, once fewer than probeBatch probed ones are in reserve; nil
 // when the reserve is full enough or probing is off. Probing ahead keeps the
 // probe's wait off the DHCP loop during a burst of new guests.
 func (p *pool) aheadBatch(now time.Time) []netip.Addr {
