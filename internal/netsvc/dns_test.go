@@ -465,3 +465,20 @@ func TestNetDNSLoop(t *testing.T) {
 		t.Errorf("no daemon logged the loop:\n%s\n%s", logs, otherLog)
 	}
 }
+
+// TestDNSInflightBounded: with maxInflight forwards waiting, the next query
+// gets SERVFAIL at once instead of another goroutine and socket.
+func TestDNSInflightBounded(t *testing.T) {
+	f := &fakeUpstreams{}
+	d, _ := dnsFor(t, []string{"192.0.2.1:53"}, f)
+	for range maxInflight {
+		d.inflight <- struct{}{}
+	}
+	if r := d.answer(context.Background(), query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure || len(f.calls) != 0 {
+		t.Errorf("full: rcode %s, %d upstream calls; want SERVFAIL and none", dns.RcodeToString[r.Rcode], len(f.calls))
+	}
+	<-d.inflight
+	if r := d.answer(context.Background(), query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("room again: rcode %s", dns.RcodeToString[r.Rcode])
+	}
+}
