@@ -294,6 +294,7 @@ type Network struct {
 	MTU       MTU        `toml:"mtu"`
 	DHCP      *bool      `toml:"dhcp"`
 	DNS       *bool      `toml:"dns"`
+	Router    *bool      `toml:"dhcp_router"` // default: true for nat, false for hostonly
 	RangeFrom Addr       `toml:"dhcp_from"`
 	RangeTo   Addr       `toml:"dhcp_to"`
 	LeaseTime Duration   `toml:"lease_time"`

@@ -159,3 +159,22 @@ func TestCheckIfName(t *testing.T) {
 		}
 	}
 }
+
+// TestDHCPRouter: DHCP hands out a default route on nat networks only, unless
+// dhcp_router says otherwise.
+func TestDHCPRouter(t *testing.T) {
+	f, err := Parse("kvmnet.toml", []byte(sample+"\n[network.ho]\nmode = \"hostonly\"\naddress = \"10.78.0.1/24\"\ndhcp_router = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		mode Mode
+		want bool
+	}{{"default", NAT, true}, {"default", HostOnly, false}, {"lab", NAT, false}, {"ho", NAT, true}} {
+		n, err := f.Network(tc.name, tc.mode)
+		if err != nil || n.Router != tc.want {
+			t.Errorf("network %s (%s): router %v, want %v (%v)", tc.name, tc.mode, n.Router, tc.want, err)
+		}
+	}
+}

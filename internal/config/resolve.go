@@ -28,6 +28,7 @@ type Net struct {
 	MTU       int          // 0: leave the bridge's as the kernel makes it
 	DHCP      bool
 	DNS       bool
+	Router    bool       // DHCP hands out the gateway as the default route
 	RangeFrom netip.Addr // valid when DHCP
 	RangeTo   netip.Addr
 	LeaseTime time.Duration
@@ -80,6 +81,10 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	}
 	r.DHCP = n.DHCP == nil || *n.DHCP
 	r.DNS = n.DNS == nil || *n.DNS
+	r.Router = r.Mode == NAT
+	if n.Router != nil {
+		r.Router = *n.Router
+	}
 	r.RangeFrom, r.RangeTo = n.RangeFrom.Addr, n.RangeTo.Addr
 	if !r.RangeFrom.IsValid() {
 		r.RangeFrom, r.RangeTo = defaultRange(r.Gateway)

@@ -35,10 +35,17 @@ func ServicesPID(d state.Dir, network string) (int, bool) {
 // startServices writes the network's daemon configuration and starts the
 // daemon exe, without waiting for it to be ready.
 func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
+	leaseFile := n.LeaseFile
+	if leaseFile != "" {
+		var err error
+		if leaseFile, err = ctl.LeaseFileInNetns(leaseFile); err != nil {
+			return nil, err
+		}
+	}
 	c := ctl.Config{
 		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, MTU: n.MTU,
-		DHCP: n.DHCP, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
-		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: n.LeaseFile,
+		DHCP: n.DHCP, Router: n.Router, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
+		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: leaseFile,
 		PIDFile: d.File(n.Name, svcPID),
 	}
 	for _, h := range n.Hosts {

@@ -64,11 +64,12 @@ func TestSpawnHoldsNoInheritedFD(t *testing.T) {
 	if fds[0] != "/dev/null" || fds[1] != n.logPath() || fds[2] != n.logPath() {
 		t.Errorf("daemon stdio %q %q %q, want /dev/null and the log", fds[0], fds[1], fds[2])
 	}
-	// Beyond stdio: its sockets, the runtime's epoll and the cgroup files the
-	// Go runtime reads for GOMAXPROCS (all opened by the daemon itself).
+	// Beyond stdio: its sockets, the runtime's epoll, the cgroup files the
+	// Go runtime reads for GOMAXPROCS and the lease file's lock (all opened by
+	// the daemon itself).
 	for fd, target := range fds {
 		own := strings.HasPrefix(target, "socket:") || strings.HasPrefix(target, "anon_inode:") ||
-			strings.HasPrefix(target, "/sys/fs/cgroup/")
+			strings.HasPrefix(target, "/sys/fs/cgroup/") || target == n.cfg.LeaseFile+".lock"
 		if fd > 2 && !own {
 			t.Errorf("daemon fd %d -> %s: not one of its own", fd, target)
 		}

@@ -1,6 +1,7 @@
 package netsvc
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -27,12 +29,33 @@ type dhcpd struct {
 	bcast     netip.Addr
 	domain    string
 	dns       bool
+	router    bool
 	mtu       int
 	leaseTime time.Duration
 
 	// exhausted is set while the pool is full, so that a full pool logs one
 	// line rather than one per DISCOVER. Only the serving goroutine uses it.
 	exhausted bool
+
+	// prober checks addresses before their first offer; nil: no probing.
+	prober    prober
+	probeFail throttle // of "arp probe failed"
+	// probeAhead wakes probeAheadLoop after an offer used up the reserve.
+	probeAhead chan struct{}
+	// probeMu lets one probe run at a time, so that the DHCP loop waits for
+	// a probe ahead that covers its address rather than sending another.
+	probeMu sync.Mutex
+}
+
+// maxProbeRounds bounds the probes one DISCOVER may wait for.
+const maxProbeRounds = 4
+
+// setProber turns on probing before first offers.
+func (d *dhcpd) setProber(pr prober) {
+	d.prober = pr
+	d.pool.mu.Lock()
+	d.pool.probing = pr != nil
+	d.pool.mu.Unlock()
 }
 
 // newDHCPd makes the handler of a validated config around pool p.
@@ -40,8 +63,9 @@ func newDHCPd(c Config, p *pool, log *slog.Logger) *dhcpd {
 	return &dhcpd{
 		pool: p, log: log, gw: c.Gateway.Addr(),
 		mask:  net.CIDRMask(c.Gateway.Bits(), 32),
-		bcast: ctl.Broadcast(c.Gateway), domain: c.Domain, dns: c.DNS,
-		mtu: c.MTU, leaseTime: c.LeaseTime,
+		bcast: ctl.Broadcast(c.Gateway), domain: c.Domain, dns: c.DNS, router: c.Router,
+		mtu: c.MTU, leaseTime: c.LeaseTime, probeFail: throttle{period: time.Minute},
+		probeAhead: make(chan struct{}, 1),
 	}
 }
 
@@ -104,7 +128,7 @@ func (d *dhcpd) handle(req *dhcpv4.DHCPv4, now time.Time) *reply {
 
 // discover offers an address, or stays silent when the pool is full.
 func (d *dhcpd) discover(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
-	ip, ok := d.pool.offer(c, ip4(req.RequestedIPAddress()), now)
+	ip, ok := d.offer(c, ip4(req.RequestedIPAddress()), now)
 	if !ok {
 		if !d.exhausted {
 			d.log.Warn("dhcp pool exhausted: no address to offer", "mac", c.mac.String(),
@@ -114,9 +138,69 @@ func (d *dhcpd) discover(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
 		return nil
 	}
 	d.exhausted = false
+	select {
+	case d.probeAhead <- struct{}{}:
+	default:
+	}
 	msg := d.newReply(req, dhcpv4.MessageTypeOffer, ip)
 	d.leaseOptions(msg, ip)
 	return d.toClient(req, msg, ip)
+}
+
+// offer asks the pool for an address, probing never-used ones first.
+func (d *dhcpd) offer(c client, want netip.Addr, now time.Time) (netip.Addr, bool) {
+	for range maxProbeRounds {
+		ip, probe, ok := d.pool.offer(c, want, now)
+		if len(probe) == 0 {
+			return ip, ok
+		}
+		d.probe(probe, now, false)
+	}
+	return netip.Addr{}, false
+}
+
+// probe probes those of ips that still need it and records the outcome. A
+// probe that cannot be sent (the bridge down, say) counts as "free" only when
+// a client waits (ahead false): the client still checks the address itself
+// and DECLINEs a taken one. A probe ahead just fails: it returns false.
+func (d *dhcpd) probe(ips []netip.Addr, now time.Time, ahead bool) bool {
+	d.probeMu.Lock()
+	defer d.probeMu.Unlock()
+	if ips = d.pool.needProbe(ips, now); len(ips) == 0 {
+		return true // a probe ahead did it meanwhile
+	}
+	inUse, err := d.prober.probe(ips)
+	if err != nil && ahead {
+		d.log.Debug("dhcp: arp probe ahead failed", "err", err.Error())
+		return false
+	}
+	if err != nil {
+		if ok, held := d.probeFail.allow(now); ok {
+			d.log.Warn("dhcp: arp probe failed; offering unprobed", "err", err.Error(), "since_last_warning", held)
+		}
+		inUse = nil
+	}
+	for ip, mac := range inUse {
+		d.log.Warn("dhcp: address answered an arp probe: in use by a host without a lease, held back",
+			"ip", ip.String(), "mac", mac.String(), "for", declineHold.String())
+	}
+	d.pool.recordProbe(ips, inUse, now)
+	return true
+}
+
+// probeAheadLoop probes never-used addresses before clients ask for them
+// (see pool.aheadBatch), at start and whenever an offer wakes it.
+func (d *dhcpd) probeAheadLoop(ctx context.Context) error {
+	for {
+		if batch := d.pool.aheadBatch(time.Now()); len(batch) > 0 && d.probe(batch, time.Now(), true) {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.probeAhead:
+		}
+	}
 }
 
 // request handles the four REQUEST states of RFC 2131 4.3.2, told apart by
@@ -148,14 +232,19 @@ func (d *dhcpd) request(req *dhcpv4.DHCPv4, c client, now time.Time) *reply {
 // ack commits the lease of want to c and ACKs it, or NAKs when want is not
 // c's to have.
 func (d *dhcpd) ack(req *dhcpv4.DHCPv4, c client, want netip.Addr, now time.Time) *reply {
-	r, renewal, ok := d.pool.commit(c, want, now)
-	if !ok {
+	res := d.pool.commit(c, want, now)
+	r := res.r
+	if r == nil {
 		return d.nak(req, c, want, "address not available")
 	}
 	// Renewals come every half lease from every guest: logging them would
 	// grow the log without bound and tell nothing new.
-	if !renewal {
+	if !res.renewal {
 		d.log.Info("dhcp lease", "ip", r.ip.String(), "mac", c.mac.String(), "hostname", r.hostname)
+		if res.taken != "" {
+			d.log.Warn("dhcp: hostname owned by another guest; lease given without the name",
+				"hostname", res.taken, "ip", r.ip.String(), "mac", c.mac.String())
+		}
 	}
 	msg := d.newReply(req, dhcpv4.MessageTypeAck, r.ip)
 	d.leaseOptions(msg, r.ip)
@@ -231,11 +320,16 @@ func (d *dhcpd) leaseOptions(msg *dhcpv4.DHCPv4, ip netip.Addr) {
 	d.networkOptions(msg)
 }
 
-// networkOptions adds router, mask, broadcast, DNS, domain and MTU.
+// networkOptions adds mask, broadcast, DNS, domain and MTU, and the router
+// when the network routes: a host-only gateway forwards nothing, and a
+// default route to it would only hide the guest's real one (libvirt sends
+// none there either).
 func (d *dhcpd) networkOptions(msg *dhcpv4.DHCPv4) {
 	gw := net.IP(d.gw.AsSlice())
 	msg.UpdateOption(dhcpv4.OptSubnetMask(d.mask))
-	msg.UpdateOption(dhcpv4.OptRouter(gw))
+	if d.router {
+		msg.UpdateOption(dhcpv4.OptRouter(gw))
+	}
 	msg.UpdateOption(dhcpv4.OptBroadcastAddress(net.IP(d.bcast.AsSlice())))
 	if d.dns {
 		msg.UpdateOption(dhcpv4.OptDNS(gw))

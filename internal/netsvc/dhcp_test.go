@@ -1,6 +1,7 @@
 package netsvc
 
 import (
+	"net"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -74,6 +75,21 @@ func TestHandleNoMTUOptionAt1500AndNoDNSOption(t *testing.T) {
 	ack := dora(t, handlerFor(t, c), newClock(), macN(1))
 	if ack.Options.Has(dhcpv4.OptionInterfaceMTU) || ack.Options.Has(dhcpv4.OptionDomainNameServer) {
 		t.Errorf("unexpected MTU or DNS option:\n%s", ack.Summary())
+	}
+}
+
+// TestHandleNoRouterOnHostOnly: a network that does not route (host-only)
+// hands out no default route.
+func TestHandleNoRouterOnHostOnly(t *testing.T) {
+	c := testConfig()
+	c.Router = false
+	d, clk := handlerFor(t, c), newClock()
+	ack := dora(t, d, clk, macN(1))
+	inf := d.handle(newReq(t, dhcpv4.MessageTypeInform, macN(2), withCiaddr(netip.MustParseAddr("192.168.100.200"))), clk.now())
+	for name, m := range map[string]*dhcpv4.DHCPv4{"ack": ack, "inform": inf.msg} {
+		if m.Options.Has(dhcpv4.OptionRouter) {
+			t.Errorf("%s has a router option:\n%s", name, m.Summary())
+		}
 	}
 }
 
@@ -260,7 +276,9 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 	clk.t = time.Now()
 	ip := addrOf(dora(t, d, clk, macN(1), withHostname("keep"), dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{9, 9}))).YourIPAddr)
 	dora(t, d, clk, testStatic.MAC)
-	if err := writeLeaseFile(c.LeaseFile, d.pool.snapshot()); err != nil {
+	declined := addrOf(dora(t, d, clk, macN(2)).YourIPAddr)
+	d.handle(newReq(t, dhcpv4.MessageTypeDecline, macN(2), optReqIP(declined), optServerID(testGW)), clk.now())
+	if err := writeLeaseFile(c.LeaseFile, d.pool.snapshot(clk.now())); err != nil {
 		t.Fatal(err)
 	}
 	ls, err := ctl.Leases(c.LeaseFile)
@@ -270,16 +288,22 @@ func TestLeaseFileRoundTrip(t *testing.T) {
 	if ls[0].IP != ip || ls[0].Hostname != "keep" || ls[0].ClientID != "0909" || !ls[1].Static {
 		t.Errorf("leases %+v", ls)
 	}
-	recs, err := readLeaseFile(c.LeaseFile)
+	sv, err := readLeaseFile(c.LeaseFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := newPool(c)
-	if kept := p.restore(recs); kept != 2 {
+	if kept := p.restore(sv, clk.now()); kept != 2 {
 		t.Errorf("restored %d of 2", kept)
 	}
 	if got, _ := p.lookup("keep", clk.now()); got != ip {
 		t.Errorf("restored name resolves to %s", got)
+	}
+	// The declined address stays held after a restart, for the rest of its hold.
+	for i := 10; i < 20; i++ {
+		if got, _, _ := p.offer(client{key: macKey(macN(i)), mac: macN(i)}, declined, clk.now()); got == declined {
+			t.Fatalf("restored pool offered the declined %s", declined)
+		}
 	}
 	if none, err := ctl.Leases(filepath.Join(t.TempDir(), "missing")); err != nil || none != nil {
 		t.Errorf("missing file: %v %v", none, err)
@@ -306,9 +330,95 @@ func TestCommitRenewal(t *testing.T) {
 		{client{key: web.key, mac: web.mac, hostname: "www"}, 3 * time.Minute, false}, // renamed
 		{web, 3*time.Minute + 2*c.LeaseTime, false},                                   // after expiry
 	} {
-		_, renewal, ok := p.commit(step.c, ip, now.Add(step.at))
-		if !ok || renewal != step.renewal {
-			t.Errorf("step %d: commit = renewal %v ok %v, want renewal %v", i, renewal, ok, step.renewal)
+		res := p.commit(step.c, ip, now.Add(step.at))
+		if res.r == nil || res.renewal != step.renewal {
+			t.Errorf("step %d: commit = %+v, want renewal %v", i, res, step.renewal)
 		}
+	}
+}
+
+// TestNameOwnership: a DNS name belongs to a static host, else to the first
+// live lease that claimed it; a later claimant gets its lease without the
+// name, and gets the name once the owner's lease is released or has expired.
+func TestNameOwnership(t *testing.T) {
+	d, clk := handlerFor(t, testConfig()), newClock()
+	first := addrOf(dora(t, d, clk, macN(1), withHostname("web")).YourIPAddr)
+	thief := dora(t, d, clk, macN(2), withHostname("web"))
+	if ip, ok := d.pool.lookup("web", clk.now()); !ok || ip != first {
+		t.Errorf("web resolves to %s %v after a second claim, want the first owner %s", ip, ok, first)
+	}
+	if mt(thief) != dhcpv4.MessageTypeAck {
+		t.Errorf("the later claimant got no lease")
+	}
+	if _, ok := d.pool.reverse(addrOf(thief.YourIPAddr), clk.now()); ok {
+		t.Errorf("the later claimant's address has a PTR name")
+	}
+	dora(t, d, clk, macN(3), withHostname(testStatic.Name))
+	if ip, _ := d.pool.lookup(testStatic.Name, clk.now()); ip != testStatic.IP {
+		t.Errorf("static name %s taken over: %s", testStatic.Name, ip)
+	}
+
+	d.handle(newReq(t, dhcpv4.MessageTypeRelease, macN(1), withCiaddr(first), optServerID(testGW)), clk.now())
+	second := addrOf(dora(t, d, clk, macN(2), withHostname("web")).YourIPAddr)
+	if ip, ok := d.pool.lookup("web", clk.now()); !ok || ip != second {
+		t.Errorf("after the owner's release web resolves to %s %v, want %s", ip, ok, second)
+	}
+	if again := addrOf(dora(t, d, clk, macN(1), withHostname("web")).YourIPAddr); again == second {
+		t.Fatalf("two clients share %s", again)
+	}
+	if ip, _ := d.pool.lookup("web", clk.now()); ip != second {
+		t.Errorf("the old owner took web back from the live owner: %s", ip)
+	}
+
+	clk.add(2 * d.leaseTime) // every lease expires; the name is free again
+	third := addrOf(dora(t, d, clk, macN(4), withHostname("web")).YourIPAddr)
+	if ip, ok := d.pool.lookup("web", clk.now()); !ok || ip != third {
+		t.Errorf("after expiry web resolves to %s %v, want %s", ip, ok, third)
+	}
+}
+
+// fakeProber stands for the hosts on the bridge: inUse answer probes.
+type fakeProber struct {
+	inUse  map[netip.Addr]bool
+	probes []netip.Addr
+}
+
+func (f *fakeProber) probe(ips []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
+	f.probes = append(f.probes, ips...)
+	out := map[netip.Addr]net.HardwareAddr{}
+	for _, ip := range ips {
+		if f.inUse[ip] {
+			out[ip] = macN(999)
+		}
+	}
+	return out, nil
+}
+
+// TestHandleProbeBeforeFirstOffer: an address is probed before its first
+// offer, one that answers is held (and persisted) like a declined one, and
+// addresses with a lease history or a recent probe are offered without one.
+func TestHandleProbeBeforeFirstOffer(t *testing.T) {
+	d, clk := handlerFor(t, testConfig()), newClock()
+	taken := netip.MustParseAddr("192.168.100.2")
+	pr := &fakeProber{inUse: map[netip.Addr]bool{taken: true}}
+	d.setProber(pr)
+	first := addrOf(dora(t, d, clk, macN(1)).YourIPAddr)
+	if first == taken || len(pr.probes) != probeBatch || pr.probes[0] != taken {
+		t.Fatalf("first offer %s after probes %v; want the in-use %s probed and skipped", first, pr.probes, taken)
+	}
+	if sv := d.pool.snapshot(clk.now()); !sv.held[taken].After(clk.now()) {
+		t.Errorf("in-use address not held in the saved pool: %v", sv.held)
+	}
+	for i := 2; i < probeBatch; i++ {
+		dora(t, d, clk, macN(i))
+	}
+	if len(pr.probes) != probeBatch {
+		t.Errorf("addresses probed again within %s: %d probes", probeValid, len(pr.probes))
+	}
+	// A client coming back for its expired lease: history, no probe.
+	clk.add(2 * d.leaseTime)
+	n := len(pr.probes)
+	if again := addrOf(dora(t, d, clk, macN(1)).YourIPAddr); again != first || len(pr.probes) != n {
+		t.Errorf("returning client got %s after %d new probes, want %s without", again, len(pr.probes)-n, first)
 	}
 }

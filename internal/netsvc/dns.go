@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,8 +21,14 @@ const (
 	// upstreamTimeout bounds one try of one upstream; a guest resolver
 	// retries after about 5 s, so two upstreams fit in one of its tries.
 	upstreamTimeout = 2 * time.Second
-	// localTTL is short: a guest name moves when its lease does.
+	// forwardTimeout bounds one forwarded query over all upstreams.
+	forwardTimeout = 2 * upstreamTimeout
+	// localTTL is short: a guest name moves when its lease does. It is also
+	// the negative TTL (SOA minimum) of local answers.
 	localTTL = 30
+	// ednsSize is the UDP payload size local answers advertise (the DNS
+	// flag day 2020 value, which avoids fragmentation).
+	ednsSize = 1232
 )
 
 // exchangeFunc sends m to upstream over proto ("udp" or "tcp").
@@ -32,20 +39,32 @@ type exchangeFunc func(ctx context.Context, m *dns.Msg, proto, upstream string) 
 type dnsd struct {
 	prefix    netip.Prefix
 	domain    string // lowercase, no dots at the ends
+	revZone   string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
 	pool      *pool
 	upstreams []string
 	exchange  exchangeFunc
 	log       *slog.Logger
 	now       func() time.Time
 	failures  throttle // of "no upstream answered"
+	loops     throttle // of "forwarding loop"
+	busy      throttle // of "too many forwards in flight"
+	cache     *dnsCache
+	// inflight bounds the forwards waiting for an upstream: a loop or a flood
+	// must not grow goroutines and sockets without bound.
+	inflight chan struct{}
 }
+
+// maxInflight is how many forwards may wait for upstreams at once.
+const maxInflight = 256
 
 // newDNSd makes the handler of a validated config around pool p.
 func newDNSd(c Config, p *pool, upstreams []string, log *slog.Logger) *dnsd {
 	return &dnsd{
-		prefix: c.Gateway.Masked(), domain: c.Domain, pool: p,
+		prefix: c.Gateway.Masked(), domain: c.Domain, revZone: reverseZone(c.Gateway.Masked()), pool: p,
 		upstreams: upstreams, exchange: exchangeUpstream, log: log, now: time.Now,
-		failures: throttle{period: time.Minute},
+		failures: throttle{period: time.Minute}, loops: throttle{period: time.Minute},
+		busy: throttle{period: time.Minute}, cache: newDNSCache(cacheSize),
+		inflight: make(chan struct{}, maxInflight),
 	}
 }
 
@@ -89,19 +108,48 @@ func (d *dnsd) answer(ctx context.Context, r *dns.Msg, src netip.Addr, proto str
 	if r.Response {
 		return nil
 	}
-	if !src.IsValid() || !d.prefix.Contains(src) {
-		return rcode(r, dns.RcodeRefused)
-	}
-	if r.Opcode != dns.OpcodeQuery {
-		return rcode(r, dns.RcodeNotImplemented)
-	}
-	if len(r.Question) != 1 {
-		return rcode(r, dns.RcodeFormatError)
-	}
-	if resp := d.local(r); resp != nil {
-		return resp
+	if resp := d.answerOwn(r, src); resp != nil {
+		return withEDNS(r, resp)
 	}
 	return d.forward(ctx, r, proto)
+}
+
+// answerOwn returns the answers the server makes itself: refusals, errors and
+// local names; nil means forward r.
+func (d *dnsd) answerOwn(r *dns.Msg, src netip.Addr) *dns.Msg {
+	switch {
+	case !src.IsValid() || !d.prefix.Contains(src):
+		return rcode(r, dns.RcodeRefused)
+	case r.Opcode != dns.OpcodeQuery:
+		return rcode(r, dns.RcodeNotImplemented)
+	case len(r.Question) != 1:
+		return rcode(r, dns.RcodeFormatError)
+	}
+	if o := r.IsEdns0(); o != nil && o.Version() != 0 {
+		return rcode(r, dns.RcodeBadVers) // RFC 6891 6.1.3
+	}
+	return d.local(r)
+}
+
+// withEDNS adds an OPT record to an answer of ours when the query had one, as
+// RFC 6891 7 requires, and only then.
+func withEDNS(r, m *dns.Msg) *dns.Msg {
+	stripOPT(m)
+	if o := r.IsEdns0(); o != nil {
+		m.SetEdns0(ednsSize, o.Do())
+	}
+	return m
+}
+
+// stripOPT removes every OPT record from m.
+func stripOPT(m *dns.Msg) {
+	extra := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
 }
 
 // rcode returns an empty reply to r with code c.
@@ -129,12 +177,13 @@ func (d *dnsd) local(r *dns.Msg) *dns.Msg {
 		return d.localPTR(r, ip)
 	}
 	label, under := strings.CutSuffix(name, "."+d.domain)
+	zone := dns.Fqdn(d.domain)
 	switch {
 	case name == d.domain:
-		return d.localAnswer(r, netip.Addr{}, true)
+		return d.localAnswer(r, netip.Addr{}, true, zone)
 	case under && !strings.Contains(label, "."):
 	case under:
-		return rcode(r, dns.RcodeNameError)
+		return d.localAnswer(r, netip.Addr{}, false, zone)
 	case strings.Contains(name, ".") || name == "":
 		return nil
 	}
@@ -142,39 +191,67 @@ func (d *dnsd) local(r *dns.Msg) *dns.Msg {
 	if !ok && !under {
 		return nil // a bare name we do not know: let the upstream say
 	}
-	return d.localAnswer(r, ip, ok)
+	if !under {
+		zone = "" // a bare name is in no zone of ours: no SOA to show
+	}
+	return d.localAnswer(r, ip, ok, zone)
 }
 
 // localAnswer answers r authoritatively: an A record when ip is valid and A
 // (or ANY) was asked, NODATA when the name exists without that type,
-// NXDOMAIN when it does not exist.
-func (d *dnsd) localAnswer(r *dns.Msg, ip netip.Addr, exists bool) *dns.Msg {
-	if !exists {
-		m := rcode(r, dns.RcodeNameError)
-		m.Authoritative = true
-		return m
-	}
+// NXDOMAIN when it does not exist. A negative answer carries the SOA of zone
+// (unless zone is "") so that resolvers can cache it (RFC 2308).
+func (d *dnsd) localAnswer(r *dns.Msg, ip netip.Addr, exists bool, zone string) *dns.Msg {
 	m := rcode(r, dns.RcodeSuccess)
+	if !exists {
+		m = rcode(r, dns.RcodeNameError)
+	}
 	m.Authoritative = true
 	q := r.Question[0]
 	if ip.IsValid() && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY) {
 		hdr := dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: localTTL}
 		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.IP(ip.AsSlice())})
 	}
+	if len(m.Answer) == 0 && zone != "" {
+		m.Ns = append(m.Ns, soa(zone))
+	}
 	return m
+}
+
+// soa is the SOA record of a zone the server answers for; its minimum (and
+// TTL) is the negative-caching TTL of RFC 2308.
+func soa(zone string) *dns.SOA {
+	return &dns.SOA{
+		Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: localTTL},
+		Ns:  zone, Mbox: "hostmaster." + zone,
+		Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: localTTL,
+	}
+}
+
+// reverseZone is the in-addr.arpa zone that holds the reverse names of p,
+// rounded out to whole octets.
+func reverseZone(p netip.Prefix) string {
+	a := p.Masked().Addr().As4()
+	labels := []string{"in-addr.arpa."}
+	for i := 0; i < p.Bits()/8; i++ {
+		labels = append([]string{strconv.Itoa(int(a[i]))}, labels...)
+	}
+	return strings.Join(labels, ".")
 }
 
 // localPTR answers the reverse name of a subnet address.
 func (d *dnsd) localPTR(r *dns.Msg, ip netip.Addr) *dns.Msg {
 	host, ok := d.pool.reverse(ip, d.now())
 	if !ok {
-		return d.localAnswer(r, netip.Addr{}, false)
+		return d.localAnswer(r, netip.Addr{}, false, d.revZone)
 	}
-	m := d.localAnswer(r, netip.Addr{}, true)
+	m := d.localAnswer(r, netip.Addr{}, true, "")
 	q := r.Question[0]
 	if q.Qtype == dns.TypePTR || q.Qtype == dns.TypeANY {
 		hdr := dns.RR_Header{Name: q.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: localTTL}
 		m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr, Ptr: dns.Fqdn(host + "." + d.domain)})
+	} else {
+		m.Ns = append(m.Ns, soa(d.revZone))
 	}
 	return m
 }
@@ -194,42 +271,6 @@ func reverseName(name string) (netip.Addr, bool) {
 	}
 	ip, err := netip.ParseAddr(strings.Join(parts, "."))
 	return ip, err == nil && ip.Is4()
-}
-
-// forward asks each upstream in turn over the client's transport and returns
-// the first answer; SERVFAIL when none answers.
-func (d *dnsd) forward(ctx context.Context, r *dns.Msg, proto string) *dns.Msg {
-	for _, up := range d.upstreams {
-		resp, err := d.exchange(ctx, r, proto, up)
-		if err == nil && resp != nil {
-			resp.Id = r.Id
-			return resp
-		}
-		d.log.Debug("dns upstream failed", "upstream", up, "proto", proto, "err", errText(err))
-	}
-	if ok, held := d.failures.allow(d.now()); ok {
-		d.log.Warn("dns: no upstream answered", "name", r.Question[0].Name, "upstreams", len(d.upstreams), "since_last_warning", held)
-	}
-	return rcode(r, dns.RcodeServerFailure)
-}
-
-func errText(err error) string {
-	if err == nil {
-		return "empty reply"
-	}
-	return err.Error()
-}
-
-// exchangeUpstream is the real exchangeFunc.
-func exchangeUpstream(ctx context.Context, m *dns.Msg, proto, upstream string) (*dns.Msg, error) {
-	c := &dns.Client{Net: proto, Timeout: upstreamTimeout, UDPSize: uint16(udpSize(m))}
-	ctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
-	defer cancel()
-	resp, _, err := c.ExchangeContext(ctx, m, upstream)
-	if err != nil {
-		return nil, fmt.Errorf("ask %s over %s: %w", upstream, proto, err)
-	}
-	return resp, nil
 }
 
 // dnsListeners are the UDP and TCP sockets of the forwarder, opened before

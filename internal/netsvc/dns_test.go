@@ -3,6 +3,7 @@ package netsvc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/testns"
 	"github.com/miekg/dns"
 )
@@ -128,7 +130,7 @@ func TestDNSForwardRefuseFail(t *testing.T) {
 		}
 	}
 	f.down["192.0.2.2:53"] = true
-	if r := d.answer(ctx, q, guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure {
+	if r := d.answer(ctx, query("uncached.example.org", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("all upstreams down: rcode %d, want SERVFAIL", r.Rcode)
 	}
 	resp := query("x.org", dns.TypeA)
@@ -195,7 +197,7 @@ func startUpstream(t testing.TB, ns *testns.NS) *upstream {
 		u.mu.Unlock()
 		m := new(dns.Msg)
 		m.SetReply(r)
-		if r.Question[0].Name == "outside.example." {
+		if strings.HasSuffix(r.Question[0].Name, "outside.example.") {
 			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(203, 0, 113, 7)})
 		} else {
 			m.Rcode = dns.RcodeNameError
@@ -253,16 +255,20 @@ func TestNetDNS(t *testing.T) {
 		if got := aOf(t, ask(t, n.guest, proto, "", server, "web.kvm", dns.TypeA)); got != ip.String() {
 			t.Errorf("%s web.kvm: %s, want %s", proto, got, ip)
 		}
-		if got := aOf(t, ask(t, n.guest, proto, "", server, "outside.example", dns.TypeA)); got != "203.0.113.7" {
+		if got := aOf(t, ask(t, n.guest, proto, "", server, proto+".outside.example", dns.TypeA)); got != "203.0.113.7" {
 			t.Errorf("%s forwarded: %s", proto, got)
 		}
+	}
+	// Asked again: answered from the cache, with the TTL not above the upstream's.
+	if r := ask(t, n.guest, "udp", "", server, "udp.outside.example", dns.TypeA); aOf(t, r) != "203.0.113.7" || r.Answer[0].Header().Ttl > 60 {
+		t.Errorf("cached answer: %v", r)
 	}
 	if got := aOf(t, ask(t, n.guest, "udp", "", server, "fixed", dns.TypeA)); got != testStatic.IP.String() {
 		t.Errorf("bare static name: %s", got)
 	}
 	up.mu.Lock()
-	if strings.Join(up.nets, " ") != "udp tcp" || strings.Join(up.names, " ") != "outside.example. outside.example." {
-		t.Errorf("upstream saw %v %v, want one udp and one tcp query for outside.example", up.nets, up.names)
+	if strings.Join(up.nets, " ") != "udp tcp" || strings.Join(up.names, " ") != "udp.outside.example. tcp.outside.example." {
+		t.Errorf("upstream saw %v %v, want one udp and one tcp query, the repeated one not", up.nets, up.names)
 	}
 	up.mu.Unlock()
 	// From outside the subnet (the host's loopback): refused, not forwarded.
@@ -273,5 +279,206 @@ func TestNetDNS(t *testing.T) {
 	out := n.host.MustRun("ss", "-lnH", "sport", "= :53")
 	if strings.Contains(out, "0.0.0.0:53") || strings.Contains(out, "*:53") || !strings.Contains(out, server) {
 		t.Errorf("dns sockets:\n%s", out)
+	}
+}
+
+// TestDNSEDNSAndSOA: local answers carry an OPT record exactly when the query
+// had one (RFC 6891), and negative ones the SOA of the zone (RFC 2308).
+func TestDNSEDNSAndSOA(t *testing.T) {
+	d, ip := dnsFor(t, []string{"192.0.2.1:53"}, &fakeUpstreams{})
+	ctx := context.Background()
+	edns := func(name string, qtype uint16) *dns.Msg {
+		q := query(name, qtype)
+		q.SetEdns0(4096, true)
+		return q
+	}
+	for _, tc := range []struct {
+		q     *dns.Msg
+		rcode int
+		opt   bool
+		soa   string // owner of the SOA in the authority section, "" for none
+	}{
+		{edns("web.kvm", dns.TypeA), dns.RcodeSuccess, true, ""},
+		{query("web.kvm", dns.TypeA), dns.RcodeSuccess, false, ""},
+		{edns("nobody.kvm", dns.TypeA), dns.RcodeNameError, true, "kvm."},
+		{query("nobody.kvm", dns.TypeA), dns.RcodeNameError, false, "kvm."},
+		{edns("web.kvm", dns.TypeAAAA), dns.RcodeSuccess, true, "kvm."},
+		{query("kvm", dns.TypeA), dns.RcodeSuccess, false, "kvm."},
+		{query("222.100.168.192.in-addr.arpa", dns.TypePTR), dns.RcodeNameError, false, "100.168.192.in-addr.arpa."},
+		{edns(ip.String(), dns.TypeA), dns.RcodeSuccess, true, ""}, // forwarded: OPT kept
+		{func() *dns.Msg { q := edns("web.kvm", dns.TypeA); q.IsEdns0().SetVersion(1); return q }(), dns.RcodeBadVers, true, ""},
+	} {
+		name := tc.q.Question[0].Name + " " + dns.TypeToString[tc.q.Question[0].Qtype]
+		r := d.answer(ctx, tc.q, guestSrc, "udp")
+		if r.Rcode != tc.rcode {
+			t.Errorf("%s: rcode %s, want %s", name, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
+		}
+		if o := r.IsEdns0(); (o != nil) != tc.opt || o != nil && !o.Do() {
+			t.Errorf("%s: OPT %v, want present %v with DO echoed", name, o, tc.opt)
+		}
+		var soa string
+		for _, rr := range r.Ns {
+			if s, ok := rr.(*dns.SOA); ok && s.Minttl == localTTL {
+				soa = s.Hdr.Name
+			}
+		}
+		if soa != tc.soa {
+			t.Errorf("%s: SOA of %q in authority, want %q", name, soa, tc.soa)
+		}
+		if _, err := r.Pack(); err != nil {
+			t.Errorf("%s: answer does not pack: %v", name, err)
+		}
+	}
+}
+
+// ttlUpstream answers every query with records of the given TTL, or NXDOMAIN
+// with an SOA of the given minimum, and counts the queries.
+type ttlUpstream struct {
+	calls  int
+	ttl    uint32
+	minttl uint32
+}
+
+func (u *ttlUpstream) exchange(_ context.Context, m *dns.Msg, _, _ string) (*dns.Msg, error) {
+	u.calls++
+	r := new(dns.Msg)
+	r.SetReply(m)
+	q := m.Question[0]
+	if strings.HasPrefix(q.Name, "nx") {
+		r.Rcode = dns.RcodeNameError
+		r.Ns = append(r.Ns, &dns.SOA{Hdr: dns.RR_Header{Name: "example.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 3600},
+			Ns: "ns.example.", Mbox: "h.example.", Minttl: u.minttl})
+		return r, nil
+	}
+	r.Answer = append(r.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: u.ttl}, A: net.IPv4(203, 0, 113, 7)})
+	return r, nil
+}
+
+// TestDNSCache: forwarded answers are kept for their TTL (aged on the way
+// out), negative ones for the SOA minimum capped at maxNegativeTTL, nothing
+// with TTL 0, and the cache never holds more than its size.
+func TestDNSCache(t *testing.T) {
+	u := &ttlUpstream{ttl: 60, minttl: 86400}
+	d, _ := dnsFor(t, []string{"192.0.2.1:53"}, &fakeUpstreams{})
+	d.exchange = u.exchange
+	clk := &fixedClock{t: time.Now()}
+	d.now = clk.now
+	ask := func(name string) *dns.Msg {
+		return d.answer(context.Background(), query(name, dns.TypeA), guestSrc, "udp")
+	}
+	ask("a.example")
+	clk.add(20 * time.Second)
+	if r := ask("A.example"); u.calls != 1 || r.Answer[0].Header().Ttl != 40 {
+		t.Errorf("after 20 s: %d upstream calls, TTL %d; want 1 call and TTL 40", u.calls, r.Answer[0].Header().Ttl)
+	}
+	clk.add(41 * time.Second)
+	if ask("a.example"); u.calls != 2 {
+		t.Errorf("expired answer not asked again: %d calls", u.calls)
+	}
+	ask("nx.example")
+	clk.add(maxNegativeTTL - time.Second)
+	if r := ask("nx.example"); u.calls != 3 || r.Rcode != dns.RcodeNameError {
+		t.Errorf("negative answer not cached: %d calls, rcode %d", u.calls, r.Rcode)
+	}
+	clk.add(2 * time.Second)
+	if ask("nx.example"); u.calls != 4 {
+		t.Errorf("negative answer kept past %s: %d calls", maxNegativeTTL, u.calls)
+	}
+	u.ttl = 0
+	ask("zero.example")
+	if ask("zero.example"); u.calls != 6 {
+		t.Errorf("TTL 0 answer cached: %d calls", u.calls)
+	}
+	u.ttl = 600
+	for i := range cacheSize + 100 {
+		ask(fmt.Sprintf("n%d.example", i))
+	}
+	if n := len(d.cache.m); n > cacheSize {
+		t.Errorf("cache holds %d entries, over %d", n, cacheSize)
+	}
+}
+
+// TestDNSForwardingLoopEnds: two forwarders naming each other as upstream
+// pass a query back and forth a bounded number of times, then SERVFAIL.
+func TestDNSForwardingLoopEnds(t *testing.T) {
+	a, _ := dnsFor(t, []string{"b:53"}, &fakeUpstreams{})
+	b, _ := dnsFor(t, []string{"a:53"}, &fakeUpstreams{})
+	var hops int
+	a.exchange = func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
+		hops++
+		return b.answer(ctx, m, guestSrc, proto), nil
+	}
+	b.exchange = func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
+		hops++
+		if hops > 100 {
+			return nil, errors.New("loop not broken")
+		}
+		return a.answer(ctx, m, guestSrc, proto), nil
+	}
+	r := a.answer(context.Background(), query("example.org", dns.TypeA), guestSrc, "udp")
+	if r.Rcode != dns.RcodeServerFailure || hops != maxHops {
+		t.Errorf("loop: rcode %s after %d forwards, want SERVFAIL after %d", dns.RcodeToString[r.Rcode], hops, maxHops)
+	}
+	if r.IsEdns0() != nil {
+		t.Errorf("the guest asked without EDNS and got an OPT record")
+	}
+}
+
+// TestNetDNSLoop: two networks on one host naming each other's gateway as
+// upstream answer a guest SERVFAIL at once instead of looping for ever.
+func TestNetDNSLoop(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	n.host.MustRun("ip", "link", "add", "br1", "type", "bridge")
+	n.host.MustRun("ip", "addr", "add", "10.0.2.1/24", "dev", "br1")
+	n.host.MustRun("ip", "link", "set", "br1", "up")
+	n.cfg.Upstreams = []string{"10.0.2.1:53"}
+	n.start()
+	other := n.cfg
+	other.Network, other.Bridge, other.Gateway = "other", "br1", netip.MustParsePrefix("10.0.2.1/24")
+	other.RangeStart, other.RangeEnd, other.Hosts = netip.Addr{}, netip.Addr{}, nil
+	other.Defaults()
+	other.Upstreams = []string{testGW.String() + ":53"}
+	other.LeaseFile, other.PIDFile = filepath.Join(n.dir, "other.leases"), filepath.Join(n.dir, "other.pid")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(n.dir, "other.json")
+	if err := ctl.WriteConfig(cfgPath, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.host.Do(func() error {
+		_, err := spawn(exe, cfgPath, filepath.Join(n.dir, "other.log"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ctl.Stop(other.PIDFile, 5*time.Second) })
+	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
+
+	if r := ask(t, n.guest, "udp", "", testGW.String()+":53", "loop.example", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("looping query: rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	logs, _ := os.ReadFile(n.logPath())
+	otherLog, _ := os.ReadFile(filepath.Join(n.dir, "other.log"))
+	if !strings.Contains(string(logs)+string(otherLog), "forwarding loop") {
+		t.Errorf("no daemon logged the loop:\n%s\n%s", logs, otherLog)
+	}
+}
+
+// TestDNSInflightBounded: with maxInflight forwards waiting, the next query
+// gets SERVFAIL at once instead of another goroutine and socket.
+func TestDNSInflightBounded(t *testing.T) {
+	f := &fakeUpstreams{}
+	d, _ := dnsFor(t, []string{"192.0.2.1:53"}, f)
+	for range maxInflight {
+		d.inflight <- struct{}{}
+	}
+	if r := d.answer(context.Background(), query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure || len(f.calls) != 0 {
+		t.Errorf("full: rcode %s, %d upstream calls; want SERVFAIL and none", dns.RcodeToString[r.Rcode], len(f.calls))
+	}
+	<-d.inflight
+	if r := d.answer(context.Background(), query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("room again: rcode %s", dns.RcodeToString[r.Rcode])
 	}
 }

@@ -96,6 +96,11 @@ func checkPool(t *testing.T, p *pool) {
 			t.Fatalf("key index mismatch at %s: %+v", k, r)
 		}
 	}
+	for name, r := range p.byName {
+		if r.hostname != name || p.byIP[r.ip] != r {
+			t.Fatalf("name index mismatch at %s: %+v", name, r)
+		}
+	}
 }
 
 // FuzzDNSAnswer feeds raw bytes to the DNS handler, from inside and outside

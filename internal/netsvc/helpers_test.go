@@ -33,7 +33,7 @@ var (
 func testConfig() Config {
 	c := Config{
 		Network: "test", Bridge: "br0", Gateway: netip.MustParsePrefix("192.168.100.1/24"),
-		DHCP: true, DNS: true, Hosts: []Host{testStatic},
+		DHCP: true, Router: true, DNS: true, Hosts: []Host{testStatic},
 	}
 	c.Defaults()
 	return c

@@ -1,19 +1,33 @@
 package netsvc
 
-import "github.com/kvmnet/kvmnet/internal/netsvc/ctl"
+import (
+	"net/netip"
+	"time"
 
-// readLeaseFile returns the records of a lease file (format: package ctl),
-// sorted by address.
-func readLeaseFile(path string) ([]*record, error) {
-	ls, err := ctl.ReadLeaseFile(path)
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
+)
+
+// saved is the part of the pool that outlives the daemon: the bound records
+// and the held addresses (declined or found in use) with when they come back.
+type saved struct {
+	recs []*record
+	held map[netip.Addr]time.Time
+}
+
+// readLeaseFile returns what a lease file (format: package ctl) holds.
+func readLeaseFile(path string) (saved, error) {
+	lf, err := ctl.ReadLeaseFile(path)
 	if err != nil {
-		return nil, err
+		return saved{}, err
 	}
-	recs := make([]*record, 0, len(ls))
-	for _, l := range ls {
-		recs = append(recs, recordOf(l))
+	sv := saved{recs: make([]*record, 0, len(lf.Leases)), held: map[netip.Addr]time.Time{}}
+	for _, l := range lf.Leases {
+		sv.recs = append(sv.recs, recordOf(l))
 	}
-	return recs, nil
+	for _, h := range lf.Held {
+		sv.held[h.IP] = h.Until
+	}
+	return sv, nil
 }
 
 // recordOf makes the pool record of a lease read back from the file.
@@ -26,13 +40,16 @@ func recordOf(l ctl.Lease) *record {
 	return r
 }
 
-// writeLeaseFile writes recs to path atomically.
-func writeLeaseFile(path string, recs []*record) error {
-	ls := make([]ctl.Lease, 0, len(recs))
-	for _, r := range recs {
-		ls = append(ls, r.lease())
+// writeLeaseFile writes sv to path atomically.
+func writeLeaseFile(path string, sv saved) error {
+	var lf ctl.LeaseFile
+	for _, r := range sv.recs {
+		lf.Leases = append(lf.Leases, r.lease())
 	}
-	return ctl.WriteLeaseFile(path, ls)
+	for ip, until := range sv.held {
+		lf.Held = append(lf.Held, ctl.Held{IP: ip, Until: until})
+	}
+	return ctl.WriteLeaseFile(path, lf)
 }
 
 // lease converts a record to its file form.

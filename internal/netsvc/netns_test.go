@@ -439,3 +439,83 @@ func leaseOf(t testing.TB, n *testNet, hostname string) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// TestNetLogNamesNetworkOnce: every line of the daemon's log names its network
+// exactly once.
+func TestNetLogNamesNetworkOnce(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	n.start()
+	n.stop()
+	b, err := os.ReadFile(n.logPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if c := strings.Count(line, "network="); c != 1 {
+			t.Errorf("log line names the network %d times: %s", c, line)
+		}
+	}
+}
+
+// TestNetBadLeaseFileSetAside: a corrupt lease file does not stop the daemon:
+// it starts with no leases, warns once and keeps the bad file as .corrupt.
+func TestNetBadLeaseFileSetAside(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	bad := []byte(`{"version":1,"leases":[{"ip":"192.168`)
+	if err := os.WriteFile(n.cfg.LeaseFile, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	newRawClient(t, n.guest, "eth0").dora(t, nil)
+	if b, err := os.ReadFile(n.cfg.LeaseFile + ".corrupt"); err != nil || string(b) != string(bad) {
+		t.Errorf("bad file not kept aside: %q %v", b, err)
+	}
+	log, _ := os.ReadFile(n.logPath())
+	if c := strings.Count(string(log), "lease file unusable"); c != 1 {
+		t.Errorf("%d warnings about the lease file, want 1:\n%s", c, log)
+	}
+}
+
+// TestNetSecondDaemonOnLeaseFile: a second daemon given a lease file in use
+// fails at start with a one-line error naming the file.
+func TestNetSecondDaemonOnLeaseFile(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	n.start()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := n.cfg
+	c.PIDFile = filepath.Join(n.dir, "second.pid")
+	cfgPath := filepath.Join(n.dir, "second.json")
+	if err := ctl.WriteConfig(cfgPath, c); err != nil {
+		t.Fatal(err)
+	}
+	err = n.host.Do(func() error {
+		_, err := spawn(exe, cfgPath, filepath.Join(n.dir, "second.log"))
+		return err
+	})
+	want := "lease file " + c.LeaseFile + ": in use by another netsvc daemon"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("second daemon: %v, want %q", err, want)
+	}
+}
+
+// TestNetProbeSkipsAddressInUse: a host on the bridge that configured the
+// first free address itself, without a lease, answers the daemon's ARP probe,
+// and the daemon offers another address and logs why.
+func TestNetProbeSkipsAddressInUse(t *testing.T) {
+	n := newTestNet(t, testConfig())
+	squatter := n.cfg.RangeStart // the address a first client would get
+	n.guest.MustRun("ip", "addr", "add", squatter.String()+"/24", "dev", "eth0")
+	n.start()
+	c := newRawClient(t, n.guest, "eth0")
+	got := addrOf(c.dora(t, nil).YourIPAddr)
+	if got == squatter {
+		t.Fatalf("offered %s, which a host on the bridge uses", got)
+	}
+	log, _ := os.ReadFile(n.logPath())
+	if !strings.Contains(string(log), "address answered an arp probe") || !strings.Contains(string(log), "ip="+squatter.String()) {
+		t.Errorf("no log line about %s:\n%s", squatter, log)
+	}
+}

@@ -47,7 +47,14 @@ type pool struct {
 	byIP     map[netip.Addr]*record
 	byKey    map[string]*record
 	byName   map[string]*record
-	declined map[netip.Addr]time.Time
+	declined map[netip.Addr]time.Time // held: declined, or found in use by a probe
+
+	// probing is set when addresses are probed before their first offer;
+	// probed holds when each never-used address was last found free.
+	probing bool
+	probed  map[netip.Addr]time.Time
+	// probeNext is where the next probe ahead of demand starts.
+	probeNext netip.Addr
 
 	staticByMAC  map[string]Host
 	staticByIP   map[netip.Addr]Host
@@ -63,6 +70,7 @@ func newPool(c Config) *pool {
 		start: c.RangeStart, end: c.RangeEnd, leaseTime: c.LeaseTime,
 		byIP: map[netip.Addr]*record{}, byKey: map[string]*record{},
 		byName: map[string]*record{}, declined: map[netip.Addr]time.Time{},
+		probed: map[netip.Addr]time.Time{}, probeNext: c.RangeStart,
 		staticByMAC: map[string]Host{}, staticByIP: map[netip.Addr]Host{},
 		staticByName: map[string]Host{},
 		dirty:        func() {},
@@ -119,23 +127,115 @@ func (p *pool) free(ip netip.Addr, c client, now time.Time) bool {
 
 // offer picks an address for c's DISCOVER and reserves it for offerHold. It
 // prefers c's static address, then c's previous address, then the address c
-// asked for, then a never-used address, then the longest-expired one.
-func (p *pool) offer(c client, want netip.Addr, now time.Time) (netip.Addr, bool) {
+// asked for, then a never-used address, then the longest-expired one. When
+// probing is on and the pick has never been used nor recently probed, it
+// reserves nothing and returns the addresses to probe first (see recordProbe).
+func (p *pool) offer(c client, want netip.Addr, now time.Time) (ip netip.Addr, probe []netip.Addr, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if h, ok := p.staticFor(c); ok {
-		return h.IP, true
+		return h.IP, nil, true
 	}
-	ip, ok := p.choose(c, want, now)
+	ip, ok = p.choose(c, want, now)
 	if !ok {
-		return ip, false
+		return ip, nil, false
 	}
+	if p.needsProbe(ip, now) {
+		return netip.Addr{}, append([]netip.Addr{ip}, p.unprobed(ip.Next(), now, probeBatch-1)...), false
+	}
+	delete(p.probed, ip) // no longer in the reserve: it has a record now
 	r := p.bind(c, ip, now)
 	if !r.bound || !r.active(now) {
 		r.bound = false
 		r.expires = now.Add(offerHold)
 	}
-	return ip, true
+	return ip, nil, true
+}
+
+// needsProbe reports whether ip must be probed before it is offered: it has
+// no history (an address once leased was free then, and its client may come
+// back for it) and no recent probe found it free.
+func (p *pool) needsProbe(ip netip.Addr, now time.Time) bool {
+	if !p.probing || p.byIP[ip] != nil {
+		return false
+	}
+	at, ok := p.probed[ip]
+	return !ok || now.Sub(at) > probeValid
+}
+
+// unprobed returns up to n free never-used addresses from from on that need
+// a probe. It looks at a bounded stretch of the range, since it runs under
+// the lock, and moves probeNext past what it returns.
+func (p *pool) unprobed(from netip.Addr, now time.Time, n int) []netip.Addr {
+	var out []netip.Addr
+	ip := from
+	for steps := 0; ip.IsValid() && !p.end.Less(ip) && len(out) < n && steps < 8*probeBatch; ip, steps = ip.Next(), steps+1 {
+		if p.free(ip, client{}, now) && p.needsProbe(ip, now) {
+			out = append(out, ip)
+		}
+	}
+	if p.probeNext.Less(ip) {
+		p.probeNext = ip
+	}
+	return out
+}
+
+// needProbe returns those of ips that still need a probe.
+func (p *pool) needProbe(ips []netip.Addr, now time.Time) []netip.Addr {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []netip.Addr
+	for _, ip := range ips {
+		if p.needsProbe(ip, now) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// aheadBatch returns never-used addresses to probe before any client asks
+// for them, once fewer than probeBatch probed ones are in reserve; nil
+// when the reserve is full enough or probing is off. Probing ahead keeps the
+// probe's wait off the DHCP loop during a burst of new guests.
+func (p *pool) aheadBatch(now time.Time) []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.probing {
+		return nil
+	}
+	reserve := 0
+	for ip, at := range p.probed {
+		if now.Sub(at) <= probeValid && p.byIP[ip] == nil {
+			reserve++
+		}
+	}
+	if reserve >= probeBatch {
+		return nil
+	}
+	return p.unprobed(p.probeNext, now, 2*probeBatch)
+}
+
+// recordProbe records a probe of ips: those in inUse are held like a declined
+// address, the others count as free for probeValid.
+func (p *pool) recordProbe(ips []netip.Addr, inUse map[netip.Addr]net.HardwareAddr, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for ip, at := range p.probed {
+		if now.Sub(at) > probeValid {
+			delete(p.probed, ip)
+		}
+	}
+	for _, ip := range ips {
+		if _, taken := inUse[ip]; taken {
+			p.declined[ip] = now.Add(declineHold)
+			delete(p.probed, ip)
+			continue
+		}
+		p.probed[ip] = now
+	}
+	if len(inUse) > 0 {
+		p.dirty()
+	}
 }
 
 // choose implements offer's order of preference without changing anything.
@@ -196,42 +296,64 @@ func (p *pool) remove(r *record) {
 	if p.byKey[r.key] == r {
 		delete(p.byKey, r.key)
 	}
-	p.setName(r, "")
+	p.setName(r, "", time.Time{})
 }
 
-// setName indexes r under name for DNS; a newer lease takes a name over.
-func (p *pool) setName(r *record, name string) {
+// setName indexes r under name for DNS. A name belongs to a static host, else
+// to the first live lease that claimed it: a later claimant would otherwise
+// take over the traffic meant for the owner. A refused claim leaves r without
+// a name and returns false; the claim succeeds once the owner's lease has been
+// released or has expired.
+func (p *pool) setName(r *record, name string, now time.Time) bool {
 	if r.hostname != "" && p.byName[r.hostname] == r {
 		delete(p.byName, r.hostname)
 	}
-	r.hostname = name
-	if name != "" {
-		p.byName[name] = r
+	r.hostname = ""
+	if name == "" {
+		return true
 	}
+	if h, ok := p.staticByName[name]; ok && !(r.static && h.IP == r.ip) {
+		return false
+	}
+	if o := p.byName[name]; o != nil && o != r {
+		if o.bound && o.active(now) {
+			return false
+		}
+		o.hostname = "" // the owner's lease is over: the name is not its to come back to
+	}
+	r.hostname = name
+	p.byName[name] = r
+	return true
+}
+
+// committed is the outcome of pool.commit.
+type committed struct {
+	r       *record // a copy of the lease; nil when the REQUEST is refused
+	renewal bool    // c held ip already, unexpired and under the same name
+	taken   string  // the name c asked for and did not get: another guest owns it
 }
 
 // commit handles a REQUEST for ip from c: it binds the lease and returns its
-// record, or ok false when ip cannot be c's (the caller NAKs); renewal says
-// that c held ip already, unexpired and under the same name. The server is
-// authoritative on its bridge: a client asking for a free address it had
+// record, or a nil record when ip cannot be c's (the caller NAKs). The server
+// is authoritative on its bridge: a client asking for a free address it had
 // before a lost lease file gets it rather than silence.
-func (p *pool) commit(c client, ip netip.Addr, now time.Time) (r *record, renewal bool, ok bool) {
+func (p *pool) commit(c client, ip netip.Addr, now time.Time) committed {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	h, static := p.staticFor(c)
 	switch {
 	case static && ip != h.IP:
-		return nil, false, false
+		return committed{}
 	case !static && !p.free(ip, c, now):
-		return nil, false, false
+		return committed{}
 	}
 	prev := p.byIP[ip]
-	renewal = prev != nil && prev.key == c.key && prev.bound && now.Before(prev.expires)
+	renewal := prev != nil && prev.key == c.key && prev.bound && now.Before(prev.expires)
 	var prevName string
 	if renewal {
 		prevName = prev.hostname
 	}
-	r = p.bind(c, ip, now)
+	r := p.bind(c, ip, now)
 	r.bound, r.static = true, static
 	r.expires = now.Add(p.leaseTime)
 	name := c.hostname
@@ -241,9 +363,12 @@ func (p *pool) commit(c client, ip netip.Addr, now time.Time) (r *record, renewa
 	if name == "" {
 		name = r.hostname // a renewal without option 12 keeps the name
 	}
-	p.setName(r, name)
+	var taken string
+	if !p.setName(r, name, now) {
+		taken = name
+	}
 	p.dirty()
-	return r.copy(), renewal && r.hostname == prevName, true
+	return committed{r: r.copy(), renewal: renewal && r.hostname == prevName, taken: taken}
 }
 
 // copy returns a snapshot of r that is safe to read without the lock.
@@ -263,7 +388,7 @@ func (p *pool) release(c client, ip netip.Addr, now time.Time) bool {
 		return false
 	}
 	r.expires = now
-	p.setName(r, "")
+	p.setName(r, "", now)
 	p.dirty()
 	return true
 }
@@ -320,25 +445,37 @@ func (p *pool) reverse(ip netip.Addr, now time.Time) (string, bool) {
 	return "", false
 }
 
-// snapshot returns copies of the bound records, for persisting.
-func (p *pool) snapshot() []*record {
+// snapshot returns copies of the bound records and the holds still running
+// at now, for persisting.
+func (p *pool) snapshot(now time.Time) saved {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	out := make([]*record, 0, len(p.byIP))
+	sv := saved{recs: make([]*record, 0, len(p.byIP)), held: map[netip.Addr]time.Time{}}
 	for _, r := range p.byIP {
 		if r.bound {
-			out = append(out, r.copy())
+			sv.recs = append(sv.recs, r.copy())
 		}
 	}
-	return out
+	for ip, until := range p.declined {
+		if now.Before(until) {
+			sv.held[ip] = until
+		}
+	}
+	return sv
 }
 
 // restore loads persisted records, dropping those the current config no
 // longer allows: out of range, the gateway, or a static address of another MAC.
-func (p *pool) restore(recs []*record) (kept int) {
+// Only a name's owner is saved with it, so names come back to their owners.
+func (p *pool) restore(sv saved, now time.Time) (kept int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, r := range recs {
+	for ip, until := range sv.held {
+		if p.inRange(ip) && now.Before(until) {
+			p.declined[ip] = until
+		}
+	}
+	for _, r := range sv.recs {
 		if !p.restorable(r) {
 			continue
 		}
@@ -346,7 +483,7 @@ func (p *pool) restore(recs []*record) (kept int) {
 		p.byIP[r.ip], p.byKey[r.key] = r, r
 		name := r.hostname
 		r.hostname = ""
-		p.setName(r, name)
+		p.setName(r, name, now)
 		kept++
 	}
 	return kept

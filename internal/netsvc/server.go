@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // flushDelay coalesces lease-file writes: a burst of ACKs costs one write.
@@ -30,6 +32,7 @@ type Server struct {
 	dhcp    *dhcpd
 	dhcpUDP *net.UDPConn
 	raw     *rawSender
+	arp     *arpProber
 
 	sendFailures throttle // of "dhcp reply not sent"
 
@@ -37,6 +40,8 @@ type Server struct {
 	dnsL *dnsListeners
 
 	flush chan struct{}
+	// leaseLock is the flock on the lease file's lock file, held until exit.
+	leaseLock *os.File
 
 	// bridgeIndex is the bridge's ifindex at Listen, for watchBridge.
 	bridgeIndex int
@@ -66,10 +71,12 @@ func Listen(c Config, log *slog.Logger) (*Server, error) {
 		sendFailures: throttle{period: time.Minute}}
 	s.pool.dirty = s.markDirty
 	if err := s.loadLeases(); err != nil {
+		s.unlock()
 		return nil, err
 	}
 	if err := s.open(); err != nil {
 		s.close()
+		s.unlock()
 		return nil, err
 	}
 	return s, nil
@@ -94,6 +101,10 @@ func (s *Server) open() error {
 		if s.raw, err = newRawSender(s.cfg.Bridge, s.cfg.Gateway.Addr()); err != nil {
 			return err
 		}
+		if s.arp, err = newARPProber(s.cfg.Bridge); err != nil {
+			return err
+		}
+		s.dhcp.setProber(s.arp)
 	}
 	if s.cfg.DNS {
 		ups, err := s.upstreams()
@@ -108,8 +119,9 @@ func (s *Server) open() error {
 	return nil
 }
 
-// upstreams returns the configured upstreams, or the host's resolvers, minus
-// our own address (forwarding to ourselves would loop).
+// upstreams returns the configured upstreams (Validate refuses our own
+// address among them), or else the host's resolvers minus our own address:
+// forwarding to ourselves would loop.
 func (s *Server) upstreams() ([]string, error) {
 	ups := s.cfg.Upstreams
 	if len(ups) == 0 {
@@ -121,7 +133,12 @@ func (s *Server) upstreams() ([]string, error) {
 	self := netip.AddrPortFrom(s.cfg.Gateway.Addr(), 53)
 	var out []string
 	for _, u := range ups {
-		if ap, err := netip.ParseAddrPort(u); err == nil && ap != self {
+		ap, err := netip.ParseAddrPort(u)
+		if err == nil && ap == self {
+			s.log.Warn("dns: /etc/resolv.conf names this network's own gateway; not used as upstream", "upstream", u)
+			continue
+		}
+		if err == nil {
 			out = append(out, u)
 		}
 	}
@@ -148,7 +165,9 @@ func (s *Server) watchBridge(ctx context.Context) error {
 	}
 }
 
-// loadLeases restores the lease file, if any.
+// loadLeases locks the lease file, if any, for as long as the server runs,
+// and restores it. A file that is not a lease file (empty, corrupt, a link)
+// must not keep the network down: it is set aside and the pool starts empty.
 func (s *Server) loadLeases() error {
 	if s.cfg.LeaseFile == "" {
 		return nil
@@ -156,12 +175,25 @@ func (s *Server) loadLeases() error {
 	if err := os.MkdirAll(filepath.Dir(s.cfg.LeaseFile), 0o755); err != nil {
 		return fmt.Errorf("lease directory: %w", err)
 	}
-	recs, err := readLeaseFile(s.cfg.LeaseFile)
+	lock, err := ctl.LockLeaseFile(s.cfg.LeaseFile)
 	if err != nil {
 		return err
 	}
-	kept := s.pool.restore(recs)
-	s.log.Info("leases loaded", "file", s.cfg.LeaseFile, "kept", kept, "dropped", len(recs)-kept)
+	s.leaseLock = lock
+	sv, err := readLeaseFile(s.cfg.LeaseFile)
+	if errors.Is(err, ctl.ErrBadLeaseFile) {
+		aside, aerr := ctl.SetAside(s.cfg.LeaseFile)
+		if aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		s.log.Warn("lease file unusable; set aside, starting with no leases", "err", err.Error(), "aside", aside)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	kept := s.pool.restore(sv, time.Now())
+	s.log.Info("leases loaded", "file", s.cfg.LeaseFile, "kept", kept, "dropped", len(sv.recs)-kept, "held", len(sv.held))
 	return nil
 }
 
@@ -193,6 +225,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	run(s.flushLoop)
 	if s.dhcp != nil {
 		run(s.serveDHCP)
+		if s.dhcp.prober != nil {
+			run(s.dhcp.probeAheadLoop)
+		}
 	}
 	if s.dns != nil {
 		run(s.serveDNS)
@@ -200,13 +235,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.watch {
 		run(s.watchBridge)
 	}
-	s.log.Info("netsvc serving", "network", s.cfg.Network, "bridge", s.cfg.Bridge,
+	// The logger names the network already (see daemon).
+	s.log.Info("netsvc serving", "bridge", s.cfg.Bridge,
 		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS)
 	<-ctx.Done()
 	s.close()
 	wg.Wait()
 	close(errc)
 	err := s.writeLeases()
+	s.unlock()
 	for e := range errc {
 		err = errors.Join(err, e)
 	}
@@ -221,9 +258,20 @@ func (s *Server) close() {
 	if s.raw != nil {
 		s.raw.close()
 	}
+	if s.arp != nil {
+		s.arp.close()
+	}
 	if s.dnsL != nil {
 		s.dnsL.udp.Close()
 		s.dnsL.tcp.Close()
+	}
+}
+
+// unlock lets another daemon have the lease file: only after the last write.
+func (s *Server) unlock() {
+	if s.leaseLock != nil {
+		s.leaseLock.Close()
+		s.leaseLock = nil
 	}
 }
 
@@ -251,7 +299,7 @@ func (s *Server) writeLeases() error {
 	if s.cfg.LeaseFile == "" {
 		return nil
 	}
-	return writeLeaseFile(s.cfg.LeaseFile, s.pool.snapshot())
+	return writeLeaseFile(s.cfg.LeaseFile, s.pool.snapshot(time.Now()))
 }
 
 // serveDHCP reads requests one at a time: handling one takes microseconds,

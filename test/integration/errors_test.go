@@ -37,7 +37,7 @@ func TestBadInput(t *testing.T) {
 			setup: [][]string{{"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"}, {"ip", "addr", "add", "192.168.100.7/16", "dev", "eth0"}},
 			want:  "kvmnet-natup: add 192.168.100.1/24 to br0: subnet 192.168.100.0/24 overlaps 192.168.100.7/16 on eth0"},
 		{name: "daemon fails at start", prog: "kvmnet-natup", tap: "vnet0",
-			setup: [][]string{{"mkdir", "$DIR/default.leases"}}, // the lease file: a directory
+			setup: [][]string{{"mkdir", "$DIR/default@$NS.leases"}}, // the lease file in this namespace: a directory
 			want:  "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
 		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0",
 			want: "kvmnet-natup: install rules for default: iptables not found in /usr/sbin, /sbin, /usr/bin or /bin (install the iptables package)"},
@@ -49,6 +49,7 @@ func TestBadInput(t *testing.T) {
 			for _, argv := range tc.setup {
 				for i := range argv {
 					argv[i] = strings.ReplaceAll(argv[i], "$DIR", filepath.Dir(h.Config))
+					argv[i] = strings.ReplaceAll(argv[i], "$NS", h.Name)
 				}
 				h.MustRun(argv...)
 			}

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -220,5 +222,62 @@ func TestEmptyEnvironment(t *testing.T) {
 	}
 	if h.kvmnetRules() != 0 || h.Exists("br0") {
 		t.Error("network left after the down")
+	}
+}
+
+// TestLeaseFilePerNamespace: two namespaces running the default network with
+// one lease_dir each get a lease file of their own (named after the
+// namespace), and both daemons run.
+func TestLeaseFilePerNamespace(t *testing.T) {
+	shared := t.TempDir()
+	for _, h := range []*host{newHost(t, ""), newHost(t, "")} {
+		if err := os.WriteFile(h.Config, []byte(fmt.Sprintf("lease_dir = %q\n", shared)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.taps("vnet", 1)
+		h.mustHelper("kvmnet-natup", "vnet0")
+		t.Cleanup(func() { h.mustHelper("kvmnet-natdown", "vnet0") })
+		lock := filepath.Join(shared, "default@"+h.Name+".leases.lock")
+		if _, err := os.Stat(lock); err != nil {
+			t.Errorf("namespace %s: no lease file lock of its own: %v", h.Name, err)
+		}
+	}
+}
+
+// TestBadLeaseFile: an empty lease file, or a link planted in its place, does
+// not stop the network: the up succeeds, the bad file is set aside as
+// .corrupt, and a link's target is neither read nor written.
+func TestBadLeaseFile(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plant func(path, target string) error
+	}{
+		{"empty", func(path, _ string) error { return os.WriteFile(path, nil, 0o644) }},
+		{"symlink", func(path, target string) error { return os.Symlink(target, path) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHost(t, "")
+			dir := filepath.Dir(h.Config)
+			lease := filepath.Join(dir, "default@"+h.Name+".leases")
+			target := filepath.Join(t.TempDir(), "precious")
+			if err := os.WriteFile(target, []byte("not a lease file\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.plant(lease, target); err != nil {
+				t.Fatal(err)
+			}
+			h.taps("vnet", 1)
+			h.mustHelper("kvmnet-natup", "vnet0")
+			h.mustHelper("kvmnet-natdown", "vnet0")
+			if _, err := os.Lstat(lease + ".corrupt"); err != nil {
+				t.Errorf("bad lease file not set aside: %v", err)
+			}
+			if fi, err := os.Lstat(lease); err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("no fresh lease file after the down: %v %v", fi, err)
+			}
+			if b, err := os.ReadFile(target); err != nil || string(b) != "not a lease file\n" {
+				t.Errorf("link target changed: %q %v", b, err)
+			}
+		})
 	}
 }

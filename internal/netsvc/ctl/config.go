@@ -61,6 +61,7 @@ type Config struct {
 	Gateway    netip.Prefix // e.g. 192.168.100.1/24: server address, router, DNS
 	MTU        int          // 0 or 1500: no option
 	DHCP       bool
+	Router     bool       // hand out the gateway as the default route (option 3): NAT networks route
 	RangeStart netip.Addr // default: first usable address that is not the gateway
 	RangeEnd   netip.Addr // default: last usable address that is not the gateway
 	LeaseTime  time.Duration
@@ -80,6 +81,7 @@ type configJSON struct {
 	Gateway    netip.Prefix `json:"gateway"`
 	MTU        int          `json:"mtu,omitempty"`
 	DHCP       bool         `json:"dhcp"`
+	Router     bool         `json:"router,omitempty"`
 	RangeStart netip.Addr   `json:"range_start,omitzero"`
 	RangeEnd   netip.Addr   `json:"range_end,omitzero"`
 	LeaseTime  string       `json:"lease_time,omitempty"`
@@ -95,7 +97,7 @@ type configJSON struct {
 func (c Config) MarshalJSON() ([]byte, error) {
 	j := configJSON{
 		Network: c.Network, Bridge: c.Bridge, Gateway: c.Gateway, MTU: c.MTU,
-		DHCP: c.DHCP, RangeStart: c.RangeStart, RangeEnd: c.RangeEnd,
+		DHCP: c.DHCP, Router: c.Router, RangeStart: c.RangeStart, RangeEnd: c.RangeEnd,
 		Domain: c.Domain, Hosts: c.Hosts, DNS: c.DNS, Upstreams: c.Upstreams,
 		LeaseFile: c.LeaseFile, PIDFile: c.PIDFile,
 	}
@@ -120,7 +122,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	*c = Config{
 		Network: j.Network, Bridge: j.Bridge, Gateway: j.Gateway, MTU: j.MTU,
-		DHCP: j.DHCP, RangeStart: j.RangeStart, RangeEnd: j.RangeEnd, LeaseTime: lt,
+		DHCP: j.DHCP, Router: j.Router, RangeStart: j.RangeStart, RangeEnd: j.RangeEnd, LeaseTime: lt,
 		Domain: j.Domain, Hosts: j.Hosts, DNS: j.DNS, Upstreams: j.Upstreams,
 		LeaseFile: j.LeaseFile, PIDFile: j.PIDFile,
 	}
@@ -347,8 +349,12 @@ func (c Config) validateHosts() error {
 
 func (c Config) validateUpstreams() error {
 	for _, u := range c.Upstreams {
-		if _, err := netip.ParseAddrPort(u); err != nil {
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
 			return fieldError("upstreams", u, "not ip:port, e.g. 192.0.2.53:53 or [2001:db8::53]:53")
+		}
+		if c.DNS && c.Gateway.IsValid() && ap == netip.AddrPortFrom(c.Gateway.Addr(), 53) {
+			return fieldError("upstreams", u, "is this network's own DNS server (its gateway): forwarding to it would loop")
 		}
 	}
 	return nil

@@ -49,6 +49,8 @@ func TestValidate(t *testing.T) {
 			c.Hosts = append(c.Hosts, Host{MAC: macN(1), IP: netip.MustParseAddr("192.168.100.7"), Name: "x y"})
 		}, `hosts.name "x y"`},
 		{func(c *Config) { c.Upstreams = []string{"8.8.8.8"} }, `upstreams "8.8.8.8"`},
+		{func(c *Config) { c.Upstreams = []string{"192.168.100.1:53"} },
+			`upstreams "192.168.100.1:53": is this network's own DNS server (its gateway): forwarding to it would loop`},
 	}
 	for _, tc := range cases {
 		c := testConfig()
@@ -63,7 +65,7 @@ func TestValidate(t *testing.T) {
 func TestConfigJSONRoundTrip(t *testing.T) {
 	c := testConfig()
 	c.Upstreams = []string{"127.0.0.53:53"}
-	c.MTU = 9000
+	c.MTU, c.Router = 9000, true
 	c.LeaseFile, c.PIDFile = "/x/l", "/x/p"
 	path := filepath.Join(t.TempDir(), "c.json")
 	if err := WriteConfig(path, c); err != nil {
@@ -74,7 +76,7 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.LeaseTime != c.LeaseTime || got.Hosts[0].MAC.String() != testStatic.MAC.String() ||
-		got.RangeEnd != c.RangeEnd || got.Upstreams[0] != c.Upstreams[0] || got.MTU != 9000 || got.PIDFile != "/x/p" {
+		got.RangeEnd != c.RangeEnd || got.Upstreams[0] != c.Upstreams[0] || got.MTU != 9000 || got.PIDFile != "/x/p" || !got.Router {
 		t.Errorf("round trip: got %+v want %+v", got, c)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Lease is one entry of a lease file, as `kvmnet status` and `kvmnet leases`
@@ -34,13 +37,43 @@ type leaseJSON struct {
 	Static   bool       `json:"static,omitempty"`
 }
 
-// leaseFile is the whole file; the version lets a later format be told apart.
-type leaseFile struct {
+// heldJSON is the on-disk form of a Held.
+type heldJSON struct {
+	IP    netip.Addr `json:"ip"`
+	Until time.Time  `json:"until"`
+}
+
+// leaseFileJSON is the whole file; the version lets a later format be told
+// apart. Held was added later: older daemons ignore it.
+type leaseFileJSON struct {
 	Version int         `json:"version"`
 	Leases  []leaseJSON `json:"leases"`
+	Held    []heldJSON  `json:"held,omitempty"`
 }
 
 const leaseFileVersion = 1
+
+// maxLeaseFileSize bounds what is read: a full /16 of leases is about 10 MB.
+const maxLeaseFileSize = 32 << 20
+
+// Held is an address kept out of the pool until Until: a client DECLINEd it,
+// or an ARP probe found another host using it. It is persisted with the
+// leases, so that a restarted daemon does not hand the address out at once.
+type Held struct {
+	IP    netip.Addr
+	Until time.Time
+}
+
+// LeaseFile is what a lease file holds.
+type LeaseFile struct {
+	Leases []Lease
+	Held   []Held
+}
+
+// ErrBadLeaseFile marks a lease file that exists but is not one kvmnet wrote:
+// empty, truncated, unparsable, of an unknown version, too large, or a
+// symbolic link. The daemon sets such a file aside and starts empty.
+var ErrBadLeaseFile = errors.New("not a kvmnet lease file")
 
 // Leases reads a lease file and returns its leases that have not expired,
 // sorted by address. A missing file is no leases, not an error: the daemon
@@ -52,7 +85,7 @@ func Leases(path string) ([]Lease, error) {
 	}
 	now := time.Now()
 	var out []Lease
-	for _, l := range all {
+	for _, l := range all.Leases {
 		if now.Before(l.Expires) {
 			out = append(out, l)
 		}
@@ -61,31 +94,66 @@ func Leases(path string) ([]Lease, error) {
 }
 
 // ReadLeaseFile returns every entry of a lease file, expired ones too (the
-// daemon gives a returning client its old address), sorted by address. A
-// missing file is no leases.
-func ReadLeaseFile(path string) ([]Lease, error) {
-	b, err := os.ReadFile(path)
+// daemon gives a returning client its old address), sorted by address, and
+// the held addresses. A missing file is no leases. It never follows a
+// symbolic link (a planted link must not make root read another file); a file
+// that is not a lease file gives an error wrapping ErrBadLeaseFile.
+func ReadLeaseFile(path string) (LeaseFile, error) {
+	b, err := readNoFollow(path, maxLeaseFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return LeaseFile{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read leases: %w", err)
+		return LeaseFile{}, fmt.Errorf("read leases %s: %w", path, err)
 	}
-	var f leaseFile
+	var f leaseFileJSON
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("parse leases %s: %w", path, err)
+		return LeaseFile{}, fmt.Errorf("parse leases %s: %w: %w", path, ErrBadLeaseFile, err)
 	}
 	if f.Version != leaseFileVersion {
-		return nil, fmt.Errorf("parse leases %s: unknown version %d", path, f.Version)
+		return LeaseFile{}, fmt.Errorf("parse leases %s: %w: version %d", path, ErrBadLeaseFile, f.Version)
 	}
-	ls := make([]Lease, 0, len(f.Leases))
+	var out LeaseFile
 	for _, j := range f.Leases {
 		if l, ok := j.lease(); ok {
-			ls = append(ls, l)
+			out.Leases = append(out.Leases, l)
 		}
 	}
-	sortLeases(ls)
-	return ls, nil
+	for _, h := range f.Held {
+		if h.IP.Is4() {
+			out.Held = append(out.Held, Held{IP: h.IP, Until: h.Until})
+		}
+	}
+	sortLeases(out.Leases)
+	return out, nil
+}
+
+// readNoFollow reads a regular file of at most limit bytes without following
+// a symbolic link at its last component (O_NOFOLLOW) and without blocking on
+// a FIFO (O_NONBLOCK). A link, an empty file or one over limit wraps
+// ErrBadLeaseFile; a directory or device is an ordinary error.
+func readNoFollow(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%w: a symbolic link", ErrBadLeaseFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+	case st.Size() == 0:
+		return nil, fmt.Errorf("%w: empty", ErrBadLeaseFile)
+	case st.Size() > limit:
+		return nil, fmt.Errorf("%w: %d bytes, over %d", ErrBadLeaseFile, st.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // lease converts a file entry back; entries that make no sense are skipped
@@ -101,10 +169,17 @@ func (j leaseJSON) lease() (Lease, bool) {
 		Expires: j.Expires, Static: j.Static}, true
 }
 
-// WriteLeaseFile writes ls to path atomically, sorted by address.
-func WriteLeaseFile(path string, ls []Lease) error {
+// WriteLeaseFile writes lf to path atomically (a new file renamed over the old
+// one, which also replaces a planted link rather than writing through it),
+// leases sorted by address.
+func WriteLeaseFile(path string, lf LeaseFile) error {
+	ls := lf.Leases
 	sortLeases(ls)
-	f := leaseFile{Version: leaseFileVersion, Leases: make([]leaseJSON, 0, len(ls))}
+	f := leaseFileJSON{Version: leaseFileVersion, Leases: make([]leaseJSON, 0, len(ls))}
+	for _, h := range lf.Held {
+		f.Held = append(f.Held, heldJSON{IP: h.IP, Until: h.Until.UTC().Truncate(time.Second)})
+	}
+	sort.Slice(f.Held, func(i, j int) bool { return f.Held[i].IP.Less(f.Held[j].IP) })
 	for _, l := range ls {
 		f.Leases = append(f.Leases, leaseJSON{
 			IP: l.IP, MAC: l.MAC.String(), ClientID: l.ClientID, Hostname: l.Hostname,
@@ -138,4 +213,36 @@ func SanitizeHostname(s string) string {
 		s = strings.TrimRight(s[:63], "-")
 	}
 	return s
+}
+
+// SetAside renames a bad lease file to path.corrupt (replacing an older one),
+// so that the daemon can start empty without destroying what an admin may
+// want to look at. It renames a symbolic link itself, never its target.
+func SetAside(path string) (string, error) {
+	aside := path + ".corrupt"
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("set aside lease file %s: %w", path, err)
+	}
+	return aside, nil
+}
+
+// LockLeaseFile takes an exclusive flock on path.lock, which the daemon holds
+// while it runs, so that two daemons can never share a lease file (each would
+// overwrite the other's leases). The lease file itself cannot carry the lock:
+// every write replaces it with a new file. The lock file stays: removing it
+// would race with a daemon that has just opened it.
+func LockLeaseFile(path string) (*os.File, error) {
+	lock := path + ".lock"
+	f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock lease file %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lease file %s: in use by another netsvc daemon (%s is locked)", path, lock)
+		}
+		return nil, fmt.Errorf("lock lease file %s: %w", path, err)
+	}
+	return f, nil
 }
