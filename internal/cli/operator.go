@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -48,8 +50,10 @@ func commands() []command {
 			help: gcHelp, run: runGC},
 		{name: "up", args: "NETWORK", min: 1, max: 1, short: "set a network up with no VM, and keep it up until `kvmnet down`",
 			help: upHelp, run: runUp},
-		{name: "down", args: "NETWORK [--force]", min: 1, max: 1, short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--force"},
+		{name: "down", args: "NETWORK|--all [--force]", max: 1, short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--all", "--force"},
 			help: downHelp, run: runDown},
+		{name: "link", args: "[NETWORK...] [--prune]", max: maxArgs, short: "make the kvmnet-HELPER@NETWORK links that pick a network in QEMU's script=", flags: []string{"--prune"},
+			help: linkHelp, run: runLink},
 		{name: "mac", args: "NAME", min: 1, max: 1, short: "print a stable, locally administered MAC for the VM called NAME",
 			help: macHelp, run: runMAC},
 		{name: "version", short: "print kvmnet's version", run: runVersion},
@@ -280,6 +284,12 @@ func runUp(c *call) (int, error) {
 }
 
 func runDown(c *call) (int, error) {
+	switch {
+	case c.flags["--all"] && len(c.args) == 0:
+		return runDownAll(c)
+	case c.flags["--all"] || len(c.args) == 0:
+		return 0, usagef("want a NETWORK or --all, not both or neither (see kvmnet down --help)")
+	}
 	name, h, err := changer(c.args[0])
 	if err != nil {
 		return 0, err
@@ -291,6 +301,94 @@ func runDown(c *call) (int, error) {
 	}
 	c.log.Info("down", "network", name, "changes", strings.Join(res.Changes, ","), "took", since(start))
 	return ExitOK, nil
+}
+
+func runDownAll(c *call) (int, error) {
+	if err := needNetAdmin(); err != nil {
+		return 0, err
+	}
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	gone, err := h.DownAll(c.flags["--force"])
+	for _, r := range gone {
+		c.log.Info("down", "network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start))
+	}
+	return ExitOK, err
+}
+
+// maxArgs is "any number" of positional arguments.
+const maxArgs = 1 << 16
+
+// runLink makes the @NETWORK links of the named networks, or of every
+// network the file defines, beside the helpers; --prune removes the others.
+func runLink(c *call) (int, error) {
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	names := c.args
+	for _, n := range names {
+		if _, err := network(n); err != nil {
+			return 0, err
+		}
+		if !h.Configured(n) {
+			return 0, usagef("network %s: not defined in %s", n, h.File.Path)
+		}
+	}
+	if len(names) == 0 {
+		for n := range h.File.Networks {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+	}
+	dir, err := helperDir()
+	if err != nil {
+		return 0, err
+	}
+	l := ops.Links{Dir: dir, Helpers: helperNames()}
+	changes, err := l.Make(names)
+	if err == nil && c.flags["--prune"] {
+		var gone []string
+		keep := slices.Concat(names, slices.Collect(maps.Keys(h.File.Networks)))
+		gone, err = l.Prune(keep)
+		changes = append(changes, gone...)
+	}
+	if len(changes) > 0 {
+		c.log.Info("link", "dir", dir, "changes", strings.Join(changes, ","))
+	}
+	return ExitOK, err
+}
+
+// helperDir is where the helpers are: beside kvmnet (bin/ after make build),
+// else ../libexec from it (/usr/bin/kvmnet, /usr/libexec/kvmnet-natup), the
+// way the helpers find kvmnet.
+func helperDir() (string, error) {
+	exe, err := os.Executable()
+	if err != nil && filepath.IsAbs(os.Args[0]) { // no /proc, as in a package's chroot
+		exe, err = os.Args[0], nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("find the helpers: %w", err)
+	}
+	dirs := []string{filepath.Dir(exe), filepath.Join(filepath.Dir(exe), "..", "libexec")}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "kvmnet-"+NatUp.Name)); err == nil {
+			return filepath.Clean(d), nil
+		}
+	}
+	return "", fmt.Errorf("find the helpers: no kvmnet-%s in %s or %s", NatUp.Name, dirs[0], filepath.Clean(dirs[1]))
+}
+
+// helperNames are the installed names of the four helpers.
+func helperNames() []string {
+	var names []string
+	for _, v := range []Verb{IfUp, IfDown, NatUp, NatDown} {
+		names = append(names, "kvmnet-"+v.Name)
+	}
+	return names
 }
 
 func runMAC(c *call) (int, error) {
