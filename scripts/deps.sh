@@ -14,6 +14,7 @@ pkgs=(
 	linux-image-cloud-amd64   # the guest's kernel and virtio modules
 	cpio gzip xz-utils zstd   # packing the guest's initramfs (modules may be .ko.xz/.zst)
 	bridge-utils              # brctl: the seed scripts `make bench` measures kvmnet against
+	curl socat bind9-dnsutils # the README's common tasks, as test/operator runs them
 )
 
 missing=()

@@ -19,7 +19,8 @@ func OperatorUsage(w io.Writer) {
 	fmt.Fprintf(w, `
 kvmnet acts on the network namespace it runs in. "kvmnet COMMAND --help" tells more.
 Configuration: %s (or $%s when run by root). State: /run/kvmnet/.
-Every command that changes something logs one line to stderr and syslog (tag kvmnet).
+Every command logs what it changes, a line per network, and its errors to stderr
+and syslog (tag kvmnet).
 Exit status: 0 done (doctor: healthy), 1 failed (doctor: a problem found), 2 bad
 arguments, configuration or privilege.
 

@@ -208,7 +208,18 @@ func TestDebLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mustDpkg("-i", cur) // the upgrade: no network to take down, links and leases kept
+	// The upgrade: no network to take down, links and leases kept; a broken
+	// configuration only gets a word from postinst.
+	conf := mustRead(t, at("etc/kvmnet/kvmnet.toml"))
+	if err := os.WriteFile(at("etc/kvmnet/kvmnet.toml"), []byte("bogus = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dpkg("-i", cur); err != nil || !strings.Contains(out, "no @NETWORK links made") {
+		t.Fatalf("upgrade with a broken configuration: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(at("etc/kvmnet/kvmnet.toml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if v := version(); v != "kvmnet v0.9.0-1-gabc1234\n" {
 		t.Fatalf("upgraded kvmnet --version = %q", v)
 	}
@@ -242,17 +253,41 @@ func TestDebLifecycle(t *testing.T) {
 		t.Error("dpkg -r took the leases or the configuration, which only a purge removes")
 	}
 
-	if err := os.MkdirAll(at("run/kvmnet/netns-1"), 0o755); err != nil {
+	// The purges, without the bind mount: their /run/kvmnet is the root's own.
+	// The first finds a network up in some namespace and keeps /run/kvmnet.
+	write := func(path string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(at(path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(at(path), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("run/kvmnet/netns-1/default.json")
+	purge := func() string {
+		t.Helper()
+		out, e, err := h.Run("dpkg", "--root="+root, "--purge", "kvmnet")
+		if err != nil {
+			t.Fatalf("dpkg --purge: %v\n%s%s", err, out, e)
+		}
+		return out + e
+	}
+	if out := purge(); !exists("run/kvmnet/netns-1/default.json") || !strings.Contains(out, "/run/kvmnet kept") {
+		t.Errorf("the purge removed /run/kvmnet with a network up in a namespace, or said nothing:\n%s", out)
+	}
+	os.Remove(at("run/kvmnet/netns-1/default.json"))
+	write("run/kvmnet/netns-1/default.lock")
+	write("var/lib/kvmnet/default.leases")
+	mustDpkg("-i", cur)
+	if err := os.MkdirAll(at("etc/systemd/system/multi-user.target.wants"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(at("run/kvmnet/netns-1/default.lock"), nil, 0o644); err != nil {
+	if err := os.Symlink("/lib/systemd/system/kvmnet-up@.service", at("etc/systemd/system/multi-user.target.wants/kvmnet-up@default.service")); err != nil {
 		t.Fatal(err)
 	}
-	// The purge, without the bind mount: its /run/kvmnet is the root's own.
-	if out, e, err := h.Run("dpkg", "--root="+root, "--purge", "kvmnet"); err != nil {
-		t.Fatalf("dpkg --purge: %v\n%s%s", err, out, e)
-	}
-	for _, p := range []string{"var/lib/kvmnet", "run/kvmnet", "etc/kvmnet/kvmnet.toml.example", "usr/share/man/man1/kvmnet.1.gz", "lib/systemd/system/kvmnet-up@.service"} {
+	purge()
+	for _, p := range []string{"var/lib/kvmnet", "run/kvmnet", "etc/kvmnet/kvmnet.toml.example", "etc/systemd/system/multi-user.target.wants/kvmnet-up@default.service", "usr/share/man/man1/kvmnet.1.gz", "lib/systemd/system/kvmnet-up@.service"} {
 		if exists(p) {
 			t.Errorf("/%s is left after dpkg --purge", p)
 		}
