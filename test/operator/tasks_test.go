@@ -45,8 +45,10 @@ func TestCommonTasksListed(t *testing.T) {
 		switch {
 		case strings.HasPrefix(line, "## "):
 			section = line == "## Common tasks"
-		case section && strings.HasPrefix(line, "```"):
-			block = !block
+		case section && block && line == "```":
+			block = false
+		case section && line == "```sh":
+			block = true
 		case section && block:
 			cmd, _, _ := strings.Cut(line, " # ")
 			if cmd = strings.TrimSpace(cmd); cmd != "" {
