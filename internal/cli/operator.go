@@ -25,9 +25,10 @@ import (
 // the exit code; its errors are logged by the caller.
 type command struct {
 	name, args, short string
-	min, max          int      // how many positional arguments it takes
-	flags             []string // boolean flags it takes, e.g. "--json"
-	help              string   // what `kvmnet COMMAND --help` adds to the synopsis
+	min, max          int                 // how many positional arguments it takes
+	flags             []string            // boolean flags it takes, e.g. "--json"
+	help              string              // what `kvmnet COMMAND --help` adds to the synopsis
+	check             func(c *call) error // what the counts above cannot say about its arguments
 	run               func(c *call) (int, error)
 }
 
@@ -51,7 +52,7 @@ func commands() []command {
 		{name: "up", args: "NETWORK", min: 1, max: 1, short: "set a network up with no VM, and keep it up until `kvmnet down`",
 			help: upHelp, run: runUp},
 		{name: "down", args: "NETWORK|--all [--force]", max: 1, short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--all", "--force"},
-			help: downHelp, run: runDown},
+			help: downHelp, check: checkDown, run: runDown},
 		{name: "link", args: "[NETWORK...] [--prune]", max: maxArgs, short: "make the kvmnet-HELPER@NETWORK links that pick a network in QEMU's script=", flags: []string{"--prune"},
 			help: linkHelp, run: runLink},
 		{name: "mac", args: "NAME", min: 1, max: 1, short: "print a stable, locally administered MAC for the VM called NAME",
@@ -132,6 +133,11 @@ func parse(cmd command, args []string) (*call, error) {
 	}
 	if len(c.args) < cmd.min || len(c.args) > cmd.max {
 		return nil, fmt.Errorf("want %s, got %d arguments", strings.TrimSpace(cmd.name+" "+cmd.args), len(c.args))
+	}
+	if cmd.check != nil {
+		if err := cmd.check(c); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -283,12 +289,17 @@ func runUp(c *call) (int, error) {
 	return ExitOK, nil
 }
 
+// checkDown wants a network or --all.
+func checkDown(c *call) error {
+	if c.flags["--all"] == (len(c.args) == 1) {
+		return errors.New("want a NETWORK or --all, not both or neither")
+	}
+	return nil
+}
+
 func runDown(c *call) (int, error) {
-	switch {
-	case c.flags["--all"] && len(c.args) == 0:
+	if c.flags["--all"] {
 		return runDownAll(c)
-	case c.flags["--all"] || len(c.args) == 0:
-		return 0, usagef("want a NETWORK or --all, not both or neither (see kvmnet down --help)")
 	}
 	name, h, err := changer(c.args[0])
 	if err != nil {

@@ -86,6 +86,8 @@ func TestLogging(t *testing.T) {
 		{[]string{"kvmnet", "down", "--help"}, nil, 0},
 		{[]string{"kvmnet", "bogus"}, nil, 1},
 		{[]string{"kvmnet", "up"}, nil, 1},
+		{[]string{"kvmnet", "down"}, nil, 1},
+		{[]string{"kvmnet", "down", "lab", "--all"}, nil, 1},
 		{[]string{"kvmnet", "status", "--bogus"}, nil, 1},
 		{[]string{"kvmnet", "up", "nosuch"}, []string{"kvmnet up: network nosuch: not defined"}, 1},
 		{[]string{"kvmnet", "down", "--all", "--force"}, []string{"kvmnet down: down network=default changes="}, 1},
