@@ -71,28 +71,33 @@ func TestLogging(t *testing.T) {
 	h.taps("vnet0")
 	netAdminOnly := []string{"setpriv", "--inh-caps=-all,+net_admin", "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin", "--"}
 	cases := []struct {
+		before []string // a command that runs first, unlogged
 		argv   []string
 		syslog []string // the lines' starts, in order
 		stderr int      // lines on stderr
 	}{
-		{[]string{"kvmnet-natup"}, []string{"kvmnet-natup: want exactly one argument"}, 1},
-		{[]string{"kvmnet-natup", "--version"}, nil, 0},
-		{[]string{"kvmnet-natup", "vnet0"}, []string{"kvmnet-natup: up tap=vnet0"}, 1},
-		{[]string{"kvmnet-natdown", "vnet0"}, []string{"kvmnet-natdown: down tap=vnet0"}, 1},
-		{append(netAdminOnly, "kvmnet-natup", "vnet0"), []string{"kvmnet-natup: up tap=vnet0", "kvmnet-natup: warning: "}, 2},
-		{[]string{"kvmnet", "status"}, nil, 0},
-		{[]string{"kvmnet", "mac", "web1"}, nil, 0},
-		{[]string{"kvmnet", "version"}, nil, 0},
-		{[]string{"kvmnet", "down", "--help"}, nil, 0},
-		{[]string{"kvmnet", "bogus"}, nil, 1},
-		{[]string{"kvmnet", "up"}, nil, 1},
-		{[]string{"kvmnet", "down"}, nil, 1},
-		{[]string{"kvmnet", "down", "lab", "--all"}, nil, 1},
-		{[]string{"kvmnet", "status", "--bogus"}, nil, 1},
-		{[]string{"kvmnet", "up", "nosuch"}, []string{"kvmnet up: network nosuch: not defined"}, 1},
-		{[]string{"kvmnet", "down", "--all", "--force"}, []string{"kvmnet down: down network=default changes="}, 1},
+		{nil, []string{"kvmnet-natup"}, []string{"kvmnet-natup: want exactly one argument"}, 1},
+		{nil, []string{"kvmnet-natup", "--version"}, nil, 0},
+		{nil, []string{"kvmnet-natup", "vnet0"}, []string{"kvmnet-natup: up tap=vnet0"}, 1},
+		{nil, []string{"kvmnet-natdown", "vnet0"}, []string{"kvmnet-natdown: down tap=vnet0"}, 1},
+		{nil, append(netAdminOnly, "kvmnet-natup", "vnet0"), []string{"kvmnet-natup: up tap=vnet0", "kvmnet-natup: warning: "}, 2},
+		{nil, []string{"kvmnet", "status"}, nil, 0},
+		{nil, []string{"kvmnet", "mac", "web1"}, nil, 0},
+		{nil, []string{"kvmnet", "version"}, nil, 0},
+		{nil, []string{"kvmnet", "down", "--help"}, nil, 0},
+		{nil, []string{"kvmnet", "bogus"}, nil, 1},
+		{nil, []string{"kvmnet", "up"}, nil, 1},
+		{nil, []string{"kvmnet", "down"}, nil, 1},
+		{nil, []string{"kvmnet", "down", "lab", "--all"}, nil, 1},
+		{nil, []string{"kvmnet", "status", "--bogus"}, nil, 1},
+		{nil, []string{"kvmnet", "up", "nosuch"}, []string{"kvmnet up: network nosuch: not defined"}, 1},
+		{[]string{"sysctl", "-qw", "net.ipv4.ip_forward=0"}, []string{"kvmnet", "doctor", "--fix"}, []string{"kvmnet doctor: fix changes="}, 1},
+		{nil, []string{"kvmnet", "down", "--all", "--force"}, []string{"kvmnet down: down network=default changes="}, 1},
 	}
 	for _, c := range cases {
+		if c.before != nil {
+			h.MustRun(c.before...)
+		}
 		argv := append([]string{}, c.argv...)
 		for i, a := range argv {
 			if strings.HasPrefix(a, "kvmnet") {
