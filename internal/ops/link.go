@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // Links are the kvmnet-HELPER@NETWORK symlinks beside the installed helpers,
@@ -31,10 +32,12 @@ func (l Links) Make(networks []string) ([]string, error) {
 			path := filepath.Join(l.Dir, h+"@"+n)
 			switch target, err := os.Readlink(path); {
 			case err == nil && target == h:
-			case err == nil || !errors.Is(err, fs.ErrNotExist):
+			case errors.Is(err, fs.ErrNotExist):
+				todo = append(todo, path)
+			case err == nil || errors.Is(err, syscall.EINVAL): // EINVAL: not a symlink
 				return nil, fmt.Errorf("link %s: taken by something that is not a link to %s", path, h)
 			default:
-				todo = append(todo, path)
+				return nil, fmt.Errorf("link %s: %w", path, err)
 			}
 		}
 	}
