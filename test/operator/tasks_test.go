@@ -123,7 +123,7 @@ func background(t *testing.T, ns *testns.NS, argv ...string) (stop func()) {
 // and a reboot: a fresh namespace with the old leases, the boot unit's
 // commands, and the guest's address kept.
 func TestCommonTasks(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, "[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	g, lease := guest(t, h, "g0")
 	h.helper("kvmnet-natup", "g0")
@@ -169,6 +169,18 @@ func TestCommonTasks(t *testing.T) {
 	if out := run(h.NS, "curl http://192.168.100.23/"); out != "hello from web1\n" {
 		t.Errorf("curl from the host: %q", out)
 	}
+	// So is a host-only guest.
+	g1, lease1 := guest(t, h, "g1")
+	h.helper("kvmnet-ifup@lab", "g1")
+	ip1 := lease1()
+	background(t, g1, busybox(t), "httpd", "-f", "-p", ip1+":80", "-h", www)
+	curl1 := append(task("curl http://192.168.100.23/")[:1], "http://"+ip1+"/")
+	testhost.WaitFor(t, func() bool {
+		out, _, err := h.Run(curl1...)
+		return err == nil && out == "hello from web1\n"
+	}, &testhost.Buffer{})
+	h.helper("kvmnet-ifdown@lab", "g1")
+	h.MustRun("ip", "link", "del", "g1")
 	lan := testns.New(t)
 	h.MustRun("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan.Name)
 	h.MustRun("ip", "addr", "add", "10.0.0.1/24", "dev", "lan0")
