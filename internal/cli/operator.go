@@ -335,25 +335,23 @@ const maxArgs = 1 << 16
 
 // runLink makes the @NETWORK links of the named networks, or of every
 // network the file defines, beside the helpers; --prune removes the others.
+// It reads only the file: links are no namespace's state.
 func runLink(c *call) (int, error) {
-	h, err := host()
+	f, err := config.Load(config.Path())
 	if err != nil {
-		return 0, err
+		return 0, usageError{err.Error()}
 	}
 	names := c.args
 	for _, n := range names {
 		if _, err := network(n); err != nil {
 			return 0, err
 		}
-		if !h.Configured(n) {
-			return 0, usagef("network %s: not defined in %s", n, h.File.Path)
+		if _, ok := f.Networks[n]; !ok && n != config.DefaultNetwork {
+			return 0, usagef("network %s: not defined in %s", n, f.Path)
 		}
 	}
 	if len(names) == 0 {
-		for n := range h.File.Networks {
-			names = append(names, n)
-		}
-		slices.Sort(names)
+		names = slices.Sorted(maps.Keys(f.Networks))
 	}
 	dir, err := helperDir()
 	if err != nil {
@@ -363,7 +361,7 @@ func runLink(c *call) (int, error) {
 	changes, err := l.Make(names)
 	if err == nil && c.flags["--prune"] {
 		var gone []string
-		keep := slices.Concat(names, slices.Collect(maps.Keys(h.File.Networks)))
+		keep := slices.Concat(names, slices.Collect(maps.Keys(f.Networks)))
 		gone, err = l.Prune(keep)
 		changes = append(changes, gone...)
 	}
