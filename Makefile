@@ -10,7 +10,7 @@ GOFLAGS    ?= -trimpath
 LDFLAGS    := -s -w -X github.com/kvmnet/kvmnet/internal/version.Version=$(VERSION)
 HELPERS    := ifup ifdown natup natdown
 
-.PHONY: all build deps install test e2e bench demo deb clean
+.PHONY: all build deps install uninstall test e2e bench demo deb clean
 all: build
 
 # deps installs what build, test, bench and demo need on a fresh Debian machine.
@@ -25,24 +25,50 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet ./cmd/kvmnet
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-libvirt-hook ./cmd/kvmnet-libvirt-hook
 
-# install puts the helpers in $(LIBEXECDIR) and kvmnet in $(BINDIR).
+# install copies what `make build` left in bin/: the helpers to $(LIBEXECDIR),
+# kvmnet to $(BINDIR). It never builds, so that `make build` as yourself, then
+# `sudo make install` works though sudo's PATH has no Go.
 # LINK_QEMU=1 also points /etc/qemu-ifup and /etc/qemu-ifdown at the NAT helpers,
-# so that a bare `-netdev tap` works with no script= at all.
-# NETWORKS="lab dmz" adds kvmnet-ifup@lab, kvmnet-natup@lab, ... links for named networks.
+# so that a bare `-netdev tap` works with no script= at all (a file already
+# there is kept as FILE.before-kvmnet, and put back by uninstall).
+# NETWORKS="lab dmz" adds kvmnet-ifup@lab, kvmnet-natup@lab, ... links for named
+# networks (`kvmnet link` makes them for every configured network).
 # LIBVIRT_HOOK=1 also links /etc/libvirt/hooks/qemu.d/kvmnet to the libvirt hook
 # (libvirtd finds it when it next starts).
-install: build
+BINARIES := kvmnet kvmnet-libvirt-hook $(addprefix kvmnet-,$(HELPERS))
+QEMU_LINKS := /etc/qemu-ifup:kvmnet-natup /etc/qemu-ifdown:kvmnet-natdown
+
+MISSING    = $(filter-out $(wildcard $(addprefix bin/,$(BINARIES))),$(addprefix bin/,$(BINARIES)))
+
+install:
+	$(if $(MISSING),$(error $(firstword $(MISSING)) is missing: run make build first (install does not build)))
 	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(BINDIR)
 	for h in $(HELPERS); do install -m 0755 bin/kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h; done
 	install -m 0755 bin/kvmnet $(DESTDIR)$(BINDIR)/kvmnet
 	install -m 0755 bin/kvmnet-libvirt-hook $(DESTDIR)$(LIBEXECDIR)/kvmnet-libvirt-hook
 	for n in $(NETWORKS); do for h in $(HELPERS); do \
-	  ln -sf kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h@$$n; done; done
+	  ln -sfn kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h@$$n; done; done
 	if [ "$(LINK_QEMU)" = 1 ]; then install -d $(DESTDIR)/etc; \
-	  ln -sf $(LIBEXECDIR)/kvmnet-natup $(DESTDIR)/etc/qemu-ifup; \
-	  ln -sf $(LIBEXECDIR)/kvmnet-natdown $(DESTDIR)/etc/qemu-ifdown; fi
+	  for l in $(QEMU_LINKS); do f=$(DESTDIR)$${l%%:*} t=$(LIBEXECDIR)/$${l#*:}; \
+	    if { [ -e "$$f" ] || [ -L "$$f" ]; } && [ "$$(readlink "$$f")" != "$$t" ]; then mv "$$f" "$$f.before-kvmnet"; fi; \
+	    ln -sfn "$$t" "$$f"; done; fi
 	if [ "$(LIBVIRT_HOOK)" = 1 ]; then install -d $(DESTDIR)/etc/libvirt/hooks/qemu.d; \
-	  ln -sf $(LIBEXECDIR)/kvmnet-libvirt-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/kvmnet; fi
+	  ln -sfn $(LIBEXECDIR)/kvmnet-libvirt-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/kvmnet; fi
+
+# uninstall removes what install put there, whatever LINK_QEMU and NETWORKS
+# were: the binaries, every kvmnet-HELPER@NETWORK link to a helper (`kvmnet
+# link` makes them too), and /etc/qemu-if{up,down} only while they point at
+# kvmnet, putting back what install kept aside; the libvirt hook and its link
+# only while it points at the hook. Pass the same PREFIX and DESTDIR.
+uninstall:
+	for h in $(HELPERS); do for l in $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h@*; do \
+	  if [ -L "$$l" ] && [ "$$(readlink "$$l")" = kvmnet-$$h ]; then rm -f "$$l"; fi; done; done
+	rm -f $(addprefix $(DESTDIR)$(LIBEXECDIR)/kvmnet-,$(HELPERS) libvirt-hook) $(DESTDIR)$(BINDIR)/kvmnet
+	h=$(DESTDIR)/etc/libvirt/hooks/qemu.d/kvmnet; \
+	  if [ -L "$$h" ] && [ "$$(readlink "$$h")" = $(LIBEXECDIR)/kvmnet-libvirt-hook ]; then rm -f "$$h"; fi
+	for l in $(QEMU_LINKS); do f=$(DESTDIR)$${l%%:*} t=$(LIBEXECDIR)/$${l#*:}; \
+	  if [ -L "$$f" ] && [ "$$(readlink "$$f")" = "$$t" ]; then rm -f "$$f"; \
+	    if [ -e "$$f.before-kvmnet" ]; then mv "$$f.before-kvmnet" "$$f"; fi; fi; done
 
 test: deps build
 	@scripts/test.sh

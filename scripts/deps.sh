@@ -16,6 +16,7 @@ pkgs=(
 	bridge-utils              # brctl: the seed scripts `make bench` measures kvmnet against
 	iputils-ping              # ping -M do: the overlay tests send full-size packets with DF
 	libvirt-daemon-system     # libvirtd, virtlogd, virsh: test/libvirt runs kvmnet under a real libvirt
+	curl socat bind9-dnsutils # the README's common tasks, as test/operator runs them
 )
 
 missing=()

@@ -15,7 +15,7 @@ import (
 
 func main() {
 	if filepath.Base(os.Args[0]) == ctl.ProcName {
-		os.Exit(netsvc.Main(os.Args))
+		os.Exit(cli.Daemon(os.Args, netsvc.Main))
 	}
 	os.Exit(cli.Operator(os.Args))
 }

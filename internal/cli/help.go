@@ -14,12 +14,13 @@ import (
 func OperatorUsage(w io.Writer) {
 	fmt.Fprint(w, "Usage: kvmnet COMMAND [ARGS]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-26s %s\n", strings.TrimSpace(c.name+" "+c.args), c.short)
+		fmt.Fprintf(w, "  %-29s %s\n", strings.TrimSpace(c.name+" "+c.args), c.short)
 	}
 	fmt.Fprintf(w, `
 kvmnet acts on the network namespace it runs in. "kvmnet COMMAND --help" tells more.
 Configuration: %s (or $%s when run by root). State: /run/kvmnet/.
-Every command that changes something logs one line to stderr and syslog (tag kvmnet).
+Every command logs what it changes, a line per network, and its errors to stderr
+and syslog (tag kvmnet).
 Exit status: 0 done (doctor: healthy), 1 failed (doctor: a problem found), 2 bad
 arguments, configuration or privilege.
 
@@ -117,7 +118,22 @@ missing and pins it.
 const downHelp = `Tears NETWORK down, removing exactly what kvmnet made for it, and unpins it.
 It refuses while VMs' taps are attached to it.
 
-  --force   detach them first (their VMs lose the network)
+  --all     every network that is up in this namespace; while a VM uses any
+            of them, it changes nothing and names them (the package runs it
+            before its removal)
+  --force   detach the VMs' taps first (their VMs lose the network)
+`
+
+const linkHelp = `QEMU's script= is a path with no arguments, so a helper's name picks the
+network: kvmnet-natup@lab is a symlink to kvmnet-natup. link makes the four
+helpers' links, kvmnet-{ifup,ifdown,natup,natdown}@NETWORK, beside the installed
+helpers (/usr/libexec when kvmnet is /usr/bin/kvmnet) for each NETWORK named,
+or for every network the configuration file defines. Run it as root after
+adding a network to the file. Links already there are left alone; a file of
+that name that is not such a link is an error, and nothing is made.
+
+  --prune   also remove the links of networks the file no longer defines
+            (only symlinks to kvmnet's helpers are ever removed)
 `
 
 const macHelp = `The MAC is 52:54:00 (QEMU's prefix, locally administered, unicast) and three

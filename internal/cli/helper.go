@@ -181,7 +181,8 @@ gateway 192.168.100.1/24 with DHCP and DNS. A network defined in the
 configuration file keeps its own mode; %[1]s only supplies %[4]s when it has none.
 
 Configuration: %[5]s (or $%[6]s when run by root).
-State and locks: /run/kvmnet/. Every run logs one line to stderr and syslog (tag kvmnet).
+State and locks: /run/kvmnet/. Every run logs a line to stderr and syslog (tag kvmnet),
+and one more per warning.
 Exit status: 0 done, 1 failed (nothing left half-made), 2 bad arguments, configuration or privilege.
 `, prog, what, role, v.Mode, config.DefaultPath, config.EnvPath)
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -23,9 +25,10 @@ import (
 // the exit code; its errors are logged by the caller.
 type command struct {
 	name, args, short string
-	min, max          int      // how many positional arguments it takes
-	flags             []string // boolean flags it takes, e.g. "--json"
-	help              string   // what `kvmnet COMMAND --help` adds to the synopsis
+	min, max          int                 // how many positional arguments it takes
+	flags             []string            // boolean flags it takes, e.g. "--json"
+	help              string              // what `kvmnet COMMAND --help` adds to the synopsis
+	check             func(c *call) error // what the counts above cannot say about its arguments
 	run               func(c *call) (int, error)
 }
 
@@ -48,8 +51,10 @@ func commands() []command {
 			help: gcHelp, run: runGC},
 		{name: "up", args: "NETWORK", min: 1, max: 1, short: "set a network up with no VM, and keep it up until `kvmnet down`",
 			help: upHelp, run: runUp},
-		{name: "down", args: "NETWORK [--force]", min: 1, max: 1, short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--force"},
-			help: downHelp, run: runDown},
+		{name: "down", args: "NETWORK|--all [--force]", max: 1, short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--all", "--force"},
+			help: downHelp, check: checkDown, run: runDown},
+		{name: "link", args: "[NETWORK...] [--prune]", max: maxArgs, short: "make the kvmnet-HELPER@NETWORK links that pick a network in QEMU's script=", flags: []string{"--prune"},
+			help: linkHelp, run: runLink},
 		{name: "mac", args: "NAME", min: 1, max: 1, short: "print a stable, locally administered MAC for the VM called NAME",
 			help: macHelp, run: runMAC},
 		{name: "version", short: "print kvmnet's version", run: runVersion},
@@ -127,6 +132,11 @@ func parse(cmd command, args []string) (*call, error) {
 	}
 	if len(c.args) < cmd.min || len(c.args) > cmd.max {
 		return nil, fmt.Errorf("want %s, got %d arguments", strings.TrimSpace(cmd.name+" "+cmd.args), len(c.args))
+	}
+	if cmd.check != nil {
+		if err := cmd.check(c); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -278,7 +288,18 @@ func runUp(c *call) (int, error) {
 	return ExitOK, nil
 }
 
+// checkDown wants a network or --all.
+func checkDown(c *call) error {
+	if c.flags["--all"] == (len(c.args) == 1) {
+		return errors.New("want a NETWORK or --all, not both or neither")
+	}
+	return nil
+}
+
 func runDown(c *call) (int, error) {
+	if c.flags["--all"] {
+		return runDownAll(c)
+	}
 	name, h, err := changer(c.args[0])
 	if err != nil {
 		return 0, err
@@ -290,6 +311,92 @@ func runDown(c *call) (int, error) {
 	}
 	c.log.Info("down", "network", name, "changes", strings.Join(res.Changes, ","), "took", since(start))
 	return ExitOK, nil
+}
+
+func runDownAll(c *call) (int, error) {
+	if err := needNetAdmin(); err != nil {
+		return 0, err
+	}
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	gone, err := h.DownAll(c.flags["--force"])
+	for _, r := range gone {
+		c.log.Info("down", "network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start))
+	}
+	return ExitOK, err
+}
+
+// maxArgs is "any number" of positional arguments.
+const maxArgs = 1 << 16
+
+// runLink makes the @NETWORK links of the named networks, or of every
+// network the file defines, beside the helpers; --prune removes the others.
+// It reads only the file: links are no namespace's state.
+func runLink(c *call) (int, error) {
+	f, err := config.Load(config.Path())
+	if err != nil {
+		return 0, usageError{err.Error()}
+	}
+	names := c.args
+	for _, n := range names {
+		if _, err := network(n); err != nil {
+			return 0, err
+		}
+		if _, ok := f.Networks[n]; !ok && n != config.DefaultNetwork {
+			return 0, usagef("network %s: not defined in %s", n, f.Path)
+		}
+	}
+	if len(names) == 0 {
+		names = slices.Sorted(maps.Keys(f.Networks))
+	}
+	dir, err := helperDir()
+	if err != nil {
+		return 0, err
+	}
+	l := ops.Links{Dir: dir, Helpers: helperNames()}
+	changes, err := l.Make(names)
+	if err == nil && c.flags["--prune"] {
+		var gone []string
+		keep := slices.Concat(names, slices.Collect(maps.Keys(f.Networks)))
+		gone, err = l.Prune(keep)
+		changes = append(changes, gone...)
+	}
+	if len(changes) > 0 {
+		c.log.Info("link", "dir", dir, "changes", strings.Join(changes, ","))
+	}
+	return ExitOK, err
+}
+
+// helperDir is where the helpers are: beside kvmnet (bin/ after make build),
+// else ../libexec from it (/usr/bin/kvmnet, /usr/libexec/kvmnet-natup), the
+// way the helpers find kvmnet.
+func helperDir() (string, error) {
+	exe, err := os.Executable()
+	if err != nil && filepath.IsAbs(os.Args[0]) { // no /proc, as in a package's chroot
+		exe, err = os.Args[0], nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("find the helpers: %w", err)
+	}
+	dirs := []string{filepath.Dir(exe), filepath.Join(filepath.Dir(exe), "..", "libexec")}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "kvmnet-"+NatUp.Name)); err == nil {
+			return filepath.Clean(d), nil
+		}
+	}
+	return "", fmt.Errorf("find the helpers: no kvmnet-%s in %s or %s", NatUp.Name, dirs[0], filepath.Clean(dirs[1]))
+}
+
+// helperNames are the installed names of the four helpers.
+func helperNames() []string {
+	var names []string
+	for _, v := range []Verb{IfUp, IfDown, NatUp, NatDown} {
+		names = append(names, "kvmnet-"+v.Name)
+	}
+	return names
 }
 
 func runMAC(c *call) (int, error) {

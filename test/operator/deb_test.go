@@ -127,3 +127,177 @@ func TestDebVersion(t *testing.T) {
 	run(t, "dpkg", "--compare-versions", "0.0.0~gitabc1234", "lt", "0.1.0")
 	run(t, "dpkg", "--compare-versions", "1.2.3", "lt", "1.2.3+git4.abc1234")
 }
+
+// buildDeb builds the package at a given version (as git describe would print
+// it) into a new directory and returns its path.
+func buildDeb(t *testing.T, version string) string {
+	t.Helper()
+	dist := t.TempDir()
+	run(t, "make", "-s", "-C", "../..", "deb", "VERSION="+version, "DISTDIR="+dist)
+	deb := strings.TrimSpace(run(t, "../../packaging/debversion.sh", version))
+	return filepath.Join(dist, "kvmnet_"+deb+"_amd64.deb")
+}
+
+// dpkgRoot is a throwaway root for `dpkg --root`, which runs the maintainer
+// scripts chrooted into it: busybox for their shell and tools, an empty dpkg
+// database, and a configuration defining the network lab.
+func dpkgRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"bin", "var/lib/dpkg/info", "var/lib/dpkg/updates", "etc/kvmnet", "run/kvmnet", "proc", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, "cp", busybox(t), filepath.Join(root, "bin/busybox"))
+	for _, c := range []string{"sh", "rm", "readlink", "ls", "cat", "echo"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, text := range map[string]string{"var/lib/dpkg/status": "", "etc/kvmnet/kvmnet.toml": "[network.lab]\nmode = \"isolated\"\n"} {
+		if err := os.WriteFile(filepath.Join(root, path), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// TestDebLifecycle installs the package into a throwaway root with dpkg, as a
+// Debian machine would (the maintainer scripts run, chrooted there), then
+// upgrades it, tries to remove it while a VM uses a network, removes it and
+// purges it. What the scripts do to networks they do in the test's
+// namespace, whose state directory is bind-mounted into the root.
+func TestDebLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two .debs (nfpm from the module proxy): skipped with -short")
+	}
+	for _, tool := range []string{"make", "dpkg"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	old, cur := buildDeb(t, "v0.9.0"), buildDeb(t, "v0.9.0-1-gabc1234")
+	root := dpkgRoot(t)
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	dpkg := func(args ...string) (string, error) {
+		// ip netns exec gives the command a mount namespace of its own, so
+		// the bind mounts go when it ends. A real root has /proc, which
+		// kvmnet reads.
+		script := `mount --bind /run/kvmnet "$0/run/kvmnet" && mount --bind /proc "$0/proc" && exec dpkg --root="$0" --force-depends "$@"`
+		out, e, err := h.Run(append([]string{"sh", "-c", script, root}, args...)...)
+		return out + e, err
+	}
+	mustDpkg := func(args ...string) {
+		t.Helper()
+		if out, err := dpkg(args...); err != nil {
+			t.Fatalf("dpkg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	at := func(p string) string { return filepath.Join(root, p) }
+	exists := func(p string) bool { _, err := os.Lstat(at(p)); return err == nil }
+	version := func() string { return run(t, at("usr/bin/kvmnet"), "--version") }
+
+	mustDpkg("-i", old)
+	if v := version(); v != "kvmnet v0.9.0\n" {
+		t.Fatalf("installed kvmnet --version = %q", v)
+	}
+	for _, p := range []string{"kvmnet-ifup@lab", "kvmnet-ifdown@lab", "kvmnet-natup@lab", "kvmnet-natdown@lab"} {
+		if target, err := os.Readlink(at("usr/libexec/" + p)); err != nil || target != strings.TrimSuffix(p, "@lab") {
+			t.Errorf("postinst did not link %s for the configured network lab: %q, %v", p, target, err)
+		}
+	}
+	if err := os.WriteFile(at("var/lib/kvmnet/default.leases"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The upgrade: no network to take down, links and leases kept; a broken
+	// configuration only gets a word from postinst.
+	conf := mustRead(t, at("etc/kvmnet/kvmnet.toml"))
+	if err := os.WriteFile(at("etc/kvmnet/kvmnet.toml"), []byte("bogus = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dpkg("-i", cur); err != nil || !strings.Contains(out, "no @NETWORK links made") {
+		t.Fatalf("upgrade with a broken configuration: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(at("etc/kvmnet/kvmnet.toml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != "kvmnet v0.9.0-1-gabc1234\n" {
+		t.Fatalf("upgraded kvmnet --version = %q", v)
+	}
+	if !exists("usr/libexec/kvmnet-natup@lab") || !exists("var/lib/kvmnet/default.leases") {
+		t.Error("the upgrade lost the @lab links or the leases")
+	}
+
+	// A VM on the default network: prerm refuses, and the package stays whole.
+	h.taps("vnet0")
+	h.helper("kvmnet-natup", "vnet0")
+	out, err := dpkg("-r", "kvmnet")
+	if err == nil || !strings.Contains(out, "networks in use: default by vnet0") || !strings.Contains(out, "kvmnet: not removed") {
+		t.Fatalf("dpkg -r with a VM up: %v\n%s", err, out)
+	}
+	if st := run(t, "dpkg-query", "--admindir="+at("var/lib/dpkg"), "-W", "-f=${db:Status-Status}", "kvmnet"); st != "installed" {
+		t.Errorf("after a refused removal the package is %q, want installed", st)
+	}
+	if !exists("usr/libexec/kvmnet-natdown") || h.Master("vnet0") != "br0" {
+		t.Fatal("a refused removal took the helpers or the VM's network")
+	}
+	h.helper("kvmnet-natdown", "vnet0")
+	h.MustRun("ip", "link", "del", "vnet0")
+
+	mustDpkg("-r", "kvmnet")
+	for _, p := range []string{"usr/bin/kvmnet", "usr/libexec/kvmnet-natup", "usr/libexec/kvmnet-natup@lab", "usr/libexec/kvmnet-ifdown@lab"} {
+		if exists(p) {
+			t.Errorf("/%s is left after dpkg -r", p)
+		}
+	}
+	if !exists("var/lib/kvmnet/default.leases") || !exists("etc/kvmnet/kvmnet.toml.example") {
+		t.Error("dpkg -r took the leases or the configuration, which only a purge removes")
+	}
+
+	// The purges, without the bind mount: their /run/kvmnet is the root's own.
+	// The first finds a network up in some namespace and keeps /run/kvmnet.
+	write := func(path string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(at(path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(at(path), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("run/kvmnet/netns-1/default.json")
+	purge := func() string {
+		t.Helper()
+		out, e, err := h.Run("dpkg", "--root="+root, "--purge", "kvmnet")
+		if err != nil {
+			t.Fatalf("dpkg --purge: %v\n%s%s", err, out, e)
+		}
+		return out + e
+	}
+	if out := purge(); !exists("run/kvmnet/netns-1/default.json") || !strings.Contains(out, "/run/kvmnet kept") {
+		t.Errorf("the purge removed /run/kvmnet with a network up in a namespace, or said nothing:\n%s", out)
+	}
+	os.Remove(at("run/kvmnet/netns-1/default.json"))
+	write("run/kvmnet/netns-1/default.lock")
+	write("var/lib/kvmnet/default.leases")
+	mustDpkg("-i", cur)
+	if err := os.MkdirAll(at("etc/systemd/system/multi-user.target.wants"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/lib/systemd/system/kvmnet-up@.service", at("etc/systemd/system/multi-user.target.wants/kvmnet-up@default.service")); err != nil {
+		t.Fatal(err)
+	}
+	purge()
+	for _, p := range []string{"var/lib/kvmnet", "run/kvmnet", "etc/kvmnet/kvmnet.toml.example", "etc/systemd/system/multi-user.target.wants/kvmnet-up@default.service", "usr/share/man/man1/kvmnet.1.gz", "lib/systemd/system/kvmnet-up@.service"} {
+		if exists(p) {
+			t.Errorf("/%s is left after dpkg --purge", p)
+		}
+	}
+	if !exists("etc/kvmnet/kvmnet.toml") {
+		t.Error("the purge removed the admin's own kvmnet.toml")
+	}
+	h.AssertClean(rules, fwd)
+}

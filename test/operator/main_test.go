@@ -70,3 +70,14 @@ func (h *host) status(args ...string) statusJSON {
 	out := h.must(append([]string{"status", "--json"}, args...)...)
 	return decodeStatus(h.T, out)
 }
+
+// exitCode is err's exit status: 0 for nil; a failure to run at all fails t.
+func exitCode(t testing.TB, err error) int {
+	t.Helper()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
