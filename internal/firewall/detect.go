@@ -1,0 +1,86 @@
+package firewall
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// Host is what Choose and the nftables runner look at; the zero value is the
+// machine's own. Tests point it elsewhere to play a host without iptables.
+type Host struct {
+	// Path is the PATH the iptables programs are looked for in; "" means $PATH.
+	Path string
+	// Proc is where procfs is mounted; "" means /proc.
+	Proc string
+}
+
+// Choose returns the backend for a network coming up, given the
+// configuration's choice, and why it is that one. It execs nothing.
+//
+// auto follows what the host already uses, as tailscale's linuxfw detector
+// does, but decides from the kernel rather than by counting rules:
+//   - no iptables program: nftables (there is nothing else to drive);
+//   - legacy x_tables in use in this namespace (/proc/net/ip_tables_names
+//     lists a table: iptables-legacy, or Docker's, made one): iptables, since
+//     an nftables table cannot see or overrule those rules and kvmnet's rules
+//     belong beside them;
+//   - otherwise (iptables-nft, whose tables are nf_tables and visible over
+//     netlink, or no rules at all): nftables.
+func (h Host) Choose(choice Backend) (Backend, string, error) {
+	switch choice {
+	case NFTables, IPTables:
+		return choice, "firewall = \"" + string(choice) + "\"", nil
+	case Auto, "":
+	default:
+		return "", "", fmt.Errorf("firewall %q: want auto, nftables or iptables", choice)
+	}
+	if h.lookPath("iptables") == "" {
+		return NFTables, "auto: no iptables program", nil
+	}
+	if names := h.legacyTables(); len(names) > 0 {
+		return IPTables, "auto: legacy iptables tables in use (" + string(bytes.Join(names, []byte(","))) + ")", nil
+	}
+	return NFTables, "auto: no legacy iptables tables", nil
+}
+
+// Choose is Host{}.Choose.
+func Choose(choice Backend) (Backend, string, error) { return Host{}.Choose(choice) }
+
+// lookPath returns where name is in h's PATH, "" when nowhere.
+func (h Host) lookPath(name string) string {
+	path := h.Path
+	if path == "" {
+		path = os.Getenv("PATH")
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// legacyTables lists the x_tables (iptables-legacy) tables of the calling
+// thread's network namespace: `cat /proc/net/ip_tables_names`. The file is
+// there only once ip_tables is loaded, and lists only tables that exist.
+// /proc/net is the main thread's namespace; thread-self/net is this thread's.
+func (h Host) legacyTables() [][]byte {
+	dir := "/proc/thread-self/net"
+	if h.Proc != "" {
+		dir = filepath.Join(h.Proc, "net")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "ip_tables_names"))
+	if err != nil {
+		return nil
+	}
+	return bytes.Fields(b)
+}
+
+// legacyFilter reports whether legacy iptables has a filter table here.
+func (h Host) legacyFilter() bool {
+	return slices.ContainsFunc(h.legacyTables(), func(t []byte) bool { return string(t) == "filter" })
+}
