@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // Host is what Choose and the nftables runner look at; the zero value is the
@@ -24,11 +25,14 @@ type Host struct {
 // does, but decides from the kernel rather than by counting rules:
 //   - no iptables program: nftables (there is nothing else to drive);
 //   - legacy x_tables in use in this namespace (/proc/net/ip_tables_names
-//     lists a table: iptables-legacy, or Docker's, made one): iptables, since
-//     an nftables table cannot see or overrule those rules and kvmnet's rules
-//     belong beside them;
-//   - otherwise (iptables-nft, whose tables are nf_tables and visible over
-//     netlink, or no rules at all): nftables.
+//     lists a table: iptables-legacy, or Docker's, made one) and `iptables`
+//     is iptables-legacy: iptables, so that kvmnet's rules sit in the tables
+//     the host uses, ahead of their drops;
+//   - otherwise nftables: iptables-nft's tables are nf_tables, visible over
+//     netlink, so the shim needs no exec; with no rules at all nothing is in
+//     the way; and with legacy tables but `iptables` driving nf_tables, the
+//     iptables backend would write where the legacy drops still win, while
+//     the nftables backend's shim reaches them with iptables-legacy.
 func (h Host) Choose(choice Backend) (Backend, string, error) {
 	switch choice {
 	case NFTables, IPTables:
@@ -40,10 +44,38 @@ func (h Host) Choose(choice Backend) (Backend, string, error) {
 	if h.lookPath("iptables") == "" {
 		return NFTables, "auto: no iptables program", nil
 	}
-	if names := h.legacyTables(); len(names) > 0 {
-		return IPTables, "auto: legacy iptables tables in use (" + string(bytes.Join(names, []byte(","))) + ")", nil
+	names := h.legacyTables()
+	switch {
+	case len(names) == 0:
+		return NFTables, "auto: no legacy iptables tables", nil
+	case isLegacy(h.lookPath("iptables")):
+		return IPTables, "auto: iptables-legacy in use (" + string(bytes.Join(names, []byte(","))) + ")", nil
 	}
-	return NFTables, "auto: no legacy iptables tables", nil
+	return NFTables, "auto: legacy tables in use but iptables is iptables-nft", nil
+}
+
+// isLegacy follows the symlink chain of path (iptables ->
+// /etc/alternatives/iptables -> iptables-legacy -> xtables-legacy-multi) and
+// reports whether a link on the way names the legacy backend. It does not
+// exec: `iptables --version` would cost ~3 ms.
+func isLegacy(path string) bool {
+	for range 16 {
+		switch base := filepath.Base(path); {
+		case strings.Contains(base, "-legacy"):
+			return true
+		case strings.Contains(base, "-nft"):
+			return false
+		}
+		next, err := os.Readlink(path)
+		if err != nil {
+			return false
+		}
+		if !filepath.IsAbs(next) {
+			next = filepath.Join(filepath.Dir(path), next)
+		}
+		path = next
+	}
+	return false
 }
 
 // Choose is Host{}.Choose.

@@ -127,8 +127,9 @@ type Forward struct {
 	// that rule as the tool that shows it prints it.
 	Blocker int
 	Rule    string
-	// Ours names kvmnet's rule in FORWARD, e.g. "jump to KVMNET-FWD-default".
-	Ours string
+	// Kind is what kvmnet's rule in FORWARD is ("jump", "accept") and Ours
+	// names it, e.g. "jump to KVMNET-FWD-default".
+	Kind, Ours string
 	// Unhook is the command that removes kvmnet's rule from FORWARD, for a
 	// doctor's fix when it sits after a blocker.
 	Unhook string

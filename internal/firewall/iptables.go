@@ -38,7 +38,7 @@ func (f iptables) Forward(n Network) (Forward, error) {
 	fw, err := f.fw.Forward(natNetwork(n))
 	jump := "KVMNET-FWD-" + n.Name
 	return Forward{Policy: fw.Policy, Jump: fw.Jump, Blocker: fw.Blocker, Rule: fw.Rule,
-		Ours:   "jump to " + jump,
+		Kind: "jump", Ours: "jump to " + jump,
 		Unhook: fmt.Sprintf("iptables -D FORWARD -m comment --comment kvmnet:%s -j %s", n.Name, jump)}, err
 }
 

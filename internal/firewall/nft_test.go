@@ -239,12 +239,17 @@ func TestShim(t *testing.T) {
 	}
 }
 
-// TestChoose: auto picks nftables without iptables programs or with no
-// legacy tables, and iptables when legacy tables are in use.
+// TestChoose: auto picks iptables only when iptables is iptables-legacy and
+// legacy tables are in use; nftables otherwise.
 func TestChoose(t *testing.T) {
-	empty, withIpt, proc := t.TempDir(), t.TempDir(), t.TempDir()
-	if err := os.WriteFile(filepath.Join(withIpt, "iptables"), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
+	empty, withIpt, withNFT, proc := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	for dir, multi := range map[string]string{withIpt: "xtables-legacy-multi", withNFT: "xtables-nft-multi"} {
+		if err := os.WriteFile(filepath.Join(dir, multi), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(multi, filepath.Join(dir, "iptables")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(proc, "net"), 0o755); err != nil {
 		t.Fatal(err)
@@ -261,6 +266,7 @@ func TestChoose(t *testing.T) {
 		{Host{Path: empty, Proc: proc}, Auto, NFTables},
 		{Host{Path: withIpt, Proc: proc}, Auto, IPTables},
 		{Host{Path: withIpt, Proc: noLegacy}, "", NFTables},
+		{Host{Path: withNFT, Proc: proc}, Auto, NFTables},
 		{Host{Path: empty, Proc: proc}, IPTables, IPTables},
 		{Host{Path: withIpt, Proc: proc}, NFTables, NFTables},
 	} {

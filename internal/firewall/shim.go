@@ -46,7 +46,7 @@ func filterForward(c *nftables.Conn) (*nftables.Chain, []*nftables.Rule, error) 
 // nftView reads iptables-nft's FORWARD as it bears on n; ch is nil when
 // there is none.
 func nftView(c *nftables.Conn, n Network) (Forward, *nftables.Chain, []*nftables.Rule, error) {
-	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Ours: "accept for " + n.Bridge + " (kvmnet's shim)"}
+	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim)"}
 	ch, rules, err := filterForward(c)
 	if err != nil || ch == nil {
 		return fw, nil, nil, err
@@ -246,7 +246,7 @@ func (f *nft) legacyHas(args []string) (bool, error) {
 
 // legacyView reads legacy FORWARD: `iptables-legacy -S FORWARD`.
 func (f *nft) legacyView(n Network) (Forward, error) {
-	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Ours: "accept for " + n.Bridge + " (kvmnet's shim, legacy)"}
+	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim in legacy iptables)"}
 	out, err := f.legacy("-S", "FORWARD")
 	if err != nil {
 		return fw, err
