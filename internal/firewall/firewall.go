@@ -12,11 +12,12 @@
 package firewall
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"sync"
+
+	"github.com/kvmnet/kvmnet/internal/nat"
 )
 
 // Backend names a rule engine as kvmnet's configuration spells it.
@@ -34,7 +35,7 @@ const (
 
 // ErrNoIptables means the iptables programs are missing and the iptables
 // backend was asked for.
-var ErrNoIptables = errors.New("iptables not found in PATH (install the iptables package, or set firewall = \"nftables\")")
+var ErrNoIptables = nat.ErrNoIptables
 
 // Mode is how a network reaches the world.
 type Mode int

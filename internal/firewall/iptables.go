@@ -13,7 +13,7 @@ type iptables struct{ fw *nat.Firewall }
 func newIptables() (Firewall, error) {
 	fw, err := nat.New()
 	if errors.Is(err, nat.ErrNoIptables) {
-		return nil, fmt.Errorf("%w: %w", ErrNoIptables, err)
+		return nil, fmt.Errorf("%w; or set firewall = \"nftables\"", err)
 	}
 	if err != nil {
 		return nil, err

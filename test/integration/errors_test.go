@@ -35,11 +35,13 @@ func TestBadInput(t *testing.T) {
 		{name: "daemon fails at start", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"mkdir", "$DIR/default.leases"}}, // the lease file: a directory
 			want:  "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
-		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", env: []string{"PATH=/nonexistent"}, want: "iptables"},
+		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"iptables\"\n", env: []string{"PATH=/nonexistent"},
+			want: "kvmnet-natup: install rules for default: iptables not found in PATH"},
+		{name: "bad firewall", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"pf\"\n", want: `kvmnet.toml:2: firewall "pf": want auto, nftables or iptables`},
 		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHost(t, tc.config)
+			h := newHost(t, "", tc.config)
 			h.taps("vnet", 1)
 			for _, argv := range tc.setup {
 				for i := range argv {
@@ -47,7 +49,7 @@ func TestBadInput(t *testing.T) {
 				}
 				h.MustRun(argv...)
 			}
-			rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
+			rules, links, fwd := h.rules(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 			var stderr string
 			var err error
 			if tc.name == "no CAP_NET_ADMIN" {
@@ -65,7 +67,7 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr)
 			}
 			h.SetLinks(links)
-			h.AssertClean(rules, fwd)
+			h.assertClean(rules, fwd)
 		})
 	}
 }
@@ -81,9 +83,11 @@ func (h *host) withCaps(prog, tap, caps string) (string, error) {
 }
 
 // TestNetAdminOnly: under libvirt the helpers hold CAP_NET_ADMIN and nothing else.
-func TestNetAdminOnly(t *testing.T) {
-	h := newHost(t, "")
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+func TestNetAdminOnly(t *testing.T) { matrix(t, testNetAdminOnly) }
+
+func testNetAdminOnly(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	tap := h.taps("vnet", 1)[0]
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
 		if stderr, err := h.withCaps(prog, tap, "-all,+net_admin"); err != nil {
@@ -94,13 +98,15 @@ func TestNetAdminOnly(t *testing.T) {
 		}
 	}
 	h.MustRun("ip", "link", "del", tap)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // TestNoDaemonBinary: a NAT helper installed without kvmnet, which runs the
 // DHCP/DNS daemon, fails in one line naming where it looked, and undoes the
 // bridge, address and rules it had made.
-func TestNoDaemonBinary(t *testing.T) {
+func TestNoDaemonBinary(t *testing.T) { matrix(t, testNoDaemonBinary) }
+
+func testNoDaemonBinary(t *testing.T, fw string) {
 	path := "/usr/sbin:/usr/bin:/sbin:/bin"
 	if p, err := exec.LookPath("kvmnet"); err == nil && strings.HasPrefix(p, "/") {
 		t.Skipf("kvmnet is installed (%s): PATH would find it", p)
@@ -117,9 +123,9 @@ func TestNoDaemonBinary(t *testing.T) {
 	if err := os.WriteFile(helper, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	h := newHost(t, "")
+	h := newHost(t, fw, "")
 	tap := h.taps("vnet", 1)[0]
-	rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
+	rules, links, fwd := h.rules(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, "PATH="+path, helper, tap)
 	if err == nil {
 		t.Fatalf("succeeded; stderr: %s", stderr)
@@ -130,5 +136,5 @@ func TestNoDaemonBinary(t *testing.T) {
 		t.Errorf("stderr = %q, want one line containing %q", stderr, want)
 	}
 	h.SetLinks(links)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
