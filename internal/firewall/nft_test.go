@@ -190,8 +190,9 @@ func TestNFTSelfHealing(t *testing.T) {
 	}
 }
 
-// TestShim: beside a FORWARD DROP policy of iptables-nft and of
-// iptables-legacy, Ensure puts kvmnet's accepts first in that FORWARD, and
+// TestShim: beside FORWARD and INPUT DROP policies of iptables-nft and of
+// iptables-legacy, Ensure puts kvmnet's accepts first in those chains (in
+// INPUT only DHCP and DNS, and only for a network with services), and
 // Remove takes them out again: both iptables-save and nft's ruleset end as
 // they began.
 func TestShim(t *testing.T) {
@@ -199,6 +200,7 @@ func TestShim(t *testing.T) {
 		t.Run(ipt, func(t *testing.T) {
 			ns := testns.New(t)
 			ns.MustRun(ipt, "-P", "FORWARD", "DROP")
+			ns.MustRun(ipt, "-P", "INPUT", "DROP")
 			ns.MustRun(ipt, "-A", "FORWARD", "-i", "docker0", "-j", "DROP")
 			save := func() string { return ns.MustRun(ipt + "-save") }
 			strip := func(s string) string { return saveNoise.ReplaceAllString(s, "") }
@@ -211,6 +213,9 @@ func TestShim(t *testing.T) {
 				"-A FORWARD -d 10.10.0.0/24 -o kvmbr0 -m comment --comment \"kvmnet:a\" -j ACCEPT",
 				"-A FORWARD -s 10.10.0.0/24 -i kvmbr0 -m comment --comment \"kvmnet:a\" -j ACCEPT",
 				"-A FORWARD -i kvmbr1 -o kvmbr1 -m comment --comment \"kvmnet:b-2\" -j ACCEPT",
+				"-A INPUT -i kvmbr0 -p udp -m udp --dport 67 -m comment --comment \"kvmnet:a\" -j ACCEPT",
+				"-A INPUT -d 10.10.0.1/32 -i kvmbr0 -p udp -m udp --dport 53 -m comment --comment \"kvmnet:a\" -j ACCEPT",
+				"-A INPUT -d 10.10.0.1/32 -i kvmbr0 -p tcp -m tcp --dport 53 -m comment --comment \"kvmnet:a\" -j ACCEPT",
 			} {
 				if !strings.Contains(got, want+"\n") {
 					t.Errorf("%s-save lacks %s:\n%s", ipt, want, got)

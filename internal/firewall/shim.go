@@ -4,38 +4,43 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // The shim. A verdict of kvmnet's table is not the last word: a packet it
 // accepts goes on to every other base chain on the hook, and iptables'
 // FORWARD (Docker, ufw and firewalld's iptables backend leave its policy
-// DROP) drops it there. No table can overrule another's drop, so when the
-// host's filter FORWARD would drop guests, kvmnet puts its accept rules
-// (acceptRules with inet false), commented kvmnet:NAME, first in that
-// FORWARD too. They let by only what kvmnet's own chains accepted: its
-// guards ran before them (priority filter - 1) and rejected the rest.
-// iptables-nft's FORWARD is an nf_tables chain, written over netlink in
-// Ensure's batch; legacy's FORWARD is out of netlink's reach, so only there
-// kvmnet execs iptables-legacy.
+// DROP) or INPUT (ufw: DROP) drops it there. No table can overrule another's
+// drop, so when the host's filter FORWARD or INPUT would drop guests, kvmnet
+// puts its accept rules (acceptRules with inet false; serviceRules),
+// commented kvmnet:NAME, first in that chain too. In FORWARD they let by
+// only what kvmnet's own chains accepted: its guards ran before them
+// (priority filter - 1) and rejected the rest. In INPUT they accept DHCP and
+// DNS on the gateway, nothing else of the host.
+//
+// iptables-nft's chains are nf_tables chains, written over netlink in
+// Ensure's batch. Legacy's are out of netlink's reach, so only there kvmnet
+// execs iptables-legacy; without it in PATH it leaves them be, and doctor's
+// FORWARD check says what is wrong.
 
-// filterForward finds iptables-nft's `ip filter FORWARD`, nil when none.
-func filterForward(c *nftables.Conn) (*nftables.Chain, []*nftables.Rule, error) {
+// filterChain finds iptables-nft's `ip filter CHAIN` and its rules, nil when none.
+func filterChain(c *nftables.Conn, name string) (*nftables.Chain, []*nftables.Rule, error) {
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list ip chains: %w", err)
 	}
 	for _, ch := range chains {
-		if ch.Table.Name == "filter" && ch.Name == "FORWARD" {
+		if ch.Table.Name == "filter" && ch.Name == name {
 			rules, err := c.GetRules(ch.Table, ch)
 			if err != nil {
-				return nil, nil, fmt.Errorf("list chain ip filter FORWARD: %w", err)
+				return nil, nil, fmt.Errorf("list chain ip filter %s: %w", name, err)
 			}
 			return ch, rules, nil
 		}
@@ -43,11 +48,11 @@ func filterForward(c *nftables.Conn) (*nftables.Chain, []*nftables.Rule, error) 
 	return nil, nil, nil
 }
 
-// nftView reads iptables-nft's FORWARD as it bears on n; ch is nil when
-// there is none.
-func nftView(c *nftables.Conn, n Network) (Forward, *nftables.Chain, []*nftables.Rule, error) {
+// nftView reads iptables-nft's CHAIN as it bears on n; ch is nil when there
+// is none.
+func nftView(c *nftables.Conn, n Network, chain string) (Forward, *nftables.Chain, []*nftables.Rule, error) {
 	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim)"}
-	ch, rules, err := filterForward(c)
+	ch, rules, err := filterChain(c, chain)
 	if err != nil || ch == nil {
 		return fw, nil, nil, err
 	}
@@ -60,10 +65,10 @@ func nftView(c *nftables.Conn, n Network) (Forward, *nftables.Chain, []*nftables
 		case bytes.Equal(r.UserData, mine):
 			if fw.Jump < 0 {
 				fw.Jump = i
-				fw.Unhook = fmt.Sprintf("nft delete rule ip filter FORWARD handle %d", r.Handle)
+				fw.Unhook = fmt.Sprintf("nft delete rule ip filter %s handle %d", chain, r.Handle)
 			}
 		case fw.Blocker < 0 && nftBlocks(r.Exprs, n.Bridge):
-			fw.Blocker, fw.Rule = i, fmt.Sprintf("rule handle %d of ip filter FORWARD (nft -a list chain ip filter FORWARD)", r.Handle)
+			fw.Blocker, fw.Rule = i, fmt.Sprintf("rule handle %d of ip filter %s (nft -a list chain ip filter %s)", r.Handle, chain, chain)
 		}
 	}
 	return fw, ch, rules, nil
@@ -105,16 +110,49 @@ func ifnameMatch(data []byte, name string) bool {
 	return strings.HasPrefix(name, string(data))
 }
 
-// shim puts n's accepts first in iptables-nft's FORWARD, in Ensure's batch,
-// when that FORWARD would drop guests. It returns what to do after the batch
-// for legacy iptables, or nil.
-func (f *nft) shim(c *nftables.Conn, n Network, p *plan) (func() (bool, error), error) {
-	fw, ch, rules, err := nftView(c, n)
-	if err != nil {
-		return nil, err
+// hook is one of iptables' filter chains that may stand between guests and
+// what kvmnet's own chains accepted: FORWARD (routed and bridged traffic)
+// and INPUT (DHCP and DNS on the gateway, under an INPUT DROP as ufw sets).
+type hook struct {
+	chain  string
+	nft    func(Network) []*spec    // the shim as nf_tables rules of family ip
+	legacy func(Network) [][]string // the same as iptables arguments
+}
+
+func hooks() []hook {
+	return []hook{
+		{"FORWARD", func(n Network) []*spec { return acceptRules(n, false) }, legacyAccepts},
+		{"INPUT", serviceRules, legacyServices},
 	}
-	if ch != nil && fw.needed() {
-		want := acceptRules(n, false)
+}
+
+// serviceRules are the accepts of inputRules that a host's INPUT policy
+// must not undo: DHCP, and DNS on the gateway.
+func serviceRules(n Network) []*spec {
+	if n.Mode == Isolated || !n.Services {
+		return nil
+	}
+	b, gw := n.Bridge, netip.PrefixFrom(n.Gateway.Addr(), 32)
+	return []*spec{
+		newSpec(false).iif(b, false).dport(unix.IPPROTO_UDP, 67).accept(),
+		newSpec(false).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_UDP, 53).accept(),
+		newSpec(false).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_TCP, 53).accept(),
+	}
+}
+
+// shim puts n's accepts first in iptables-nft's FORWARD and INPUT, in
+// Ensure's batch, where those would drop guests. It returns what to do after
+// the batch for legacy iptables, or nil.
+func (f *nft) shim(c *nftables.Conn, n Network, p *plan) (func() (bool, error), error) {
+	for _, h := range hooks() {
+		fw, ch, rules, err := nftView(c, n, h.chain)
+		if err != nil {
+			return nil, err
+		}
+		if ch == nil || !fw.needed() {
+			continue
+		}
+		want := h.nft(n)
 		for i := len(want) - 1; i >= 0; i-- {
 			r := want[i].rule(ch, n.Name)
 			if !hasRule(rules, r) {
@@ -134,51 +172,61 @@ func hasRule(rules []*nftables.Rule, r *nftables.Rule) bool {
 	return slices.ContainsFunc(rules, func(h *nftables.Rule) bool { return fingerprint(h.Exprs, h.UserData) == fp })
 }
 
-// unshim deletes n's shim rules from iptables-nft's FORWARD, in Remove's batch.
+// unshim deletes n's shim rules from iptables-nft's chains, in Remove's batch.
 func (f *nft) unshim(c *nftables.Conn, n Network) (bool, error) {
-	_, rules, err := filterForward(c)
-	if err != nil {
-		return false, err
-	}
 	changed := false
 	mine := comment(n.Name)
-	for _, r := range rules {
-		if bytes.Equal(r.UserData, mine) {
-			if err := c.DelRule(r); err != nil {
-				return false, fmt.Errorf("delete rule of %s from ip filter FORWARD: %w", n.Name, err)
+	for _, h := range hooks() {
+		_, rules, err := filterChain(c, h.chain)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range rules {
+			if bytes.Equal(r.UserData, mine) {
+				if err := c.DelRule(r); err != nil {
+					return false, fmt.Errorf("delete rule of %s from ip filter %s: %w", n.Name, h.chain, err)
+				}
+				changed = true
 			}
-			changed = true
 		}
 	}
 	return changed, nil
 }
 
-// checkShim lists the shim rules FORWARD needs and lacks.
+// checkShim lists the shim rules the host's chains need and lack.
 func (f *nft) checkShim(c *nftables.Conn, n Network) ([]string, error) {
 	var missing []string
-	fw, ch, rules, err := nftView(c, n)
-	if err != nil {
-		return nil, err
-	}
-	if ch != nil && fw.needed() {
-		for _, s := range acceptRules(n, false) {
+	for _, h := range hooks() {
+		fw, ch, rules, err := nftView(c, n, h.chain)
+		if err != nil {
+			return nil, err
+		}
+		if ch == nil || !fw.needed() {
+			continue
+		}
+		for _, s := range h.nft(n) {
 			if !hasRule(rules, s.rule(ch, n.Name)) {
-				missing = append(missing, "ip filter FORWARD: "+s.text())
+				missing = append(missing, "ip filter "+h.chain+": "+s.text())
 			}
 		}
 	}
 	if !f.host.legacyFilter() {
 		return missing, nil
 	}
-	lfw, err := f.legacyView(n)
-	if err != nil || !lfw.needed() {
-		return missing, err
-	}
-	for _, args := range legacyAccepts(n) {
-		if ok, err := f.legacyHas(args); err != nil {
+	for _, h := range hooks() {
+		lfw, err := f.legacyView(n, h.chain)
+		if err != nil {
 			return missing, err
-		} else if !ok {
-			missing = append(missing, "iptables-legacy -A FORWARD "+strings.Join(args, " "))
+		}
+		if !lfw.needed() {
+			continue
+		}
+		for _, args := range h.legacy(n) {
+			if ok, err := f.legacyHas(h.chain, args); err != nil {
+				return missing, err
+			} else if !ok {
+				missing = append(missing, "iptables-legacy -A "+h.chain+" "+strings.Join(args, " "))
+			}
 		}
 	}
 	return missing, nil
@@ -192,11 +240,11 @@ func (f *nft) Forward(n Network) (Forward, error) {
 		return Forward{}, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
-	fw, _, _, err := nftView(c, n)
+	fw, _, _, err := nftView(c, n, "FORWARD")
 	if err != nil || fw.needed() || !f.host.legacyFilter() {
 		return fw, err
 	}
-	return f.legacyView(n)
+	return f.legacyView(n, "FORWARD")
 }
 
 // legacyAccepts are acceptRules(n, false) as iptables arguments.
@@ -210,8 +258,24 @@ func legacyAccepts(n Network) [][]string {
 	return rs
 }
 
-// errNoLegacy: legacy FORWARD drops guests and iptables-legacy is missing.
-var errNoLegacy = errors.New("legacy iptables FORWARD would drop guests, and iptables-legacy is not in PATH to add kvmnet's accepts")
+// legacyServices are serviceRules(n) as iptables arguments.
+func legacyServices(n Network) [][]string {
+	if n.Mode == Isolated || !n.Services {
+		return nil
+	}
+	b, gw, note := n.Bridge, n.Gateway.Addr().String()+"/32", []string{"-m", "comment", "--comment", "kvmnet:" + n.Name, "-j", "ACCEPT"}
+	return [][]string{
+		append([]string{"-i", b, "-p", "udp", "-m", "udp", "--dport", "67"}, note...),
+		append([]string{"-d", gw, "-i", b, "-p", "udp", "-m", "udp", "--dport", "53"}, note...),
+		append([]string{"-d", gw, "-i", b, "-p", "tcp", "-m", "tcp", "--dport", "53"}, note...),
+	}
+}
+
+// errNoLegacy: legacy iptables would drop guests and iptables-legacy is missing.
+var errNoLegacy = errors.New("legacy iptables would drop guests, and iptables-legacy is not in PATH to add kvmnet's accepts")
+
+// errRuleAbsent is `iptables -C`'s exit status 1.
+var errRuleAbsent = errors.New("no such rule")
 
 // legacy runs iptables-legacy with args, --wait'ing for the xtables lock.
 func (f *nft) legacy(args ...string) (string, error) {
@@ -233,44 +297,63 @@ func (f *nft) legacy(args ...string) (string, error) {
 	return out.String(), nil
 }
 
-var errRuleAbsent = errors.New("no such rule")
-
-// legacyHas equals `iptables-legacy -C FORWARD ARGS`.
-func (f *nft) legacyHas(args []string) (bool, error) {
-	_, err := f.legacy(append([]string{"-C", "FORWARD"}, args...)...)
+// legacyHas equals `iptables-legacy -C CHAIN ARGS`.
+func (f *nft) legacyHas(chain string, args []string) (bool, error) {
+	_, err := f.legacy(append([]string{"-C", chain}, args...)...)
 	if errors.Is(err, errRuleAbsent) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-// legacyView reads legacy FORWARD: `iptables-legacy -S FORWARD`.
-func (f *nft) legacyView(n Network) (Forward, error) {
-	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim in legacy iptables)"}
-	out, err := f.legacy("-S", "FORWARD")
+// legacyRules reads legacy CHAIN: `iptables-legacy -S CHAIN`, each rule's
+// arguments after `-A CHAIN`, unquoted (kvmnet's comments hold no space).
+func (f *nft) legacyRules(chain string) (policy string, rules [][]string, err error) {
+	out, err := f.legacy("-S", chain)
 	if err != nil {
-		return fw, err
+		return "", nil, err
 	}
-	i := 0
 	for l := range strings.SplitSeq(out, "\n") {
 		r := strings.Fields(l)
 		switch {
 		case len(r) == 3 && r[0] == "-P":
-			fw.Policy = r[2]
-			continue
-		case len(r) < 2 || r[0] != "-A":
-			continue
+			policy = r[2]
+		case len(r) > 2 && r[0] == "-A":
+			for i := range r {
+				r[i] = strings.Trim(r[i], `"`)
+			}
+			rules = append(rules, r[2:])
 		}
+	}
+	return policy, rules, nil
+}
+
+// ours reports whether legacy rule r carries network's comment.
+func ours(r []string, network string) bool {
+	i := slices.Index(r, "--comment")
+	return i >= 0 && i+1 < len(r) && r[i+1] == "kvmnet:"+network
+}
+
+// legacyView reads legacy CHAIN as it bears on n.
+func (f *nft) legacyView(n Network, chain string) (Forward, error) {
+	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim in legacy iptables)"}
+	policy, rules, err := f.legacyRules(chain)
+	if err != nil {
+		return fw, err
+	}
+	if policy != "" {
+		fw.Policy = policy
+	}
+	for i, r := range rules {
 		switch {
-		case strings.Contains(l, "kvmnet:"+n.Name+" ") || strings.Contains(l, "kvmnet:"+n.Name+"\""):
+		case ours(r, n.Name):
 			if fw.Jump < 0 {
 				fw.Jump = i
-				fw.Unhook = "iptables-legacy -D FORWARD " + strings.Join(r[2:], " ")
+				fw.Unhook = "iptables-legacy -D " + chain + " " + strings.Join(r, " ")
 			}
-		case fw.Blocker < 0 && legacyBlocks(r[2:], n.Bridge):
-			fw.Blocker, fw.Rule = i, l
+		case fw.Blocker < 0 && legacyBlocks(r, n.Bridge):
+			fw.Blocker, fw.Rule = i, "-A "+chain+" "+strings.Join(r, " ")
 		}
-		i++
 	}
 	return fw, nil
 }
@@ -290,8 +373,8 @@ func legacyBlocks(r []string, br string) bool {
 		if i+1 >= len(r) || (r[i] != "-i" && r[i] != "-o") {
 			continue
 		}
-		name, want := r[i+1], strconv.Quote(br)
-		match := name == br || name == want || (strings.HasSuffix(name, "+") && strings.HasPrefix(br, strings.TrimSuffix(name, "+")))
+		name := r[i+1]
+		match := name == br || (strings.HasSuffix(name, "+") && strings.HasPrefix(br, strings.TrimSuffix(name, "+")))
 		if match == neg {
 			return false
 		}
@@ -299,46 +382,58 @@ func legacyBlocks(r []string, br string) bool {
 	return true
 }
 
-// shimLegacy inserts n's accepts first in legacy FORWARD when it would drop
-// guests, as `iptables-legacy -I FORWARD 1 ...` for each that is missing.
+// shimLegacy inserts n's accepts first in legacy FORWARD and INPUT where
+// those would drop guests: `iptables-legacy -I CHAIN 1 ...` for each missing.
 func (f *nft) shimLegacy(n Network) (bool, error) {
-	fw, err := f.legacyView(n)
-	if err != nil || !fw.needed() {
-		return false, err
+	if f.host.lookPath("iptables-legacy") == "" {
+		return false, nil
 	}
 	changed := false
-	want := legacyAccepts(n)
-	for i := len(want) - 1; i >= 0; i-- {
-		has, err := f.legacyHas(want[i])
-		if err != nil {
-			return changed, err
-		}
-		if has {
+	for _, h := range hooks() {
+		want := h.legacy(n)
+		if len(want) == 0 {
 			continue
 		}
-		if _, err := f.legacy(append([]string{"-I", "FORWARD", "1"}, want[i]...)...); err != nil {
-			return changed, err
+		fw, err := f.legacyView(n, h.chain)
+		if err != nil || !fw.needed() {
+			if err != nil {
+				return changed, err
+			}
+			continue
 		}
-		changed = true
+		for i := len(want) - 1; i >= 0; i-- {
+			has, err := f.legacyHas(h.chain, want[i])
+			if err != nil {
+				return changed, err
+			}
+			if has {
+				continue
+			}
+			if _, err := f.legacy(append([]string{"-I", h.chain, "1"}, want[i]...)...); err != nil {
+				return changed, err
+			}
+			changed = true
+		}
 	}
 	return changed, nil
 }
 
-// unshimLegacy deletes n's accepts from legacy FORWARD, when there is one.
+// unshimLegacy deletes every rule of n's from legacy FORWARD and INPUT:
+// `iptables-legacy -D CHAIN ...` for each that carries its comment.
 func (f *nft) unshimLegacy(n Network) error {
 	if !f.host.legacyFilter() || f.host.lookPath("iptables-legacy") == "" {
 		return nil
 	}
-	for _, args := range legacyAccepts(n) {
-		for {
-			has, err := f.legacyHas(args)
-			if err != nil || !has {
-				if err != nil {
-					return err
-				}
-				break
+	for _, h := range hooks() {
+		_, rules, err := f.legacyRules(h.chain)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			if !ours(r, n.Name) {
+				continue
 			}
-			if _, err := f.legacy(append([]string{"-D", "FORWARD"}, args...)...); err != nil {
+			if _, err := f.legacy(append([]string{"-D", h.chain}, r...)...); err != nil {
 				return err
 			}
 		}
