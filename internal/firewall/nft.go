@@ -125,6 +125,11 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	if err := n.Validate(); err != nil {
 		return Result{}, err
 	}
+	unlock, err := lockTable()
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
 	gen, genErr := nat.Generation()
 	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
@@ -219,6 +224,11 @@ func (f *nft) Remove(n Network) error {
 	if !nameRE().MatchString(n.Name) {
 		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
 	}
+	unlock, err := lockTable()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)

@@ -299,3 +299,37 @@ func chainsSorted(table string) string {
 	slices.Sort(chains)
 	return strings.Join(chains, "\n\n")
 }
+
+// TestNFTConcurrentNetworks: eight networks come up at once, each in its own
+// process's stead (a thread of its own), then go at once: all eight are in
+// the table while up, and the table is gone after.
+func TestNFTConcurrentNetworks(t *testing.T) {
+	ns := testns.New(t)
+	nets := make([]Network, 8)
+	for i := range nets {
+		nets[i] = Network{Name: fmt.Sprintf("n%d", i), Bridge: fmt.Sprintf("kvmbr%d", i), Mode: NAT,
+			Gateway: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.1/24", 30+i)), Services: true}
+	}
+	all := func(f func(fw *nft, n Network) error) {
+		errs := make(chan error, len(nets))
+		for _, n := range nets {
+			go func() { errs <- ns.Do(func() error { return f(newNFT(Host{}), n) }) }()
+		}
+		for range nets {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	all(func(fw *nft, n Network) error { _, err := fw.Ensure(n); return err })
+	fwd := ns.MustRun("nft", "list", "chain", "inet", "kvmnet", "forward")
+	for _, n := range nets {
+		if !strings.Contains(fwd, "jump grd-"+n.Name+" ") || !strings.Contains(fwd, "jump fwd-"+n.Name+" ") {
+			t.Errorf("forward lacks %s's jumps:\n%s", n.Name, fwd)
+		}
+	}
+	all(func(fw *nft, n Network) error { return fw.Remove(n) })
+	if r := ruleset(ns); r != "" {
+		t.Errorf("ruleset left:\n%s", r)
+	}
+}
