@@ -89,14 +89,15 @@ func netChains(n Network) []netChain {
 }
 
 // guardRules only reject or return. Into the bridge from elsewhere: nat lets
-// replies to its masqueraded guests by, the rest is rejected. Out of the
+// replies to its masqueraded guests by (to its subnet only, so that all it
+// lets by its accepts take), the rest is rejected. Out of the
 // bridge to elsewhere: nat lets its own subnet out (anti-spoofing), the rest
 // is rejected. IPv6 meets the rejects too: kvmnet routes no IPv6.
 func guardRules(n Network) []*spec {
 	b := n.Bridge
 	var rs []*spec
 	if n.Mode == NAT {
-		rs = append(rs, newSpec(true).oif(b, false).iif(b, true).established().ret())
+		rs = append(rs, newSpec(true).oif(b, false).iif(b, true).daddr(n.Subnet(), false).established().ret())
 	}
 	rs = append(rs, newSpec(true).oif(b, false).iif(b, true).reject())
 	if n.Mode == NAT {
