@@ -82,14 +82,19 @@ func TestNATTwoGuestsAtOnce(t *testing.T) {
 	natPair(t, newWorld(t, ""))
 }
 
-// A Docker host sets the FORWARD policy to DROP; the NAT network must still work.
+// A Docker host sets the FORWARD policy to DROP; the NAT network must still
+// work, with either firewall backend.
 func TestNATWithForwardDropPolicy(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, "", []string{"iptables", "-P", "FORWARD", "DROP"})
-	if !strings.Contains(w.before.iptables, ":FORWARD DROP") {
-		t.Fatalf("FORWARD policy not DROP in the host namespace:\n%s", w.before.iptables)
+	for _, fw := range []string{"nftables", "iptables"} {
+		t.Run(fw, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, fmt.Sprintf("firewall = %q\n", fw), []string{"iptables", "-P", "FORWARD", "DROP"})
+			if !strings.Contains(w.before.iptables, ":FORWARD DROP") {
+				t.Fatalf("FORWARD policy not DROP in the host namespace:\n%s", w.before.iptables)
+			}
+			natPair(t, w)
+		})
 	}
-	natPair(t, w)
 }
 
 // Isolated (kvmnet-ifup, zero config): guests reach each other, not the host or outside.
