@@ -146,7 +146,8 @@ type Firewall interface {
 	// missing or wrong, and says what it did.
 	Ensure(n Network) (Result, error)
 	// Remove deletes n's rules and nothing else; a network already gone is
-	// not an error. Only n.Name (and n.Bridge) are used.
+	// not an error. Rules are found by n.Name, so a network whose mode
+	// changed since Ensure loses them all.
 	Remove(n Network) error
 	// Check lists n's rules that are absent now, in the backend's own
 	// syntax; nil means all are in place.

@@ -83,6 +83,19 @@ func setup(t *testing.T) {
 	}
 }
 
+// backends are the firewall backends every test with booted guests runs against.
+var backends = []string{"nftables", "iptables"}
+
+// matrix runs test once per firewall backend, as a subtest named after it.
+func matrix(t *testing.T, test func(t *testing.T, fw string)) {
+	for _, fw := range backends {
+		t.Run(fw, func(t *testing.T) { test(t, fw) })
+	}
+}
+
+// fwConf is the line of a test's configuration that picks backend fw.
+func fwConf(fw string) string { return fmt.Sprintf("firewall = %q\n", fw) }
+
 // world is one test's namespaces: out (203.0.113.1, HTTP) and host (QEMU, helpers).
 type world struct {
 	t      *testing.T
