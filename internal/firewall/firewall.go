@@ -73,6 +73,10 @@ type Network struct {
 	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
 	// accept udp 67 and udp+tcp 53 arriving on it.
 	Services bool
+	// AllowFrom names the bridges of other networks whose guests may open
+	// connections to this network's guests (the replies flow back); all
+	// other traffic between networks is refused.
+	AllowFrom []string
 }
 
 // Subnet is the guests' prefix, e.g. 192.168.100.0/24.
@@ -92,6 +96,11 @@ func (n Network) Validate() error {
 	}
 	if !ifnameRE().MatchString(n.Bridge) {
 		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)
+	}
+	for _, from := range n.AllowFrom {
+		if !ifnameRE().MatchString(from) || from == n.Bridge {
+			return fmt.Errorf("network %s: allowed bridge %q: want another bridge's name", n.Name, from)
+		}
 	}
 	switch n.Mode {
 	case Isolated:

@@ -30,6 +30,7 @@ var fixtures = []struct {
 	{"nft-hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24"), Services: true}},
 	{"nft-hostonly", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24")}},
 	{"nft-isolated", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated}},
+	{"nft-allow", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, AllowFrom: []string{"kvmbr0", "kvmbr1"}}},
 }
 
 var (
@@ -332,4 +333,56 @@ func TestNFTConcurrentNetworks(t *testing.T) {
 	if r := ruleset(ns); r != "" {
 		t.Errorf("ruleset left:\n%s", r)
 	}
+}
+
+// TestNFTAllowFrom: with network a allowing b's bridge, b's guests reach
+// a's, a's do not reach b's, and that holds beside a FORWARD DROP of
+// iptables-nft or iptables-legacy (the shim carries the allowance too),
+// whichever network came up first.
+func TestNFTAllowFrom(t *testing.T) {
+	for _, tc := range []struct{ first, ipt string }{{"a", "iptables-nft"}, {"b", "iptables-nft"}, {"b", "iptables-legacy"}} {
+		first := tc.first
+		t.Run(first+" first beside "+tc.ipt, func(t *testing.T) {
+			ns := testns.New(t)
+			ns.MustRun(tc.ipt, "-P", "FORWARD", "DROP")
+			ns.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1")
+			a := Network{Name: "a", Bridge: "kva", Mode: HostOnly, Gateway: netip.MustParsePrefix("10.1.0.1/24"), AllowFrom: []string{"kvb"}}
+			b := Network{Name: "b", Bridge: "kvb", Mode: HostOnly, Gateway: netip.MustParsePrefix("10.2.0.1/24")}
+			ga, gb := guestOn(t, ns, a, "10.1.0.10"), guestOn(t, ns, b, "10.2.0.10")
+			if first == "a" {
+				ensure(t, ns, a)
+				ensure(t, ns, b)
+			} else {
+				ensure(t, ns, b)
+				ensure(t, ns, a)
+			}
+			if _, _, err := gb.Run("ping", "-c", "3", "-i", "0.3", "-W", "1", "10.1.0.10"); err != nil {
+				t.Errorf("b's guest does not reach a's: %v\n%s\n%s", err, ruleset(ns), ns.MustRun(tc.ipt+"-save"))
+			}
+			if _, _, err := ga.Run("ping", "-c", "2", "-i", "0.3", "-W", "1", "10.2.0.10"); err == nil {
+				t.Error("a's guest reaches b's, which allows nothing")
+			}
+			remove(t, ns, a)
+			remove(t, ns, b)
+			if got := ns.MustRun(tc.ipt + "-save"); strings.Contains(got, "kvmnet") {
+				t.Errorf("shim left:\n%s", got)
+			}
+		})
+	}
+}
+
+// guestOn makes n's bridge in ns, with its gateway address, and a guest
+// namespace on it at addr.
+func guestOn(t *testing.T, ns *testns.NS, n Network, addr string) *testns.NS {
+	t.Helper()
+	g := testns.New(t)
+	ns.MustRun("ip", "link", "add", n.Bridge, "type", "bridge")
+	ns.MustRun("ip", "addr", "add", n.Gateway.String(), "dev", n.Bridge)
+	ns.MustRun("ip", "link", "set", n.Bridge, "up")
+	ns.MustRun("ip", "link", "add", "p-"+n.Name, "master", n.Bridge, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
+	ns.MustRun("ip", "link", "set", "p-"+n.Name, "up")
+	g.MustRun("ip", "addr", "add", addr+"/24", "dev", "eth0")
+	g.MustRun("ip", "link", "set", "eth0", "up")
+	g.MustRun("ip", "route", "add", "default", "via", n.Gateway.Addr().String())
+	return g
 }

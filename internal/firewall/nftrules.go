@@ -16,21 +16,26 @@ func kvmnetTable() *nftables.Table {
 	return &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
 }
 
-// Per-network chain name prefixes: `grd-NAME` holds a network's FORWARD
-// guards, `fwd-NAME` its FORWARD accepts, `in-NAME` its INPUT rules and
-// `nat-NAME` its masquerade. With a 15-byte name the longest is 19 bytes.
+// Per-network chain name prefixes: `alw-NAME` holds what a network lets in
+// from other networks (AllowFrom), `grd-NAME` its FORWARD guards, `fwd-NAME`
+// its FORWARD accepts, `in-NAME` its INPUT rules and `nat-NAME` its
+// masquerade. With a 15-byte name the longest is 19 bytes.
 const (
+	prefixAllow = "alw-"
 	prefixGuard = "grd-"
 	prefixFwd   = "fwd-"
 	prefixIn    = "in-"
 	prefixNAT   = "nat-"
 )
 
-var netPrefixes = []string{prefixGuard, prefixFwd, prefixIn, prefixNAT}
+var netPrefixes = []string{prefixAllow, prefixGuard, prefixFwd, prefixIn, prefixNAT}
 
 // base is one of the table's base chains and the per-network chains it jumps
-// to, prefix by prefix: forward jumps to every network's guards, then to
-// every network's accepts, which is what makes start order irrelevant.
+// to, prefix by prefix: forward jumps to every network's allowances, then to
+// every network's guards, then to every network's accepts, which is what
+// makes start order irrelevant: an allowance accepts exactly the pairs
+// configured, and any other packet between two networks meets a guard of
+// one of them before any accept.
 type base struct {
 	name     string
 	typ      nftables.ChainType
@@ -46,7 +51,7 @@ type base struct {
 func bases() []base {
 	early := nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 1)
 	return []base{
-		{name: "forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, prio: early, prefixes: []string{prefixGuard, prefixFwd}},
+		{name: "forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, prio: early, prefixes: []string{prefixAllow, prefixGuard, prefixFwd}},
 		{name: "input", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, prio: early, prefixes: []string{prefixIn}},
 		{name: "postrouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, prio: nftables.ChainPriorityNATSource, prefixes: []string{prefixNAT}},
 	}
@@ -75,10 +80,13 @@ func chainNetwork(chain string) (prefix, network string, ok bool) {
 
 // netChains returns the chains n wants, with their rules.
 func netChains(n Network) []netChain {
-	cs := []netChain{
-		{name: prefixGuard + n.Name, rules: guardRules(n)},
-		{name: prefixFwd + n.Name, rules: acceptRules(n, true)},
+	var cs []netChain
+	if len(n.AllowFrom) > 0 {
+		cs = append(cs, netChain{name: prefixAllow + n.Name, rules: allowRules(n, true)})
 	}
+	cs = append(cs,
+		netChain{name: prefixGuard + n.Name, rules: guardRules(n)},
+		netChain{name: prefixFwd + n.Name, rules: acceptRules(n, true)})
 	if in := inputRules(n); len(in) > 0 {
 		cs = append(cs, netChain{name: prefixIn + n.Name, rules: in})
 	}
@@ -86,6 +94,22 @@ func netChains(n Network) []netChain {
 		cs = append(cs, netChain{name: prefixNAT + n.Name, rules: natRules(n)})
 	}
 	return cs
+}
+
+// allowRules let the guests of each bridge in AllowFrom open connections to
+// n's guests, and n's guests answer them. In iptables' FORWARD (the shim,
+// inet false) the answers go without a conntrack match, which iptables-nft
+// could not read back: the guards, before it, rejected all but answers.
+func allowRules(n Network, inet bool) []*spec {
+	var rs []*spec
+	for _, from := range n.AllowFrom {
+		back := newSpec(inet).iif(n.Bridge, false).oif(from, false)
+		if inet {
+			back.established()
+		}
+		rs = append(rs, newSpec(inet).iif(from, false).oif(n.Bridge, false).accept(), back.accept())
+	}
+	return rs
 }
 
 // guardRules only reject or return. Into the bridge from elsewhere: nat lets

@@ -121,7 +121,7 @@ type hook struct {
 
 func hooks() []hook {
 	return []hook{
-		{"FORWARD", func(n Network) []*spec { return acceptRules(n, false) }, legacyAccepts},
+		{"FORWARD", func(n Network) []*spec { return append(allowRules(n, false), acceptRules(n, false)...) }, legacyAccepts},
 		{"INPUT", serviceRules, legacyServices},
 	}
 }
@@ -247,10 +247,15 @@ func (f *nft) Forward(n Network) (Forward, error) {
 	return f.legacyView(n, "FORWARD")
 }
 
-// legacyAccepts are acceptRules(n, false) as iptables arguments.
+// legacyAccepts are allowRules(n, false) and acceptRules(n, false) as
+// iptables arguments.
 func legacyAccepts(n Network) [][]string {
 	b, note := n.Bridge, []string{"-m", "comment", "--comment", "kvmnet:" + n.Name, "-j", "ACCEPT"}
-	rs := [][]string{append([]string{"-i", b, "-o", b}, note...)}
+	var rs [][]string
+	for _, from := range n.AllowFrom {
+		rs = append(rs, append([]string{"-i", from, "-o", b}, note...), append([]string{"-i", b, "-o", from}, note...))
+	}
+	rs = append(rs, append([]string{"-i", b, "-o", b}, note...))
 	if n.Mode == NAT {
 		s := n.Subnet().String()
 		rs = append(rs, append([]string{"-d", s, "-o", b}, note...), append([]string{"-s", s, "-i", b}, note...))
