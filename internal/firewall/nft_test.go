@@ -386,3 +386,42 @@ func guestOn(t *testing.T, ns *testns.NS, n Network, addr string) *testns.NS {
 	g.MustRun("ip", "route", "add", "default", "via", n.Gateway.Addr().String())
 	return g
 }
+
+// TestShimNative: beside another nftables table whose forward and input
+// chains drop by policy, Ensure puts kvmnet's accepts first in them (with
+// conntrack-free matches, IPv4 ones behind meta nfproto), and Remove takes
+// them out: the ruleset ends as it began.
+func TestShimNative(t *testing.T) {
+	ns := testns.New(t)
+	ns.MustRun("nft", "add table inet filter; add chain inet filter forward { type filter hook forward priority 0; policy drop; }; "+
+		"add chain inet filter input { type filter hook input priority 0; policy drop; }")
+	before := ruleset(ns)
+	ensure(t, ns, netA)
+	got := ns.MustRun("nft", "-s", "list", "table", "inet", "filter")
+	for _, want := range []string{
+		`iifname "kvmbr0" oifname "kvmbr0" accept comment "kvmnet:a"`,
+		`oifname "kvmbr0" ip daddr 10.10.0.0/24 accept comment "kvmnet:a"`,
+		`iifname "kvmbr0" ip saddr 10.10.0.0/24 accept comment "kvmnet:a"`,
+		`iifname "kvmbr0" udp dport 67 accept comment "kvmnet:a"`,
+		`iifname "kvmbr0" ip daddr 10.10.0.1 tcp dport 53 accept comment "kvmnet:a"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("inet filter lacks %s:\n%s", want, got)
+		}
+	}
+	if m := check(t, ns, netA); len(m) > 0 {
+		t.Errorf("Check: %q", m)
+	}
+	if r := ensure(t, ns, netA); r.Changed {
+		t.Error("second Ensure changed the shim")
+	}
+	var fw Forward
+	run(t, ns, func(f *nft) (err error) { fw, err = f.Forward(netA); return err })
+	if fw.Policy != "DROP" || fw.Jump != 0 || !strings.Contains(fw.Ours, "inet filter forward") {
+		t.Errorf("Forward = %+v, want inet filter forward's DROP with kvmnet's accept first", fw)
+	}
+	remove(t, ns, netA)
+	if got := ruleset(ns); got != before {
+		t.Errorf("ruleset after Remove:\n%s\nwant:\n%s", got, before)
+	}
+}

@@ -82,11 +82,11 @@ func chainNetwork(chain string) (prefix, network string, ok bool) {
 func netChains(n Network) []netChain {
 	var cs []netChain
 	if len(n.AllowFrom) > 0 {
-		cs = append(cs, netChain{name: prefixAllow + n.Name, rules: allowRules(n, true)})
+		cs = append(cs, netChain{name: prefixAllow + n.Name, rules: allowRules(n, true, true)})
 	}
 	cs = append(cs,
 		netChain{name: prefixGuard + n.Name, rules: guardRules(n)},
-		netChain{name: prefixFwd + n.Name, rules: acceptRules(n, true)})
+		netChain{name: prefixFwd + n.Name, rules: acceptRules(n, true, true)})
 	if in := inputRules(n); len(in) > 0 {
 		cs = append(cs, netChain{name: prefixIn + n.Name, rules: in})
 	}
@@ -97,14 +97,14 @@ func netChains(n Network) []netChain {
 }
 
 // allowRules let the guests of each bridge in AllowFrom open connections to
-// n's guests, and n's guests answer them. In iptables' FORWARD (the shim,
-// inet false) the answers go without a conntrack match, which iptables-nft
-// could not read back: the guards, before it, rejected all but answers.
-func allowRules(n Network, inet bool) []*spec {
+// n's guests, and n's guests answer them (ct: only answers). The shim has
+// no conntrack match, which iptables-nft could not read back: the guards,
+// before it, rejected all but answers.
+func allowRules(n Network, inet, ct bool) []*spec {
 	var rs []*spec
 	for _, from := range n.AllowFrom {
 		back := newSpec(inet).iif(n.Bridge, false).oif(from, false)
-		if inet {
+		if ct {
 			back.established()
 		}
 		rs = append(rs, newSpec(inet).iif(from, false).oif(n.Bridge, false).accept(), back.accept())
@@ -131,18 +131,18 @@ func guardRules(n Network) []*spec {
 }
 
 // acceptRules only accept: guest to guest (bridged traffic crosses FORWARD
-// under br_netfilter), and for nat the subnet out and its replies in. The
-// shim in iptables' FORWARD (inet false) has no conntrack match, which
-// iptables-nft could not read back; it needs none, as the guards, evaluated
-// before it, already rejected all but replies going into the bridge.
-func acceptRules(n Network, inet bool) []*spec {
+// under br_netfilter), and for nat the subnet out and its replies in (ct:
+// only replies). The shim has no conntrack match, which iptables-nft could
+// not read back; it needs none, as the guards, evaluated before it, already
+// rejected all but replies going into the bridge.
+func acceptRules(n Network, inet, ct bool) []*spec {
 	b := n.Bridge
 	rs := []*spec{newSpec(inet).iif(b, false).oif(b, false).accept()}
 	if n.Mode != NAT {
 		return rs
 	}
 	in := newSpec(inet).oif(b, false).daddr(n.Subnet(), false)
-	if inet {
+	if ct {
 		in.established()
 	}
 	return append(rs, in.accept(), newSpec(inet).iif(b, false).saddr(n.Subnet(), false).accept())

@@ -17,61 +17,84 @@ import (
 // The shim. A verdict of kvmnet's table is not the last word: a packet it
 // accepts goes on to every other base chain on the hook, and iptables'
 // FORWARD (Docker, ufw and firewalld's iptables backend leave its policy
-// DROP) or INPUT (ufw: DROP) drops it there. No table can overrule another's
-// drop, so when the host's filter FORWARD or INPUT would drop guests, kvmnet
-// puts its accept rules (acceptRules with inet false; serviceRules),
-// commented kvmnet:NAME, first in that chain too. In FORWARD they let by
-// only what kvmnet's own chains accepted: its guards ran before them
-// (priority filter - 1) and rejected the rest. In INPUT they accept DHCP and
-// DNS on the gateway, nothing else of the host.
+// DROP), its INPUT (ufw: DROP), or a forward or input chain of another
+// nftables table (a hand-written `inet filter` with policy drop) drops it
+// there. No table can overrule another's drop, so when such a chain would
+// drop guests, kvmnet puts its accept rules (acceptRules and allowRules
+// without conntrack matches; serviceRules), commented kvmnet:NAME, first in
+// that chain too. In forward they let by only what kvmnet's own chains
+// accepted: its guards, which run at priority filter - 1 and so before
+// iptables' chains, rejected the rest (and against a chain that runs even
+// earlier, an accept there only ends that chain: kvmnet's still rejects). In
+// input they accept DHCP and DNS on the gateway, nothing else of the host.
 //
-// iptables-nft's chains are nf_tables chains, written over netlink in
+// nf_tables chains (iptables-nft's among them) are written over netlink in
 // Ensure's batch. Legacy's are out of netlink's reach, so only there kvmnet
 // execs iptables-legacy; without it in PATH it leaves them be, and doctor's
 // FORWARD check says what is wrong.
 
-// filterChain finds iptables-nft's `ip filter CHAIN` and its rules, nil when none.
-func filterChain(c *nftables.Conn, name string) (*nftables.Chain, []*nftables.Rule, error) {
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list ip chains: %w", err)
-	}
-	for _, ch := range chains {
-		if ch.Table.Name == "filter" && ch.Name == name {
-			rules, err := c.GetRules(ch.Table, ch)
-			if err != nil {
-				return nil, nil, fmt.Errorf("list chain ip filter %s: %w", name, err)
-			}
-			return ch, rules, nil
-		}
-	}
-	return nil, nil, nil
+// foreign is another table's filter base chain on a hook kvmnet uses.
+type foreign struct {
+	ch    *nftables.Chain
+	rules []*nftables.Rule
 }
 
-// nftView reads iptables-nft's CHAIN as it bears on n; ch is nil when there
-// is none.
-func nftView(c *nftables.Conn, n Network, chain string) (Forward, *nftables.Chain, []*nftables.Rule, error) {
-	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim)"}
-	ch, rules, err := filterChain(c, chain)
-	if err != nil || ch == nil {
-		return fw, nil, nil, err
+// label names the chain as nft does: `ip filter FORWARD`.
+func (f foreign) label() string {
+	fam := "ip"
+	if f.ch.Table.Family == nftables.TableFamilyINet {
+		fam = "inet"
 	}
-	if ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
+	return fam + " " + f.ch.Table.Name + " " + f.ch.Name
+}
+
+// inet reports whether the chain is of an inet table, whose IPv4 matches
+// need a `meta nfproto ipv4` first.
+func (f foreign) inet() bool { return f.ch.Table.Family == nftables.TableFamilyINet }
+
+// foreignChains lists the filter base chains on hook h of every ip and inet
+// table but kvmnet's, with their rules: `nft list ruleset`, read for them.
+func foreignChains(c *nftables.Conn, h *nftables.ChainHook) ([]foreign, error) {
+	chains, err := c.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("list nftables chains: %w", err)
+	}
+	var fs []foreign
+	for _, ch := range chains {
+		fam := ch.Table.Family
+		if ch.Hooknum == nil || *ch.Hooknum != *h || ch.Type != nftables.ChainTypeFilter ||
+			(fam != nftables.TableFamilyIPv4 && fam != nftables.TableFamilyINet) ||
+			(fam == nftables.TableFamilyINet && ch.Table.Name == tableName) {
+			continue
+		}
+		rules, err := c.GetRules(ch.Table, ch)
+		if err != nil {
+			return nil, fmt.Errorf("list chain %s: %w", foreign{ch: ch}.label(), err)
+		}
+		fs = append(fs, foreign{ch, rules})
+	}
+	return fs, nil
+}
+
+// nftView reads chain f as it bears on n.
+func nftView(f foreign, n Network) Forward {
+	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim in " + f.label() + ")"}
+	if f.ch.Policy != nil && *f.ch.Policy == nftables.ChainPolicyDrop {
 		fw.Policy = "DROP"
 	}
 	mine := comment(n.Name)
-	for i, r := range rules {
+	for i, r := range f.rules {
 		switch {
 		case bytes.Equal(r.UserData, mine):
 			if fw.Jump < 0 {
 				fw.Jump = i
-				fw.Unhook = fmt.Sprintf("nft delete rule ip filter %s handle %d", chain, r.Handle)
+				fw.Unhook = fmt.Sprintf("nft delete rule %s handle %d", f.label(), r.Handle)
 			}
 		case fw.Blocker < 0 && nftBlocks(r.Exprs, n.Bridge):
-			fw.Blocker, fw.Rule = i, fmt.Sprintf("rule handle %d of ip filter %s (nft -a list chain ip filter %s)", r.Handle, chain, chain)
+			fw.Blocker, fw.Rule = i, fmt.Sprintf("rule handle %d of %s (nft -a list chain %s)", r.Handle, f.label(), f.label())
 		}
 	}
-	return fw, ch, rules, nil
+	return fw
 }
 
 // needed reports whether FORWARD as fw shows it would drop guests.
@@ -110,54 +133,60 @@ func ifnameMatch(data []byte, name string) bool {
 	return strings.HasPrefix(name, string(data))
 }
 
-// hook is one of iptables' filter chains that may stand between guests and
-// what kvmnet's own chains accepted: FORWARD (routed and bridged traffic)
-// and INPUT (DHCP and DNS on the gateway, under an INPUT DROP as ufw sets).
+// hook is a hook whose other chains may stand between guests and what
+// kvmnet's own chains accepted: forward (routed and bridged traffic) and
+// input (DHCP and DNS on the gateway, under an INPUT DROP as ufw sets). chain
+// is iptables' name for it.
 type hook struct {
 	chain  string
-	nft    func(Network) []*spec    // the shim as nf_tables rules of family ip
-	legacy func(Network) [][]string // the same as iptables arguments
+	nf     *nftables.ChainHook
+	nft    func(n Network, inet bool) []*spec // the shim as nf_tables rules
+	legacy func(Network) [][]string           // the same as iptables arguments
 }
 
 func hooks() []hook {
 	return []hook{
-		{"FORWARD", func(n Network) []*spec { return append(allowRules(n, false), acceptRules(n, false)...) }, legacyAccepts},
-		{"INPUT", serviceRules, legacyServices},
+		{"FORWARD", nftables.ChainHookForward, func(n Network, inet bool) []*spec {
+			return append(allowRules(n, inet, false), acceptRules(n, inet, false)...)
+		}, legacyAccepts},
+		{"INPUT", nftables.ChainHookInput, serviceRules, legacyServices},
 	}
 }
 
 // serviceRules are the accepts of inputRules that a host's INPUT policy
 // must not undo: DHCP, and DNS on the gateway.
-func serviceRules(n Network) []*spec {
+func serviceRules(n Network, inet bool) []*spec {
 	if n.Mode == Isolated || !n.Services {
 		return nil
 	}
 	b, gw := n.Bridge, netip.PrefixFrom(n.Gateway.Addr(), 32)
 	return []*spec{
-		newSpec(false).iif(b, false).dport(unix.IPPROTO_UDP, 67).accept(),
-		newSpec(false).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_UDP, 53).accept(),
-		newSpec(false).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_TCP, 53).accept(),
+		newSpec(inet).iif(b, false).dport(unix.IPPROTO_UDP, 67).accept(),
+		newSpec(inet).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_UDP, 53).accept(),
+		newSpec(inet).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_TCP, 53).accept(),
 	}
 }
 
-// shim puts n's accepts first in iptables-nft's FORWARD and INPUT, in
-// Ensure's batch, where those would drop guests. It returns what to do after
-// the batch for legacy iptables, or nil.
+// shim puts n's accepts first in every other table's forward and input
+// chain that would drop guests, in Ensure's batch. It returns what to do
+// after the batch for legacy iptables, or nil.
 func (f *nft) shim(c *nftables.Conn, n Network, p *plan) (func() (bool, error), error) {
 	for _, h := range hooks() {
-		fw, ch, rules, err := nftView(c, n, h.chain)
+		fcs, err := foreignChains(c, h.nf)
 		if err != nil {
 			return nil, err
 		}
-		if ch == nil || !fw.needed() {
-			continue
-		}
-		want := h.nft(n)
-		for i := len(want) - 1; i >= 0; i-- {
-			r := want[i].rule(ch, n.Name)
-			if !hasRule(rules, r) {
-				c.InsertRule(r)
-				p.changed = true
+		for _, fc := range fcs {
+			if !nftView(fc, n).needed() {
+				continue
+			}
+			want := h.nft(n, fc.inet())
+			for i := len(want) - 1; i >= 0; i-- {
+				r := want[i].rule(fc.ch, n.Name)
+				if !hasRule(fc.rules, r) {
+					c.InsertRule(r)
+					p.changed = true
+				}
 			}
 		}
 	}
@@ -172,19 +201,23 @@ func hasRule(rules []*nftables.Rule, r *nftables.Rule) bool {
 	return slices.ContainsFunc(rules, func(h *nftables.Rule) bool { return fingerprint(h.Exprs, h.UserData) == fp })
 }
 
-// unshim deletes n's shim rules from iptables-nft's chains, in Remove's batch.
+// unshim deletes n's shim rules from every other table's forward and input
+// chains, in Remove's batch.
 func (f *nft) unshim(c *nftables.Conn, n Network) (bool, error) {
 	changed := false
 	mine := comment(n.Name)
 	for _, h := range hooks() {
-		_, rules, err := filterChain(c, h.chain)
+		fcs, err := foreignChains(c, h.nf)
 		if err != nil {
 			return false, err
 		}
-		for _, r := range rules {
-			if bytes.Equal(r.UserData, mine) {
+		for _, fc := range fcs {
+			for _, r := range fc.rules {
+				if !bytes.Equal(r.UserData, mine) {
+					continue
+				}
 				if err := c.DelRule(r); err != nil {
-					return false, fmt.Errorf("delete rule of %s from ip filter %s: %w", n.Name, h.chain, err)
+					return false, fmt.Errorf("delete rule of %s from %s: %w", n.Name, fc.label(), err)
 				}
 				changed = true
 			}
@@ -193,20 +226,22 @@ func (f *nft) unshim(c *nftables.Conn, n Network) (bool, error) {
 	return changed, nil
 }
 
-// checkShim lists the shim rules the host's chains need and lack.
+// checkShim lists the shim rules other tables' chains need and lack.
 func (f *nft) checkShim(c *nftables.Conn, n Network) ([]string, error) {
 	var missing []string
 	for _, h := range hooks() {
-		fw, ch, rules, err := nftView(c, n, h.chain)
+		fcs, err := foreignChains(c, h.nf)
 		if err != nil {
 			return nil, err
 		}
-		if ch == nil || !fw.needed() {
-			continue
-		}
-		for _, s := range h.nft(n) {
-			if !hasRule(rules, s.rule(ch, n.Name)) {
-				missing = append(missing, "ip filter "+h.chain+": "+s.text())
+		for _, fc := range fcs {
+			if !nftView(fc, n).needed() {
+				continue
+			}
+			for _, s := range h.nft(n, fc.inet()) {
+				if !hasRule(fc.rules, s.rule(fc.ch, n.Name)) {
+					missing = append(missing, fc.label()+": "+s.text())
+				}
 			}
 		}
 	}
@@ -232,19 +267,45 @@ func (f *nft) checkShim(c *nftables.Conn, n Network) ([]string, error) {
 	return missing, nil
 }
 
-// Forward reads the host's filter FORWARD: iptables-nft's, and legacy's when
-// iptables-nft's does not drop guests and a legacy filter table exists.
+// Forward reads what stands in forwarded traffic's way: the first other
+// table's forward chain that would drop guests (iptables-nft's FORWARD
+// first), else legacy iptables' FORWARD when a legacy filter table exists,
+// else iptables-nft's FORWARD as it is.
 func (f *nft) Forward(n Network) (Forward, error) {
 	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return Forward{}, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
-	fw, _, _, err := nftView(c, n, "FORWARD")
-	if err != nil || fw.needed() || !f.host.legacyFilter() {
-		return fw, err
+	fcs, err := foreignChains(c, nftables.ChainHookForward)
+	if err != nil {
+		return Forward{}, err
 	}
-	return f.legacyView(n, "FORWARD")
+	slices.SortStableFunc(fcs, func(a, b foreign) int {
+		return cmpBool(a.label() != "ip filter FORWARD", b.label() != "ip filter FORWARD")
+	})
+	for _, fc := range fcs {
+		if fw := nftView(fc, n); fw.needed() {
+			return fw, nil
+		}
+	}
+	if f.host.legacyFilter() {
+		return f.legacyView(n, "FORWARD")
+	}
+	if len(fcs) > 0 {
+		return nftView(fcs[0], n), nil
+	}
+	return Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge}, nil
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // legacyAccepts are allowRules(n, false) and acceptRules(n, false) as

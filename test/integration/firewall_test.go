@@ -66,18 +66,24 @@ func (h *host) dockerLike(ipt string) {
 
 // TestGuestsBesideForwardDrop: a guest on a NAT network reaches the outside
 // host through a FORWARD DROP policy that Docker left, in iptables-nft or in
-// iptables-legacy, with each backend that can get past it; the last down
-// leaves iptables-save, iptables-legacy-save and nft's ruleset as they were.
+// iptables-legacy, or that a hand-written nftables table has, with each
+// backend that can get past it; the last down leaves iptables-save,
+// iptables-legacy-save and nft's ruleset as they were.
 func TestGuestsBesideForwardDrop(t *testing.T) {
 	for _, tc := range []struct{ name, fw, ipt string }{
 		{"nftables beside iptables-nft", "nftables", "iptables-nft"},
 		{"nftables beside iptables-legacy", "nftables", "iptables-legacy"},
 		{"auto beside iptables-legacy", "", "iptables-legacy"}, // iptables is iptables-nft here: auto takes nftables
 		{"iptables beside iptables-nft", "iptables", "iptables-nft"},
+		{"nftables beside an inet filter table", "nftables", "nft"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHost(t, tc.fw, "[network.default]\ndhcp = false\ndns = false\n")
-			h.dockerLike(tc.ipt)
+			if tc.ipt == "nft" {
+				h.MustRun("nft", "add table inet filter; add chain inet filter forward { type filter hook forward priority 0; policy drop; }")
+			} else {
+				h.dockerLike(tc.ipt)
+			}
 			h.outside()
 			h.SetLinks(h.Links())
 			rules, legacy, fwd := h.rules(), h.save("iptables-legacy"), h.Sysctl("net.ipv4.ip_forward")
@@ -87,9 +93,9 @@ func TestGuestsBesideForwardDrop(t *testing.T) {
 			}
 			h.mustHelper("kvmnet-natup", "vnet0")
 			if !reaches(g) {
-				t.Errorf("the guest does not reach the outside host:\n%s\n%s", h.save(tc.ipt), h.MustRun("nft", "-s", "list", "ruleset"))
+				t.Errorf("the guest does not reach the outside host:\n%s\n%s", h.IptablesSave(), h.MustRun("nft", "-s", "list", "ruleset"))
 			}
-			if tc.fw != "iptables" {
+			if tc.fw != "iptables" && tc.ipt != "nft" {
 				// The shim is what gets the guest past the DROP, and the next
 				// up puts it back when someone takes it out.
 				shim := []string{"FORWARD", "-s", "192.168.100.0/24", "-i", "br0", "-m", "comment", "--comment", "kvmnet:default", "-j", "ACCEPT"}
