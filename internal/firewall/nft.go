@@ -25,20 +25,40 @@ type live struct {
 	rules  map[string][]*nftables.Rule
 }
 
-// readTable equals `nft list table inet kvmnet`: one dump of the inet chains,
-// and one of each kvmnet chain's rules.
-func readTable(c *nftables.Conn) (live, error) {
+// reader reads nf_tables over one connection, and dumps the chains of all
+// tables once for every question about them.
+type reader struct {
+	c      *nftables.Conn
+	chains []*nftables.Chain
+	read   bool
+}
+
+// allChains equals `nft list chains`.
+func (r *reader) allChains() ([]*nftables.Chain, error) {
+	if !r.read {
+		chains, err := r.c.ListChains()
+		if err != nil {
+			return nil, fmt.Errorf("list nftables chains: %w", err)
+		}
+		r.chains, r.read = chains, true
+	}
+	return r.chains, nil
+}
+
+// readTable equals `nft list table inet kvmnet`: the chains, and one dump of
+// each one's rules.
+func readTable(r *reader) (live, error) {
 	lv := live{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{}}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := r.allChains()
 	if err != nil {
-		return lv, fmt.Errorf("list nftables chains: %w", err)
+		return lv, err
 	}
 	for _, ch := range chains {
-		if ch.Table.Name != tableName {
+		if ch.Table.Family != nftables.TableFamilyINet || ch.Table.Name != tableName {
 			continue
 		}
 		lv.table = true
-		rules, err := c.GetRules(ch.Table, ch)
+		rules, err := r.c.GetRules(ch.Table, ch)
 		if err != nil {
 			return lv, fmt.Errorf("list chain inet %s %s: %w", tableName, ch.Name, err)
 		}
@@ -46,7 +66,7 @@ func readTable(c *nftables.Conn) (live, error) {
 	}
 	if !lv.table {
 		// A table with no chain at all (left by someone) still exists.
-		t, err := c.ListTableOfFamily(tableName, nftables.TableFamilyINet)
+		t, err := r.c.ListTableOfFamily(tableName, nftables.TableFamilyINet)
 		lv.table = err == nil && t != nil
 	}
 	return lv, nil
@@ -136,7 +156,8 @@ func (f *nft) Ensure(n Network) (Result, error) {
 		return Result{}, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
-	lv, err := readTable(c)
+	r := &reader{c: c}
+	lv, err := readTable(r)
 	if err != nil {
 		return Result{}, err
 	}
@@ -175,7 +196,7 @@ func (f *nft) Ensure(n Network) (Result, error) {
 			p.changed = true
 		}
 	}
-	legacy, err := f.shim(c, n, p)
+	legacy, err := f.shim(r, n, p)
 	if err != nil {
 		return Result{}, err
 	}
@@ -234,7 +255,8 @@ func (f *nft) Remove(n Network) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
-	lv, err := readTable(c)
+	r := &reader{c: c}
+	lv, err := readTable(r)
 	if err != nil {
 		return err
 	}
@@ -247,9 +269,9 @@ func (f *nft) Remove(n Network) error {
 		changed = true
 	case lv.table:
 		for _, b := range bases() {
-			for _, r := range lv.rules[b.name] {
-				if bytes.Equal(r.UserData, mine) {
-					if err := c.DelRule(r); err != nil {
+			for _, rule := range lv.rules[b.name] {
+				if bytes.Equal(rule.UserData, mine) {
+					if err := c.DelRule(rule); err != nil {
 						return fmt.Errorf("delete rule of %s: %w", n.Name, err)
 					}
 					changed = true
@@ -264,7 +286,7 @@ func (f *nft) Remove(n Network) error {
 			}
 		}
 	}
-	shimChanged, err := f.unshim(c, n)
+	shimChanged, err := f.unshim(r, n)
 	if err != nil {
 		return err
 	}
@@ -288,7 +310,8 @@ func (f *nft) Check(n Network) ([]string, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
-	lv, err := readTable(c)
+	r := &reader{c: c}
+	lv, err := readTable(r)
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +339,7 @@ func (f *nft) Check(n Network) ([]string, error) {
 			}
 		}
 	}
-	more, err := f.checkShim(c, n)
+	more, err := f.checkShim(r, n)
 	return append(missing, more...), err
 }
 

@@ -54,10 +54,10 @@ func (f foreign) inet() bool { return f.ch.Table.Family == nftables.TableFamilyI
 
 // foreignChains lists the filter base chains on hook h of every ip and inet
 // table but kvmnet's, with their rules: `nft list ruleset`, read for them.
-func foreignChains(c *nftables.Conn, h *nftables.ChainHook) ([]foreign, error) {
-	chains, err := c.ListChains()
+func foreignChains(r *reader, h *nftables.ChainHook) ([]foreign, error) {
+	chains, err := r.allChains()
 	if err != nil {
-		return nil, fmt.Errorf("list nftables chains: %w", err)
+		return nil, err
 	}
 	var fs []foreign
 	for _, ch := range chains {
@@ -67,7 +67,7 @@ func foreignChains(c *nftables.Conn, h *nftables.ChainHook) ([]foreign, error) {
 			(fam == nftables.TableFamilyINet && ch.Table.Name == tableName) {
 			continue
 		}
-		rules, err := c.GetRules(ch.Table, ch)
+		rules, err := r.c.GetRules(ch.Table, ch)
 		if err != nil {
 			return nil, fmt.Errorf("list chain %s: %w", foreign{ch: ch}.label(), err)
 		}
@@ -170,9 +170,9 @@ func serviceRules(n Network, inet bool) []*spec {
 // shim puts n's accepts first in every other table's forward and input
 // chain that would drop guests, in Ensure's batch. It returns what to do
 // after the batch for legacy iptables, or nil.
-func (f *nft) shim(c *nftables.Conn, n Network, p *plan) (func() (bool, error), error) {
+func (f *nft) shim(r *reader, n Network, p *plan) (func() (bool, error), error) {
 	for _, h := range hooks() {
-		fcs, err := foreignChains(c, h.nf)
+		fcs, err := foreignChains(r, h.nf)
 		if err != nil {
 			return nil, err
 		}
@@ -182,9 +182,9 @@ func (f *nft) shim(c *nftables.Conn, n Network, p *plan) (func() (bool, error), 
 			}
 			want := h.nft(n, fc.inet())
 			for i := len(want) - 1; i >= 0; i-- {
-				r := want[i].rule(fc.ch, n.Name)
-				if !hasRule(fc.rules, r) {
-					c.InsertRule(r)
+				rule := want[i].rule(fc.ch, n.Name)
+				if !hasRule(fc.rules, rule) {
+					p.c.InsertRule(rule)
 					p.changed = true
 				}
 			}
@@ -203,20 +203,20 @@ func hasRule(rules []*nftables.Rule, r *nftables.Rule) bool {
 
 // unshim deletes n's shim rules from every other table's forward and input
 // chains, in Remove's batch.
-func (f *nft) unshim(c *nftables.Conn, n Network) (bool, error) {
+func (f *nft) unshim(r *reader, n Network) (bool, error) {
 	changed := false
 	mine := comment(n.Name)
 	for _, h := range hooks() {
-		fcs, err := foreignChains(c, h.nf)
+		fcs, err := foreignChains(r, h.nf)
 		if err != nil {
 			return false, err
 		}
 		for _, fc := range fcs {
-			for _, r := range fc.rules {
-				if !bytes.Equal(r.UserData, mine) {
+			for _, rule := range fc.rules {
+				if !bytes.Equal(rule.UserData, mine) {
 					continue
 				}
-				if err := c.DelRule(r); err != nil {
+				if err := r.c.DelRule(rule); err != nil {
 					return false, fmt.Errorf("delete rule of %s from %s: %w", n.Name, fc.label(), err)
 				}
 				changed = true
@@ -227,10 +227,10 @@ func (f *nft) unshim(c *nftables.Conn, n Network) (bool, error) {
 }
 
 // checkShim lists the shim rules other tables' chains need and lack.
-func (f *nft) checkShim(c *nftables.Conn, n Network) ([]string, error) {
+func (f *nft) checkShim(r *reader, n Network) ([]string, error) {
 	var missing []string
 	for _, h := range hooks() {
-		fcs, err := foreignChains(c, h.nf)
+		fcs, err := foreignChains(r, h.nf)
 		if err != nil {
 			return nil, err
 		}
@@ -277,7 +277,7 @@ func (f *nft) Forward(n Network) (Forward, error) {
 		return Forward{}, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
-	fcs, err := foreignChains(c, nftables.ChainHookForward)
+	fcs, err := foreignChains(&reader{c: c}, nftables.ChainHookForward)
 	if err != nil {
 		return Forward{}, err
 	}
