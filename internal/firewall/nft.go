@@ -137,8 +137,8 @@ func (p *plan) setChain(lv live, ch *nftables.Chain, rules []*nftables.Rule) {
 // network in the table want: n's chains, and the base chains' jumps, which
 // are rebuilt from the networks present, guards first, so that a flushed or
 // reordered base chain heals for all networks at once. The batch also holds
-// the shim in iptables-nft's FORWARD when that would drop guests; a legacy
-// FORWARD's shim needs iptables-legacy, after the batch.
+// the shim (shim.go) in other tables' forward and input chains that would
+// drop guests; legacy iptables' shim needs iptables-legacy, after the batch.
 //
 //	nft -f - <<< 'table inet kvmnet { ... }'
 func (f *nft) Ensure(n Network) (Result, error) {
