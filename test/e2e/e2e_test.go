@@ -282,3 +282,21 @@ func testNATDHCP(t *testing.T, fw string) {
 	}
 	w.checkRestored()
 }
+
+// Zero config on a host with no iptables program at all (the helpers' PATH
+// holds nothing): a booted guest gets a DHCP lease and reaches the outside
+// host, masqueraded, and its exit leaves the host as it was.
+func TestNoIptablesPrograms(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "")
+	w.env = append(w.env, "PATH="+t.TempDir()) // the last PATH wins
+	b := w.boot(guest{Name: "n1", Net: "dhcp", Check: []string{toOutside},
+		Up: w.helper("natup", ""), Down: w.helper("natdown", "")})[0]
+	b.ran(t)
+	if _, ok := b.find("lease"); !ok {
+		b.dump(t)
+		t.Fatal("the guest got no DHCP lease")
+	}
+	masqueraded(t, w, b)
+	w.checkRestored()
+}
