@@ -300,7 +300,7 @@ func (f *nft) Remove(n Network) error {
 
 // Check lists, as `nft` prints them, n's rules that are absent now; a rule
 // present in the wrong place is not reported, though Ensure would rewrite its
-// chain.
+// chain. It reads what `nft list ruleset` shows and changes nothing.
 func (f *nft) Check(n Network) ([]string, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
@@ -343,9 +343,10 @@ func (f *nft) Check(n Network) ([]string, error) {
 	return append(missing, more...), err
 }
 
-// Unchanged reports whether the nf_tables generation still equals gen. It
-// proves nothing when legacy iptables has a filter table, whose changes do
-// not move the generation and may need the shim: then it is false.
+// Unchanged reports whether the nf_tables generation (`nft monitor`'s "new
+// generation N") still equals gen. It proves nothing when legacy iptables
+// has a filter table, whose changes do not move the generation and may need
+// the shim: then it is false.
 func (f *nft) Unchanged(gen uint32) bool {
 	if f.host.legacyFilter() {
 		return false

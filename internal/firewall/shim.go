@@ -170,6 +170,8 @@ func serviceRules(n Network, inet bool) []*spec {
 // shim puts n's accepts first in every other table's forward and input
 // chain that would drop guests, in Ensure's batch. It returns what to do
 // after the batch for legacy iptables, or nil.
+//
+//	nft insert rule ip filter FORWARD iifname "br0" oifname "br0" accept comment "kvmnet:NAME"
 func (f *nft) shim(r *reader, n Network, p *plan) (func() (bool, error), error) {
 	for _, h := range hooks() {
 		fcs, err := foreignChains(r, h.nf)
@@ -203,6 +205,8 @@ func hasRule(rules []*nftables.Rule, r *nftables.Rule) bool {
 
 // unshim deletes n's shim rules from every other table's forward and input
 // chains, in Remove's batch.
+//
+//	nft delete rule ip filter FORWARD handle H
 func (f *nft) unshim(r *reader, n Network) (bool, error) {
 	changed := false
 	mine := comment(n.Name)
