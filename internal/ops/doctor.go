@@ -81,6 +81,17 @@ func (h Host) Diagnose() ([]Finding, error) {
 	return fs, nil
 }
 
+// Firewall names the rule engine a network coming up now gets, and why,
+// e.g. "nftables (auto: no legacy iptables tables)"; networks that are up
+// keep theirs (status shows it).
+func (h Host) Firewall() string {
+	b, why, err := firewall.Choose(firewall.Backend(h.File.Firewall))
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s (%s)", b, why)
+}
+
 // Fix repairs every finding kvmnet owns, each once, and returns what it changed.
 func Fix(fs []Finding) ([]string, error) {
 	var changes []string

@@ -220,6 +220,9 @@ func TestNFTables(t *testing.T) {
 	if got := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"); got != want {
 		t.Errorf("--fix did not restore the table:\n--- want\n%s\n--- got\n%s", want, got)
 	}
+	if out, code := h.doctor(nil); code != 0 || !strings.Contains(out, `firewall: nftables (firewall = "nftables")`) {
+		t.Errorf("healthy doctor does not name the backend: exit %d:\n%s", code, out)
+	}
 	if out, code := h.doctor([]string{"PATH=/nonexistent"}); code != 0 || strings.Contains(out, "iptables is missing") {
 		t.Errorf("doctor without iptables on the nftables backend: exit %d:\n%s", code, out)
 	}
