@@ -49,6 +49,16 @@ func Link(name string) (netlink.Link, error) {
 	return l, nil
 }
 
+// IsTap reports whether l is a tun/tap device, as QEMU and libvirt make a VM's port.
+func IsTap(l netlink.Link) bool {
+	_, ok := l.(*netlink.Tuntap)
+	return ok
+}
+
+// Made reports whether br carries the alias Create gives a bridge: it was
+// made by kvmnet, in the same netlink message that set the alias.
+func Made(br *netlink.Bridge) bool { return br.Attrs().Alias == Alias }
+
 // Find returns the bridge called name, or nil when no link has that name.
 // A link of that name that is not a bridge is an error wrapping ErrNotBridge.
 func Find(name string) (*netlink.Bridge, error) {
@@ -161,6 +171,17 @@ func Detach(port netlink.Link, br *netlink.Bridge) error {
 	return nil
 }
 
+// SetMTU sets a link's MTU. Set on a bridge, it also stops the kernel from
+// lowering the bridge's MTU to that of its smallest port.
+//
+//	ip link set NAME mtu MTU
+func SetMTU(l netlink.Link, mtu int) error {
+	if err := netlink.LinkSetMTU(l, mtu); err != nil {
+		return fmt.Errorf("set %s mtu %d: %w", l.Attrs().Name, mtu, err)
+	}
+	return nil
+}
+
 // Ports lists the bridge's ports. It dumps every link of the namespace, so
 // the helpers call it only on a network's last down, never per VM.
 //
@@ -194,6 +215,28 @@ func HasAddress(l netlink.Link, gw netip.Prefix) (bool, error) {
 	}
 	return false, nil
 }
+
+// Addresses lists the link's IPv4 addresses and its IPv6 addresses other
+// than link-local ones (which every link that is up has).
+//
+//	ip addr show dev NAME scope global
+func Addresses(l netlink.Link) ([]netip.Prefix, error) {
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// Name returns the name of the link with the given index, or "link N" when
+// there is none.
+func Name(index int) string { return linkName(index) }
 
 // AddAddress gives the link gw.
 //

@@ -85,6 +85,13 @@ func (d Dir) Lock(name string) (*Lock, error) {
 func (l *Lock) Unlock() { l.f.Close() }
 
 // Network records what kvmnet set up for one network, and whether it owns each part.
+//
+// It is a journal: an up sets a part's flag and writes the record, naming the
+// change in Doing, before it makes the change, so a flag means "kvmnet made
+// this, or was about to". The lock is an flock, free once a helper dies, so a
+// record read under it with Doing set is an up that was killed halfway: the
+// next up finishes it, and a down, gc or `kvmnet down` undoes every flagged
+// part, each undo being harmless for a part that was never made.
 type Network struct {
 	Name        string       `json:"name"`
 	Bridge      string       `json:"bridge"`
@@ -98,6 +105,20 @@ type Network struct {
 	Services    bool         `json:"services"`            // the DHCP/DNS daemon runs
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
 	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
+	Doing       string       `json:"doing,omitempty"`     // the change an up was making when it wrote the record
+
+	// HostQuiet: kvmnet set the bridge's arp_ignore and disable_ipv6, so that
+	// the host answers no ARP or NDP on an isolated bridge. On a bridge kvmnet
+	// did not make, the values it found are kept to be put back.
+	HostQuiet        bool   `json:"host_quiet,omitempty"`
+	SavedArpIgnore   string `json:"saved_arp_ignore,omitempty"`
+	SavedDisableIPv6 string `json:"saved_disable_ipv6,omitempty"`
+}
+
+// Owns reports whether the record names anything kvmnet made (or was about
+// to make) that a teardown must undo.
+func (n Network) Owns() bool {
+	return n.MadeBridge || n.MadeAddress || n.Forwarding || n.Rules || n.Services || n.HostQuiet
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }
