@@ -3,6 +3,7 @@
 package bridge
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -55,9 +56,12 @@ func IsTap(l netlink.Link) bool {
 	return ok
 }
 
-// Made reports whether br carries the alias Create gives a bridge: it was
-// made by kvmnet, in the same netlink message that set the alias.
-func Made(br *netlink.Bridge) bool { return br.Attrs().Alias == Alias }
+// Made reports whether br carries the MAC Create gives a bridge of its name,
+// which the netlink message that makes the bridge sets (the kernel applies
+// no alias given at creation, so the alias, set after, cannot tell).
+func Made(br *netlink.Bridge) bool {
+	return bytes.Equal(br.Attrs().HardwareAddr, MAC(br.Attrs().Name))
+}
 
 // Find returns the bridge called name, or nil when no link has that name.
 // A link of that name that is not a bridge is an error wrapping ErrNotBridge.
@@ -80,8 +84,8 @@ func Find(name string) (*netlink.Bridge, error) {
 // STP off and forward delay 0 (a guest's first DHCP request is not lost to a
 // listening port), and mtu when not zero.
 //
-//	ip link add NAME address MAC [mtu MTU] type bridge stp_state 0 forward_delay 0
-//	ip link set NAME alias kvmnet up
+//	ip link add NAME address MAC [mtu MTU] up type bridge stp_state 0 forward_delay 0
+//	ip link set NAME alias kvmnet
 func Create(name string, mtu int) (*netlink.Bridge, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
@@ -89,7 +93,6 @@ func Create(name string, mtu int) (*netlink.Bridge, error) {
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, MAC(name)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(Alias)))
 	if mtu > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
 	}
@@ -106,7 +109,14 @@ func Create(name string, mtu int) (*netlink.Bridge, error) {
 	if err == nil && br == nil {
 		err = fmt.Errorf("bridge %s: %w after creating it", name, ErrNoLink)
 	}
-	return br, err
+	if err != nil {
+		return nil, err
+	}
+	if err := netlink.LinkSetAlias(br, Alias); err != nil {
+		return br, fmt.Errorf("set alias of %s: %w", name, err)
+	}
+	br.Attrs().Alias = Alias
+	return br, nil
 }
 
 // Delete removes the bridge; its ports fall off it. A bridge already gone is not an error.

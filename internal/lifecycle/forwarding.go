@@ -111,8 +111,14 @@ func updateForwarding(d state.Dir, change func(*forwarding) (act func() error, a
 		return err
 	}
 	act, actFirst, err := change(&f)
-	if err != nil || act == nil {
+	if err != nil {
 		return err
+	}
+	if act == nil {
+		if !f.TurnedOn && len(f.Users) == 0 { // a killed helper's half-written record may be left
+			return removeForwardingRecord(d)
+		}
+		return nil
 	}
 	if actFirst {
 		if err := act(); err != nil {

@@ -276,12 +276,12 @@ func (u *upCall) bridge() (outcome, error) {
 	if err := u.intend("make bridge " + u.n.Bridge); err != nil {
 		return unchanged, err
 	}
-	if u.br, err = bridge.Create(u.n.Bridge, u.n.MTU); err != nil {
+	if u.br, err = bridge.Create(u.n.Bridge, u.n.MTU); u.br == nil {
 		u.rec.MadeBridge = false
 		return unchanged, err
 	}
 	u.rec.BridgeIndex = u.br.Index
-	return changed, nil
+	return changed, err
 }
 
 // adopt checks a bridge kvmnet did not make before a network first uses it.

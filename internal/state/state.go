@@ -166,12 +166,16 @@ func (d Dir) RemoveFile(name string) error {
 }
 
 // Remove deletes the record of a network and every other file of it (port
-// list, daemon files) but its lock, which a waiting helper may hold open.
+// list, daemon files, and half-written copies a killed helper left: the
+// daemon's start as ".NAME.*.tmp…") but its lock, which a waiting helper may
+// hold open.
 func (d Dir) Remove(name string) error {
 	files, err := filepath.Glob(filepath.Join(d.Path, name+".*"))
 	if err != nil {
 		return fmt.Errorf("remove state: %w", err)
 	}
+	temps, _ := filepath.Glob(filepath.Join(d.Path, "."+name+".*"))
+	files = append(files, temps...)
 	for _, f := range files {
 		if strings.HasSuffix(f, ".lock") {
 			continue
