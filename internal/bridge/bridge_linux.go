@@ -150,7 +150,8 @@ func Up(l netlink.Link) error {
 }
 
 // Attach makes port a port of br: it takes the bridge's MTU first (a port with
-// a smaller MTU would lower the bridge's for every guest), then joins it and comes up.
+// a smaller MTU would lower the bridge's for every guest), then joins it and
+// comes up. A port the bridge refuses gets its MTU back.
 //
 //	ip link set PORT mtu $(BRIDGE's mtu) master BRIDGE up
 func Attach(port netlink.Link, br *netlink.Bridge) error {
@@ -162,6 +163,9 @@ func Attach(port netlink.Link, br *netlink.Bridge) error {
 	}
 	if a.MasterIndex != br.Index {
 		if err := netlink.LinkSetMasterByIndex(port, br.Index); err != nil {
+			if a.MTU != br.MTU { // a port the bridge refuses keeps its own MTU
+				_ = netlink.LinkSetMTU(port, a.MTU)
+			}
 			return fmt.Errorf("attach %s to %s: %w", a.Name, br.Name, err)
 		}
 	}

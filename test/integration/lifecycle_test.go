@@ -63,11 +63,22 @@ func TestAdminBridgeKept(t *testing.T) {
 	h.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1")
 	rules := h.IptablesSave()
 	tap := h.taps("vnet", 1)[0]
-	h.mustHelper("kvmnet-natup", tap)
-	if h.Master(tap) != "br0" {
-		t.Fatal("tap not on the admin's br0")
+	stderr, err := h.helper("kvmnet-natup", tap)
+	if err != nil || h.Master(tap) != "br0" {
+		t.Fatalf("tap not on the admin's br0: %v %s", err, stderr)
 	}
-	h.mustHelper("kvmnet-natdown", tap)
+	// ip_forward was on, and stays as it was: no change to report.
+	if strings.Contains(stderr, "ip_forward") {
+		t.Errorf("natup reports a change of ip_forward it did not make: %s", stderr)
+	}
+	// A down of a port kvmnet did not attach leaves it where it is.
+	h.mustHelper("kvmnet-natdown", "eth1")
+	if h.Master("eth1") != "br0" || h.Master(tap) != "br0" {
+		t.Fatalf("natdown eth1 moved a port: eth1 on %q, %s on %q", h.Master("eth1"), tap, h.Master(tap))
+	}
+	if stderr, err = h.helper("kvmnet-natdown", tap); err != nil || strings.Contains(stderr, "ip_forward") {
+		t.Errorf("natdown: %v, reports a change of ip_forward it did not make: %s", err, stderr)
+	}
 	h.MustRun("ip", "link", "del", tap)
 	if h.Master("eth1") != "br0" {
 		t.Error("the admin's port left br0")
