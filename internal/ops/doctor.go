@@ -176,6 +176,11 @@ func (c *netCheck) findings() []Finding {
 			Evidence: "ip link show " + c.rec.Bridge + ": no such device", Fix: "kvmnet doctor --fix makes it again"})}
 	}
 	fs := c.overlap(c.br.Index)
+	if config.Mode(c.rec.Mode) == config.Bridged {
+		// The bridge and its LAN are the admin's: kvmnet has no rules
+		// there, and its STP is theirs to choose.
+		return append(append(fs, c.mtu()...), c.macs()...)
+	}
 	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs()} {
 		fs = append(fs, f...)
 	}
@@ -330,27 +335,43 @@ func (c *netCheck) stp() []Finding {
 	return []Finding{f}
 }
 
-// mtu: a tap with another MTU than its bridge drops the guest's full-size frames.
+// mtu: a tap with another MTU than its bridge drops the guest's full-size
+// frames. The MTU to repair to is the network's configured one on a bridge
+// kvmnet made (a smaller port drags the bridge's down with it, and following
+// the bridge would shrink every tap to that), else the bridge's.
 func (c *netCheck) mtu() []Finding {
 	ports, err := bridge.Ports(c.br)
 	if err != nil {
 		return nil
 	}
-	recorded, _ := c.h.Dir.PortNames(c.name)
+	want := c.br.MTU
 	var fs []Finding
+	if c.confE == nil && c.conf.MTU > 0 && c.rec.MadeBridge && c.conf.MTU != c.br.MTU {
+		want = c.conf.MTU
+		br := c.br
+		fs = append(fs, Finding{Network: c.name,
+			Problem:  fmt.Sprintf("bridge %s's MTU is not the configured %d: a port with a smaller MTU lowered it", br.Name, want),
+			Evidence: fmt.Sprintf("%s mtu %d, %s says mtu = %d", br.Name, br.MTU, c.h.File.Path, want),
+			Fix:      fmt.Sprintf("kvmnet doctor --fix sets it back (ip link set %s mtu %d)", br.Name, want),
+			key:      "mtu " + br.Name,
+			repair: func() ([]string, error) {
+				return []string{fmt.Sprintf("set %s mtu %d", br.Name, want)}, bridge.SetMTU(br, want)
+			}})
+	}
+	recorded, _ := c.h.Dir.PortNames(c.name)
 	for _, p := range ports {
 		a := p.Attrs()
-		if a.MTU == c.br.MTU {
+		if a.MTU == want {
 			continue
 		}
 		f := Finding{Network: c.name, Problem: fmt.Sprintf("port %s's MTU differs from its bridge's: large frames are dropped", a.Name),
-			Evidence: fmt.Sprintf("%s mtu %d, %s mtu %d", a.Name, a.MTU, c.br.Name, c.br.MTU),
-			Fix:      fmt.Sprintf("ip link set %s mtu %d", a.Name, c.br.MTU)}
+			Evidence: fmt.Sprintf("%s mtu %d, %s mtu %d", a.Name, a.MTU, c.br.Name, want),
+			Fix:      fmt.Sprintf("ip link set %s mtu %d", a.Name, want)}
 		if slices.Contains(recorded, a.Name) {
-			port, br := p, c.br
-			f.Fix = "kvmnet doctor --fix gives the tap kvmnet attached its bridge's MTU"
+			port := p
+			f.Fix = fmt.Sprintf("kvmnet doctor --fix gives the tap kvmnet attached the MTU %d", want)
 			f.key, f.repair = "mtu "+a.Name, func() ([]string, error) {
-				return []string{fmt.Sprintf("set %s mtu %d", port.Attrs().Name, br.MTU)}, bridge.Attach(port, br)
+				return []string{fmt.Sprintf("set %s mtu %d", port.Attrs().Name, want)}, bridge.SetMTU(port, want)
 			}
 		}
 		fs = append(fs, f)

@@ -53,8 +53,11 @@ func (h *host) fix() {
 }
 
 // upHost is a host with the default network up and taps vnet0, vnet1 on it.
-func upHost(t *testing.T) *host {
-	h := newHost(t, "")
+func upHost(t *testing.T) *host { return upHostWith(t, "") }
+
+// upHostWith is upHost with a configuration file.
+func upHostWith(t *testing.T, config string) *host {
+	h := newHost(t, config)
 	h.taps("vnet0", "vnet1")
 	h.helper("kvmnet-natup", "vnet0")
 	h.helper("kvmnet-natup", "vnet1")
@@ -135,6 +138,20 @@ func TestDoctor(t *testing.T) {
 		h.MustRun("ip", "link", "set", "vnet0", "mtu", "1400")
 		h.expectFinding("problem", "MTU differs from its bridge's", 1)
 		h.fix()
+	})
+	t.Run("jumbo-mtu", func(t *testing.T) {
+		// A port with a smaller MTU drags the bridge down with it; --fix
+		// puts the bridge and kvmnet's taps back at the configured MTU
+		// rather than shrink them to the smaller one.
+		h := upHostWith(t, "[network.default]\nmtu = 9000\n")
+		h.MustRun("ip", "link", "set", "vnet0", "mtu", "1500")
+		h.expectFinding("problem", "MTU", 1)
+		h.fix()
+		for _, l := range []string{"br0", "vnet0", "vnet1"} {
+			if out := h.MustRun("ip", "link", "show", l); !strings.Contains(out, "mtu 9000") {
+				t.Errorf("after --fix: %s", out)
+			}
+		}
 	})
 	t.Run("same-mac", func(t *testing.T) {
 		h := upHost(t)
