@@ -140,3 +140,24 @@ func (h *host) doing() string {
 	}
 	return strings.ReplaceAll(rec.Doing, " ", "_")
 }
+
+// recordInode returns the inode of the default network's record: every write
+// of it is a rename of a new file.
+func (h *host) recordInode() uint64 {
+	var ino uint64
+	if err := h.Do(func() error {
+		d, err := state.Open()
+		if err != nil {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(d.File("default", ".json"), &st); err != nil {
+			return err
+		}
+		ino = st.Ino
+		return nil
+	}); err != nil {
+		h.T.Fatal(err)
+	}
+	return ino
+}

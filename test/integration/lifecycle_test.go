@@ -33,8 +33,12 @@ func TestNATLifecycle(t *testing.T) {
 	if !strings.Contains(first, "-A DOCKER-USER -j RETURN") {
 		t.Errorf("Docker's rules went missing:\n%s", first)
 	}
+	record := h.recordInode()
 	for _, tap := range taps[1:] {
 		h.mustHelper("kvmnet-natup", tap)
+	}
+	if h.recordInode() != record {
+		t.Error("a warm up rewrote the network's record")
 	}
 	if got := h.IptablesSave(); got != first {
 		t.Errorf("more ups changed the rules:\n--- after one\n%s\n--- after three\n%s", first, got)
