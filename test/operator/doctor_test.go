@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -99,6 +100,11 @@ func TestDoctor(t *testing.T) {
 		h := upHost(t)
 		pid := h.status().Networks[0].Services.PID
 		h.MustRun("kill", "-9", itoa(pid))
+		// SIGKILL is delivered at once, but the process is torn down after.
+		testhost.WaitFor(t, func() bool {
+			b, err := os.ReadFile("/proc/" + itoa(pid) + "/cmdline")
+			return err != nil || len(b) == 0
+		}, &testhost.Buffer{})
 		h.expectFinding("problem", "DHCP/DNS daemon is not running", 1)
 		h.fix()
 		if s := h.status().Networks[0].Services; !s.Running || s.PID == pid {
