@@ -237,3 +237,26 @@ func TestEmptyEnvironment(t *testing.T) {
 		t.Error("network left after the down")
 	}
 }
+
+// TestHandPortKeepsNetwork: on a bridge kvmnet made, a port someone attached
+// by hand keeps the whole network up past its last VM, and is never detached
+// by a down; `kvmnet down --force` takes the network down, the port with it.
+func TestHandPortKeepsNetwork(t *testing.T) {
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	tap := h.taps("vnet", 1)[0]
+	h.mustHelper("kvmnet-natup", tap)
+	h.MustRun("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
+	h.MustRun("ip", "link", "set", "eth1", "master", "br0")
+	h.mustHelper("kvmnet-natdown", tap)
+	if h.Master("eth1") != "br0" || h.kvmnetRules() == 0 {
+		t.Fatal("the last VM's down took the network, or the hand-attached port, away")
+	}
+	h.operator("down", "default", "--force")
+	if h.Exists("br0") || h.Master("eth1") != "" {
+		t.Error("kvmnet down --force left the bridge, or eth1 on it")
+	}
+	h.MustRun("ip", "link", "del", "eth1")
+	h.MustRun("ip", "link", "del", tap)
+	h.AssertClean(rules, fwd)
+}
