@@ -171,6 +171,10 @@ func (c *netCheck) findings() []Finding {
 	if !c.up {
 		return c.overlap(0)
 	}
+	if c.rec.Doing != "" {
+		// What follows would only list the parts it did not get to.
+		return []Finding{c.interrupted()}
+	}
 	if c.br == nil {
 		return []Finding{c.heal(Finding{Problem: "bridge " + c.rec.Bridge + " is gone",
 			Evidence: "ip link show " + c.rec.Bridge + ": no such device", Fix: "kvmnet doctor --fix makes it again"})}
@@ -185,6 +189,28 @@ func (c *netCheck) findings() []Finding {
 		fs = append(fs, f...)
 	}
 	return fs
+}
+
+// interrupted: a helper was killed while it set the network up. Its record
+// names what it made or was about to; the repair undoes all of it when no VM
+// uses the network, as gc would, and else finishes it, as the next up would.
+func (c *netCheck) interrupted() Finding {
+	n, confE := c.conf, c.confE
+	return Finding{Network: c.name, Problem: "an up was killed halfway: the network is half made",
+		Evidence: fmt.Sprintf("%s: the up was about to %s", c.h.Dir.File(c.name, ".json"), c.rec.Doing),
+		Fix:      "kvmnet doctor --fix (or kvmnet gc) undoes it when no VM uses the network, else finishes it",
+		key:      "heal " + c.name,
+		repair: func() ([]string, error) {
+			res, gone, err := lifecycle.Reclaim(c.h.Dir, c.name)
+			if gone || err != nil {
+				return res.Changes, err
+			}
+			if confE != nil {
+				return nil, fmt.Errorf("finish %s: %w", c.name, confE)
+			}
+			res, err = lifecycle.Heal(c.h.Dir, n)
+			return res.Changes, err
+		}}
 }
 
 // heal attaches the repair of what kvmnet set up for the network: the

@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
@@ -158,6 +160,30 @@ func TestDoctor(t *testing.T) {
 				t.Errorf("after --fix: %s", out)
 			}
 		}
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		// The record of an up killed before it installed the rules, as
+		// TestKilledColdUp makes them: doctor names it, --fix undoes it.
+		h := newHost(t, "")
+		rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+		h.must("up", "default")
+		h.MustRun("iptables", "-t", "nat", "-F")
+		if err := h.Do(func() error {
+			d, err := state.Open()
+			if err != nil {
+				return err
+			}
+			rec, _, err := d.Load("default")
+			rec.Pinned, rec.Doing, rec.RulesGen = false, "install rules for default", 0
+			return errors.Join(err, d.Save(rec))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		h.expectFinding("problem", "an up was killed halfway", 1)
+		if out, code := h.doctor(nil, "--fix"); code != 0 {
+			t.Fatalf("doctor --fix: exit %d:\n%s", code, out)
+		}
+		h.AssertClean(rules, fwd)
 	})
 	t.Run("same-mac", func(t *testing.T) {
 		h := upHost(t)
