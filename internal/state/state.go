@@ -176,13 +176,19 @@ func (d Dir) Remove(name string) error {
 	}
 	temps, _ := filepath.Glob(filepath.Join(d.Path, "."+name+".*"))
 	files = append(files, temps...)
+	// The record goes last: a remove cut short leaves it, and with it the
+	// network for gc to find and finish.
+	record := d.file(name, ".json")
 	for _, f := range files {
-		if strings.HasSuffix(f, ".lock") {
+		if strings.HasSuffix(f, ".lock") || f == record {
 			continue
 		}
 		if err := os.RemoveAll(f); err != nil {
 			return fmt.Errorf("remove state: %w", err)
 		}
+	}
+	if err := os.Remove(record); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove state: %w", err)
 	}
 	return nil
 }

@@ -58,16 +58,7 @@ func TestKilledColdUp(t *testing.T) {
 		// daemon's start take most of a cold up.
 		delay := whole * time.Duration(i*i) / (kills * kills) * 5 / 4
 		h.MustRun("ip", "tuntap", "add", "vk0", "mode", "tap")
-		cmd := h.Cmd("env", "KVMNET_CONFIG="+h.Config, h.Program("kvmnet-natup"), "vk0")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(delay)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
-		// What the killed helper had started goes on: a daemon, an
-		// iptables-restore. As in life, the next run comes after the latter ends.
-		h.waitForExecs()
+		h.killAfter(delay, "kvmnet-natup", "vk0")
 		doing := h.doing()
 		seen[doing]++
 		h.MustRun("ip", "link", "del", "vk0") // QEMU, refusing to start, deletes its tap
@@ -87,6 +78,61 @@ func TestKilledColdUp(t *testing.T) {
 	}
 	sort.Strings(where)
 	t.Logf("cold up %s; killed %d times, records left: %s", whole, kills, strings.Join(where, " "))
+}
+
+// TestKilledLastDown: the last VM's down killed at any point (it tears down
+// side by side: daemon, rules, ip_forward, bridge) leaves the record until
+// its end, so that gc, `kvmnet down` or the next up and down finish it.
+func TestKilledLastDown(t *testing.T) {
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	h.MustRun("ip", "tuntap", "add", "vk0", "mode", "tap")
+	h.mustHelper("kvmnet-natup", "vk0")
+	start := time.Now()
+	h.mustHelper("kvmnet-natdown", "vk0")
+	whole := time.Since(start)
+	recoveries := []struct {
+		name string
+		run  func()
+	}{
+		{"gc", func() { h.operator("gc") }},
+		{"kvmnet down", func() { h.operator("down", "default") }},
+		{"up and down", func() {
+			h.MustRun("ip", "tuntap", "add", "vk1", "mode", "tap")
+			h.mustHelper("kvmnet-natup", "vk1")
+			h.mustHelper("kvmnet-natdown", "vk1")
+			h.MustRun("ip", "link", "del", "vk1")
+		}},
+	}
+	const kills = 24
+	for i := range kills {
+		delay := whole * time.Duration(i) / kills * 5 / 4
+		h.mustHelper("kvmnet-natup", "vk0")
+		h.killAfter(delay, "kvmnet-natdown", "vk0")
+		h.MustRun("ip", "link", "del", "vk0") // QEMU exits, its tap with it
+		r := recoveries[i%len(recoveries)]
+		r.run()
+		h.AssertClean(rules, fwd)
+		if t.Failed() {
+			t.Fatalf("natdown killed after %s of %s; %s did not clean up", delay, whole, r.name)
+		}
+		h.MustRun("ip", "tuntap", "add", "vk0", "mode", "tap")
+	}
+}
+
+// killAfter runs a helper as QEMU does and sends it SIGKILL after delay.
+// What the killed helper had started goes on (a daemon, an
+// iptables-restore); as in life, the next run comes after the latter ends.
+func (h *host) killAfter(delay time.Duration, prog, tap string) {
+	h.T.Helper()
+	cmd := h.Cmd("env", "KVMNET_CONFIG="+h.Config, h.Program(prog), tap)
+	if err := cmd.Start(); err != nil {
+		h.T.Fatal(err)
+	}
+	time.Sleep(delay)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	h.waitForExecs()
 }
 
 // operator runs the operator tool and fails the test unless it exits 0.
