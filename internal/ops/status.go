@@ -195,7 +195,7 @@ func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus 
 	if br != nil {
 		ns.Ports = h.ports(rec, br, fail)
 	}
-	if up {
+	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(rec, fw, fwErr, fail)
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
@@ -398,7 +398,7 @@ func forwardCell(f ForwardStatus, on bool) string {
 
 func rulesCell(n NetworkStatus) string {
 	switch {
-	case !n.Up:
+	case !n.Up || config.Mode(n.Mode) == config.Bridged:
 		return "-"
 	case !n.Rules.Checked:
 		return "unknown"

@@ -17,9 +17,12 @@ func TestBridgedOperator(t *testing.T) {
 	h.taps("vnet0")
 	h.helper("kvmnet-ifup@lan", "vnet0")
 	for _, s := range h.status().Networks {
-		if s.Name == "lan" && (!s.Up || s.Mode != "bridged" || s.Services.Running || s.Bridge.Owned) {
+		if s.Name == "lan" && (!s.Up || s.Mode != "bridged" || s.Services.Running || s.Bridge.Owned || len(s.Rules.Missing) > 0) {
 			t.Errorf("status of a bridged network: %+v", s)
 		}
+	}
+	if out := h.must("status"); strings.Contains(out, "MISSING") {
+		t.Errorf("status of a bridged network:\n%s", out)
 	}
 	if out, code := h.doctor(nil); code != 0 || !strings.Contains(out, "healthy") {
 		t.Errorf("doctor on a bridged network: exit %d:\n%s", code, out)
