@@ -140,7 +140,7 @@ func current(n config.Net, rec state.Network, ok bool) (state.Network, error) {
 
 // ownsBridge reports whether br is the bridge rec says kvmnet made: the one
 // it recorded, or, when an up was killed before it could record the new
-// bridge's index, one carrying kvmnet's alias.
+// bridge's index, one carrying the MAC kvmnet derives from its name.
 func ownsBridge(rec state.Network, br *netlink.Bridge) bool {
 	if !rec.MadeBridge || br == nil {
 		return false
@@ -303,8 +303,12 @@ func (u *upCall) adopt(br *netlink.Bridge) error {
 		return err
 	}
 	for _, p := range ports {
-		if ours, err := u.d.HasPort(u.n.Name, p.Attrs().Name); err != nil || !ours {
-			return errors.Join(err, fmt.Errorf("bridge %s has a port kvmnet did not attach, %s: an isolated network would cut it off; for guests on that bridge's LAN use mode = \"bridged\"", br.Name, p.Attrs().Name))
+		ours, err := u.d.HasPort(u.n.Name, p.Attrs().Name)
+		if err != nil {
+			return err
+		}
+		if !ours {
+			return fmt.Errorf("bridge %s has a port kvmnet did not attach, %s: an isolated network would cut it off; for guests on that bridge's LAN use mode = \"bridged\"", br.Name, p.Attrs().Name)
 		}
 	}
 	return nil
@@ -313,79 +317,6 @@ func (u *upCall) adopt(br *netlink.Bridge) error {
 func (u *upCall) unbridge() error {
 	u.rec.MadeBridge = false
 	return bridge.Delete(u.n.Bridge)
-}
-
-// quietSettings make the host answer no ARP and no NDP on an isolated
-// bridge: it has no address there, but would answer for its others (e.g.
-// its uplink's), which guests must not see.
-var quietSettings = []struct{ family, key, value string }{
-	{"ipv4", "arp_ignore", "8"},
-	{"ipv6", "disable_ipv6", "1"},
-}
-
-// quiet sets quietSettings on the bridge. On a bridge kvmnet made they go
-// with it; on another, the values found are recorded first, and the last
-// down puts them back.
-func (u *upCall) quiet() (outcome, error) {
-	if u.rec.HostQuiet && !u.recovering {
-		return unchanged, nil
-	}
-	old := make([]string, len(quietSettings))
-	differ := false
-	for i, s := range quietSettings {
-		v, ok, err := bridge.ReadConf(s.family, u.n.Bridge, s.key)
-		if err != nil {
-			return unchanged, err
-		}
-		old[i] = v
-		differ = differ || ok && v != s.value
-	}
-	if !differ {
-		u.rec.HostQuiet = u.rec.HostQuiet || u.rec.MadeBridge
-		return unchanged, nil
-	}
-	if !u.rec.MadeBridge {
-		if !u.rec.HostQuiet {
-			u.rec.SavedArpIgnore, u.rec.SavedDisableIPv6 = old[0], old[1]
-		}
-		u.rec.HostQuiet = true
-		if err := u.intend("quiet the host on " + u.n.Bridge); err != nil {
-			return unchanged, err
-		}
-	}
-	u.rec.HostQuiet = true
-	for i, s := range quietSettings {
-		if old[i] != "" && old[i] != s.value {
-			if err := bridge.WriteConf(s.family, u.n.Bridge, s.key, s.value); err != nil {
-				return changed, err
-			}
-		}
-	}
-	return changed, nil
-}
-
-func (u *upCall) unquiet() error {
-	err := restoreQuiet(u.rec)
-	forgetQuiet(&u.rec)
-	return err
-}
-
-// restoreQuiet puts back the settings quiet changed on a bridge kvmnet did not make.
-func restoreQuiet(rec state.Network) error {
-	if !rec.HostQuiet || rec.MadeBridge {
-		return nil
-	}
-	var errs []error
-	for i, v := range []string{rec.SavedArpIgnore, rec.SavedDisableIPv6} {
-		if v != "" {
-			errs = append(errs, bridge.WriteConf(quietSettings[i].family, rec.Bridge, quietSettings[i].key, v))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func forgetQuiet(rec *state.Network) {
-	rec.HostQuiet, rec.SavedArpIgnore, rec.SavedDisableIPv6 = false, "", ""
 }
 
 func (u *upCall) address() (outcome, error) {
