@@ -22,7 +22,8 @@ var ErrNotBridge = errors.New("not a bridge")
 var ErrNoLink = errors.New("no such link")
 
 // Alias marks a bridge kvmnet made (`ip link show` prints it), so that an
-// operator, and kvmnet's gc, can tell it from one an admin made.
+// operator can tell it from one an admin made; kvmnet itself goes by the
+// bridge's MAC (Made), which is set in the message that makes the bridge.
 const Alias = "kvmnet"
 
 // MAC derives a stable, locally administered unicast address from a bridge's
