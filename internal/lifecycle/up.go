@@ -59,7 +59,8 @@ func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	u := &upCall{d: d, n: n, rec: rec, disk: disk, existed: existed, fresh: !existed, recovering: disk.Doing != ""}
+	u := &upCall{d: d, n: n, rec: rec, disk: disk, existed: existed, fresh: !existed,
+		recovering: disk.Doing != "" || kind == healUp} // doctor --fix checks every part too
 	if kind == vmUp {
 		if u.tap, err = findTap(tapName, n); err != nil {
 			return Result{}, err
@@ -162,7 +163,7 @@ type upCall struct {
 	disk       state.Network // the record as it is in the state directory
 	existed    bool          // there was a record when the up began
 	fresh      bool          // there was no record when the up began: this up begins the network
-	recovering bool          // the record is of an up that was killed: check every part, trust no shortcut
+	recovering bool          // an up was killed, or doctor --fix asks: check every part, trust no shortcut
 
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
@@ -379,7 +380,7 @@ func (u *upCall) rules() (outcome, error) {
 	if err != nil {
 		return unchanged, err
 	}
-	if u.rec.Rules && u.rec.RulesGen != 0 && fw.Unchanged(u.rec.RulesGen) {
+	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && fw.Unchanged(u.rec.RulesGen) {
 		return unchanged, nil
 	}
 	began := !u.rec.Rules

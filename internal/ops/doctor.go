@@ -185,7 +185,7 @@ func (c *netCheck) findings() []Finding {
 		// there, and its STP is theirs to choose.
 		return append(append(fs, c.mtu()...), c.macs()...)
 	}
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs()} {
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs()} {
 		fs = append(fs, f...)
 	}
 	return fs
@@ -272,6 +272,28 @@ func (c *netCheck) address() []Finding {
 	return []Finding{c.heal(Finding{Problem: "the gateway address is missing: guests get no DHCP, DNS or route",
 		Evidence: fmt.Sprintf("ip -4 addr show dev %s has no %s", c.br.Name, c.rec.Gateway),
 		Fix:      "kvmnet doctor --fix adds it"})}
+}
+
+// quiet: on an isolated network's bridge the host must answer no ARP or NDP
+// for its addresses on other links.
+func (c *netCheck) quiet() []Finding {
+	if config.Mode(c.rec.Mode) != config.Isolated {
+		return nil
+	}
+	var fs []Finding
+	for _, s := range []struct{ family, key, want, what string }{
+		{"ipv4", "arp_ignore", "8", "answers ARP"},
+		{"ipv6", "disable_ipv6", "1", "speaks IPv6"},
+	} {
+		v, ok, err := bridge.ReadConf(s.family, c.br.Name, s.key)
+		if err != nil || !ok || v == s.want {
+			continue
+		}
+		fs = append(fs, c.heal(Finding{Problem: "the host " + s.what + " on the isolated bridge " + c.br.Name + " for its addresses on other links",
+			Evidence: fmt.Sprintf("net.%s.conf.%s.%s = %s", s.family, c.br.Name, s.key, v),
+			Fix:      fmt.Sprintf("kvmnet doctor --fix sets it to %s", s.want)}))
+	}
+	return fs
 }
 
 func (c *netCheck) rules() []Finding {

@@ -185,6 +185,17 @@ func TestDoctor(t *testing.T) {
 		}
 		h.AssertClean(rules, fwd)
 	})
+	t.Run("isolated-arp", func(t *testing.T) {
+		h := newHost(t, "[network.iso]\nmode = \"isolated\"\n")
+		h.taps("vnet0")
+		h.helper("kvmnet-ifup@iso", "vnet0")
+		h.MustRun("sysctl", "-qw", "net.ipv4.conf.iso.arp_ignore=0")
+		h.expectFinding("problem", "answers ARP on the isolated bridge iso", 1)
+		h.fix()
+		if v := h.Sysctl("net.ipv4.conf.iso.arp_ignore"); v != "8" {
+			t.Errorf("--fix left arp_ignore = %s", v)
+		}
+	})
 	t.Run("same-mac", func(t *testing.T) {
 		h := upHost(t)
 		// libvirt gives a tap its guest's MAC with fe: first.
