@@ -48,7 +48,7 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	}
 	// A pinned network (`kvmnet up`) stays up without VMs until `kvmnet down`.
 	if err := d.DelPort(n.Name, tapName); err != nil || !ok || rec.Pinned {
-		return Result{Changes: changes}, err
+		return Result{Changes: changes}, errors.Join(err, forgetUnrecorded(d, n.Name, ok))
 	}
 	last, err := lastUser(d, rec, br)
 	if err != nil || !last {

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -203,6 +204,24 @@ func (d Dir) Networks() ([]string, error) {
 	for _, p := range m {
 		name := strings.TrimSuffix(filepath.Base(p), ".json")
 		if CheckName(name) == nil { // other state files carry a second dot
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+// HalfWritten lists the networks that have a half-written record and no
+// record: a helper was killed while it wrote its first. Nothing was changed
+// for them yet (the record comes first), but the file is left to remove.
+func (d Dir) HalfWritten() ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(d.Path, "*.json.tmp*"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range m {
+		name, _, _ := strings.Cut(filepath.Base(p), ".json.tmp")
+		if _, err := os.Lstat(d.file(name, ".json")); CheckName(name) == nil && errors.Is(err, fs.ErrNotExist) && !slices.Contains(names, name) {
 			names = append(names, name)
 		}
 	}

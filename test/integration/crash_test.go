@@ -207,3 +207,28 @@ func (h *host) recordInode() uint64 {
 	}
 	return ino
 }
+
+// TestHalfWrittenRecord: a helper killed while it wrote a network's first
+// record leaves only the half-written file (nothing is changed before the
+// record is written); gc, `kvmnet down` and a down remove it.
+func TestHalfWrittenRecord(t *testing.T) {
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	for _, clean := range []func(){
+		func() { h.operator("gc") },
+		func() { h.operator("down", "default") },
+		func() { h.mustHelper("kvmnet-natdown", "vk0") },
+	} {
+		if err := h.Do(func() error {
+			d, err := state.Open()
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(d.File("default", ".json.tmp4242"), []byte(`{"name":"def`), 0o644)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		clean()
+		h.AssertClean(rules, fwd)
+	}
+}
