@@ -265,7 +265,14 @@ func (u *upCall) bridge() (outcome, error) {
 		return unchanged, err
 	}
 	if br != nil {
-		if !ownsBridge(u.rec, br) && br.Index != u.rec.BridgeIndex {
+		switch {
+		case ownsBridge(u.rec, br) || br.Index == u.rec.BridgeIndex:
+		case bridge.Made(br):
+			// kvmnet made it, and a helper killed before it recorded
+			// anything (one older than the journal) lost the record: it is
+			// still kvmnet's to delete, never someone else's.
+			u.rec.MadeBridge = true
+		default:
 			if err := u.adopt(br); err != nil {
 				return unchanged, err
 			}

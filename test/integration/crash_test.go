@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
@@ -231,4 +232,17 @@ func TestHalfWrittenRecord(t *testing.T) {
 		clean()
 		h.AssertClean(rules, fwd)
 	}
+}
+
+// TestUnrecordedKvmnetBridge: a bridge kvmnet made (its MAC says so) whose
+// record was lost is kvmnet's, not an admin's: the last down deletes it.
+func TestUnrecordedKvmnetBridge(t *testing.T) {
+	h := newHost(t, "")
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	h.MustRun("ip", "link", "add", "br0", "address", bridge.MAC("br0").String(), "type", "bridge")
+	tap := h.taps("vnet", 1)[0]
+	h.mustHelper("kvmnet-natup", tap)
+	h.mustHelper("kvmnet-natdown", tap)
+	h.MustRun("ip", "link", "del", tap)
+	h.AssertClean(rules, fwd)
 }
