@@ -32,6 +32,12 @@ func TestBridgedOperator(t *testing.T) {
 	if h.Master("eth1") != "br-lan" {
 		t.Error("gc took the admin's port off br-lan")
 	}
+	// Pinned by `kvmnet up`, as at boot: still nothing but a record.
+	h.must("up", "lan")
+	if got := h.IptablesSave(); got != rules || h.Master("eth1") != "br-lan" {
+		t.Errorf("kvmnet up of a bridged network changed the host:\n%s", got)
+	}
+	h.must("down", "lan")
 	h.SetLinks(links)
 	h.AssertClean(rules, fwd)
 }
