@@ -218,9 +218,10 @@ func (d Dir) HalfWritten() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	hidden, _ := filepath.Glob(filepath.Join(d.Path, ".*.json.tmp*")) // os.CreateTemp-style names
 	var names []string
-	for _, p := range m {
-		name, _, _ := strings.Cut(filepath.Base(p), ".json.tmp")
+	for _, p := range append(m, hidden...) {
+		name, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(p), "."), ".json.tmp")
 		if _, err := os.Lstat(d.file(name, ".json")); CheckName(name) == nil && errors.Is(err, fs.ErrNotExist) && !slices.Contains(names, name) {
 			names = append(names, name)
 		}
