@@ -51,9 +51,9 @@ func natNetwork(n Network) nat.Network {
 	case NAT:
 		m = nat.NAT
 	}
-	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services}
+	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom}
 	if n.Gateway.IsValid() {
-		nn.Subnet = n.Gateway.Masked()
+		nn.Subnet, nn.Gateway = n.Gateway.Masked(), n.Gateway.Addr()
 	}
 	return nn
 }
