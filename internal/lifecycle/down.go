@@ -113,14 +113,22 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	if rec.Forwarding {
 		parts = append(parts, part{"release ip_forward", func() error { return releaseForwarding(d, rec.Name) }})
 	}
+	if rec.Forwarding6 {
+		parts = append(parts, part{"release IPv6 forwarding", func() error { return releaseForwarding6(d, rec.Name) }})
+	}
 	if rec.MadeVXLAN {
 		parts = append(parts, part{"delete vxlan " + rec.VXLAN, func() error { return deleteOverlay(rec) }})
 	}
 	if br, err := bridge.Find(rec.Bridge); err == nil && br != nil && br.Index == rec.BridgeIndex {
 		if rec.MadeBridge {
 			parts = append(parts, part{"delete bridge " + rec.Bridge, func() error { return bridge.Delete(rec.Bridge) }})
-		} else if rec.MadeAddress {
-			parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway, rec.Bridge), func() error { return bridge.DelAddress(br, rec.Gateway) }})
+		} else {
+			if rec.MadeAddress {
+				parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway, rec.Bridge), func() error { return bridge.DelAddress(br, rec.Gateway) }})
+			}
+			if rec.MadeAddress6 {
+				parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway6, rec.Bridge), func() error { return bridge.DelAddress(br, rec.Gateway6) }})
+			}
 		}
 	}
 	fns := make([]func() error, len(parts))

@@ -116,9 +116,13 @@ func current(d state.Dir, n config.Net) (state.Network, error) {
 	if err != nil {
 		return rec, err
 	}
-	fresh := state.Network{Name: n.Name, Bridge: n.Bridge, Mode: string(n.Mode), Gateway: n.Gateway}
+	fresh := state.Network{Name: n.Name, Bridge: n.Bridge, Mode: string(n.Mode), Gateway: n.Gateway, Gateway6: n.Gateway6}
 	if !ok {
 		return fresh, nil
+	}
+	if rec.Gateway6 != n.Gateway6 {
+		return rec, fmt.Errorf("network %s is up with address6 %s, asked for %s: %w (take its VMs down or run `kvmnet down %s` first)",
+			n.Name, gwString(rec.Gateway6), gwString(n.Gateway6), ErrConflict, n.Name)
 	}
 	if rec.Bridge != n.Bridge || rec.Mode != string(n.Mode) || rec.Gateway != n.Gateway {
 		return rec, fmt.Errorf("network %s is up as %s on %s %s, asked for %s on %s %s: %w (take its VMs down or run `kvmnet down %s` first)",
@@ -132,11 +136,11 @@ func current(d state.Dir, n config.Net) (state.Network, error) {
 	case br == nil:
 		// Someone deleted the bridge: its address went with it, and the up
 		// that follows makes both again.
-		rec.MadeAddress = false
+		rec.MadeAddress, rec.MadeAddress6 = false, false
 		rec.BridgeIndex = 0
 	case br.Index != rec.BridgeIndex:
 		// Someone deleted the bridge and made another of that name: it is theirs.
-		rec.MadeBridge, rec.MadeAddress = false, false
+		rec.MadeBridge, rec.MadeAddress, rec.MadeAddress6 = false, false, false
 		rec.BridgeIndex = br.Index
 	}
 	return rec, nil
@@ -166,8 +170,14 @@ func (u *upCall) steps() []step {
 	if u.n.Mode.Routed() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress})
 	}
+	if u.n.Mode.Routed() && u.n.Gateway6.IsValid() {
+		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway6, br), do: u.address6, undo: u.unaddress6})
+	}
 	if u.n.Mode == config.NAT {
 		steps = append(steps, step{name: "turn on ip_forward", do: u.forwarding, undo: u.unforwarding})
+	}
+	if u.n.Mode == config.NAT && u.n.Gateway6.IsValid() {
+		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
 	// The daemon starts before the rules and is waited for after them: a
 	// cold network pays for the two side by side, not one after the other.

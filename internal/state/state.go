@@ -134,6 +134,11 @@ type Network struct {
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
 	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
 
+	// IPv6 (address6), when the network has it.
+	Gateway6     netip.Prefix `json:"gateway6,omitzero"`
+	MadeAddress6 bool         `json:"made_address6,omitempty"` // kvmnet added the IPv6 gateway address
+	Forwarding6  bool         `json:"forwarding6,omitempty"`   // this network holds a use of IPv6 forwarding
+
 	// The VXLAN link of a network that spans hypervisors, a port of its bridge.
 	VXLAN      string `json:"vxlan,omitempty"`       // its name
 	VXLANIndex int    `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
