@@ -39,6 +39,8 @@ type Server struct {
 	dns  *dnsd
 	dnsL *dnsListeners
 
+	ra *raSender // router advertisements, when the network has IPv6
+
 	flush chan struct{}
 	// leaseLock is the flock on the lease file's lock file, held until exit.
 	leaseLock *os.File
@@ -105,6 +107,11 @@ func (s *Server) open() error {
 			return err
 		}
 		s.dhcp.setProber(s.arp)
+	}
+	if s.cfg.Gateway6.IsValid() {
+		if s.ra, err = newRASender(s.cfg, s.log); err != nil {
+			return err
+		}
 	}
 	if s.cfg.DNS {
 		ups, err := s.upstreams()
@@ -232,12 +239,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.dns != nil {
 		run(s.serveDNS)
 	}
+	if s.ra != nil {
+		run(s.ra.serve)
+	}
 	if s.watch {
 		run(s.watchBridge)
 	}
 	// The logger names the network already (see daemon).
 	s.log.Info("netsvc serving", "bridge", s.cfg.Bridge,
-		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS)
+		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS, "ra", s.ra != nil)
 	<-ctx.Done()
 	s.close()
 	wg.Wait()
@@ -260,6 +270,9 @@ func (s *Server) close() {
 	}
 	if s.arp != nil {
 		s.arp.close()
+	}
+	if s.ra != nil {
+		s.ra.close()
 	}
 	if s.dnsL != nil {
 		s.dnsL.udp.Close()
