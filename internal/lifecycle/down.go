@@ -166,6 +166,9 @@ func natNetwork(rec state.Network, services bool) nat.Network {
 	if rec.Gateway.IsValid() {
 		n.Subnet, n.Gateway = rec.Gateway.Masked(), rec.Gateway.Addr()
 	}
+	if rec.Gateway6.IsValid() && n.Mode != nat.Isolated {
+		n.Subnet6, n.Gateway6 = rec.Gateway6.Masked(), rec.Gateway6.Addr()
+	}
 	return n
 }
 
