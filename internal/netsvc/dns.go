@@ -37,22 +37,22 @@ type exchangeFunc func(ctx context.Context, m *dns.Msg, proto, upstream string) 
 // dnsd answers guest names from the pool and forwards the rest. It answers
 // only sources inside the network's subnet: it must never be an open resolver.
 type dnsd struct {
-	prefix    netip.Prefix
-	prefix6   netip.Prefix // the IPv6 prefix, when the network has one
+	prefix  netip.Prefix
+	prefix6 netip.Prefix // the IPv6 prefix, when the network has one
 	// neighbours returns the addresses in a prefix that a MAC holds on the
 	// bridge (see neighbours6); nil: none known.
 	neighbours func(netip.Prefix, net.HardwareAddr) []netip.Addr
-	domain    string // lowercase, no dots at the ends
-	revZone   string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
-	pool      *pool
-	upstreams []string
-	exchange  exchangeFunc
-	log       *slog.Logger
-	now       func() time.Time
-	failures  throttle // of "no upstream answered"
-	loops     throttle // of "forwarding loop"
-	busy      throttle // of "too many forwards in flight"
-	cache     *dnsCache
+	domain     string // lowercase, no dots at the ends
+	revZone    string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
+	pool       *pool
+	upstreams  []string
+	exchange   exchangeFunc
+	log        *slog.Logger
+	now        func() time.Time
+	failures   throttle // of "no upstream answered"
+	loops      throttle // of "forwarding loop"
+	busy       throttle // of "too many forwards in flight"
+	cache      *dnsCache
 	// inflight bounds the forwards waiting for an upstream: a loop or a flood
 	// must not grow goroutines and sockets without bound.
 	inflight chan struct{}
