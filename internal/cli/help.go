@@ -65,7 +65,9 @@ made it ("made") or found it ("found"); the gateway address; ip_forward; how man
 of kvmnet's rules are missing; the DHCP/DNS daemon and its leases; each port,
 whether kvmnet attached it for a VM, and its MTU and MAC; and a network's VXLAN
 overlay: its link, VNI, port, MTU and peers, each "heard" when a guest's frame
-came from it in the last 5 minutes, else "silent".
+came from it in the last 5 minutes, else "silent"; and a network's IPv6 side
+(address6): its address, whether its daemon sends router advertisements, and
+IPv6 forwarding.
 
   --json   print the same as JSON, schema 1 (stable: fields are only ever added):
            {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
@@ -78,6 +80,8 @@ came from it in the last 5 minutes, else "silent".
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
               "vxlan":{"device","exists","owned","vni","port","mtu",
                        "peers":[{"address","flood","heard"}]},   (only with an overlay)
+              "ipv6":{"address":{"prefix","present","owned"},"ra",
+                      "forwarding":{"needed","held"},"forwarding_on"},  (only with address6)
               "errors":[…]}]}
 `
 

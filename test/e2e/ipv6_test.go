@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -102,7 +103,7 @@ func TestNATIPv6(t *testing.T) {
 	before6 := w.snap6()
 	toFar := "tcp:" + farIP6 + ":80"
 	var mu sync.Mutex
-	var aaaa, during6 string
+	var aaaa, during6, status string
 	b := w.boot(guest{
 		Name: "g6", Net: "dhcp", Hold: 4,
 		Check: []string{"addr6:" + prefix6, toFar, toOutside},
@@ -112,8 +113,9 @@ func TestNATIPv6(t *testing.T) {
 				return
 			}
 			out, _, _ := w.host.Run("dig", "+short", "+time=2", "@"+gateway6, "g6.kvm", "AAAA")
+			st, _ := w.run(filepath.Join(binDir, "kvmnet"), "status")
 			mu.Lock()
-			aaaa, during6 = strings.TrimSpace(out), w.host.Sysctl("net.ipv6.conf.all.forwarding")
+			aaaa, during6, status = strings.TrimSpace(out), w.host.Sysctl("net.ipv6.conf.all.forwarding"), st
 			mu.Unlock()
 		},
 	})[0]
@@ -134,6 +136,9 @@ func TestNATIPv6(t *testing.T) {
 	mu.Lock()
 	if a, err := netip.ParseAddr(aaaa); err != nil || netip.MustParsePrefix(slaac).Addr() != a {
 		t.Errorf("dig AAAA g6.kvm @%s: %q, want the guest's SLAAC address %s", gateway6, aaaa, slaac)
+	}
+	if !regexp.MustCompile(`(?m)^IPV6 +ADDRESS6 +RA +FORWARD6\ndefault +` + gateway6 + `/64 \(made\) +on +on$`).MatchString(status) {
+		t.Errorf("kvmnet status while the guest ran does not show the IPv6 side:\n%s", status)
 	}
 	if during6 != "1" {
 		t.Errorf("IPv6 forwarding was %q while the guest ran, want 1", during6)
