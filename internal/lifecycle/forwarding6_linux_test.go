@@ -129,3 +129,31 @@ func startRadvd(t *testing.T, ns *testns.NS, radvd string) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 }
+
+// TestAddress6OverlapRefused: an address6 prefix that a route of the host
+// already covers is refused at up, naming the interface, and nothing is left made.
+func TestAddress6OverlapRefused(t *testing.T) {
+	h := testhost.New(t, "", "")
+	h.MustRun("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+	h.MustRun("ip", "link", "set", "lan0", "up")
+	h.MustRun("ip", "-6", "route", "add", "fd00:66::/48", "dev", "lan0")
+	h.SetLinks(h.Links())
+	rules := h.IptablesSave()
+	n := natNet6(t)
+	var err error
+	_ = h.Do(func() error {
+		d, derr := state.Open()
+		if derr != nil {
+			return derr
+		}
+		_, err = Pin(d, n)
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "add fd00:66::1/64 to v6: subnet fd00:66::/64 overlaps route fd00:66::/48 via lan0") {
+		t.Fatalf("Pin: %v, want the overlap with lan0's route", err)
+	}
+	h.AssertClean(rules, "0")
+	if got := h.Sysctl("net.ipv6.conf.all.forwarding"); got != "0" {
+		t.Errorf("IPv6 forwarding = %s after a refused up", got)
+	}
+}
