@@ -87,7 +87,8 @@ IPv6 forwarding.
 
 const doctorHelp = `Prints one line per finding: the problem, the evidence and the fix. Checks:
 iptables missing; firewalld running in this namespace; per network that is up:
-ip_forward off (NAT), the gateway address gone, kvmnet's rules missing, the
+ip_forward off (NAT), the gateway address gone, with address6 the IPv6 gateway
+address gone or IPv6 forwarding off (NAT), kvmnet's rules missing, the
 DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
 bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes
 first), STP with a forward delay, a port whose MTU differs from its bridge's,
