@@ -62,12 +62,12 @@ func upperFirst(s string) string {
 const statusHelp = `For each network (configured in the file, the built-in default, or up now):
 its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
-of kvmnet's rules are missing; the DHCP/DNS daemon and its leases; each port,
-whether kvmnet attached it for a VM, and its MTU and MAC; and a network's VXLAN
-overlay: its link, VNI, port, MTU and peers, each "heard" when a guest's frame
-came from it in the last 5 minutes, else "silent"; and a network's IPv6 side
-(address6): its address, whether its daemon sends router advertisements, and
-IPv6 forwarding.
+of kvmnet's rules are missing, and their backend (nftables or iptables); the
+DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
+and its MTU and MAC; and a network's VXLAN overlay: its link, VNI, port, MTU and
+peers, each "heard" when a guest's frame came from it in the last 5 minutes,
+else "silent"; and a network's IPv6 side (address6): its address, whether its
+daemon sends router advertisements, and IPv6 forwarding.
 
   --json   print the same as JSON, schema 1 (stable: fields are only ever added):
            {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
@@ -75,7 +75,7 @@ IPv6 forwarding.
               "bridge":{"name","exists","owned","mtu","stp","forward_delay_ms"},
               "address":{"prefix","present","owned"},
               "forwarding":{"needed","held"},
-              "rules":{"checked","owned","missing":[…]},
+              "rules":{"checked","owned","missing":[…],"firewall"},
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
               "vxlan":{"device","exists","owned","vni","port","mtu",
@@ -86,7 +86,7 @@ IPv6 forwarding.
 `
 
 const doctorHelp = `Prints one line per finding: the problem, the evidence and the fix. Checks:
-iptables missing; firewalld running in this namespace; per network that is up:
+iptables missing (when the iptables backend is in use or picked); firewalld running in this namespace; per network that is up:
 ip_forward off (NAT), the gateway address gone, with address6 the IPv6 gateway
 address gone or IPv6 forwarding off (NAT), kvmnet's rules missing, the
 DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's

@@ -38,6 +38,7 @@ type Net struct {
 	Hosts     []Host
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
+	Firewall  Firewall // the file's top-level choice; "" is auto
 }
 
 // Subnet is the network's prefix, e.g. 192.168.100.0/24; invalid for Isolated.
@@ -73,7 +74,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		n = &Network{Name: name}
 	}
-	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts}
+	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
 	if r.Mode == "" {
 		r.Mode = mode
 	}

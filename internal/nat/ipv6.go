@@ -32,7 +32,7 @@ func (f *Firewall) six() (*Firewall, error) {
 		name string
 		path *string
 	}{{"ip6tables", &g.iptables}, {"ip6tables-save", &g.save}, {"ip6tables-restore", &g.restore}} {
-		p, err := findTool(f.dirs, b.name)
+		p, err := FindTool(f.dirs, b.name)
 		if err != nil {
 			return nil, fmt.Errorf("%s missing beside %s: %w", b.name, f.iptables, err)
 		}
