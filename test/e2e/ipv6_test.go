@@ -96,9 +96,11 @@ func (w *world) snap6() snapshot6 {
 // masqueraded behind the hypervisor's uplink address; DHCPv4 works beside it;
 // the forwarder answers the guest's name with its SLAAC address (AAAA); and
 // after the guest is gone, IPv6 forwarding, ip6tables, links and routes are as before.
-func TestNATIPv6(t *testing.T) {
+func TestNATIPv6(t *testing.T) { matrix(t, testNATIPv6) }
+
+func testNATIPv6(t *testing.T, fw string) {
 	t.Parallel()
-	w := newWorld(t, "[network.default]\naddress6 = \""+gateway6+"/64\"\n")
+	w := newWorld(t, fwConf(fw)+"[network.default]\naddress6 = \""+gateway6+"/64\"\n")
 	w.addIPv6(t)
 	before6 := w.snap6()
 	toFar := "tcp:" + farIP6 + ":80"
