@@ -70,7 +70,11 @@ func (u *upCall) forwarding6() (bool, error) {
 			return false, err
 		}
 	}
-	changed, err := acquireForwarding6(u.d, u.n.Name, u.n.Bridge)
+	own := ""
+	if u.rec.MadeBridge {
+		own = u.n.Bridge
+	}
+	changed, err := acquireForwarding6(u.d, u.n.Name, own)
 	if err != nil {
 		return false, err
 	}
@@ -86,7 +90,8 @@ func (u *upCall) unforwarding6() error {
 // acquireForwarding6 registers network as a user of IPv6 forwarding and, if
 // it is off, raises accept_ra 1 to 2 where the host takes RAs and turns it on
 // (net.ipv6.conf.all.forwarding=1), remembering both. bridge is the
-// network's own, which is left as it is, like every other kvmnet network's.
+// network's own when kvmnet made it ("" otherwise), which is left as it is,
+// like every other bridge kvmnet made.
 func acquireForwarding6(d state.Dir, network, bridge string) (bool, error) {
 	return updateForwarding6(d, func(f *forwarding6) (bool, error) {
 		on, err := Forwarding6()
@@ -138,16 +143,21 @@ func releaseForwarding6(d state.Dir, network string) error {
 	return err
 }
 
-// kvmnetBridges are the bridges of the networks kvmnet has up, and bridge:
-// RAs arriving there come from guests, which must not route the host.
+// kvmnetBridges are the bridges kvmnet made for the networks it has up, and
+// bridge: RAs arriving there come from guests, which must not route the
+// host. A bridge an admin made (an uplink bridge named in a network) is the
+// host's own and keeps taking RAs like any other interface.
 func kvmnetBridges(d state.Dir, bridge string) (map[string]bool, error) {
-	skip := map[string]bool{bridge: true, "lo": true}
+	skip := map[string]bool{"lo": true}
+	if bridge != "" {
+		skip[bridge] = true
+	}
 	names, err := d.Networks()
 	if err != nil {
 		return nil, fmt.Errorf("list networks: %w", err)
 	}
 	for _, name := range names {
-		if rec, ok, err := d.Load(name); err == nil && ok {
+		if rec, ok, err := d.Load(name); err == nil && ok && rec.MadeBridge {
 			skip[rec.Bridge] = true
 		}
 	}
@@ -190,6 +200,8 @@ func raiseAcceptRA(skip map[string]bool) ([]raSwitched, error) {
 
 // restoreAcceptRA puts accept_ra back to 1 where kvmnet raised it and it is
 // still 2 on the same link: a link gone, renamed or set otherwise since is not kvmnet's to touch.
+//
+//	sysctl -w net.ipv6.conf.IF.accept_ra=1
 func restoreAcceptRA(switched []raSwitched) error {
 	var errs []error
 	for _, s := range switched {

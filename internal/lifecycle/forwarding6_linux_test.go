@@ -157,3 +157,44 @@ func TestAddress6OverlapRefused(t *testing.T) {
 		t.Errorf("IPv6 forwarding = %s after a refused up", got)
 	}
 }
+
+// TestForwarding6AdminBridgeTakesRAs: a bridge an admin made and named in a
+// network (an uplink bridge) is the host's own: kvmnet raises its accept_ra
+// like any interface's, and leaves those of the bridges it made at 1.
+func TestForwarding6AdminBridgeTakesRAs(t *testing.T) {
+	h := testhost.New(t, "", "")
+	h.MustRun("ip", "link", "add", "lanbr", "type", "bridge")
+	h.MustRun("ip", "link", "set", "lanbr", "up")
+	f, err := config.Parse("k.toml", []byte("[network.lan]\nbridge = \"lanbr\"\nmode = \"isolated\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan, err := f.Network("lan", config.Isolated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := natNet6(t)
+	inNS(t, h, func(d state.Dir) error {
+		if _, err := Pin(d, lan); err != nil {
+			return err
+		}
+		_, err := Pin(d, n)
+		return err
+	})
+	if got := h.Sysctl("net.ipv6.conf.lanbr.accept_ra"); got != "2" {
+		t.Errorf("the admin's bridge: accept_ra = %s, want 2", got)
+	}
+	if got := h.Sysctl("net.ipv6.conf." + n.Bridge + ".accept_ra"); got != "1" {
+		t.Errorf("kvmnet's bridge: accept_ra = %s, want 1", got)
+	}
+	inNS(t, h, func(d state.Dir) error {
+		if _, err := Release(d, n.Name, false); err != nil {
+			return err
+		}
+		_, err := Release(d, lan.Name, false)
+		return err
+	})
+	if got := h.Sysctl("net.ipv6.conf.lanbr.accept_ra"); got != "1" {
+		t.Errorf("the admin's bridge after down: accept_ra = %s, want 1", got)
+	}
+}
