@@ -151,3 +151,35 @@ func testNATIPv6(t *testing.T, fw string) {
 		t.Errorf("IPv6 state not restored:\nbefore: %s\nafter:  %s", fmt.Sprintf("%+v", before6), fmt.Sprintf("%+v", after))
 	}
 }
+
+// TestHostOnlyIPv6: a guest on a host-only network with address6 gets a
+// SLAAC address from kvmnet's RAs but no IPv6 default route (router
+// lifetime 0, as DHCP gives it no router), reaches its IPv6 gateway (echo,
+// after neighbour discovery through kvmnet's INPUT rules), and not the
+// IPv6-only outside host; afterwards the IPv6 state is as before.
+func TestHostOnlyIPv6(t *testing.T) { matrix(t, testHostOnlyIPv6) }
+
+func testHostOnlyIPv6(t *testing.T, fw string) {
+	t.Parallel()
+	w := newWorld(t, fwConf(fw)+"[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\naddress6 = \"fd00:77::1/64\"\n")
+	w.addIPv6(t)
+	before6 := w.snap6()
+	b := w.boot(guest{
+		Name: "h6", Net: "dhcp",
+		Check: []string{"addr6:fd00:77::", "ping:fd00:77::1"},
+		Try:   []string{"tcp:" + farIP6 + ":80"},
+		Up:    w.helper("natup", "lab"), Down: w.helper("natdown", "lab"),
+	})[0]
+	b.ran(t)
+	addr := b.reached(t, "addr6:fd00:77::")
+	slaac, gw, _ := strings.Cut(addr, " gw=")
+	if p, err := netip.ParsePrefix(slaac); err != nil || !netip.MustParsePrefix("fd00:77::/64").Contains(p.Addr()) || gw != "none" {
+		t.Errorf("host-only guest's IPv6: %q, want a SLAAC address in fd00:77::/64 and no default route", addr)
+	}
+	b.reached(t, "ping:fd00:77::1")
+	b.blocked(t, "tcp:"+farIP6+":80")
+	w.checkRestored()
+	if after := w.snap6(); after != before6 {
+		t.Errorf("IPv6 state not restored:\nbefore: %+v\nafter:  %+v", before6, after)
+	}
+}
