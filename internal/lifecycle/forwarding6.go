@@ -63,84 +63,111 @@ func writeSysctl(path, v string) error {
 
 func acceptRAPath(ifname string) string { return "/proc/sys/net/ipv6/conf/" + ifname + "/accept_ra" }
 
-// forwarding6 holds a use of IPv6 forwarding for a NAT network with address6.
-func (u *upCall) forwarding6() (bool, error) {
-	if u.rec.Forwarding6 {
+// forwarding6 holds a use of IPv6 forwarding for a NAT network with
+// address6, as forwarding does of ip_forward. Only turning it on is reported.
+func (u *upCall) forwarding6() (outcome, error) {
+	if u.rec.Forwarding6 && !u.recovering {
 		if on, err := Forwarding6(); err != nil || on {
-			return false, err
+			return unchanged, err
+		}
+	}
+	if !u.rec.Forwarding6 {
+		u.rec.Forwarding6 = true
+		if err := u.intend("take IPv6 forwarding"); err != nil {
+			return unchanged, err
 		}
 	}
 	own := ""
 	if u.rec.MadeBridge {
 		own = u.n.Bridge
 	}
-	changed, err := acquireForwarding6(u.d, u.n.Name, own)
-	if err != nil {
-		return false, err
+	turnedOn, err := acquireForwarding6(u.d, u.n.Name, own)
+	if turnedOn {
+		return changed, err
 	}
-	u.rec.Forwarding6 = true
-	return changed, nil
+	return noted, err
 }
 
 func (u *upCall) unforwarding6() error {
 	u.rec.Forwarding6 = false
-	return releaseForwarding6(u.d, u.n.Name)
+	_, err := releaseForwarding6(u.d, u.n.Name)
+	return err
 }
 
 // acquireForwarding6 registers network as a user of IPv6 forwarding and, if
 // it is off, raises accept_ra 1 to 2 where the host takes RAs and turns it on
-// (net.ipv6.conf.all.forwarding=1), remembering both. bridge is the
+// (net.ipv6.conf.all.forwarding=1). The record, with the interfaces it will
+// raise, is written first, so a helper killed in between leaves a record the
+// network's teardown settles (putting back only what is 2). bridge is the
 // network's own when kvmnet made it ("" otherwise), which is left as it is,
-// like every other bridge kvmnet made.
-func acquireForwarding6(d state.Dir, network, bridge string) (bool, error) {
-	return updateForwarding6(d, func(f *forwarding6) (bool, error) {
+// like every other bridge kvmnet made. It reports whether it turned forwarding on.
+func acquireForwarding6(d state.Dir, network, bridge string) (turnedOn bool, err error) {
+	err = updateForwarding6(d, func(f *forwarding6) (func() error, bool, error) {
 		on, err := Forwarding6()
 		if err != nil {
-			return false, err
+			return nil, false, err
 		}
-		changed := false
-		if !on {
-			skip, err := kvmnetBridges(d, bridge)
-			if err != nil {
-				return false, err
-			}
-			if f.AcceptRA, err = raiseAcceptRA(skip); err != nil {
-				return false, err
-			}
-			if err := writeSysctl(ipv6Forward, "1"); err != nil {
-				return false, errors.Join(err, restoreAcceptRA(f.AcceptRA))
-			}
-			f.TurnedOn, changed = true, true
+		if on && slices.Contains(f.Users, network) {
+			return nil, false, nil
 		}
 		if !slices.Contains(f.Users, network) {
 			f.Users = append(f.Users, network)
-			changed = true
 		}
-		return changed, nil
+		if on {
+			return noAct, false, nil
+		}
+		skip, err := kvmnetBridges(d, bridge)
+		if err != nil {
+			return nil, false, err
+		}
+		raise, err := acceptRA1(skip)
+		if err != nil {
+			return nil, false, err
+		}
+		f.TurnedOn, f.AcceptRA, turnedOn = true, raise, true
+		return func() error {
+			if err := raiseAcceptRA(raise); err != nil {
+				return err
+			}
+			if err := writeSysctl(ipv6Forward, "1"); err != nil {
+				return errors.Join(err, restoreAcceptRA(raise))
+			}
+			return nil
+		}, false, nil
 	})
+	return turnedOn, err
 }
 
 // releaseForwarding6 drops network's use of IPv6 forwarding and, when kvmnet
-// turned it on and no other network uses it, turns it off and puts accept_ra back.
-func releaseForwarding6(d state.Dir, network string) error {
-	_, err := updateForwarding6(d, func(f *forwarding6) (bool, error) {
+// turned it on and no other network uses it, turns it off and puts accept_ra
+// back. It reports whether it turned forwarding off.
+func releaseForwarding6(d state.Dir, network string) (turnedOff bool, err error) {
+	err = updateForwarding6(d, func(f *forwarding6) (func() error, bool, error) {
 		i := slices.Index(f.Users, network)
 		if i < 0 {
-			return false, nil
+			return nil, false, nil
 		}
 		f.Users = slices.Delete(f.Users, i, i+1)
-		if len(f.Users) == 0 && f.TurnedOn {
-			if err := writeSysctl(ipv6Forward, "0"); err != nil {
-				return false, err
-			}
-			if err := restoreAcceptRA(f.AcceptRA); err != nil {
-				return false, err
-			}
-			f.TurnedOn, f.AcceptRA = false, nil
+		if len(f.Users) > 0 || !f.TurnedOn {
+			return noAct, false, nil
 		}
-		return true, nil
+		raised := f.AcceptRA
+		f.TurnedOn, f.AcceptRA = false, nil
+		on, err := Forwarding6()
+		if err != nil {
+			return nil, false, err
+		}
+		turnedOff = on
+		return func() error {
+			if on {
+				if err := writeSysctl(ipv6Forward, "0"); err != nil {
+					return err
+				}
+			}
+			return restoreAcceptRA(raised)
+		}, true, nil
 	})
-	return err
+	return turnedOff, err
 }
 
 // kvmnetBridges are the bridges kvmnet made for the networks it has up, and
@@ -164,17 +191,16 @@ func kvmnetBridges(d state.Dir, bridge string) (map[string]bool, error) {
 	return skip, nil
 }
 
-// raiseAcceptRA sets accept_ra from 1 to 2 on every link that has 1, but
-// those in skip and ports of a bridge or bond (their own IPv6 sees no
-// packets), and returns the ones it changed.
+// acceptRA1 lists the links whose accept_ra is 1, but those in skip and
+// ports of a bridge or bond (their own IPv6 sees no packets).
 //
-//	sysctl -w net.ipv6.conf.IF.accept_ra=2
-func raiseAcceptRA(skip map[string]bool) ([]raSwitched, error) {
+//	sysctl net.ipv6.conf.IF.accept_ra
+func acceptRA1(skip map[string]bool) ([]raSwitched, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	var done []raSwitched
+	var out []raSwitched
 	for _, l := range links {
 		a := l.Attrs()
 		if skip[a.Name] || a.MasterIndex != 0 {
@@ -185,17 +211,26 @@ func raiseAcceptRA(skip map[string]bool) ([]raSwitched, error) {
 			continue
 		}
 		if err != nil {
-			return nil, errors.Join(err, restoreAcceptRA(done))
+			return nil, err
 		}
-		if v != "1" {
-			continue
+		if v == "1" {
+			out = append(out, raSwitched{Name: a.Name, Index: a.Index})
 		}
-		if err := writeSysctl(acceptRAPath(a.Name), "2"); err != nil {
-			return nil, errors.Join(err, restoreAcceptRA(done))
-		}
-		done = append(done, raSwitched{Name: a.Name, Index: a.Index})
 	}
-	return done, nil
+	return out, nil
+}
+
+// raiseAcceptRA sets accept_ra from 1 to 2 on the links listed, putting back
+// those it changed when one fails.
+//
+//	sysctl -w net.ipv6.conf.IF.accept_ra=2
+func raiseAcceptRA(links []raSwitched) error {
+	for i, s := range links {
+		if err := writeSysctl(acceptRAPath(s.Name), "2"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return errors.Join(err, restoreAcceptRA(links[:i]))
+		}
+	}
+	return nil
 }
 
 // restoreAcceptRA puts accept_ra back to 1 where kvmnet raised it and it is
@@ -217,26 +252,42 @@ func restoreAcceptRA(switched []raSwitched) error {
 	return errors.Join(errs...)
 }
 
-// updateForwarding6 runs change on the record under its host-wide lock and saves it if it changed.
-func updateForwarding6(d state.Dir, change func(*forwarding6) (bool, error)) (bool, error) {
+// updateForwarding6 is updateForwarding for the IPv6 record: change runs
+// under the record's host-wide lock; when it returns an act, the record is
+// saved and act changes the host, turning on after the save, off before it.
+func updateForwarding6(d state.Dir, change func(*forwarding6) (act func() error, actFirst bool, err error)) error {
 	lk, err := d.Lock("forwarding6")
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer lk.Unlock()
 	var f forwarding6
 	if _, err := d.ReadJSON(forwarding6File, &f); err != nil {
-		return false, err
+		return err
 	}
-	changed, err := change(&f)
-	if err != nil || !changed {
-		return changed, err
+	act, actFirst, err := change(&f)
+	if err != nil {
+		return err
 	}
-	if !f.TurnedOn && len(f.Users) == 0 {
-		return true, d.RemoveFile(forwarding6File)
+	empty := !f.TurnedOn && len(f.Users) == 0
+	if act == nil {
+		if empty {
+			return d.RemoveFile(forwarding6File)
+		}
+		return nil
 	}
-	if err := d.WriteJSON(forwarding6File, f); err != nil {
-		return false, err
+	if actFirst {
+		if err := act(); err != nil {
+			return err
+		}
 	}
-	return true, nil
+	if empty {
+		err = d.RemoveFile(forwarding6File)
+	} else {
+		err = d.WriteJSON(forwarding6File, f)
+	}
+	if err != nil || actFirst {
+		return err
+	}
+	return act()
 }

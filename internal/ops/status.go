@@ -244,7 +244,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		ns.Ports = h.ports(rec, br, fail)
 	}
 	ns.Domains = h.domains(name, ns.Ports, fail)
-	if up {
+	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
 		fw, fwErr := fws.of(rec)
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(rec, fw, fwErr, fail)
 		ns.Rules.Firewall = string(firewall.IPTables)
@@ -484,7 +484,7 @@ func forwardCell(f ForwardStatus, on bool) string {
 
 func rulesCell(n NetworkStatus) string {
 	switch {
-	case !n.Up:
+	case !n.Up || config.Mode(n.Mode) == config.Bridged:
 		return "-"
 	case !n.Rules.Checked:
 		return "unknown"
