@@ -18,6 +18,7 @@ pkgs=(
 	iputils-ping              # ping -M do: the overlay tests send full-size packets with DF
 	libvirt-daemon-system     # libvirtd, virtlogd, virsh: test/libvirt runs kvmnet under a real libvirt
 	curl socat bind9-dnsutils # the README's common tasks, as test/operator runs them
+	radvd                     # a router advertiser in the outside namespace: the host keeps its RA-learnt route
 )
 
 missing=()

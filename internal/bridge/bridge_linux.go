@@ -218,9 +218,9 @@ func Ports(br *netlink.Bridge) ([]netlink.Link, error) {
 
 // HasAddress reports whether the link holds gw (address and prefix length).
 //
-//	ip -4 addr show dev NAME
+//	ip -4 addr show dev NAME   (ip -6 for an IPv6 gw)
 func HasAddress(l netlink.Link, gw netip.Prefix) (bool, error) {
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(l, family(gw))
 	if err != nil {
 		return false, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
 	}
@@ -254,9 +254,10 @@ func Addresses(l netlink.Link) ([]netip.Prefix, error) {
 // there is none.
 func Name(index int) string { return linkName(index) }
 
-// AddAddress gives the link gw.
+// AddAddress gives the link gw. An IPv6 address skips duplicate address
+// detection, so that it is usable at once (the prefix is the network's own).
 //
-//	ip addr add GW dev NAME
+//	ip addr add GW dev NAME [nodad]
 func AddAddress(l netlink.Link, gw netip.Prefix) error {
 	if err := netlink.AddrAdd(l, toAddr(gw)); err != nil {
 		return fmt.Errorf("add %s to %s: %w", gw, l.Attrs().Name, err)
@@ -282,25 +283,28 @@ var ErrOverlap = errors.New("overlaps")
 // route (other than a default route) overlaps it: giving the bridge that subnet
 // would steal traffic from, or lose it to, the interface named in the error.
 //
-//	ip -4 addr; ip -4 route
+// For IPv6, link-local addresses and routes (fe80::/10) and multicast routes
+// are every link's and do not count.
+//
+//	ip -4 addr; ip -4 route   (ip -6 for an IPv6 subnet)
 func CheckOverlap(subnet netip.Prefix, bridgeIndex int) error {
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(nil, family(subnet))
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
 		p, ok := prefixOf(a.IPNet)
-		if ok && a.LinkIndex != bridgeIndex && p.Overlaps(subnet) {
+		if ok && a.LinkIndex != bridgeIndex && p.Overlaps(subnet) && !linkScoped(p) {
 			return fmt.Errorf("subnet %s %w %s on %s", subnet, ErrOverlap, p, linkName(a.LinkIndex))
 		}
 	}
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := netlink.RouteList(nil, family(subnet))
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
 		p, ok := prefixOf(r.Dst)
-		if ok && p.Bits() > 0 && r.LinkIndex != bridgeIndex && p.Overlaps(subnet) {
+		if ok && p.Bits() > 0 && r.LinkIndex != bridgeIndex && p.Overlaps(subnet) && !linkScoped(p) {
 			return fmt.Errorf("subnet %s %w route %s via %s", subnet, ErrOverlap, p, linkName(r.LinkIndex))
 		}
 	}
@@ -327,5 +331,22 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 }
 
 func toAddr(p netip.Prefix) *netlink.Addr {
-	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
+func family(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
+}
+
+// linkScoped: an IPv6 prefix every link has (link-local, multicast).
+func linkScoped(p netip.Prefix) bool {
+	a := p.Masked().Addr()
+	return a.Is6() && (a.IsLinkLocalUnicast() || a.IsMulticast())
 }

@@ -66,7 +66,8 @@ of kvmnet's rules are missing, and their backend (nftables or iptables); the
 DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
 and its MTU and MAC; and a network's VXLAN overlay: its link, VNI, port, MTU and
 peers, each "heard" when a guest's frame came from it in the last 5 minutes,
-else "silent".
+else "silent"; and a network's IPv6 side (address6): its address, whether its
+daemon sends router advertisements, and IPv6 forwarding.
 
   --json   print the same as JSON, schema 1 (stable: fields are only ever added):
            {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
@@ -79,12 +80,15 @@ else "silent".
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
               "vxlan":{"device","exists","owned","vni","port","mtu",
                        "peers":[{"address","flood","heard"}]},   (only with an overlay)
+              "ipv6":{"address":{"prefix","present","owned"},"ra",
+                      "forwarding":{"needed","held"},"forwarding_on"},  (only with address6)
               "errors":[…]}]}
 `
 
 const doctorHelp = `Prints one line per finding: the problem, the evidence and the fix. Checks:
 iptables missing (when the iptables backend is in use or picked); firewalld running in this namespace; per network that is up:
-ip_forward off (NAT), the gateway address gone, kvmnet's rules missing, the
+ip_forward off (NAT), the gateway address gone, with address6 the IPv6 gateway
+address gone or IPv6 forwarding off (NAT), kvmnet's rules missing, the
 DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
 bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes
 first), STP with a forward delay, a port whose MTU differs from its bridge's,

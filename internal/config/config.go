@@ -307,6 +307,7 @@ func (u *Upstream) UnmarshalText(b []byte) error {
 type Host struct {
 	MAC  MAC    `toml:"mac"`
 	IP   Addr   `toml:"ip"`
+	IP6  Addr6  `toml:"ip6"` // optional: answered in DNS (AAAA); the guest takes it itself
 	Name string `toml:"name"`
 }
 
@@ -316,6 +317,7 @@ type Network struct {
 	Bridge    BridgeName `toml:"bridge"`
 	Mode      Mode       `toml:"mode"`
 	Address   Gateway    `toml:"address"`
+	Address6  Gateway6   `toml:"address6"` // off unless set
 	MTU       MTU        `toml:"mtu"`
 	Ports     Ports      `toml:"ports"`
 	DHCP      *bool      `toml:"dhcp"`
@@ -427,6 +429,9 @@ func Parse(path string, b []byte) (*File, error) {
 	if err := f.checkVXLAN(b); err != nil {
 		return nil, err
 	}
+	if err := f.checkShared6(b); err != nil {
+		return nil, err
+	}
 	return f, f.checkShared(b)
 }
 
@@ -440,6 +445,9 @@ func (f *File) dnsServers() map[netip.Addr]string {
 	for name, n := range f.Networks {
 		if n.Address.IsValid() && n.Mode != Isolated && (n.DNS == nil || *n.DNS) {
 			m[n.Address.Addr()] = name
+			if n.Address6.IsValid() {
+				m[n.Address6.Addr()] = name
+			}
 		}
 	}
 	return m
@@ -518,6 +526,9 @@ func (n *Network) check(dns map[netip.Addr]string) error {
 	seen := map[string]int{}
 	for i := range n.Hosts {
 		if err := n.checkHost(i, seen); err != nil {
+			return err
+		}
+		if err := n.checkHost6(i, seen); err != nil {
 			return err
 		}
 	}

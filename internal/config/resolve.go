@@ -25,6 +25,7 @@ type Net struct {
 	Bridge    string
 	Mode      Mode
 	Gateway   netip.Prefix // invalid for Isolated
+	Gateway6  netip.Prefix // the IPv6 gateway and the guests' /64; invalid when off or Isolated
 	MTU       int          // 0: leave the bridge's as the kernel makes it
 	Ports     Ports        // which links the helpers attach: TapPorts or AnyPorts
 	DHCP      bool
@@ -47,6 +48,14 @@ func (n Net) Subnet() netip.Prefix {
 		return netip.Prefix{}
 	}
 	return n.Gateway.Masked()
+}
+
+// Subnet6 is the network's IPv6 prefix, e.g. fd00:6b76:6d6e::/64; invalid when it has none.
+func (n Net) Subnet6() netip.Prefix {
+	if !n.Gateway6.IsValid() {
+		return netip.Prefix{}
+	}
+	return n.Gateway6.Masked()
 }
 
 // Network resolves a network by name. mode is what the calling helper implies
@@ -84,6 +93,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		r.Gateway = DefaultGateway
 	}
+	r.Gateway6 = n.Address6.Prefix
 	r.DHCP = n.DHCP == nil || *n.DHCP
 	r.DNS = n.DNS == nil || *n.DNS
 	r.Router = r.Mode == NAT

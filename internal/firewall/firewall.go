@@ -77,10 +77,22 @@ type Network struct {
 	// connections to this network's guests (the replies flow back); all
 	// other traffic between networks is refused.
 	AllowFrom []string
+	// Gateway6 is the host's IPv6 address on the bridge with the guests'
+	// prefix (address6), e.g. fd00:6b76:6d6e::1/64; hostonly and nat only,
+	// optional. With it, the network's rules cover its IPv6 traffic too.
+	Gateway6 netip.Prefix
 }
 
 // Subnet is the guests' prefix, e.g. 192.168.100.0/24.
 func (n Network) Subnet() netip.Prefix { return n.Gateway.Masked() }
+
+// Subnet6 is the guests' IPv6 prefix, e.g. fd00:6b76:6d6e::/64; invalid when the network has none.
+func (n Network) Subnet6() netip.Prefix {
+	if !n.Gateway6.IsValid() {
+		return netip.Prefix{}
+	}
+	return n.Gateway6.Masked()
+}
 
 var (
 	nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,14}$`) })
@@ -110,6 +122,9 @@ func (n Network) Validate() error {
 		}
 	default:
 		return fmt.Errorf("network %s: unknown mode %d", n.Name, int(n.Mode))
+	}
+	if g := n.Gateway6; g.IsValid() && (n.Mode == Isolated || !g.Addr().Is6() || g.Addr().Is4In6() || g.Addr() == g.Masked().Addr()) {
+		return fmt.Errorf("network %s: IPv6 gateway %s: want a host address of an IPv6 prefix, on hostonly or nat", n.Name, g)
 	}
 	return nil
 }

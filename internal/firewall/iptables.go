@@ -55,5 +55,8 @@ func natNetwork(n Network) nat.Network {
 	if n.Gateway.IsValid() {
 		nn.Subnet, nn.Gateway = n.Gateway.Masked(), n.Gateway.Addr()
 	}
+	if n.Gateway6.IsValid() {
+		nn.Subnet6, nn.Gateway6 = n.Gateway6.Masked(), n.Gateway6.Addr()
+	}
 	return nn
 }

@@ -23,6 +23,7 @@ type spec struct {
 	// `meta nfproto ipv4` first (nft adds and hides it the same way).
 	inet bool
 	v4   bool
+	v6   bool // the IPv6 dependency is in (see ipv6)
 }
 
 func newSpec(inet bool) *spec { return &spec{inet: inet} }

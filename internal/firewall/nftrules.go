@@ -116,17 +116,20 @@ func allowRules(n Network, inet, ct bool) []*spec {
 // replies to its masqueraded guests by (to its subnet only, so that all it
 // lets by its accepts take), the rest is rejected. Out of the
 // bridge to elsewhere: nat lets its own subnet out (anti-spoofing), the rest
-// is rejected. IPv6 meets the rejects too: kvmnet routes no IPv6.
+// is rejected. IPv6 meets the rejects too, unless the network has an IPv6
+// prefix (Gateway6): then its returns are the IPv4 ones' (nft6.go).
 func guardRules(n Network) []*spec {
 	b := n.Bridge
 	var rs []*spec
 	if n.Mode == NAT {
 		rs = append(rs, newSpec(true).oif(b, false).iif(b, true).daddr(n.Subnet(), false).established().ret())
 	}
+	rs = append(rs, guardReturns6(n, false)...)
 	rs = append(rs, newSpec(true).oif(b, false).iif(b, true).reject())
 	if n.Mode == NAT {
 		rs = append(rs, newSpec(true).iif(b, false).oif(b, true).saddr(n.Subnet(), false).ret())
 	}
+	rs = append(rs, guardReturns6(n, true)...)
 	return append(rs, newSpec(true).iif(b, false).oif(b, true).reject())
 }
 
@@ -145,7 +148,11 @@ func acceptRules(n Network, inet, ct bool) []*spec {
 	if ct {
 		in.established()
 	}
-	return append(rs, in.accept(), newSpec(inet).iif(b, false).saddr(n.Subnet(), false).accept())
+	rs = append(rs, in.accept(), newSpec(inet).iif(b, false).saddr(n.Subnet(), false).accept())
+	if inet { // an ip table cannot hold IPv6 matches; an ip6 table gets them by shimRules
+		rs = append(rs, natAccepts6(n, inet, ct)...)
+	}
+	return rs
 }
 
 // inputRules: an isolated bridge reaches nothing of the host (drop: stay
@@ -164,6 +171,7 @@ func inputRules(n Network) []*spec {
 			newSpec(true).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_UDP, 53).accept(),
 			newSpec(true).iif(b, false).daddr(gw, false).dport(unix.IPPROTO_TCP, 53).accept())
 	}
+	rs = append(rs, inputRules6(n)...)
 	if n.Mode == HostOnly {
 		rs = append(rs, newSpec(true).iif(b, false).daddr(gw, true).reject())
 	}
@@ -176,11 +184,11 @@ func inputRules(n Network) []*spec {
 func natRules(n Network) []*spec {
 	s := n.Subnet()
 	out := func() *spec { return newSpec(true).saddr(s, false).daddr(s, true) }
-	return []*spec{
+	return append([]*spec{
 		newSpec(true).saddr(s, false).daddr(netip.MustParsePrefix("224.0.0.0/24"), false).ret(),
 		newSpec(true).saddr(s, false).daddr(netip.MustParsePrefix("255.255.255.255/32"), false).ret(),
 		out().proto(unix.IPPROTO_TCP).masquerade(true),
 		out().proto(unix.IPPROTO_UDP).masquerade(true),
 		out().masquerade(false),
-	}
+	}, natRules6(n)...)
 }

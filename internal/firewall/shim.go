@@ -44,8 +44,11 @@ type foreign struct {
 // label names the chain as nft does: `ip filter FORWARD`.
 func (f foreign) label() string {
 	fam := "ip"
-	if f.ch.Table.Family == nftables.TableFamilyINet {
+	switch f.ch.Table.Family {
+	case nftables.TableFamilyINet:
 		fam = "inet"
+	case nftables.TableFamilyIPv6:
+		fam = "ip6"
 	}
 	return fam + " " + f.ch.Table.Name + " " + f.ch.Name
 }
@@ -56,7 +59,10 @@ func (f foreign) inet() bool { return f.ch.Table.Family == nftables.TableFamilyI
 
 // foreignChains lists the filter base chains on hook h of every ip and inet
 // table but kvmnet's, with their rules: `nft list ruleset`, read for them.
-func foreignChains(r *reader, h *nftables.ChainHook) ([]foreign, error) {
+//
+// With v6, ip6 tables' chains count too (ip6tables-nft's FORWARD and INPUT):
+// a network with an IPv6 prefix needs its IPv6 let through there.
+func foreignChains(r *reader, h *nftables.ChainHook, v6 bool) ([]foreign, error) {
 	chains, err := r.allChains()
 	if err != nil {
 		return nil, err
@@ -65,7 +71,7 @@ func foreignChains(r *reader, h *nftables.ChainHook) ([]foreign, error) {
 	for _, ch := range chains {
 		fam := ch.Table.Family
 		if ch.Hooknum == nil || *ch.Hooknum != *h || ch.Type != nftables.ChainTypeFilter ||
-			(fam != nftables.TableFamilyIPv4 && fam != nftables.TableFamilyINet) ||
+			(fam != nftables.TableFamilyIPv4 && fam != nftables.TableFamilyINet && (!v6 || fam != nftables.TableFamilyIPv6)) ||
 			(fam == nftables.TableFamilyINet && ch.Table.Name == tableName) {
 			continue
 		}
@@ -142,7 +148,8 @@ func ifnameMatch(data []byte, name string) bool {
 type hook struct {
 	chain  string
 	nf     *nftables.ChainHook
-	nft    func(n Network, inet bool) []*spec // the shim as nf_tables rules
+	nft    func(n Network, inet bool) []*spec // the shim as nf_tables rules (IPv6's too in an inet table)
+	nft6   func(n Network) []*spec            // the shim in an ip6 table: a network's IPv6 only
 	legacy func(Network) [][]string           // the same as iptables arguments
 }
 
@@ -150,8 +157,20 @@ func hooks() []hook {
 	return []hook{
 		{"FORWARD", nftables.ChainHookForward, func(n Network, inet bool) []*spec {
 			return append(allowRules(n, inet, false), acceptRules(n, inet, false)...)
+		}, func(n Network) []*spec {
+			if !n.Gateway6.IsValid() {
+				return nil
+			}
+			rs := append(allowRules(n, false, false), newSpec(false).iif(n.Bridge, false).oif(n.Bridge, false).accept())
+			return append(rs, natAccepts6(n, false, false)...)
 		}, legacyAccepts},
-		{"INPUT", nftables.ChainHookInput, serviceRules, legacyServices},
+		{"INPUT", nftables.ChainHookInput, func(n Network, inet bool) []*spec {
+			rs := serviceRules(n, inet)
+			if inet {
+				rs = append(rs, inputAccepts6(n, true)...)
+			}
+			return rs
+		}, func(n Network) []*spec { return inputAccepts6(n, false) }, legacyServices},
 	}
 }
 
@@ -176,7 +195,7 @@ func serviceRules(n Network, inet bool) []*spec {
 //	nft insert rule ip filter FORWARD iifname "br0" oifname "br0" accept comment "kvmnet:NAME"
 func (f *nft) shim(r *reader, n Network, p *plan) (func() (bool, error), error) {
 	for _, h := range hooks() {
-		fcs, err := foreignChains(r, h.nf)
+		fcs, err := foreignChains(r, h.nf, n.Gateway6.IsValid())
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +203,7 @@ func (f *nft) shim(r *reader, n Network, p *plan) (func() (bool, error), error) 
 			if !nftView(fc, n).needed() {
 				continue
 			}
-			want := h.nft(n, fc.inet())
+			want := shimRules(h, n, fc)
 			for i := len(want) - 1; i >= 0; i-- {
 				rule := want[i].rule(fc.ch, n.Name)
 				if !hasRule(fc.rules, rule) {
@@ -213,7 +232,7 @@ func (f *nft) unshim(r *reader, n Network) (bool, error) {
 	changed := false
 	mine := comment(n.Name)
 	for _, h := range hooks() {
-		fcs, err := foreignChains(r, h.nf)
+		fcs, err := foreignChains(r, h.nf, true)
 		if err != nil {
 			return false, err
 		}
@@ -236,7 +255,7 @@ func (f *nft) unshim(r *reader, n Network) (bool, error) {
 func (f *nft) checkShim(r *reader, n Network) ([]string, error) {
 	var missing []string
 	for _, h := range hooks() {
-		fcs, err := foreignChains(r, h.nf)
+		fcs, err := foreignChains(r, h.nf, n.Gateway6.IsValid())
 		if err != nil {
 			return nil, err
 		}
@@ -244,7 +263,7 @@ func (f *nft) checkShim(r *reader, n Network) ([]string, error) {
 			if !nftView(fc, n).needed() {
 				continue
 			}
-			for _, s := range h.nft(n, fc.inet()) {
+			for _, s := range shimRules(h, n, fc) {
 				if !hasRule(fc.rules, s.rule(fc.ch, n.Name)) {
 					missing = append(missing, fc.label()+": "+s.text())
 				}
@@ -283,7 +302,7 @@ func (f *nft) Forward(n Network) (Forward, error) {
 		return Forward{}, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
-	fcs, err := foreignChains(&reader{c: c}, nftables.ChainHookForward)
+	fcs, err := foreignChains(&reader{c: c}, nftables.ChainHookForward, n.Gateway6.IsValid())
 	if err != nil {
 		return Forward{}, err
 	}

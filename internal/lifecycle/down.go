@@ -157,6 +157,9 @@ func teardownParts(d state.Dir, rec state.Network) []part {
 	if rec.Forwarding {
 		parts = append(parts, part{"turn off ip_forward", func() (bool, error) { return releaseForwarding(d, rec.Name) }})
 	}
+	if rec.Forwarding6 {
+		parts = append(parts, part{"turn off IPv6 forwarding", func() (bool, error) { return releaseForwarding6(d, rec.Name) }})
+	}
 	if rec.MadeVXLAN {
 		parts = append(parts, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
 	}
@@ -168,6 +171,9 @@ func teardownParts(d state.Dir, rec state.Network) []part {
 	case br.Index == rec.BridgeIndex:
 		if rec.MadeAddress {
 			parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway, rec.Bridge), func() (bool, error) { return true, bridge.DelAddress(br, rec.Gateway) }})
+		}
+		if rec.MadeAddress6 {
+			parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway6, rec.Bridge), func() (bool, error) { return true, bridge.DelAddress(br, rec.Gateway6) }})
 		}
 		if rec.HostQuiet {
 			parts = append(parts, part{"restore arp_ignore and disable_ipv6 of " + rec.Bridge, func() (bool, error) { return true, restoreQuiet(rec) }})
@@ -186,6 +192,9 @@ func fwNetwork(rec state.Network, services bool) firewall.Network {
 		n.Mode = firewall.HostOnly
 	default:
 		n.Mode = firewall.Isolated
+	}
+	if rec.Gateway6.IsValid() && n.Mode != firewall.Isolated {
+		n.Gateway6 = rec.Gateway6
 	}
 	return n
 }

@@ -46,13 +46,13 @@ func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) 
 		}
 	}
 	c := ctl.Config{
-		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, MTU: n.MTU,
+		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, Gateway6: n.Gateway6, MTU: n.MTU,
 		DHCP: n.DHCP, Router: n.Router, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
 		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: leaseFile,
 		PIDFile: d.File(n.Name, svcPID),
 	}
 	for _, h := range n.Hosts {
-		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, Name: h.Name})
+		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, IP6: h.IP6.Addr, Name: h.Name})
 	}
 	if err := ctl.WriteConfig(d.File(n.Name, svcConf), c); err != nil {
 		return nil, err

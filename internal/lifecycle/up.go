@@ -119,9 +119,13 @@ type Result struct {
 // current returns the record of n, rec as read (ok false: none), checked
 // against the running network.
 func current(n config.Net, rec state.Network, ok bool) (state.Network, error) {
-	fresh := state.Network{Name: n.Name, Bridge: n.Bridge, Mode: string(n.Mode), Gateway: n.Gateway}
+	fresh := state.Network{Name: n.Name, Bridge: n.Bridge, Mode: string(n.Mode), Gateway: n.Gateway, Gateway6: n.Gateway6}
 	if !ok {
 		return fresh, nil
+	}
+	if rec.Gateway6 != n.Gateway6 {
+		return rec, fmt.Errorf("network %s is up with address6 %s, asked for %s: %w (take its VMs down or run `kvmnet down %s` first)",
+			n.Name, gwString(rec.Gateway6), gwString(n.Gateway6), ErrConflict, n.Name)
 	}
 	if rec.Bridge != n.Bridge || rec.Mode != string(n.Mode) || rec.Gateway != n.Gateway {
 		return rec, fmt.Errorf("network %s is up as %s on %s %s, asked for %s on %s %s: %w (take its VMs down or run `kvmnet down %s` first)",
@@ -138,13 +142,13 @@ func current(n config.Net, rec state.Network, ok bool) (state.Network, error) {
 	case br == nil:
 		// Someone deleted the bridge: its address and settings went with
 		// it, and the up that follows makes them again.
-		rec.MadeAddress, rec.BridgeIndex = false, 0
+		rec.MadeAddress, rec.MadeAddress6, rec.BridgeIndex = false, false, 0
 		forgetQuiet(&rec)
 	case ownsBridge(rec, br):
 		rec.BridgeIndex = br.Index
 	case br.Index != rec.BridgeIndex:
 		// Someone deleted the bridge and made another of that name: it is theirs.
-		rec.MadeBridge, rec.MadeAddress, rec.BridgeIndex = false, false, 0
+		rec.MadeBridge, rec.MadeAddress, rec.MadeAddress6, rec.BridgeIndex = false, false, false, 0
 		forgetQuiet(&rec)
 	}
 	return rec, nil
@@ -233,8 +237,14 @@ func (u *upCall) steps() []step {
 	if u.n.Mode.Routed() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress, named: true})
 	}
+	if u.n.Mode.Routed() && u.n.Gateway6.IsValid() {
+		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway6, br), do: u.address6, undo: u.unaddress6, named: true})
+	}
 	if u.n.Mode == config.NAT {
 		steps = append(steps, step{name: "turn on ip_forward", do: u.forwarding, undo: u.unforwarding})
+	}
+	if u.n.Mode == config.NAT && u.n.Gateway6.IsValid() {
+		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
 	// The daemon starts before the rules and is waited for after them: a
 	// cold network pays for the two side by side, not one after the other.

@@ -34,6 +34,9 @@ var toolDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
 type Firewall struct {
 	iptables, save, restore string // absolute paths
 	nft                     bool
+	dirs                    []string  // where the tools were looked for
+	v6                      *Firewall // ip6tables beside them, once a network with IPv6 asked (see six)
+	family6                 bool      // this one drives ip6tables
 }
 
 // New finds iptables, iptables-save and iptables-restore in /usr/sbin, /sbin,
@@ -45,7 +48,7 @@ func New() (*Firewall, error) { return newIn(toolDirs) }
 
 // newIn is New looking in dirs.
 func newIn(dirs []string) (*Firewall, error) {
-	f := &Firewall{}
+	f := &Firewall{dirs: dirs}
 	for _, b := range []struct {
 		name string
 		path *string
@@ -128,6 +131,7 @@ type Result struct {
 	// Gen, nothing in any table has changed and Ensure would change nothing.
 	Gen   uint32
 	GenOK bool
+	from  uint32 // the generation the last plan started from
 }
 
 // Ensure makes the live rules contain exactly n's rules, applying only what is
@@ -161,7 +165,22 @@ func (f *Firewall) EnsureGen(n Network) (Result, error) {
 	if err := n.Validate(); err != nil {
 		return Result{}, err
 	}
-	return f.converge("rules of network "+n.Name, func(live ruleset) batch { return planEnsure(live, n) })
+	r, err := f.converge("rules of network "+n.Name, func(live ruleset) batch { return planEnsure(live, n) })
+	if err != nil || !n.Gateway6.IsValid() {
+		return r, err
+	}
+	g, err := f.six()
+	if err != nil {
+		return Result{}, err
+	}
+	n6 := n.ipv6()
+	r6, err := g.converge("IPv6 rules of network "+n.Name, func(live ruleset) batch { return planEnsure(live, n6) })
+	if err != nil {
+		return Result{}, err
+	}
+	// The generation is one for both families: it vouches for both only when
+	// nothing committed between the IPv4 rules and the IPv6 ones.
+	return Result{Changed: r.Changed || r6.Changed, Gen: r6.Gen, GenOK: r.GenOK && r6.GenOK && r6.from == r.Gen}, nil
 }
 
 // converge applies the batch plan makes from a fresh `iptables-save` until
@@ -179,7 +198,7 @@ func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result,
 		}
 		b := plan(live)
 		if b.empty() {
-			return Result{Changed: changed, Gen: gen, GenOK: genErr == nil}, nil
+			return Result{Changed: changed, Gen: gen, GenOK: genErr == nil, from: gen}, nil
 		}
 		if b.String() == last {
 			// Our own batch again: the rules read back differ from what we
@@ -201,7 +220,7 @@ func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result,
 		changed, last = true, b.String()
 		after, err := f.generation()
 		if genErr == nil && err == nil && after == gen+uint32(b.commits()) {
-			return Result{Changed: true, Gen: after, GenOK: true}, nil
+			return Result{Changed: true, Gen: after, GenOK: true, from: gen}, nil
 		}
 	}
 }
@@ -240,13 +259,22 @@ func (f *Firewall) Remove(n Network) error {
 	if !nameRE().MatchString(n.Name) {
 		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
 	}
-	_, err := f.converge("remove rules of network "+n.Name, func(live ruleset) batch {
+	dropAll := func(live ruleset) batch {
 		b := batch{}
 		for _, c := range ownedChains(n.Name) {
 			b.drop(live, c)
 		}
 		return b
-	})
+	}
+	_, err := f.converge("remove rules of network "+n.Name, dropAll)
+	if err != nil || !n.Gateway6.IsValid() {
+		return err
+	}
+	g, err := f.six()
+	if err != nil {
+		return err
+	}
+	_, err = g.converge("remove IPv6 rules of network "+n.Name, dropAll)
 	return err
 }
 
@@ -261,6 +289,20 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
+	missing, err = f.check(n, "")
+	if err != nil || !n.Gateway6.IsValid() {
+		return missing, err
+	}
+	g, err := f.six()
+	if err != nil {
+		return nil, err
+	}
+	more, err := g.check(n.ipv6(), "ip6tables ")
+	return append(missing, more...), err
+}
+
+// check is Check of one family, each missing rule led by prefix.
+func (f *Firewall) check(n Network, prefix string) (missing []string, err error) {
 	live, err := f.saveAll()
 	if err != nil {
 		return nil, err
@@ -272,7 +314,7 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 		have, _ := live.chain(c.table, c.name)
 		for _, r := range c.rules {
 			if !contains(have, r) {
-				missing = append(missing, "-t "+c.table+" "+line("-A", c.name, r))
+				missing = append(missing, prefix+"-t "+c.table+" "+line("-A", c.name, r))
 			}
 		}
 		parent, _ := live.chain(c.table, c.parent)
@@ -284,7 +326,7 @@ func (f *Firewall) Check(n Network) (missing []string, err error) {
 			if c.parent == "FORWARD" && !contains(parent, j) {
 				fwd = slices.Insert(fwd, pos-1, j) // so that the next jump's place counts it
 			}
-			missing = append(missing, "-t "+c.table+" "+line("-I", c.parent+" "+strconv.Itoa(pos), j))
+			missing = append(missing, prefix+"-t "+c.table+" "+line("-I", c.parent+" "+strconv.Itoa(pos), j))
 		}
 	}
 	return missing, nil
@@ -326,7 +368,7 @@ func (f *Firewall) saveAll() (ruleset, error) {
 	cmd := Command(f.save)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("iptables-save: %w: %s", err, firstLine(stderr.Bytes()))
+		return nil, fmt.Errorf("%s: %w: %s", filepath.Base(f.save), err, firstLine(stderr.Bytes()))
 	}
 	return parseSave(out.String())
 }
@@ -344,7 +386,7 @@ func (f *Firewall) apply(b batch) error {
 		if l := failedLine(msg, text); l != "" {
 			msg += " (" + l + ")"
 		}
-		return fmt.Errorf("iptables-restore: %w: %s", err, msg)
+		return fmt.Errorf("%s: %w: %s", filepath.Base(f.restore), err, msg)
 	}
 	return nil
 }

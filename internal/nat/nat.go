@@ -66,6 +66,13 @@ type Network struct {
 	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
 	// accept udp 67 and udp+tcp 53 arriving on it.
 	Services bool
+	// Subnet6 and Gateway6 are the network's IPv6 prefix (fd00::/64) and the
+	// host's address in it; when set (hostonly, nat), the network gets the
+	// same rules in ip6tables.
+	Subnet6  netip.Prefix
+	Gateway6 netip.Addr
+
+	family6 bool // this value describes the ip6tables rules (see ipv6)
 }
 
 // The patterns compile on first use, not at init: every helper run links
@@ -91,6 +98,9 @@ func (n Network) Validate() error {
 		if !ifnameRE().MatchString(from) || from == n.Bridge {
 			return fmt.Errorf("network %s: allow from bridge %q: want another bridge, 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, from)
 		}
+	}
+	if err := n.validate6(); err != nil {
+		return err
 	}
 	switch n.Mode {
 	case Isolated:

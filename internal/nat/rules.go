@@ -53,6 +53,9 @@ func chains(n Network) []chain {
 		switch c.name {
 		case prefixNAT + n.Name:
 			c.rules = natRules(n)
+			if n.family6 {
+				c.rules = natRules6(n)
+			}
 		case prefixAlw + n.Name:
 			c.rules = allowRules(n)
 		case prefixGrd + n.Name:
@@ -61,6 +64,9 @@ func chains(n Network) []chain {
 			c.rules = acceptRules(n)
 		case prefixIn + n.Name:
 			c.rules = inputRules(n)
+			if n.family6 {
+				c.rules = inputRules6(n)
+			}
 		}
 		if len(c.rules) > 0 {
 			cs = append(cs, c)
@@ -82,11 +88,19 @@ func rule(n Network, matches []string, target ...string) []string {
 }
 
 var (
-	reject  = []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}
+	reject4 = []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}
 	accept  = []string{"-j", "ACCEPT"}
 	returns = []string{"-j", "RETURN"}
 	replies = []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}
 )
+
+// rejectOf is the REJECT target of n's family.
+func rejectOf(n Network) []string {
+	if n.family6 {
+		return reject6
+	}
+	return reject4
+}
 
 // port matches a udp or tcp destination port as iptables-save spells it.
 func port(proto, p string) []string { return []string{"-p", proto, "-m", proto, "--dport", p} }
@@ -115,7 +129,7 @@ func allowRules(n Network) [][]string {
 // elsewhere only a NAT network's replies pass (to its own subnet); out of it only
 // a NAT network's traffic from its own subnet (no spoofed sources).
 func guardRules(n Network) [][]string {
-	b := n.Bridge
+	b, reject := n.Bridge, rejectOf(n)
 	in, out := []string{"!", "-i", b, "-o", b}, []string{"-i", b, "!", "-o", b}
 	if n.Mode != NAT {
 		return [][]string{rule(n, in, reject...), rule(n, out, reject...)}
@@ -169,7 +183,7 @@ func natRules(n Network) [][]string {
 // (left to the host's own INPUT rules); any other host address is refused.
 // NAT: the same services, and the host's other addresses count as the world.
 func inputRules(n Network) [][]string {
-	b := n.Bridge
+	b, reject := n.Bridge, reject4
 	if n.Mode == Isolated {
 		return [][]string{rule(n, []string{"-i", b}, "-j", "DROP")}
 	}

@@ -37,18 +37,22 @@ type exchangeFunc func(ctx context.Context, m *dns.Msg, proto, upstream string) 
 // dnsd answers guest names from the pool and forwards the rest. It answers
 // only sources inside the network's subnet: it must never be an open resolver.
 type dnsd struct {
-	prefix    netip.Prefix
-	domain    string // lowercase, no dots at the ends
-	revZone   string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
-	pool      *pool
-	upstreams []string
-	exchange  exchangeFunc
-	log       *slog.Logger
-	now       func() time.Time
-	failures  throttle // of "no upstream answered"
-	loops     throttle // of "forwarding loop"
-	busy      throttle // of "too many forwards in flight"
-	cache     *dnsCache
+	prefix  netip.Prefix
+	prefix6 netip.Prefix // the IPv6 prefix, when the network has one
+	// neighbours returns the addresses in a prefix that a MAC holds on the
+	// bridge (see neighbours6); nil: none known.
+	neighbours func(netip.Prefix, net.HardwareAddr) []netip.Addr
+	domain     string // lowercase, no dots at the ends
+	revZone    string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
+	pool       *pool
+	upstreams  []string
+	exchange   exchangeFunc
+	log        *slog.Logger
+	now        func() time.Time
+	failures   throttle // of "no upstream answered"
+	loops      throttle // of "forwarding loop"
+	busy       throttle // of "too many forwards in flight"
+	cache      *dnsCache
 	// inflight bounds the forwards waiting for an upstream: a loop or a flood
 	// must not grow goroutines and sockets without bound.
 	inflight chan struct{}
@@ -59,8 +63,12 @@ const maxInflight = 256
 
 // newDNSd makes the handler of a validated config around pool p.
 func newDNSd(c Config, p *pool, upstreams []string, log *slog.Logger) *dnsd {
+	var prefix6 netip.Prefix
+	if c.Gateway6.IsValid() {
+		prefix6 = c.Gateway6.Masked()
+	}
 	return &dnsd{
-		prefix: c.Gateway.Masked(), domain: c.Domain, revZone: reverseZone(c.Gateway.Masked()), pool: p,
+		prefix: c.Gateway.Masked(), prefix6: prefix6, domain: c.Domain, revZone: reverseZone(c.Gateway.Masked()), pool: p,
 		upstreams: upstreams, exchange: exchangeUpstream, log: log, now: time.Now,
 		failures: throttle{period: time.Minute}, loops: throttle{period: time.Minute},
 		busy: throttle{period: time.Minute}, cache: newDNSCache(cacheSize),
@@ -87,9 +95,9 @@ func (d *dnsd) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 func remoteOf(a net.Addr) (netip.Addr, string) {
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		return ip4(a.IP), "udp"
+		return unmapped(a.IP), "udp"
 	case *net.TCPAddr:
-		return ip4(a.IP), "tcp"
+		return unmapped(a.IP), "tcp"
 	}
 	return netip.Addr{}, "udp"
 }
@@ -118,7 +126,7 @@ func (d *dnsd) answer(ctx context.Context, r *dns.Msg, src netip.Addr, proto str
 // local names; nil means forward r.
 func (d *dnsd) answerOwn(r *dns.Msg, src netip.Addr) *dns.Msg {
 	switch {
-	case !src.IsValid() || !d.prefix.Contains(src):
+	case !src.IsValid() || !d.prefix.Contains(src) && !d.prefix6.Contains(src):
 		return rcode(r, dns.RcodeRefused)
 	case r.Opcode != dns.OpcodeQuery:
 		return rcode(r, dns.RcodeNotImplemented)
@@ -180,10 +188,10 @@ func (d *dnsd) local(r *dns.Msg) *dns.Msg {
 	zone := dns.Fqdn(d.domain)
 	switch {
 	case name == d.domain:
-		return d.localAnswer(r, netip.Addr{}, true, zone)
+		return d.localAnswer(r, netip.Addr{}, nil, true, zone)
 	case under && !strings.Contains(label, "."):
 	case under:
-		return d.localAnswer(r, netip.Addr{}, false, zone)
+		return d.localAnswer(r, netip.Addr{}, nil, false, zone)
 	case strings.Contains(name, ".") || name == "":
 		return nil
 	}
@@ -194,14 +202,18 @@ func (d *dnsd) local(r *dns.Msg) *dns.Msg {
 	if !under {
 		zone = "" // a bare name is in no zone of ours: no SOA to show
 	}
-	return d.localAnswer(r, ip, ok, zone)
+	var ips6 []netip.Addr
+	if ok {
+		ips6 = d.addrs6(label)
+	}
+	return d.localAnswer(r, ip, ips6, ok, zone)
 }
 
 // localAnswer answers r authoritatively: an A record when ip is valid and A
 // (or ANY) was asked, NODATA when the name exists without that type,
 // NXDOMAIN when it does not exist. A negative answer carries the SOA of zone
 // (unless zone is "") so that resolvers can cache it (RFC 2308).
-func (d *dnsd) localAnswer(r *dns.Msg, ip netip.Addr, exists bool, zone string) *dns.Msg {
+func (d *dnsd) localAnswer(r *dns.Msg, ip netip.Addr, ips6 []netip.Addr, exists bool, zone string) *dns.Msg {
 	m := rcode(r, dns.RcodeSuccess)
 	if !exists {
 		m = rcode(r, dns.RcodeNameError)
@@ -211,6 +223,9 @@ func (d *dnsd) localAnswer(r *dns.Msg, ip netip.Addr, exists bool, zone string) 
 	if ip.IsValid() && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY) {
 		hdr := dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: localTTL}
 		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.IP(ip.AsSlice())})
+	}
+	if q.Qtype == dns.TypeAAAA || q.Qtype == dns.TypeANY {
+		m.Answer = append(m.Answer, aaaa(q, ips6)...)
 	}
 	if len(m.Answer) == 0 && zone != "" {
 		m.Ns = append(m.Ns, soa(zone))
@@ -243,9 +258,9 @@ func reverseZone(p netip.Prefix) string {
 func (d *dnsd) localPTR(r *dns.Msg, ip netip.Addr) *dns.Msg {
 	host, ok := d.pool.reverse(ip, d.now())
 	if !ok {
-		return d.localAnswer(r, netip.Addr{}, false, d.revZone)
+		return d.localAnswer(r, netip.Addr{}, nil, false, d.revZone)
 	}
-	m := d.localAnswer(r, netip.Addr{}, true, "")
+	m := d.localAnswer(r, netip.Addr{}, nil, true, "")
 	q := r.Question[0]
 	if q.Qtype == dns.TypePTR || q.Qtype == dns.TypeANY {
 		hdr := dns.RR_Header{Name: q.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: localTTL}
@@ -285,12 +300,16 @@ type dnsListeners struct {
 // its address.
 func listenDNS(gw netip.Addr, port int) (*dnsListeners, error) {
 	lc := net.ListenConfig{Control: freebind}
+	udp, tcp := "udp4", "tcp4"
+	if gw.Is6() {
+		lc.Control, udp, tcp = freebind6, "udp6", "tcp6"
+	}
 	addr := netip.AddrPortFrom(gw, uint16(port)).String()
-	pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	pc, err := lc.ListenPacket(context.Background(), udp, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dns listen udp %s: %w", addr, err)
 	}
-	l, err := lc.Listen(context.Background(), "tcp4", addr)
+	l, err := lc.Listen(context.Background(), tcp, addr)
 	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("dns listen tcp %s: %w", addr, err)
@@ -305,4 +324,19 @@ func freebind(_, _ string, rc syscall.RawConn) error {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
 	})
 	return errors.Join(err, serr)
+}
+
+// freebind6 sets IPV6_FREEBIND on a socket before bind.
+func freebind6(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
+	})
+	return errors.Join(err, serr)
+}
+
+// unmapped is ip as a netip.Addr, IPv4-mapped addresses as IPv4.
+func unmapped(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
 }

@@ -36,8 +36,11 @@ type Server struct {
 
 	sendFailures throttle // of "dhcp reply not sent"
 
-	dns  *dnsd
-	dnsL *dnsListeners
+	dns   *dnsd
+	dnsL  *dnsListeners
+	dnsL6 *dnsListeners // on the IPv6 gateway, when the network has one
+
+	ra *raSender // router advertisements, when the network has IPv6
 
 	flush chan struct{}
 	// leaseLock is the flock on the lease file's lock file, held until exit.
@@ -106,6 +109,11 @@ func (s *Server) open() error {
 		}
 		s.dhcp.setProber(s.arp)
 	}
+	if s.cfg.Gateway6.IsValid() {
+		if s.ra, err = newRASender(s.cfg, s.log); err != nil {
+			return err
+		}
+	}
 	if s.cfg.DNS {
 		ups, err := s.upstreams()
 		if err != nil {
@@ -114,6 +122,12 @@ func (s *Server) open() error {
 		s.dns = newDNSd(s.cfg, s.pool, ups, s.log)
 		if s.dnsL, err = listenDNS(s.cfg.Gateway.Addr(), 53); err != nil {
 			return err
+		}
+		if s.cfg.Gateway6.IsValid() {
+			s.dns.neighbours = func(p netip.Prefix, mac net.HardwareAddr) []netip.Addr { return neighbours6(ifc.Index, p, mac) }
+			if s.dnsL6, err = listenDNS(s.cfg.Gateway6.Addr(), 53); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -131,10 +145,11 @@ func (s *Server) upstreams() ([]string, error) {
 		}
 	}
 	self := netip.AddrPortFrom(s.cfg.Gateway.Addr(), 53)
+	self6 := netip.AddrPortFrom(s.cfg.Gateway6.Addr(), 53)
 	var out []string
 	for _, u := range ups {
 		ap, err := netip.ParseAddrPort(u)
-		if err == nil && ap == self {
+		if err == nil && (ap == self || s.cfg.Gateway6.IsValid() && ap == self6) {
 			s.log.Warn("dns: /etc/resolv.conf names this network's own gateway; not used as upstream", "upstream", u)
 			continue
 		}
@@ -232,12 +247,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.dns != nil {
 		run(s.serveDNS)
 	}
+	if s.ra != nil {
+		run(s.ra.serve)
+	}
 	if s.watch {
 		run(s.watchBridge)
 	}
 	// The logger names the network already (see daemon).
 	s.log.Info("netsvc serving", "bridge", s.cfg.Bridge,
-		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS)
+		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS, "ra", s.ra != nil)
 	<-ctx.Done()
 	s.close()
 	wg.Wait()
@@ -261,9 +279,14 @@ func (s *Server) close() {
 	if s.arp != nil {
 		s.arp.close()
 	}
-	if s.dnsL != nil {
-		s.dnsL.udp.Close()
-		s.dnsL.tcp.Close()
+	if s.ra != nil {
+		s.ra.close()
+	}
+	for _, l := range []*dnsListeners{s.dnsL, s.dnsL6} {
+		if l != nil {
+			l.udp.Close()
+			l.tcp.Close()
+		}
 	}
 }
 
@@ -356,6 +379,11 @@ func (s *Server) serveDNS(ctx context.Context) error {
 	servers := []*dns.Server{
 		{PacketConn: s.dnsL.udp, Handler: s.dns},
 		{Listener: s.dnsL.tcp, Handler: s.dns, ReadTimeout: upstreamTimeout},
+	}
+	if s.dnsL6 != nil {
+		servers = append(servers,
+			&dns.Server{PacketConn: s.dnsL6.udp, Handler: s.dns},
+			&dns.Server{Listener: s.dnsL6.tcp, Handler: s.dns, ReadTimeout: upstreamTimeout})
 	}
 	errc := make(chan error, len(servers))
 	for _, srv := range servers {

@@ -214,7 +214,7 @@ func (c *netCheck) findings() []Finding {
 		// there, and its STP is theirs to choose.
 		return append(append(fs, c.mtu()...), c.macs()...)
 	}
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay()} {
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.ipv6(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay()} {
 		fs = append(fs, f...)
 	}
 	return fs

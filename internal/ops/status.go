@@ -50,6 +50,9 @@ import (
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
 //	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
 //	                                      // only for a network with an overlay
+//	    "ipv6": {"address": {"prefix": "fd00:6b76:6d6e::1/64", "present": true, "owned": true},
+//	             "ra": true, "forwarding": {"needed": true, "held": true}, "forwarding_on": true},
+//	                                      // only for a network with address6
 //	    "domains": [{"name": "web1", "uuid": "71e034e8-…", "taps": ["vnet0"],  // libvirt domains
 //	                 "since": "2025-01-01T09:00:00Z"}],                         // using it (the hook)
 //	    "errors": []                      // what could not be read
@@ -84,6 +87,7 @@ type NetworkStatus struct {
 	Services   ServicesStatus `json:"services"`
 	Ports      []PortStatus   `json:"ports"`
 	VXLAN      *VXLANStatus   `json:"vxlan,omitempty"`
+	IPv6       *IPv6Status    `json:"ipv6,omitempty"`
 	Domains    []DomainStatus `json:"domains"`
 	Errors     []string       `json:"errors"`
 }
@@ -225,7 +229,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		fail(err)
 	}
 	if !up {
-		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway}
+		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway, Gateway6: conf.Gateway6}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
 	ns.Forwarding = ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding}
@@ -251,6 +255,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
 	ns.VXLAN = overlayStatus(rec, conf.VXLAN, fail)
+	ns.IPv6 = h.ipv6Status(rec, br, ns.Services.Running, fail)
 	return ns
 }
 
@@ -410,6 +415,7 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintln(tw, "\nLEASE\tNETWORK\tMAC\tHOSTNAME\tEXPIRES")
 		fmt.Fprintln(tw, strings.Join(leases, "\n"))
 	}
+	writeIPv6Table(tw, s)
 	var overlays []string
 	for _, n := range s.Networks {
 		if row := overlayRow(n); row != "" {

@@ -151,6 +151,11 @@ type Network struct {
 	SavedArpIgnore   string `json:"saved_arp_ignore,omitempty"`
 	SavedDisableIPv6 string `json:"saved_disable_ipv6,omitempty"`
 
+	// IPv6 (address6), when the network has it.
+	Gateway6     netip.Prefix `json:"gateway6,omitzero"`
+	MadeAddress6 bool         `json:"made_address6,omitempty"` // kvmnet added the IPv6 gateway address
+	Forwarding6  bool         `json:"forwarding6,omitempty"`   // this network holds a use of IPv6 forwarding
+
 	// The VXLAN link of a network that spans hypervisors, a port of its bridge.
 	VXLAN      string `json:"vxlan,omitempty"`       // its name
 	VXLANIndex int    `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
@@ -160,7 +165,8 @@ type Network struct {
 // Owns reports whether the record names anything kvmnet made (or was about
 // to make) that a teardown must undo.
 func (n Network) Owns() bool {
-	return n.MadeBridge || n.MadeAddress || n.Forwarding || n.Rules || n.Services || n.HostQuiet || n.MadeVXLAN
+	return n.MadeBridge || n.MadeAddress || n.Forwarding || n.Rules || n.Services || n.HostQuiet || n.MadeVXLAN ||
+		n.MadeAddress6 || n.Forwarding6
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }

@@ -134,6 +134,14 @@ func (ns *NS) IptablesSave() string {
 	return saveCounters.ReplaceAllString(out, "$1")
 }
 
+// Ip6tablesSave is IptablesSave of `ip6tables-save`.
+func (ns *NS) Ip6tablesSave() string {
+	ns.t.Helper()
+	out := ns.MustRun("ip6tables-save")
+	out = saveComment.ReplaceAllString(out, "")
+	return saveCounters.ReplaceAllString(out, "$1")
+}
+
 // Sysctl reads a sysctl of the namespace, e.g. "net.ipv4.ip_forward".
 func (ns *NS) Sysctl(key string) string {
 	ns.t.Helper()

@@ -23,6 +23,7 @@ import (
 type Host struct {
 	MAC  net.HardwareAddr
 	IP   netip.Addr
+	IP6  netip.Addr // optional: Name's AAAA
 	Name string
 }
 
@@ -31,12 +32,13 @@ type Host struct {
 type hostJSON struct {
 	MAC  string     `json:"mac"`
 	IP   netip.Addr `json:"ip"`
+	IP6  netip.Addr `json:"ip6,omitzero"`
 	Name string     `json:"name,omitempty"`
 }
 
 // MarshalJSON writes the MAC as "52:54:00:12:34:56".
 func (h Host) MarshalJSON() ([]byte, error) {
-	return json.Marshal(hostJSON{MAC: h.MAC.String(), IP: h.IP, Name: h.Name})
+	return json.Marshal(hostJSON{MAC: h.MAC.String(), IP: h.IP, IP6: h.IP6, Name: h.Name})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -49,7 +51,7 @@ func (h *Host) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("host mac %q: %w", j.MAC, err)
 	}
-	*h = Host{MAC: mac, IP: j.IP, Name: j.Name}
+	*h = Host{MAC: mac, IP: j.IP, IP6: j.IP6, Name: j.Name}
 	return nil
 }
 
@@ -59,6 +61,7 @@ type Config struct {
 	Network    string       // kvmnet network name
 	Bridge     string       // serve only on this interface
 	Gateway    netip.Prefix // e.g. 192.168.100.1/24: server address, router, DNS
+	Gateway6   netip.Prefix // e.g. fd00::1/64: router advertisements and DNS over IPv6; invalid: none
 	MTU        int          // 0 or 1500: no option
 	DHCP       bool
 	Router     bool       // hand out the gateway as the default route (option 3): NAT networks route
@@ -79,6 +82,7 @@ type configJSON struct {
 	Network    string       `json:"network"`
 	Bridge     string       `json:"bridge"`
 	Gateway    netip.Prefix `json:"gateway"`
+	Gateway6   netip.Prefix `json:"gateway6,omitzero"`
 	MTU        int          `json:"mtu,omitempty"`
 	DHCP       bool         `json:"dhcp"`
 	Router     bool         `json:"router,omitempty"`
@@ -96,7 +100,7 @@ type configJSON struct {
 // MarshalJSON writes the file form of c.
 func (c Config) MarshalJSON() ([]byte, error) {
 	j := configJSON{
-		Network: c.Network, Bridge: c.Bridge, Gateway: c.Gateway, MTU: c.MTU,
+		Network: c.Network, Bridge: c.Bridge, Gateway: c.Gateway, Gateway6: c.Gateway6, MTU: c.MTU,
 		DHCP: c.DHCP, Router: c.Router, RangeStart: c.RangeStart, RangeEnd: c.RangeEnd,
 		Domain: c.Domain, Hosts: c.Hosts, DNS: c.DNS, Upstreams: c.Upstreams,
 		LeaseFile: c.LeaseFile, PIDFile: c.PIDFile,
@@ -121,7 +125,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		}
 	}
 	*c = Config{
-		Network: j.Network, Bridge: j.Bridge, Gateway: j.Gateway, MTU: j.MTU,
+		Network: j.Network, Bridge: j.Bridge, Gateway: j.Gateway, Gateway6: j.Gateway6, MTU: j.MTU,
 		DHCP: j.DHCP, Router: j.Router, RangeStart: j.RangeStart, RangeEnd: j.RangeEnd, LeaseTime: lt,
 		Domain: j.Domain, Hosts: j.Hosts, DNS: j.DNS, Upstreams: j.Upstreams,
 		LeaseFile: j.LeaseFile, PIDFile: j.PIDFile,
@@ -222,7 +226,7 @@ func Broadcast(p netip.Prefix) netip.Addr {
 // (as spelled in the JSON file) and the offending value.
 func (c Config) Validate() error {
 	checks := []func() error{
-		c.validateNames, c.validateGateway, c.validateMTU, c.validateRange,
+		c.validateNames, c.validateGateway, c.validateGateway6, c.validateMTU, c.validateRange,
 		c.validateLeaseTime, c.validateDomain, c.validateHosts, c.validateUpstreams,
 	}
 	for _, check := range checks {
@@ -261,6 +265,19 @@ func (c Config) validateGateway() error {
 		return fieldError("gateway", g, "is the network address, not a host address")
 	case g.Addr() == Broadcast(g):
 		return fieldError("gateway", g, "is the broadcast address, not a host address")
+	}
+	return nil
+}
+
+func (c Config) validateGateway6() error {
+	g := c.Gateway6
+	switch {
+	case !g.IsValid():
+		return nil
+	case !g.Addr().Is6() || g.Addr().Is4In6() || g.Bits() != 64:
+		return fieldError("gateway6", g, "want an IPv6 address in a /64, e.g. fd00::1/64")
+	case g.Addr() == g.Masked().Addr() || g.Addr().IsLinkLocalUnicast() || g.Addr().IsMulticast():
+		return fieldError("gateway6", g, "not a host address of its prefix")
 	}
 	return nil
 }
@@ -335,6 +352,9 @@ func (c Config) validateHosts() error {
 		}
 		if !h.IP.Is4() || h.IP.Less(first) || last.Less(h.IP) || h.IP == c.Gateway.Addr() {
 			return fieldError("hosts.ip", h.IP, fmt.Sprintf("not a usable guest address of %s", c.Gateway.Masked()))
+		}
+		if h.IP6.IsValid() && (!c.Gateway6.IsValid() || !c.Gateway6.Masked().Contains(h.IP6) || h.IP6 == c.Gateway6.Addr()) {
+			return fieldError("hosts.ip6", h.IP6, fmt.Sprintf("not a guest address of gateway6 %s", c.Gateway6))
 		}
 		if h.Name != "" && !validLabel(h.Name) {
 			return fieldError("hosts.name", h.Name, "not a DNS label (a-z, 0-9, '-', at most 63)")

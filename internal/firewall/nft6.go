@@ -1,0 +1,172 @@
+package firewall
+
+import (
+	"net/netip"
+	"strconv"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// IPv6 of a network with Gateway6, in the same chains of `inet kvmnet` as
+// its IPv4 (an inet chain sees both): the guards let by only the prefix's
+// own traffic out and its replies in, the accepts take them, INPUT lets
+// neighbour discovery and router solicitations in (the daemon answers
+// those) and drops router advertisements from guests (a guest must not
+// become the host's router), and postrouting masquerades what leaves the
+// prefix. The iptables backend makes the same in ip6tables (package nat).
+
+// ipv6 is the dependency an inet table's IPv6 header match needs.
+func (s *spec) ipv6() {
+	if s.inet && !s.v6 {
+		s.exprs = append(s.exprs,
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}})
+		s.v6 = true
+	}
+}
+
+// addr6 matches `ip6 saddr|daddr [!=] PREFIX` as nft spells it: a load of
+// the prefix's bytes when it ends on a byte, else of the whole address and a mask.
+func (s *spec) addr6(word string, offset uint32, p netip.Prefix, neg bool) *spec {
+	s.ipv6()
+	op, not := cmpOp(neg)
+	p = p.Masked()
+	n := uint32(p.Bits()) / 8
+	if p.Bits()%8 != 0 {
+		n = 16
+	}
+	a := p.Addr().As16()
+	es := []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: n}}
+	if p.Bits()%8 != 0 {
+		mask := make([]byte, n)
+		for i := range mask {
+			bits := min(max(p.Bits()-8*i, 0), 8)
+			mask[i] = byte(0xff << (8 - bits))
+		}
+		es = append(es, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)})
+	}
+	es = append(es, &expr.Cmp{Op: op, Register: 1, Data: a[:n]})
+	text := p.String()
+	if p.Bits() == 128 {
+		text = p.Addr().String()
+	}
+	return s.add("ip6 "+word+" "+not+text, es...)
+}
+
+func (s *spec) saddr6(p netip.Prefix, neg bool) *spec { return s.addr6("saddr", 8, p, neg) }
+func (s *spec) daddr6(p netip.Prefix, neg bool) *spec { return s.addr6("daddr", 24, p, neg) }
+
+// ICMPv6 types (RFC 4861) and how nft names them.
+const (
+	icmp6RS = 133
+	icmp6RA = 134
+	icmp6NS = 135
+	icmp6NA = 136
+)
+
+var icmp6Names = map[byte]string{icmp6RS: "nd-router-solicit", icmp6RA: "nd-router-advert", icmp6NS: "nd-neighbor-solicit", icmp6NA: "nd-neighbor-advert"}
+
+// icmp6Type matches `icmpv6 type NAME`.
+func (s *spec) icmp6Type(t byte) *spec {
+	name, ok := icmp6Names[t]
+	if !ok {
+		name = strconv.Itoa(int(t))
+	}
+	return s.add("icmpv6 type "+name,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{t}})
+}
+
+// guardReturns6 are the guards' IPv6 returns of a NAT network with a
+// prefix: into the bridge its replies (in), out of it its own prefix (out).
+func guardReturns6(n Network, out bool) []*spec {
+	s6, b := n.Subnet6(), n.Bridge
+	if n.Mode != NAT || !s6.IsValid() {
+		return nil
+	}
+	if out {
+		return []*spec{newSpec(true).iif(b, false).oif(b, true).saddr6(s6, false).ret()}
+	}
+	return []*spec{newSpec(true).oif(b, false).iif(b, true).daddr6(s6, false).established().ret()}
+}
+
+// natAccepts6 are a NAT network's IPv6 accepts: its prefix out, and the
+// replies in (ct: only replies; the shim has none, as for IPv4).
+func natAccepts6(n Network, inet, ct bool) []*spec {
+	s6, b := n.Subnet6(), n.Bridge
+	if n.Mode != NAT || !s6.IsValid() {
+		return nil
+	}
+	in := newSpec(inet).oif(b, false).daddr6(s6, false)
+	if ct {
+		in.established()
+	}
+	return []*spec{in.accept(), newSpec(inet).iif(b, false).saddr6(s6, false).accept()}
+}
+
+// inputAccepts6 are what IPv6 needs of the host on the bridge: neighbour
+// discovery, router solicitations, and DNS on the IPv6 gateway when served.
+func inputAccepts6(n Network, inet bool) []*spec {
+	if n.Mode == Isolated || !n.Gateway6.IsValid() {
+		return nil
+	}
+	b, gw := n.Bridge, netip.PrefixFrom(n.Gateway6.Addr(), 128)
+	rs := []*spec{
+		newSpec(inet).iif(b, false).icmp6Type(icmp6RS).accept(),
+		newSpec(inet).iif(b, false).icmp6Type(icmp6NS).accept(),
+		newSpec(inet).iif(b, false).icmp6Type(icmp6NA).accept(),
+	}
+	if n.Services {
+		rs = append(rs,
+			newSpec(inet).iif(b, false).daddr6(gw, false).dport(unix.IPPROTO_UDP, 53).accept(),
+			newSpec(inet).iif(b, false).daddr6(gw, false).dport(unix.IPPROTO_TCP, 53).accept())
+	}
+	return rs
+}
+
+// inputRules6: guests' router advertisements dropped, then inputAccepts6,
+// then on a host-only network everything else not for the IPv6 gateway refused.
+func inputRules6(n Network) []*spec {
+	if n.Mode == Isolated || !n.Gateway6.IsValid() {
+		return nil
+	}
+	b := n.Bridge
+	rs := append([]*spec{newSpec(true).iif(b, false).icmp6Type(icmp6RA).drop()}, inputAccepts6(n, true)...)
+	if n.Mode == HostOnly {
+		rs = append(rs, newSpec(true).iif(b, false).daddr6(netip.PrefixFrom(n.Gateway6.Addr(), 128), true).reject())
+	}
+	return rs
+}
+
+// natRules6 masquerade what leaves the IPv6 prefix (a ULA cannot be routed
+// outside), multicast excepted.
+func natRules6(n Network) []*spec {
+	s6 := n.Subnet6()
+	if n.Mode != NAT || !s6.IsValid() {
+		return nil
+	}
+	out := func() *spec { return newSpec(true).saddr6(s6, false).daddr6(s6, true) }
+	return []*spec{
+		newSpec(true).saddr6(s6, false).daddr6(netip.MustParsePrefix("ff00::/8"), false).ret(),
+		out().proto(unix.IPPROTO_TCP).masquerade(true),
+		out().proto(unix.IPPROTO_UDP).masquerade(true),
+		out().masquerade(false),
+	}
+}
+
+// shimRules are the shim rules hook h wants of n in foreign chain fc: an ip
+// table takes the IPv4 ones, an ip6 table the IPv6 ones (with the
+// family-free guest-to-guest and allow rules), an inet table both.
+func shimRules(h hook, n Network, fc foreign) []*spec {
+	switch fc.ch.Table.Family {
+	case nftables.TableFamilyIPv6:
+		return h.nft6(n)
+	case nftables.TableFamilyINet:
+		return h.nft(n, true)
+	}
+	return h.nft(n, false)
+}
