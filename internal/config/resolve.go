@@ -36,7 +36,8 @@ type Net struct {
 	Upstreams []string
 	Hosts     []Host
 	LeaseFile string
-	VXLAN     *Overlay // nil: the network stays on this host
+	VXLAN     *Overlay  // nil: the network stays on this host
+	Allow     []Allowed // who may use it through kvmnet-bridge-helper (see AllowedUsers)
 }
 
 // Subnet is the network's prefix, e.g. 192.168.100.0/24; invalid for Isolated.
@@ -69,6 +70,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		r.Mode = mode
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
+	r.Allow = n.allowed()
 	if !r.Mode.Routed() {
 		return r, nil
 	}
