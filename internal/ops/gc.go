@@ -35,3 +35,16 @@ func (h Host) GC() ([]Reclaimed, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// GCNetwork is GC for one network: what its DHCP/DNS daemon runs when the
+// network's last tap has left the bridge.
+func (h Host) GCNetwork(name string) ([]Reclaimed, error) {
+	res, gone, err := lifecycle.Reclaim(h.Dir, name)
+	if err != nil {
+		err = fmt.Errorf("reclaim %s: %w", name, err)
+	}
+	if !gone {
+		return nil, err
+	}
+	return []Reclaimed{{Network: name, Changes: res.Changes}}, err
+}
