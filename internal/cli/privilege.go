@@ -51,13 +51,18 @@ func (c caller) String() string {
 func secureStart() caller {
 	safeStdFDs()
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	os.Clearenv()
-	os.Setenv("PATH", safePath)
+	scrubEnv()
 	debug.SetGCPercent(100)
 	debug.SetMemoryLimit(1<<63 - 1)
 	runtime.SetDefaultGOMAXPROCS()
 	groups, _ := unix.Getgroups()
 	return caller{uid: unix.Getuid(), gid: unix.Getgid(), groups: groups}
+}
+
+// scrubEnv leaves the environment PATH=safePath and nothing else.
+func scrubEnv() {
+	os.Clearenv()
+	os.Setenv("PATH", safePath)
 }
 
 // safeStdFDs opens /dev/null on each of fds 0-2 that is closed, so that no
@@ -163,6 +168,14 @@ func (systemAccounts) groupID(name string) (int, bool) {
 // errNotAllowed marks a caller the network's allow list refuses.
 var errNotAllowed = errors.New("not allowed")
 
+// refusal is a caller refused by an allow list: a usage error (exit 2).
+type refusal struct{ msg string }
+
+func (e refusal) Error() string { return e.msg }
+func (e refusal) Is(target error) bool {
+	return target == errNotAllowed || target == errUsage
+}
+
 // permitted checks the caller against network n's allow list: root always
 // may; a "user" entry matches the caller's real uid, an "@group" entry its
 // real gid or one of its supplementary groups, as the kernel has them (a user
@@ -188,8 +201,8 @@ func permitted(n config.Net, who caller, acc accounts) error {
 		}
 		why = fmt.Sprintf("not in its allow list [%s]", strings.Join(list, ", "))
 	}
-	return usageError{fmt.Sprintf("network %s: uid %d %s: %s (allow = [...] in %s; group changes take effect at the next login)",
-		n.Name, who.uid, errNotAllowed, why, config.DefaultPath)}
+	return refusal{fmt.Sprintf("network %s: %s %s: %s (allow = [...] in %s; group changes take effect at the next login)",
+		n.Name, who, errNotAllowed, why, config.DefaultPath)}
 }
 
 // becomeRoot makes every id root (real, effective, saved; groups none) for
