@@ -29,6 +29,9 @@ type guest struct {
 	Hold     int      // kvmnet.hold: seconds to stay up (serving) after the checks
 	Up, Down string   // QEMU's script= and downscript=
 	Tap      string   // ifname=; default "kvtap-NAME"
+	Netdev   string   // the -netdev value, instead of a tap with Up and Down (e.g. bridge,...,helper=)
+	Prefix   []string // run before QEMU in the host namespace, e.g. setpriv to run it as a user
+	Env      []string // QEMU's environment, instead of the world's
 	// OnLine, when set, sees every KVMNET line (without the prefix) as it arrives.
 	OnLine func(line string, qemu *os.Process)
 }
@@ -112,16 +115,23 @@ func (w *world) run1(b *boot) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(g.Wait+g.Hold+120)*time.Second)
 	defer cancel()
-	argv := []string{"ip", "netns", "exec", w.host.Name,
+	netdev := fmt.Sprintf("tap,id=n0,ifname=%s,script=%s,downscript=%s", g.Tap, qemuEscape(g.Up), qemuEscape(g.Down))
+	if g.Netdev != "" {
+		netdev = g.Netdev
+	}
+	argv := append(append([]string{"ip", "netns", "exec", w.host.Name}, g.Prefix...),
 		"qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none",
 		"-no-reboot", "-serial", "stdio",
 		"-kernel", filepath.Join(guestDir, "vmlinuz"), "-initrd", filepath.Join(guestDir, "initrd.img"),
 		"-append", strings.Join(params, " "),
-		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=%s,downscript=%s", g.Tap, qemuEscape(g.Up), qemuEscape(g.Down)),
-		"-device", "virtio-net-pci,netdev=n0,mac=" + b.mac,
-	}
+		"-netdev", netdev,
+		"-device", "virtio-net-pci,netdev=n0,mac="+b.mac,
+	)
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Env = w.env
+	if g.Env != nil {
+		c.Env = g.Env
+	}
 	var serial bytes.Buffer
 	pr, pw := io.Pipe()
 	c.Stdout = pw
