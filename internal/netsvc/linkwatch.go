@@ -22,9 +22,11 @@ const resubscribeDelay = 100 * time.Millisecond
 
 // watchTaps follows the bridge's tun/tap ports through netlink link events
 // (RTNLGRP_LINK, as `ip monitor link`) and calls s.vacated each time the
-// last one leaves: deleted with its VM, or taken off the bridge. It never
-// fails the daemon: when the subscription breaks it says so with a call,
-// whose receiver checks for itself, and subscribes again.
+// last one is deleted while on the bridge: the kernel deletes a VM's tap when
+// its QEMU exits or is killed, and a downscript, which detaches the tap
+// first, has then already had its say. It never fails the daemon: when the
+// subscription breaks it says so with a call, whose receiver checks for
+// itself, and subscribes again.
 func (s *Server) watchTaps(ctx context.Context) error {
 	for ctx.Err() == nil {
 		s.followTaps(ctx)
@@ -61,7 +63,7 @@ func (s *Server) followTaps(ctx context.Context) {
 				return
 			}
 			if s.tapEvent(taps, u) && len(taps) == 0 {
-				s.log.Info("last tap left the bridge", "bridge", s.cfg.Bridge)
+				s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
 				s.vacated(s.cfg.Network)
 			}
 		}
@@ -69,17 +71,24 @@ func (s *Server) followTaps(ctx context.Context) {
 }
 
 // tapEvent updates taps, the bridge's tun/tap ports by ifindex, with one
-// event, and reports whether a port left.
-func (s *Server) tapEvent(taps map[int32]bool, u netlink.LinkUpdate) (left bool) {
-	idx := u.Index
-	_, isTap := u.Link.(*netlink.Tuntap)
-	on := u.Header.Type == unix.RTM_NEWLINK && isTap && u.Link.Attrs().MasterIndex == s.bridgeIndex
-	switch {
-	case on:
-		taps[idx] = true
-	case taps[idx]:
-		delete(taps, idx)
-		return true
+// event, and reports whether one of them was deleted (not detached: a
+// downscript detaches, then decides itself).
+func (s *Server) tapEvent(taps map[int32]bool, u netlink.LinkUpdate) (deleted bool) {
+	if u.Family == unix.AF_BRIDGE {
+		// The bridge's own news of its port (`bridge monitor link`): no link
+		// kind in it, so a tap would read as another link; the link's own
+		// (AF_UNSPEC) message says the same, and is the one to go by.
+		return false
 	}
-	return false
+	idx := u.Index
+	switch _, isTap := u.Link.(*netlink.Tuntap); {
+	case u.Header.Type == unix.RTM_DELLINK:
+		deleted = taps[idx]
+		delete(taps, idx)
+	case isTap && u.Link.Attrs().MasterIndex == s.bridgeIndex:
+		taps[idx] = true
+	default:
+		delete(taps, idx)
+	}
+	return deleted
 }

@@ -143,7 +143,7 @@ func TestUserVM(t *testing.T) {
 	uw := newUserWorld(t, "")
 	var status string
 	b := uw.boot(guest{
-		Name: "u1", Net: "dhcp", Check: []string{toOutside},
+		Name: "u1", Net: "dhcp", Check: []string{toOutside}, Hold: 3, // status runs meanwhile
 		Netdev: uw.netdev("default"), Prefix: uw.as(userA, uw.kvm), Env: uw.hostileEnv(),
 		OnLine: func(l string, _ *os.Process) {
 			if strings.HasPrefix(l, "done") {
