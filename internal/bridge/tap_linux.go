@@ -5,7 +5,6 @@ import (
 	"os"
 	"unsafe"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -13,6 +12,7 @@ import (
 type TapOptions struct {
 	VnetHdr bool // IFF_VNET_HDR, when the kernel offers it (QEMU's --use-vnet)
 	Owner   int  // the uid the tap belongs to (TUNSETOWNER), or -1 for none
+	HighMAC bool // first byte of the MAC 0xfe, as QEMU's bridge helper sets it
 }
 
 // tunDevice is the clone device every tap is made through.
@@ -24,6 +24,7 @@ const tunDevice = "/dev/net/tun"
 // QEMU wants, and the vnet header when asked for and offered.
 //
 //	ip tuntap add mode tap [vnet_hdr] [user UID]   (but not persistent)
+//	ip link set TAP address fe:XX:XX:XX:XX:XX      (HighMAC)
 func NewTap(o TapOptions) (*os.File, string, error) {
 	fd, err := unix.Open(tunDevice, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -53,6 +54,11 @@ func NewTap(o TapOptions) (*os.File, string, error) {
 			return nil, "", fmt.Errorf("set owner of tap %s to uid %d: %w", name, o.Owner, err)
 		}
 	}
+	if o.HighMAC {
+		if err := raiseMAC(fd, name); err != nil {
+			return nil, "", err
+		}
+	}
 	ok = true
 	return os.NewFile(uintptr(fd), tunDevice), name, nil
 }
@@ -64,23 +70,22 @@ func hasVnetHdr(fd int) bool {
 	return errno == 0 && features&unix.IFF_VNET_HDR != 0
 }
 
-// RaiseMAC sets the first byte of the link's MAC to 0xfe, as QEMU's bridge
-// helper does: a bridge with no address of its own takes its ports' lowest
-// MAC, which would change whenever a VM comes or goes.
-//
-//	ip link set NAME address fe:XX:XX:XX:XX:XX
-func RaiseMAC(name string) error {
-	l, err := Link(name)
+// raiseMAC sets the first byte of the tap's MAC to 0xfe, through the tap's
+// own descriptor (no netlink round trip): a bridge with no address of its
+// own takes its ports' lowest MAC, which would change as VMs come and go.
+func raiseMAC(fd int, name string) error {
+	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return err
 	}
-	mac := append([]byte(nil), l.Attrs().HardwareAddr...)
-	if len(mac) != 6 {
-		return fmt.Errorf("tap %s has no Ethernet address", name)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
+		return fmt.Errorf("read address of tap %s: %w", name, err)
 	}
-	mac[0] = 0xfe
-	if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
-		return fmt.Errorf("set address of %s: %w", name, err)
+	// struct sockaddr in the ifreq: sa_family (2 bytes), then the address.
+	raw := (*[unix.IFNAMSIZ + 16]byte)(unsafe.Pointer(ifr))
+	raw[unix.IFNAMSIZ+2] = 0xfe
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFHWADDR, ifr); err != nil {
+		return fmt.Errorf("set address of tap %s: %w", name, err)
 	}
 	return nil
 }

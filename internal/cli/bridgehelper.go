@@ -164,15 +164,11 @@ func attachNewTap(n config.Net, a bridgeArgs, who caller) (*os.File, helperResul
 	if err != nil {
 		return nil, res, err
 	}
-	tap, name, err := bridge.NewTap(bridge.TapOptions{VnetHdr: a.vnet, Owner: who.uid})
+	tap, name, err := bridge.NewTap(bridge.TapOptions{VnetHdr: a.vnet, Owner: who.uid, HighMAC: true})
 	if err != nil {
 		return nil, res, err
 	}
 	res.tap = name
-	if err := bridge.RaiseMAC(name); err != nil {
-		tap.Close()
-		return nil, res, err
-	}
 	if res.Result, err = lifecycle.Up(d, n, name); err != nil {
 		tap.Close()
 		return nil, res, err
