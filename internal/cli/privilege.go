@@ -221,6 +221,71 @@ func becomeRoot() error {
 	if err := errors.Join(syscall.Setresgid(0, 0, 0), syscall.Setgroups([]int{}), syscall.Setresuid(0, 0, 0)); err != nil {
 		return fmt.Errorf("become root: %w", err)
 	}
+	return rootsProcess()
+}
+
+// rlimits is the number of resource limits Linux has (RLIM_NLIMITS).
+const rlimits = 16
+
+// rootsProcess gives the process what the caller chose and root's own
+// processes would not have, so that the DHCP/DNS daemon and iptables it
+// starts inherit none of it: the resource limits of init (a user's tiny
+// RLIMIT_NOFILE would cripple a daemon other users' VMs rely on), umask 022,
+// nice 0, and / as the working directory. A hard limit the caller lowered
+// comes back only where root may raise one (CAP_SYS_RESOURCE, which some
+// containers withhold); the soft limit then goes as high as the hard one.
+func rootsProcess() error {
+	var errs []error
+	for r := 0; r < rlimits; r++ {
+		if err := initsLimit(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	unix.Umask(0o022)
+	errs = append(errs, niceZero(), unix.Chdir("/"))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("reset the caller's process settings: %w", err)
+	}
+	return nil
+}
+
+// niceZero sets the nice value of every thread to 0: Linux keeps it per
+// thread, and a child inherits the one of the thread that forked it.
+func niceZero() error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return fmt.Errorf("list threads: %w", err)
+	}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("set nice of thread %d: %w", tid, err)
+			}
+		}
+	}
+	return nil
+}
+
+// initsLimit sets resource limit r to init's, or as near as root may.
+// syscall's Setrlimit, not unix's: for RLIMIT_NOFILE it also stops os/exec
+// from handing children the soft limit the process started with.
+func initsLimit(r int) error {
+	var want, have syscall.Rlimit
+	if err := unix.Prlimit(1, r, nil, (*unix.Rlimit)(&want)); err != nil {
+		return fmt.Errorf("read init's limit %d: %w", r, err)
+	}
+	if err := syscall.Getrlimit(r, &have); err != nil {
+		return fmt.Errorf("read limit %d: %w", r, err)
+	}
+	err := syscall.Setrlimit(r, &want)
+	if errors.Is(err, unix.EPERM) && want.Max > have.Max {
+		want.Max = have.Max
+		want.Cur = min(want.Cur, want.Max)
+		err = syscall.Setrlimit(r, &want)
+	}
+	if err != nil {
+		return fmt.Errorf("set limit %d: %w", r, err)
+	}
 	return nil
 }
 

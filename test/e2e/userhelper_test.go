@@ -135,19 +135,22 @@ func (uw *userWorld) noMarks() {
 }
 
 // A user in group kvm boots a guest through the helper with a hostile
-// environment: it gets DHCP from the root config's network and reaches the
-// outside; kvmnet status names the user beside the tap; when QEMU powers
-// off, with no downscript, the network goes.
+// environment and process settings: it gets DHCP from the root config's
+// network and reaches the outside; the daemon the helper started has neither
+// the user's soft RLIMIT_NOFILE nor their nice value; kvmnet status names the user beside the
+// tap; when QEMU powers off, with no downscript, the network goes.
 func TestUserVM(t *testing.T) {
 	t.Parallel()
 	uw := newUserWorld(t, "")
-	var status string
+	var status, limits, nice string
+	hostile := append(uw.as(userA, uw.kvm), "prlimit", "--nofile=200:", "--", "nice", "-n", "10")
 	b := uw.boot(guest{
 		Name: "u1", Net: "dhcp", Check: []string{toOutside}, Hold: 3, // status runs meanwhile
-		Netdev: uw.netdev("default"), Prefix: uw.as(userA, uw.kvm), Env: uw.hostileEnv(),
+		Netdev: uw.netdev("default"), Prefix: hostile, Env: uw.hostileEnv(),
 		OnLine: func(l string, _ *os.Process) {
 			if strings.HasPrefix(l, "done") {
 				status, _ = uw.run(filepath.Join(binDir, "kvmnet"), "status", "--json")
+				limits, nice = daemonSettings(t, status)
 			}
 		},
 	})[0]
@@ -156,8 +159,33 @@ func TestUserVM(t *testing.T) {
 	if !tapOf(t, status, userA) {
 		t.Errorf("kvmnet status while u1 ran names no tap of uid %d:\n%s", userA, status)
 	}
+	if strings.Contains(limits, " 200 ") || !strings.Contains(limits, "Max open files") || nice != "0" {
+		t.Errorf("the daemon kept the user's settings (soft RLIMIT_NOFILE 200, nice 10): nice %q, limits:\n%s", nice, limits)
+	}
 	uw.noMarks()
 	uw.checkRestored()
+}
+
+// daemonSettings returns the limits and the nice value of the daemon that
+// the status JSON names.
+func daemonSettings(t *testing.T, statusJSON string) (limits, nice string) {
+	t.Helper()
+	var s struct {
+		Networks []struct{ Services struct{ PID int } }
+	}
+	if err := json.Unmarshal([]byte(statusJSON), &s); err != nil || len(s.Networks) == 0 || s.Networks[0].Services.PID == 0 {
+		t.Errorf("no daemon in kvmnet status: %v\n%s", err, statusJSON)
+		return "", ""
+	}
+	pid := strconv.Itoa(s.Networks[0].Services.PID)
+	l, _ := os.ReadFile("/proc/" + pid + "/limits")
+	stat, _ := os.ReadFile("/proc/" + pid + "/stat")
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+		if f := strings.Fields(string(stat[i+1:])); len(f) > 16 {
+			nice = f[16] // field 19 of stat: nice
+		}
+	}
+	return string(l), nice
 }
 
 // tapOf reports whether the status JSON has a tap on the default network
