@@ -33,10 +33,11 @@ const (
 // userWorld is a world with the setuid helper and a root-owned config.
 type userWorld struct {
 	*world
-	helper  string // the setuid copy of kvmnet-bridge-helper
-	rootCfg string // what /etc/kvmnet/kvmnet.toml holds for the QEMUs
-	kvm     int    // group kvm's gid
-	evil    string // a directory of fake iptables, nft and ip that leave a mark when run
+	helper  string            // the setuid copy of kvmnet-bridge-helper
+	rootCfg string            // what /etc/kvmnet/kvmnet.toml holds for the QEMUs
+	kvm     int               // group kvm's gid
+	evil    string            // a directory of fake iptables, nft and ip that leave a mark when run
+	etc     map[string]string // more files of the QEMUs' /etc, e.g. passwd
 	runs    atomic.Int32
 }
 
@@ -94,6 +95,9 @@ func (uw *userWorld) as(uid int, groups ...int) []string {
 		must(uw.t, os.MkdirAll(filepath.Join(ovl, d), 0o755))
 	}
 	must(uw.t, os.WriteFile(filepath.Join(ovl, "up/kvmnet/kvmnet.toml"), []byte(uw.rootCfg), 0o644))
+	for name, body := range uw.etc {
+		must(uw.t, os.WriteFile(filepath.Join(ovl, "up", name), []byte(body), 0o644))
+	}
 	gs := "--clear-groups"
 	if len(groups) > 0 {
 		var s []string
@@ -341,4 +345,92 @@ func TestTwoUsersOneNetwork(t *testing.T) {
 	_ = q.Signal(syscall.SIGKILL)
 	wg.Wait()
 	uw.checkRestored()
+}
+
+// libvirt's session mode (qemu:///session, libvirtd run by the user) runs
+// the bridge helper its qemu.conf names for an <interface type='bridge'>,
+// with the bridge's name: the guest gets DHCP and reaches the outside, and
+// when the domain is destroyed the network goes.
+func TestLibvirtSession(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"libvirtd", "virsh"} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("no %s (libvirt-daemon-system)", p)
+		}
+	}
+	uw := newUserWorld(t, "")
+	home, xdg := filepath.Join(uw.dir, "home"), filepath.Join(uw.dir, "xdg")
+	for _, d := range []string{home, filepath.Join(home, ".config"), filepath.Join(home, ".config/libvirt"), xdg} {
+		must(t, os.MkdirAll(d, 0o700))
+		must(t, os.Chown(d, userA, userA))
+	}
+	must(t, os.WriteFile(filepath.Join(home, ".config/libvirt/qemu.conf"), []byte(fmt.Sprintf("bridge_helper = %q\n", uw.helper)), 0o644))
+	// libvirt looks its user and group up: an /etc/passwd and /etc/group that
+// have them, in the overlay.
+	passwd, err := os.ReadFile("/etc/passwd")
+	must(t, err)
+	group, err := os.ReadFile("/etc/group")
+	must(t, err)
+	uw.etc = map[string]string{
+		"passwd": fmt.Sprintf("%skvmtest:x:%d:%d::%s:/bin/sh\n", passwd, userA, userA, home),
+		"group":  fmt.Sprintf("%skvmtest:x:%d:\n", group, userA),
+	}
+	serial := filepath.Join(home, "serial.log")
+	dom := filepath.Join(uw.dir, "sess1.xml")
+	params := "console=ttyS0 quiet panic=-1 kvmnet.name=sess1 kvmnet.net=dhcp kvmnet.check=" + toOutside +
+		" kvmnet.wait=60 kvmnet.hold=600 kvmnet.timeout=700"
+	must(t, os.WriteFile(dom, []byte(fmt.Sprintf(`<domain type='qemu'>
+  <name>sess1</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>%s/vmlinuz</kernel><initrd>%s/initrd.img</initrd><cmdline>%s</cmdline></os>
+  <features><acpi/></features>
+  <devices>
+    <serial type='file'><source path='%s'/></serial>
+    <interface type='bridge'><source bridge='br0'/><model type='virtio'/></interface>
+  </devices>
+</domain>
+`, guestDir, guestDir, params, serial)), 0o644))
+	virsh := func(args ...string) string {
+		t.Helper()
+		argv := append(append([]string{"ip", "netns", "exec", uw.host.Name}, uw.as(userA, uw.kvm)...), "virsh", "-c", "qemu:///session")
+		c := exec.Command(argv[0], append(argv[1:], args...)...)
+		c.Env = []string{"HOME=" + home, "XDG_RUNTIME_DIR=" + xdg, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("virsh %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() { uw.killUsers(userA) })
+	release := acquire(1)
+	virsh("create", dom)
+	deadline := time.Now().Add(4 * time.Minute)
+	var console string
+	for !strings.Contains(console, "KVMNET done") && time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		b, _ := os.ReadFile(serial)
+		console = string(b)
+	}
+	virsh("destroy", "sess1")
+	release()
+	if !strings.Contains(console, "KVMNET lease ip=") || !strings.Contains(console, "KVMNET ok tcp "+outsideIP+":80") {
+		t.Fatalf("the session domain got no lease or did not reach the outside; its console:\n%s", console)
+	}
+	uw.killUsers(userA) // the session's libvirtd and virtlogd, which would linger for 2 minutes
+	uw.checkRestored()
+}
+
+// killUsers kills the processes of uid in the host namespace: those the
+// test's libvirt session started.
+func (uw *userWorld) killUsers(uid int) {
+	pids, _ := exec.Command("ip", "netns", "pids", uw.host.Name).Output()
+	for _, p := range strings.Fields(string(pids)) {
+		var st syscall.Stat_t
+		if err := syscall.Stat("/proc/"+p, &st); err == nil && int(st.Uid) == uid {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
