@@ -85,8 +85,8 @@ func parseFD(s string) (int, error) {
 // ordinary users' QEMU and installed setuid root. It returns the exit code.
 //
 // Its caller is not trusted: the environment is cleared before anything else
-// (runtime.go's secure mode has already made fds 0-2 safe and GOTRACEBACK
-// none), the caller's real ids are taken as who asks, and the ACL is checked
+// (Go's runtime has already made fds 0-2 safe and, in its secure mode for a
+// setuid exec, GOTRACEBACK none), the caller's real ids are taken as who asks, and the ACL is checked
 // before anything is made. It becomes wholly root (so that the caller cannot
 // signal it or what it starts) while it sets the network up and makes the tap,
 // then drops to the caller's ids before it touches the caller's socket.

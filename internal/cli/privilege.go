@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/internal/config"
-	"github.com/kvmnet/kvmnet/internal/lifecycle"
 )
 
 // What the setuid bridge helper does about the user who runs it.
@@ -208,14 +207,11 @@ func permitted(n config.Net, who caller, acc accounts) error {
 // becomeRoot makes every id root (real, effective, saved; groups none) for
 // the part that changes the host: the caller can then neither signal the
 // helper nor the daemon and iptables it starts, and those run as root with
-// no trace of the caller's groups. Run by root, or with capabilities but not
-// setuid, it changes nothing; without CAP_NET_ADMIN it refuses.
+// no trace of the caller's groups. It needs effective root, which the setuid
+// bit gives (file capabilities would not do: see README, "Why setuid root").
 func becomeRoot() error {
 	if os.Geteuid() != 0 {
-		if !lifecycle.HasCap(unix.CAP_NET_ADMIN) {
-			return usagef("needs root: install it setuid root (make install does)")
-		}
-		return nil
+		return usagef("needs root: install it setuid root (make install does)")
 	}
 	// The syscall package's calls apply to every thread of the process.
 	if err := errors.Join(syscall.Setresgid(0, 0, 0), syscall.Setgroups([]int{}), syscall.Setresuid(0, 0, 0)); err != nil {
