@@ -73,12 +73,13 @@ func TestLinkWatchVacated(t *testing.T) {
 	}
 	until("the dump", func(u netlink.LinkUpdate) bool { return len(taps) == 2 })
 	step("t1 deleted, t0 on the bridge", 0, deleted("t1"), "ip", "link", "del", "t1")
-	step("t0 detached", 0, func(u netlink.LinkUpdate) bool { return u.Attrs().Name == "t0" && u.Attrs().MasterIndex == 0 },
-		"ip", "link", "set", "t0", "nomaster")
+	on := func(name string, master int) func(u netlink.LinkUpdate) bool {
+		return func(u netlink.LinkUpdate) bool { return u.Attrs().Name == name && u.Attrs().MasterIndex == master }
+	}
+	step("t0 detached", 0, on("t0", 0), "ip", "link", "set", "t0", "nomaster")
 	step("t0 deleted off the bridge", 0, deleted("t0"), "ip", "link", "del", "t0")
 	ns.MustRun("ip", "tuntap", "add", "t2", "mode", "tap")
-	step("t2 attached", 0, func(u netlink.LinkUpdate) bool { return u.Attrs().Name == "t2" && u.Attrs().MasterIndex == s.bridgeIndex },
-		"ip", "link", "set", "t2", "master", "br0")
+	step("t2 attached", 0, on("t2", s.bridgeIndex), "ip", "link", "set", "t2", "master", "br0")
 	step("v0 deleted (not a tap)", 0, deleted("v0"), "ip", "link", "del", "v0")
 	step("t2 deleted on the bridge, the last tap", 1, deleted("t2"), "ip", "link", "del", "t2")
 }

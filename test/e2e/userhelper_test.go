@@ -366,7 +366,7 @@ func TestLibvirtSession(t *testing.T) {
 	}
 	must(t, os.WriteFile(filepath.Join(home, ".config/libvirt/qemu.conf"), []byte(fmt.Sprintf("bridge_helper = %q\n", uw.helper)), 0o644))
 	// libvirt looks its user and group up: an /etc/passwd and /etc/group that
-// have them, in the overlay.
+	// have them, in the overlay.
 	passwd, err := os.ReadFile("/etc/passwd")
 	must(t, err)
 	group, err := os.ReadFile("/etc/group")
