@@ -222,7 +222,8 @@ It makes a tap owned by the calling user, brings it onto the kvmnet network
 NETWORK (a network's name, or its bridge's), setting the network up on first
 use as kvmnet-natup does, and passes the tap to QEMU over the unix socket N.
 When the network's last tap goes (QEMU exited, or was killed), the network's
-DHCP/DNS daemon tears it down; no downscript is needed.
+DHCP/DNS daemon tears it down; no downscript is needed. A network with no
+daemon (isolated, or DHCP and DNS off) stays until "kvmnet gc".
 
 Who may: root; for the default network, members of group %[2]s; for any
 network, the users and @groups of its allow list in %[3]s.
