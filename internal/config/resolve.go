@@ -24,6 +24,7 @@ type Net struct {
 	Name      string
 	Bridge    string
 	Mode      Mode
+	Allow     []Allowed    // who may use it through kvmnet-bridge-helper: "@group", "user"
 	Gateway   netip.Prefix // invalid for Isolated
 	MTU       int          // 0: leave the bridge's as the kernel makes it
 	DHCP      bool
@@ -36,8 +37,7 @@ type Net struct {
 	Upstreams []string
 	Hosts     []Host
 	LeaseFile string
-	VXLAN     *Overlay  // nil: the network stays on this host
-	Allow     []Allowed // who may use it through kvmnet-bridge-helper (see AllowedUsers)
+	VXLAN     *Overlay // nil: the network stays on this host
 }
 
 // Subnet is the network's prefix, e.g. 192.168.100.0/24; invalid for Isolated.

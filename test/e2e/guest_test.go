@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,18 +116,16 @@ func (w *world) run1(b *boot) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(g.Wait+g.Hold+120)*time.Second)
 	defer cancel()
-	netdev := fmt.Sprintf("tap,id=n0,ifname=%s,script=%s,downscript=%s", g.Tap, qemuEscape(g.Up), qemuEscape(g.Down))
-	if g.Netdev != "" {
-		netdev = g.Netdev
-	}
-	argv := append(append([]string{"ip", "netns", "exec", w.host.Name}, g.Prefix...),
+	argv := []string{"ip", "netns", "exec", w.host.Name,
 		"qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none",
 		"-no-reboot", "-serial", "stdio",
 		"-kernel", filepath.Join(guestDir, "vmlinuz"), "-initrd", filepath.Join(guestDir, "initrd.img"),
 		"-append", strings.Join(params, " "),
-		"-netdev", netdev,
-		"-device", "virtio-net-pci,netdev=n0,mac="+b.mac,
-	)
+		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=%s,downscript=%s", g.Tap, qemuEscape(g.Up), qemuEscape(g.Down)),
+		"-device", "virtio-net-pci,netdev=n0,mac=" + b.mac,
+	}
+
+	argv = g.customize(argv)
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Env = w.env
 	if g.Env != nil {
@@ -166,6 +165,17 @@ func (w *world) run1(b *boot) {
 	<-done
 	b.took = time.Since(t0)
 	b.serial = serial.String()
+}
+
+// customize applies the guest's Netdev and Prefix to argv, `ip netns exec NS
+// QEMU ...`.
+func (g guest) customize(argv []string) []string {
+	if g.Netdev != "" {
+		if i := slices.Index(argv, "-netdev"); i >= 0 {
+			argv[i+1] = g.Netdev
+		}
+	}
+	return slices.Insert(argv, 4, g.Prefix...)
 }
 
 // qemuEscape doubles commas, as QEMU's option syntax wants inside a value.
