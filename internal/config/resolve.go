@@ -27,6 +27,7 @@ type Net struct {
 	Allow     []Allowed    // who may use it through kvmnet-bridge-helper: "@group", "user"
 	Gateway   netip.Prefix // invalid for Isolated
 	MTU       int          // 0: leave the bridge's as the kernel makes it
+	Ports     Ports        // which links the helpers attach: TapPorts or AnyPorts
 	DHCP      bool
 	DNS       bool
 	Router    bool       // DHCP hands out the gateway as the default route
@@ -38,6 +39,7 @@ type Net struct {
 	Hosts     []Host
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
+	Firewall  Firewall // the file's top-level choice; "" is auto
 }
 
 // Subnet is the network's prefix, e.g. 192.168.100.0/24; invalid for Isolated.
@@ -65,9 +67,12 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		n = &Network{Name: name}
 	}
-	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts}
+	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Ports: n.Ports, Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
 	if r.Mode == "" {
 		r.Mode = mode
+	}
+	if r.Ports == "" {
+		r.Ports = TapPorts
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
 	r.Allow = n.allowed()

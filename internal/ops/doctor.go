@@ -14,8 +14,8 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
-	"github.com/kvmnet/kvmnet/internal/nat"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -67,11 +67,11 @@ func (h Host) Diagnose() ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	fw, fwErr := nat.New()
-	fs := iptablesFindings(fwErr)
+	fws := firewalls{}
+	fs := h.iptablesFindings(names, fws)
 	fs = append(fs, firewalldFindings()...)
 	for _, name := range names {
-		c, err := h.check(name, fw, fwdOn)
+		c, err := h.check(name, fws, fwdOn)
 		if err != nil {
 			fs = append(fs, Finding{Network: name, Problem: "cannot be checked", Evidence: err.Error(), Fix: "see the evidence"})
 			continue
@@ -79,6 +79,17 @@ func (h Host) Diagnose() ([]Finding, error) {
 		fs = append(fs, c.findings()...)
 	}
 	return fs, nil
+}
+
+// Firewall names the rule engine a network coming up now gets, and why,
+// e.g. "nftables (auto: no legacy iptables tables)"; networks that are up
+// keep theirs (status shows it).
+func (h Host) Firewall() string {
+	b, why, err := firewall.Choose(firewall.Backend(h.File.Firewall))
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s (%s)", b, why)
 }
 
 // Fix repairs every finding kvmnet owns, each once, and returns what it changed.
@@ -100,12 +111,27 @@ func Fix(fs []Finding) ([]string, error) {
 	return changes, errors.Join(errs...)
 }
 
-// iptablesFindings: without iptables no network can have rules.
-func iptablesFindings(fwErr error) []Finding {
+// iptablesFindings: without iptables no network on the iptables backend
+// (new ones, as the file picks, or those up with it) can have rules.
+func (h Host) iptablesFindings(names []string, fws firewalls) []Finding {
+	b, _, err := firewall.Choose(firewall.Backend(h.File.Firewall))
+	if err != nil {
+		return []Finding{{Problem: "the firewall backend cannot be chosen", Evidence: err.Error(), Fix: "set firewall in " + h.File.Path}}
+	}
+	needed := b == firewall.IPTables
+	for _, name := range names {
+		if rec, up, err := h.Dir.Load(name); err == nil && up && (rec.Firewall == "" || rec.Firewall == string(firewall.IPTables)) {
+			needed = true
+		}
+	}
+	if !needed {
+		return nil
+	}
+	_, fwErr := fws.of(state.Network{Firewall: string(firewall.IPTables)})
 	if fwErr == nil {
 		return nil
 	}
-	if errors.Is(fwErr, nat.ErrNoIptables) {
+	if errors.Is(fwErr, firewall.ErrNoIptables) {
 		return []Finding{{Problem: "iptables is missing", Evidence: fwErr.Error() + " (PATH=" + os.Getenv("PATH") + ")",
 			Fix: "apt-get install iptables"}}
 	}
@@ -144,15 +170,18 @@ type netCheck struct {
 	conf  config.Net
 	confE error
 	br    *netlink.Bridge
-	fw    *nat.Firewall
+	fw    firewall.Firewall // nil when it cannot be opened (iptablesFindings says why)
 	fwdOn bool
 }
 
-func (h Host) check(name string, fw *nat.Firewall, fwdOn bool) (*netCheck, error) {
-	c := &netCheck{h: h, name: name, fw: fw, fwdOn: fwdOn}
+func (h Host) check(name string, fws firewalls, fwdOn bool) (*netCheck, error) {
+	c := &netCheck{h: h, name: name, fwdOn: fwdOn}
 	var err error
 	if c.rec, c.up, err = h.Dir.Load(name); err != nil {
 		return nil, err
+	}
+	if c.up {
+		c.fw, _ = fws.of(c.rec)
 	}
 	// A network that is not up is checked as kvmnet-natup would make it
 	// when the file gives no mode.
@@ -171,15 +200,46 @@ func (c *netCheck) findings() []Finding {
 	if !c.up {
 		return append(c.overlap(0), c.underlay()...)
 	}
+	if c.rec.Doing != "" {
+		// What follows would only list the parts it did not get to.
+		return []Finding{c.interrupted()}
+	}
 	if c.br == nil {
 		return []Finding{c.heal(Finding{Problem: "bridge " + c.rec.Bridge + " is gone",
 			Evidence: "ip link show " + c.rec.Bridge + ": no such device", Fix: "kvmnet doctor --fix makes it again"})}
 	}
 	fs := c.overlap(c.br.Index)
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay()} {
+	if config.Mode(c.rec.Mode) == config.Bridged {
+		// The bridge and its LAN are the admin's: kvmnet has no rules
+		// there, and its STP is theirs to choose.
+		return append(append(fs, c.mtu()...), c.macs()...)
+	}
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay()} {
 		fs = append(fs, f...)
 	}
 	return fs
+}
+
+// interrupted: a helper was killed while it set the network up. Its record
+// names what it made or was about to; the repair undoes all of it when no VM
+// uses the network, as gc would, and else finishes it, as the next up would.
+func (c *netCheck) interrupted() Finding {
+	n, confE := c.conf, c.confE
+	return Finding{Network: c.name, Problem: "an up was killed halfway: the network is half made",
+		Evidence: fmt.Sprintf("%s: the up was about to %s", c.h.Dir.File(c.name, ".json"), c.rec.Doing),
+		Fix:      "kvmnet doctor --fix (or kvmnet gc) undoes it when no VM uses the network, else finishes it",
+		key:      "heal " + c.name,
+		repair: func() ([]string, error) {
+			res, gone, err := lifecycle.Reclaim(c.h.Dir, c.name)
+			if gone || err != nil {
+				return res.Changes, err
+			}
+			if confE != nil {
+				return nil, fmt.Errorf("finish %s: %w", c.name, confE)
+			}
+			res, err = lifecycle.Heal(c.h.Dir, n)
+			return res.Changes, err
+		}}
 }
 
 // heal attaches the repair of what kvmnet set up for the network: the
@@ -243,20 +303,46 @@ func (c *netCheck) address() []Finding {
 		Fix:      "kvmnet doctor --fix adds it"})}
 }
 
+// quiet: on an isolated network's bridge the host must answer no ARP or NDP
+// for its addresses on other links.
+func (c *netCheck) quiet() []Finding {
+	if config.Mode(c.rec.Mode) != config.Isolated {
+		return nil
+	}
+	var fs []Finding
+	for _, s := range []struct{ family, key, want, what string }{
+		{"ipv4", "arp_ignore", "8", "answers ARP"},
+		{"ipv6", "disable_ipv6", "1", "speaks IPv6"},
+	} {
+		v, ok, err := bridge.ReadConf(s.family, c.br.Name, s.key)
+		if err != nil || !ok || v == s.want {
+			continue
+		}
+		fs = append(fs, c.heal(Finding{Problem: "the host " + s.what + " on the isolated bridge " + c.br.Name + " for its addresses on other links",
+			Evidence: fmt.Sprintf("net.%s.conf.%s.%s = %s", s.family, c.br.Name, s.key, v),
+			Fix:      fmt.Sprintf("kvmnet doctor --fix sets it to %s", s.want)}))
+	}
+	return fs
+}
+
 func (c *netCheck) rules() []Finding {
 	if c.fw == nil {
 		return nil
 	}
-	missing, err := c.fw.Check(lifecycle.NATNetwork(c.rec))
+	missing, err := c.fw.Check(lifecycle.FirewallNetwork(c.rec))
 	if err != nil {
 		return []Finding{{Network: c.name, Problem: "rules cannot be read", Evidence: err.Error(), Fix: "see the evidence"}}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
+	problem, lacks := "(a firewall reload, iptables -F?)", "iptables-save lacks: "
+	if c.fw.Backend() == firewall.NFTables {
+		problem, lacks = "(nftables backend: a firewall reload, nft flush ruleset?)", "nft list ruleset lacks: "
+	}
 	return []Finding{c.heal(Finding{
-		Problem:  fmt.Sprintf("%d of kvmnet's rules are missing (a firewall reload, iptables -F?)", len(missing)),
-		Evidence: "iptables-save lacks: " + missing[0] + more(len(missing)-1),
+		Problem:  fmt.Sprintf("%d of kvmnet's rules are missing %s", len(missing), problem),
+		Evidence: lacks + missing[0] + more(len(missing)-1),
 		Fix:      "kvmnet doctor --fix puts them back"})}
 }
 
@@ -286,7 +372,7 @@ func (c *netCheck) forwardChain() []Finding {
 	if c.fw == nil || BridgeNFCallIptables() != 1 {
 		return nil
 	}
-	fw, err := c.fw.Forward(lifecycle.NATNetwork(c.rec))
+	fw, err := c.fw.Forward(lifecycle.FirewallNetwork(c.rec))
 	if err != nil || (fw.Policy != "DROP" && fw.Blocker < 0) {
 		return nil
 	}
@@ -295,20 +381,18 @@ func (c *netCheck) forwardChain() []Finding {
 		what, ev = fmt.Sprintf("FORWARD rule %d drops", fw.Blocker+1), "iptables-save: "+fw.Rule
 	}
 	ev += "; bridge-nf-call-iptables = 1"
-	jump := "KVMNET-FWD-" + c.name
 	switch {
 	case fw.Jump >= 0 && (fw.Blocker < 0 || fw.Jump < fw.Blocker):
 		return []Finding{{Network: c.name, Info: true,
-			Problem:  what + " bridged traffic, but kvmnet's jump to " + jump + " comes first and decides all of " + c.rec.Bridge + "'s traffic",
-			Evidence: ev + fmt.Sprintf("; jump is FORWARD rule %d", fw.Jump+1), Fix: "none needed"}}
+			Problem:  what + " bridged traffic, but kvmnet's " + fw.Ours + " comes first and decides all of " + c.rec.Bridge + "'s traffic",
+			Evidence: ev + fmt.Sprintf("; kvmnet's is FORWARD rule %d", fw.Jump+1), Fix: "none needed"}}
 	case fw.Jump < 0:
-		return []Finding{c.heal(Finding{Problem: what + " traffic between guests on " + c.rec.Bridge + ", and kvmnet's jump is missing",
-			Evidence: ev, Fix: "kvmnet doctor --fix inserts kvmnet's jump first in FORWARD"})}
+		return []Finding{c.heal(Finding{Problem: what + " traffic between guests on " + c.rec.Bridge + ", and kvmnet's " + fw.Kind + " is missing",
+			Evidence: ev, Fix: "kvmnet doctor --fix inserts it first in FORWARD"})}
 	}
-	return []Finding{{Network: c.name, Problem: what + " traffic between guests on " + c.rec.Bridge + " before kvmnet's jump",
-		Evidence: ev + fmt.Sprintf("; jump is FORWARD rule %d", fw.Jump+1),
-		Fix: fmt.Sprintf("iptables -D FORWARD -m comment --comment kvmnet:%s -j %s, then kvmnet doctor --fix inserts it first (or sysctl -w net.bridge.bridge-nf-call-iptables=0)",
-			c.name, jump)}}
+	return []Finding{{Network: c.name, Problem: what + " traffic between guests on " + c.rec.Bridge + " before kvmnet's " + fw.Ours,
+		Evidence: ev + fmt.Sprintf("; kvmnet's is FORWARD rule %d", fw.Jump+1),
+		Fix:      fw.Unhook + ", then kvmnet doctor --fix inserts it first (or sysctl -w net.bridge.bridge-nf-call-iptables=0)"}}
 }
 
 func (c *netCheck) stp() []Finding {
@@ -330,27 +414,43 @@ func (c *netCheck) stp() []Finding {
 	return []Finding{f}
 }
 
-// mtu: a tap with another MTU than its bridge drops the guest's full-size frames.
+// mtu: a tap with another MTU than its bridge drops the guest's full-size
+// frames. The MTU to repair to is the network's configured one on a bridge
+// kvmnet made (a smaller port drags the bridge's down with it, and following
+// the bridge would shrink every tap to that), else the bridge's.
 func (c *netCheck) mtu() []Finding {
 	ports, err := bridge.Ports(c.br)
 	if err != nil {
 		return nil
 	}
-	recorded, _ := c.h.Dir.PortNames(c.name)
+	want := c.br.MTU
 	var fs []Finding
+	if c.confE == nil && c.conf.MTU > 0 && c.rec.MadeBridge && c.conf.MTU != c.br.MTU {
+		want = c.conf.MTU
+		br := c.br
+		fs = append(fs, Finding{Network: c.name,
+			Problem:  fmt.Sprintf("bridge %s's MTU is not the configured %d: a port with a smaller MTU lowered it", br.Name, want),
+			Evidence: fmt.Sprintf("%s mtu %d, %s says mtu = %d", br.Name, br.MTU, c.h.File.Path, want),
+			Fix:      fmt.Sprintf("kvmnet doctor --fix sets it back (ip link set %s mtu %d)", br.Name, want),
+			key:      "mtu " + br.Name,
+			repair: func() ([]string, error) {
+				return []string{fmt.Sprintf("set %s mtu %d", br.Name, want)}, bridge.SetMTU(br, want)
+			}})
+	}
+	recorded, _ := c.h.Dir.PortNames(c.name)
 	for _, p := range ports {
 		a := p.Attrs()
-		if a.MTU == c.br.MTU {
+		if a.MTU == want {
 			continue
 		}
 		f := Finding{Network: c.name, Problem: fmt.Sprintf("port %s's MTU differs from its bridge's: large frames are dropped", a.Name),
-			Evidence: fmt.Sprintf("%s mtu %d, %s mtu %d", a.Name, a.MTU, c.br.Name, c.br.MTU),
-			Fix:      fmt.Sprintf("ip link set %s mtu %d", a.Name, c.br.MTU)}
+			Evidence: fmt.Sprintf("%s mtu %d, %s mtu %d", a.Name, a.MTU, c.br.Name, want),
+			Fix:      fmt.Sprintf("ip link set %s mtu %d", a.Name, want)}
 		if slices.Contains(recorded, a.Name) {
-			port, br := p, c.br
-			f.Fix = "kvmnet doctor --fix gives the tap kvmnet attached its bridge's MTU"
+			port := p
+			f.Fix = fmt.Sprintf("kvmnet doctor --fix gives the tap kvmnet attached the MTU %d", want)
 			f.key, f.repair = "mtu "+a.Name, func() ([]string, error) {
-				return []string{fmt.Sprintf("set %s mtu %d", port.Attrs().Name, br.MTU)}, bridge.Attach(port, br)
+				return []string{fmt.Sprintf("set %s mtu %d", port.Attrs().Name, want)}, bridge.SetMTU(port, want)
 			}
 		}
 		fs = append(fs, f)

@@ -39,12 +39,29 @@ func TestBadInput(t *testing.T) {
 		{name: "daemon fails at start", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"mkdir", "$DIR/default@$NS.leases"}}, // the lease file in this namespace: a directory
 			want:  "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
-		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0",
-			want: "kvmnet-natup: install rules for default: iptables not found in /usr/sbin, /sbin, /usr/bin or /bin (install the iptables package)"},
+		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"iptables\"\n",
+			want: "kvmnet-natup: install rules for default: iptables not found in /usr/sbin, /sbin, /usr/bin or /bin"},
+		{name: "bad firewall", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"pf\"\n", want: `kvmnet.toml:2: firewall "pf": want auto, nftables or iptables`},
+		{name: "not a tap", prog: "kvmnet-natup", tap: "eth1",
+			setup: [][]string{{"ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"}},
+			want:  `kvmnet-natup: tap eth1 is a veth link, not a tap: network default attaches only taps (ports = "any" in its configuration allows any link)`},
+		{name: "loopback", prog: "kvmnet-natup", tap: "lo", config: "[network.default]\nports = \"any\"\n",
+			want: "kvmnet-natup: attach lo to br0: invalid argument"}, // named once, and lo keeps its MTU
+		{name: "tap of another bridge", prog: "kvmnet-natup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "brx", "type", "bridge"}, {"ip", "link", "set", "vnet0", "master", "brx"}},
+			want:  "kvmnet-natup: tap vnet0 is a port of brx already: refusing to move it to br0"},
+		{name: "isolated on a bridge with the host's address", prog: "kvmnet-ifup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "br0", "type", "bridge"}, {"ip", "addr", "add", "10.1.0.1/24", "dev", "br0"}},
+			want:  `kvmnet-ifup: make bridge br0: bridge br0 carries the host's address 10.1.0.1/24: an isolated network would cut it off; for guests on that bridge's LAN use mode = "bridged"`},
+		{name: "isolated on a bridge with a NIC", prog: "kvmnet-ifup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "br0", "type", "bridge"}, {"ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"}, {"ip", "link", "set", "eth1", "master", "br0"}},
+			want:  `kvmnet-ifup: make bridge br0: bridge br0 has a port kvmnet did not attach, eth1: an isolated network would cut it off; for guests on that bridge's LAN use mode = "bridged"`},
+		{name: "bridged without its bridge", prog: "kvmnet-ifup@lan", tap: "vnet0", config: "[network.lan]\nmode = \"bridged\"\n",
+			want: "kvmnet-ifup: find bridge lan: no bridge lan: a bridged network's bridge is made by the admin, with the host's NIC, never by kvmnet"},
 		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHost(t, tc.config)
+			h := newHost(t, "", tc.config)
 			h.taps("vnet", 1)
 			for _, argv := range tc.setup {
 				for i := range argv {
@@ -53,7 +70,7 @@ func TestBadInput(t *testing.T) {
 				}
 				h.MustRun(argv...)
 			}
-			rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
+			rules, links, fwd := h.rules(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 			var stderr string
 			var err error
 			switch tc.name {
@@ -73,8 +90,11 @@ func TestBadInput(t *testing.T) {
 			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 {
 				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr)
 			}
+			if out := h.MustRun("ip", "link", "show", "lo"); tc.tap == "lo" && !strings.Contains(out, "mtu 65536") {
+				t.Errorf("lo's MTU changed: %s", out)
+			}
 			h.SetLinks(links)
-			h.AssertClean(rules, fwd)
+			h.assertClean(rules, fwd)
 		})
 	}
 }
@@ -90,9 +110,11 @@ func (h *host) withCaps(prog, tap, caps string) (string, error) {
 }
 
 // TestNetAdminOnly: under libvirt the helpers hold CAP_NET_ADMIN and nothing else.
-func TestNetAdminOnly(t *testing.T) {
-	h := newHost(t, "")
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+func TestNetAdminOnly(t *testing.T) { matrix(t, testNetAdminOnly) }
+
+func testNetAdminOnly(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	tap := h.taps("vnet", 1)[0]
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
 		if stderr, err := h.withCaps(prog, tap, "-all,+net_admin"); err != nil {
@@ -103,7 +125,7 @@ func TestNetAdminOnly(t *testing.T) {
 		}
 	}
 	h.MustRun("ip", "link", "del", tap)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // withoutSystemBin runs its arguments in a mount namespace of their own
@@ -127,7 +149,9 @@ func hostilePath(t *testing.T) (dir string, ran func() bool) {
 // TestNoDaemonBinary: a NAT helper installed without kvmnet, which runs the
 // DHCP/DNS daemon, fails in one line naming where it looked, and undoes the
 // bridge, address and rules it had made. A kvmnet in PATH is not run.
-func TestNoDaemonBinary(t *testing.T) {
+func TestNoDaemonBinary(t *testing.T) { matrix(t, testNoDaemonBinary) }
+
+func testNoDaemonBinary(t *testing.T, fw string) {
 	if _, err := os.Stat("/usr/bin/kvmnet"); err == nil {
 		t.Skip("/usr/bin/kvmnet is installed")
 	}
@@ -144,9 +168,9 @@ func TestNoDaemonBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	stubs, ran := hostilePath(t)
-	h := newHost(t, "")
+	h := newHost(t, fw, "")
 	tap := h.taps("vnet", 1)[0]
-	rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
+	rules, links, fwd := h.rules(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, "PATH="+stubs, helper, tap)
 	if err == nil {
 		t.Fatalf("succeeded; stderr: %s", stderr)
@@ -160,17 +184,18 @@ func TestNoDaemonBinary(t *testing.T) {
 		t.Error("a program from PATH was run")
 	}
 	h.SetLinks(links)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // TestHostilePathIgnored: with PATH full of stubs named like iptables and
 // kvmnet, a NAT network still comes up and goes down with the system's
-// iptables and the kvmnet beside the helpers, and no stub runs.
+// iptables and the kvmnet beside the helpers, and no stub runs. (The
+// nftables backend runs no program at all: see TestNoIptablesPrograms.)
 func TestHostilePathIgnored(t *testing.T) {
 	stubs, ran := hostilePath(t)
-	h := newHost(t, "")
+	h := newHost(t, "iptables", "")
 	tap := h.taps("vnet", 1)[0]
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
 		if stderr, err := h.helper(prog, tap, "PATH="+stubs); err != nil {
 			t.Fatalf("%s with a hostile PATH: %v\n%s", prog, err, stderr)
@@ -183,5 +208,5 @@ func TestHostilePathIgnored(t *testing.T) {
 		t.Error("a program from PATH was run")
 	}
 	h.MustRun("ip", "link", "del", tap)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }

@@ -42,9 +42,10 @@ type statusJSON struct {
 			Held   bool `json:"held"`
 		} `json:"forwarding"`
 		Rules struct {
-			Checked bool     `json:"checked"`
-			Owned   bool     `json:"owned"`
-			Missing []string `json:"missing"`
+			Checked  bool     `json:"checked"`
+			Owned    bool     `json:"owned"`
+			Missing  []string `json:"missing"`
+			Firewall string   `json:"firewall"`
 		} `json:"rules"`
 		Services struct {
 			Enabled bool `json:"enabled"`
@@ -205,7 +206,8 @@ func TestStatusNotUp(t *testing.T) {
 // host of the file.
 func TestStatusLeases(t *testing.T) {
 	udhcpc := busybox(t)
-	h := newHost(t, "[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n")
+	// The guest is a namespace on a veth, not a VM on a tap.
+	h := newHost(t, "[network.default]\nports = \"any\"\n[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	h.must("up", "default")
 	guest := testns.New(t)
