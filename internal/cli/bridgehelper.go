@@ -86,10 +86,12 @@ func parseFD(s string) (int, error) {
 //
 // Its caller is not trusted: the environment is cleared before anything else
 // (Go's runtime has already made fds 0-2 safe and, in its secure mode for a
-// setuid exec, GOTRACEBACK none), the caller's real ids are taken as who asks, and the ACL is checked
-// before anything is made. It becomes wholly root (so that the caller cannot
-// signal it or what it starts) while it sets the network up and makes the tap,
-// then drops to the caller's ids before it touches the caller's socket.
+// setuid exec, GOTRACEBACK none), the caller's real ids are taken as who
+// asks, and the ACL is checked before anything is made. It becomes wholly
+// root (so that the caller cannot signal it or what it starts) while it sets
+// the network up and makes the tap, then drops to the caller's ids before it
+// touches the caller's socket. A tap that never reaches QEMU goes when the
+// helper exits, and the network's daemon notices as for any VM's end.
 func BridgeHelper(args []string) int {
 	who := secureStart()
 	if len(args) == 2 && (args[1] == "--help" || args[1] == "-h") {
