@@ -16,7 +16,7 @@ go test -count=1 -timeout 30m ./...
 # Packages with parsers fed by guests (DHCP/DNS in internal/netsvc) add Fuzz
 # targets; list their package here, as does the config loader (FuzzLoad,
 # FuzzTapName in internal/config). KVMNET_FUZZTIME=0 skips this step.
-fuzz_pkgs=(./internal/netsvc ./internal/config)
+fuzz_pkgs=(./internal/netsvc ./internal/config ./internal/cli)
 fuzztime=${KVMNET_FUZZTIME:-20s}
 if [ "$fuzztime" != 0 ]; then
 	for pkg in "${fuzz_pkgs[@]}"; do

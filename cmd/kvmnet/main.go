@@ -15,7 +15,7 @@ import (
 
 func main() {
 	if filepath.Base(os.Args[0]) == ctl.ProcName {
-		os.Exit(cli.Daemon(os.Args, netsvc.Main))
+		os.Exit(cli.Daemon(os.Args, netsvc.MainWatching))
 	}
 	os.Exit(cli.Operator(os.Args))
 }

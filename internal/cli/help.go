@@ -110,6 +110,9 @@ VMs' taps are all gone and tears it down exactly as its last down would have:
 the daemon, the rules, ip_forward, the address and the bridge, each only if
 kvmnet made it. Networks pinned by "kvmnet up" stay. It takes each network's
 lock, so it is safe at any time, e.g. from a systemd timer or a libvirt hook.
+With NETWORK, only that network, and not while a libvirt domain is recorded on
+it (the hook's release takes such a network down): its DHCP/DNS daemon runs
+"kvmnet gc NETWORK" itself when the last tap on its bridge is deleted.
 `
 
 const upHelp = `Sets NETWORK up as the first VM's up would (bridge, address, ip_forward,

@@ -47,7 +47,7 @@ func commands() []command {
 			help: statusHelp, run: runStatus},
 		{name: "doctor", args: "[--fix]", short: "find what breaks VMs' networks; --fix repairs what kvmnet owns", flags: []string{"--fix"},
 			help: doctorHelp, run: runDoctor},
-		{name: "gc", short: "tear down networks no live VM uses (VMs killed without their downscript)",
+		{name: "gc", args: "[NETWORK]", max: 1, short: "tear down networks no live VM uses (VMs killed without their downscript)",
 			help: gcHelp, run: runGC},
 		{name: "up", args: "NETWORK", min: 1, max: 1, short: "set a network up with no VM, and keep it up until `kvmnet down`",
 			help: upHelp, run: runUp},
@@ -246,7 +246,16 @@ func runGC(c *call) (int, error) {
 		return 0, err
 	}
 	start := time.Now()
-	gone, err := h.GC()
+	var gone []ops.Reclaimed
+	if len(c.args) == 1 {
+		name, nerr := network(c.args[0])
+		if nerr != nil {
+			return 0, nerr
+		}
+		gone, err = h.GCNetwork(name)
+	} else {
+		gone, err = h.GC()
+	}
 	for _, r := range gone {
 		c.log.Info("gc", "network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start))
 	}

@@ -330,6 +330,7 @@ type Network struct {
 	Upstreams []Upstream `toml:"upstreams"`
 	Hosts     []Host     `toml:"host"`
 	VXLAN     *VXLAN     `toml:"vxlan"`
+	Allow     []Allowed  `toml:"allow"` // who may use it through kvmnet-bridge-helper; see allow.go
 }
 
 // File is a parsed configuration file.

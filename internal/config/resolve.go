@@ -24,6 +24,7 @@ type Net struct {
 	Name      string
 	Bridge    string
 	Mode      Mode
+	Allow     []Allowed    // who may use it through kvmnet-bridge-helper: "@group", "user"
 	Gateway   netip.Prefix // invalid for Isolated
 	Gateway6  netip.Prefix // the IPv6 gateway and the guests' /64; invalid when off or Isolated
 	MTU       int          // 0: leave the bridge's as the kernel makes it
@@ -83,6 +84,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		r.Ports = TapPorts
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
+	r.Allow = n.allowed()
 	if !r.Mode.Routed() {
 		return r, nil
 	}

@@ -19,14 +19,18 @@ import (
 // (Process.Wait's readiness signal), serves until SIGTERM or SIGINT, and removes the
 // pid file. It logs to stderr, which Start points at the log file. It returns
 // the exit status.
-func Main(args []string) int {
+func Main(args []string) int { return MainWatching(args, nil) }
+
+// MainWatching is Main, and calls vacated whenever the network's last tap
+// leaves its bridge (see Vacated); nil watches nothing.
+func MainWatching(args []string, vacated Vacated) int {
 	closeInheritedFDs()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if len(args) != 2 {
 		log.Error("usage: " + ctl.ProcName + " CONFIG.json")
 		return 2
 	}
-	if err := daemon(args[1], log); err != nil {
+	if err := daemon(args[1], log, vacated); err != nil {
 		log.Error("netsvc failed", "err", err.Error())
 		fmt.Fprintln(os.Stderr, "error:", err.Error())
 		return 1
@@ -35,7 +39,7 @@ func Main(args []string) int {
 }
 
 // daemon is Main after the argument check.
-func daemon(configPath string, log *slog.Logger) error {
+func daemon(configPath string, log *slog.Logger, vacated Vacated) error {
 	c, err := ctl.ReadDaemonConfig(configPath)
 	if err != nil {
 		return err
@@ -47,7 +51,7 @@ func daemon(configPath string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	s.watch = true
+	s.watch, s.vacated = true, vacated
 	pid := os.Getpid()
 	if err := ctl.WritePIDFile(c.PIDFile, pid); err != nil {
 		s.close()

@@ -52,6 +52,8 @@ type Server struct {
 	// it: the check looks the bridge up from whatever thread runs it, which is
 	// right only when the whole process lives in the bridge's namespace.
 	watch bool
+	// vacated, when set, is called when the last tap leaves the bridge (linkwatch.go).
+	vacated Vacated
 }
 
 // Run serves c until ctx is done: Listen, then Serve.
@@ -252,6 +254,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.watch {
 		run(s.watchBridge)
+	}
+	if s.vacated != nil {
+		run(s.watchTaps)
 	}
 	// The logger names the network already (see daemon).
 	s.log.Info("netsvc serving", "bridge", s.cfg.Bridge,

@@ -40,3 +40,17 @@ func (h Host) GC() ([]Reclaimed, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// GCNetwork is GC for one network, leaving one a libvirt domain is recorded
+// on to the hook (lifecycle.Vacated): what its DHCP/DNS daemon runs when the
+// network's last tap was deleted.
+func (h Host) GCNetwork(name string) ([]Reclaimed, error) {
+	res, gone, err := lifecycle.Vacated(h.Dir, name)
+	if err != nil {
+		err = fmt.Errorf("reclaim %s: %w", name, err)
+	}
+	if !gone {
+		return nil, err
+	}
+	return []Reclaimed{{Network: name, Changes: res.Changes}}, err
+}

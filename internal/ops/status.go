@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,7 +47,9 @@ import (
 //	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
 //	    "ports": [{"name": "vnet0", "kind": "tuntap", "kvmnet": true, "attached": true,
 //	               "up": true, "mtu": 1500, "mac": "fe:54:00:3c:a1:07",
-//	               "domain": "web1"},     // the libvirt domain of the tap (the hook's); absent when none
+//	               "domain": "web1",      // the libvirt domain of the tap (the hook's); absent when none
+//	               "uid": 1000, "user": "alice"}, // the tap's owner: the user whose VM holds it
+//	                                      // (kvmnet-bridge-helper's taps); absent when none
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
 //	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
 //	                                      // only for a network with an overlay
@@ -160,6 +163,8 @@ type PortStatus struct {
 	MTU      int    `json:"mtu"`
 	MAC      string `json:"mac"`
 	Domain   string `json:"domain,omitempty"` // the libvirt domain the tap is of, when the hook recorded it
+	UID      *int   `json:"uid,omitempty"`    // the tap's owner (kvmnet-bridge-helper sets the VM's user); absent when none
+	User     string `json:"user,omitempty"`   // that uid's name, when /etc/passwd has it
 }
 
 // brNFCallIptables is per network namespace since Linux 5.3, like ip_forward.
@@ -343,10 +348,39 @@ func (h Host) domains(name string, ports []PortStatus, fail func(error)) []Domai
 
 func portStatus(l netlink.Link, br *netlink.Bridge) PortStatus {
 	a := l.Attrs()
-	return PortStatus{
+	p := PortStatus{
 		Name: a.Name, Kind: l.Type(), Attached: a.MasterIndex == br.Index,
 		Up: a.Flags&net.FlagUp != 0, MTU: a.MTU, MAC: a.HardwareAddr.String(),
 	}
+	p.UID, p.User = tapOwner(l)
+	return p
+}
+
+// tapOwner returns the uid that owns a tap (`ip -d link` prints it as
+// "user UID"): kvmnet-bridge-helper gives a user's VM's tap to that user. The
+// kernel reports an owner only when one is set; root's QEMU and libvirt set
+// none, and uid 0 cannot be told from none, so only other users are named.
+func tapOwner(l netlink.Link) (*int, string) {
+	t, ok := l.(*netlink.Tuntap)
+	if !ok || t.Owner == 0 {
+		return nil, ""
+	}
+	uid := int(t.Owner)
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return &uid, u.Username
+	}
+	return &uid, ""
+}
+
+// userCell names a port's user: "alice", or "uid 1000" when /etc/passwd does not say.
+func userCell(p PortStatus) string {
+	switch {
+	case p.UID == nil:
+		return "-"
+	case p.User != "":
+		return p.User
+	}
+	return "uid " + strconv.Itoa(*p.UID)
 }
 
 // checkRules lists the recorded network's rules that are missing now.
@@ -400,15 +434,15 @@ func WriteTable(w io.Writer, s Status) error {
 	var ports, leases []string
 	for _, n := range s.Networks {
 		for _, p := range n.Ports {
-			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
-				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC), orDash(p.Domain)))
+			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
+				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC), orDash(p.Domain), userCell(p)))
 		}
 		for _, l := range n.Services.Leases {
 			leases = append(leases, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", l.IP, n.Name, l.MAC, orDash(l.Hostname), leaseEnd(l)))
 		}
 	}
 	if len(ports) > 0 {
-		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC\tDOMAIN")
+		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC\tDOMAIN\tUSER")
 		fmt.Fprintln(tw, strings.Join(ports, "\n"))
 	}
 	if len(leases) > 0 {

@@ -1,6 +1,6 @@
 // Command mangen writes kvmnet's man pages, gzipped, from the commands' own
 // --help text, so that the pages never drift from the programs:
-// kvmnet.1 and kvmnet-{ifup,ifdown,natup,natdown,libvirt-hook}.8.
+// kvmnet.1 and kvmnet-{ifup,ifdown,natup,natdown,bridge-helper,libvirt-hook}.8.
 //
 //	go run ./packaging/mangen -o DIR -version VERSION
 package main
@@ -44,6 +44,8 @@ func pages() []page {
 		ps = append(ps, page{name: "kvmnet-" + v.Name, section: "8", summary: summary,
 			body: func(w io.Writer) { cli.HelperUsage(w, v) }})
 	}
+	ps = append(ps, page{name: "kvmnet-bridge-helper", section: "8",
+		summary: "QEMU bridge helper: ordinary users' VMs on kvmnet networks", body: cli.BridgeHelperUsage})
 	return append(ps, page{name: "kvmnet-libvirt-hook", section: "8",
 		summary: "libvirt qemu hook: kvmnet networks for domains on their bridges", body: cli.HookUsage})
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,9 @@ type guest struct {
 	Hold     int      // kvmnet.hold: seconds to stay up (serving) after the checks
 	Up, Down string   // QEMU's script= and downscript=
 	Tap      string   // ifname=; default "kvtap-NAME"
+	Netdev   string   // the -netdev value, instead of a tap with Up and Down (e.g. bridge,...,helper=)
+	Prefix   []string // run before QEMU in the host namespace, e.g. setpriv to run it as a user
+	Env      []string // QEMU's environment, instead of the world's
 	// OnLine, when set, sees every KVMNET line (without the prefix) as it arrives.
 	OnLine func(line string, qemu *os.Process)
 }
@@ -126,8 +130,13 @@ func (w *world) run1(b *boot) {
 		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=%s,downscript=%s", g.Tap, qemuEscape(g.Up), qemuEscape(g.Down)),
 		"-device", "virtio-net-pci,netdev=n0,mac=" + b.mac,
 	}
+
+	argv = g.customize(argv)
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Env = w.env
+	if g.Env != nil {
+		c.Env = g.Env
+	}
 	var serial bytes.Buffer
 	pr, pw := io.Pipe()
 	c.Stdout = pw
@@ -162,6 +171,17 @@ func (w *world) run1(b *boot) {
 	<-done
 	b.took = time.Since(t0)
 	b.serial = serial.String()
+}
+
+// customize applies the guest's Netdev and Prefix to argv, `ip netns exec NS
+// QEMU ...`.
+func (g guest) customize(argv []string) []string {
+	if g.Netdev != "" {
+		if i := slices.Index(argv, "-netdev"); i >= 0 {
+			argv[i+1] = g.Netdev
+		}
+	}
+	return slices.Insert(argv, 4, g.Prefix...)
 }
 
 // qemuEscape doubles commas, as QEMU's option syntax wants inside a value.

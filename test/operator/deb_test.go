@@ -48,6 +48,12 @@ func TestDeb(t *testing.T) {
 			t.Errorf("/%s: %v, mode %v, want %v", path, err, fi, mode)
 		}
 	}
+	if fi, err := os.Stat(filepath.Join(root, "usr/libexec/kvmnet-bridge-helper")); err != nil || fi.Mode()&os.ModeSetuid == 0 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("/usr/libexec/kvmnet-bridge-helper: %v, %v; want setuid root, 0755", err, fi)
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/share/man/man8/kvmnet-bridge-helper.8.gz")); err != nil {
+		t.Errorf("no man page of the bridge helper: %v", err)
+	}
 	if l, err := os.Readlink(filepath.Join(root, "etc/libvirt/hooks/qemu.d/kvmnet")); l != "/usr/libexec/kvmnet-libvirt-hook" {
 		t.Errorf("/etc/libvirt/hooks/qemu.d/kvmnet -> %q (%v), want the libvirt hook", l, err)
 	}

@@ -7,9 +7,10 @@ import (
 
 // TestGCAfterSIGKILL: QEMU killed with SIGKILL runs no downscript; `kvmnet
 // gc` then leaves the namespace as it was before QEMU started, and leaves
-// alone a network pinned by `kvmnet up`.
+// alone a network pinned by `kvmnet up`. The default network here runs no
+// DHCP/DNS daemon, which would otherwise reclaim it itself when the tap goes.
 func TestGCAfterSIGKILL(t *testing.T) {
-	h := newHost(t, "[network.lab]\nmode = \"isolated\"\n")
+	h := newHost(t, "[network.default]\ndhcp = false\ndns = false\n[network.lab]\nmode = \"isolated\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	q := h.StartQEMU()
 	if h.Master("vnet0") != "br0" {

@@ -1,0 +1,94 @@
+package netsvc
+
+import (
+	"context"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Vacated is called by the daemon when the last tap left the network's
+// bridge: its VM exited or was killed, with or without a downscript. It gets
+// the network's name. What it does is the caller's (cmd/kvmnet runs
+// `kvmnet gc NETWORK`, which decides under the network's lock whether the
+// network is unused and tears it down, this daemon with it); the daemon only
+// notices.
+type Vacated = func(network string)
+
+// resubscribeDelay paces re-subscribing after the kernel dropped the link
+// subscription (a full socket buffer).
+const resubscribeDelay = 100 * time.Millisecond
+
+// watchTaps follows the bridge's tun/tap ports through netlink link events
+// (RTNLGRP_LINK, as `ip monitor link`) and calls s.vacated each time the
+// last one is deleted while on the bridge: the kernel deletes a VM's tap when
+// its QEMU exits or is killed, and a downscript, which detaches the tap
+// first, has then already had its say. It never fails the daemon: when the
+// subscription breaks it says so with a call, whose receiver checks for
+// itself, and subscribes again.
+func (s *Server) watchTaps(ctx context.Context) error {
+	for ctx.Err() == nil {
+		s.followTaps(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		s.log.Warn("link subscription lost; checking the network and subscribing again")
+		s.vacated(s.cfg.Network)
+		select {
+		case <-ctx.Done():
+		case <-time.After(resubscribeDelay):
+		}
+	}
+	return nil
+}
+
+// followTaps runs one link subscription until ctx is done or it breaks.
+func (s *Server) followTaps(ctx context.Context) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: true})
+	if err != nil {
+		s.log.Warn("subscribe to link events", "err", err.Error())
+		return
+	}
+	taps := map[int32]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			if s.tapEvent(taps, u) && len(taps) == 0 {
+				s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
+				s.vacated(s.cfg.Network)
+			}
+		}
+	}
+}
+
+// tapEvent updates taps, the bridge's tun/tap ports by ifindex, with one
+// event, and reports whether one of them was deleted (not detached: a
+// downscript detaches, then decides itself).
+func (s *Server) tapEvent(taps map[int32]bool, u netlink.LinkUpdate) (deleted bool) {
+	if u.Family == unix.AF_BRIDGE {
+		// The bridge's own news of its port (`bridge monitor link`): no link
+		// kind in it, so a tap would read as another link; the link's own
+		// (AF_UNSPEC) message says the same, and is the one to go by.
+		return false
+	}
+	idx := u.Index
+	switch _, isTap := u.Link.(*netlink.Tuntap); {
+	case u.Header.Type == unix.RTM_DELLINK:
+		deleted = taps[idx]
+		delete(taps, idx)
+	case isTap && u.Link.Attrs().MasterIndex == s.bridgeIndex:
+		taps[idx] = true
+	default:
+		delete(taps, idx)
+	}
+	return deleted
+}

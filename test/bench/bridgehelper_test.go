@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// qemuBridgeHelper is QEMU's own helper, as Debian installs it.
+const qemuBridgeHelper = "/usr/lib/qemu/qemu-bridge-helper"
+
+// driverEnv makes TestBridgeHelperDriver run: the benchmark starts this test
+// binary again inside the namespace, in a mount namespace of its own.
+const driverEnv = "KVMNET_BENCH_BRIDGE_DRIVER"
+
+// durationsMark starts the driver's line of results.
+const durationsMark = "DURATIONS "
+
+// BenchmarkBridgeHelper: a VM's tap made, attached to a network that is up
+// and passed to QEMU, by kvmnet-bridge-helper and by QEMU's own
+// qemu-bridge-helper, as QEMU runs them (a socket pair, --use-vnet --fd=N
+// --br=br0, the fd received), interleaved. QEMU's helper reads its ACL from
+// /etc/qemu/bridge.conf, which the machine need not have: both run from a
+// driver in a mount namespace whose /etc is an overlay with that file.
+func BenchmarkBridgeHelper(b *testing.B) {
+	if _, err := os.Stat(qemuBridgeHelper); err != nil {
+		b.Skipf("no %s (qemu-system-common)", qemuBridgeHelper)
+	}
+	w := newWorld(b)
+	w.run(filepath.Join(bin, "kvmnet-natup"), w.tap("vnet0")) // the network is up, held by vnet0
+	ovl := b.TempDir()
+	for _, f := range []struct{ path, body string }{
+		{"up/qemu/bridge.conf", "allow br0\n"},
+		{"up/kvmnet/kvmnet.toml", fmt.Sprintf("lease_dir = %q\n", filepath.Dir(w.config))},
+		{"work/.keep", ""},
+	} {
+		p := filepath.Join(ovl, f.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f.body), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(ovl, "work/.keep"))
+	n := 0
+	for b.Loop() {
+		n++
+	}
+	mount := fmt.Sprintf("mount --make-rprivate / && mount -t overlay kvmnet-bench -o lowerdir=/etc,upperdir=%[1]s/up,workdir=%[1]s/work /etc && exec \"$@\"", ovl)
+	cmd := w.ns.Cmd("unshare", "-m", "sh", "-c", mount, "sh", os.Args[0], "-test.run=^TestBridgeHelperDriver$")
+	cmd.Env = []string{driverEnv + "=" + strconv.Itoa(n), "KVMNET_BENCH_BIN=" + bin, "PATH=" + os.Getenv("PATH")}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("driver: %v\n%s%s", err, out, stderr.String())
+	}
+	var d map[string][]time.Duration
+	_, js, _ := strings.Cut(string(out), durationsMark)
+	js, _, _ = strings.Cut(js, "\n")
+	if err := json.Unmarshal([]byte(js), &d); err != nil {
+		b.Fatalf("driver said %q: %v", out, err)
+	}
+	medians := map[string]float64{}
+	for _, side := range []string{"kvmnet", "qemu"} {
+		slices.Sort(d[side])
+		medians[side] = float64(d[side][len(d[side])/2].Microseconds()) / 1000
+		b.ReportMetric(medians[side], side+"-ms")
+	}
+	b.ReportMetric(0, "ns/op")
+	ratio(b, medians, "kvmnet", "qemu")
+}
+
+// TestBridgeHelperDriver is BenchmarkBridgeHelper's inside: run only by it.
+// It times each helper from its start until QEMU's side holds the tap's fd
+// and the helper has exited, and prints the times as JSON.
+func TestBridgeHelperDriver(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv(driverEnv))
+	if err != nil {
+		t.Skip("run by BenchmarkBridgeHelper only")
+	}
+	helpers := map[string]string{
+		"kvmnet": filepath.Join(os.Getenv("KVMNET_BENCH_BIN"), "kvmnet-bridge-helper"),
+		"qemu":   qemuBridgeHelper,
+	}
+	d := map[string][]time.Duration{}
+	for range n {
+		for _, side := range []string{"kvmnet", "qemu"} {
+			took, err := runBridgeHelper(helpers[side])
+			if err != nil {
+				t.Fatalf("%s: %v", side, err)
+			}
+			d[side] = append(d[side], took)
+		}
+	}
+	out, _ := json.Marshal(d)
+	fmt.Printf("\n%s%s\n", durationsMark, out)
+}
+
+// runBridgeHelper runs helper as net_bridge_run_helper (QEMU's net/tap.c)
+// does, receives the tap and closes it, which deletes it.
+func runBridgeHelper(helper string) (time.Duration, error) {
+	sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(sv[0])
+	theirs := os.NewFile(uintptr(sv[1]), "helper socket")
+	cmd := exec.Command(helper, "--use-vnet", "--fd=3", "--br=br0")
+	cmd.ExtraFiles = []*os.File{theirs}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		theirs.Close()
+		return 0, err
+	}
+	theirs.Close()
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, rerr := unix.Recvmsg(sv[0], buf, oob, 0)
+	werr := cmd.Wait()
+	took := time.Since(start)
+	if rerr != nil || werr != nil {
+		return 0, fmt.Errorf("recvmsg: %v, exit: %v", rerr, werr)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return 0, fmt.Errorf("no fd received: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return 0, fmt.Errorf("no fd received: %v", err)
+	}
+	unix.Close(fds[0])
+	return took, nil
+}
