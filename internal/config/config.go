@@ -301,6 +301,7 @@ type Network struct {
 	Domain    string     `toml:"domain"`
 	Upstreams []Upstream `toml:"upstreams"`
 	Hosts     []Host     `toml:"host"`
+	Forwards  []Forward  `toml:"forward"`
 	VXLAN     *VXLAN     `toml:"vxlan"`
 }
 
@@ -383,6 +384,9 @@ func Parse(path string, b []byte) (*File, error) {
 		}
 	}
 	if err := f.checkVXLAN(b); err != nil {
+		return nil, err
+	}
+	if err := f.checkForwardClaims(b, names); err != nil {
 		return nil, err
 	}
 	return f, f.checkShared(b)
@@ -476,6 +480,11 @@ func (n *Network) check(dns map[netip.Addr]string) error {
 	seen := map[string]int{}
 	for i := range n.Hosts {
 		if err := n.checkHost(i, seen); err != nil {
+			return err
+		}
+	}
+	for i := range n.Forwards {
+		if err := n.checkForward(i); err != nil {
 			return err
 		}
 	}

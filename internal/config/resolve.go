@@ -35,6 +35,7 @@ type Net struct {
 	Domain    string
 	Upstreams []string
 	Hosts     []Host
+	Forwards  []PortForward // nat only
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
 }
@@ -69,6 +70,12 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		r.Mode = mode
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
+	if len(n.Forwards) > 0 && r.Mode != NAT {
+		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
+	}
+	for _, f := range n.Forwards {
+		r.Forwards = append(r.Forwards, f.resolved())
+	}
 	if !r.Mode.Routed() {
 		return r, nil
 	}
