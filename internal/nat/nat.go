@@ -63,6 +63,8 @@ type Network struct {
 	// connections to this network's guests (and get the replies); traffic
 	// between networks is refused otherwise.
 	AllowFrom []string
+	// Forwards are port forwards into the guests; NAT only.
+	Forwards []PortForward
 	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
 	// accept udp 67 and udp+tcp 53 arriving on it.
 	Services bool
@@ -92,6 +94,9 @@ func (n Network) Validate() error {
 			return fmt.Errorf("network %s: allow from bridge %q: want another bridge, 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, from)
 		}
 	}
+	if len(n.Forwards) > 0 && n.Mode != NAT {
+		return fmt.Errorf("network %s: port forwards need mode nat, not %s", n.Name, n.Mode)
+	}
 	switch n.Mode {
 	case Isolated:
 		return nil
@@ -113,6 +118,11 @@ func (n Network) Validate() error {
 	}
 	if !n.Subnet.Contains(n.Gateway) {
 		return fmt.Errorf("network %s: gateway %s is outside subnet %s", n.Name, n.Gateway, n.Subnet)
+	}
+	for _, f := range n.Forwards {
+		if err := f.validate(n.Subnet); err != nil {
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		}
 	}
 	return nil
 }
