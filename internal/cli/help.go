@@ -115,6 +115,17 @@ as kvmnet-natup makes it. Running it on a network that is up heals what went
 missing and pins it.
 `
 
+const reloadHelp = `Applies the configuration file, as edited since, to every network that is up
+(or to NETWORK only), without touching the VMs on it: port forwards added,
+changed and removed (no rule of an old one is left), and the DHCP/DNS daemon
+restarted with its new static hosts, names and settings when they changed (its
+leases are kept in its lease file and survive). The bridge, the address (and
+so the subnet) and the mode cannot change under running VMs: reload refuses
+and says so; take the VMs down or "kvmnet down NETWORK", then up again. A
+network the file no longer defines is left as it is. The next VM's up notices
+an edited file too, and applies it the same way.
+`
+
 const downHelp = `Tears NETWORK down, removing exactly what kvmnet made for it, and unpins it.
 It refuses while VMs' taps are attached to it.
 

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/vishvananda/netlink"
 
@@ -98,6 +99,12 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 		do   func() error
 	}
 	var parts []part
+	// Off before the rules that guard it go, not beside them.
+	if rec.RouteLocalnet {
+		if err := setRouteLocalnet(rec.Bridge, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
 	if rec.Services {
 		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() error { return stopServices(d, rec.Name) }})
 	}
@@ -158,6 +165,7 @@ func natNetwork(rec state.Network, services bool) nat.Network {
 	if rec.Gateway.IsValid() {
 		n.Subnet, n.Gateway = rec.Gateway.Masked(), rec.Gateway.Addr()
 	}
+	n.Forwards = natForwards(rec)
 	return n
 }
 

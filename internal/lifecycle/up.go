@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -40,13 +41,14 @@ func Heal(d state.Dir, n config.Net) (Result, error) { return up(d, n, "", healU
 type upKind int
 
 const (
-	vmUp   upKind = iota // a helper: attach and record the tap
-	pinUp                // kvmnet up: no tap, mark the network pinned
-	healUp               // kvmnet doctor --fix: no tap, only a network already up
+	vmUp     upKind = iota // a helper: attach and record the tap
+	pinUp                  // kvmnet up: no tap, mark the network pinned
+	healUp                 // kvmnet doctor --fix: no tap, only a network already up
+	reloadUp               // kvmnet reload: as healUp, and the configuration applied whatever the record's hash
 )
 
 // domainUp is the libvirt hook's: no tap (libvirt attaches its own), record the domain.
-const domainUp = healUp + 1
+const domainUp = reloadUp + 1
 
 func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) {
 	return upFor(d, n, tapName, kind, nil)
@@ -59,7 +61,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		return Result{}, err
 	}
 	defer lk.Unlock()
-	if kind == healUp {
+	if kind == healUp || kind == reloadUp {
 		if _, ok, err := d.Load(n.Name); err != nil || !ok {
 			return Result{}, err
 		}
@@ -69,6 +71,10 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		return Result{}, err
 	}
 	u := &upCall{d: d, n: n, rec: rec, dom: dom}
+	if hash := configHash(n); kind == reloadUp || hash != rec.ConfigHash {
+		u.reconfig = true
+		u.rec.Forwards, u.rec.ConfigHash = recordForwards(n), hash
+	}
 	if kind == vmUp {
 		if u.tap, err = findTap(tapName, n.Bridge); err != nil {
 			return Result{}, err
@@ -86,7 +92,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		changes = append(changes, "pin "+n.Name)
 	}
 	res := Result{Changes: changes, Warnings: u.warnings}
-	if u.rec != before {
+	if !reflect.DeepEqual(u.rec, before) {
 		return res, d.Save(u.rec)
 	}
 	return res, nil
@@ -153,6 +159,10 @@ type upCall struct {
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
+
+	// reconfig: the configuration differs from the one the network last
+	// applied (or `kvmnet reload` asks), so rules and daemon are checked anew.
+	reconfig bool
 
 	warnings []string
 }
@@ -259,11 +269,17 @@ func (u *upCall) rules() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if u.rec.Rules && u.rec.RulesGen != 0 && fw.Unchanged(u.rec.RulesGen) {
+	if !u.reconfig && u.rec.Rules && u.rec.RulesGen != 0 && fw.Unchanged(u.rec.RulesGen) {
 		return false, nil
+	}
+	if err := u.localnetBefore(); err != nil {
+		return false, err
 	}
 	r, err := fw.EnsureGen(natNetwork(u.rec, serves(u.n)))
 	if err != nil {
+		return false, err
+	}
+	if err := u.localnetAfter(); err != nil {
 		return false, err
 	}
 	u.rec.Rules, u.rec.Services = true, serves(u.n)
@@ -276,6 +292,12 @@ func (u *upCall) rules() (bool, error) {
 
 func (u *upCall) unrules() error {
 	u.rec.Rules = false
+	if u.rec.RouteLocalnet {
+		if err := setRouteLocalnet(u.n.Bridge, false); err != nil {
+			return err
+		}
+		u.rec.RouteLocalnet = false
+	}
 	fw, err := u.firewall()
 	if err != nil {
 		return err
@@ -304,7 +326,17 @@ func (u *upCall) firewall() (*nat.Firewall, error) {
 func (u *upCall) services() (bool, error) {
 	if _, running := ServicesPID(u.d, u.n.Name); running {
 		u.rec.Services = true
-		return false, nil
+		if !u.reconfig {
+			return false, nil
+		}
+		// Static hosts, names, the pool: the daemon reads them at start, and
+		// its leases from its lease file, so a restart keeps them.
+		if same, err := servicesCurrent(u.d, u.n); err != nil || same {
+			return false, err
+		}
+		if err := stopServices(u.d, u.n.Name); err != nil {
+			return false, err
+		}
 	}
 	if !HasCap(unix.CAP_NET_BIND_SERVICE) {
 		u.warnings = append(u.warnings, "DHCP/DNS not started: ports 53 and 67 need CAP_NET_BIND_SERVICE; run `kvmnet up "+u.n.Name+"` as root to start them")

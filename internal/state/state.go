@@ -134,10 +134,31 @@ type Network struct {
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
 	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
 
+	// Forwards are the port forwards whose rules are in (a NAT network's).
+	Forwards []Forward `json:"forwards,omitempty"`
+	// ConfigHash identifies the configuration the network last applied (its
+	// forwards and its daemon's settings): an up whose configuration hashes
+	// otherwise applies it, as `kvmnet reload` does.
+	ConfigHash string `json:"config_hash,omitempty"`
+	// RouteLocalnet: kvmnet turned on route_localnet on the bridge (for
+	// forwards from 127.0.0.1); the last down turns it off again.
+	RouteLocalnet bool `json:"route_localnet,omitempty"`
+
 	// The VXLAN link of a network that spans hypervisors, a port of its bridge.
 	VXLAN      string `json:"vxlan,omitempty"`       // its name
 	VXLANIndex int    `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
 	MadeVXLAN  bool   `json:"made_vxlan,omitempty"`  // kvmnet created it: the last down deletes it
+}
+
+// Forward is a port forward as recorded: host ports First-Last (on HostIP,
+// or on every host address when it is invalid) to Guest's ports from GuestPort.
+type Forward struct {
+	Proto     string     `json:"proto"`
+	HostIP    netip.Addr `json:"host_ip,omitzero"`
+	First     uint16     `json:"first"`
+	Last      uint16     `json:"last"`
+	Guest     netip.Addr `json:"guest"`
+	GuestPort uint16     `json:"guest_port"`
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }
