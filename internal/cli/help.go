@@ -63,7 +63,9 @@ const statusHelp = `For each network (configured in the file, the built-in defau
 its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
 of kvmnet's rules are missing; the DHCP/DNS daemon and its leases; each port,
-whether kvmnet attached it for a VM, and its MTU and MAC; and a network's VXLAN
+whether kvmnet attached it for a VM, and its MTU and MAC; its port forwards (of
+a network that is up, those its rules hold) and whether their guests hold a
+lease; and a network's VXLAN
 overlay: its link, VNI, port, MTU and peers, each "heard" when a guest's frame
 came from it in the last 5 minutes, else "silent".
 
@@ -76,6 +78,7 @@ came from it in the last 5 minutes, else "silent".
               "rules":{"checked","owned","missing":[…]},
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
+              "forwards":[{"proto","host_ip","port","to","leased"}],
               "vxlan":{"device","exists","owned","vni","port","mtu",
                        "peers":[{"address","flood","heard"}]},   (only with an overlay)
               "errors":[…]}]}
@@ -88,7 +91,9 @@ DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
 bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes
 first), STP with a forward delay, a port whose MTU differs from its bridge's,
 two ports with one MAC, QEMU's default MAC 52:54:00:12:34:56 in use, the
-overlay's VXLAN link gone or its flood entries not the file's peers; per
+overlay's VXLAN link gone or its flood entries not the file's peers, a program
+listening on a forwarded port (it gets none of the forwarded connections), a
+forward whose guest holds no DHCP lease (informational); per
 configured network: a subnet overlapping a host
 route; with an overlay, an underlay MTU that leaves guests less than 1280 bytes
 and a peer with no route.

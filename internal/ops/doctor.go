@@ -176,7 +176,7 @@ func (c *netCheck) findings() []Finding {
 			Evidence: "ip link show " + c.rec.Bridge + ": no such device", Fix: "kvmnet doctor --fix makes it again"})}
 	}
 	fs := c.overlap(c.br.Index)
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay()} {
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.forwards()} {
 		fs = append(fs, f...)
 	}
 	return fs

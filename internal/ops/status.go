@@ -46,6 +46,8 @@ import (
 //	    "ports": [{"name": "vnet0", "kind": "tuntap", "kvmnet": true, "attached": true,
 //	               "up": true, "mtu": 1500, "mac": "fe:54:00:3c:a1:07",
 //	               "domain": "web1"},     // the libvirt domain of the tap (the hook's); absent when none
+//	    "forwards": [{"proto": "tcp", "host_ip": "", "port": "8080", "to": "192.168.100.21:80",
+//	                  "leased": true}],   // port forwards: the rules' when up, else the file's
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
 //	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
 //	                                      // only for a network with an overlay
@@ -82,9 +84,11 @@ type NetworkStatus struct {
 	Rules      RulesStatus    `json:"rules"`
 	Services   ServicesStatus `json:"services"`
 	Ports      []PortStatus   `json:"ports"`
-	VXLAN      *VXLANStatus   `json:"vxlan,omitempty"`
-	Domains    []DomainStatus `json:"domains"`
-	Errors     []string       `json:"errors"`
+	// Forwards are the network's port forwards (PortForwardStatus).
+	Forwards []PortForwardStatus `json:"forwards"`
+	VXLAN    *VXLANStatus        `json:"vxlan,omitempty"`
+	Domains  []DomainStatus      `json:"domains"`
+	Errors   []string            `json:"errors"`
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -189,7 +193,7 @@ func (h Host) Status(names []string) (Status, error) {
 
 // network gathers one network's status; what cannot be read goes to Errors.
 func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus {
-	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Domains: []DomainStatus{}, Errors: []string{}}
+	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Forwards: []PortForwardStatus{}, Domains: []DomainStatus{}, Errors: []string{}}
 	fail := func(err error) { ns.Errors = append(ns.Errors, err.Error()) }
 	rec, up, err := h.Dir.Load(name)
 	if err != nil {
@@ -220,6 +224,7 @@ func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus 
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
+	ns.Forwards = forwardStatuses(rec, up, conf, ns.Services.Leases)
 	ns.VXLAN = overlayStatus(rec, conf.VXLAN, fail)
 	return ns
 }
@@ -362,8 +367,11 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, orDash(n.Mode), stateCell(n), bridgeCell(n.Bridge),
 			mtuCell(n.Bridge), addressCell(n.Address), forwardCell(n.Forwarding, s.IPForward), rulesCell(n), servicesCell(n))
 	}
-	var ports, leases []string
+	var ports, leases, forwards []string
 	for _, n := range s.Networks {
+		for _, f := range n.Forwards {
+			forwards = append(forwards, forwardRow(n.Name, f))
+		}
 		for _, p := range n.Ports {
 			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
 				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC), orDash(p.Domain)))
@@ -375,6 +383,10 @@ func WriteTable(w io.Writer, s Status) error {
 	if len(ports) > 0 {
 		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC\tDOMAIN")
 		fmt.Fprintln(tw, strings.Join(ports, "\n"))
+	}
+	if len(forwards) > 0 {
+		fmt.Fprintln(tw, "\nFORWARD\tHOST PORT\tNETWORK\tTO\tGUEST")
+		fmt.Fprintln(tw, strings.Join(forwards, "\n"))
 	}
 	if len(leases) > 0 {
 		fmt.Fprintln(tw, "\nLEASE\tNETWORK\tMAC\tHOSTNAME\tEXPIRES")
