@@ -1,0 +1,114 @@
+package operator
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// reloadConf is the default network with a static host and a forward to the
+// guest the test leases an address for (ADDR).
+const reloadConf = `
+[network.default]
+[[network.default.host]]
+mac = "52:54:00:00:00:99"
+ip = "192.168.100.99"
+name = "fixed"
+[[network.default.forward]]
+proto = "tcp"
+port = 8080
+to = "ADDR:80"
+`
+
+// TestReload: `kvmnet reload` applies an edited file to a network with a VM on
+// it: the forward moved (no rule of the old one left), a new static host
+// answered by name, the guest's lease kept; nothing restarts when nothing
+// changed; the bridge cannot change live, and saying so changes nothing. A
+// warm up (the next VM) applies an edit the same way. Doctor names a program
+// listening on a forwarded port and a forward whose guest has no lease.
+func TestReload(t *testing.T) {
+	h := newHost(t, "")
+	_, lease := guest(t, h, "g0")
+	h.helper("kvmnet-natup", "g0")
+	ip := lease()
+	write := func(conf string) {
+		t.Helper()
+		b, err := os.ReadFile(h.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, _, _ := strings.Cut(string(b), "\n")
+		if err := os.WriteFile(h.Config, []byte(head+"\n"+strings.ReplaceAll(conf, "ADDR", ip)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid := func() int { return h.status("default").Networks[0].Services.PID }
+	write(reloadConf)
+	before := pid()
+	h.must("reload")
+	rules := h.IptablesSave()
+	if !strings.Contains(rules, "--dport 8080 -m comment --comment \"kvmnet:default\" -j DNAT --to-destination "+ip+":80") {
+		t.Fatalf("reload did not add the forward:\n%s", rules)
+	}
+	if after := pid(); after == before {
+		t.Errorf("a new static host did not restart the DHCP/DNS daemon (pid %d)", after)
+	}
+	if out := strings.TrimSpace(h.MustRun("dig", "+short", "@192.168.100.1", "fixed.kvm")); out != "192.168.100.99" {
+		t.Errorf("dig fixed.kvm after reload: %q, want 192.168.100.99", out)
+	}
+	s := h.status("default").Networks[0]
+	if len(s.Services.Leases) != 1 || s.Services.Leases[0].IP != ip {
+		t.Errorf("leases after reload: %+v, want the guest's %s", s.Services.Leases, ip)
+	}
+	if len(s.Forwards) != 1 || s.Forwards[0].Port != "8080" || s.Forwards[0].To != ip+":80" || !s.Forwards[0].Leased {
+		t.Errorf("status forwards: %+v", s.Forwards)
+	}
+
+	// Nothing changed: nothing restarts, no rule moves.
+	same := pid()
+	h.must("reload", "default")
+	if pid() != same || h.IptablesSave() != rules {
+		t.Error("a reload with nothing changed restarted the daemon or changed rules")
+	}
+
+	// The bridge cannot change under a running VM.
+	write(strings.Replace(reloadConf, "[network.default]", "[network.default]\nbridge = \"kvbr9\"", 1))
+	_, errOut, code := h.kvmnet(nil, "reload")
+	if code == 0 || !strings.Contains(errOut, "network default: bridge br0 -> kvbr9") || !strings.Contains(errOut, "cannot change while it is up") {
+		t.Errorf("reload of a changed bridge: exit %d, %q", code, errOut)
+	}
+	if strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+		t.Errorf("reload's error is not one line: %q", errOut)
+	}
+	if h.IptablesSave() != rules {
+		t.Error("a refused reload changed rules")
+	}
+
+	// A warm up applies an edit: the forward moves to 9090.
+	write(strings.Replace(reloadConf, "port = 8080", "port = 9090", 1))
+	h.taps("t1")
+	h.helper("kvmnet-natup", "t1")
+	rules = h.IptablesSave()
+	if !strings.Contains(rules, "--dport 9090") || strings.Contains(rules, "--dport 8080") {
+		t.Errorf("the next VM's up did not move the forward:\n%s", rules)
+	}
+
+	// Doctor: a program on the forwarded port, and a forward to no lease.
+	stop := background(t, h.NS, busybox(t), "nc", "-l", "-p", "9090")
+	for i := 0; i < 50 && !strings.Contains(h.MustRun("cat", "/proc/net/tcp"), ":2382 00000000:0000 0A"); i++ {
+		h.MustRun("sleep", "0.05")
+	}
+	write(strings.Replace(reloadConf, "port = 8080", "port = 9090", 1) +
+		"[[network.default.forward]]\nproto = \"udp\"\nport = 5000\nto = \"192.168.100.200:5000\"\n")
+	h.must("reload")
+	out, _, _ := h.kvmnet(nil, "doctor")
+	stop()
+	for _, want := range []string{
+		"info: network default: forward udp 5000 goes to 192.168.100.200:5000, which no guest has a lease on",
+		"problem: network default: a program listens on tcp port 9090, which the forward to " + ip + " takes",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor does not say %q:\n%s", want, out)
+		}
+	}
+}
