@@ -260,6 +260,9 @@ func (m *MAC) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MarshalText writes the address as UnmarshalText reads it.
+func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
 // Upstream is a DNS server address, "ip" or "ip:port".
 type Upstream string
 

@@ -1,8 +1,6 @@
 package lifecycle
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,12 @@ import (
 	"github.com/kvmnet/kvmnet/internal/nat"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
+
+// ErrConfigStale is returned by Up, before it changes anything, for a network
+// resolved from a cache that left its forwards out (config.Net.Elided) when
+// the network runs another configuration: the caller resolves the file again
+// and calls Up with the whole network.
+var ErrConfigStale = errors.New("configuration changed since it was cached")
 
 // Reload applies network n's configuration, as the file now says it, to the
 // network while it is up, without touching its VMs: forwards added, changed
@@ -42,28 +46,6 @@ func Reload(d state.Dir, n config.Net) (res Result, ok bool, err error) {
 	}
 	res, err = up(d, n, "", reloadUp)
 	return res, true, err
-}
-
-// configHash identifies what of n a running network takes from the file
-// besides its bridge, subnet and mode: the forwards and the daemon's settings.
-// A warm up compares it with the record's, which costs a hash, not a look at
-// the rules or the daemon.
-func configHash(n config.Net) string {
-	b, err := json.Marshal(struct {
-		F                []config.PortForward
-		DHCP, DNS, R     bool
-		From, To         string
-		Lease            int64
-		Domain, LeaseDir string
-		Up               []string
-		Hosts            []config.Host
-	}{n.Forwards, n.DHCP, n.DNS, n.Router, n.RangeFrom.String(), n.RangeTo.String(), int64(n.LeaseTime),
-		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts})
-	if err != nil {
-		return "" // never equal to a recorded hash: the up applies everything
-	}
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:12])
 }
 
 // recordForwards is n's forwards as the record keeps them.
@@ -121,7 +103,7 @@ func setRouteLocalnet(br string, on bool) error {
 // localnetBefore turns off the route_localnet kvmnet turned on when the
 // network has no forward left, before the rules that guard it go.
 func (u *upCall) localnetBefore() error {
-	if len(u.n.Forwards) > 0 || !u.rec.RouteLocalnet {
+	if len(u.rec.Forwards) > 0 || !u.rec.RouteLocalnet {
 		return nil
 	}
 	if err := setRouteLocalnet(u.n.Bridge, false); err != nil {
@@ -134,7 +116,7 @@ func (u *upCall) localnetBefore() error {
 // localnetAfter turns route_localnet on for a network with forwards, once the
 // rules that guard it are in.
 func (u *upCall) localnetAfter() error {
-	if len(u.n.Forwards) == 0 || u.rec.RouteLocalnet {
+	if len(u.rec.Forwards) == 0 || u.rec.RouteLocalnet {
 		return nil
 	}
 	on, err := routeLocalnet(u.n.Bridge)

@@ -71,9 +71,12 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		return Result{}, err
 	}
 	u := &upCall{d: d, n: n, rec: rec, dom: dom}
-	if hash := configHash(n); kind == reloadUp || hash != rec.ConfigHash {
+	if kind == reloadUp || n.Hash != rec.ConfigHash {
+		if n.Elided {
+			return Result{}, ErrConfigStale
+		}
 		u.reconfig = true
-		u.rec.Forwards, u.rec.ConfigHash = recordForwards(n), hash
+		u.rec.Forwards, u.rec.ConfigHash = recordForwards(n), n.Hash
 	}
 	if kind == vmUp {
 		if u.tap, err = findTap(tapName, n.Bridge); err != nil {
@@ -92,9 +95,19 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		changes = append(changes, "pin "+n.Name)
 	}
 	res := Result{Changes: changes, Warnings: u.warnings}
-	if !reflect.DeepEqual(u.rec, before) {
-		return res, d.Save(u.rec)
+	if u.reconfig {
+		if err := d.SaveForwards(n.Name, u.rec.Forwards); err != nil {
+			return res, err
+		}
 	}
+	after := u.rec
+	after.Forwards = before.Forwards // their own file, saved above
+	if !reflect.DeepEqual(after, before) {
+		if err := d.Save(u.rec); err != nil {
+			return res, err
+		}
+	}
+	cacheNetwork(d, n)
 	return res, nil
 }
 
@@ -271,6 +284,11 @@ func (u *upCall) rules() (bool, error) {
 	}
 	if !u.reconfig && u.rec.Rules && u.rec.RulesGen != 0 && fw.Unchanged(u.rec.RulesGen) {
 		return false, nil
+	}
+	if !u.reconfig {
+		if u.rec.Forwards, err = u.d.LoadForwards(u.n.Name); err != nil {
+			return false, err
+		}
 	}
 	if err := u.localnetBefore(); err != nil {
 		return false, err

@@ -154,6 +154,9 @@ func (h Host) check(name string, fw *nat.Firewall, fwdOn bool) (*netCheck, error
 	if c.rec, c.up, err = h.Dir.Load(name); err != nil {
 		return nil, err
 	}
+	if c.rec.Forwards, err = h.Dir.LoadForwards(name); err != nil {
+		return nil, err
+	}
 	// A network that is not up is checked as kvmnet-natup would make it
 	// when the file gives no mode.
 	c.conf, c.confE = h.Resolve(name, config.NAT)

@@ -199,6 +199,11 @@ func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus 
 	if err != nil {
 		fail(err)
 	}
+	if up {
+		if rec.Forwards, err = h.Dir.LoadForwards(name); err != nil {
+			fail(err)
+		}
+	}
 	conf, err := h.Resolve(name, "")
 	if err != nil && ns.Configured {
 		fail(err)

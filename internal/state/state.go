@@ -135,7 +135,10 @@ type Network struct {
 	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
 
 	// Forwards are the port forwards whose rules are in (a NAT network's).
-	Forwards []Forward `json:"forwards,omitempty"`
+	// They live in a file of their own (LoadForwards, SaveForwards): decoding
+	// a hundred of them costs more than a warm up's whole record, and a warm
+	// up needs them only when it rewrites the rules.
+	Forwards []Forward `json:"-"`
 	// ConfigHash identifies the configuration the network last applied (its
 	// forwards and its daemon's settings): an up whose configuration hashes
 	// otherwise applies it, as `kvmnet reload` does.
@@ -159,6 +162,25 @@ type Forward struct {
 	Last      uint16     `json:"last"`
 	Guest     netip.Addr `json:"guest"`
 	GuestPort uint16     `json:"guest_port"`
+}
+
+// forwardsExt is the extension of a network's forwards file.
+const forwardsExt = ".forwards.json"
+
+// LoadForwards returns the forwards recorded for network name (none when
+// there is no file).
+func (d Dir) LoadForwards(name string) ([]Forward, error) {
+	var fs []Forward
+	_, err := d.ReadJSON(name+forwardsExt, &fs)
+	return fs, err
+}
+
+// SaveForwards records network name's forwards; none removes the file.
+func (d Dir) SaveForwards(name string, fs []Forward) error {
+	if len(fs) == 0 {
+		return d.RemoveFile(name + forwardsExt)
+	}
+	return d.WriteJSON(name+forwardsExt, fs)
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }
