@@ -64,6 +64,10 @@ func TestReload(t *testing.T) {
 		t.Errorf("status forwards: %+v", s.Forwards)
 	}
 
+	if v := h.Sysctl("net.ipv4.conf.br0.route_localnet"); v != "1" {
+		t.Errorf("route_localnet on br0 with a forward: %s, want 1", v)
+	}
+
 	// Nothing changed: nothing restarts, no rule moves.
 	same := pid()
 	h.must("reload", "default")
@@ -103,6 +107,16 @@ func TestReload(t *testing.T) {
 	h.must("reload")
 	out, _, _ := h.kvmnet(nil, "doctor")
 	stop()
+	// The last forward gone: no forward rule, the loopback guard and
+	// route_localnet with them.
+	write("")
+	h.must("reload")
+	if rules := h.IptablesSave(); strings.Contains(rules, "DNAT") || strings.Contains(rules, "127.0.0.0/8") || strings.Contains(rules, "KVMNET-PRE") {
+		t.Errorf("forward rules left after the last forward went:\n%s", rules)
+	}
+	if v := h.Sysctl("net.ipv4.conf.br0.route_localnet"); v != "0" {
+		t.Errorf("route_localnet on br0 with no forward left: %s, want 0", v)
+	}
 	for _, want := range []string{
 		"info: network default: forward udp 5000 goes to 192.168.100.200:5000, which no guest has a lease on",
 		"problem: network default: a program listens on tcp port 9090, which the forward to " + ip + " takes",
