@@ -45,7 +45,7 @@ func TestBadInput(t *testing.T) {
 			want: `kvmnet.toml:6: network.default.forward.to: "192.168.100.5:6000": 1 ports, but port 5000-5009 has 10`},
 		{name: "forward port twice", prog: "kvmnet-natup", tap: "vnet0",
 			config: fwd("proto = \"tcp\"\nport = 80\nto = \"192.168.100.5:80\"") + fwd("proto = \"tcp\"\nport = \"79-81\"\nto = \"192.168.100.6:79-81\"")[len("[network.default]\n"):],
-			want: `kvmnet.toml:9: network.default.forward.port: tcp 79-81 is already forwarded by network default's forward 1`},
+			want:   `kvmnet.toml:9: network.default.forward.port: tcp 79-81 is already forwarded by network default's forward 1`},
 		{name: "forward to an unknown host", prog: "kvmnet-natup", tap: "vnet0", config: fwd("proto = \"tcp\"\nport = 80\nto = \"web:80\""),
 			want: `"web" is neither an IPv4 address nor a static host of the network`},
 		{name: "forward on an isolated network", prog: "kvmnet-ifup", tap: "vnet0", config: fwd("proto = \"tcp\"\nport = 80\nto = \"192.168.100.5:80\""),

@@ -18,16 +18,16 @@ import (
 // sudo), on the network default, with 192.168.100.23 standing for the
 // address the test guest leased.
 var readmeTasks = map[string]string{
-	"kvmnet status":                                              "TestCommonTasks",
-	"dig +short @192.168.100.1 web1.kvm":                         "TestCommonTasks",
-	"curl http://192.168.100.23/":                                "TestCommonTasks",
-	"sudo kvmnet reload":                                         "TestCommonTasks",
-	"curl http://HOST:8080/":                                     "TestCommonTasks (HOST is the host's LAN address)",
-	"sudo systemctl enable --now kvmnet-up@default":              "TestCommonTasks runs the unit's ExecStart and ExecStop",
-	"sudo kvmnet down --all":                                     "TestCommonTasks, TestDownAll",
-	"sudo make uninstall":                                        "TestMakeInstall",
-	"sudo dpkg -r kvmnet":                                        "TestDebLifecycle",
-	"sudo dpkg --purge kvmnet":                                   "TestDebLifecycle",
+	"kvmnet status":                                 "TestCommonTasks",
+	"dig +short @192.168.100.1 web1.kvm":            "TestCommonTasks",
+	"curl http://192.168.100.23/":                   "TestCommonTasks",
+	"sudo kvmnet reload":                            "TestCommonTasks",
+	"curl http://HOST:8080/":                        "TestCommonTasks (HOST is the host's LAN address)",
+	"sudo systemctl enable --now kvmnet-up@default": "TestCommonTasks runs the unit's ExecStart and ExecStop",
+	"sudo kvmnet down --all":                        "TestCommonTasks, TestDownAll",
+	"sudo make uninstall":                           "TestMakeInstall",
+	"sudo dpkg -r kvmnet":                           "TestDebLifecycle",
+	"sudo dpkg --purge kvmnet":                      "TestDebLifecycle",
 }
 
 // TestCommonTasksListed: the README's "Common tasks" shows exactly the
