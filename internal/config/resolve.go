@@ -101,7 +101,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		r.Mode = mode
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
-	if len(n.Forwards) > 0 && r.Mode != NAT {
+	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
 	for _, f := range n.Forwards {

@@ -126,3 +126,16 @@ func TestReload(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusForwardsDown: the forwards of a network that is down are the
+// file's, and a default network with no mode in the file is no error.
+func TestStatusForwardsDown(t *testing.T) {
+	h := newHost(t, strings.ReplaceAll(reloadConf, "ADDR", "192.168.100.23"))
+	s := h.status("default").Networks[0]
+	if s.Up || len(s.Errors) != 0 || len(s.Forwards) != 1 || s.Forwards[0].Port != "8080" || s.Forwards[0].To != "192.168.100.23:80" || s.Forwards[0].Leased {
+		t.Errorf("status of the default network, down, with a forward: %+v", s)
+	}
+	if out := h.must("status"); !strings.Contains(out, "FORWARD") || !strings.Contains(out, "192.168.100.23:80") {
+		t.Errorf("status table lacks the forward:\n%s", out)
+	}
+}
