@@ -155,7 +155,8 @@ func resolveForHelper(d state.Dir, name string, mode config.Mode, cached bool) (
 	if err != nil {
 		return config.Net{}, usageError{err.Error()}
 	}
-	source := stamp + " " + string(mode)
+	// The version too: another build may resolve the same file otherwise.
+	source := version.Version + " " + stamp + " " + string(mode)
 	if cached {
 		if n, ok := lifecycle.CachedNetwork(d, name, source); ok {
 			return n, nil
