@@ -120,7 +120,7 @@ func (n Network) Validate() error {
 		return fmt.Errorf("network %s: gateway %s is outside subnet %s", n.Name, n.Gateway, n.Subnet)
 	}
 	for _, f := range n.Forwards {
-		if err := f.validate(n.Subnet); err != nil {
+		if err := f.Validate(n.Subnet); err != nil {
 			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
 	}

@@ -19,8 +19,8 @@ type PortForward struct {
 	GuestPort   uint16     // the first of the guest's ports; the range is as long as the host's
 }
 
-// validate reports why f cannot be a forward into subnet s, or nil.
-func (f PortForward) validate(s netip.Prefix) error {
+// Validate reports why f cannot be a forward into subnet s, or nil.
+func (f PortForward) Validate(s netip.Prefix) error {
 	switch {
 	case f.Proto != "tcp" && f.Proto != "udp":
 		return fmt.Errorf("forward %s: want tcp or udp", f.Proto)
