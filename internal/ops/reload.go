@@ -31,7 +31,11 @@ func (h Host) Reload(name string) ([]Reloaded, error) {
 	var errs []error
 	for _, nw := range names {
 		if !h.Configured(nw) {
-			errs = append(errs, ConfigError{fmt.Errorf("network %s: no longer in %s: left as it is (kvmnet down %s takes it away)", nw, h.File.Path, nw)})
+			err := fmt.Errorf("network %s: not in %s and not up", nw, h.File.Path)
+			if _, up, _ := h.Dir.Load(nw); up {
+				err = fmt.Errorf("network %s: no longer in %s: left as it is (kvmnet down %s takes it away)", nw, h.File.Path, nw)
+			}
+			errs = append(errs, ConfigError{err})
 			continue
 		}
 		n, err := h.Resolve(nw, config.NAT)
