@@ -62,12 +62,12 @@ func upperFirst(s string) string {
 const statusHelp = `For each network (configured in the file, the built-in default, or up now):
 its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
-of kvmnet's rules are missing; the DHCP/DNS daemon and its leases; each port,
-whether kvmnet attached it for a VM, and its MTU and MAC; its port forwards (of
-a network that is up, those its rules hold) and whether their guests hold a
-lease; and a network's VXLAN
-overlay: its link, VNI, port, MTU and peers, each "heard" when a guest's frame
-came from it in the last 5 minutes, else "silent".
+of kvmnet's rules are missing, and their backend (nftables or iptables); the
+DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
+and its MTU and MAC; its port forwards (of a network that is up, those its rules
+hold) and whether their guests hold a lease; and a network's VXLAN overlay: its
+link, VNI, port, MTU and peers, each "heard" when a guest's frame came from it
+in the last 5 minutes, else "silent".
 
   --json   print the same as JSON, schema 1 (stable: fields are only ever added):
            {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
@@ -75,7 +75,7 @@ came from it in the last 5 minutes, else "silent".
               "bridge":{"name","exists","owned","mtu","stp","forward_delay_ms"},
               "address":{"prefix","present","owned"},
               "forwarding":{"needed","held"},
-              "rules":{"checked","owned","missing":[…]},
+              "rules":{"checked","owned","missing":[…],"firewall"},
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
               "forwards":[{"proto","host_ip","port","to","leased"}],
@@ -85,7 +85,7 @@ came from it in the last 5 minutes, else "silent".
 `
 
 const doctorHelp = `Prints one line per finding: the problem, the evidence and the fix. Checks:
-iptables missing; firewalld running in this namespace; per network that is up:
+iptables missing (when the iptables backend is in use or picked); firewalld running in this namespace; per network that is up:
 ip_forward off (NAT), the gateway address gone, kvmnet's rules missing, the
 DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
 bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes

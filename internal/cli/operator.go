@@ -225,7 +225,7 @@ func runDoctor(c *call) (int, error) {
 		return ExitFail, nil
 	}
 	if len(found) == 0 {
-		fmt.Fprintln(c.out, "healthy: no findings")
+		fmt.Fprintln(c.out, "healthy: no findings; firewall: "+h.Firewall())
 	}
 	return ExitOK, nil
 }

@@ -312,7 +312,23 @@ type Network struct {
 type File struct {
 	Path     string              `toml:"-"`
 	LeaseDir string              `toml:"lease_dir"`
+	Firewall Firewall            `toml:"firewall"`
 	Networks map[string]*Network `toml:"network"`
+}
+
+// Firewall is the rule engine networks get: "auto" (the default: from what
+// the host has and uses), "nftables" or "iptables".
+type Firewall string
+
+// UnmarshalText accepts auto, nftables and iptables.
+func (f *Firewall) UnmarshalText(b []byte) error {
+	switch s := string(b); s {
+	case "auto", "nftables", "iptables":
+		*f = Firewall(s)
+	default:
+		return fmt.Errorf("firewall %q: want auto, nftables or iptables", b)
+	}
+	return nil
 }
 
 // DefaultLeaseDir keeps DHCP leases across reboots.

@@ -178,3 +178,17 @@ func TestDHCPRouter(t *testing.T) {
 		}
 	}
 }
+
+func TestFirewall(t *testing.T) {
+	f, err := Parse("k.toml", []byte("firewall = \"nftables\"\n[network.lab]\nmode = \"isolated\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.Network("lab", ""); err != nil || n.Firewall != "nftables" {
+		t.Errorf("lab = %+v, %v; want firewall nftables", n, err)
+	}
+	_, err = Parse("k.toml", []byte("firewall = \"pf\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "k.toml:1") || !strings.Contains(err.Error(), `firewall "pf"`) {
+		t.Errorf("firewall = pf: %v", err)
+	}
+}

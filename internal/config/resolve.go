@@ -43,6 +43,7 @@ type Net struct {
 	Forwards  []PortForward // nat only
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
+	Firewall  Firewall // the file's top-level choice; "" is auto
 
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network
@@ -96,7 +97,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		n = &Network{Name: name}
 	}
-	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts}
+	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
 	if r.Mode == "" {
 		r.Mode = mode
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
-	"github.com/kvmnet/kvmnet/internal/nat"
+	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -110,11 +110,11 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	}
 	if rec.Rules {
 		parts = append(parts, part{"remove rules for " + rec.Name, func() error {
-			fw, err := nat.New()
+			fw, err := firewall.New(firewall.Backend(rec.Firewall))
 			if err != nil {
 				return err
 			}
-			return fw.Remove(natNetwork(rec, rec.Services))
+			return fw.Remove(fwNetwork(rec, rec.Services))
 		}})
 	}
 	if rec.Forwarding {
@@ -151,19 +151,16 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	return changes, d.Remove(rec.Name)
 }
 
-// natNetwork is what package nat needs to know of a network.
-func natNetwork(rec state.Network, services bool) nat.Network {
-	n := nat.Network{Name: rec.Name, Bridge: rec.Bridge, Services: services}
+// fwNetwork is what the rule engine needs to know of a network.
+func fwNetwork(rec state.Network, services bool) firewall.Network {
+	n := firewall.Network{Name: rec.Name, Bridge: rec.Bridge, Gateway: rec.Gateway, Services: services}
 	switch config.Mode(rec.Mode) {
 	case config.NAT:
-		n.Mode = nat.NAT
+		n.Mode = firewall.NAT
 	case config.HostOnly:
-		n.Mode = nat.HostOnly
+		n.Mode = firewall.HostOnly
 	default:
-		n.Mode = nat.Isolated
-	}
-	if rec.Gateway.IsValid() {
-		n.Subnet, n.Gateway = rec.Gateway.Masked(), rec.Gateway.Addr()
+		n.Mode = firewall.Isolated
 	}
 	n.Forwards = natForwards(rec)
 	return n

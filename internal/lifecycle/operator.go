@@ -8,7 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
-	"github.com/kvmnet/kvmnet/internal/nat"
+	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
@@ -136,9 +136,9 @@ func detachAll(d state.Dir, rec state.Network, br *netlink.Bridge) ([]string, er
 	return changes, nil
 }
 
-// NATNetwork is what package nat needs to know of a recorded network, e.g.
-// to Check its rules.
-func NATNetwork(rec state.Network) nat.Network { return natNetwork(rec, rec.Services) }
+// FirewallNetwork is what the rule engine needs to know of a recorded
+// network, e.g. to Check its rules.
+func FirewallNetwork(rec state.Network) firewall.Network { return fwNetwork(rec, rec.Services) }
 
 // ServicesConfig returns the configuration a network's DHCP/DNS daemon was
 // started with (its lease file among it); ok is false when it never was.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
-	"github.com/kvmnet/kvmnet/internal/nat"
+	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
@@ -143,6 +143,9 @@ func current(d state.Dir, n config.Net) (state.Network, error) {
 		return rec, fmt.Errorf("network %s is up as %s on %s %s, asked for %s on %s %s: %w (take its VMs down or run `kvmnet down %s` first)",
 			n.Name, rec.Mode, rec.Bridge, gwString(rec.Gateway), n.Mode, n.Bridge, gwString(n.Gateway), ErrConflict, n.Name)
 	}
+	if err := sameFirewall(rec, n); err != nil {
+		return rec, err
+	}
 	br, err := bridge.Find(n.Bridge)
 	if err != nil {
 		return rec, err
@@ -167,7 +170,7 @@ type upCall struct {
 	rec state.Network
 	tap netlink.Link // nil for an up with no VM (Pin, Heal)
 	br  *netlink.Bridge
-	fw  *nat.Firewall
+	fw  firewall.Firewall
 
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
@@ -293,7 +296,7 @@ func (u *upCall) rules() (bool, error) {
 	if err := u.localnetBefore(); err != nil {
 		return false, err
 	}
-	r, err := fw.EnsureGen(natNetwork(u.rec, serves(u.n)))
+	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n)))
 	if err != nil {
 		return false, err
 	}
@@ -320,19 +323,43 @@ func (u *upCall) unrules() error {
 	if err != nil {
 		return err
 	}
-	return fw.Remove(natNetwork(u.rec, serves(u.n)))
+	return fw.Remove(fwNetwork(u.rec, serves(u.n)))
 }
 
-func (u *upCall) firewall() (*nat.Firewall, error) {
+// firewall opens the network's rule engine: the recorded one, or for a
+// network getting its first rules, the one the configuration picks.
+func (u *upCall) firewall() (firewall.Firewall, error) {
 	if u.fw != nil {
 		return u.fw, nil
 	}
-	fw, err := nat.New()
+	if u.rec.Firewall == "" && !u.rec.Rules {
+		b, _, err := firewall.Choose(firewall.Backend(u.n.Firewall))
+		if err != nil {
+			return nil, err
+		}
+		u.rec.Firewall = string(b)
+	}
+	fw, err := firewall.New(firewall.Backend(u.rec.Firewall))
 	if err != nil {
 		return nil, err
 	}
 	u.fw = fw
 	return fw, nil
+}
+
+// sameFirewall refuses a configuration that names another backend than the
+// one a running network's rules are in: switching would strand them. auto
+// keeps whatever the network has.
+func sameFirewall(rec state.Network, n config.Net) error {
+	have := rec.Firewall
+	if have == "" && rec.Rules {
+		have = string(firewall.IPTables)
+	}
+	if have == "" || n.Firewall == "" || n.Firewall == "auto" || string(n.Firewall) == have {
+		return nil
+	}
+	return fmt.Errorf("network %s is up with firewall %s, the configuration asks for %s: %w (take its VMs down or run `kvmnet down %s` first)",
+		n.Name, have, n.Firewall, ErrConflict, n.Name)
 }
 
 // services starts the DHCP/DNS daemon in the background: forking and

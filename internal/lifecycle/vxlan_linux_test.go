@@ -15,9 +15,11 @@ import (
 )
 
 // overlayPair is two hypervisors joined by an underlay veth (198.51.100.1
-// and .2, MTU 1500), each with network lab (isolated, bridge kvlab0) whose
-// overlay (VNI 4242) names the other as its peer.
-func overlayPair(t *testing.T) (hosts [2]*testhost.Host, nets [2]config.Net) {
+// and .2, MTU 1500), each with network lab (bridge kvlab0) whose overlay
+// (VNI 4242) names the other as its peer. The network is isolated, or with
+// addressed a host-only one with host i's address 10.99.0.i+1/24, so that the
+// hosts can ping across (an isolated host drops all that reaches it).
+func overlayPair(t *testing.T, addressed bool) (hosts [2]*testhost.Host, nets [2]config.Net) {
 	for i := range hosts {
 		hosts[i] = testhost.New(t, "", "")
 	}
@@ -26,8 +28,12 @@ func overlayPair(t *testing.T) (hosts [2]*testhost.Host, nets [2]config.Net) {
 	for i, h := range hosts {
 		h.MustRun("ip", "addr", "add", fmt.Sprintf("198.51.100.%d/24", i+1), "dev", "ul0")
 		h.MustRun("ip", "link", "set", "ul0", "up")
+		mode := "mode = \"isolated\"\n"
+		if addressed {
+			mode = fmt.Sprintf("mode = \"hostonly\"\naddress = \"10.99.0.%d/24\"\ndhcp = false\ndns = false\n", i+1)
+		}
 		f, err := config.Parse("k.toml", []byte(fmt.Sprintf(
-			"[network.lab]\nbridge = \"kvlab0\"\nmode = \"isolated\"\n[network.lab.vxlan]\nid = 4242\npeers = [\"198.51.100.%d\"]\n", 2-i)))
+			"[network.lab]\nbridge = \"kvlab0\"\n%s[network.lab.vxlan]\nid = 4242\npeers = [\"198.51.100.%d\"]\n", mode, 2-i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +68,7 @@ func inNS(t *testing.T, h *testhost.Host, f func(d state.Dir) error) {
 // the peer; a full-size frame with DF crosses; the peer shows as heard from;
 // `kvmnet down` leaves both hosts as they were.
 func TestOverlayUpCarriesFramesDown(t *testing.T) {
-	hosts, nets := overlayPair(t)
+	hosts, nets := overlayPair(t, true)
 	var before [2][2]string
 	for i, h := range hosts {
 		before[i] = [2]string{h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")}
@@ -97,11 +103,6 @@ func TestOverlayUpCarriesFramesDown(t *testing.T) {
 			}
 			return err
 		})
-		// An isolated network's host drops all that arrives on its bridge; the
-		// test plays a guest on each host with an address and an accept above
-		// kvmnet's INPUT jump, both taken away before the hosts are compared.
-		h.MustRun("ip", "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", "kvlab0")
-		h.MustRun("iptables", "-I", "INPUT", "-i", "kvlab0", "-j", "ACCEPT")
 	}
 	// 1422 bytes of ICMP payload make a 1450-byte packet: the bridge's MTU,
 	// and 1500 on the underlay once encapsulated.
@@ -118,9 +119,6 @@ func TestOverlayUpCarriesFramesDown(t *testing.T) {
 		}
 		return err
 	})
-	for _, h := range hosts {
-		h.MustRun("iptables", "-D", "INPUT", "-i", "kvlab0", "-j", "ACCEPT")
-	}
 	for i, h := range hosts {
 		inNS(t, h, func(d state.Dir) error {
 			res, err := Release(d, "lab", false)
@@ -136,7 +134,7 @@ func TestOverlayUpCarriesFramesDown(t *testing.T) {
 // TestOverlayLastVMTearsDown: the VXLAN port does not count as a VM, so the
 // last VM's down tears the network down.
 func TestOverlayLastVMTearsDown(t *testing.T) {
-	hosts, nets := overlayPair(t)
+	hosts, nets := overlayPair(t, false)
 	h := hosts[0]
 	h.MustRun("ip", "tuntap", "add", "vnet0", "mode", "tap")
 	h.SetLinks(h.Links())
@@ -157,7 +155,7 @@ func TestOverlayLastVMTearsDown(t *testing.T) {
 // TestOverlayUpChecks: what the first up refuses, or only warns of, with
 // nothing left made when it refuses.
 func TestOverlayUpChecks(t *testing.T) {
-	hosts, nets := overlayPair(t)
+	hosts, nets := overlayPair(t, false)
 	h := hosts[0]
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	with := func(f func(n *config.Net, o *config.Overlay)) config.Net {
@@ -233,7 +231,7 @@ func TestOverlayUpChecks(t *testing.T) {
 // changed peers list while the network stays up; another VNI is a conflict
 // with the running network.
 func TestOverlayPeersChange(t *testing.T) {
-	hosts, nets := overlayPair(t)
+	hosts, nets := overlayPair(t, false)
 	h := hosts[0]
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	n := nets[0]

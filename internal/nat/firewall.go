@@ -49,7 +49,7 @@ func newIn(dirs []string) (*Firewall, error) {
 		name string
 		path *string
 	}{{"iptables", &f.iptables}, {"iptables-save", &f.save}, {"iptables-restore", &f.restore}} {
-		p, err := findTool(dirs, b.name)
+		p, err := FindTool(dirs, b.name)
 		switch {
 		case errors.Is(err, ErrNoIptables) && b.name == "iptables":
 			return nil, err
@@ -69,11 +69,14 @@ func newIn(dirs []string) (*Firewall, error) {
 	return f, nil
 }
 
-// findTool returns the first dirs/name that exists. It returns the name as
+// ToolDirs returns where New looks for the iptables programs.
+func ToolDirs() []string { return slices.Clone(toolDirs) }
+
+// FindTool returns the first dirs/name that exists. It returns the name as
 // found, not the file its links lead to: iptables is one multi-call binary
 // that acts by the name it is run as. The file it leads to must be root's and
 // writable by no one else; one that is not is an error, not skipped.
-func findTool(dirs []string, name string) (string, error) {
+func FindTool(dirs []string, name string) (string, error) {
 	for _, dir := range dirs {
 		p := filepath.Join(dir, name)
 		err := safefile.Executable(p)

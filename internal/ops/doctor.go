@@ -14,8 +14,8 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
-	"github.com/kvmnet/kvmnet/internal/nat"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -67,11 +67,11 @@ func (h Host) Diagnose() ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	fw, fwErr := nat.New()
-	fs := iptablesFindings(fwErr)
+	fws := firewalls{}
+	fs := h.iptablesFindings(names, fws)
 	fs = append(fs, firewalldFindings()...)
 	for _, name := range names {
-		c, err := h.check(name, fw, fwdOn)
+		c, err := h.check(name, fws, fwdOn)
 		if err != nil {
 			fs = append(fs, Finding{Network: name, Problem: "cannot be checked", Evidence: err.Error(), Fix: "see the evidence"})
 			continue
@@ -79,6 +79,17 @@ func (h Host) Diagnose() ([]Finding, error) {
 		fs = append(fs, c.findings()...)
 	}
 	return fs, nil
+}
+
+// Firewall names the rule engine a network coming up now gets, and why,
+// e.g. "nftables (auto: no legacy iptables tables)"; networks that are up
+// keep theirs (status shows it).
+func (h Host) Firewall() string {
+	b, why, err := firewall.Choose(firewall.Backend(h.File.Firewall))
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s (%s)", b, why)
 }
 
 // Fix repairs every finding kvmnet owns, each once, and returns what it changed.
@@ -100,12 +111,27 @@ func Fix(fs []Finding) ([]string, error) {
 	return changes, errors.Join(errs...)
 }
 
-// iptablesFindings: without iptables no network can have rules.
-func iptablesFindings(fwErr error) []Finding {
+// iptablesFindings: without iptables no network on the iptables backend
+// (new ones, as the file picks, or those up with it) can have rules.
+func (h Host) iptablesFindings(names []string, fws firewalls) []Finding {
+	b, _, err := firewall.Choose(firewall.Backend(h.File.Firewall))
+	if err != nil {
+		return []Finding{{Problem: "the firewall backend cannot be chosen", Evidence: err.Error(), Fix: "set firewall in " + h.File.Path}}
+	}
+	needed := b == firewall.IPTables
+	for _, name := range names {
+		if rec, up, err := h.Dir.Load(name); err == nil && up && (rec.Firewall == "" || rec.Firewall == string(firewall.IPTables)) {
+			needed = true
+		}
+	}
+	if !needed {
+		return nil
+	}
+	_, fwErr := fws.of(state.Network{Firewall: string(firewall.IPTables)})
 	if fwErr == nil {
 		return nil
 	}
-	if errors.Is(fwErr, nat.ErrNoIptables) {
+	if errors.Is(fwErr, firewall.ErrNoIptables) {
 		return []Finding{{Problem: "iptables is missing", Evidence: fwErr.Error() + " (PATH=" + os.Getenv("PATH") + ")",
 			Fix: "apt-get install iptables"}}
 	}
@@ -144,18 +170,21 @@ type netCheck struct {
 	conf  config.Net
 	confE error
 	br    *netlink.Bridge
-	fw    *nat.Firewall
+	fw    firewall.Firewall // nil when it cannot be opened (iptablesFindings says why)
 	fwdOn bool
 }
 
-func (h Host) check(name string, fw *nat.Firewall, fwdOn bool) (*netCheck, error) {
-	c := &netCheck{h: h, name: name, fw: fw, fwdOn: fwdOn}
+func (h Host) check(name string, fws firewalls, fwdOn bool) (*netCheck, error) {
+	c := &netCheck{h: h, name: name, fwdOn: fwdOn}
 	var err error
 	if c.rec, c.up, err = h.Dir.Load(name); err != nil {
 		return nil, err
 	}
 	if c.rec.Forwards, err = h.Dir.LoadForwards(name); err != nil {
 		return nil, err
+	}
+	if c.up {
+		c.fw, _ = fws.of(c.rec)
 	}
 	// A network that is not up is checked as kvmnet-natup would make it
 	// when the file gives no mode.
@@ -250,16 +279,20 @@ func (c *netCheck) rules() []Finding {
 	if c.fw == nil {
 		return nil
 	}
-	missing, err := c.fw.Check(lifecycle.NATNetwork(c.rec))
+	missing, err := c.fw.Check(lifecycle.FirewallNetwork(c.rec))
 	if err != nil {
 		return []Finding{{Network: c.name, Problem: "rules cannot be read", Evidence: err.Error(), Fix: "see the evidence"}}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
+	problem, lacks := "(a firewall reload, iptables -F?)", "iptables-save lacks: "
+	if c.fw.Backend() == firewall.NFTables {
+		problem, lacks = "(nftables backend: a firewall reload, nft flush ruleset?)", "nft list ruleset lacks: "
+	}
 	return []Finding{c.heal(Finding{
-		Problem:  fmt.Sprintf("%d of kvmnet's rules are missing (a firewall reload, iptables -F?)", len(missing)),
-		Evidence: "iptables-save lacks: " + missing[0] + more(len(missing)-1),
+		Problem:  fmt.Sprintf("%d of kvmnet's rules are missing %s", len(missing), problem),
+		Evidence: lacks + missing[0] + more(len(missing)-1),
 		Fix:      "kvmnet doctor --fix puts them back"})}
 }
 
@@ -289,7 +322,7 @@ func (c *netCheck) forwardChain() []Finding {
 	if c.fw == nil || BridgeNFCallIptables() != 1 {
 		return nil
 	}
-	fw, err := c.fw.Forward(lifecycle.NATNetwork(c.rec))
+	fw, err := c.fw.Forward(lifecycle.FirewallNetwork(c.rec))
 	if err != nil || (fw.Policy != "DROP" && fw.Blocker < 0) {
 		return nil
 	}
@@ -298,20 +331,18 @@ func (c *netCheck) forwardChain() []Finding {
 		what, ev = fmt.Sprintf("FORWARD rule %d drops", fw.Blocker+1), "iptables-save: "+fw.Rule
 	}
 	ev += "; bridge-nf-call-iptables = 1"
-	jump := "KVMNET-FWD-" + c.name
 	switch {
 	case fw.Jump >= 0 && (fw.Blocker < 0 || fw.Jump < fw.Blocker):
 		return []Finding{{Network: c.name, Info: true,
-			Problem:  what + " bridged traffic, but kvmnet's jump to " + jump + " comes first and decides all of " + c.rec.Bridge + "'s traffic",
-			Evidence: ev + fmt.Sprintf("; jump is FORWARD rule %d", fw.Jump+1), Fix: "none needed"}}
+			Problem:  what + " bridged traffic, but kvmnet's " + fw.Ours + " comes first and decides all of " + c.rec.Bridge + "'s traffic",
+			Evidence: ev + fmt.Sprintf("; kvmnet's is FORWARD rule %d", fw.Jump+1), Fix: "none needed"}}
 	case fw.Jump < 0:
-		return []Finding{c.heal(Finding{Problem: what + " traffic between guests on " + c.rec.Bridge + ", and kvmnet's jump is missing",
-			Evidence: ev, Fix: "kvmnet doctor --fix inserts kvmnet's jump first in FORWARD"})}
+		return []Finding{c.heal(Finding{Problem: what + " traffic between guests on " + c.rec.Bridge + ", and kvmnet's " + fw.Kind + " is missing",
+			Evidence: ev, Fix: "kvmnet doctor --fix inserts it first in FORWARD"})}
 	}
-	return []Finding{{Network: c.name, Problem: what + " traffic between guests on " + c.rec.Bridge + " before kvmnet's jump",
-		Evidence: ev + fmt.Sprintf("; jump is FORWARD rule %d", fw.Jump+1),
-		Fix: fmt.Sprintf("iptables -D FORWARD -m comment --comment kvmnet:%s -j %s, then kvmnet doctor --fix inserts it first (or sysctl -w net.bridge.bridge-nf-call-iptables=0)",
-			c.name, jump)}}
+	return []Finding{{Network: c.name, Problem: what + " traffic between guests on " + c.rec.Bridge + " before kvmnet's " + fw.Ours,
+		Evidence: ev + fmt.Sprintf("; kvmnet's is FORWARD rule %d", fw.Jump+1),
+		Fix:      fw.Unhook + ", then kvmnet doctor --fix inserts it first (or sysctl -w net.bridge.bridge-nf-call-iptables=0)"}}
 }
 
 func (c *netCheck) stp() []Finding {

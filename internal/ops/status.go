@@ -16,8 +16,8 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
-	"github.com/kvmnet/kvmnet/internal/nat"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
@@ -39,7 +39,8 @@ import (
 //	               "stp": false, "forward_delay_ms": 0},
 //	    "address": {"prefix": "192.168.100.1/24", "present": true, "owned": true},
 //	    "forwarding": {"needed": true, "held": true},
-//	    "rules": {"checked": true, "owned": true, "missing": []},
+//	    "rules": {"checked": true, "owned": true, "missing": [],
+//	              "firewall": "nftables"},   // the rule engine: nftables or iptables; "" when not up
 //	    "services": {"enabled": true, "running": true, "pid": 4242,
 //	                 "leases": [{"ip": "192.168.100.2", "mac": "52:54:00:3c:a1:07",
 //	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
@@ -123,12 +124,13 @@ type ForwardStatus struct {
 	Held   bool `json:"held"`
 }
 
-// RulesStatus is a network's iptables rules; missing holds, as iptables
-// arguments that would add them, those absent now (nat.Firewall.Check).
+// RulesStatus is a network's firewall rules; missing holds, in the
+// backend's own syntax, those absent now (firewall.Firewall.Check).
 type RulesStatus struct {
-	Checked bool     `json:"checked"`
-	Owned   bool     `json:"owned"`
-	Missing []string `json:"missing"`
+	Checked  bool     `json:"checked"`
+	Owned    bool     `json:"owned"`
+	Missing  []string `json:"missing"`
+	Firewall string   `json:"firewall"`
 }
 
 // ServicesStatus is a network's DHCP/DNS daemon and its leases.
@@ -184,15 +186,38 @@ func (h Host) Status(names []string) (Status, error) {
 		return Status{}, err
 	}
 	s := Status{Schema: SchemaVersion, IPForward: fwd, BridgeNFCallIptables: BridgeNFCallIptables(), Networks: []NetworkStatus{}}
-	fw, fwErr := nat.New()
+	fws := firewalls{}
 	for _, name := range names {
-		s.Networks = append(s.Networks, h.network(name, fw, fwErr))
+		s.Networks = append(s.Networks, h.network(name, fws))
 	}
 	return s, nil
 }
 
+// firewalls opens each backend once, for the networks recorded with it.
+type firewalls map[firewall.Backend]struct {
+	fw  firewall.Firewall
+	err error
+}
+
+// of returns the rule engine a network's record names.
+func (fws firewalls) of(rec state.Network) (firewall.Firewall, error) {
+	b := firewall.Backend(rec.Firewall)
+	if b == "" {
+		b = firewall.IPTables
+	}
+	if f, ok := fws[b]; ok {
+		return f.fw, f.err
+	}
+	fw, err := firewall.New(b)
+	fws[b] = struct {
+		fw  firewall.Firewall
+		err error
+	}{fw, err}
+	return fw, err
+}
+
 // network gathers one network's status; what cannot be read goes to Errors.
-func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus {
+func (h Host) network(name string, fws firewalls) NetworkStatus {
 	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Forwards: []PortForwardStatus{}, Domains: []DomainStatus{}, Errors: []string{}}
 	fail := func(err error) { ns.Errors = append(ns.Errors, err.Error()) }
 	rec, up, err := h.Dir.Load(name)
@@ -225,7 +250,12 @@ func (h Host) network(name string, fw *nat.Firewall, fwErr error) NetworkStatus 
 	}
 	ns.Domains = h.domains(name, ns.Ports, fail)
 	if up {
+		fw, fwErr := fws.of(rec)
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(rec, fw, fwErr, fail)
+		ns.Rules.Firewall = string(firewall.IPTables)
+		if rec.Firewall != "" {
+			ns.Rules.Firewall = rec.Firewall
+		}
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
@@ -325,12 +355,12 @@ func portStatus(l netlink.Link, br *netlink.Bridge) PortStatus {
 }
 
 // checkRules lists the recorded network's rules that are missing now.
-func checkRules(rec state.Network, fw *nat.Firewall, fwErr error, fail func(error)) (bool, []string) {
+func checkRules(rec state.Network, fw firewall.Firewall, fwErr error, fail func(error)) (bool, []string) {
 	if fwErr != nil {
 		fail(fwErr)
 		return false, []string{}
 	}
-	missing, err := fw.Check(lifecycle.NATNetwork(rec))
+	missing, err := fw.Check(lifecycle.FirewallNetwork(rec))
 	if err != nil {
 		fail(err)
 		return false, []string{}
@@ -470,9 +500,9 @@ func rulesCell(n NetworkStatus) string {
 	case !n.Rules.Checked:
 		return "unknown"
 	case len(n.Rules.Missing) > 0:
-		return fmt.Sprintf("%d MISSING", len(n.Rules.Missing))
+		return fmt.Sprintf("%d MISSING (%s)", len(n.Rules.Missing), n.Rules.Firewall)
 	}
-	return "ok"
+	return "ok (" + n.Rules.Firewall + ")"
 }
 
 func servicesCell(n NetworkStatus) string {

@@ -133,6 +133,7 @@ type Network struct {
 	Services    bool         `json:"services"`            // the DHCP/DNS daemon runs
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
 	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
+	Firewall    string       `json:"firewall,omitempty"`  // the rule engine its rules are in: nftables or iptables ("": iptables, from before the choice)
 
 	// Forwards are the port forwards whose rules are in (a NAT network's).
 	// They live in a file of their own (LoadForwards, SaveForwards): decoding

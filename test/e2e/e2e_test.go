@@ -33,9 +33,11 @@ func masqueraded(t *testing.T, w *world, b *boot) {
 	}
 }
 
-func TestNATOneGuest(t *testing.T) {
+func TestNATOneGuest(t *testing.T) { matrix(t, testNATOneGuest) }
+
+func testNATOneGuest(t *testing.T, fw string) {
 	t.Parallel()
-	w := newWorld(t, "")
+	w := newWorld(t, fwConf(fw))
 	b := w.boot(guest{
 		Name: "g1", Net: "192.168.100.10" + natNet,
 		Check: []string{toOutside, "ping:" + outsideIP, "tcp:" + natGW + ":80"},
@@ -77,15 +79,19 @@ func natPair(t *testing.T, w *world) {
 	w.checkRestored()
 }
 
-func TestNATTwoGuestsAtOnce(t *testing.T) {
+func TestNATTwoGuestsAtOnce(t *testing.T) { matrix(t, testNATTwoGuestsAtOnce) }
+
+func testNATTwoGuestsAtOnce(t *testing.T, fw string) {
 	t.Parallel()
-	natPair(t, newWorld(t, ""))
+	natPair(t, newWorld(t, fwConf(fw)))
 }
 
 // A Docker host sets the FORWARD policy to DROP; the NAT network must still work.
-func TestNATWithForwardDropPolicy(t *testing.T) {
+func TestNATWithForwardDropPolicy(t *testing.T) { matrix(t, testNATWithForwardDropPolicy) }
+
+func testNATWithForwardDropPolicy(t *testing.T, fw string) {
 	t.Parallel()
-	w := newWorld(t, "", []string{"iptables", "-P", "FORWARD", "DROP"})
+	w := newWorld(t, fwConf(fw), []string{"iptables", "-P", "FORWARD", "DROP"})
 	if !strings.Contains(w.before.iptables, ":FORWARD DROP") {
 		t.Fatalf("FORWARD policy not DROP in the host namespace:\n%s", w.before.iptables)
 	}
@@ -93,10 +99,12 @@ func TestNATWithForwardDropPolicy(t *testing.T) {
 }
 
 // Isolated (kvmnet-ifup, zero config): guests reach each other, not the host or outside.
-func TestIsolated(t *testing.T) {
+func TestIsolated(t *testing.T) { matrix(t, testIsolated) }
+
+func testIsolated(t *testing.T, fw string) {
 	t.Parallel()
 	// A host that forwards for other reasons must still not carry isolated traffic.
-	w := newWorld(t, "", []string{"sysctl", "-qw", "net.ipv4.ip_forward=1"})
+	w := newWorld(t, fwConf(fw), []string{"sysctl", "-qw", "net.ipv4.ip_forward=1"})
 	up, down := w.helper("ifup", ""), w.helper("ifdown", "")
 	// The guests are given a gateway that would be the NAT network's, to show nothing answers there.
 	a, b := "192.168.100.21", "192.168.100.22"
@@ -130,11 +138,13 @@ address = "10.77.0.1/24"
 
 // Host-only (a named network through kvmnet-ifup@lab): the guest reaches the
 // host's bridge address, not the outside, even on a host that forwards.
-func TestHostOnly(t *testing.T) {
+func TestHostOnly(t *testing.T) { matrix(t, testHostOnly) }
+
+func testHostOnly(t *testing.T, fw string) {
 	for _, fwd := range []string{"0", "1"} {
 		t.Run("ip_forward="+fwd, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, labNet, []string{"sysctl", "-qw", "net.ipv4.ip_forward=" + fwd})
+			w := newWorld(t, fwConf(fw)+labNet, []string{"sysctl", "-qw", "net.ipv4.ip_forward=" + fwd})
 			b := w.boot(guest{
 				Name: "h1", Net: "10.77.0.10/24,10.77.0.1",
 				Check: []string{"tcp:10.77.0.1:80"}, Try: []string{toOutside},
@@ -156,10 +166,12 @@ func TestHostOnly(t *testing.T) {
 // QEMU killed with SIGKILL never runs its downscript: its tap vanishes with
 // it, and what it leaves of the network goes with the network's next guest,
 // or with `kvmnet gc`.
-func TestQEMUKilled(t *testing.T) {
+func TestQEMUKilled(t *testing.T) { matrix(t, testQEMUKilled) }
+
+func testQEMUKilled(t *testing.T, fw string) {
 	t.Run("next guest", func(t *testing.T) {
 		t.Parallel()
-		w := newWorld(t, "")
+		w := newWorld(t, fwConf(fw))
 		killQEMU(t, w)
 		b := w.boot(guest{
 			Name: "k2", Net: "192.168.100.31" + natNet, Tap: "kvtap-k",
@@ -176,7 +188,7 @@ func TestQEMUKilled(t *testing.T) {
 		if _, err := os.Stat(tool); err != nil {
 			t.Skipf("no operator tool %s", tool)
 		}
-		w := newWorld(t, "")
+		w := newWorld(t, fwConf(fw))
 		killQEMU(t, w)
 		if out, err := w.run(tool, "gc"); err != nil {
 			t.Fatalf("kvmnet gc: %v\n%s", err, out)
@@ -228,9 +240,11 @@ func killQEMU(t *testing.T, w *world) {
 
 // Zero-config NAT with DHCP and DNS from kvmnet: two guests started at the
 // same moment get distinct leases, find each other by name and reach outside.
-func TestNATDHCP(t *testing.T) {
+func TestNATDHCP(t *testing.T) { matrix(t, testNATDHCP) }
+
+func testNATDHCP(t *testing.T, fw string) {
 	t.Parallel()
-	w := newWorld(t, "")
+	w := newWorld(t, fwConf(fw))
 	up, down := w.helper("natup", ""), w.helper("natdown", "")
 	bs := w.boot(
 		guest{Name: "d1", Net: "dhcp", Hold: 5, Check: []string{toOutside, "dns:d2"}, Up: up, Down: down},
@@ -266,5 +280,23 @@ func TestNATDHCP(t *testing.T) {
 	if got := bs[1].reached(t, "dns:d1"); got != leases["d1"] {
 		t.Errorf("d2 resolved d1 to %q, d1 has %s", got, leases["d1"])
 	}
+	w.checkRestored()
+}
+
+// Zero config on a host with no iptables program at all (the helpers' PATH
+// holds nothing): a booted guest gets a DHCP lease and reaches the outside
+// host, masqueraded, and its exit leaves the host as it was.
+func TestNoIptablesPrograms(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "")
+	w.env = append(w.env, "PATH="+t.TempDir()) // the last PATH wins
+	b := w.boot(guest{Name: "n1", Net: "dhcp", Check: []string{toOutside},
+		Up: w.helper("natup", ""), Down: w.helper("natdown", "")})[0]
+	b.ran(t)
+	if _, ok := b.find("lease"); !ok {
+		b.dump(t)
+		t.Fatal("the guest got no DHCP lease")
+	}
+	masqueraded(t, w, b)
 	w.checkRestored()
 }

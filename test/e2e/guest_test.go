@@ -116,8 +116,14 @@ func (w *world) run1(b *boot) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(g.Wait+g.Hold+120)*time.Second)
 	defer cancel()
+	// By its path (setup found it): the helpers' PATH, w.env's, may hold no
+	// programs at all.
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		qemu = "qemu-system-x86_64"
+	}
 	argv := []string{"ip", "netns", "exec", w.host.Name,
-		"qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none",
+		qemu, "-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none",
 		"-no-reboot", "-serial", "stdio",
 		"-kernel", filepath.Join(guestDir, "vmlinuz"), "-initrd", filepath.Join(guestDir, "initrd.img"),
 		"-append", strings.Join(params, " "),

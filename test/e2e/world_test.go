@@ -83,6 +83,19 @@ func setup(t *testing.T) {
 	}
 }
 
+// backends are the firewall backends every test with booted guests runs against.
+var backends = []string{"nftables", "iptables"}
+
+// matrix runs test once per firewall backend, as a subtest named after it.
+func matrix(t *testing.T, test func(t *testing.T, fw string)) {
+	for _, fw := range backends {
+		t.Run(fw, func(t *testing.T) { test(t, fw) })
+	}
+}
+
+// fwConf is the line of a test's configuration that picks backend fw.
+func fwConf(fw string) string { return fmt.Sprintf("firewall = %q\n", fw) }
+
 // world is one test's namespaces: out (203.0.113.1, HTTP) and host (QEMU, helpers).
 type world struct {
 	t      *testing.T
@@ -186,6 +199,7 @@ func (w *world) seen() []string {
 // snapshot is what a helper may change in the host namespace and must give back.
 type snapshot struct {
 	links, addrs, routes, rules, iptables, forward, procs string
+	nft                                                   string // kvmnet's nftables table, "" when there is none
 }
 
 var spaces = regexp.MustCompile(`[ \t]+`)
@@ -208,7 +222,17 @@ func (w *world) snap() snapshot {
 		iptables: normIptables(w.host.IptablesSave()),
 		forward:  w.host.Sysctl("net.ipv4.ip_forward") + " " + w.host.Sysctl("net.ipv4.conf.all.forwarding"),
 		procs:    w.procs(),
+		nft:      w.nftTable(),
 	}
+}
+
+// nftTable is `nft -s list table inet kvmnet`, "" when there is none.
+func (w *world) nftTable() string {
+	out, _, err := w.host.Run("nft", "-s", "list", "table", "inet", "kvmnet")
+	if err != nil {
+		return ""
+	}
+	return out
 }
 
 // procs lists the programs running in the host namespace (the world's HTTP
@@ -284,6 +308,7 @@ func (w *world) checkRestored() {
 	diff("routes", w.before.routes, now.routes)
 	diff("ip rules", w.before.rules, now.rules)
 	diff("iptables-save", w.before.iptables, now.iptables)
+	diff("nft list table inet kvmnet", w.before.nft, now.nft)
 	diff("ip_forward (ipv4.ip_forward, conf.all.forwarding)", w.before.forward, now.forward)
 	diff("processes", w.before.procs, now.procs)
 }

@@ -57,12 +57,13 @@ func TestBadInput(t *testing.T) {
 		{name: "daemon fails at start", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"mkdir", "$DIR/default@$NS.leases"}}, // the lease file in this namespace: a directory
 			want:  "kvmnet-natup: wait for DHCP/DNS on br0: netsvc exited at start (exit status 1): "},
-		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0",
-			want: "kvmnet-natup: install rules for default: iptables not found in /usr/sbin, /sbin, /usr/bin or /bin (install the iptables package)"},
+		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"iptables\"\n",
+			want: "kvmnet-natup: install rules for default: iptables not found in /usr/sbin, /sbin, /usr/bin or /bin"},
+		{name: "bad firewall", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"pf\"\n", want: `kvmnet.toml:2: firewall "pf": want auto, nftables or iptables`},
 		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHost(t, tc.config)
+			h := newHost(t, "", tc.config)
 			h.taps("vnet", 1)
 			for _, argv := range tc.setup {
 				for i := range argv {
@@ -71,7 +72,7 @@ func TestBadInput(t *testing.T) {
 				}
 				h.MustRun(argv...)
 			}
-			rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
+			rules, links, fwd := h.rules(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 			var stderr string
 			var err error
 			switch tc.name {
@@ -92,7 +93,7 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr)
 			}
 			h.SetLinks(links)
-			h.AssertClean(rules, fwd)
+			h.assertClean(rules, fwd)
 		})
 	}
 }
@@ -108,9 +109,11 @@ func (h *host) withCaps(prog, tap, caps string) (string, error) {
 }
 
 // TestNetAdminOnly: under libvirt the helpers hold CAP_NET_ADMIN and nothing else.
-func TestNetAdminOnly(t *testing.T) {
-	h := newHost(t, "")
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+func TestNetAdminOnly(t *testing.T) { matrix(t, testNetAdminOnly) }
+
+func testNetAdminOnly(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	tap := h.taps("vnet", 1)[0]
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
 		if stderr, err := h.withCaps(prog, tap, "-all,+net_admin"); err != nil {
@@ -121,7 +124,7 @@ func TestNetAdminOnly(t *testing.T) {
 		}
 	}
 	h.MustRun("ip", "link", "del", tap)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // withoutSystemBin runs its arguments in a mount namespace of their own
@@ -145,7 +148,9 @@ func hostilePath(t *testing.T) (dir string, ran func() bool) {
 // TestNoDaemonBinary: a NAT helper installed without kvmnet, which runs the
 // DHCP/DNS daemon, fails in one line naming where it looked, and undoes the
 // bridge, address and rules it had made. A kvmnet in PATH is not run.
-func TestNoDaemonBinary(t *testing.T) {
+func TestNoDaemonBinary(t *testing.T) { matrix(t, testNoDaemonBinary) }
+
+func testNoDaemonBinary(t *testing.T, fw string) {
 	if _, err := os.Stat("/usr/bin/kvmnet"); err == nil {
 		t.Skip("/usr/bin/kvmnet is installed")
 	}
@@ -162,9 +167,9 @@ func TestNoDaemonBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	stubs, ran := hostilePath(t)
-	h := newHost(t, "")
+	h := newHost(t, fw, "")
 	tap := h.taps("vnet", 1)[0]
-	rules, links, fwd := h.IptablesSave(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
+	rules, links, fwd := h.rules(), h.Links(), h.Sysctl("net.ipv4.ip_forward")
 	_, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, "PATH="+stubs, helper, tap)
 	if err == nil {
 		t.Fatalf("succeeded; stderr: %s", stderr)
@@ -178,17 +183,18 @@ func TestNoDaemonBinary(t *testing.T) {
 		t.Error("a program from PATH was run")
 	}
 	h.SetLinks(links)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // TestHostilePathIgnored: with PATH full of stubs named like iptables and
 // kvmnet, a NAT network still comes up and goes down with the system's
-// iptables and the kvmnet beside the helpers, and no stub runs.
+// iptables and the kvmnet beside the helpers, and no stub runs. (The
+// nftables backend runs no program at all: see TestNoIptablesPrograms.)
 func TestHostilePathIgnored(t *testing.T) {
 	stubs, ran := hostilePath(t)
-	h := newHost(t, "")
+	h := newHost(t, "iptables", "")
 	tap := h.taps("vnet", 1)[0]
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
 		if stderr, err := h.helper(prog, tap, "PATH="+stubs); err != nil {
 			t.Fatalf("%s with a hostile PATH: %v\n%s", prog, err, stderr)
@@ -201,5 +207,5 @@ func TestHostilePathIgnored(t *testing.T) {
 		t.Error("a program from PATH was run")
 	}
 	h.MustRun("ip", "link", "del", tap)
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }

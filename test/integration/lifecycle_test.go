@@ -12,10 +12,12 @@ import (
 // TestNATLifecycle: the first up makes the network, later ups add nothing,
 // downs keep it until the last, and the last leaves the namespace as it was,
 // with Docker's and libvirt's rules untouched throughout.
-func TestNATLifecycle(t *testing.T) {
-	h := newHost(t, "")
+func TestNATLifecycle(t *testing.T) { matrix(t, testNATLifecycle) }
+
+func testNATLifecycle(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
 	h.foreignRules()
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	taps := h.taps("vnet", 3)
 
 	h.mustHelper("kvmnet-natup", taps[0])
@@ -31,14 +33,14 @@ func TestNATLifecycle(t *testing.T) {
 	if !strings.Contains(h.MustRun("ip", "-d", "link", "show", "br0"), "stp_state 0") {
 		t.Error("br0 has STP on")
 	}
-	first := h.IptablesSave()
-	if !strings.Contains(first, "-A DOCKER-USER -j RETURN") {
+	first := h.rules()
+	if !strings.Contains(first.ipt, "-A DOCKER-USER -j RETURN") {
 		t.Errorf("Docker's rules went missing:\n%s", first)
 	}
 	for _, tap := range taps[1:] {
 		h.mustHelper("kvmnet-natup", tap)
 	}
-	if got := h.IptablesSave(); got != first {
+	if got := h.rules(); got != first {
 		t.Errorf("more ups changed the rules:\n--- after one\n%s\n--- after three\n%s", first, got)
 	}
 	for _, tap := range taps[:2] {
@@ -52,18 +54,20 @@ func TestNATLifecycle(t *testing.T) {
 	for _, tap := range taps {
 		h.MustRun("ip", "link", "del", tap)
 	}
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // TestAdminBridgeKept: a bridge the admin made, with a port of its own, is
 // used and never deleted, and ip_forward the admin turned on stays on.
-func TestAdminBridgeKept(t *testing.T) {
-	h := newHost(t, "")
+func TestAdminBridgeKept(t *testing.T) { matrix(t, testAdminBridgeKept) }
+
+func testAdminBridgeKept(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
 	h.MustRun("ip", "link", "add", "br0", "type", "bridge")
 	h.MustRun("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
 	h.MustRun("ip", "link", "set", "eth1", "master", "br0")
 	h.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1")
-	rules := h.IptablesSave()
+	rules := h.rules()
 	tap := h.taps("vnet", 1)[0]
 	h.mustHelper("kvmnet-natup", tap)
 	if h.Master(tap) != "br0" {
@@ -79,11 +83,15 @@ func TestAdminBridgeKept(t *testing.T) {
 	}
 	h.MustRun("ip", "link", "del", "br0")
 	h.MustRun("ip", "link", "del", "eth1")
-	h.AssertClean(rules, "1")
+	h.assertClean(rules, "1")
 }
 
-// TestGolden pins every rule kvmnet makes, per mode, as iptables-save prints it.
-func TestGolden(t *testing.T) {
+// TestGolden pins every rule kvmnet makes, per mode: for iptables as
+// iptables-save prints it (NAME.golden), for nftables as `nft -s list table
+// inet kvmnet` does (NAME.nft.golden).
+func TestGolden(t *testing.T) { matrix(t, testGolden) }
+
+func testGolden(t *testing.T, fw string) {
 	for _, tc := range []struct{ name, config, prog string }{
 		{"nat-default", "", "kvmnet-natup"},
 		{"isolated-default", "", "kvmnet-ifup"},
@@ -91,10 +99,14 @@ func TestGolden(t *testing.T) {
 		{"nat-no-services", "[network.lab]\nbridge = \"kvlab0\"\nmode = \"nat\"\naddress = \"10.77.0.1/24\"\ndhcp = false\ndns = false\n", "kvmnet-natup@lab"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHost(t, tc.config)
+			h := newHost(t, fw, tc.config)
 			tap := h.taps("vnet", 1)[0]
 			h.mustHelper(tc.prog, tap)
-			golden(t, tc.name, h.IptablesSave())
+			if fw == "nftables" {
+				golden(t, tc.name+".nft", h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"))
+			} else {
+				golden(t, tc.name, h.IptablesSave())
+			}
 			h.mustHelper(strings.Replace(tc.prog, "up", "down", 1), tap)
 		})
 	}
@@ -102,12 +114,14 @@ func TestGolden(t *testing.T) {
 
 // TestConcurrentColdStart: 32 VMs start at once on a network that does not
 // exist yet, then stop at once; every round ends clean.
-func TestConcurrentColdStart(t *testing.T) {
-	h := newHost(t, "")
+func TestConcurrentColdStart(t *testing.T) { matrix(t, testConcurrentColdStart) }
+
+func testConcurrentColdStart(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
 	h.foreignRules()
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	taps := h.taps("vnet", 32)
-	var once string
+	var once ruleset
 	for round := 0; round < 3; round++ {
 		errs := h.all("kvmnet-natup", taps)
 		for i, tap := range taps {
@@ -117,8 +131,8 @@ func TestConcurrentColdStart(t *testing.T) {
 				t.Errorf("round %d: natup %s succeeded but it is on %q", round, tap, m)
 			}
 		}
-		got := h.IptablesSave()
-		if once == "" {
+		got := h.rules()
+		if once == (ruleset{}) {
 			once = got
 		} else if got != once {
 			t.Errorf("round %d: rules differ from round 0:\n%s", round, got)
@@ -135,7 +149,7 @@ func TestConcurrentColdStart(t *testing.T) {
 	for _, tap := range taps {
 		h.MustRun("ip", "link", "del", tap)
 	}
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // all runs prog for every tap at the same moment.
@@ -160,16 +174,17 @@ func (h *host) all(prog string, taps []string) []error {
 
 // TestSelfHealing: a firewall reload that flushes every NAT rule, and
 // ip_forward turned off, are put right by the next VM's up.
-func TestSelfHealing(t *testing.T) {
-	h := newHost(t, "")
+func TestSelfHealing(t *testing.T) { matrix(t, testSelfHealing) }
+
+func testSelfHealing(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
 	taps := h.taps("vnet", 2)
 	h.mustHelper("kvmnet-natup", taps[0])
-	want := h.IptablesSave()
-	h.MustRun("iptables", "-t", "nat", "-F")
-	h.MustRun("iptables", "-D", "FORWARD", "1")
+	want := h.rules()
+	h.breakRules()
 	h.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=0")
 	h.mustHelper("kvmnet-natup", taps[1])
-	if got := h.IptablesSave(); got != want {
+	if got := h.rules(); got != want {
 		t.Errorf("rules not healed:\n--- want\n%s\n--- got\n%s", want, got)
 	}
 	if h.Sysctl("net.ipv4.ip_forward") != "1" {
@@ -185,9 +200,11 @@ func TestSelfHealing(t *testing.T) {
 
 // TestSigkilledVMIsReclaimed: a VM killed without its downscript leaves its
 // tap's record behind; the last other VM's down still tears the network down.
-func TestSigkilledVMIsReclaimed(t *testing.T) {
-	h := newHost(t, "")
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+func TestSigkilledVMIsReclaimed(t *testing.T) { matrix(t, testSigkilledVMIsReclaimed) }
+
+func testSigkilledVMIsReclaimed(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	taps := h.taps("vnet", 2)
 	for _, tap := range taps {
 		h.mustHelper("kvmnet-natup", tap)
@@ -195,25 +212,29 @@ func TestSigkilledVMIsReclaimed(t *testing.T) {
 	h.MustRun("ip", "link", "del", taps[0]) // what the kernel does when QEMU dies
 	h.mustHelper("kvmnet-natdown", taps[1])
 	h.MustRun("ip", "link", "del", taps[1])
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // TestQEMU runs the helpers the way QEMU does, and checks `quit` leaves nothing.
-func TestQEMU(t *testing.T) {
-	h := newHost(t, "")
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+func TestQEMU(t *testing.T) { matrix(t, testQEMU) }
+
+func testQEMU(t *testing.T, fw string) {
+	h := newHost(t, fw, "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	q := h.StartQEMU()
 	if h.Master("vnet0") != "br0" {
 		t.Errorf("vnet0 not on br0 while QEMU runs:\n%s", q.Out)
 	}
 	q.Quit()
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // TestEmptyEnvironment: a caller that passes no environment at all (no PATH)
 // still gets its network; iptables is found where Debian puts it.
-func TestEmptyEnvironment(t *testing.T) {
-	h := newHost(t, "[network.default]\ndhcp = false\ndns = false\n")
+func TestEmptyEnvironment(t *testing.T) { matrix(t, testEmptyEnvironment) }
+
+func testEmptyEnvironment(t *testing.T, fw string) {
+	h := newHost(t, fw, "[network.default]\ndhcp = false\ndns = false\n")
 	tap := h.taps("vnet", 1)[0]
 	for _, prog := range []string{"kvmnet-natup", "kvmnet-natdown"} {
 		if _, stderr, err := h.Run("env", "-i", "KVMNET_CONFIG="+h.Config, bin+"/"+prog, tap); err != nil {
@@ -230,7 +251,7 @@ func TestEmptyEnvironment(t *testing.T) {
 // namespace), and both daemons run.
 func TestLeaseFilePerNamespace(t *testing.T) {
 	shared := t.TempDir()
-	for _, h := range []*host{newHost(t, ""), newHost(t, "")} {
+	for _, h := range []*host{newHost(t, "", ""), newHost(t, "", "")} {
 		if err := os.WriteFile(h.Config, []byte(fmt.Sprintf("lease_dir = %q\n", shared)), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +277,7 @@ func TestBadLeaseFile(t *testing.T) {
 		{"symlink", func(path, target string) error { return os.Symlink(target, path) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHost(t, "")
+			h := newHost(t, "", "")
 			dir := filepath.Dir(h.Config)
 			lease := filepath.Join(dir, "default@"+h.Name+".leases")
 			target := filepath.Join(t.TempDir(), "precious")

@@ -22,12 +22,51 @@ var bin string
 
 func TestMain(m *testing.M) { testhost.Main(m, &bin) }
 
-// host is a hypervisor namespace (package testhost) with the helpers' ways of running.
-type host struct{ *testhost.Host }
+// host is a hypervisor namespace (package testhost) with the helpers' ways
+// of running, and the firewall backend its configuration asks for.
+type host struct {
+	*testhost.Host
+	fw string // "nftables", "iptables", or "" for none named (auto)
+}
 
-func newHost(t *testing.T, config string) *host {
+// newHost makes a host whose file names firewall backend fw ("": none).
+func newHost(t *testing.T, fw, config string) *host {
 	t.Helper()
-	return &host{testhost.New(t, bin, config)}
+	if fw != "" {
+		config = fmt.Sprintf("firewall = %q\n", fw) + config
+	}
+	h := &host{testhost.New(t, bin, config), fw}
+	// testhost made FORWARD and POSTROUTING, as every real host has them;
+	// INPUT too, or nft's view would show the one the iptables backend makes.
+	h.MustRun("iptables", "-P", "INPUT", "ACCEPT")
+	return h
+}
+
+// backends are the firewall backends every lifecycle test runs against.
+var backends = []string{"nftables", "iptables"}
+
+// matrix runs test once per firewall backend, as a subtest named after it.
+func matrix(t *testing.T, test func(t *testing.T, fw string)) {
+	for _, fw := range backends {
+		t.Run(fw, func(t *testing.T) { test(t, fw) })
+	}
+}
+
+// rules is every rule of the namespace, in both views: what iptables-save
+// prints and what nft prints.
+type ruleset struct{ ipt, nft string }
+
+func (h *host) rules() ruleset {
+	return ruleset{h.IptablesSave(), h.MustRun("nft", "-s", "list", "ruleset")}
+}
+
+// assertClean is testhost's AssertClean, nft's view of the rules included.
+func (h *host) assertClean(before ruleset, fwd string) {
+	h.T.Helper()
+	h.AssertClean(before.ipt, fwd)
+	if got := h.MustRun("nft", "-s", "list", "ruleset"); got != before.nft {
+		h.T.Errorf("nft list ruleset differs from before:\n--- before\n%s\n--- after\n%s", before.nft, got)
+	}
 }
 
 // helper runs a kvmnet helper; prog may carry "@network".
@@ -89,6 +128,7 @@ func (h *host) foreignRules() {
 	}
 }
 
+// kvmnetRules counts kvmnet's rules: iptables' and those of nft's inet kvmnet.
 func (h *host) kvmnetRules() int {
 	n := 0
 	for _, l := range strings.Split(h.IptablesSave(), "\n") {
@@ -96,7 +136,21 @@ func (h *host) kvmnetRules() int {
 			n++
 		}
 	}
+	if out, _, err := h.Run("nft", "list", "table", "inet", "kvmnet"); err == nil {
+		n += strings.Count(out, "comment \"kvmnet:")
+	}
 	return n
+}
+
+// breakRules does what a firewall reload does to kvmnet's rules: some go.
+func (h *host) breakRules() {
+	if h.fw == "nftables" {
+		h.MustRun("nft", "flush", "chain", "inet", "kvmnet", "forward")
+		h.MustRun("nft", "flush", "chain", "inet", "kvmnet", "nat-default")
+		return
+	}
+	h.MustRun("iptables", "-t", "nat", "-F")
+	h.MustRun("iptables", "-D", "FORWARD", "1")
 }
 
 func golden(t *testing.T, name, got string) {

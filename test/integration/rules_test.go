@@ -12,9 +12,9 @@ import (
 // then every accept jump, then the other rules, untouched. The last downs leave
 // the namespace as it was.
 func TestForwardOrderReasserted(t *testing.T) {
-	h := newHost(t, "[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\n")
+	h := newHost(t, "iptables", "[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\n")
 	h.foreignRules()
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	taps := h.taps("vnet", 3)
 	h.mustHelper("kvmnet-natup", taps[0])
 	h.mustHelper("kvmnet-ifup@lab", taps[1])
@@ -31,7 +31,7 @@ func TestForwardOrderReasserted(t *testing.T) {
 	for _, tap := range taps {
 		h.MustRun("ip", "link", "del", tap)
 	}
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }
 
 // forwardTargets lists where FORWARD's rules jump, in order.

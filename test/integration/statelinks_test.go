@@ -16,7 +16,7 @@ import (
 func TestPlantedStateLinks(t *testing.T) {
 	for _, file := range []string{"default.lock", "default.json", "forwarding.state", "default.netsvc.log", "default.netsvc.conf"} {
 		t.Run(file, func(t *testing.T) {
-			h := newHost(t, "")
+			h := newHost(t, "", "")
 			tap := h.taps("vnet", 1)[0]
 			var dir string
 			if err := h.Do(func() error { d, err := state.Open(); dir = d.Path; return err }); err != nil {
@@ -30,7 +30,7 @@ func TestPlantedStateLinks(t *testing.T) {
 			if err := os.Symlink(target, link); err != nil {
 				t.Fatal(err)
 			}
-			rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+			rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 			stderr, err := h.helper("kvmnet-natup", tap)
 			if file == "default.netsvc.conf" {
 				// Written by rename over the link, never through it: the up works.
@@ -52,7 +52,7 @@ func TestPlantedStateLinks(t *testing.T) {
 				t.Errorf("the link's target changed: %q, %v", b, err)
 			}
 			h.MustRun("ip", "link", "del", tap)
-			h.AssertClean(rules, fwd)
+			h.assertClean(rules, fwd)
 		})
 	}
 }

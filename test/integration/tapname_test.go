@@ -10,8 +10,8 @@ import (
 // it (and takes it off again) rather than print its help and exit 0 with the
 // VM left without a network; with no link of that name they are options.
 func TestTapNamedLikeAnOption(t *testing.T) {
-	h := newHost(t, "")
-	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	h := newHost(t, "", "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	for _, opt := range []string{"--help", "--version", "-h"} {
 		out, stderr, err := h.Run(h.Program("kvmnet-ifup"), opt)
 		if err != nil || !strings.Contains(out, "kvmnet-ifup") || stderr != "" {
@@ -29,5 +29,5 @@ func TestTapNamedLikeAnOption(t *testing.T) {
 		}
 		h.MustRun("ip", "link", "del", "dev", opt)
 	}
-	h.AssertClean(rules, fwd)
+	h.assertClean(rules, fwd)
 }

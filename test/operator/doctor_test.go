@@ -204,3 +204,38 @@ func TestDoctor(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestNFTables: on the nftables backend, status names it, doctor finds rules
+// a flush took, --fix puts them back, and the last down removes the table.
+func TestNFTables(t *testing.T) {
+	h := newHostFW(t, "nftables", "")
+	before := h.MustRun("nft", "-s", "list", "ruleset")
+	h.taps("vnet0")
+	h.helper("kvmnet-natup", "vnet0")
+	if r := h.status("default").Networks[0].Rules; r.Firewall != "nftables" || !r.Checked || len(r.Missing) != 0 {
+		t.Errorf("status rules = %+v, want nftables, checked, none missing", r)
+	}
+	if out := h.must("status"); !strings.Contains(out, "ok (nftables)") {
+		t.Errorf("status table does not name the backend:\n%s", out)
+	}
+	want := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet")
+	h.MustRun("nft", "flush", "chain", "inet", "kvmnet", "nat-default")
+	out := h.expectFinding("problem", "of kvmnet's rules are missing (nftables backend", 1)
+	if !strings.Contains(out, "inet kvmnet nat-default: ip saddr 192.168.100.0/24") {
+		t.Errorf("the evidence does not show a missing rule:\n%s", out)
+	}
+	h.fix()
+	if got := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"); got != want {
+		t.Errorf("--fix did not restore the table:\n--- want\n%s\n--- got\n%s", want, got)
+	}
+	if out, code := h.doctor(nil); code != 0 || !strings.Contains(out, `firewall: nftables (firewall = "nftables")`) {
+		t.Errorf("healthy doctor does not name the backend: exit %d:\n%s", code, out)
+	}
+	if out, code := h.doctor([]string{"PATH=/nonexistent"}); code != 0 || strings.Contains(out, "iptables is missing") {
+		t.Errorf("doctor without iptables on the nftables backend: exit %d:\n%s", code, out)
+	}
+	h.helper("kvmnet-natdown", "vnet0")
+	if got := h.MustRun("nft", "-s", "list", "ruleset"); got != before {
+		t.Errorf("ruleset after the last down:\n%s\nwant:\n%s", got, before)
+	}
+}

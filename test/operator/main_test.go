@@ -4,6 +4,7 @@
 package operator
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,9 +21,17 @@ func TestMain(m *testing.M) { testhost.Main(m, &bin) }
 // host is a hypervisor namespace (package testhost) with the operator tool's ways of running.
 type host struct{ *testhost.Host }
 
+// newHost makes a host on the iptables backend: most tests here provoke
+// findings with the iptables programs (newHostFW picks another).
 func newHost(t *testing.T, config string) *host {
 	t.Helper()
-	return &host{testhost.New(t, bin, config)}
+	return newHostFW(t, "iptables", config)
+}
+
+// newHostFW makes a host whose file names firewall backend fw.
+func newHostFW(t *testing.T, fw, config string) *host {
+	t.Helper()
+	return &host{testhost.New(t, bin, fmt.Sprintf("firewall = %q\n", fw)+config)}
 }
 
 // kvmnet runs the operator tool in the namespace; env adds variables.

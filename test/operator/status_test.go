@@ -42,9 +42,10 @@ type statusJSON struct {
 			Held   bool `json:"held"`
 		} `json:"forwarding"`
 		Rules struct {
-			Checked bool     `json:"checked"`
-			Owned   bool     `json:"owned"`
-			Missing []string `json:"missing"`
+			Checked  bool     `json:"checked"`
+			Owned    bool     `json:"owned"`
+			Missing  []string `json:"missing"`
+			Firewall string   `json:"firewall"`
 		} `json:"rules"`
 		Services struct {
 			Enabled bool `json:"enabled"`
