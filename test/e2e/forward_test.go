@@ -48,8 +48,14 @@ to = "192.168.100.21:67"
 // 8080 does not. After the guests are gone, nothing of kvmnet remains.
 func TestForwards(t *testing.T) {
 	t.Parallel()
+	for _, fw := range []string{"nftables", "iptables"} {
+		t.Run(fw, func(t *testing.T) { testForwards(t, fw) })
+	}
+}
+
+func testForwards(t *testing.T, fw string) {
 	mac := newMAC()
-	w := newWorld(t, fmt.Sprintf(forwardConf, mac))
+	w := newWorld(t, fmt.Sprintf("firewall = %q\n", fw)+fmt.Sprintf(forwardConf, mac))
 	up, down := w.helper("natup", ""), w.helper("natdown", "")
 	uplink := func(port int) string { return fmt.Sprintf("%s:%d", uplinkIP, port) }
 
@@ -113,9 +119,9 @@ func TestForwards(t *testing.T) {
 			regexp.MustCompile(`(?m)^tcp +8080 `).MatchString(status) {
 			fail("kvmnet status after reload (%v) does not list the moved forward:\n%s", err, status)
 		}
-		iptables := w.host.IptablesSave()
-		if strings.Contains(iptables, "--dport 8080") {
-			fail("a rule of the old forward is left after reload:\n%s", iptables)
+		rules := w.host.IptablesSave() + w.host.MustRun("nft", "-s", "list", "ruleset")
+		if strings.Contains(rules, "dport 8080") || !strings.Contains(rules, "dport 9090") {
+			fail("after reload the rules do not hold exactly the moved forward:\n%s", rules)
 		}
 	}
 	bs := w.boot(

@@ -27,7 +27,15 @@ to = "ADDR:80"
 // warm up (the next VM) applies an edit the same way. Doctor names a program
 // listening on a forwarded port and a forward whose guest has no lease.
 func TestReload(t *testing.T) {
-	h := newHost(t, "")
+	for _, fw := range []string{"iptables", "nftables"} {
+		t.Run(fw, func(t *testing.T) { testReload(t, fw) })
+	}
+}
+
+func testReload(t *testing.T, fw string) {
+	h := newHostFW(t, fw, "")
+	// What either backend made: iptables' rules, and nftables' table.
+	ruleset := func() string { return h.IptablesSave() + h.MustRun("nft", "-s", "list", "ruleset") }
 	_, lease := guest(t, h, "g0")
 	h.helper("kvmnet-natup", "g0")
 	ip := lease()
@@ -37,8 +45,8 @@ func TestReload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		head, _, _ := strings.Cut(string(b), "\n")
-		if err := os.WriteFile(h.Config, []byte(head+"\n"+strings.ReplaceAll(conf, "ADDR", ip)), 0o644); err != nil {
+		lines := strings.SplitAfterN(string(b), "\n", 3) // lease_dir, firewall
+		if err := os.WriteFile(h.Config, []byte(lines[0]+lines[1]+strings.ReplaceAll(conf, "ADDR", ip)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -46,8 +54,8 @@ func TestReload(t *testing.T) {
 	write(reloadConf)
 	before := pid()
 	h.must("reload")
-	rules := h.IptablesSave()
-	if !strings.Contains(rules, "--dport 8080 -m comment --comment \"kvmnet:default\" -j DNAT --to-destination "+ip+":80") {
+	rules := ruleset()
+	if !strings.Contains(rules, "dport 8080") || !strings.Contains(rules, ip+":80") {
 		t.Fatalf("reload did not add the forward:\n%s", rules)
 	}
 	if after := pid(); after == before {
@@ -71,7 +79,7 @@ func TestReload(t *testing.T) {
 	// Nothing changed: nothing restarts, no rule moves.
 	same := pid()
 	h.must("reload", "default")
-	if pid() != same || h.IptablesSave() != rules {
+	if pid() != same || ruleset() != rules {
 		t.Error("a reload with nothing changed restarted the daemon or changed rules")
 	}
 
@@ -84,7 +92,7 @@ func TestReload(t *testing.T) {
 	if strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 		t.Errorf("reload's error is not one line: %q", errOut)
 	}
-	if h.IptablesSave() != rules {
+	if ruleset() != rules {
 		t.Error("a refused reload changed rules")
 	}
 
@@ -92,8 +100,8 @@ func TestReload(t *testing.T) {
 	write(strings.Replace(reloadConf, "port = 8080", "port = 9090", 1))
 	h.taps("t1")
 	h.helper("kvmnet-natup", "t1")
-	rules = h.IptablesSave()
-	if !strings.Contains(rules, "--dport 9090") || strings.Contains(rules, "--dport 8080") {
+	rules = ruleset()
+	if !strings.Contains(rules, "dport 9090") || strings.Contains(rules, "dport 8080") {
 		t.Errorf("the next VM's up did not move the forward:\n%s", rules)
 	}
 
@@ -111,7 +119,7 @@ func TestReload(t *testing.T) {
 	// route_localnet with them.
 	write("")
 	h.must("reload")
-	if rules := h.IptablesSave(); strings.Contains(rules, "DNAT") || strings.Contains(rules, "127.0.0.0/8") || strings.Contains(rules, "KVMNET-PRE") {
+	if rules := ruleset(); strings.Contains(strings.ToLower(rules), "dnat") || strings.Contains(rules, "127.0.0.0/8") {
 		t.Errorf("forward rules left after the last forward went:\n%s", rules)
 	}
 	if v := h.Sysctl("net.ipv4.conf.br0.route_localnet"); v != "0" {
