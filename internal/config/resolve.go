@@ -43,7 +43,7 @@ type Net struct {
 	Forwards  []PortForward // nat only
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
-	Firewall  Firewall // the file's top-level choice; "" is auto
+	Firewall  Firewall `json:"-"` // the file's top-level choice; "" is auto (no JSON: its decoder refuses "")
 
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network

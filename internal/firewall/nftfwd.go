@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/internal/nat"
@@ -153,4 +154,25 @@ func (s *spec) dnat(a netip.Addr, port uint16) *spec {
 		text += ":" + strconv.Itoa(int(port))
 	}
 	return s.add(text, append(es, n)...)
+}
+
+// bigReceive gives a connection's socket room for the kernel's answers to a
+// large batch: it acknowledges every message, and a hundred forwards are
+// some four hundred rules, whose acknowledgements overflow the default
+// buffer (ENOBUFS, "no buffer space available"). SO_RCVBUFFORCE passes
+// net.core.rmem_max, as kvmnet holds CAP_NET_ADMIN.
+//
+//	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, 8 MiB)
+func bigReceive(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

@@ -18,6 +18,13 @@ import (
 // cacheExt is the cache file's extension, beside the network's record.
 const cacheExt = ".netcache.json"
 
+// netCache is the cache file: the network, and beside it its firewall choice,
+// which config.Net leaves out of JSON.
+type netCache struct {
+	Net      config.Net `json:"net"`
+	Firewall string     `json:"firewall"`
+}
+
 // CachedNetwork returns network name as the last successful up resolved it
 // from the file and mode source names (config.Net.Source), with its forwards
 // elided; ok is false when there is no such cache.
@@ -28,10 +35,12 @@ func CachedNetwork(d state.Dir, name, source string) (n config.Net, ok bool) {
 	if state.CheckName(name) != nil {
 		return n, false
 	}
-	if ok, err := d.ReadJSON(name+cacheExt, &n); err != nil || !ok || n.Source != source || n.Name != name {
+	var c netCache
+	if ok, err := d.ReadJSON(name+cacheExt, &c); err != nil || !ok || c.Net.Source != source || c.Net.Name != name {
 		return config.Net{}, false
 	}
-	n.Elided = true
+	n = c.Net
+	n.Firewall, n.Elided = config.Firewall(c.Firewall), true
 	return n, true
 }
 
@@ -41,6 +50,7 @@ func cacheNetwork(d state.Dir, n config.Net) {
 	if n.Source == "" || n.Elided {
 		return
 	}
-	n.Forwards = nil
-	_ = d.WriteJSON(n.Name+cacheExt, n)
+	c := netCache{Net: n, Firewall: string(n.Firewall)}
+	c.Net.Forwards = nil
+	_ = d.WriteJSON(n.Name+cacheExt, c)
 }
