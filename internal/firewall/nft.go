@@ -151,7 +151,7 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	}
 	defer unlock()
 	gen, genErr := nat.Generation()
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigReceive))
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return Result{}, fmt.Errorf("nftables: %w", err)
 	}
@@ -254,7 +254,7 @@ func (f *nft) Remove(n Network) error {
 		return err
 	}
 	defer unlock()
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigReceive))
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}

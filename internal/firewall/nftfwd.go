@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"strconv"
 
@@ -156,21 +157,25 @@ func (s *spec) dnat(a netip.Addr, port uint16) *spec {
 	return s.add(text, append(es, n)...)
 }
 
-// bigReceive gives a connection's socket room for the kernel's answers to a
-// large batch: it acknowledges every message, and a hundred forwards are
-// some four hundred rules, whose acknowledgements overflow the default
-// buffer (ENOBUFS, "no buffer space available"). SO_RCVBUFFORCE passes
-// net.core.rmem_max, as kvmnet holds CAP_NET_ADMIN.
+// bigBuffers gives a connection's socket room for a large batch: the batch is
+// one sendmsg, refused (EMSGSIZE) when longer than the send buffer, and the
+// kernel acknowledges every message of it, which overflows the receive
+// buffer (ENOBUFS, after the commit). A hundred forwards are some four
+// hundred rules; the largest file (256 KiB) holds some 3000 forwards, a few
+// MB of batch. SO_*BUFFORCE pass net.core.[rw]mem_max, as kvmnet holds
+// CAP_NET_ADMIN.
 //
-//	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, 8 MiB)
-func bigReceive(c *netlink.Conn) error {
+//	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE / SO_RCVBUFFORCE, 16 MiB)
+func bigBuffers(c *netlink.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20))
 	}); err != nil {
 		return err
 	}
