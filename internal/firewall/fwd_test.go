@@ -66,7 +66,8 @@ func fwdGuest(t *testing.T, hv *testns.NS, br, port, addr, gw string) *testns.NS
 // TestNFTForwardsReach: as package nat's TestReachForwards, on the nftables
 // runner: a forward answers from the outside, from the host (its uplink
 // address and 127.0.0.1, masqueraded as the gateway), from a second guest
-// through the host's address (hairpin); the host's loopback stays out of a
+// through the host's address (hairpin), from a guest of another network
+// through it; the host's loopback stays out of a
 // guest's reach although route_localnet is on; a moved forward leaves nothing.
 func TestNFTForwardsReach(t *testing.T) {
 	hv, out := testns.New(t), testns.New(t)
@@ -111,6 +112,21 @@ func TestNFTForwardsReach(t *testing.T) {
 	if reached := loopbackDatagram(t, hv, g2); reached {
 		t.Error("a guest's datagram reached the host's 127.0.0.1 although the guard is in")
 	}
+	// A guest of another NAT network reaches it through the host's address
+	// too, masqueraded as the gateway, and no other port of the guest.
+	m := Network{Name: "other", Bridge: "kvf1", Mode: NAT, Gateway: netip.MustParsePrefix("10.62.0.1/24")}
+	hv.MustRun("ip", "link", "add", m.Bridge, "type", "bridge")
+	hv.MustRun("ip", "addr", "add", m.Gateway.String(), "dev", m.Bridge)
+	hv.MustRun("ip", "link", "set", m.Bridge, "up")
+	gm := fwdGuest(t, hv, m.Bridge, "p3", "10.62.0.10", "10.62.0.1")
+	ensure(t, hv, m)
+	if seen, err := fwdDial(gm, "203.0.113.1:8080"); err != nil || seen != "10.61.0.1" {
+		t.Errorf("other network's guest -> uplink:8080: seen as %q, %v; want 10.61.0.1", seen, err)
+	}
+	if _, err := fwdDial(gm, "10.61.0.10:7777"); err == nil {
+		t.Error("other network's guest reaches the guest's port directly")
+	}
+	remove(t, hv, m)
 	n.Forwards[0].First, n.Forwards[0].Last = 9090, 9090
 	ensure(t, hv, n)
 	if seen, err := fwdDial(out, "203.0.113.1:9090"); err != nil || seen != "203.0.113.2" {

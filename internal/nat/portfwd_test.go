@@ -44,7 +44,9 @@ func loopbackReached(t *testing.T, hv, g *testns.NS) bool {
 // probe port answers from the outside host, from the hypervisor itself (its
 // uplink address and 127.0.0.1, which needs route_localnet on the bridge, as
 // lifecycle sets it), and from a second guest through the hypervisor's
-// address (hairpin, masqueraded so the answer comes back the same way). The
+// address (hairpin, masqueraded so the answer comes back the same way), and
+// from a guest of another NAT network through it, which reaches no other port
+// of the guest. The
 // hypervisor's own loopback services stay out of a guest's reach although
 // route_localnet is on (CVE-2020-8558): without the guard they are not.
 func TestReachForwards(t *testing.T) {
@@ -80,6 +82,16 @@ func TestReachForwards(t *testing.T) {
 	if loopbackReached(t, w.hv, g2) {
 		t.Error("a guest's datagram reached the hypervisor's 127.0.0.1 although the network's guard is in")
 	}
+	// A guest of another NAT network reaches the forward through the
+	// hypervisor's address too; it arrives masqueraded as its own gateway.
+	y, ys := reachNet(2, NAT)
+	w.network(y, ys)
+	gy := w.guest(y, guestAddr(2, 10))
+	ensure(t, w.hv, y)
+	if seen := expectTo(t, "other network's guest -> uplink:8080", gy, uplinkAddr+":8080", open); seen != n.Gateway.String() {
+		t.Errorf("guest 1 saw the other network's guest as %s, want %s", seen, n.Gateway)
+	}
+	expect(t, "other network's guest -> guest 1 itself (no forward)", gy, guestAddr(1, 10), refused)
 	expectTo(t, "outside -> uplink:8081 (not forwarded)", w.out, uplinkAddr+":8081", refused)
 
 	// Moved to 9090: the old port is the hypervisor's own again, nothing stale.
