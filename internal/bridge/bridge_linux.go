@@ -3,6 +3,7 @@
 package bridge
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -21,7 +22,8 @@ var ErrNotBridge = errors.New("not a bridge")
 var ErrNoLink = errors.New("no such link")
 
 // Alias marks a bridge kvmnet made (`ip link show` prints it), so that an
-// operator, and kvmnet's gc, can tell it from one an admin made.
+// operator can tell it from one an admin made; kvmnet itself goes by the
+// bridge's MAC (Made), which is set in the message that makes the bridge.
 const Alias = "kvmnet"
 
 // MAC derives a stable, locally administered unicast address from a bridge's
@@ -49,6 +51,19 @@ func Link(name string) (netlink.Link, error) {
 	return l, nil
 }
 
+// IsTap reports whether l is a tun/tap device, as QEMU and libvirt make a VM's port.
+func IsTap(l netlink.Link) bool {
+	_, ok := l.(*netlink.Tuntap)
+	return ok
+}
+
+// Made reports whether br carries the MAC Create gives a bridge of its name,
+// which the netlink message that makes the bridge sets (the kernel applies
+// no alias given at creation, so the alias, set after, cannot tell).
+func Made(br *netlink.Bridge) bool {
+	return bytes.Equal(br.Attrs().HardwareAddr, MAC(br.Attrs().Name))
+}
+
 // Find returns the bridge called name, or nil when no link has that name.
 // A link of that name that is not a bridge is an error wrapping ErrNotBridge.
 func Find(name string) (*netlink.Bridge, error) {
@@ -70,8 +85,8 @@ func Find(name string) (*netlink.Bridge, error) {
 // STP off and forward delay 0 (a guest's first DHCP request is not lost to a
 // listening port), and mtu when not zero.
 //
-//	ip link add NAME address MAC [mtu MTU] type bridge stp_state 0 forward_delay 0
-//	ip link set NAME alias kvmnet up
+//	ip link add NAME address MAC [mtu MTU] up type bridge stp_state 0 forward_delay 0
+//	ip link set NAME alias kvmnet
 func Create(name string, mtu int) (*netlink.Bridge, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
@@ -79,7 +94,6 @@ func Create(name string, mtu int) (*netlink.Bridge, error) {
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, MAC(name)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(Alias)))
 	if mtu > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
 	}
@@ -96,7 +110,14 @@ func Create(name string, mtu int) (*netlink.Bridge, error) {
 	if err == nil && br == nil {
 		err = fmt.Errorf("bridge %s: %w after creating it", name, ErrNoLink)
 	}
-	return br, err
+	if err != nil {
+		return nil, err
+	}
+	if err := netlink.LinkSetAlias(br, Alias); err != nil {
+		return br, fmt.Errorf("set alias of %s: %w", name, err)
+	}
+	br.Attrs().Alias = Alias
+	return br, nil
 }
 
 // Delete removes the bridge; its ports fall off it. A bridge already gone is not an error.
@@ -130,7 +151,8 @@ func Up(l netlink.Link) error {
 }
 
 // Attach makes port a port of br: it takes the bridge's MTU first (a port with
-// a smaller MTU would lower the bridge's for every guest), then joins it and comes up.
+// a smaller MTU would lower the bridge's for every guest), then joins it and
+// comes up. A port the bridge refuses gets its MTU back.
 //
 //	ip link set PORT mtu $(BRIDGE's mtu) master BRIDGE up
 func Attach(port netlink.Link, br *netlink.Bridge) error {
@@ -142,6 +164,9 @@ func Attach(port netlink.Link, br *netlink.Bridge) error {
 	}
 	if a.MasterIndex != br.Index {
 		if err := netlink.LinkSetMasterByIndex(port, br.Index); err != nil {
+			if a.MTU != br.MTU { // a port the bridge refuses keeps its own MTU
+				_ = netlink.LinkSetMTU(port, a.MTU)
+			}
 			return fmt.Errorf("attach %s to %s: %w", a.Name, br.Name, err)
 		}
 	}
@@ -158,6 +183,18 @@ func Detach(port netlink.Link, br *netlink.Bridge) error {
 	if err := netlink.LinkSetNoMaster(port); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("detach %s from %s: %w", port.Attrs().Name, br.Name, err)
 	}
+	return nil
+}
+
+// SetMTU sets a link's MTU. Set on a bridge, it also stops the kernel from
+// lowering the bridge's MTU to that of its smallest port.
+//
+//	ip link set NAME mtu MTU
+func SetMTU(l netlink.Link, mtu int) error {
+	if err := netlink.LinkSetMTU(l, mtu); err != nil {
+		return fmt.Errorf("set %s mtu %d: %w", l.Attrs().Name, mtu, err)
+	}
+	l.Attrs().MTU = mtu
 	return nil
 }
 
@@ -194,6 +231,28 @@ func HasAddress(l netlink.Link, gw netip.Prefix) (bool, error) {
 	}
 	return false, nil
 }
+
+// Addresses lists the link's IPv4 addresses and its IPv6 addresses other
+// than link-local ones (which every link that is up has).
+//
+//	ip addr show dev NAME scope global
+func Addresses(l netlink.Link) ([]netip.Prefix, error) {
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// Name returns the name of the link with the given index, or "link N" when
+// there is none.
+func Name(index int) string { return linkName(index) }
 
 // AddAddress gives the link gw.
 //

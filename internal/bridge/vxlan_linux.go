@@ -245,20 +245,6 @@ func ReadUnderlay(dev string, peers []netip.Addr) (Underlay, error) {
 	return u, nil
 }
 
-// SetMTU sets a link's MTU.
-//
-//	ip link set NAME mtu MTU
-func SetMTU(l netlink.Link, mtu int) error {
-	if l.Attrs().MTU == mtu {
-		return nil
-	}
-	if err := netlink.LinkSetMTU(l, mtu); err != nil {
-		return fmt.Errorf("set %s mtu %d: %w", l.Attrs().Name, mtu, err)
-	}
-	l.Attrs().MTU = mtu
-	return nil
-}
-
 // SetMAC sets a link's Ethernet address.
 //
 //	ip link set NAME address MAC

@@ -47,23 +47,48 @@ const (
 	HostOnly Mode = "hostonly"
 	// NAT: as HostOnly, and guests reach the world through the host, masqueraded.
 	NAT Mode = "nat"
+	// Bridged: guests join a bridge the admin made (carrying a NIC and the
+	// host's address); kvmnet only attaches and detaches taps.
+	Bridged Mode = "bridged"
 )
 
 // UnmarshalText accepts the mode names, and "host-only" as VMware and VirtualBox spell it.
 func (m *Mode) UnmarshalText(b []byte) error {
 	switch s := strings.ToLower(string(b)); s {
-	case "isolated", "hostonly", "nat":
+	case "isolated", "hostonly", "nat", "bridged":
 		*m = Mode(s)
 	case "host-only":
 		*m = HostOnly
 	default:
-		return fmt.Errorf("mode %s: want isolated, hostonly or nat", Quote(string(b)))
+		return fmt.Errorf("mode %s: want isolated, hostonly, nat or bridged", Quote(string(b)))
 	}
 	return nil
 }
 
 // Routed reports whether the host has an address on the network's bridge.
 func (m Mode) Routed() bool { return m == HostOnly || m == NAT }
+
+// Ports is which links a network's helpers attach to its bridge.
+type Ports string
+
+const (
+	// TapPorts: only tun/tap links, as QEMU and libvirt make them, so that a
+	// helper handed the host's uplink or another program's link refuses it.
+	TapPorts Ports = "tap"
+	// AnyPorts: any link but a bridge, e.g. a veth to a container.
+	AnyPorts Ports = "any"
+)
+
+// UnmarshalText accepts "tap" and "any".
+func (p *Ports) UnmarshalText(b []byte) error {
+	switch s := Ports(b); s {
+	case TapPorts, AnyPorts:
+		*p = s
+	default:
+		return fmt.Errorf("ports %q: want tap or any", b)
+	}
+	return nil
+}
 
 // Gateway is the host's address on the bridge with the network's prefix, e.g. 192.168.100.1/24.
 type Gateway struct{ netip.Prefix }
@@ -295,6 +320,7 @@ type Network struct {
 	Mode      Mode       `toml:"mode"`
 	Address   Gateway    `toml:"address"`
 	MTU       MTU        `toml:"mtu"`
+	Ports     Ports      `toml:"ports"`
 	DHCP      *bool      `toml:"dhcp"`
 	DNS       *bool      `toml:"dns"`
 	Router    *bool      `toml:"dhcp_router"` // default: true for nat, false for hostonly

@@ -76,10 +76,26 @@ func TestParseNamedNetworks(t *testing.T) {
 	}
 }
 
+func TestBridgedAndPorts(t *testing.T) {
+	f, err := Parse("k.toml", []byte("[network.lan]\nbridge = \"br-lan\"\nmode = \"bridged\"\n[network.ct]\nports = \"any\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan, err := f.Network("lan", NAT)
+	if err != nil || lan.Mode != Bridged || lan.Bridge != "br-lan" || lan.Gateway.IsValid() || lan.DHCP || lan.DNS || lan.Ports != TapPorts {
+		t.Errorf("lan = %+v, %v", lan, err)
+	}
+	ct, err := f.Network("ct", Isolated)
+	if err != nil || ct.Ports != AnyPorts {
+		t.Errorf("ct = %+v, %v", ct, err)
+	}
+}
+
 func TestParseErrorsNameFileLineAndValue(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
 		{"[network.a]\nbridge = \"x\"\naddress = \"10.0.0.1\"\n", `k.toml:3: network.a.address: address "10.0.0.1": want an IPv4 address with prefix`},
-		{"[network.a]\nmode = \"bridged\"\n", `k.toml:2: network.a.mode: mode "bridged": want isolated, hostonly or nat`},
+		{"[network.a]\nmode = \"bridge\"\n", `k.toml:2: network.a.mode: mode "bridge": want isolated, hostonly, nat or bridged`},
+		{"[network.a]\nports = \"veth\"\n", `k.toml:2: network.a.ports: ports "veth": want tap or any`},
 		{"[network.a]\nmtu = 10\n", `k.toml:2: network.a.mtu: mtu 10: want an integer from 576 to 65521`},
 		{"[network.a]\nbridge = \"a-very-long-bridge-name\"\n", `k.toml:2: network.a.bridge: interface name "a-very-long-bridge-name" is longer than 15 bytes`},
 		{"[network.a]\nbridge = \"b r\"\n", `contains '/', ':' or white space`},

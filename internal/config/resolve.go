@@ -31,6 +31,7 @@ type Net struct {
 	Mode      Mode
 	Gateway   netip.Prefix // invalid for Isolated
 	MTU       int          // 0: leave the bridge's as the kernel makes it
+	Ports     Ports        // which links the helpers attach: TapPorts or AnyPorts
 	DHCP      bool
 	DNS       bool
 	Router    bool       // DHCP hands out the gateway as the default route
@@ -97,9 +98,12 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		n = &Network{Name: name}
 	}
-	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
+	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Ports: n.Ports, Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
 	if r.Mode == "" {
 		r.Mode = mode
+	}
+	if r.Ports == "" {
+		r.Ports = TapPorts
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)

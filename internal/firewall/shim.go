@@ -12,6 +12,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/nat"
 )
 
 // The shim. A verdict of kvmnet's table is not the last word: a packet it
@@ -354,7 +356,7 @@ func (f *nft) legacy(args ...string) (string, error) {
 		return "", errNoLegacy
 	}
 	var out, stderr bytes.Buffer
-	cmd := exec.Command(bin, append([]string{"-w"}, args...)...)
+	cmd := nat.Command(bin, append([]string{"-w"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	err := cmd.Run()
 	var exit *exec.ExitError

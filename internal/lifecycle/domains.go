@@ -122,7 +122,7 @@ func domainLive(br *netlink.Bridge) func(state.Domain) bool {
 	}
 }
 
-func (u *upCall) recordDomain() (bool, error) { return false, u.d.SaveDomain(u.n.Name, *u.dom) }
+func (u *upCall) recordDomain() (outcome, error) { return noted, u.d.SaveDomain(u.n.Name, *u.dom) }
 
 func (u *upCall) unrecordDomain() error { return u.d.DelDomain(u.n.Name, u.dom.UUID) }
 

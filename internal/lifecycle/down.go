@@ -14,8 +14,9 @@ import (
 )
 
 // Down takes tap off network n and, when it was the network's last VM, tears
-// the network down. A tap already gone, or taken down twice, is not an error:
-// QEMU runs the downscript once per tap, but an operator may too.
+// the network down. Only a tap kvmnet recorded is detached: a port an admin
+// attached is theirs. A tap already gone, or taken down twice, is not an
+// error: QEMU runs the downscript once per tap, but an operator may too.
 func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	lk, err := d.Lock(n.Name)
 	if err != nil {
@@ -33,8 +34,12 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	ours, err := d.HasPort(n.Name, tapName)
+	if err != nil {
+		return Result{}, err
+	}
 	var changes []string
-	if tap, err := bridge.Link(tapName); err == nil && br != nil && tap.Attrs().MasterIndex == br.Index {
+	if tap, err := bridge.Link(tapName); err == nil && ours && br != nil && tap.Attrs().MasterIndex == br.Index {
 		if err := bridge.Detach(tap, br); err != nil {
 			return Result{}, err
 		}
@@ -44,7 +49,7 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	}
 	// A pinned network (`kvmnet up`) stays up without VMs until `kvmnet down`.
 	if err := d.DelPort(n.Name, tapName); err != nil || !ok || rec.Pinned {
-		return Result{Changes: changes}, err
+		return Result{Changes: changes}, errors.Join(err, forgetUnrecorded(d, n.Name, ok))
 	}
 	last, err := lastUser(d, rec, br)
 	if err != nil || !last {
@@ -85,64 +90,41 @@ func onBridge(br *netlink.Bridge) func(tap string) bool {
 	}
 }
 
-// Teardown undoes everything the record says kvmnet did for a network and
-// forgets the network. It goes on past a failure so that one stuck part does
-// not strand the rest, and returns every failure joined.
+// Teardown undoes everything the record says kvmnet did, or was about to do
+// when a helper was killed, and forgets the network. Each undo is harmless
+// for a part that was never made. It goes on past a failure so that one stuck
+// part does not strand the rest, and returns every failure joined.
 //
 // The parts are independent, and the slow ones wait on the kernel, not on
 // us: deleting a bridge (~40 ms here) and deleting rules (one RCU grace
 // period per table, ~12 ms each) are grace periods, the daemon takes ~20 ms to
 // exit. Run side by side, the last VM's down costs the longest part, not the sum.
 func Teardown(d state.Dir, rec state.Network) ([]string, error) {
-	type part struct {
-		name string
-		do   func() error
-	}
-	var parts []part
 	// Off before the rules that guard it go, not beside them.
 	if rec.RouteLocalnet {
 		if err := setRouteLocalnet(rec.Bridge, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 	}
-	if rec.Services {
-		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() error { return stopServices(d, rec.Name) }})
-	}
-	if rec.Rules {
-		parts = append(parts, part{"remove rules for " + rec.Name, func() error {
-			fw, err := firewall.New(firewall.Backend(rec.Firewall))
-			if err != nil {
-				return err
-			}
-			return fw.Remove(fwNetwork(rec, rec.Services))
-		}})
-	}
-	if rec.Forwarding {
-		parts = append(parts, part{"release ip_forward", func() error { return releaseForwarding(d, rec.Name) }})
-	}
-	if rec.MadeVXLAN {
-		parts = append(parts, part{"delete vxlan " + rec.VXLAN, func() error { return deleteOverlay(rec) }})
-	}
-	if br, err := bridge.Find(rec.Bridge); err == nil && br != nil && br.Index == rec.BridgeIndex {
-		if rec.MadeBridge {
-			parts = append(parts, part{"delete bridge " + rec.Bridge, func() error { return bridge.Delete(rec.Bridge) }})
-		} else if rec.MadeAddress {
-			parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway, rec.Bridge), func() error { return bridge.DelAddress(br, rec.Gateway) }})
-		}
-	}
+	parts := teardownParts(d, rec)
 	fns := make([]func() error, len(parts))
+	did := make([]bool, len(parts))
 	for i, p := range parts {
-		fns[i] = p.do
+		fns[i] = func() (err error) {
+			did[i], err = p.do()
+			return err
+		}
 	}
 	errs := concurrently(fns)
 	var changes []string
 	var failed []error
 	for i, p := range parts {
-		if errs[i] != nil {
+		switch {
+		case errs[i] != nil:
 			failed = append(failed, fmt.Errorf("%s: %w", p.name, errs[i]))
-			continue
+		case did[i]:
+			changes = append(changes, p.name)
 		}
-		changes = append(changes, p.name)
 	}
 	if len(failed) > 0 {
 		// Keep the record, so that gc or the next down can finish the job.
@@ -151,8 +133,59 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	return changes, d.Remove(rec.Name)
 }
 
+// part is one independent undo of a teardown; do reports whether it changed the host.
+type part struct {
+	name string
+	do   func() (bool, error)
+}
+
+func teardownParts(d state.Dir, rec state.Network) []part {
+	var parts []part
+	if rec.Services {
+		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) {
+			_, running := ServicesPID(d, rec.Name)
+			if err := stopServices(d, rec.Name); err != nil || running {
+				return running, err
+			}
+			// No daemon the pid file names: an up killed right after
+			// starting one may have left it before it wrote the file.
+			return false, killStrays(d, rec.Name)
+		}})
+	}
+	if rec.Rules {
+		parts = append(parts, part{"remove rules for " + rec.Name, func() (bool, error) {
+			fw, err := firewall.New(firewall.Backend(rec.Firewall))
+			if err != nil {
+				return false, err
+			}
+			return true, fw.Remove(fwNetwork(rec, rec.Services, nil))
+		}})
+	}
+	if rec.Forwarding {
+		parts = append(parts, part{"turn off ip_forward", func() (bool, error) { return releaseForwarding(d, rec.Name) }})
+	}
+	if rec.MadeVXLAN {
+		parts = append(parts, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
+	}
+	br, err := bridge.Find(rec.Bridge)
+	switch {
+	case err != nil || br == nil:
+	case ownsBridge(rec, br):
+		parts = append(parts, part{"delete bridge " + rec.Bridge, func() (bool, error) { return true, bridge.Delete(rec.Bridge) }})
+	case br.Index == rec.BridgeIndex:
+		if rec.MadeAddress {
+			parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway, rec.Bridge), func() (bool, error) { return true, bridge.DelAddress(br, rec.Gateway) }})
+		}
+		if rec.HostQuiet {
+			parts = append(parts, part{"restore arp_ignore and disable_ipv6 of " + rec.Bridge, func() (bool, error) { return true, restoreQuiet(rec) }})
+		}
+	}
+	return parts
+}
+
 // fwNetwork is what the rule engine needs to know of a network.
-func fwNetwork(rec state.Network, services bool) firewall.Network {
+// forwards are its port forwards (state.Dir.LoadForwards); Remove needs none.
+func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firewall.Network {
 	n := firewall.Network{Name: rec.Name, Bridge: rec.Bridge, Gateway: rec.Gateway, Services: services}
 	switch config.Mode(rec.Mode) {
 	case config.NAT:
@@ -162,7 +195,7 @@ func fwNetwork(rec state.Network, services bool) firewall.Network {
 	default:
 		n.Mode = firewall.Isolated
 	}
-	n.Forwards = natForwards(rec)
+	n.Forwards = natForwards(forwards)
 	return n
 }
 

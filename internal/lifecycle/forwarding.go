@@ -1,8 +1,10 @@
 package lifecycle
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -43,68 +45,104 @@ func setForwarding(on bool) error {
 }
 
 // acquireForwarding registers network as a user of ip_forward and turns it on
-// if it is off, remembering that kvmnet did. It reports whether it changed anything.
-func acquireForwarding(d state.Dir, network string) (bool, error) {
-	return updateForwarding(d, func(f *forwarding) (bool, error) {
+// if it is off, remembering that kvmnet did. The record is written before
+// ip_forward is turned on, so a helper killed in between leaves a record that
+// the network's teardown settles. It reports whether it turned ip_forward on.
+func acquireForwarding(d state.Dir, network string) (turnedOn bool, err error) {
+	err = updateForwarding(d, func(f *forwarding) (func() error, bool, error) {
 		on, err := Forwarding()
 		if err != nil {
-			return false, err
+			return nil, false, err
 		}
-		changed := false
-		if !on {
-			if err := setForwarding(true); err != nil {
-				return false, err
-			}
-			f.TurnedOn, changed = true, true
+		if on && slices.Contains(f.Users, network) {
+			return nil, false, nil
 		}
 		if !slices.Contains(f.Users, network) {
 			f.Users = append(f.Users, network)
-			changed = true
 		}
-		return changed, nil
+		if on {
+			return noAct, false, nil
+		}
+		f.TurnedOn, turnedOn = true, true
+		return func() error { return setForwarding(true) }, false, nil
 	})
+	return turnedOn, err
 }
 
 // releaseForwarding drops network's use of ip_forward and turns it off when
-// kvmnet turned it on and no other network uses it.
-func releaseForwarding(d state.Dir, network string) error {
-	_, err := updateForwarding(d, func(f *forwarding) (bool, error) {
+// kvmnet turned it on and no other network uses it. It reports whether it
+// turned ip_forward off.
+func releaseForwarding(d state.Dir, network string) (turnedOff bool, err error) {
+	err = updateForwarding(d, func(f *forwarding) (func() error, bool, error) {
 		i := slices.Index(f.Users, network)
 		if i < 0 {
-			return false, nil
+			return nil, false, nil
 		}
 		f.Users = slices.Delete(f.Users, i, i+1)
-		if len(f.Users) == 0 && f.TurnedOn {
-			if err := setForwarding(false); err != nil {
-				return false, err
-			}
-			f.TurnedOn = false
+		if len(f.Users) > 0 || !f.TurnedOn {
+			return noAct, false, nil
 		}
-		return true, nil
+		f.TurnedOn = false
+		on, err := Forwarding()
+		if err != nil || !on {
+			return noAct, false, err
+		}
+		turnedOff = true
+		return func() error { return setForwarding(false) }, true, nil
 	})
-	return err
+	return turnedOff, err
 }
 
-// updateForwarding runs change on the record under the host-wide lock and saves it if it changed.
-func updateForwarding(d state.Dir, change func(*forwarding) (bool, error)) (bool, error) {
+func noAct() error { return nil }
+
+// updateForwarding runs change on the record under the host-wide lock; when
+// change returns an act, the record is saved and act changes ip_forward. The
+// order keeps a record of every change a killed helper may have made: turning
+// ip_forward on is recorded before it is done, turning it off after (redoing
+// either is harmless).
+func updateForwarding(d state.Dir, change func(*forwarding) (act func() error, actFirst bool, err error)) error {
 	lk, err := d.Lock("forwarding")
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer lk.Unlock()
 	var f forwarding
 	if _, err := d.ReadJSON(forwardingFile, &f); err != nil {
-		return false, err
+		return err
 	}
-	changed, err := change(&f)
-	if err != nil || !changed {
-		return changed, err
+	act, actFirst, err := change(&f)
+	if err != nil {
+		return err
+	}
+	if act == nil {
+		if !f.TurnedOn && len(f.Users) == 0 { // a killed helper's half-written record may be left
+			return removeForwardingRecord(d)
+		}
+		return nil
+	}
+	if actFirst {
+		if err := act(); err != nil {
+			return err
+		}
 	}
 	if !f.TurnedOn && len(f.Users) == 0 { // nothing left to remember
-		return true, d.RemoveFile(forwardingFile)
+		err = removeForwardingRecord(d)
+	} else {
+		err = d.WriteJSON(forwardingFile, f)
 	}
-	if err := d.WriteJSON(forwardingFile, f); err != nil {
-		return false, err
+	if err != nil || actFirst {
+		return err
 	}
-	return true, nil
+	return act()
+}
+
+// removeForwardingRecord removes the record and any half-written copy of it
+// a killed helper left.
+func removeForwardingRecord(d state.Dir) error {
+	tmps, _ := filepath.Glob(filepath.Join(d.Path, forwardingFile+".tmp*"))
+	errs := []error{d.RemoveFile(forwardingFile)}
+	for _, t := range tmps {
+		errs = append(errs, d.RemoveFile(filepath.Base(t)))
+	}
+	return errors.Join(errs...)
 }

@@ -32,7 +32,7 @@ func Release(d state.Dir, name string, force bool) (Result, error) {
 	defer lk.Unlock()
 	rec, ok, err := d.Load(name)
 	if err != nil || !ok {
-		return Result{}, err
+		return Result{}, errors.Join(err, forgetUnrecorded(d, name, ok))
 	}
 	br, err := bridge.Find(rec.Bridge)
 	if err != nil {
@@ -77,7 +77,7 @@ func Reclaim(d state.Dir, name string) (Result, bool, error) {
 	defer lk.Unlock()
 	rec, ok, err := d.Load(name)
 	if err != nil || !ok {
-		return Result{}, false, err
+		return Result{}, false, errors.Join(err, forgetUnrecorded(d, name, ok))
 	}
 	br, err := bridge.Find(rec.Bridge)
 	if err != nil {
@@ -89,6 +89,16 @@ func Reclaim(d state.Dir, name string) (Result, bool, error) {
 	}
 	changes, err := Teardown(d, rec)
 	return Result{Changes: changes}, true, err
+}
+
+// forgetUnrecorded removes what a helper killed while writing a network's
+// first record left (the half-written record): with no record, nothing of
+// the network is up. It does nothing when the record was read.
+func forgetUnrecorded(d state.Dir, name string, recorded bool) error {
+	if recorded {
+		return nil
+	}
+	return d.Remove(name)
 }
 
 // inUse names what keeps a network up: the taps kvmnet attached that are
@@ -138,7 +148,10 @@ func detachAll(d state.Dir, rec state.Network, br *netlink.Bridge) ([]string, er
 
 // FirewallNetwork is what the rule engine needs to know of a recorded
 // network, e.g. to Check its rules.
-func FirewallNetwork(rec state.Network) firewall.Network { return fwNetwork(rec, rec.Services) }
+// forwards are its recorded port forwards (state.Dir.LoadForwards).
+func FirewallNetwork(rec state.Network, forwards []state.Forward) firewall.Network {
+	return fwNetwork(rec, rec.Services, forwards)
+}
 
 // ServicesConfig returns the configuration a network's DHCP/DNS daemon was
 // started with (its lease file among it); ok is false when it never was.

@@ -57,10 +57,10 @@ func recordForwards(n config.Net) []state.Forward {
 	return fs
 }
 
-// natForwards is the record's forwards as package nat takes them.
-func natForwards(rec state.Network) []nat.PortForward {
+// natForwards is recorded forwards as the rule engines take them.
+func natForwards(forwards []state.Forward) []nat.PortForward {
 	var fs []nat.PortForward
-	for _, f := range rec.Forwards {
+	for _, f := range forwards {
 		fs = append(fs, nat.PortForward{Proto: f.Proto, HostIP: f.HostIP, First: f.First, Last: f.Last, Guest: f.Guest, GuestPort: f.GuestPort})
 	}
 	return fs
@@ -103,7 +103,7 @@ func setRouteLocalnet(br string, on bool) error {
 // localnetBefore turns off the route_localnet kvmnet turned on when the
 // network has no forward left, before the rules that guard it go.
 func (u *upCall) localnetBefore() error {
-	if len(u.rec.Forwards) > 0 || !u.rec.RouteLocalnet {
+	if len(u.forwards) > 0 || !u.rec.RouteLocalnet {
 		return nil
 	}
 	if err := setRouteLocalnet(u.n.Bridge, false); err != nil {
@@ -116,18 +116,18 @@ func (u *upCall) localnetBefore() error {
 // localnetAfter turns route_localnet on for a network with forwards, once the
 // rules that guard it are in.
 func (u *upCall) localnetAfter() error {
-	if len(u.rec.Forwards) == 0 || u.rec.RouteLocalnet {
+	if len(u.forwards) == 0 || u.rec.RouteLocalnet {
 		return nil
 	}
 	on, err := routeLocalnet(u.n.Bridge)
 	if err != nil || on {
 		return err
 	}
-	if err := setRouteLocalnet(u.n.Bridge, true); err != nil {
+	u.rec.RouteLocalnet = true
+	if err := u.intend("turn on route_localnet on " + u.n.Bridge); err != nil {
 		return err
 	}
-	u.rec.RouteLocalnet = true
-	return nil
+	return setRouteLocalnet(u.n.Bridge, true)
 }
 
 // servicesCurrent reports whether the running daemon's configuration is the

@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
@@ -106,4 +109,43 @@ func findDaemonBinary() (string, error) {
 // stopServices stops the network's daemon, if it runs.
 func stopServices(d state.Dir, network string) error {
 	return ctl.Stop(d.File(network, svcPID), stopTimeout)
+}
+
+// killStrays ends the network's daemons that its pid file does not name: one
+// an up started just before it was killed, that had not yet written its pid
+// file. They are found by their command line, which names the network's
+// config file in this namespace's state directory, and waited for.
+//
+//	pkill -KILL -fx 'kvmnet-netsvc /run/kvmnet/netns-COOKIE/NETWORK.netsvc.conf'
+func killStrays(d state.Dir, network string) error {
+	want := ctl.ProcName + "\x00" + d.File(network, svcConf) + "\x00"
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return fmt.Errorf("list processes: %w", err)
+	}
+	var errs []error
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || !cmdlineIs(pid, want) {
+			continue
+		}
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("kill stray daemon %d: %w", pid, err))
+			continue
+		}
+		// A killed process's command line empties once it is a zombie,
+		// which is as gone as it gets: nothing reaps an orphan here.
+		for deadline := time.Now().Add(stopTimeout); cmdlineIs(pid, want); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("stray daemon %d survived SIGKILL", pid))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func cmdlineIs(pid int, want string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && string(b) == want
 }

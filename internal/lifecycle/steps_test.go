@@ -9,15 +9,15 @@ import (
 
 func TestRunUndoesChangedStepsNewestFirst(t *testing.T) {
 	var log []string
-	mk := func(name string, changed bool, err error) step {
+	mk := func(name string, out outcome, err error) step {
 		return step{
 			name: name,
-			do:   func() (bool, error) { log = append(log, "do "+name); return changed, err },
+			do:   func() (outcome, error) { log = append(log, "do "+name); return out, err },
 			undo: func() error { log = append(log, "undo "+name); return nil },
 		}
 	}
 	boom := errors.New("boom")
-	_, err := run([]step{mk("a", true, nil), mk("b", false, nil), mk("c", true, nil), mk("d", false, boom), mk("e", true, nil)})
+	_, err := run([]step{mk("a", changed, nil), mk("b", unchanged, nil), mk("c", noted, nil), mk("d", unchanged, boom), mk("e", changed, nil)})
 	if !errors.Is(err, boom) || err.Error() != "d: boom" {
 		t.Fatalf("err = %v", err)
 	}
@@ -27,21 +27,46 @@ func TestRunUndoesChangedStepsNewestFirst(t *testing.T) {
 	}
 }
 
+// A step that fails after it began (e.g. a rules batch that committed one
+// table of two) is undone with the others.
+func TestRunUndoesAFailingStepThatBegan(t *testing.T) {
+	var log []string
+	_, err := run([]step{
+		{name: "a", do: func() (outcome, error) { return changed, nil }, undo: func() error { log = append(log, "undo a"); return nil }},
+		{name: "b", do: func() (outcome, error) { return changed, errors.New("half") }, undo: func() error { log = append(log, "undo b"); return nil }},
+	})
+	if err == nil || !reflect.DeepEqual(log, []string{"undo b", "undo a"}) {
+		t.Errorf("err = %v, log = %v", err, log)
+	}
+}
+
 func TestRunReportsUndoFailures(t *testing.T) {
 	stuck := errors.New("stuck")
 	_, err := run([]step{
-		{name: "a", do: func() (bool, error) { return true, nil }, undo: func() error { return stuck }},
-		{name: "b", do: func() (bool, error) { return false, errors.New("no") }},
+		{name: "a", do: func() (outcome, error) { return changed, nil }, undo: func() error { return stuck }},
+		{name: "b", do: func() (outcome, error) { return unchanged, errors.New("no") }},
 	})
 	if !errors.Is(err, stuck) || !strings.Contains(err.Error(), "undo a: stuck") {
 		t.Errorf("err = %v", err)
 	}
 }
 
+// A step whose errors name it already is not named twice.
+func TestRunNamesAStepOnce(t *testing.T) {
+	_, err := run([]step{{name: "attach lo to br0", named: true,
+		do: func() (outcome, error) { return unchanged, errors.New("attach lo to br0: not supported") }}})
+	if err == nil || err.Error() != "attach lo to br0: not supported" {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// Only changes to the host are reported: a step that only noted something
+// (e.g. one more user of an ip_forward already on) is not.
 func TestRunReturnsChanges(t *testing.T) {
 	changes, err := run([]step{
-		{name: "a", do: func() (bool, error) { return true, nil }},
-		{name: "b", do: func() (bool, error) { return false, nil }},
+		{name: "a", do: func() (outcome, error) { return changed, nil }},
+		{name: "b", do: func() (outcome, error) { return unchanged, nil }},
+		{name: "c", do: func() (outcome, error) { return noted, nil }},
 	})
 	if err != nil || !reflect.DeepEqual(changes, []string{"a"}) {
 		t.Errorf("changes = %v, err = %v", changes, err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"reflect"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -61,64 +60,72 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		return Result{}, err
 	}
 	defer lk.Unlock()
-	if kind == healUp || kind == reloadUp {
-		if _, ok, err := d.Load(n.Name); err != nil || !ok {
-			return Result{}, err
-		}
+	disk, existed, err := d.Load(n.Name)
+	if err != nil || ((kind == healUp || kind == reloadUp) && !existed) {
+		return Result{}, err
 	}
-	rec, err := current(d, n)
+	rec, err := current(n, disk, existed)
 	if err != nil {
 		return Result{}, err
 	}
-	u := &upCall{d: d, n: n, rec: rec, dom: dom}
+	u := &upCall{d: d, n: n, rec: rec, disk: disk, existed: existed, fresh: !existed,
+		recovering: disk.Doing != "" || kind == healUp, dom: dom} // doctor --fix checks every part too
 	if kind == reloadUp || n.Hash != rec.ConfigHash {
 		if n.Elided {
 			return Result{}, ErrConfigStale
 		}
-		u.reconfig = true
-		u.rec.Forwards, u.rec.ConfigHash = recordForwards(n), n.Hash
+		u.reconfig, u.forwards = true, recordForwards(n)
 	}
 	if kind == vmUp {
-		if u.tap, err = findTap(tapName, n.Bridge); err != nil {
+		if u.tap, err = findTap(tapName, n); err != nil {
 			return Result{}, err
 		}
 	}
-	before := rec
-	if kind == pinUp {
-		u.rec.Pinned = true
-	}
 	changes, err := run(u.steps())
 	if err != nil {
-		return Result{}, err
+		return Result{}, errors.Join(err, u.settle())
 	}
-	if u.rec.Pinned && !before.Pinned {
+	// Pinned is set only now: an interrupted `kvmnet up` leaves a network
+	// that gc reclaims, not one pinned half-made.
+	if kind == pinUp && !u.rec.Pinned {
+		u.rec.Pinned = true
 		changes = append(changes, "pin "+n.Name)
 	}
 	res := Result{Changes: changes, Warnings: u.warnings}
 	if u.reconfig {
-		if err := d.SaveForwards(n.Name, u.rec.Forwards); err != nil {
+		// The forwards' file first: killed between the two, the old hash
+		// makes the next up apply the configuration again.
+		if err := d.SaveForwards(n.Name, u.forwards); err != nil {
 			return res, err
 		}
+		u.rec.ConfigHash = n.Hash
 	}
-	after := u.rec
-	after.Forwards = before.Forwards // their own file, saved above
-	if !reflect.DeepEqual(after, before) {
-		if err := d.Save(u.rec); err != nil {
-			return res, err
-		}
+	u.rec.Doing = ""
+	if err := u.save(); err != nil {
+		return res, err
 	}
 	cacheNetwork(d, n)
 	return res, nil
 }
 
-// findTap returns the VM's tap, refusing the bridge itself.
-func findTap(tapName, bridgeName string) (netlink.Link, error) {
+// findTap returns the VM's port: a tun/tap link (any link but a bridge when
+// the network's ports = "any") that is no other bridge's port.
+func findTap(tapName string, n config.Net) (netlink.Link, error) {
 	tap, err := bridge.Link(tapName)
 	if err != nil {
 		return nil, fmt.Errorf("find tap: %w", err)
 	}
-	if _, isBridge := tap.(*netlink.Bridge); isBridge || tapName == bridgeName {
+	a := tap.Attrs()
+	switch _, isBridge := tap.(*netlink.Bridge); {
+	case isBridge || tapName == n.Bridge:
 		return nil, fmt.Errorf("tap %s is a bridge, not a VM's port", tapName)
+	case n.Ports != config.AnyPorts && !bridge.IsTap(tap):
+		return nil, fmt.Errorf("tap %s is a %s link, not a tap: network %s attaches only taps (ports = \"any\" in its configuration allows any link)",
+			tapName, tap.Type(), n.Name)
+	case a.MasterIndex != 0:
+		if br, err := bridge.Find(n.Bridge); err != nil || br == nil || br.Index != a.MasterIndex {
+			return nil, fmt.Errorf("tap %s is a port of %s already: refusing to move it to %s", tapName, bridge.Name(a.MasterIndex), n.Bridge)
+		}
 	}
 	return tap, nil
 }
@@ -129,12 +136,9 @@ type Result struct {
 	Warnings []string // what was left out, and why
 }
 
-// current returns the record of n, checked against the running network.
-func current(d state.Dir, n config.Net) (state.Network, error) {
-	rec, ok, err := d.Load(n.Name)
-	if err != nil {
-		return rec, err
-	}
+// current returns the record of n, rec as read (ok false: none), checked
+// against the running network.
+func current(n config.Net, rec state.Network, ok bool) (state.Network, error) {
 	fresh := state.Network{Name: n.Name, Bridge: n.Bridge, Mode: string(n.Mode), Gateway: n.Gateway}
 	if !ok {
 		return fresh, nil
@@ -152,16 +156,31 @@ func current(d state.Dir, n config.Net) (state.Network, error) {
 	}
 	switch {
 	case br == nil:
-		// Someone deleted the bridge: its address went with it, and the up
-		// that follows makes both again.
-		rec.MadeAddress = false
-		rec.BridgeIndex = 0
+		// Someone deleted the bridge: its address and settings went with
+		// it, and the up that follows makes them again.
+		rec.MadeAddress, rec.BridgeIndex = false, 0
+		forgetQuiet(&rec)
+	case ownsBridge(rec, br):
+		rec.BridgeIndex = br.Index
 	case br.Index != rec.BridgeIndex:
 		// Someone deleted the bridge and made another of that name: it is theirs.
-		rec.MadeBridge, rec.MadeAddress = false, false
-		rec.BridgeIndex = br.Index
+		rec.MadeBridge, rec.MadeAddress, rec.BridgeIndex = false, false, 0
+		forgetQuiet(&rec)
 	}
 	return rec, nil
+}
+
+// ownsBridge reports whether br is the bridge rec says kvmnet made: the one
+// it recorded, or, when an up was killed before it could record the new
+// bridge's index, one carrying the MAC kvmnet derives from its name.
+func ownsBridge(rec state.Network, br *netlink.Bridge) bool {
+	if !rec.MadeBridge || br == nil {
+		return false
+	}
+	if rec.BridgeIndex == 0 {
+		return bridge.Made(br)
+	}
+	return br.Index == rec.BridgeIndex
 }
 
 type upCall struct {
@@ -172,25 +191,73 @@ type upCall struct {
 	br  *netlink.Bridge
 	fw  firewall.Firewall
 
+	disk       state.Network // the record as it is in the state directory
+	existed    bool          // there was a record when the up began
+	fresh      bool          // there was no record when the up began: this up begins the network
+	recovering bool          // an up was killed, or doctor --fix asks: check every part, trust no shortcut
+
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 
 	// reconfig: the configuration differs from the one the network last
-	// applied (or `kvmnet reload` asks), so rules and daemon are checked anew.
+	// applied (or `kvmnet reload` asks), so rules and daemon are checked
+	// anew; forwards are the network's (recorded in their own file).
 	reconfig bool
+	forwards []state.Forward
 
 	warnings []string
 }
 
+// intend records what the up is about to do, before it does it: a helper
+// killed while doing it leaves a record that names the change, for the next
+// run to finish or undo.
+func (u *upCall) intend(what string) error {
+	u.rec.Doing = what
+	return u.save()
+}
+
+// save writes the record if it differs from the one in the state directory,
+// so an up that changes nothing writes nothing.
+func (u *upCall) save() error {
+	if u.rec == u.disk && u.existed {
+		return nil
+	}
+	if err := u.d.Save(u.rec); err != nil {
+		return err
+	}
+	u.disk, u.existed = u.rec, true
+	return nil
+}
+
+// settle records what a failed up left after its undo: nothing at all when
+// it began the network and undid all of it, else what is left for the next
+// down or gc to undo.
+func (u *upCall) settle() error {
+	u.rec.Doing = ""
+	switch {
+	case !u.existed: // nothing was written
+		return nil
+	case u.fresh && !u.rec.Owns():
+		return u.d.Remove(u.n.Name)
+	}
+	return u.save()
+}
+
 func (u *upCall) steps() []step {
 	br := u.n.Bridge
+	if u.n.Mode == config.Bridged {
+		return append([]step{{name: "find bridge " + br, do: u.adminBridge}}, u.tapSteps()...)
+	}
 	steps := []step{{name: "make bridge " + br, do: u.bridge, undo: u.unbridge}}
 	if u.n.VXLAN != nil {
 		steps = append(steps, step{name: fmt.Sprintf("make vxlan %s on %s", u.n.VXLAN.Device, br), do: u.overlay, undo: u.unoverlay})
 	}
+	if u.n.Mode == config.Isolated {
+		steps = append(steps, step{name: "quiet the host on " + br, do: u.quiet, undo: u.unquiet})
+	}
 	if u.n.Mode.Routed() {
-		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress})
+		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress, named: true})
 	}
 	if u.n.Mode == config.NAT {
 		steps = append(steps, step{name: "turn on ip_forward", do: u.forwarding, undo: u.unforwarding})
@@ -207,30 +274,97 @@ func (u *upCall) steps() []step {
 	if u.dom != nil {
 		steps = append(steps, step{name: "record domain " + u.dom.Name, do: u.recordDomain, undo: u.unrecordDomain})
 	}
-	if u.tap == nil {
-		return steps
-	}
-	tap := u.tap.Attrs().Name
-	return append(steps,
-		step{name: fmt.Sprintf("attach %s to %s", tap, br), do: u.attach, undo: u.detach},
-		step{name: "record " + tap, do: u.record, undo: u.unrecord},
-	)
+	return append(steps, u.tapSteps()...)
 }
 
-func (u *upCall) bridge() (bool, error) {
+// tapSteps record the VM's tap, then attach it: a down detaches only the
+// taps kvmnet recorded, so a tap is recorded before it is attached.
+func (u *upCall) tapSteps() []step {
+	if u.tap == nil {
+		return nil
+	}
+	tap := u.tap.Attrs().Name
+	return []step{
+		{name: "record " + tap, do: u.record, undo: u.unrecord},
+		{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true},
+	}
+}
+
+// adminBridge finds a bridged network's bridge, which is the admin's: kvmnet
+// never makes it, never changes it, and touches nothing on it but its taps.
+func (u *upCall) adminBridge() (outcome, error) {
 	br, err := bridge.Find(u.n.Bridge)
 	if err != nil {
-		return false, err
+		return unchanged, err
+	}
+	if br == nil {
+		return unchanged, fmt.Errorf("no bridge %s: a bridged network's bridge is made by the admin, with the host's NIC, never by kvmnet", u.n.Bridge)
+	}
+	u.br, u.rec.BridgeIndex = br, br.Index
+	return unchanged, nil
+}
+
+func (u *upCall) bridge() (outcome, error) {
+	br, err := bridge.Find(u.n.Bridge)
+	if err != nil {
+		return unchanged, err
 	}
 	if br != nil {
+		switch {
+		case ownsBridge(u.rec, br) || br.Index == u.rec.BridgeIndex:
+		case bridge.Made(br):
+			// kvmnet made it, and a helper killed before it recorded
+			// anything (one older than the journal) lost the record: it is
+			// still kvmnet's to delete, never someone else's.
+			u.rec.MadeBridge = true
+		default:
+			if err := u.adopt(br); err != nil {
+				return unchanged, err
+			}
+		}
 		u.br, u.rec.BridgeIndex = br, br.Index
-		return false, bridge.Up(br)
+		return unchanged, bridge.Up(br)
 	}
-	if u.br, err = bridge.Create(u.n.Bridge, u.n.MTU); err != nil {
-		return false, err
+	u.rec.MadeBridge, u.rec.BridgeIndex = true, 0
+	if err := u.intend("make bridge " + u.n.Bridge); err != nil {
+		return unchanged, err
 	}
-	u.rec.BridgeIndex, u.rec.MadeBridge = u.br.Index, true
-	return true, nil
+	if u.br, err = bridge.Create(u.n.Bridge, u.n.MTU); u.br == nil {
+		u.rec.MadeBridge = false
+		return unchanged, err
+	}
+	u.rec.BridgeIndex = u.br.Index
+	return changed, err
+}
+
+// adopt checks a bridge kvmnet did not make before a network first uses it.
+// An isolated network's rules reject all traffic routed through its bridge,
+// which would cut off a bridge that carries the host's address or an uplink.
+func (u *upCall) adopt(br *netlink.Bridge) error {
+	if u.n.Mode != config.Isolated {
+		return nil
+	}
+	addrs, err := bridge.Addresses(br)
+	if err != nil {
+		return err
+	}
+	if len(addrs) > 0 {
+		return fmt.Errorf("bridge %s carries the host's address %s: an isolated network would cut it off; for guests on that bridge's LAN use mode = \"bridged\"", br.Name, addrs[0])
+	}
+	ports, err := bridge.Ports(br)
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		ours, err := u.d.HasPort(u.n.Name, p.Attrs().Name)
+		if err != nil {
+			return err
+		}
+		if !ours {
+			return fmt.Errorf("bridge %s has a port kvmnet did not attach, %s: an isolated network would cut it off; for guests on that bridge's LAN use mode = \"bridged\"", br.Name, p.Attrs().Name)
+		}
+	}
+	return nil
 }
 
 func (u *upCall) unbridge() error {
@@ -238,19 +372,23 @@ func (u *upCall) unbridge() error {
 	return bridge.Delete(u.n.Bridge)
 }
 
-func (u *upCall) address() (bool, error) {
+func (u *upCall) address() (outcome, error) {
 	has, err := bridge.HasAddress(u.br, u.n.Gateway)
 	if err != nil || has {
-		return false, err
+		return unchanged, err
 	}
 	if err := bridge.CheckOverlap(u.n.Subnet(), u.br.Index); err != nil {
-		return false, err
-	}
-	if err := bridge.AddAddress(u.br, u.n.Gateway); err != nil {
-		return false, err
+		return unchanged, fmt.Errorf("add %s to %s: %w", u.n.Gateway, u.n.Bridge, err)
 	}
 	u.rec.MadeAddress = true
-	return true, nil
+	if err := u.intend(fmt.Sprintf("add %s to %s", u.n.Gateway, u.n.Bridge)); err != nil {
+		return unchanged, err
+	}
+	if err := bridge.AddAddress(u.br, u.n.Gateway); err != nil {
+		u.rec.MadeAddress = false
+		return unchanged, err
+	}
+	return changed, nil
 }
 
 func (u *upCall) unaddress() error {
@@ -258,57 +396,79 @@ func (u *upCall) unaddress() error {
 	return bridge.DelAddress(u.br, u.n.Gateway)
 }
 
-func (u *upCall) forwarding() (bool, error) {
-	if u.rec.Forwarding {
+// forwarding takes a use of ip_forward, turning it on if it is off. Only
+// turning it on is reported: a network that joins an ip_forward already on
+// changed nothing on the host.
+func (u *upCall) forwarding() (outcome, error) {
+	if u.rec.Forwarding && !u.recovering {
 		if on, err := Forwarding(); err != nil || on {
-			return false, err
+			return unchanged, err
 		}
 	}
-	changed, err := acquireForwarding(u.d, u.n.Name)
-	if err != nil {
-		return false, err
+	if !u.rec.Forwarding {
+		u.rec.Forwarding = true
+		if err := u.intend("take ip_forward"); err != nil {
+			return unchanged, err
+		}
 	}
-	u.rec.Forwarding = true
-	return changed, nil
+	turnedOn, err := acquireForwarding(u.d, u.n.Name)
+	if turnedOn {
+		return changed, err
+	}
+	return noted, err
 }
 
 func (u *upCall) unforwarding() error {
 	u.rec.Forwarding = false
-	return releaseForwarding(u.d, u.n.Name)
+	_, err := releaseForwarding(u.d, u.n.Name)
+	return err
 }
 
 // rules makes sure the network's rules are whole. On nf_tables an unchanged
 // ruleset generation since they were last seen whole proves they still are,
 // at the cost of one netlink round trip instead of an iptables-save exec.
-func (u *upCall) rules() (bool, error) {
+func (u *upCall) rules() (outcome, error) {
 	fw, err := u.firewall()
 	if err != nil {
-		return false, err
+		return unchanged, err
 	}
-	if !u.reconfig && u.rec.Rules && u.rec.RulesGen != 0 && fw.Unchanged(u.rec.RulesGen) {
-		return false, nil
+	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && fw.Unchanged(u.rec.RulesGen) {
+		return unchanged, nil
 	}
 	if !u.reconfig {
-		if u.rec.Forwards, err = u.d.LoadForwards(u.n.Name); err != nil {
-			return false, err
+		if u.forwards, err = u.d.LoadForwards(u.n.Name); err != nil {
+			return unchanged, err
 		}
 	}
 	if err := u.localnetBefore(); err != nil {
-		return false, err
+		return unchanged, err
 	}
-	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n)))
+	began := !u.rec.Rules
+	if began {
+		u.rec.Rules, u.rec.Services, u.rec.RulesGen = true, serves(u.n), 0
+		if err := u.intend("install rules for " + u.n.Name); err != nil {
+			return unchanged, err
+		}
+	}
+	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
 	if err != nil {
-		return false, err
-	}
-	if err := u.localnetAfter(); err != nil {
-		return false, err
+		if began { // iptables-restore commits table by table: undo what it may have committed
+			return noted, err
+		}
+		return unchanged, err
 	}
 	u.rec.Rules, u.rec.Services = true, serves(u.n)
 	u.rec.RulesGen = 0
 	if r.GenOK {
 		u.rec.RulesGen = r.Gen
 	}
-	return r.Changed, nil
+	if err := u.localnetAfter(); err != nil {
+		return noted, err
+	}
+	if r.Changed {
+		return changed, nil
+	}
+	return unchanged, nil
 }
 
 func (u *upCall) unrules() error {
@@ -323,7 +483,7 @@ func (u *upCall) unrules() error {
 	if err != nil {
 		return err
 	}
-	return fw.Remove(fwNetwork(u.rec, serves(u.n)))
+	return fw.Remove(fwNetwork(u.rec, serves(u.n), nil))
 }
 
 // firewall opens the network's rule engine: the recorded one, or for a
@@ -368,47 +528,58 @@ func sameFirewall(rec state.Network, n config.Net) error {
 // need CAP_NET_BIND_SERVICE, which libvirt does not give its scripts: then
 // the VM still gets its network, without DHCP/DNS until `kvmnet up` (run as
 // root, e.g. at boot) starts the daemon, and the run says so.
-func (u *upCall) services() (bool, error) {
+func (u *upCall) services() (outcome, error) {
 	if _, running := ServicesPID(u.d, u.n.Name); running {
 		u.rec.Services = true
 		if !u.reconfig {
-			return false, nil
+			return unchanged, nil
 		}
 		// Static hosts, names, the pool: the daemon reads them at start, and
 		// its leases from its lease file, so a restart keeps them.
 		if same, err := servicesCurrent(u.d, u.n); err != nil || same {
-			return false, err
+			return unchanged, err
 		}
 		if err := stopServices(u.d, u.n.Name); err != nil {
-			return false, err
+			return unchanged, err
 		}
 	}
 	if !HasCap(unix.CAP_NET_BIND_SERVICE) {
 		u.warnings = append(u.warnings, "DHCP/DNS not started: ports 53 and 67 need CAP_NET_BIND_SERVICE; run `kvmnet up "+u.n.Name+"` as root to start them")
-		return false, nil
+		return unchanged, nil
 	}
 	exe, err := findDaemonBinary()
 	if err != nil {
-		return false, err
+		return unchanged, err
+	}
+	u.rec.Services = true
+	if err := u.intend("start DHCP/DNS on " + u.n.Bridge); err != nil {
+		return unchanged, err
+	}
+	if u.recovering {
+		// A killed up may have started a daemon that had not yet written
+		// its pid file; a second one would find its ports taken.
+		if err := killStrays(u.d, u.n.Name); err != nil {
+			return noted, err
+		}
 	}
 	u.starting = inBackground(func() (*ctl.Process, error) { return startServices(u.d, u.n, exe) })
-	u.rec.Services = true
-	return true, nil
+	return changed, nil
 }
 
-func (u *upCall) servicesReady() (bool, error) {
+func (u *upCall) servicesReady() (outcome, error) {
 	if u.starting == nil {
-		return false, nil
+		return unchanged, nil
 	}
 	p, err := u.starting()
 	if err != nil {
-		return false, err
+		return unchanged, err
 	}
 	_, err = p.Wait()
-	return false, err
+	return unchanged, err
 }
 
 func (u *upCall) unservices() error {
+	u.rec.Services = false
 	if u.starting != nil {
 		if p, err := u.starting(); err == nil {
 			p.Kill()
@@ -421,17 +592,28 @@ func (u *upCall) unservices() error {
 	return errors.Join(u.d.RemoveFile(u.n.Name+svcConf), u.d.RemoveFile(u.n.Name+svcLog))
 }
 
-func (u *upCall) attach() (bool, error) {
+func (u *upCall) attach() (outcome, error) {
 	if u.tap.Attrs().MasterIndex == u.br.Index && u.tap.Attrs().Flags&net.FlagUp != 0 {
-		return false, nil
+		return unchanged, nil
 	}
-	return true, bridge.Attach(u.tap, u.br)
+	return changed, bridge.Attach(u.tap, u.br)
 }
 
 func (u *upCall) detach() error { return bridge.Detach(u.tap, u.br) }
 
-func (u *upCall) record() (bool, error) {
-	return false, u.d.AddPort(u.n.Name, u.tap.Attrs().Name)
+// record notes the tap before it is attached. The first VM of a network
+// that made nothing else (a bridged one) writes the network's record first,
+// so that no port is recorded for a network gc cannot see.
+func (u *upCall) record() (outcome, error) {
+	if !u.existed {
+		if err := u.intend("record " + u.tap.Attrs().Name); err != nil {
+			return unchanged, err
+		}
+	}
+	if err := u.d.AddPort(u.n.Name, u.tap.Attrs().Name); err != nil {
+		return unchanged, err
+	}
+	return noted, nil
 }
 
 func (u *upCall) unrecord() error { return u.d.DelPort(u.n.Name, u.tap.Attrs().Name) }

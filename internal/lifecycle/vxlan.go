@@ -15,40 +15,46 @@ import (
 // sizes the MTU for the underlay, makes the link attached to the bridge and
 // adds a flood entry per peer; a VM's later up finds it and only passes its
 // MTU on to the DHCP/DNS daemon (option 26), which a restarted daemon needs too.
-func (u *upCall) overlay() (bool, error) {
+func (u *upCall) overlay() (outcome, error) {
 	o := u.n.VXLAN
 	vx, err := bridge.FindVXLAN(o.Device)
 	if err != nil {
-		return false, err
+		return unchanged, err
 	}
 	if vx != nil {
-		return false, u.adoptOverlay(vx)
+		return unchanged, u.adoptOverlay(vx)
 	}
 	if err := bridge.CheckNotLocal(o.Peers); err != nil {
-		return false, err
+		return unchanged, err
 	}
 	ul, err := bridge.ReadUnderlay(o.Dev, o.Peers)
 	if err != nil {
-		return false, err
+		return unchanged, err
 	}
 	mtu, err := u.overlayMTU(ul)
 	if err != nil {
-		return false, err
+		return unchanged, err
 	}
 	if u.rec.MadeBridge {
 		if err := u.sizeBridge(mtu, ul); err != nil {
-			return false, err
+			return unchanged, err
 		}
+	}
+	// Recorded before it is made: a helper killed in between leaves a record
+	// that a down or gc follows to the link by its name and kvmnet's alias.
+	u.rec.VXLAN, u.rec.VXLANIndex, u.rec.MadeVXLAN = o.Device, 0, true
+	if err := u.intend("make vxlan " + o.Device); err != nil {
+		return unchanged, err
 	}
 	vx, err = bridge.CreateVXLAN(bridge.VXLAN{Name: o.Device, VNI: o.VNI, Port: o.Port, Local: o.Local, DevIndex: ul.DevIndex, MTU: mtu}, u.br)
 	if err != nil {
-		return false, err
+		u.rec.MadeVXLAN = false
+		return unchanged, err
 	}
+	u.rec.VXLANIndex = vx.Index
 	if _, _, err := bridge.SyncPeers(vx, o.Peers); err != nil {
-		_ = bridge.DeleteVXLAN(vx.Name, vx.Index) // this step's own half: no undo runs for it
-		return false, err
+		return changed, err // the undo deletes the link
 	}
-	u.rec.VXLAN, u.rec.VXLANIndex, u.rec.MadeVXLAN = vx.Name, vx.Index, true
 	u.n.MTU = mtu
 	if !u.rec.MadeBridge {
 		// The kernel lowers a bridge's MTU to its smallest port's unless an
@@ -57,7 +63,7 @@ func (u *upCall) overlay() (bool, error) {
 			u.br = br
 		}
 	}
-	return true, nil
+	return changed, nil
 }
 
 // sizeBridge gives the bridge kvmnet made the overlay's MTU, and a MAC of
@@ -151,11 +157,22 @@ func (u *upCall) unoverlay() error {
 		return nil
 	}
 	u.rec.MadeVXLAN = false
-	return bridge.DeleteVXLAN(u.rec.VXLAN, u.rec.VXLANIndex)
+	return deleteOverlay(u.rec)
 }
 
-// deleteOverlay is the teardown of what overlay made.
-func deleteOverlay(rec state.Network) error { return bridge.DeleteVXLAN(rec.VXLAN, rec.VXLANIndex) }
+// deleteOverlay is the teardown of what overlay made: the link it recorded,
+// or, when an up was killed before it recorded the new link's index, the
+// link of that name carrying kvmnet's alias.
+func deleteOverlay(rec state.Network) error {
+	if rec.VXLANIndex != 0 {
+		return bridge.DeleteVXLAN(rec.VXLAN, rec.VXLANIndex)
+	}
+	vx, err := bridge.FindVXLAN(rec.VXLAN)
+	if err != nil || vx == nil || vx.Alias != bridge.Alias {
+		return err
+	}
+	return bridge.DeleteVXLAN(vx.Name, vx.Index)
+}
 
 // vmPorts leaves out of a bridge's ports the VXLAN link kvmnet attached: it
 // carries the network, not a VM, and must not keep the network up.

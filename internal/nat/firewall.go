@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/kvmnet/kvmnet/internal/safefile"
 )
@@ -308,10 +309,21 @@ func (f *Firewall) generation() (uint32, error) {
 	return Generation()
 }
 
+// Command is exec.Command for an iptables program that dies with its caller:
+// a helper killed during an up (QEMU's timeout, the OOM killer) must not leave
+// an iptables-restore behind that commits its batch after the next run has
+// already cleaned up, with no record of it. The parent-death signal follows
+// the thread that started the child, which waits for it on that thread.
+func Command(path string, args ...string) *exec.Cmd {
+	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 // saveAll equals `iptables-save`: every table, parsed.
 func (f *Firewall) saveAll() (ruleset, error) {
 	var out, stderr bytes.Buffer
-	cmd := exec.Command(f.save)
+	cmd := Command(f.save)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("iptables-save: %w: %s", err, firstLine(stderr.Bytes()))
@@ -325,7 +337,7 @@ func (f *Firewall) saveAll() (ruleset, error) {
 func (f *Firewall) apply(b batch) error {
 	text := b.String()
 	var stderr bytes.Buffer
-	cmd := exec.Command(f.restore, "--noflush", "--wait")
+	cmd := Command(f.restore, "--noflush", "--wait")
 	cmd.Stdin, cmd.Stderr = strings.NewReader(text), &stderr
 	if err := cmd.Run(); err != nil {
 		msg := firstLine(stderr.Bytes())

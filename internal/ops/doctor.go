@@ -171,7 +171,9 @@ type netCheck struct {
 	confE error
 	br    *netlink.Bridge
 	fw    firewall.Firewall // nil when it cannot be opened (iptablesFindings says why)
-	fwdOn bool
+	// forwards are the network's recorded port forwards.
+	forwards []state.Forward
+	fwdOn    bool
 }
 
 func (h Host) check(name string, fws firewalls, fwdOn bool) (*netCheck, error) {
@@ -180,7 +182,7 @@ func (h Host) check(name string, fws firewalls, fwdOn bool) (*netCheck, error) {
 	if c.rec, c.up, err = h.Dir.Load(name); err != nil {
 		return nil, err
 	}
-	if c.rec.Forwards, err = h.Dir.LoadForwards(name); err != nil {
+	if c.forwards, err = h.Dir.LoadForwards(name); err != nil {
 		return nil, err
 	}
 	if c.up {
@@ -203,15 +205,46 @@ func (c *netCheck) findings() []Finding {
 	if !c.up {
 		return append(c.overlap(0), c.underlay()...)
 	}
+	if c.rec.Doing != "" {
+		// What follows would only list the parts it did not get to.
+		return []Finding{c.interrupted()}
+	}
 	if c.br == nil {
 		return []Finding{c.heal(Finding{Problem: "bridge " + c.rec.Bridge + " is gone",
 			Evidence: "ip link show " + c.rec.Bridge + ": no such device", Fix: "kvmnet doctor --fix makes it again"})}
 	}
 	fs := c.overlap(c.br.Index)
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.forwards()} {
+	if config.Mode(c.rec.Mode) == config.Bridged {
+		// The bridge and its LAN are the admin's: kvmnet has no rules
+		// there, and its STP is theirs to choose.
+		return append(append(fs, c.mtu()...), c.macs()...)
+	}
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.portForwards()} {
 		fs = append(fs, f...)
 	}
 	return fs
+}
+
+// interrupted: a helper was killed while it set the network up. Its record
+// names what it made or was about to; the repair undoes all of it when no VM
+// uses the network, as gc would, and else finishes it, as the next up would.
+func (c *netCheck) interrupted() Finding {
+	n, confE := c.conf, c.confE
+	return Finding{Network: c.name, Problem: "an up was killed halfway: the network is half made",
+		Evidence: fmt.Sprintf("%s: the up was about to %s", c.h.Dir.File(c.name, ".json"), c.rec.Doing),
+		Fix:      "kvmnet doctor --fix (or kvmnet gc) undoes it when no VM uses the network, else finishes it",
+		key:      "heal " + c.name,
+		repair: func() ([]string, error) {
+			res, gone, err := lifecycle.Reclaim(c.h.Dir, c.name)
+			if gone || err != nil {
+				return res.Changes, err
+			}
+			if confE != nil {
+				return nil, fmt.Errorf("finish %s: %w", c.name, confE)
+			}
+			res, err = lifecycle.Heal(c.h.Dir, n)
+			return res.Changes, err
+		}}
 }
 
 // heal attaches the repair of what kvmnet set up for the network: the
@@ -275,11 +308,33 @@ func (c *netCheck) address() []Finding {
 		Fix:      "kvmnet doctor --fix adds it"})}
 }
 
+// quiet: on an isolated network's bridge the host must answer no ARP or NDP
+// for its addresses on other links.
+func (c *netCheck) quiet() []Finding {
+	if config.Mode(c.rec.Mode) != config.Isolated {
+		return nil
+	}
+	var fs []Finding
+	for _, s := range []struct{ family, key, want, what string }{
+		{"ipv4", "arp_ignore", "8", "answers ARP"},
+		{"ipv6", "disable_ipv6", "1", "speaks IPv6"},
+	} {
+		v, ok, err := bridge.ReadConf(s.family, c.br.Name, s.key)
+		if err != nil || !ok || v == s.want {
+			continue
+		}
+		fs = append(fs, c.heal(Finding{Problem: "the host " + s.what + " on the isolated bridge " + c.br.Name + " for its addresses on other links",
+			Evidence: fmt.Sprintf("net.%s.conf.%s.%s = %s", s.family, c.br.Name, s.key, v),
+			Fix:      fmt.Sprintf("kvmnet doctor --fix sets it to %s", s.want)}))
+	}
+	return fs
+}
+
 func (c *netCheck) rules() []Finding {
 	if c.fw == nil {
 		return nil
 	}
-	missing, err := c.fw.Check(lifecycle.FirewallNetwork(c.rec))
+	missing, err := c.fw.Check(lifecycle.FirewallNetwork(c.rec, c.forwards))
 	if err != nil {
 		return []Finding{{Network: c.name, Problem: "rules cannot be read", Evidence: err.Error(), Fix: "see the evidence"}}
 	}
@@ -322,7 +377,7 @@ func (c *netCheck) forwardChain() []Finding {
 	if c.fw == nil || BridgeNFCallIptables() != 1 {
 		return nil
 	}
-	fw, err := c.fw.Forward(lifecycle.FirewallNetwork(c.rec))
+	fw, err := c.fw.Forward(lifecycle.FirewallNetwork(c.rec, c.forwards))
 	if err != nil || (fw.Policy != "DROP" && fw.Blocker < 0) {
 		return nil
 	}
@@ -364,27 +419,43 @@ func (c *netCheck) stp() []Finding {
 	return []Finding{f}
 }
 
-// mtu: a tap with another MTU than its bridge drops the guest's full-size frames.
+// mtu: a tap with another MTU than its bridge drops the guest's full-size
+// frames. The MTU to repair to is the network's configured one on a bridge
+// kvmnet made (a smaller port drags the bridge's down with it, and following
+// the bridge would shrink every tap to that), else the bridge's.
 func (c *netCheck) mtu() []Finding {
 	ports, err := bridge.Ports(c.br)
 	if err != nil {
 		return nil
 	}
-	recorded, _ := c.h.Dir.PortNames(c.name)
+	want := c.br.MTU
 	var fs []Finding
+	if c.confE == nil && c.conf.MTU > 0 && c.rec.MadeBridge && c.conf.MTU != c.br.MTU {
+		want = c.conf.MTU
+		br := c.br
+		fs = append(fs, Finding{Network: c.name,
+			Problem:  fmt.Sprintf("bridge %s's MTU is not the configured %d: a port with a smaller MTU lowered it", br.Name, want),
+			Evidence: fmt.Sprintf("%s mtu %d, %s says mtu = %d", br.Name, br.MTU, c.h.File.Path, want),
+			Fix:      fmt.Sprintf("kvmnet doctor --fix sets it back (ip link set %s mtu %d)", br.Name, want),
+			key:      "mtu " + br.Name,
+			repair: func() ([]string, error) {
+				return []string{fmt.Sprintf("set %s mtu %d", br.Name, want)}, bridge.SetMTU(br, want)
+			}})
+	}
+	recorded, _ := c.h.Dir.PortNames(c.name)
 	for _, p := range ports {
 		a := p.Attrs()
-		if a.MTU == c.br.MTU {
+		if a.MTU == want {
 			continue
 		}
 		f := Finding{Network: c.name, Problem: fmt.Sprintf("port %s's MTU differs from its bridge's: large frames are dropped", a.Name),
-			Evidence: fmt.Sprintf("%s mtu %d, %s mtu %d", a.Name, a.MTU, c.br.Name, c.br.MTU),
-			Fix:      fmt.Sprintf("ip link set %s mtu %d", a.Name, c.br.MTU)}
+			Evidence: fmt.Sprintf("%s mtu %d, %s mtu %d", a.Name, a.MTU, c.br.Name, want),
+			Fix:      fmt.Sprintf("ip link set %s mtu %d", a.Name, want)}
 		if slices.Contains(recorded, a.Name) {
-			port, br := p, c.br
-			f.Fix = "kvmnet doctor --fix gives the tap kvmnet attached its bridge's MTU"
+			port := p
+			f.Fix = fmt.Sprintf("kvmnet doctor --fix gives the tap kvmnet attached the MTU %d", want)
 			f.key, f.repair = "mtu "+a.Name, func() ([]string, error) {
-				return []string{fmt.Sprintf("set %s mtu %d", port.Attrs().Name, br.MTU)}, bridge.Attach(port, br)
+				return []string{fmt.Sprintf("set %s mtu %d", port.Attrs().Name, want)}, bridge.SetMTU(port, want)
 			}
 		}
 		fs = append(fs, f)

@@ -29,8 +29,8 @@ type PortForwardStatus struct {
 }
 
 // forwardStatuses lists the forwards: the record's when the network is up, else the file's.
-func forwardStatuses(rec state.Network, up bool, conf config.Net, leases []LeaseStatus) []PortForwardStatus {
-	fs := rec.Forwards
+func forwardStatuses(recorded []state.Forward, up bool, conf config.Net, leases []LeaseStatus) []PortForwardStatus {
+	fs := recorded
 	if !up {
 		fs = nil
 		for _, f := range conf.Forwards {
@@ -63,17 +63,17 @@ func forwardRow(network string, f PortForwardStatus) string {
 	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", f.Proto, host, network, f.To, yesNo(f.Leased, "leased", "no lease"))
 }
 
-// forwards: a forward whose guest holds no lease goes nowhere (the guest is
+// portForwards: a forward whose guest holds no lease goes nowhere (the guest is
 // off, or took another address); a program listening on a forwarded port no
 // longer gets the connections that port's forward takes.
-func (c *netCheck) forwards() []Finding {
-	if len(c.rec.Forwards) == 0 {
+func (c *netCheck) portForwards() []Finding {
+	if len(c.forwards) == 0 {
 		return nil
 	}
 	var fs []Finding
 	if c.rec.Services && c.conf.DHCP {
 		leases := c.h.leases(c.name, c.conf.LeaseFile, func(error) {})
-		for _, f := range forwardStatuses(c.rec, true, c.conf, leases) {
+		for _, f := range forwardStatuses(c.forwards, true, c.conf, leases) {
 			if !f.Leased {
 				fs = append(fs, Finding{Network: c.name, Info: true,
 					Problem:  fmt.Sprintf("forward %s %s goes to %s, which no guest has a lease on (off, or on another address?)", f.Proto, f.Port, f.To),
@@ -82,7 +82,7 @@ func (c *netCheck) forwards() []Finding {
 			}
 		}
 	}
-	for _, f := range c.rec.Forwards {
+	for _, f := range c.forwards {
 		for _, l := range listeners(f) {
 			fs = append(fs, Finding{Network: c.name,
 				Problem:  fmt.Sprintf("a program listens on %s port %d, which the forward to %s takes: it gets none of those connections", f.Proto, l.port, f.Guest),

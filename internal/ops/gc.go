@@ -22,6 +22,11 @@ func (h Host) GC() ([]Reclaimed, error) {
 	if err != nil {
 		return nil, err
 	}
+	half, err := h.Dir.HalfWritten()
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, half...)
 	var out []Reclaimed
 	var errs []error
 	for _, name := range names {

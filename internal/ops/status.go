@@ -224,8 +224,9 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	if err != nil {
 		fail(err)
 	}
+	var forwards []state.Forward
 	if up {
-		if rec.Forwards, err = h.Dir.LoadForwards(name); err != nil {
+		if forwards, err = h.Dir.LoadForwards(name); err != nil {
 			fail(err)
 		}
 	}
@@ -249,9 +250,9 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		ns.Ports = h.ports(rec, br, fail)
 	}
 	ns.Domains = h.domains(name, ns.Ports, fail)
-	if up {
+	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
 		fw, fwErr := fws.of(rec)
-		ns.Rules.Checked, ns.Rules.Missing = checkRules(rec, fw, fwErr, fail)
+		ns.Rules.Checked, ns.Rules.Missing = checkRules(lifecycle.FirewallNetwork(rec, forwards), fw, fwErr, fail)
 		ns.Rules.Firewall = string(firewall.IPTables)
 		if rec.Firewall != "" {
 			ns.Rules.Firewall = rec.Firewall
@@ -259,7 +260,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
-	ns.Forwards = forwardStatuses(rec, up, conf, ns.Services.Leases)
+	ns.Forwards = forwardStatuses(forwards, up, conf, ns.Services.Leases)
 	ns.VXLAN = overlayStatus(rec, conf.VXLAN, fail)
 	return ns
 }
@@ -355,12 +356,12 @@ func portStatus(l netlink.Link, br *netlink.Bridge) PortStatus {
 }
 
 // checkRules lists the recorded network's rules that are missing now.
-func checkRules(rec state.Network, fw firewall.Firewall, fwErr error, fail func(error)) (bool, []string) {
+func checkRules(n firewall.Network, fw firewall.Firewall, fwErr error, fail func(error)) (bool, []string) {
 	if fwErr != nil {
 		fail(fwErr)
 		return false, []string{}
 	}
-	missing, err := fw.Check(lifecycle.FirewallNetwork(rec))
+	missing, err := fw.Check(n)
 	if err != nil {
 		fail(err)
 		return false, []string{}
@@ -495,7 +496,7 @@ func forwardCell(f ForwardStatus, on bool) string {
 
 func rulesCell(n NetworkStatus) string {
 	switch {
-	case !n.Up:
+	case !n.Up || config.Mode(n.Mode) == config.Bridged:
 		return "-"
 	case !n.Rules.Checked:
 		return "unknown"

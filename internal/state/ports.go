@@ -17,7 +17,7 @@ import (
 // and down constant-time however many VMs share the bridge: neither rewrites
 // the others' entries, and "is anyone left?" reads only until it finds one.
 
-// AddPort records that tap was attached to the network.
+// AddPort records that tap is attached, or about to be, to the network.
 func (d Dir) AddPort(network, tap string) error {
 	dir := d.file(network, ".ports")
 	if err := ensureDir(dir); err != nil {
@@ -28,6 +28,18 @@ func (d Dir) AddPort(network, tap string) error {
 		return fmt.Errorf("record port: %w", err)
 	}
 	return f.Close()
+}
+
+// HasPort reports whether tap is recorded as attached by kvmnet to the network.
+func (d Dir) HasPort(network, tap string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(d.file(network, ".ports"), tap))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read ports: %w", err)
+	}
+	return true, nil
 }
 
 // DelPort forgets tap; forgetting one not recorded is not an error.

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,6 +121,13 @@ func (d Dir) Lock(name string) (*Lock, error) {
 func (l *Lock) Unlock() { l.f.Close() }
 
 // Network records what kvmnet set up for one network, and whether it owns each part.
+//
+// It is a journal: an up sets a part's flag and writes the record, naming the
+// change in Doing, before it makes the change, so a flag means "kvmnet made
+// this, or was about to". The lock is an flock, free once a helper dies, so a
+// record read under it with Doing set is an up that was killed halfway: the
+// next up finishes it, and a down, gc or `kvmnet down` undoes every flagged
+// part, each undo being harmless for a part that was never made.
 type Network struct {
 	Name        string       `json:"name"`
 	Bridge      string       `json:"bridge"`
@@ -134,12 +142,15 @@ type Network struct {
 	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
 	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
 	Firewall    string       `json:"firewall,omitempty"`  // the rule engine its rules are in: nftables or iptables ("": iptables, from before the choice)
+	Doing       string       `json:"doing,omitempty"`     // the change an up was making when it wrote the record
 
-	// Forwards are the port forwards whose rules are in (a NAT network's).
-	// They live in a file of their own (LoadForwards, SaveForwards): decoding
-	// a hundred of them costs more than a warm up's whole record, and a warm
-	// up needs them only when it rewrites the rules.
-	Forwards []Forward `json:"-"`
+	// HostQuiet: kvmnet set the bridge's arp_ignore and disable_ipv6, so that
+	// the host answers no ARP or NDP on an isolated bridge. On a bridge kvmnet
+	// did not make, the values it found are kept to be put back.
+	HostQuiet        bool   `json:"host_quiet,omitempty"`
+	SavedArpIgnore   string `json:"saved_arp_ignore,omitempty"`
+	SavedDisableIPv6 string `json:"saved_disable_ipv6,omitempty"`
+
 	// ConfigHash identifies the configuration the network last applied (its
 	// forwards and its daemon's settings): an up whose configuration hashes
 	// otherwise applies it, as `kvmnet reload` does.
@@ -156,6 +167,10 @@ type Network struct {
 
 // Forward is a port forward as recorded: host ports First-Last (on HostIP,
 // or on every host address when it is invalid) to Guest's ports from GuestPort.
+// A network's forwards live in a file of their own (LoadForwards,
+// SaveForwards), not in its record: decoding a hundred of them costs more
+// than a warm up's whole record, and a warm up needs them only when it
+// rewrites the rules.
 type Forward struct {
 	Proto     string     `json:"proto"`
 	HostIP    netip.Addr `json:"host_ip,omitzero"`
@@ -182,6 +197,12 @@ func (d Dir) SaveForwards(name string, fs []Forward) error {
 		return d.RemoveFile(name + forwardsExt)
 	}
 	return d.WriteJSON(name+forwardsExt, fs)
+}
+
+// Owns reports whether the record names anything kvmnet made (or was about
+// to make) that a teardown must undo.
+func (n Network) Owns() bool {
+	return n.MadeBridge || n.MadeAddress || n.Forwarding || n.Rules || n.Services || n.HostQuiet || n.MadeVXLAN || n.RouteLocalnet
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }
@@ -229,19 +250,29 @@ func (d Dir) RemoveFile(name string) error {
 }
 
 // Remove deletes the record of a network and every other file of it (port
-// list, daemon files) but its lock, which a waiting helper may hold open.
+// list, daemon files, and half-written copies a killed helper left: the
+// daemon's start as ".NAME.*.tmp…") but its lock, which a waiting helper may
+// hold open.
 func (d Dir) Remove(name string) error {
 	files, err := filepath.Glob(filepath.Join(d.Path, name+".*"))
 	if err != nil {
 		return fmt.Errorf("remove state: %w", err)
 	}
+	temps, _ := filepath.Glob(filepath.Join(d.Path, "."+name+".*"))
+	files = append(files, temps...)
+	// The record goes last: a remove cut short leaves it, and with it the
+	// network for gc to find and finish.
+	record := d.file(name, ".json")
 	for _, f := range files {
-		if strings.HasSuffix(f, ".lock") {
+		if strings.HasSuffix(f, ".lock") || f == record {
 			continue
 		}
 		if err := os.RemoveAll(f); err != nil {
 			return fmt.Errorf("remove state: %w", err)
 		}
+	}
+	if err := os.Remove(record); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove state: %w", err)
 	}
 	return nil
 }
@@ -256,6 +287,25 @@ func (d Dir) Networks() ([]string, error) {
 	for _, p := range m {
 		name := strings.TrimSuffix(filepath.Base(p), ".json")
 		if CheckName(name) == nil { // other state files carry a second dot
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+// HalfWritten lists the networks that have a half-written record and no
+// record: a helper was killed while it wrote its first. Nothing was changed
+// for them yet (the record comes first), but the file is left to remove.
+func (d Dir) HalfWritten() ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(d.Path, "*.json.tmp*"))
+	if err != nil {
+		return nil, err
+	}
+	hidden, _ := filepath.Glob(filepath.Join(d.Path, ".*.json.tmp*")) // os.CreateTemp-style names
+	var names []string
+	for _, p := range append(m, hidden...) {
+		name, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(p), "."), ".json.tmp")
+		if _, err := os.Lstat(d.file(name, ".json")); CheckName(name) == nil && errors.Is(err, fs.ErrNotExist) && !slices.Contains(names, name) {
 			names = append(names, name)
 		}
 	}

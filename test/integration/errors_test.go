@@ -60,6 +60,22 @@ func TestBadInput(t *testing.T) {
 		{name: "no iptables", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"iptables\"\n",
 			want: "kvmnet-natup: install rules for default: iptables not found in /usr/sbin, /sbin, /usr/bin or /bin"},
 		{name: "bad firewall", prog: "kvmnet-natup", tap: "vnet0", config: "firewall = \"pf\"\n", want: `kvmnet.toml:2: firewall "pf": want auto, nftables or iptables`},
+		{name: "not a tap", prog: "kvmnet-natup", tap: "eth1",
+			setup: [][]string{{"ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"}},
+			want:  `kvmnet-natup: tap eth1 is a veth link, not a tap: network default attaches only taps (ports = "any" in its configuration allows any link)`},
+		{name: "loopback", prog: "kvmnet-natup", tap: "lo", config: "[network.default]\nports = \"any\"\n",
+			want: "kvmnet-natup: attach lo to br0: invalid argument"}, // named once, and lo keeps its MTU
+		{name: "tap of another bridge", prog: "kvmnet-natup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "brx", "type", "bridge"}, {"ip", "link", "set", "vnet0", "master", "brx"}},
+			want:  "kvmnet-natup: tap vnet0 is a port of brx already: refusing to move it to br0"},
+		{name: "isolated on a bridge with the host's address", prog: "kvmnet-ifup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "br0", "type", "bridge"}, {"ip", "addr", "add", "10.1.0.1/24", "dev", "br0"}},
+			want:  `kvmnet-ifup: make bridge br0: bridge br0 carries the host's address 10.1.0.1/24: an isolated network would cut it off; for guests on that bridge's LAN use mode = "bridged"`},
+		{name: "isolated on a bridge with a NIC", prog: "kvmnet-ifup", tap: "vnet0",
+			setup: [][]string{{"ip", "link", "add", "br0", "type", "bridge"}, {"ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"}, {"ip", "link", "set", "eth1", "master", "br0"}},
+			want:  `kvmnet-ifup: make bridge br0: bridge br0 has a port kvmnet did not attach, eth1: an isolated network would cut it off; for guests on that bridge's LAN use mode = "bridged"`},
+		{name: "bridged without its bridge", prog: "kvmnet-ifup@lan", tap: "vnet0", config: "[network.lan]\nmode = \"bridged\"\n",
+			want: "kvmnet-ifup: find bridge lan: no bridge lan: a bridged network's bridge is made by the admin, with the host's NIC, never by kvmnet"},
 		{name: "no CAP_NET_ADMIN", prog: "kvmnet-natup", tap: "vnet0", want: "kvmnet-natup: needs CAP_NET_ADMIN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +107,9 @@ func TestBadInput(t *testing.T) {
 			}
 			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 {
 				t.Errorf("stderr has %d lines, want one: %q", n+1, stderr)
+			}
+			if out := h.MustRun("ip", "link", "show", "lo"); tc.tap == "lo" && !strings.Contains(out, "mtu 65536") {
+				t.Errorf("lo's MTU changed: %s", out)
 			}
 			h.SetLinks(links)
 			h.assertClean(rules, fwd)

@@ -37,8 +37,12 @@ func testNATLifecycle(t *testing.T, fw string) {
 	if !strings.Contains(first.ipt, "-A DOCKER-USER -j RETURN") {
 		t.Errorf("Docker's rules went missing:\n%s", first)
 	}
+	record := h.recordInode()
 	for _, tap := range taps[1:] {
 		h.mustHelper("kvmnet-natup", tap)
+	}
+	if h.recordInode() != record {
+		t.Error("a warm up rewrote the network's record")
 	}
 	if got := h.rules(); got != first {
 		t.Errorf("more ups changed the rules:\n--- after one\n%s\n--- after three\n%s", first, got)
@@ -69,11 +73,22 @@ func testAdminBridgeKept(t *testing.T, fw string) {
 	h.MustRun("sysctl", "-qw", "net.ipv4.ip_forward=1")
 	rules := h.rules()
 	tap := h.taps("vnet", 1)[0]
-	h.mustHelper("kvmnet-natup", tap)
-	if h.Master(tap) != "br0" {
-		t.Fatal("tap not on the admin's br0")
+	stderr, err := h.helper("kvmnet-natup", tap)
+	if err != nil || h.Master(tap) != "br0" {
+		t.Fatalf("tap not on the admin's br0: %v %s", err, stderr)
 	}
-	h.mustHelper("kvmnet-natdown", tap)
+	// ip_forward was on, and stays as it was: no change to report.
+	if strings.Contains(stderr, "ip_forward") {
+		t.Errorf("natup reports a change of ip_forward it did not make: %s", stderr)
+	}
+	// A down of a port kvmnet did not attach leaves it where it is.
+	h.mustHelper("kvmnet-natdown", "eth1")
+	if h.Master("eth1") != "br0" || h.Master(tap) != "br0" {
+		t.Fatalf("natdown eth1 moved a port: eth1 on %q, %s on %q", h.Master("eth1"), tap, h.Master(tap))
+	}
+	if stderr, err = h.helper("kvmnet-natdown", tap); err != nil || strings.Contains(stderr, "ip_forward") {
+		t.Errorf("natdown: %v, reports a change of ip_forward it did not make: %s", err, stderr)
+	}
 	h.MustRun("ip", "link", "del", tap)
 	if h.Master("eth1") != "br0" {
 		t.Error("the admin's port left br0")
@@ -301,4 +316,27 @@ func TestBadLeaseFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandPortKeepsNetwork: on a bridge kvmnet made, a port someone attached
+// by hand keeps the whole network up past its last VM, and is never detached
+// by a down; `kvmnet down --force` takes the network down, the port with it.
+func TestHandPortKeepsNetwork(t *testing.T) {
+	h := newHost(t, "iptables", "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
+	tap := h.taps("vnet", 1)[0]
+	h.mustHelper("kvmnet-natup", tap)
+	h.MustRun("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
+	h.MustRun("ip", "link", "set", "eth1", "master", "br0")
+	h.mustHelper("kvmnet-natdown", tap)
+	if h.Master("eth1") != "br0" || h.kvmnetRules() == 0 {
+		t.Fatal("the last VM's down took the network, or the hand-attached port, away")
+	}
+	h.operator("down", "default", "--force")
+	if h.Exists("br0") || h.Master("eth1") != "" {
+		t.Error("kvmnet down --force left the bridge, or eth1 on it")
+	}
+	h.MustRun("ip", "link", "del", "eth1")
+	h.MustRun("ip", "link", "del", tap)
+	h.assertClean(rules, fwd)
 }

@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmnet/kvmnet/internal/state"
+	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -53,8 +56,11 @@ func (h *host) fix() {
 }
 
 // upHost is a host with the default network up and taps vnet0, vnet1 on it.
-func upHost(t *testing.T) *host {
-	h := newHost(t, "")
+func upHost(t *testing.T) *host { return upHostWith(t, "") }
+
+// upHostWith is upHost with a configuration file.
+func upHostWith(t *testing.T, config string) *host {
+	h := newHost(t, config)
 	h.taps("vnet0", "vnet1")
 	h.helper("kvmnet-natup", "vnet0")
 	h.helper("kvmnet-natup", "vnet1")
@@ -96,6 +102,11 @@ func TestDoctor(t *testing.T) {
 		h := upHost(t)
 		pid := h.status().Networks[0].Services.PID
 		h.MustRun("kill", "-9", itoa(pid))
+		// SIGKILL is delivered at once, but the process is torn down after.
+		testhost.WaitFor(t, func() bool {
+			b, err := os.ReadFile("/proc/" + itoa(pid) + "/cmdline")
+			return err != nil || len(b) == 0
+		}, &testhost.Buffer{})
 		h.expectFinding("problem", "DHCP/DNS daemon is not running", 1)
 		h.fix()
 		if s := h.status().Networks[0].Services; !s.Running || s.PID == pid {
@@ -140,6 +151,55 @@ func TestDoctor(t *testing.T) {
 		h.MustRun("ip", "link", "set", "vnet0", "mtu", "1400")
 		h.expectFinding("problem", "MTU differs from its bridge's", 1)
 		h.fix()
+	})
+	t.Run("jumbo-mtu", func(t *testing.T) {
+		// A port with a smaller MTU drags the bridge down with it; --fix
+		// puts the bridge and kvmnet's taps back at the configured MTU
+		// rather than shrink them to the smaller one.
+		h := upHostWith(t, "[network.default]\nmtu = 9000\n")
+		h.MustRun("ip", "link", "set", "vnet0", "mtu", "1500")
+		h.expectFinding("problem", "MTU", 1)
+		h.fix()
+		for _, l := range []string{"br0", "vnet0", "vnet1"} {
+			if out := h.MustRun("ip", "link", "show", l); !strings.Contains(out, "mtu 9000") {
+				t.Errorf("after --fix: %s", out)
+			}
+		}
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		// The record of an up killed before it installed the rules, as
+		// TestKilledColdUp makes them: doctor names it, --fix undoes it.
+		h := newHost(t, "")
+		rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+		h.must("up", "default")
+		h.MustRun("iptables", "-t", "nat", "-F")
+		if err := h.Do(func() error {
+			d, err := state.Open()
+			if err != nil {
+				return err
+			}
+			rec, _, err := d.Load("default")
+			rec.Pinned, rec.Doing, rec.RulesGen = false, "install rules for default", 0
+			return errors.Join(err, d.Save(rec))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		h.expectFinding("problem", "an up was killed halfway", 1)
+		if out, code := h.doctor(nil, "--fix"); code != 0 {
+			t.Fatalf("doctor --fix: exit %d:\n%s", code, out)
+		}
+		h.AssertClean(rules, fwd)
+	})
+	t.Run("isolated-arp", func(t *testing.T) {
+		h := newHost(t, "[network.iso]\nmode = \"isolated\"\n")
+		h.taps("vnet0")
+		h.helper("kvmnet-ifup@iso", "vnet0")
+		h.MustRun("sysctl", "-qw", "net.ipv4.conf.iso.arp_ignore=0")
+		h.expectFinding("problem", "answers ARP on the isolated bridge iso", 1)
+		h.fix()
+		if v := h.Sysctl("net.ipv4.conf.iso.arp_ignore"); v != "8" {
+			t.Errorf("--fix left arp_ignore = %s", v)
+		}
 	})
 	t.Run("same-mac", func(t *testing.T) {
 		h := upHost(t)

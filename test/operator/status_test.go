@@ -213,7 +213,8 @@ func TestStatusNotUp(t *testing.T) {
 // host of the file.
 func TestStatusLeases(t *testing.T) {
 	udhcpc := busybox(t)
-	h := newHost(t, "[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n")
+	// The guest is a namespace on a veth, not a VM on a tap.
+	h := newHost(t, "[network.default]\nports = \"any\"\n[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	h.must("up", "default")
 	guest := testns.New(t)
