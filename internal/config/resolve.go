@@ -44,7 +44,7 @@ type Net struct {
 	Forwards  []PortForward // nat only
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
-	Firewall  Firewall `json:"-"` // the file's top-level choice; "" is auto (no JSON: its decoder refuses "")
+	Firewall  Firewall // the file's top-level choice; "" is auto
 
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network

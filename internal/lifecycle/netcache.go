@@ -1,7 +1,11 @@
 package lifecycle
 
 import (
+	"bytes"
+	"encoding/gob"
+
 	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/safefile"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -16,14 +20,11 @@ import (
 // record's gets ErrConfigStale and decodes the file after all.
 
 // cacheExt is the cache file's extension, beside the network's record.
-const cacheExt = ".netcache.json"
+const cacheExt = ".netcache.gob"
 
-// netCache is the cache file: the network, and beside it its firewall choice,
-// which config.Net leaves out of JSON.
-type netCache struct {
-	Net      config.Net `json:"net"`
-	Firewall string     `json:"firewall"`
-}
+// The cache is gob, not JSON: config's types check what they decode, and
+// some refuse their own zero value ("" for firewall and ports means the
+// default), which the file never holds but a resolved network does.
 
 // CachedNetwork returns network name as the last successful up resolved it
 // from the file and mode source names (config.Net.Source), with its forwards
@@ -35,14 +36,17 @@ func CachedNetwork(d state.Dir, name, source string) (n config.Net, ok bool) {
 	if state.CheckName(name) != nil {
 		return n, false
 	}
-	var c netCache
-	if ok, err := d.ReadJSON(name+cacheExt, &c); err != nil || !ok || c.Net.Source != source || c.Net.Name != name {
+	b, err := safefile.ReadFile(d.File(name, cacheExt), maxCache)
+	if err != nil || gob.NewDecoder(bytes.NewReader(b)).Decode(&n) != nil || n.Source != source || n.Name != name {
 		return config.Net{}, false
 	}
-	n = c.Net
-	n.Firewall, n.Elided = config.Firewall(c.Firewall), true
+	n.Elided = true
 	return n, true
 }
+
+// maxCache bounds a cache file read into memory; a real one is under a kilobyte
+// (and one with a thousand static hosts some 60 KB).
+const maxCache = 1 << 20
 
 // cacheNetwork keeps n, without its forwards, for the next helper run. A
 // failure only costs that run the decoding, so it is not an error.
@@ -50,7 +54,9 @@ func cacheNetwork(d state.Dir, n config.Net) {
 	if n.Source == "" || n.Elided {
 		return
 	}
-	c := netCache{Net: n, Firewall: string(n.Firewall)}
-	c.Net.Forwards = nil
-	_ = d.WriteJSON(n.Name+cacheExt, c)
+	n.Forwards = nil
+	var b bytes.Buffer
+	if gob.NewEncoder(&b).Encode(n) == nil {
+		_ = safefile.WriteAtomic(d.File(n.Name, cacheExt), b.Bytes(), 0o644)
+	}
 }
