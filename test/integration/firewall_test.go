@@ -78,7 +78,7 @@ func TestGuestsBesideForwardDrop(t *testing.T) {
 		{"nftables beside an inet filter table", "nftables", "nft"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHost(t, tc.fw, "[network.default]\ndhcp = false\ndns = false\n")
+			h := newHost(t, tc.fw, "[network.default]\ndhcp = false\ndns = false\nports = \"any\"\n")
 			if tc.ipt == "nft" {
 				h.MustRun("nft", "add table inet filter; add chain inet filter forward { type filter hook forward priority 0; policy drop; }")
 			} else {
@@ -118,11 +118,12 @@ func TestGuestsBesideForwardDrop(t *testing.T) {
 	}
 }
 
-// TestNoIptablesPrograms: on a host with no iptables program at all, zero
-// configuration gives the nftables backend: a guest gets a DHCP lease and
-// reaches the outside host, and the last down leaves nft's ruleset as it was.
+// TestNoIptablesPrograms: on a host with no iptables program at all, no
+// firewall configuration gives the nftables backend: a guest gets a DHCP lease
+// and reaches the outside host, and the last down leaves nft's ruleset as it
+// was. (ports = "any" only lets the test's guest, a veth, stand for a VM's tap.)
 func TestNoIptablesPrograms(t *testing.T) {
-	h := newHost(t, "", "")
+	h := newHost(t, "", "[network.default]\nports = \"any\"\n")
 	h.outside()
 	h.SetLinks(h.Links())
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
@@ -154,7 +155,7 @@ func TestNoIptablesPrograms(t *testing.T) {
 // exec no nft and no iptables program: PATH holds only stubs of them that
 // log and fail, and strace sees the helper exec nothing.
 func TestNoExecOnNFTPath(t *testing.T) {
-	h := newHost(t, "nftables", "[network.default]\ndhcp = false\ndns = false\n")
+	h := newHost(t, "nftables", "[network.default]\ndhcp = false\ndns = false\nports = \"any\"\n")
 	h.dockerLike("iptables-nft")
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	stubs := t.TempDir()
@@ -198,7 +199,7 @@ func TestNoExecOnNFTPath(t *testing.T) {
 // TestSwitchRefused: a network up with one backend refuses an up whose
 // configuration names the other, and the last down still removes its rules.
 func TestSwitchRefused(t *testing.T) {
-	h := newHost(t, "nftables", "[network.default]\ndhcp = false\ndns = false\n")
+	h := newHost(t, "nftables", "[network.default]\ndhcp = false\ndns = false\nports = \"any\"\n")
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	taps := h.taps("vnet", 2)
 	h.mustHelper("kvmnet-natup", taps[0])

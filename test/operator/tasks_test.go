@@ -123,7 +123,8 @@ func background(t *testing.T, ns *testns.NS, argv ...string) (stop func()) {
 // and a reboot: a fresh namespace with the old leases, the boot unit's
 // commands, and the guest's address kept.
 func TestCommonTasks(t *testing.T) {
-	h := newHost(t, "[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\n")
+	// ports = "any": the guests are veths standing for VMs' taps.
+	h := newHost(t, "[network.default]\nports = \"any\"\n[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\nports = \"any\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	g, lease := guest(t, h, "g0")
 	h.helper("kvmnet-natup", "g0")
@@ -212,7 +213,7 @@ func TestCommonTasks(t *testing.T) {
 	h.AssertClean(rules, fwd)
 
 	// A reboot: a namespace with nothing of kvmnet's, the leases kept.
-	r := newHost(t, "")
+	r := newHost(t, "[network.default]\nports = \"any\"\n")
 	copyLeases(t, filepath.Dir(h.Config), filepath.Dir(r.Config))
 	start, stop := unitCommands(t, "sudo systemctl enable --now kvmnet-up@default")
 	rrules, rfwd := r.IptablesSave(), r.Sysctl("net.ipv4.ip_forward")
