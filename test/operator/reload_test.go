@@ -7,9 +7,10 @@ import (
 )
 
 // reloadConf is the default network with a static host and a forward to the
-// guest the test leases an address for (ADDR).
+// guest the test leases an address for (ADDR), a veth standing for a tap.
 const reloadConf = `
 [network.default]
+ports = "any"
 [[network.default.host]]
 mac = "52:54:00:00:00:99"
 ip = "192.168.100.99"
@@ -33,7 +34,7 @@ func TestReload(t *testing.T) {
 }
 
 func testReload(t *testing.T, fw string) {
-	h := newHostFW(t, fw, "")
+	h := newHostFW(t, fw, "[network.default]\nports = \"any\"\n") // the test's guest is a veth
 	// What either backend made: iptables' rules, and nftables' table.
 	ruleset := func() string { return h.IptablesSave() + h.MustRun("nft", "-s", "list", "ruleset") }
 	_, lease := guest(t, h, "g0")
@@ -117,7 +118,7 @@ func testReload(t *testing.T, fw string) {
 	stop()
 	// The last forward gone: no forward rule, the loopback guard and
 	// route_localnet with them.
-	write("")
+	write("[network.default]\nports = \"any\"\n")
 	h.must("reload")
 	if rules := ruleset(); strings.Contains(strings.ToLower(rules), "dnat") || strings.Contains(rules, "127.0.0.0/8") {
 		t.Errorf("forward rules left after the last forward went:\n%s", rules)
