@@ -539,6 +539,11 @@ func (u *upCall) services() (outcome, error) {
 		if same, err := servicesCurrent(u.d, u.n); err != nil || same {
 			return unchanged, err
 		}
+		if !HasCap(unix.CAP_NET_BIND_SERVICE) {
+			// Stopped, it could not be started again (libvirt's helpers).
+			u.warnings = append(u.warnings, "DHCP/DNS keeps its old settings: restarting it needs CAP_NET_BIND_SERVICE; run `kvmnet reload "+u.n.Name+"` as root")
+			return unchanged, nil
+		}
 		if err := stopServices(u.d, u.n.Name); err != nil {
 			return unchanged, err
 		}
