@@ -64,10 +64,11 @@ its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
 of kvmnet's rules are missing, and their backend (nftables or iptables); the
 DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
-and its MTU and MAC; and a network's VXLAN overlay: its link, VNI, port, MTU and
-peers, each "heard" when a guest's frame came from it in the last 5 minutes,
-else "silent"; and a network's IPv6 side (address6): its address, whether its
-daemon sends router advertisements, and IPv6 forwarding.
+and its MTU and MAC; its port forwards (of a network that is up, those its rules
+hold) and whether their guests hold a lease; a network's VXLAN overlay: its link,
+VNI, port, MTU and peers, each "heard" when a guest's frame came from it in the
+last 5 minutes, else "silent"; and a network's IPv6 side (address6): its
+address, whether its daemon sends router advertisements, and IPv6 forwarding.
 
   --json   print the same as JSON, schema 1 (stable: fields are only ever added):
            {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
@@ -78,6 +79,7 @@ daemon sends router advertisements, and IPv6 forwarding.
               "rules":{"checked","owned","missing":[…],"firewall"},
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
+              "forwards":[{"proto","host_ip","port","to","leased"}],
               "vxlan":{"device","exists","owned","vni","port","mtu",
                        "peers":[{"address","flood","heard"}]},   (only with an overlay)
               "ipv6":{"address":{"prefix","present","owned"},"ra",
@@ -93,7 +95,9 @@ DHCP/DNS daemon dead, FORWARD dropping bridged traffic while br_netfilter's
 bridge-nf-call-iptables is 1 (only informational when kvmnet's jump comes
 first), STP with a forward delay, a port whose MTU differs from its bridge's,
 two ports with one MAC, QEMU's default MAC 52:54:00:12:34:56 in use, the
-overlay's VXLAN link gone or its flood entries not the file's peers; per
+overlay's VXLAN link gone or its flood entries not the file's peers, a program
+listening on a forwarded port (it gets none of the forwarded connections), a
+forward whose guest holds no DHCP lease (informational); per
 configured network: a subnet overlapping a host
 route; with an overlay, an underlay MTU that leaves guests less than 1280 bytes
 and a peer with no route.
@@ -121,6 +125,17 @@ until "kvmnet down NETWORK". For a boot-time unit (kvmnet-up@NETWORK.service),
 or to test a configuration. A network with no mode in the file comes up as nat,
 as kvmnet-natup makes it. Running it on a network that is up heals what went
 missing and pins it.
+`
+
+const reloadHelp = `Applies the configuration file, as edited since, to every network that is up
+(or to NETWORK only), without touching the VMs on it: port forwards added,
+changed and removed (no rule of an old one is left), and the DHCP/DNS daemon
+restarted with its new static hosts, names and settings when they changed (its
+leases are kept in its lease file and survive). The bridge, the address (and
+so the subnet) and the mode cannot change under running VMs: reload refuses
+and says so; take the VMs down or "kvmnet down NETWORK", then up again. A
+network the file no longer defines is left as it is. The next VM's up notices
+an edited file too, and applies it the same way.
 `
 
 const downHelp = `Tears NETWORK down, removing exactly what kvmnet made for it, and unpins it.

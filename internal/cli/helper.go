@@ -121,11 +121,12 @@ func runHelper(v Verb, args []string) (helperResult, error) {
 	if err := needNetAdmin(); err != nil {
 		return helperResult{}, err
 	}
-	n, err := loadNetwork(config.FromProgram(args[0]), v.Mode)
+	d, err := state.Open()
 	if err != nil {
 		return helperResult{}, err
 	}
-	d, err := state.Open()
+	name := config.FromProgram(args[0])
+	n, err := resolveForHelper(d, name, v.Mode, true)
 	if err != nil {
 		return helperResult{}, err
 	}
@@ -133,10 +134,37 @@ func runHelper(v Verb, args []string) (helperResult, error) {
 	if v.Up {
 		res.what = "up"
 		res.Result, err = lifecycle.Up(d, n, tap)
+		if errors.Is(err, lifecycle.ErrConfigStale) {
+			if n, err = resolveForHelper(d, name, v.Mode, false); err != nil {
+				return res, err
+			}
+			res.net = n
+			res.Result, err = lifecycle.Up(d, n, tap)
+		}
 	} else {
 		res.Result, err = lifecycle.Down(d, n, tap)
 	}
 	return res, err
+}
+
+// resolveForHelper resolves the network as loadNetwork does, or, when cached
+// is true, takes the last up's cached resolution of this very file
+// (lifecycle.CachedNetwork) if there is one.
+func resolveForHelper(d state.Dir, name string, mode config.Mode, cached bool) (config.Net, error) {
+	stamp, err := config.Stamp(config.Path())
+	if err != nil {
+		return config.Net{}, usageError{err.Error()}
+	}
+	// The version too: another build may resolve the same file otherwise.
+	source := version.Version + " " + stamp + " " + string(mode)
+	if cached {
+		if n, ok := lifecycle.CachedNetwork(d, name, source); ok {
+			return n, nil
+		}
+	}
+	n, err := loadNetwork(name, mode)
+	n.Source = source
+	return n, err
 }
 
 // loadNetwork reads the configuration and resolves a network in it; its

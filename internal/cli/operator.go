@@ -53,6 +53,8 @@ func commands() []command {
 			help: upHelp, run: runUp},
 		{name: "down", args: "NETWORK|--all [--force]", max: 1, short: "tear a network down; --force detaches its VMs' taps first", flags: []string{"--all", "--force"},
 			help: downHelp, check: checkDown, run: runDown},
+		{name: "reload", args: "[NETWORK]", max: 1, short: "apply the edited configuration to the networks that are up, without touching their VMs",
+			help: reloadHelp, run: runReload},
 		{name: "link", args: "[NETWORK...] [--prune]", max: maxArgs, short: "make the kvmnet-HELPER@NETWORK links that pick a network in QEMU's script=", flags: []string{"--prune"},
 			help: linkHelp, run: runLink},
 		{name: "mac", args: "NAME", min: 1, max: 1, short: "print a stable, locally administered MAC for the VM called NAME",
@@ -295,6 +297,32 @@ func runUp(c *call) (int, error) {
 		c.log.Warn(w, "network", n.Name)
 	}
 	return ExitOK, nil
+}
+
+func runReload(c *call) (int, error) {
+	if err := needNetAdmin(); err != nil {
+		return 0, err
+	}
+	name := ""
+	if len(c.args) == 1 {
+		var err error
+		if name, err = network(c.args[0]); err != nil {
+			return 0, err
+		}
+	}
+	h, err := host()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	done, err := h.Reload(name)
+	for _, r := range done {
+		c.log.Info("reload", "network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start))
+	}
+	if ce := (ops.ConfigError{}); errors.As(err, &ce) && len(done) == 0 {
+		return 0, usageError{err.Error()}
+	}
+	return ExitOK, err
 }
 
 // checkDown wants a network or --all.

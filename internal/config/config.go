@@ -285,6 +285,9 @@ func (m *MAC) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MarshalText writes the address as UnmarshalText reads it.
+func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
 // Upstream is a DNS server address, "ip" or "ip:port".
 type Upstream string
 
@@ -329,6 +332,7 @@ type Network struct {
 	Domain    string     `toml:"domain"`
 	Upstreams []Upstream `toml:"upstreams"`
 	Hosts     []Host     `toml:"host"`
+	Forwards  []Forward  `toml:"forward"`
 	VXLAN     *VXLAN     `toml:"vxlan"`
 	Allow     []Allowed  `toml:"allow"` // who may use it through kvmnet-bridge-helper; see allow.go
 }
@@ -433,6 +437,9 @@ func Parse(path string, b []byte) (*File, error) {
 	if err := f.checkShared6(b); err != nil {
 		return nil, err
 	}
+	if err := f.checkForwardClaims(b, names); err != nil {
+		return nil, err
+	}
 	return f, f.checkShared(b)
 }
 
@@ -530,6 +537,11 @@ func (n *Network) check(dns map[netip.Addr]string) error {
 			return err
 		}
 		if err := n.checkHost6(i, seen); err != nil {
+			return err
+		}
+	}
+	for i := range n.Forwards {
+		if err := n.checkForward(i); err != nil {
 			return err
 		}
 	}

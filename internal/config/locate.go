@@ -18,7 +18,9 @@ type keyError struct {
 	key   string            // "lease_time", "host.name"
 	match func(string) bool // nil: any value
 	nth   int               // 0 or 1: the first such line; 2: the second (a duplicate)
-	msg   string
+	// forward is the 1-based index of the [[forward]] table the key is in, 0 for none.
+	forward int
+	msg     string
 }
 
 func (e *keyError) Error() string { return e.key + ": " + e.msg }
@@ -42,6 +44,10 @@ func sameIP(a netip.Addr) func(string) bool {
 
 // where is "path:line" of the key's line, else of the table's (where).
 func (e *keyError) where(path string, b []byte, table string) string {
+	if e.forward > 0 {
+		network := strings.TrimPrefix(table, "network.")
+		return forwardWhere(path, b, network, e.forward, strings.TrimPrefix(e.key, "forward."))
+	}
 	start := whereLine(b, table)
 	last := e.key[strings.LastIndexByte(e.key, '.')+1:]
 	sc := bufio.NewScanner(bytes.NewReader(b))

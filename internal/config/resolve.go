@@ -1,10 +1,15 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -38,9 +43,36 @@ type Net struct {
 	Domain    string
 	Upstreams []string
 	Hosts     []Host
+	Forwards  []PortForward // nat only
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
 	Firewall  Firewall // the file's top-level choice; "" is auto
+
+	// Hash identifies what a running network takes from the file besides its
+	// bridge, subnet and mode (forwards, the daemon's settings): a network
+	// up with another hash runs an older configuration.
+	Hash string
+	// Elided: Forwards were left out (a cached resolution, see the helpers'
+	// cache); Hash still stands for them.
+	Elided bool
+	// Source says where the resolution came from, for the helpers' cache:
+	// the file's Stamp and the mode the helper supplied; "" is not cached.
+	Source string
+}
+
+// Stamp identifies the file at path without reading it: its path and
+// identity (device, inode, size, change and modification times), or its path
+// and "none" when there is no file (the default network's built-in values).
+func Stamp(path string) (string, error) {
+	var st syscall.Stat_t
+	err := syscall.Stat(path, &st)
+	if errors.Is(err, syscall.ENOENT) {
+		return path + " none", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read config: %s: %w", path, err)
+	}
+	return fmt.Sprintf("%s %d:%d:%d:%d.%d:%d.%d", path, st.Dev, st.Ino, st.Size, st.Ctim.Sec, st.Ctim.Nsec, st.Mtim.Sec, st.Mtim.Nsec), nil
 }
 
 // Subnet is the network's prefix, e.g. 192.168.100.0/24; invalid for Isolated.
@@ -85,7 +117,14 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
 	r.Allow = n.allowed()
+	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
+		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
+	}
+	for _, f := range n.Forwards {
+		r.Forwards = append(r.Forwards, f.resolved())
+	}
 	if !r.Mode.Routed() {
+		r.Hash = r.hash()
 		return r, nil
 	}
 	r.Gateway = n.Address.Prefix
@@ -117,7 +156,27 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		r.Upstreams = append(r.Upstreams, string(u))
 	}
 	r.LeaseFile = filepath.Join(f.LeaseDir, name+".leases")
+	r.Hash = r.hash()
 	return r, nil
+}
+
+// hash is Net.Hash: a digest of the forwards and the daemon's settings.
+func (n Net) hash() string {
+	b, err := json.Marshal(struct {
+		F                []PortForward
+		DHCP, DNS, R     bool
+		From, To         string
+		Lease            int64
+		Domain, LeaseDir string
+		Up               []string
+		Hosts            []Host
+	}{n.Forwards, n.DHCP, n.DNS, n.Router, n.RangeFrom.String(), n.RangeTo.String(), int64(n.LeaseTime),
+		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts})
+	if err != nil {
+		return "" // matches no recorded hash: an up applies everything
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:12])
 }
 
 // defaultRange is every host address of the subnet but the gateway's side:

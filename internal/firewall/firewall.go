@@ -70,6 +70,8 @@ type Network struct {
 	// Gateway is the host's address on the bridge with the subnet's prefix,
 	// e.g. 192.168.100.1/24; needed for hostonly and nat.
 	Gateway netip.Prefix
+	// Forwards are port forwards into the guests; NAT only.
+	Forwards []PortForward
 	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
 	// accept udp 67 and udp+tcp 53 arriving on it.
 	Services bool
@@ -125,6 +127,14 @@ func (n Network) Validate() error {
 	}
 	if g := n.Gateway6; g.IsValid() && (n.Mode == Isolated || !g.Addr().Is6() || g.Addr().Is4In6() || g.Addr() == g.Masked().Addr()) {
 		return fmt.Errorf("network %s: IPv6 gateway %s: want a host address of an IPv6 prefix, on hostonly or nat", n.Name, g)
+	}
+	if len(n.Forwards) > 0 && n.Mode != NAT {
+		return fmt.Errorf("network %s: port forwards need mode nat, not %s", n.Name, n.Mode)
+	}
+	for _, f := range n.Forwards {
+		if err := f.Validate(n.Subnet()); err != nil {
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		}
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ func natNetwork(n Network) nat.Network {
 	case NAT:
 		m = nat.NAT
 	}
-	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom}
+	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom, Forwards: n.Forwards}
 	if n.Gateway.IsValid() {
 		nn.Subnet, nn.Gateway = n.Gateway.Masked(), n.Gateway.Addr()
 	}

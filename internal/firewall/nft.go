@@ -151,7 +151,7 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	}
 	defer unlock()
 	gen, genErr := nat.Generation()
-	c, err := nftables.New(nftables.AsLasting())
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return Result{}, fmt.Errorf("nftables: %w", err)
 	}
@@ -187,7 +187,11 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	slices.Sort(networks)
 	networks = slices.Compact(networks)
 	for _, b := range bases() {
-		p.setChain(lv, b.chain(p.t), jumps(b, p.t, networks, exists))
+		js := jumps(b, p.t, networks, exists)
+		if _, ok := lv.chains[b.name]; b.lazy && !ok && len(js) == 0 {
+			continue
+		}
+		p.setChain(lv, b.chain(p.t), js)
 	}
 	for _, pre := range netPrefixes {
 		if ch, ok := lv.chains[pre+n.Name]; ok && !wanted[pre+n.Name] {
@@ -250,7 +254,7 @@ func (f *nft) Remove(n Network) error {
 		return err
 	}
 	defer unlock()
-	c, err := nftables.New(nftables.AsLasting())
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}

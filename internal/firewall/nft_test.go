@@ -30,6 +30,11 @@ var fixtures = []struct {
 	{"nft-hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24"), Services: true}},
 	{"nft-hostonly", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24")}},
 	{"nft-isolated", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated}},
+	{"nft-nat-forwards", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Gateway: netip.MustParsePrefix("192.168.100.1/24"), Services: true, Forwards: []PortForward{
+		{Proto: "tcp", First: 8080, Last: 8080, Guest: netip.MustParseAddr("192.168.100.5"), GuestPort: 80},
+		{Proto: "udp", HostIP: netip.MustParseAddr("203.0.113.2"), First: 5000, Last: 5002, Guest: netip.MustParseAddr("192.168.100.5"), GuestPort: 6000},
+		{Proto: "tcp", First: 9000, Last: 9009, Guest: netip.MustParseAddr("192.168.100.6"), GuestPort: 9000},
+	}}},
 	{"nft-allow", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, AllowFrom: []string{"kvmbr0", "kvmbr1"}}},
 }
 

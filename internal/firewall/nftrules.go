@@ -28,7 +28,7 @@ const (
 	prefixNAT   = "nat-"
 )
 
-var netPrefixes = []string{prefixAllow, prefixGuard, prefixFwd, prefixIn, prefixNAT}
+var netPrefixes = []string{prefixAllow, prefixGuard, prefixFwd, prefixIn, prefixNAT, prefixPre, prefixOut}
 
 // base is one of the table's base chains and the per-network chains it jumps
 // to, prefix by prefix: forward jumps to every network's allowances, then to
@@ -42,6 +42,9 @@ type base struct {
 	hook     *nftables.ChainHook
 	prio     *nftables.ChainPriority
 	prefixes []string
+	// lazy: made only once a network jumps to it (the forwards' chains), so
+	// that a table without forwards holds no DNAT hooks.
+	lazy bool
 }
 
 // bases are the table's base chains. forward and input run at priority
@@ -54,6 +57,8 @@ func bases() []base {
 		{name: "forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, prio: early, prefixes: []string{prefixAllow, prefixGuard, prefixFwd}},
 		{name: "input", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, prio: early, prefixes: []string{prefixIn}},
 		{name: "postrouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, prio: nftables.ChainPriorityNATSource, prefixes: []string{prefixNAT}},
+		{name: "prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, prio: nftables.ChainPriorityNATDest, prefixes: []string{prefixPre}, lazy: true},
+		{name: "output", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, prio: nftables.ChainPriorityNATDest, prefixes: []string{prefixOut}, lazy: true},
 	}
 }
 
@@ -93,6 +98,9 @@ func netChains(n Network) []netChain {
 	if n.Mode == NAT {
 		cs = append(cs, netChain{name: prefixNAT + n.Name, rules: natRules(n)})
 	}
+	if len(n.Forwards) > 0 {
+		cs = append(cs, netChain{name: prefixPre + n.Name, rules: dnatRules(n)}, netChain{name: prefixOut + n.Name, rules: dnatRules(n)})
+	}
 	return cs
 }
 
@@ -123,6 +131,9 @@ func guardRules(n Network) []*spec {
 	var rs []*spec
 	if n.Mode == NAT {
 		rs = append(rs, newSpec(true).oif(b, false).iif(b, true).daddr(n.Subnet(), false).established().ret())
+		if len(n.Forwards) > 0 {
+			rs = append(rs, forwardedIn(n).ret())
+		}
 	}
 	rs = append(rs, guardReturns6(n, false)...)
 	rs = append(rs, newSpec(true).oif(b, false).iif(b, true).reject())
@@ -148,7 +159,11 @@ func acceptRules(n Network, inet, ct bool) []*spec {
 	if ct {
 		in.established()
 	}
-	rs = append(rs, in.accept(), newSpec(inet).iif(b, false).saddr(n.Subnet(), false).accept())
+	rs = append(rs, in.accept())
+	if ct && len(n.Forwards) > 0 {
+		rs = append(rs, forwardedIn(n).accept())
+	}
+	rs = append(rs, newSpec(inet).iif(b, false).saddr(n.Subnet(), false).accept())
 	if inet { // an ip table cannot hold IPv6 matches; an ip6 table gets them by shimRules
 		rs = append(rs, natAccepts6(n, inet, ct)...)
 	}
@@ -164,7 +179,7 @@ func inputRules(n Network) []*spec {
 		return []*spec{newSpec(true).iif(b, false).drop()}
 	}
 	gw := netip.PrefixFrom(n.Gateway.Addr(), 32)
-	var rs []*spec
+	rs := loopbackGuard(n)
 	if n.Services {
 		rs = append(rs,
 			newSpec(true).iif(b, false).dport(unix.IPPROTO_UDP, 67).accept(),
@@ -184,11 +199,12 @@ func inputRules(n Network) []*spec {
 func natRules(n Network) []*spec {
 	s := n.Subnet()
 	out := func() *spec { return newSpec(true).saddr(s, false).daddr(s, true) }
-	return append([]*spec{
+	rs := append(forwardMasqRules(n),
 		newSpec(true).saddr(s, false).daddr(netip.MustParsePrefix("224.0.0.0/24"), false).ret(),
 		newSpec(true).saddr(s, false).daddr(netip.MustParsePrefix("255.255.255.255/32"), false).ret(),
 		out().proto(unix.IPPROTO_TCP).masquerade(true),
 		out().proto(unix.IPPROTO_UDP).masquerade(true),
 		out().masquerade(false),
-	}, natRules6(n)...)
+	)
+	return append(rs, natRules6(n)...)
 }

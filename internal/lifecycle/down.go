@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/vishvananda/netlink"
 
@@ -99,6 +100,12 @@ func onBridge(br *netlink.Bridge) func(tap string) bool {
 // period per table, ~12 ms each) are grace periods, the daemon takes ~20 ms to
 // exit. Run side by side, the last VM's down costs the longest part, not the sum.
 func Teardown(d state.Dir, rec state.Network) ([]string, error) {
+	// Off before the rules that guard it go, not beside them.
+	if rec.RouteLocalnet {
+		if err := setRouteLocalnet(rec.Bridge, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
 	parts := teardownParts(d, rec)
 	fns := make([]func() error, len(parts))
 	did := make([]bool, len(parts))
@@ -151,7 +158,7 @@ func teardownParts(d state.Dir, rec state.Network) []part {
 			if err != nil {
 				return false, err
 			}
-			return true, fw.Remove(fwNetwork(rec, rec.Services))
+			return true, fw.Remove(fwNetwork(rec, rec.Services, nil))
 		}})
 	}
 	if rec.Forwarding {
@@ -183,7 +190,8 @@ func teardownParts(d state.Dir, rec state.Network) []part {
 }
 
 // fwNetwork is what the rule engine needs to know of a network.
-func fwNetwork(rec state.Network, services bool) firewall.Network {
+// forwards are its port forwards (state.Dir.LoadForwards); Remove needs none.
+func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firewall.Network {
 	n := firewall.Network{Name: rec.Name, Bridge: rec.Bridge, Gateway: rec.Gateway, Services: services}
 	switch config.Mode(rec.Mode) {
 	case config.NAT:
@@ -196,6 +204,7 @@ func fwNetwork(rec state.Network, services bool) firewall.Network {
 	if rec.Gateway6.IsValid() && n.Mode != firewall.Isolated {
 		n.Gateway6 = rec.Gateway6
 	}
+	n.Forwards = natForwards(forwards)
 	return n
 }
 

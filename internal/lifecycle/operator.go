@@ -148,7 +148,10 @@ func detachAll(d state.Dir, rec state.Network, br *netlink.Bridge) ([]string, er
 
 // FirewallNetwork is what the rule engine needs to know of a recorded
 // network, e.g. to Check its rules.
-func FirewallNetwork(rec state.Network) firewall.Network { return fwNetwork(rec, rec.Services) }
+// forwards are its recorded port forwards (state.Dir.LoadForwards).
+func FirewallNetwork(rec state.Network, forwards []state.Forward) firewall.Network {
+	return fwNetwork(rec, rec.Services, forwards)
+}
 
 // ServicesConfig returns the configuration a network's DHCP/DNS daemon was
 // started with (its lease file among it); ok is false when it never was.

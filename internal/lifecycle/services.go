@@ -35,14 +35,13 @@ func ServicesPID(d state.Dir, network string) (int, bool) {
 	return ctl.Alive(d.File(network, svcPID))
 }
 
-// startServices writes the network's daemon configuration and starts the
-// daemon exe, without waiting for it to be ready.
-func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
+// servicesConfig is the configuration of network n's daemon.
+func servicesConfig(d state.Dir, n config.Net) (ctl.Config, error) {
 	leaseFile := n.LeaseFile
 	if leaseFile != "" {
 		var err error
 		if leaseFile, err = ctl.LeaseFileInNetns(leaseFile); err != nil {
-			return nil, err
+			return ctl.Config{}, err
 		}
 	}
 	c := ctl.Config{
@@ -53,6 +52,16 @@ func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) 
 	}
 	for _, h := range n.Hosts {
 		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, IP6: h.IP6.Addr, Name: h.Name})
+	}
+	return c, nil
+}
+
+// startServices writes the network's daemon configuration and starts the
+// daemon exe, without waiting for it to be ready.
+func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
+	c, err := servicesConfig(d, n)
+	if err != nil {
+		return nil, err
 	}
 	if err := ctl.WriteConfig(d.File(n.Name, svcConf), c); err != nil {
 		return nil, err

@@ -40,13 +40,14 @@ func Heal(d state.Dir, n config.Net) (Result, error) { return up(d, n, "", healU
 type upKind int
 
 const (
-	vmUp   upKind = iota // a helper: attach and record the tap
-	pinUp                // kvmnet up: no tap, mark the network pinned
-	healUp               // kvmnet doctor --fix: no tap, only a network already up
+	vmUp     upKind = iota // a helper: attach and record the tap
+	pinUp                  // kvmnet up: no tap, mark the network pinned
+	healUp                 // kvmnet doctor --fix: no tap, only a network already up
+	reloadUp               // kvmnet reload: as healUp, and the configuration applied whatever the record's hash
 )
 
 // domainUp is the libvirt hook's: no tap (libvirt attaches its own), record the domain.
-const domainUp = healUp + 1
+const domainUp = reloadUp + 1
 
 func up(d state.Dir, n config.Net, tapName string, kind upKind) (Result, error) {
 	return upFor(d, n, tapName, kind, nil)
@@ -60,7 +61,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	}
 	defer lk.Unlock()
 	disk, existed, err := d.Load(n.Name)
-	if err != nil || (kind == healUp && !existed) {
+	if err != nil || ((kind == healUp || kind == reloadUp) && !existed) {
 		return Result{}, err
 	}
 	rec, err := current(n, disk, existed)
@@ -69,6 +70,12 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	}
 	u := &upCall{d: d, n: n, rec: rec, disk: disk, existed: existed, fresh: !existed,
 		recovering: disk.Doing != "" || kind == healUp, dom: dom} // doctor --fix checks every part too
+	if kind == reloadUp || n.Hash != rec.ConfigHash {
+		if n.Elided {
+			return Result{}, ErrConfigStale
+		}
+		u.reconfig, u.forwards = true, recordForwards(n)
+	}
 	if kind == vmUp {
 		if u.tap, err = findTap(tapName, n); err != nil {
 			return Result{}, err
@@ -84,8 +91,21 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		u.rec.Pinned = true
 		changes = append(changes, "pin "+n.Name)
 	}
+	res := Result{Changes: changes, Warnings: u.warnings}
+	if u.reconfig {
+		// The forwards' file first: killed between the two, the old hash
+		// makes the next up apply the configuration again.
+		if err := d.SaveForwards(n.Name, u.forwards); err != nil {
+			return res, err
+		}
+		u.rec.ConfigHash = n.Hash
+	}
 	u.rec.Doing = ""
-	return Result{Changes: changes, Warnings: u.warnings}, u.save()
+	if err := u.save(); err != nil {
+		return res, err
+	}
+	cacheNetwork(d, n)
+	return res, nil
 }
 
 // findTap returns the VM's port: a tun/tap link (any link but a bridge when
@@ -183,6 +203,12 @@ type upCall struct {
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
+
+	// reconfig: the configuration differs from the one the network last
+	// applied (or `kvmnet reload` asks), so rules and daemon are checked
+	// anew; forwards are the network's (recorded in their own file).
+	reconfig bool
+	forwards []state.Forward
 
 	warnings []string
 }
@@ -416,8 +442,16 @@ func (u *upCall) rules() (outcome, error) {
 	if err != nil {
 		return unchanged, err
 	}
-	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && fw.Unchanged(u.rec.RulesGen) {
+	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && fw.Unchanged(u.rec.RulesGen) {
 		return unchanged, nil
+	}
+	if !u.reconfig {
+		if u.forwards, err = u.d.LoadForwards(u.n.Name); err != nil {
+			return unchanged, err
+		}
+	}
+	if err := u.localnetBefore(); err != nil {
+		return unchanged, err
 	}
 	began := !u.rec.Rules
 	if began {
@@ -426,7 +460,7 @@ func (u *upCall) rules() (outcome, error) {
 			return unchanged, err
 		}
 	}
-	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n)))
+	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
 			return noted, err
@@ -438,6 +472,9 @@ func (u *upCall) rules() (outcome, error) {
 	if r.GenOK {
 		u.rec.RulesGen = r.Gen
 	}
+	if err := u.localnetAfter(); err != nil {
+		return noted, err
+	}
 	if r.Changed {
 		return changed, nil
 	}
@@ -446,11 +483,17 @@ func (u *upCall) rules() (outcome, error) {
 
 func (u *upCall) unrules() error {
 	u.rec.Rules = false
+	if u.rec.RouteLocalnet {
+		if err := setRouteLocalnet(u.n.Bridge, false); err != nil {
+			return err
+		}
+		u.rec.RouteLocalnet = false
+	}
 	fw, err := u.firewall()
 	if err != nil {
 		return err
 	}
-	return fw.Remove(fwNetwork(u.rec, serves(u.n)))
+	return fw.Remove(fwNetwork(u.rec, serves(u.n), nil))
 }
 
 // firewall opens the network's rule engine: the recorded one, or for a
@@ -498,7 +541,22 @@ func sameFirewall(rec state.Network, n config.Net) error {
 func (u *upCall) services() (outcome, error) {
 	if _, running := ServicesPID(u.d, u.n.Name); running {
 		u.rec.Services = true
-		return unchanged, nil
+		if !u.reconfig {
+			return unchanged, nil
+		}
+		// Static hosts, names, the pool: the daemon reads them at start, and
+		// its leases from its lease file, so a restart keeps them.
+		if same, err := servicesCurrent(u.d, u.n); err != nil || same {
+			return unchanged, err
+		}
+		if !HasCap(unix.CAP_NET_BIND_SERVICE) {
+			// Stopped, it could not be started again (libvirt's helpers).
+			u.warnings = append(u.warnings, "DHCP/DNS keeps its old settings: restarting it needs CAP_NET_BIND_SERVICE; run `kvmnet reload "+u.n.Name+"` as root")
+			return unchanged, nil
+		}
+		if err := stopServices(u.d, u.n.Name); err != nil {
+			return unchanged, err
+		}
 	}
 	if !HasCap(unix.CAP_NET_BIND_SERVICE) {
 		u.warnings = append(u.warnings, "DHCP/DNS not started: ports 53 and 67 need CAP_NET_BIND_SERVICE; run `kvmnet up "+u.n.Name+"` as root to start them")

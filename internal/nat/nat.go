@@ -63,6 +63,8 @@ type Network struct {
 	// connections to this network's guests (and get the replies); traffic
 	// between networks is refused otherwise.
 	AllowFrom []string
+	// Forwards are port forwards into the guests; NAT only.
+	Forwards []PortForward
 	// Services means kvmnet serves DHCP and DNS on the bridge, so INPUT must
 	// accept udp 67 and udp+tcp 53 arriving on it.
 	Services bool
@@ -102,6 +104,9 @@ func (n Network) Validate() error {
 	if err := n.validate6(); err != nil {
 		return err
 	}
+	if len(n.Forwards) > 0 && n.Mode != NAT {
+		return fmt.Errorf("network %s: port forwards need mode nat, not %s", n.Name, n.Mode)
+	}
 	switch n.Mode {
 	case Isolated:
 		return nil
@@ -123,6 +128,11 @@ func (n Network) Validate() error {
 	}
 	if !n.Subnet.Contains(n.Gateway) {
 		return fmt.Errorf("network %s: gateway %s is outside subnet %s", n.Name, n.Gateway, n.Subnet)
+	}
+	for _, f := range n.Forwards {
+		if err := f.Validate(n.Subnet); err != nil {
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		}
 	}
 	return nil
 }

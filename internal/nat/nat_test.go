@@ -37,7 +37,21 @@ var fixtures = []struct {
 	{"hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Gateway: netip.MustParseAddr("192.168.101.1"), Services: true}},
 	{"hostonly", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1")}},
 	{"isolated", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated}},
+	{"nat-forwards", withForwards(Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1"), Services: true})},
+	{"nat-forwards-no-services", withForwards(Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1")})},
 	{"hostonly-allow-from", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1"), AllowFrom: []string{"kvmbr0", "virbr0"}}},
+}
+
+// withForwards gives n a tcp forward on every host address, a udp range
+// mapped to another range on one host address, and a range onto the same ports.
+func withForwards(n Network) Network {
+	g := n.Subnet.Addr().Next().Next().Next().Next().Next() // .5
+	n.Forwards = []PortForward{
+		{Proto: "tcp", First: 8080, Last: 8080, Guest: g, GuestPort: 80},
+		{Proto: "udp", HostIP: netip.MustParseAddr("203.0.113.2"), First: 5000, Last: 5002, Guest: g, GuestPort: 6000},
+		{Proto: "tcp", First: 9000, Last: 9009, Guest: g.Next(), GuestPort: 9000},
+	}
+	return n
 }
 
 var (
@@ -167,6 +181,13 @@ func goldenHeader(n Network) string {
 	allow := ""
 	if len(n.AllowFrom) > 0 {
 		allow = " allow_from=" + strings.Join(n.AllowFrom, ",")
+	}
+	for _, f := range n.Forwards {
+		host := ""
+		if f.HostIP.IsValid() {
+			host = f.HostIP.String() + ":"
+		}
+		allow += fmt.Sprintf("\n#   forward %s %s%d-%d -> %s:%d", f.Proto, host, f.First, f.Last, f.Guest, f.GuestPort)
 	}
 	return fmt.Sprintf("# iptables-save of an empty network namespace after Ensure of\n"+
 		"#   name=%s bridge=%s mode=%s subnet=%s services=%t%s\n"+

@@ -135,9 +135,15 @@ func serve(t *testing.T, ns *testns.NS) {
 // open, the source address the server saw (which tells masquerading apart).
 func dial(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, string) {
 	t.Helper()
+	return dialTo(t, ns, net.JoinHostPort(addr, probePort), d)
+}
+
+// dialTo is dial to any address and port.
+func dialTo(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, string) {
+	t.Helper()
 	var seen string
 	err := ns.Do(func() error {
-		c, err := d.Dial("tcp4", net.JoinHostPort(addr, probePort))
+		c, err := d.Dial("tcp4", addr)
 		if err != nil {
 			return err
 		}
@@ -163,11 +169,17 @@ func dial(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, stri
 // expect probes from ns to addr and fails t unless the outcome is want.
 func expect(t *testing.T, what string, ns *testns.NS, addr string, want outcome) string {
 	t.Helper()
+	return expectTo(t, what, ns, net.JoinHostPort(addr, probePort), want)
+}
+
+// expectTo is expect to any address and port.
+func expectTo(t *testing.T, what string, ns *testns.NS, addr string, want outcome) string {
+	t.Helper()
 	timeout := dialTimeout
 	if want == dropped {
 		timeout = dropTimeout
 	}
-	got, seen := dial(t, ns, addr, net.Dialer{Timeout: timeout})
+	got, seen := dialTo(t, ns, addr, net.Dialer{Timeout: timeout})
 	if got != want {
 		t.Errorf("%s (%s): %s, want %s", what, addr, got, want)
 	}

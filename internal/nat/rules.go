@@ -39,6 +39,8 @@ type chain struct {
 func ownedChains(name string) []chain {
 	return []chain{
 		{table: tableNAT, name: prefixNAT + name, parent: "POSTROUTING"},
+		{table: tableNAT, name: prefixPre + name, parent: "PREROUTING"},
+		{table: tableNAT, name: prefixOut + name, parent: "OUTPUT"},
 		{table: tableFilter, name: prefixAlw + name, parent: "FORWARD"},
 		{table: tableFilter, name: prefixGrd + name, parent: "FORWARD"},
 		{table: tableFilter, name: prefixFwd + name, parent: "FORWARD"},
@@ -55,6 +57,10 @@ func chains(n Network) []chain {
 			c.rules = natRules(n)
 			if n.family6 {
 				c.rules = natRules6(n)
+			}
+		case prefixPre + n.Name, prefixOut + n.Name:
+			if !n.family6 { // forwards are IPv4's
+				c.rules = dnatRules(n)
 			}
 		case prefixAlw + n.Name:
 			c.rules = allowRules(n)
@@ -136,7 +142,7 @@ func guardRules(n Network) [][]string {
 	}
 	s := n.Subnet.String()
 	return [][]string{
-		rule(n, slices.Concat([]string{"-d", s}, in, replies), returns...),
+		rule(n, slices.Concat([]string{"-d", s}, in, repliesOrForwarded(n)), returns...),
 		rule(n, in, reject...),
 		rule(n, slices.Concat([]string{"!", "-s", s}, out), reject...),
 	}
@@ -152,7 +158,7 @@ func acceptRules(n Network) [][]string {
 	if n.Mode == NAT {
 		s := n.Subnet.String()
 		rs = append(rs,
-			rule(n, slices.Concat([]string{"-d", s, "-o", b}, replies), accept...),
+			rule(n, slices.Concat([]string{"-d", s, "-o", b}, repliesOrForwarded(n)), accept...),
 			rule(n, []string{"-s", s, "-i", b}, accept...))
 	}
 	return rs
@@ -168,13 +174,13 @@ func natRules(n Network) [][]string {
 	s := n.Subnet.String()
 	out := []string{"-s", s, "!", "-d", s}
 	masq := []string{"-j", "MASQUERADE", "--to-ports", "1024-65535"}
-	return [][]string{
+	return append(forwardMasqRules(n),
 		rule(n, []string{"-s", s, "-d", "224.0.0.0/24"}, "-j", "RETURN"),
 		rule(n, []string{"-s", s, "-d", "255.255.255.255/32"}, "-j", "RETURN"),
 		rule(n, append(out, "-p", "tcp"), masq...),
 		rule(n, append(out, "-p", "udp"), masq...),
 		rule(n, out, "-j", "MASQUERADE"),
-	}
+	)
 }
 
 // inputRules decide what of the host a guest reaches. Isolated: nothing, and
@@ -187,7 +193,7 @@ func inputRules(n Network) [][]string {
 	if n.Mode == Isolated {
 		return [][]string{rule(n, []string{"-i", b}, "-j", "DROP")}
 	}
-	var rs [][]string
+	rs := loopbackGuard(n)
 	if n.Services {
 		g := hostAddr(n.Gateway)
 		rs = append(rs,

@@ -171,13 +171,18 @@ type netCheck struct {
 	confE error
 	br    *netlink.Bridge
 	fw    firewall.Firewall // nil when it cannot be opened (iptablesFindings says why)
-	fwdOn bool
+	// forwards are the network's recorded port forwards.
+	forwards []state.Forward
+	fwdOn    bool
 }
 
 func (h Host) check(name string, fws firewalls, fwdOn bool) (*netCheck, error) {
 	c := &netCheck{h: h, name: name, fwdOn: fwdOn}
 	var err error
 	if c.rec, c.up, err = h.Dir.Load(name); err != nil {
+		return nil, err
+	}
+	if c.forwards, err = h.Dir.LoadForwards(name); err != nil {
 		return nil, err
 	}
 	if c.up {
@@ -214,7 +219,7 @@ func (c *netCheck) findings() []Finding {
 		// there, and its STP is theirs to choose.
 		return append(append(fs, c.mtu()...), c.macs()...)
 	}
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.ipv6(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay()} {
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.ipv6(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.portForwards()} {
 		fs = append(fs, f...)
 	}
 	return fs
@@ -329,7 +334,7 @@ func (c *netCheck) rules() []Finding {
 	if c.fw == nil {
 		return nil
 	}
-	missing, err := c.fw.Check(lifecycle.FirewallNetwork(c.rec))
+	missing, err := c.fw.Check(lifecycle.FirewallNetwork(c.rec, c.forwards))
 	if err != nil {
 		return []Finding{{Network: c.name, Problem: "rules cannot be read", Evidence: err.Error(), Fix: "see the evidence"}}
 	}
@@ -372,7 +377,7 @@ func (c *netCheck) forwardChain() []Finding {
 	if c.fw == nil || BridgeNFCallIptables() != 1 {
 		return nil
 	}
-	fw, err := c.fw.Forward(lifecycle.FirewallNetwork(c.rec))
+	fw, err := c.fw.Forward(lifecycle.FirewallNetwork(c.rec, c.forwards))
 	if err != nil || (fw.Policy != "DROP" && fw.Blocker < 0) {
 		return nil
 	}

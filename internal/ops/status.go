@@ -50,6 +50,8 @@ import (
 //	               "domain": "web1",      // the libvirt domain of the tap (the hook's); absent when none
 //	               "uid": 1000, "user": "alice"}, // the tap's owner: the user whose VM holds it
 //	                                      // (kvmnet-bridge-helper's taps); absent when none
+//	    "forwards": [{"proto": "tcp", "host_ip": "", "port": "8080", "to": "192.168.100.21:80",
+//	                  "leased": true}],   // port forwards: the rules' when up, else the file's
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
 //	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
 //	                                      // only for a network with an overlay
@@ -89,10 +91,12 @@ type NetworkStatus struct {
 	Rules      RulesStatus    `json:"rules"`
 	Services   ServicesStatus `json:"services"`
 	Ports      []PortStatus   `json:"ports"`
-	VXLAN      *VXLANStatus   `json:"vxlan,omitempty"`
-	IPv6       *IPv6Status    `json:"ipv6,omitempty"`
-	Domains    []DomainStatus `json:"domains"`
-	Errors     []string       `json:"errors"`
+	// Forwards are the network's port forwards (PortForwardStatus).
+	Forwards []PortForwardStatus `json:"forwards"`
+	VXLAN    *VXLANStatus        `json:"vxlan,omitempty"`
+	IPv6     *IPv6Status         `json:"ipv6,omitempty"`
+	Domains  []DomainStatus      `json:"domains"`
+	Errors   []string            `json:"errors"`
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -223,11 +227,17 @@ func (fws firewalls) of(rec state.Network) (firewall.Firewall, error) {
 
 // network gathers one network's status; what cannot be read goes to Errors.
 func (h Host) network(name string, fws firewalls) NetworkStatus {
-	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Domains: []DomainStatus{}, Errors: []string{}}
+	ns := NetworkStatus{Name: name, Configured: h.Configured(name), Ports: []PortStatus{}, Forwards: []PortForwardStatus{}, Domains: []DomainStatus{}, Errors: []string{}}
 	fail := func(err error) { ns.Errors = append(ns.Errors, err.Error()) }
 	rec, up, err := h.Dir.Load(name)
 	if err != nil {
 		fail(err)
+	}
+	var forwards []state.Forward
+	if up {
+		if forwards, err = h.Dir.LoadForwards(name); err != nil {
+			fail(err)
+		}
 	}
 	conf, err := h.Resolve(name, "")
 	if err != nil && ns.Configured {
@@ -251,7 +261,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	ns.Domains = h.domains(name, ns.Ports, fail)
 	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
 		fw, fwErr := fws.of(rec)
-		ns.Rules.Checked, ns.Rules.Missing = checkRules(rec, fw, fwErr, fail)
+		ns.Rules.Checked, ns.Rules.Missing = checkRules(lifecycle.FirewallNetwork(rec, forwards), fw, fwErr, fail)
 		ns.Rules.Firewall = string(firewall.IPTables)
 		if rec.Firewall != "" {
 			ns.Rules.Firewall = rec.Firewall
@@ -259,6 +269,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
+	ns.Forwards = forwardStatuses(forwards, up, conf, ns.Services.Leases)
 	ns.VXLAN = overlayStatus(rec, conf.VXLAN, fail)
 	ns.IPv6 = h.ipv6Status(rec, br, ns.Services.Running, fail)
 	return ns
@@ -384,12 +395,12 @@ func userCell(p PortStatus) string {
 }
 
 // checkRules lists the recorded network's rules that are missing now.
-func checkRules(rec state.Network, fw firewall.Firewall, fwErr error, fail func(error)) (bool, []string) {
+func checkRules(n firewall.Network, fw firewall.Firewall, fwErr error, fail func(error)) (bool, []string) {
 	if fwErr != nil {
 		fail(fwErr)
 		return false, []string{}
 	}
-	missing, err := fw.Check(lifecycle.FirewallNetwork(rec))
+	missing, err := fw.Check(n)
 	if err != nil {
 		fail(err)
 		return false, []string{}
@@ -431,8 +442,11 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, orDash(n.Mode), stateCell(n), bridgeCell(n.Bridge),
 			mtuCell(n.Bridge), addressCell(n.Address), forwardCell(n.Forwarding, s.IPForward), rulesCell(n), servicesCell(n))
 	}
-	var ports, leases []string
+	var ports, leases, forwards []string
 	for _, n := range s.Networks {
+		for _, f := range n.Forwards {
+			forwards = append(forwards, forwardRow(n.Name, f))
+		}
 		for _, p := range n.Ports {
 			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
 				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC), orDash(p.Domain), userCell(p)))
@@ -444,6 +458,10 @@ func WriteTable(w io.Writer, s Status) error {
 	if len(ports) > 0 {
 		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC\tDOMAIN\tUSER")
 		fmt.Fprintln(tw, strings.Join(ports, "\n"))
+	}
+	if len(forwards) > 0 {
+		fmt.Fprintln(tw, "\nFORWARD\tHOST PORT\tNETWORK\tTO\tGUEST")
+		fmt.Fprintln(tw, strings.Join(forwards, "\n"))
 	}
 	if len(leases) > 0 {
 		fmt.Fprintln(tw, "\nLEASE\tNETWORK\tMAC\tHOSTNAME\tEXPIRES")

@@ -155,6 +155,13 @@ type Network struct {
 	Gateway6     netip.Prefix `json:"gateway6,omitzero"`
 	MadeAddress6 bool         `json:"made_address6,omitempty"` // kvmnet added the IPv6 gateway address
 	Forwarding6  bool         `json:"forwarding6,omitempty"`   // this network holds a use of IPv6 forwarding
+	// ConfigHash identifies the configuration the network last applied (its
+	// forwards and its daemon's settings): an up whose configuration hashes
+	// otherwise applies it, as `kvmnet reload` does.
+	ConfigHash string `json:"config_hash,omitempty"`
+	// RouteLocalnet: kvmnet turned on route_localnet on the bridge (for
+	// forwards from 127.0.0.1); the last down turns it off again.
+	RouteLocalnet bool `json:"route_localnet,omitempty"`
 
 	// The VXLAN link of a network that spans hypervisors, a port of its bridge.
 	VXLAN      string `json:"vxlan,omitempty"`       // its name
@@ -162,11 +169,45 @@ type Network struct {
 	MadeVXLAN  bool   `json:"made_vxlan,omitempty"`  // kvmnet created it: the last down deletes it
 }
 
+// Forward is a port forward as recorded: host ports First-Last (on HostIP,
+// or on every host address when it is invalid) to Guest's ports from GuestPort.
+// A network's forwards live in a file of their own (LoadForwards,
+// SaveForwards), not in its record: decoding a hundred of them costs more
+// than a warm up's whole record, and a warm up needs them only when it
+// rewrites the rules.
+type Forward struct {
+	Proto     string     `json:"proto"`
+	HostIP    netip.Addr `json:"host_ip,omitzero"`
+	First     uint16     `json:"first"`
+	Last      uint16     `json:"last"`
+	Guest     netip.Addr `json:"guest"`
+	GuestPort uint16     `json:"guest_port"`
+}
+
+// forwardsExt is the extension of a network's forwards file.
+const forwardsExt = ".forwards.json"
+
+// LoadForwards returns the forwards recorded for network name (none when
+// there is no file).
+func (d Dir) LoadForwards(name string) ([]Forward, error) {
+	var fs []Forward
+	_, err := d.ReadJSON(name+forwardsExt, &fs)
+	return fs, err
+}
+
+// SaveForwards records network name's forwards; none removes the file.
+func (d Dir) SaveForwards(name string, fs []Forward) error {
+	if len(fs) == 0 {
+		return d.RemoveFile(name + forwardsExt)
+	}
+	return d.WriteJSON(name+forwardsExt, fs)
+}
+
 // Owns reports whether the record names anything kvmnet made (or was about
 // to make) that a teardown must undo.
 func (n Network) Owns() bool {
 	return n.MadeBridge || n.MadeAddress || n.Forwarding || n.Rules || n.Services || n.HostQuiet || n.MadeVXLAN ||
-		n.MadeAddress6 || n.Forwarding6
+		n.MadeAddress6 || n.Forwarding6 || n.RouteLocalnet
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }

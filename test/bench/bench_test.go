@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,4 +253,32 @@ func BenchmarkFloor(b *testing.B) {
 		side{"true", func() time.Duration { return w.run("/bin/true", "") }},
 		side{"natup-version", func() time.Duration { return w.run(natup, "--version") }},
 	)
+}
+
+// BenchmarkNatupWarmForwards: a warm up on a network with 100 port forwards
+// costs what it costs with none (issue 12): the forwards are in the record
+// with a hash of the configuration, so a warm up compares a hash and looks
+// at no rule. Reported as forwards100/none.
+func BenchmarkNatupWarmForwards(b *testing.B) {
+	s := kvmnetNAT()
+	warm := func(config string) func() time.Duration {
+		w := newWorld(b)
+		if config != "" {
+			w.writeConfig(config)
+		}
+		w.run(s.up, w.tap("vnet0"))
+		tap := w.tap("vnet1")
+		return func() time.Duration {
+			d := w.run(s.up, tap)
+			w.run(s.down, tap)
+			return d
+		}
+	}
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "lease_dir = %q\n[network.default]\n", b.TempDir())
+	for i := range 100 {
+		fmt.Fprintf(&conf, "[[network.default.forward]]\nproto = \"tcp\"\nport = %d\nto = \"192.168.100.%d:80\"\n", 10000+i, 2+i)
+	}
+	m := sideBySide(b, side{"none", warm("")}, side{"forwards100", warm(conf.String())})
+	ratio(b, m, "forwards100", "none")
 }

@@ -24,6 +24,7 @@ type guest struct {
 	MAC      string   // default: a new one (newMAC)
 	Net      string   // kvmnet.net: "dhcp" or "A.B.C.D/N,GW"
 	Serve    []int    // kvmnet.serve: ports answered with "kvmnet-guest NAME"
+	UDP      string   // kvmnet.udp: "dhcp" answers DHCP on udp 67 (see dhcpRoundTrip)
 	Check    []string // kvmnet.check: retried until they pass, e.g. "tcp:203.0.113.1:80"
 	Try      []string // kvmnet.try: tried once each, after the checks
 	Wait     int      // kvmnet.wait: seconds for the checks (default 40)
@@ -107,6 +108,9 @@ func (w *world) run1(b *boot) {
 			ps = append(ps, strconv.Itoa(p))
 		}
 		params = append(params, "kvmnet.serve="+strings.Join(ps, ","))
+	}
+	if g.UDP != "" {
+		params = append(params, "kvmnet.udp="+g.UDP)
 	}
 	if len(g.Check) > 0 {
 		params = append(params, "kvmnet.check="+strings.Join(g.Check, ","))

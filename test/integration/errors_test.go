@@ -8,6 +8,9 @@ import (
 	"testing"
 )
 
+// fwd is a config of the default network with one forward of the given keys.
+func fwd(keys string) string { return "[network.default]\n[[network.default.forward]]\n" + keys + "\n" }
+
 // TestBadInput: every bad input gets one line on stderr naming the thing and
 // the reason, a non-zero exit, and leaves nothing behind.
 func TestBadInput(t *testing.T) {
@@ -32,6 +35,21 @@ func TestBadInput(t *testing.T) {
 			want:  "kvmnet-natup: make bridge br0: br0 is a veth link: not a bridge"},
 		{name: "bad config", prog: "kvmnet-natup", tap: "vnet0", config: "[network.default]\nmtu = 12\n",
 			want: "kvmnet.toml:3: network.default.mtu: mtu 12: want an integer from 576 to 65521"},
+		{name: "forward proto", prog: "kvmnet-natup", tap: "vnet0", config: fwd("proto = \"icmp\"\nport = 80\nto = \"192.168.100.5:80\""),
+			want: `kvmnet.toml:4: network.default.forward.proto: proto "icmp": want "tcp" or "udp"`},
+		{name: "forward outside the subnet", prog: "kvmnet-natup", tap: "vnet0", config: fwd("proto = \"tcp\"\nport = 80\nto = \"10.1.2.3:80\""),
+			want: `kvmnet.toml:6: network.default.forward.to: "10.1.2.3:80": 10.1.2.3 is outside the network's subnet 192.168.100.0/24`},
+		{name: "forward to the gateway", prog: "kvmnet-natup", tap: "vnet0", config: fwd("proto = \"tcp\"\nport = 80\nto = \"192.168.100.1:80\""),
+			want: `192.168.100.1 is the gateway, not a guest`},
+		{name: "forward ranges of two sizes", prog: "kvmnet-natup", tap: "vnet0", config: fwd("proto = \"udp\"\nport = \"5000-5009\"\nto = \"192.168.100.5:6000\""),
+			want: `kvmnet.toml:6: network.default.forward.to: "192.168.100.5:6000": 1 ports, but port 5000-5009 has 10`},
+		{name: "forward port twice", prog: "kvmnet-natup", tap: "vnet0",
+			config: fwd("proto = \"tcp\"\nport = 80\nto = \"192.168.100.5:80\"") + fwd("proto = \"tcp\"\nport = \"79-81\"\nto = \"192.168.100.6:79-81\"")[len("[network.default]\n"):],
+			want:   `kvmnet.toml:9: network.default.forward.port: tcp 79-81 is already forwarded by network default's forward 1`},
+		{name: "forward to an unknown host", prog: "kvmnet-natup", tap: "vnet0", config: fwd("proto = \"tcp\"\nport = 80\nto = \"web:80\""),
+			want: `"web" is neither an IPv4 address nor a static host of the network`},
+		{name: "forward on an isolated network", prog: "kvmnet-ifup", tap: "vnet0", config: fwd("proto = \"tcp\"\nport = 80\nto = \"192.168.100.5:80\""),
+			want: "kvmnet-ifup: network default: its forwards need mode nat, not isolated"},
 		{name: "undefined network", prog: "kvmnet-natup@lab", tap: "vnet0", want: "kvmnet-natup: network lab: not defined in"},
 		{name: "subnet overlaps", prog: "kvmnet-natup", tap: "vnet0",
 			setup: [][]string{{"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"}, {"ip", "addr", "add", "192.168.100.7/16", "dev", "eth0"}},

@@ -59,7 +59,14 @@ type statusJSON struct {
 				Static   bool      `json:"static"`
 			} `json:"leases"`
 		} `json:"services"`
-		Ports   []portJSON `json:"ports"`
+		Ports    []portJSON `json:"ports"`
+		Forwards []struct {
+			Proto  string `json:"proto"`
+			HostIP string `json:"host_ip"`
+			Port   string `json:"port"`
+			To     string `json:"to"`
+			Leased bool   `json:"leased"`
+		} `json:"forwards"`
 		Domains []struct {
 			Name  string    `json:"name"`
 			UUID  string    `json:"uuid"`

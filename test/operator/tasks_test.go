@@ -18,16 +18,16 @@ import (
 // sudo), on the network default, with 192.168.100.23 standing for the
 // address the test guest leased.
 var readmeTasks = map[string]string{
-	"kvmnet status":                                              "TestCommonTasks",
-	"dig +short @192.168.100.1 web1.kvm":                         "TestCommonTasks",
-	"curl http://192.168.100.23/":                                "TestCommonTasks",
-	"socat TCP-LISTEN:8080,fork,reuseaddr TCP:192.168.100.23:80": "TestCommonTasks",
-	"curl http://HOST:8080/":                                     "TestCommonTasks (HOST is the host's LAN address)",
-	"sudo systemctl enable --now kvmnet-up@default":              "TestCommonTasks runs the unit's ExecStart and ExecStop",
-	"sudo kvmnet down --all":                                     "TestCommonTasks, TestDownAll",
-	"sudo make uninstall":                                        "TestMakeInstall",
-	"sudo dpkg -r kvmnet":                                        "TestDebLifecycle",
-	"sudo dpkg --purge kvmnet":                                   "TestDebLifecycle",
+	"kvmnet status":                                 "TestCommonTasks",
+	"dig +short @192.168.100.1 web1.kvm":            "TestCommonTasks",
+	"curl http://192.168.100.23/":                   "TestCommonTasks",
+	"sudo kvmnet reload":                            "TestCommonTasks",
+	"curl http://HOST:8080/":                        "TestCommonTasks (HOST is the host's LAN address)",
+	"sudo systemctl enable --now kvmnet-up@default": "TestCommonTasks runs the unit's ExecStart and ExecStop",
+	"sudo kvmnet down --all":                        "TestCommonTasks, TestDownAll",
+	"sudo make uninstall":                           "TestMakeInstall",
+	"sudo dpkg -r kvmnet":                           "TestDebLifecycle",
+	"sudo dpkg --purge kvmnet":                      "TestDebLifecycle",
 }
 
 // TestCommonTasksListed: the README's "Common tasks" shows exactly the
@@ -119,7 +119,7 @@ func background(t *testing.T, ns *testns.NS, argv ...string) (stop func()) {
 
 // TestCommonTasks runs the README's "Common tasks" on a NAT network with one
 // guest: its address from `kvmnet status`, its name at the gateway, its web
-// server from the host and, through socat, from a LAN machine; tearing down;
+// server from the host and, through a port forward, from a LAN machine; tearing down;
 // and a reboot: a fresh namespace with the old leases, the boot unit's
 // commands, and the guest's address kept.
 func TestCommonTasks(t *testing.T) {
@@ -157,7 +157,7 @@ func TestCommonTasks(t *testing.T) {
 		t.Errorf("dig web1.kvm at the gateway: %q, want %s", out, ip)
 	}
 
-	// Its web server: from the host, and from the LAN through socat on the host.
+	// Its web server: from the host, and from the LAN through a port forward.
 	www := t.TempDir()
 	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from web1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -188,15 +188,19 @@ func TestCommonTasks(t *testing.T) {
 	h.MustRun("ip", "link", "set", "lan0", "up")
 	lan.MustRun("ip", "addr", "add", "10.0.0.2/24", "dev", "eth0")
 	lan.MustRun("ip", "link", "set", "eth0", "up")
-	stopSocat := background(t, h.NS, task("socat TCP-LISTEN:8080,fork,reuseaddr TCP:192.168.100.23:80")...)
-	testhost.WaitFor(t, func() bool {
-		_, _, err := lan.Run(task("curl http://HOST:8080/")...)
-		return err == nil
-	}, &testhost.Buffer{})
-	if out := run(lan, "curl http://HOST:8080/"); out != "hello from web1\n" {
-		t.Errorf("curl from the LAN through socat: %q", out)
+	// From the LAN: the README's forward added to the file, applied by reload.
+	f, err := os.OpenFile(h.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString("\n[[network.default.forward]]\nproto = \"tcp\"\nport  = 8080\nto    = \"" + ip + ":80\"\n")
+		f.Close()
 	}
-	stopSocat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(h.NS, "sudo kvmnet reload")
+	if out := run(lan, "curl http://HOST:8080/"); out != "hello from web1\n" {
+		t.Errorf("curl from the LAN through the forward: %q", out)
+	}
 
 	// Tearing down: refused while the VM is there, then done by its downscript.
 	if _, e, code := h.kvmnet(nil, task("sudo kvmnet down --all")[1:]...); code != 1 || !strings.Contains(e, "default by g0") {
