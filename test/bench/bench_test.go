@@ -141,12 +141,14 @@ func seed(b *testing.B) (scripts, bool) {
 
 // versusSeed runs f's side for kvmnet and, where it can run, for the seed
 // scripts, interleaved, and reports kvmnet/seed.
-func versusSeed(b *testing.B, f func(w *world, s scripts) func() time.Duration, extra ...side) {
+func versusSeed(b *testing.B, f func(w *world, s scripts) func() time.Duration, extra ...side) map[string]float64 {
 	sides := []side{{"kvmnet", f(newWorld(b), kvmnetNAT())}}
 	if sd, ok := seed(b); ok {
 		sides = append(sides, side{"seed", f(newWorld(b), sd)})
 	}
-	ratio(b, sideBySide(b, append(sides, extra...)...), "kvmnet", "seed")
+	m := sideBySide(b, append(sides, extra...)...)
+	ratio(b, m, "kvmnet", "seed")
+	return m
 }
 
 // BenchmarkNatupCold: the first VM's up, which makes the network; and, to
@@ -165,9 +167,12 @@ func BenchmarkNatupCold(b *testing.B) {
 	versusSeed(b, cold, side{"kvmnet-nodhcp", cold(nodhcp, kvmnetNAT())})
 }
 
-// BenchmarkNatupWarm: a VM's up on a network another VM holds up.
+// BenchmarkNatupWarm: a VM's up on a network another VM holds up; and, as
+// the floor it stands on, an empty static Go main started the same way.
 func BenchmarkNatupWarm(b *testing.B) {
-	versusSeed(b, func(w *world, s scripts) func() time.Duration {
+	empty, w := emptyGo(b), newWorld(b)
+	floor := side{"emptygo", func() time.Duration { return w.run(empty, "") }}
+	m := versusSeed(b, func(w *world, s scripts) func() time.Duration {
 		w.run(s.up, w.tap("vnet0"))
 		tap := w.tap("vnet1")
 		return func() time.Duration {
@@ -175,7 +180,8 @@ func BenchmarkNatupWarm(b *testing.B) {
 			w.run(s.down, tap)
 			return d
 		}
-	})
+	}, floor)
+	ratio(b, m, "kvmnet", "emptygo")
 }
 
 // BenchmarkNatdown: a VM's down that leaves the network to another VM.
@@ -201,17 +207,23 @@ func BenchmarkNatdownLast(b *testing.B) {
 	})
 }
 
-// BenchmarkIfup attaches one more tap to a live isolated network.
+// BenchmarkIfup attaches one more tap to a live isolated network; beside it
+// QEMU's qemu-bridge-helper attaches one to an existing bridge (it makes the
+// tap too, which kvmnet-ifup is handed by QEMU).
 func BenchmarkIfup(b *testing.B) {
 	w := newWorld(b)
 	up, down := filepath.Join(bin, "kvmnet-ifup"), filepath.Join(bin, "kvmnet-ifdown")
 	w.run(up, w.tap("vnet0"))
 	tap := w.tap("vnet1")
-	sideBySide(b, side{"kvmnet", func() time.Duration {
+	sides := []side{{"kvmnet", func() time.Duration {
 		d := w.run(up, tap)
 		w.run(down, tap)
 		return d
-	}})
+	}}}
+	if q, ok := newQEMUWorld(b); ok {
+		sides = append(sides, side{"qemu-bridge-helper", q.attach})
+	}
+	ratio(b, sideBySide(b, sides...), "kvmnet", "qemu-bridge-helper")
 }
 
 // BenchmarkPorts: the up and the down of one more tap on a NAT bridge that
@@ -237,14 +249,15 @@ func BenchmarkPorts(b *testing.B) {
 }
 
 // BenchmarkFloor is what any helper pays before doing anything, from the same
-// harness: starting /bin/true, and starting kvmnet-natup --version (the Go
-// runtime and kvmnet's package inits). The figures above are best read
-// against these.
+// harness: starting /bin/true, an empty static Go main (the Go runtime), and
+// kvmnet-natup --version (that plus kvmnet's package inits). The figures
+// above are best read against these.
 func BenchmarkFloor(b *testing.B) {
 	w := newWorld(b)
-	natup := filepath.Join(bin, "kvmnet-natup")
+	natup, empty := filepath.Join(bin, "kvmnet-natup"), emptyGo(b)
 	sideBySide(b,
 		side{"true", func() time.Duration { return w.run("/bin/true", "") }},
+		side{"emptygo", func() time.Duration { return w.run(empty, "") }},
 		side{"natup-version", func() time.Duration { return w.run(natup, "--version") }},
 	)
 }

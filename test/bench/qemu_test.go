@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// bridgeHelper is QEMU's own /usr/lib/qemu/qemu-bridge-helper, the C helper
+// that makes a tap, attaches it to a bridge and passes its fd to QEMU.
+const bridgeHelper = "/usr/lib/qemu/qemu-bridge-helper"
+
+// emptyGo builds an empty static Go main into a temp dir, as `make build`
+// builds the helpers: the floor any Go helper stands on.
+func emptyGo(b *testing.B) string {
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module empty\n\ngo 1.26\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", "empty", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build an empty Go main: %v: %s", err, out)
+	}
+	return filepath.Join(dir, "empty")
+}
+
+// qemuWorld is a namespace with a bridge br0, and a thread that has entered
+// it inside a private mount namespace where /etc/qemu/bridge.conf allows br0:
+// the ACL qemu-bridge-helper insists on, without writing the machine's /etc
+// (an overlay over /etc that only this thread's children see).
+type qemuWorld struct {
+	w    *world
+	jobs chan func()
+}
+
+func newQEMUWorld(b *testing.B) (*qemuWorld, bool) {
+	if _, err := os.Stat(bridgeHelper); err != nil {
+		b.Logf("qemu-bridge-helper left out: %s is missing (qemu-system-common)", bridgeHelper)
+		return nil, false
+	}
+	w := newWorld(b)
+	w.ns.MustRun("ip", "link", "add", "br0", "type", "bridge")
+	w.ns.MustRun("ip", "link", "set", "br0", "up")
+	dir := b.TempDir()
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{filepath.Join(upper, "qemu"), work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(upper, "qemu", "bridge.conf"), []byte("allow br0\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	q := &qemuWorld{w: w, jobs: make(chan func())}
+	ready := make(chan error)
+	go func() {
+		// The thread never unlocks: its namespaces are not the process's,
+		// so it must die with this goroutine.
+		runtime.LockOSThread()
+		ready <- q.enter(upper, work)
+		for job := range q.jobs {
+			job()
+		}
+	}()
+	if err := <-ready; err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { close(q.jobs) })
+	return q, true
+}
+
+// enter moves the calling thread into a private mount namespace with the
+// overlay on /etc (`unshare -m; mount -t overlay ... /etc`), then into the
+// world's network namespace.
+func (q *qemuWorld) enter(upper, work string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare the mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / private: %w", err)
+	}
+	opts := fmt.Sprintf("lowerdir=/etc,upperdir=%s,workdir=%s", upper, work)
+	if err := unix.Mount("overlay", "/etc", "overlay", 0, opts); err != nil {
+		return fmt.Errorf("overlay /etc: %w", err)
+	}
+	h, err := netns.GetFromName(q.w.ns.Name)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", q.w.ns.Name, err)
+	}
+	defer h.Close()
+	return netns.Set(h)
+}
+
+// attach runs qemu-bridge-helper as QEMU does (`--use-vnet --fd=N --br=br0`,
+// N one end of a unix socket pair), takes the tap's fd it sends and closes
+// it, which deletes the tap. It returns the helper's wall time.
+func (q *qemuWorld) attach() time.Duration {
+	var took time.Duration
+	var err error
+	done := make(chan struct{})
+	q.jobs <- func() { took, err = runBridgeHelper(); close(done) }
+	<-done
+	if err != nil {
+		q.w.b.Fatal(err)
+	}
+	return took
+}
+
+func runBridgeHelper() (time.Duration, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("socketpair: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "qemu"), os.NewFile(uintptr(fds[1]), "helper")
+	defer ours.Close()
+	cmd := exec.Command(bridgeHelper, "--use-vnet", "--fd=3", "--br=br0")
+	cmd.ExtraFiles = []*os.File{theirs}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	theirs.Close()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w: %s", bridgeHelper, err, out)
+	}
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(fds[0], buf, oob, 0)
+	if err != nil {
+		return 0, fmt.Errorf("receive the tap's fd: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return 0, fmt.Errorf("receive the tap's fd: no fd passed")
+	}
+	tapfds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil {
+		return 0, fmt.Errorf("receive the tap's fd: %w", err)
+	}
+	for _, fd := range tapfds {
+		unix.Close(fd)
+	}
+	return took, nil
+}
