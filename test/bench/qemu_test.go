@@ -64,43 +64,70 @@ func newQEMUWorld(b *testing.B) (*qemuWorld, bool) {
 		b.Fatal(err)
 	}
 	q := &qemuWorld{w: w, jobs: make(chan func())}
-	ready := make(chan error)
+	ready, done := make(chan error), make(chan struct{})
 	go func() {
-		// The thread never unlocks: its namespaces are not the process's,
-		// so it must die with this goroutine.
+		defer close(done)
 		runtime.LockOSThread()
-		ready <- q.enter(upper, work)
+		leave, err := q.enter(upper, work)
+		ready <- err
+		if err != nil {
+			leave()
+			return
+		}
 		for job := range q.jobs {
 			job()
 		}
+		leave()
 	}()
 	if err := <-ready; err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { close(q.jobs) })
+	b.Cleanup(func() { close(q.jobs); <-done })
 	return q, true
 }
 
 // enter moves the calling thread into a private mount namespace with the
 // overlay on /etc (`unshare -m; mount -t overlay ... /etc`), then into the
-// world's network namespace.
-func (q *qemuWorld) enter(upper, work string) error {
+// world's network namespace. The thread stays locked, so it dies with its
+// goroutine, except for the process's main thread, which Go never ends: a
+// process whose main thread stays in the namespace is one `ip netns pids`
+// lists and the namespace's cleanup kills. leave takes that one back.
+func (q *qemuWorld) enter(upper, work string) (leave func(), err error) {
+	leave = func() {}
+	if unix.Gettid() == unix.Getpid() {
+		mnt, err := os.Open("/proc/thread-self/ns/mnt")
+		if err != nil {
+			return leave, err
+		}
+		origin, err := netns.Get()
+		if err != nil {
+			mnt.Close()
+			return leave, err
+		}
+		leave = func() {
+			if netns.Set(origin) == nil && unix.Setns(int(mnt.Fd()), unix.CLONE_NEWNS) == nil {
+				runtime.UnlockOSThread()
+			}
+			origin.Close()
+			mnt.Close()
+		}
+	}
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("unshare the mount namespace: %w", err)
+		return leave, fmt.Errorf("unshare the mount namespace: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make / private: %w", err)
+		return leave, fmt.Errorf("make / private: %w", err)
 	}
 	opts := fmt.Sprintf("lowerdir=/etc,upperdir=%s,workdir=%s", upper, work)
 	if err := unix.Mount("overlay", "/etc", "overlay", 0, opts); err != nil {
-		return fmt.Errorf("overlay /etc: %w", err)
+		return leave, fmt.Errorf("overlay /etc: %w", err)
 	}
 	h, err := netns.GetFromName(q.w.ns.Name)
 	if err != nil {
-		return fmt.Errorf("open netns %s: %w", q.w.ns.Name, err)
+		return leave, fmt.Errorf("open netns %s: %w", q.w.ns.Name, err)
 	}
 	defer h.Close()
-	return netns.Set(h)
+	return leave, netns.Set(h)
 }
 
 // attach runs qemu-bridge-helper as QEMU does (`--use-vnet --fd=N --br=br0`,
