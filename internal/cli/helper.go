@@ -121,6 +121,10 @@ func runHelper(v Verb, args []string) (helperResult, error) {
 	if err := needNetAdmin(); err != nil {
 		return helperResult{}, err
 	}
+	// A helper never leaves the namespace QEMU started it in.
+	if err := bridge.KeepSocket(); err != nil {
+		return helperResult{}, err
+	}
 	n, err := loadNetwork(config.FromProgram(args[0]), v.Mode)
 	if err != nil {
 		return helperResult{}, err
