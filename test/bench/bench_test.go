@@ -125,8 +125,18 @@ func ratio(b *testing.B, medians map[string]float64, a, c string) {
 // scripts is a pair of up and down scripts.
 type scripts struct{ up, down string }
 
-func kvmnetNAT() scripts {
-	return scripts{filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")}
+func kvmnetNAT() scripts { return natIn(bin) }
+
+func natIn(dir string) scripts {
+	return scripts{filepath.Join(dir, "kvmnet-natup"), filepath.Join(dir, "kvmnet-natdown")}
+}
+
+// before is $KVMNET_BENCH_BEFORE: a directory holding another build of the
+// helpers and kvmnet (e.g. `make build` of an older commit), measured as the
+// side "before" in the same loop, so that a change is judged under one load.
+func before() (string, bool) {
+	dir := os.Getenv("KVMNET_BENCH_BEFORE")
+	return dir, dir != ""
 }
 
 // seed returns the seed's shell scripts, or false when they cannot run here.
@@ -146,8 +156,12 @@ func versusSeed(b *testing.B, f func(w *world, s scripts) func() time.Duration, 
 	if sd, ok := seed(b); ok {
 		sides = append(sides, side{"seed", f(newWorld(b), sd)})
 	}
+	if dir, ok := before(); ok {
+		sides = append(sides, side{"before", f(newWorld(b), natIn(dir))})
+	}
 	m := sideBySide(b, append(sides, extra...)...)
 	ratio(b, m, "kvmnet", "seed")
+	ratio(b, m, "kvmnet", "before")
 	return m
 }
 
@@ -211,19 +225,27 @@ func BenchmarkNatdownLast(b *testing.B) {
 // QEMU's qemu-bridge-helper attaches one to an existing bridge (it makes the
 // tap too, which kvmnet-ifup is handed by QEMU).
 func BenchmarkIfup(b *testing.B) {
-	w := newWorld(b)
-	up, down := filepath.Join(bin, "kvmnet-ifup"), filepath.Join(bin, "kvmnet-ifdown")
-	w.run(up, w.tap("vnet0"))
-	tap := w.tap("vnet1")
-	sides := []side{{"kvmnet", func() time.Duration {
-		d := w.run(up, tap)
-		w.run(down, tap)
-		return d
-	}}}
+	ifup := func(dir string) func() time.Duration {
+		w := newWorld(b)
+		up, down := filepath.Join(dir, "kvmnet-ifup"), filepath.Join(dir, "kvmnet-ifdown")
+		w.run(up, w.tap("vnet0"))
+		tap := w.tap("vnet1")
+		return func() time.Duration {
+			d := w.run(up, tap)
+			w.run(down, tap)
+			return d
+		}
+	}
+	sides := []side{{"kvmnet", ifup(bin)}}
 	if q, ok := newQEMUWorld(b); ok {
 		sides = append(sides, side{"qemu-bridge-helper", q.attach})
 	}
-	ratio(b, sideBySide(b, sides...), "kvmnet", "qemu-bridge-helper")
+	if dir, ok := before(); ok {
+		sides = append(sides, side{"before", ifup(dir)})
+	}
+	m := sideBySide(b, sides...)
+	ratio(b, m, "kvmnet", "qemu-bridge-helper")
+	ratio(b, m, "kvmnet", "before")
 }
 
 // BenchmarkPorts: the up and the down of one more tap on a NAT bridge that
