@@ -131,7 +131,7 @@ func Delete(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := nlh.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := linkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete bridge %s: %w", name, err)
 	}
 	return nil

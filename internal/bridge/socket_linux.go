@@ -27,3 +27,11 @@ func KeepSocket() error {
 	nlh = h
 	return nil
 }
+
+// linkDel deletes a link on a socket of its own: the kernel answers a
+// delete only after RCU grace periods (~40 ms for a bridge), and a last
+// down deletes links side by side with other netlink work, which would
+// queue behind it on the shared socket.
+//
+//	ip link del NAME
+func linkDel(l netlink.Link) error { return netlink.LinkDel(l) }

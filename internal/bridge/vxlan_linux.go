@@ -95,7 +95,7 @@ func DeleteVXLAN(name string, index int) error {
 	if l.Attrs().Index != index {
 		return nil
 	}
-	if err := nlh.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := linkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete vxlan %s: %w", name, err)
 	}
 	return nil
