@@ -40,7 +40,7 @@ func MAC(name string) net.HardwareAddr {
 //
 //	ip link show NAME
 func Link(name string) (netlink.Link, error) {
-	l, err := netlink.LinkByName(name)
+	l, err := nlh.LinkByName(name)
 	var nf netlink.LinkNotFoundError
 	if errors.As(err, &nf) {
 		return nil, fmt.Errorf("%s: %w", name, ErrNoLink)
@@ -113,7 +113,7 @@ func Create(name string, mtu int) (*netlink.Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := netlink.LinkSetAlias(br, Alias); err != nil {
+	if err := nlh.LinkSetAlias(br, Alias); err != nil {
 		return br, fmt.Errorf("set alias of %s: %w", name, err)
 	}
 	br.Attrs().Alias = Alias
@@ -131,7 +131,7 @@ func Delete(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := linkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete bridge %s: %w", name, err)
 	}
 	return nil
@@ -144,7 +144,7 @@ func Up(l netlink.Link) error {
 	if l.Attrs().Flags&net.FlagUp != 0 {
 		return nil
 	}
-	if err := netlink.LinkSetUp(l); err != nil {
+	if err := nlh.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
 	}
 	return nil
@@ -158,14 +158,14 @@ func Up(l netlink.Link) error {
 func Attach(port netlink.Link, br *netlink.Bridge) error {
 	a := port.Attrs()
 	if a.MTU != br.MTU {
-		if err := netlink.LinkSetMTU(port, br.MTU); err != nil {
+		if err := nlh.LinkSetMTU(port, br.MTU); err != nil {
 			return fmt.Errorf("set %s mtu %d: %w", a.Name, br.MTU, err)
 		}
 	}
 	if a.MasterIndex != br.Index {
-		if err := netlink.LinkSetMasterByIndex(port, br.Index); err != nil {
+		if err := nlh.LinkSetMasterByIndex(port, br.Index); err != nil {
 			if a.MTU != br.MTU { // a port the bridge refuses keeps its own MTU
-				_ = netlink.LinkSetMTU(port, a.MTU)
+				_ = nlh.LinkSetMTU(port, a.MTU)
 			}
 			return fmt.Errorf("attach %s to %s: %w", a.Name, br.Name, err)
 		}
@@ -180,7 +180,7 @@ func Detach(port netlink.Link, br *netlink.Bridge) error {
 	if port.Attrs().MasterIndex != br.Index {
 		return nil
 	}
-	if err := netlink.LinkSetNoMaster(port); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := nlh.LinkSetNoMaster(port); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("detach %s from %s: %w", port.Attrs().Name, br.Name, err)
 	}
 	return nil
@@ -191,7 +191,7 @@ func Detach(port netlink.Link, br *netlink.Bridge) error {
 //
 //	ip link set NAME mtu MTU
 func SetMTU(l netlink.Link, mtu int) error {
-	if err := netlink.LinkSetMTU(l, mtu); err != nil {
+	if err := nlh.LinkSetMTU(l, mtu); err != nil {
 		return fmt.Errorf("set %s mtu %d: %w", l.Attrs().Name, mtu, err)
 	}
 	l.Attrs().MTU = mtu
@@ -203,7 +203,7 @@ func SetMTU(l netlink.Link, mtu int) error {
 //
 //	ip link show master BRIDGE
 func Ports(br *netlink.Bridge) ([]netlink.Link, error) {
-	all, err := netlink.LinkList()
+	all, err := nlh.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -220,7 +220,7 @@ func Ports(br *netlink.Bridge) ([]netlink.Link, error) {
 //
 //	ip -4 addr show dev NAME   (ip -6 for an IPv6 gw)
 func HasAddress(l netlink.Link, gw netip.Prefix) (bool, error) {
-	addrs, err := netlink.AddrList(l, family(gw))
+	addrs, err := nlh.AddrList(l, family(gw))
 	if err != nil {
 		return false, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
 	}
@@ -237,7 +237,7 @@ func HasAddress(l netlink.Link, gw netip.Prefix) (bool, error) {
 //
 //	ip addr show dev NAME scope global
 func Addresses(l netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	addrs, err := nlh.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
 	}
@@ -259,7 +259,7 @@ func Name(index int) string { return linkName(index) }
 //
 //	ip addr add GW dev NAME [nodad]
 func AddAddress(l netlink.Link, gw netip.Prefix) error {
-	if err := netlink.AddrAdd(l, toAddr(gw)); err != nil {
+	if err := nlh.AddrAdd(l, toAddr(gw)); err != nil {
 		return fmt.Errorf("add %s to %s: %w", gw, l.Attrs().Name, err)
 	}
 	return nil
@@ -269,7 +269,7 @@ func AddAddress(l netlink.Link, gw netip.Prefix) error {
 //
 //	ip addr del GW dev NAME
 func DelAddress(l netlink.Link, gw netip.Prefix) error {
-	err := netlink.AddrDel(l, toAddr(gw))
+	err := nlh.AddrDel(l, toAddr(gw))
 	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("remove %s from %s: %w", gw, l.Attrs().Name, err)
 	}
@@ -288,7 +288,7 @@ var ErrOverlap = errors.New("overlaps")
 //
 //	ip -4 addr; ip -4 route   (ip -6 for an IPv6 subnet)
 func CheckOverlap(subnet netip.Prefix, bridgeIndex int) error {
-	addrs, err := netlink.AddrList(nil, family(subnet))
+	addrs, err := nlh.AddrList(nil, family(subnet))
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
@@ -298,7 +298,7 @@ func CheckOverlap(subnet netip.Prefix, bridgeIndex int) error {
 			return fmt.Errorf("subnet %s %w %s on %s", subnet, ErrOverlap, p, linkName(a.LinkIndex))
 		}
 	}
-	routes, err := netlink.RouteList(nil, family(subnet))
+	routes, err := nlh.RouteList(nil, family(subnet))
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
 	}
@@ -312,7 +312,7 @@ func CheckOverlap(subnet netip.Prefix, bridgeIndex int) error {
 }
 
 func linkName(index int) string {
-	if l, err := netlink.LinkByIndex(index); err == nil {
+	if l, err := nlh.LinkByIndex(index); err == nil {
 		return l.Attrs().Name
 	}
 	return fmt.Sprintf("link %d", index)

@@ -109,7 +109,7 @@ func DisableSTP(br *netlink.Bridge) error {
 //
 //	bridge fdb show br NAME dynamic
 func Learned(br *netlink.Bridge) ([]netlink.Neigh, error) {
-	all, err := netlink.NeighList(0, unix.AF_BRIDGE)
+	all, err := nlh.NeighList(0, unix.AF_BRIDGE)
 	if err != nil {
 		return nil, fmt.Errorf("list fdb of %s: %w", br.Name, err)
 	}

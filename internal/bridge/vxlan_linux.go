@@ -64,14 +64,14 @@ func CreateVXLAN(v VXLAN, br *netlink.Bridge) (*netlink.Vxlan, error) {
 	if v.Local.IsValid() {
 		vx.SrcAddr = v.Local.AsSlice()
 	}
-	err := netlink.LinkAdd(vx)
+	err := nlh.LinkAdd(vx)
 	if err == nil {
 		// The kernel takes an alias only from a change, not with the link's creation.
-		err = netlink.LinkSetAlias(vx, Alias)
+		err = nlh.LinkSetAlias(vx, Alias)
 	}
 	if err != nil {
 		if vx.Index != 0 {
-			_ = netlink.LinkDel(vx) // leave nothing half-made
+			_ = nlh.LinkDel(vx) // leave nothing half-made
 		}
 		return nil, fmt.Errorf("create vxlan %s: %w", v.Name, err)
 	}
@@ -95,7 +95,7 @@ func DeleteVXLAN(name string, index int) error {
 	if l.Attrs().Index != index {
 		return nil
 	}
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := linkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete vxlan %s: %w", name, err)
 	}
 	return nil
@@ -127,7 +127,7 @@ func SyncPeers(vx netlink.Link, peers []netip.Addr) (added, removed []netip.Addr
 		if slices.Contains(flood, p) {
 			continue
 		}
-		if err := netlink.NeighAppend(entry(p)); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := nlh.NeighAppend(entry(p)); err != nil && !errors.Is(err, unix.EEXIST) {
 			return added, removed, fmt.Errorf("add peer %s to %s: %w", p, vx.Attrs().Name, err)
 		}
 		added = append(added, p)
@@ -136,7 +136,7 @@ func SyncPeers(vx netlink.Link, peers []netip.Addr) (added, removed []netip.Addr
 		if slices.Contains(peers, p) {
 			continue
 		}
-		if err := netlink.NeighDel(entry(p)); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := nlh.NeighDel(entry(p)); err != nil && !errors.Is(err, unix.ENOENT) {
 			return added, removed, fmt.Errorf("remove peer %s from %s: %w", p, vx.Attrs().Name, err)
 		}
 		removed = append(removed, p)
@@ -150,7 +150,7 @@ func SyncPeers(vx netlink.Link, peers []netip.Addr) (added, removed []netip.Addr
 //
 //	bridge fdb show dev NAME
 func Remotes(vx netlink.Link) (flood, heard []netip.Addr, err error) {
-	all, err := netlink.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	all, err := nlh.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list fdb of %s: %w", vx.Attrs().Name, err)
 	}
@@ -177,7 +177,7 @@ func Remotes(vx netlink.Link) (flood, heard []netip.Addr, err error) {
 //
 //	ip -4 addr
 func CheckNotLocal(peers []netip.Addr) error {
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := nlh.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
@@ -216,7 +216,7 @@ func ReadUnderlay(dev string, peers []netip.Addr) (Underlay, error) {
 		u.MTU, u.DevIndex = l.Attrs().MTU, l.Attrs().Index
 	}
 	for _, p := range peers {
-		routes, err := netlink.RouteGet(p.AsSlice())
+		routes, err := nlh.RouteGet(p.AsSlice())
 		if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || err == nil && len(routes) == 0 {
 			u.Unrouted = append(u.Unrouted, p)
 			continue
@@ -232,7 +232,7 @@ func ReadUnderlay(dev string, peers []netip.Addr) (Underlay, error) {
 		}
 		mtu := routes[0].MTU
 		if mtu == 0 {
-			l, err := netlink.LinkByIndex(routes[0].LinkIndex)
+			l, err := nlh.LinkByIndex(routes[0].LinkIndex)
 			if err != nil {
 				return u, fmt.Errorf("route to peer %s: link %d: %w", p, routes[0].LinkIndex, err)
 			}
@@ -249,7 +249,7 @@ func ReadUnderlay(dev string, peers []netip.Addr) (Underlay, error) {
 //
 //	ip link set NAME address MAC
 func SetMAC(l netlink.Link, mac net.HardwareAddr) error {
-	if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
+	if err := nlh.LinkSetHardwareAddr(l, mac); err != nil {
 		return fmt.Errorf("set %s address %s: %w", l.Attrs().Name, mac, err)
 	}
 	l.Attrs().HardwareAddr = mac

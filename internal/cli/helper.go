@@ -121,6 +121,10 @@ func runHelper(v Verb, args []string) (helperResult, error) {
 	if err := needNetAdmin(); err != nil {
 		return helperResult{}, err
 	}
+	// A helper never leaves the namespace QEMU started it in.
+	if err := bridge.KeepSocket(); err != nil {
+		return helperResult{}, err
+	}
 	d, err := state.Open()
 	if err != nil {
 		return helperResult{}, err

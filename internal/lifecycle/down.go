@@ -85,7 +85,7 @@ func lastUser(d state.Dir, rec state.Network, br *netlink.Bridge) (bool, error) 
 // while it is a port of br. A VM killed with SIGKILL takes its tap with it.
 func onBridge(br *netlink.Bridge) func(tap string) bool {
 	return func(tap string) bool {
-		l, err := netlink.LinkByName(tap)
+		l, err := bridge.Link(tap)
 		return err == nil && l.Attrs().MasterIndex == br.Index
 	}
 }

@@ -64,7 +64,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	if err != nil || ((kind == healUp || kind == reloadUp) && !existed) {
 		return Result{}, err
 	}
-	rec, err := current(n, disk, existed)
+	rec, br, err := current(n, disk, existed)
 	if err != nil {
 		return Result{}, err
 	}
@@ -75,6 +75,9 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 			return Result{}, ErrConfigStale
 		}
 		u.reconfig, u.forwards = true, recordForwards(n)
+	}
+	if existed && !u.recovering {
+		u.seen, u.looked = br, true
 	}
 	if kind == vmUp {
 		if u.tap, err = findTap(tapName, n); err != nil {
@@ -137,26 +140,27 @@ type Result struct {
 }
 
 // current returns the record of n, rec as read (ok false: none), checked
-// against the running network.
-func current(n config.Net, rec state.Network, ok bool) (state.Network, error) {
+// against the running network, and, when there was a record, the bridge it
+// found (nil: none).
+func current(n config.Net, rec state.Network, ok bool) (state.Network, *netlink.Bridge, error) {
 	fresh := state.Network{Name: n.Name, Bridge: n.Bridge, Mode: string(n.Mode), Gateway: n.Gateway, Gateway6: n.Gateway6}
 	if !ok {
-		return fresh, nil
+		return fresh, nil, nil
 	}
 	if rec.Gateway6 != n.Gateway6 {
-		return rec, fmt.Errorf("network %s is up with address6 %s, asked for %s: %w (take its VMs down or run `kvmnet down %s` first)",
+		return rec, nil, fmt.Errorf("network %s is up with address6 %s, asked for %s: %w (take its VMs down or run `kvmnet down %s` first)",
 			n.Name, gwString(rec.Gateway6), gwString(n.Gateway6), ErrConflict, n.Name)
 	}
 	if rec.Bridge != n.Bridge || rec.Mode != string(n.Mode) || rec.Gateway != n.Gateway {
-		return rec, fmt.Errorf("network %s is up as %s on %s %s, asked for %s on %s %s: %w (take its VMs down or run `kvmnet down %s` first)",
+		return rec, nil, fmt.Errorf("network %s is up as %s on %s %s, asked for %s on %s %s: %w (take its VMs down or run `kvmnet down %s` first)",
 			n.Name, rec.Mode, rec.Bridge, gwString(rec.Gateway), n.Mode, n.Bridge, gwString(n.Gateway), ErrConflict, n.Name)
 	}
 	if err := sameFirewall(rec, n); err != nil {
-		return rec, err
+		return rec, nil, err
 	}
 	br, err := bridge.Find(n.Bridge)
 	if err != nil {
-		return rec, err
+		return rec, nil, err
 	}
 	switch {
 	case br == nil:
@@ -171,7 +175,7 @@ func current(n config.Net, rec state.Network, ok bool) (state.Network, error) {
 		rec.MadeBridge, rec.MadeAddress, rec.MadeAddress6, rec.BridgeIndex = false, false, false, 0
 		forgetQuiet(&rec)
 	}
-	return rec, nil
+	return rec, br, nil
 }
 
 // ownsBridge reports whether br is the bridge rec says kvmnet made: the one
@@ -194,6 +198,9 @@ type upCall struct {
 	tap netlink.Link // nil for an up with no VM (Pin, Heal)
 	br  *netlink.Bridge
 	fw  firewall.Firewall
+
+	seen   *netlink.Bridge // the bridge current found (nil: none), while looked
+	looked bool            // seen is still fresh: no step has looked since
 
 	disk       state.Network // the record as it is in the state directory
 	existed    bool          // there was a record when the up began
@@ -303,7 +310,7 @@ func (u *upCall) tapSteps() []step {
 // adminBridge finds a bridged network's bridge, which is the admin's: kvmnet
 // never makes it, never changes it, and touches nothing on it but its taps.
 func (u *upCall) adminBridge() (outcome, error) {
-	br, err := bridge.Find(u.n.Bridge)
+	br, err := u.findBridge()
 	if err != nil {
 		return unchanged, err
 	}
@@ -315,7 +322,7 @@ func (u *upCall) adminBridge() (outcome, error) {
 }
 
 func (u *upCall) bridge() (outcome, error) {
-	br, err := bridge.Find(u.n.Bridge)
+	br, err := u.findBridge()
 	if err != nil {
 		return unchanged, err
 	}
@@ -375,6 +382,17 @@ func (u *upCall) adopt(br *netlink.Bridge) error {
 		}
 	}
 	return nil
+}
+
+// findBridge returns the network's bridge (nil: none): the one current found
+// a moment ago under the lock, which a warm up need not ask the kernel for
+// again, else a fresh lookup.
+func (u *upCall) findBridge() (*netlink.Bridge, error) {
+	if u.looked {
+		u.looked = false
+		return u.seen, nil
+	}
+	return bridge.Find(u.n.Bridge)
 }
 
 func (u *upCall) unbridge() error {

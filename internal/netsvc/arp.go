@@ -49,7 +49,10 @@ func newARPProber(ifname string) (*arpProber, error) {
 	if err != nil {
 		return nil, fmt.Errorf("arp probe: %w", err)
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, int(htons(unix.ETH_P_ARP)))
+	// Protocol 0 here and ARP at bind: a socket made with a protocol is
+	// hooked into every device at once, and moving the hook to one device at
+	// bind waits out an RCU grace period (~10 ms), on a cold up's critical path.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("arp probe socket: %w", err)
 	}

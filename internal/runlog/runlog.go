@@ -5,12 +5,14 @@
 package runlog
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/syslog"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Tag is the syslog tag of every line kvmnet logs.
@@ -26,11 +28,26 @@ type Logger struct {
 // Open returns a logger for the program called prog. No syslog socket (a
 // container, a minimal CI machine) is not an error: stderr still gets the line.
 func Open(prog string) *Logger {
-	sys, err := syslog.New(syslog.LOG_INFO|syslog.LOG_DAEMON, Tag)
-	if err != nil {
-		sys = nil
+	return &Logger{prog: prog, stderr: os.Stderr, sys: dialSyslog()}
+}
+
+// devLog is the system log's socket on Linux (journald's and rsyslog's alike).
+const devLog = "/dev/log"
+
+// dialSyslog connects to /dev/log once, as a datagram socket, and as a stream
+// only when the socket there is one. syslog.New would try two more paths
+// that are macOS's and the BSDs', each as datagram and stream: six failed
+// connects per run on a host with no system log.
+func dialSyslog() *syslog.Writer {
+	const prio = syslog.LOG_INFO | syslog.LOG_DAEMON
+	sys, err := syslog.Dial("unixgram", devLog, prio, Tag)
+	if errors.Is(err, syscall.EPROTOTYPE) {
+		sys, err = syslog.Dial("unix", devLog, prio, Tag)
 	}
-	return &Logger{prog: prog, stderr: os.Stderr, sys: sys}
+	if err != nil {
+		return nil
+	}
+	return sys
 }
 
 // Close closes the syslog connection.

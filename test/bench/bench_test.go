@@ -131,8 +131,18 @@ func ratio(b *testing.B, medians map[string]float64, a, c string) {
 // scripts is a pair of up and down scripts.
 type scripts struct{ up, down string }
 
-func kvmnetNAT() scripts {
-	return scripts{filepath.Join(bin, "kvmnet-natup"), filepath.Join(bin, "kvmnet-natdown")}
+func kvmnetNAT() scripts { return natIn(bin) }
+
+func natIn(dir string) scripts {
+	return scripts{filepath.Join(dir, "kvmnet-natup"), filepath.Join(dir, "kvmnet-natdown")}
+}
+
+// before is $KVMNET_BENCH_BEFORE: a directory holding another build of the
+// helpers and kvmnet (e.g. `make build` of an older commit), measured as the
+// side "before" in the same loop, so that a change is judged under one load.
+func before() (string, bool) {
+	dir := os.Getenv("KVMNET_BENCH_BEFORE")
+	return dir, dir != ""
 }
 
 // seed returns the seed's shell scripts, or false when they cannot run here.
@@ -147,12 +157,18 @@ func seed(b *testing.B) (scripts, bool) {
 
 // versusSeed runs f's side for kvmnet and, where it can run, for the seed
 // scripts, interleaved, and reports kvmnet/seed.
-func versusSeed(b *testing.B, f func(w *world, s scripts) func() time.Duration, extra ...side) {
+func versusSeed(b *testing.B, f func(w *world, s scripts) func() time.Duration, extra ...side) map[string]float64 {
 	sides := []side{{"kvmnet", f(newWorld(b), kvmnetNAT())}}
 	if sd, ok := seed(b); ok {
 		sides = append(sides, side{"seed", f(newWorld(b), sd)})
 	}
-	ratio(b, sideBySide(b, append(sides, extra...)...), "kvmnet", "seed")
+	if dir, ok := before(); ok {
+		sides = append(sides, side{"before", f(newWorld(b), natIn(dir))})
+	}
+	m := sideBySide(b, append(sides, extra...)...)
+	ratio(b, m, "kvmnet", "seed")
+	ratio(b, m, "kvmnet", "before")
+	return m
 }
 
 // BenchmarkNatupCold: the first VM's up, which makes the network; and, to
@@ -171,9 +187,12 @@ func BenchmarkNatupCold(b *testing.B) {
 	versusSeed(b, cold, side{"kvmnet-nodhcp", cold(nodhcp, kvmnetNAT())})
 }
 
-// BenchmarkNatupWarm: a VM's up on a network another VM holds up.
+// BenchmarkNatupWarm: a VM's up on a network another VM holds up; and, as
+// the floor it stands on, an empty static Go main started the same way.
 func BenchmarkNatupWarm(b *testing.B) {
-	versusSeed(b, func(w *world, s scripts) func() time.Duration {
+	empty, w := emptyGo(b), newWorld(b)
+	floor := side{"emptygo", func() time.Duration { return w.run(empty, "") }}
+	m := versusSeed(b, func(w *world, s scripts) func() time.Duration {
 		w.run(s.up, w.tap("vnet0"))
 		tap := w.tap("vnet1")
 		return func() time.Duration {
@@ -181,7 +200,8 @@ func BenchmarkNatupWarm(b *testing.B) {
 			w.run(s.down, tap)
 			return d
 		}
-	})
+	}, floor)
+	ratio(b, m, "kvmnet", "emptygo")
 }
 
 // BenchmarkNatdown: a VM's down that leaves the network to another VM.
@@ -207,17 +227,31 @@ func BenchmarkNatdownLast(b *testing.B) {
 	})
 }
 
-// BenchmarkIfup attaches one more tap to a live isolated network.
+// BenchmarkIfup attaches one more tap to a live isolated network; beside it
+// QEMU's qemu-bridge-helper attaches one to an existing bridge (it makes the
+// tap too, which kvmnet-ifup is handed by QEMU).
 func BenchmarkIfup(b *testing.B) {
-	w := newWorld(b)
-	up, down := filepath.Join(bin, "kvmnet-ifup"), filepath.Join(bin, "kvmnet-ifdown")
-	w.run(up, w.tap("vnet0"))
-	tap := w.tap("vnet1")
-	sideBySide(b, side{"kvmnet", func() time.Duration {
-		d := w.run(up, tap)
-		w.run(down, tap)
-		return d
-	}})
+	ifup := func(dir string) func() time.Duration {
+		w := newWorld(b)
+		up, down := filepath.Join(dir, "kvmnet-ifup"), filepath.Join(dir, "kvmnet-ifdown")
+		w.run(up, w.tap("vnet0"))
+		tap := w.tap("vnet1")
+		return func() time.Duration {
+			d := w.run(up, tap)
+			w.run(down, tap)
+			return d
+		}
+	}
+	sides := []side{{"kvmnet", ifup(bin)}}
+	if q, ok := newQEMUWorld(b); ok {
+		sides = append(sides, side{"qemu-bridge-helper", q.attach})
+	}
+	if dir, ok := before(); ok {
+		sides = append(sides, side{"before", ifup(dir)})
+	}
+	m := sideBySide(b, sides...)
+	ratio(b, m, "kvmnet", "qemu-bridge-helper")
+	ratio(b, m, "kvmnet", "before")
 }
 
 // BenchmarkPorts: the up and the down of one more tap on a NAT bridge that
@@ -243,14 +277,15 @@ func BenchmarkPorts(b *testing.B) {
 }
 
 // BenchmarkFloor is what any helper pays before doing anything, from the same
-// harness: starting /bin/true, and starting kvmnet-natup --version (the Go
-// runtime and kvmnet's package inits). The figures above are best read
-// against these.
+// harness: starting /bin/true, an empty static Go main (the Go runtime), and
+// kvmnet-natup --version (that plus kvmnet's package inits). The figures
+// above are best read against these.
 func BenchmarkFloor(b *testing.B) {
 	w := newWorld(b)
-	natup := filepath.Join(bin, "kvmnet-natup")
+	natup, empty := filepath.Join(bin, "kvmnet-natup"), emptyGo(b)
 	sideBySide(b,
 		side{"true", func() time.Duration { return w.run("/bin/true", "") }},
+		side{"emptygo", func() time.Duration { return w.run(empty, "") }},
 		side{"natup-version", func() time.Duration { return w.run(natup, "--version") }},
 	)
 }

@@ -134,13 +134,15 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 }
 
 // WriteConfig writes c to path atomically, so a daemon starting at the same
-// moment never reads half a file.
+// moment never reads half a file. It is not synced: it lives in /run, which
+// no crash outlives, and a sync on a disk-backed /run is a journal commit
+// on a cold up's critical path.
 func WriteConfig(path string, c Config) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode netsvc config: %w", err)
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o644)
+	return writeFileAtomic(path, append(b, '\n'), 0o644, false)
 }
 
 // ReadConfig reads a config written by WriteConfig. It neither fills defaults
@@ -380,9 +382,10 @@ func (c Config) validateUpstreams() error {
 	return nil
 }
 
-// writeFileAtomic writes b to a temporary file beside path, syncs it and
-// renames it over path, so readers see the old or the new file, never a mix.
-func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
+// writeFileAtomic writes b to a temporary file beside path, syncs it when
+// durable (it must outlive a crash) and renames it over path, so readers see
+// the old or the new file, never a mix.
+func writeFileAtomic(path string, b []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -398,9 +401,11 @@ func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -190,7 +190,7 @@ func WriteLeaseFile(path string, lf LeaseFile) error {
 	if err != nil {
 		return fmt.Errorf("encode leases: %w", err)
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o644)
+	return writeFileAtomic(path, append(b, '\n'), 0o644, true)
 }
 
 func sortLeases(ls []Lease) {

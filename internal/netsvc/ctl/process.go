@@ -35,7 +35,8 @@ func WritePIDFile(path string, pid int) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("pid file directory: %w", err)
 	}
-	if err := writeFileAtomic(path, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+	// Not synced: the pid file lives in /run, which no crash outlives.
+	if err := writeFileAtomic(path, []byte(strconv.Itoa(pid)+"\n"), 0o644, false); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	return nil
