@@ -40,7 +40,7 @@ func forwardStatuses(recorded []state.Forward, up bool, conf config.Net, leases 
 	out := []PortForwardStatus{}
 	for _, f := range fs {
 		s := PortForwardStatus{Proto: f.Proto, Port: config.PortRange{First: f.First, Last: f.Last}.String(),
-			To: f.Guest.String() + ":" + config.PortRange{First: f.GuestPort, Last: f.GuestPort + f.Last - f.First}.String()}
+			To: config.HostPort(f.Guest, config.PortRange{First: f.GuestPort, Last: f.GuestPort + f.Last - f.First}.String())}
 		if f.HostIP.IsValid() {
 			s.HostIP = f.HostIP.String()
 		}
