@@ -59,6 +59,9 @@ func forwardRow(network string, f PortForwardStatus) string {
 	host := f.Port
 	if f.HostIP != "" {
 		host = f.HostIP + ":" + f.Port
+		if a, err := netip.ParseAddr(f.HostIP); err == nil {
+			host = config.HostPort(a, f.Port)
+		}
 	}
 	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", f.Proto, host, network, f.To, yesNo(f.Leased, "leased", "no lease"))
 }
