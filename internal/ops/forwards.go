@@ -63,7 +63,11 @@ func forwardRow(network string, f PortForwardStatus) string {
 			host = config.HostPort(a, f.Port)
 		}
 	}
-	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", f.Proto, host, network, f.To, yesNo(f.Leased, "leased", "no lease"))
+	lease := yesNo(f.Leased, "leased", "no lease")
+	if strings.HasPrefix(f.To, "[") { // IPv6: addresses by SLAAC or static, no DHCP lease to show
+		lease = "-"
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", f.Proto, host, network, f.To, lease)
 }
 
 // portForwards: a forward whose guest holds no lease goes nowhere (the guest is
@@ -77,7 +81,7 @@ func (c *netCheck) portForwards() []Finding {
 	if c.rec.Services && c.conf.DHCP {
 		leases := c.h.leases(c.name, c.conf.LeaseFile, func(error) {})
 		for _, f := range forwardStatuses(c.forwards, true, c.conf, leases) {
-			if !f.Leased {
+			if !f.Leased && !strings.HasPrefix(f.To, "[") { // IPv6 guests hold no DHCP lease
 				fs = append(fs, Finding{Network: c.name, Info: true,
 					Problem:  fmt.Sprintf("forward %s %s goes to %s, which no guest has a lease on (off, or on another address?)", f.Proto, f.Port, f.To),
 					Evidence: "kvmnet status lists no lease of " + strings.Split(f.To, ":")[0],
@@ -104,10 +108,15 @@ type listener struct {
 }
 
 // listeners finds the sockets of this namespace that listen (tcp) or are
-// bound (udp) on one of f's host ports, on f's host address or on all.
+// bound (udp) on one of f's host ports, on f's host address or on all, of
+// f's family (an IPv6 socket on [::] takes IPv4 too).
 func listeners(f state.Forward) []listener {
 	var out []listener
-	for _, table := range []string{f.Proto, f.Proto + "6"} {
+	tables := []string{f.Proto, f.Proto + "6"}
+	if f.Guest.Is6() {
+		tables = tables[1:]
+	}
+	for _, table := range tables {
 		fh, err := os.Open("/proc/net/" + table)
 		if err != nil {
 			continue
