@@ -198,3 +198,49 @@ func TestForwarding6AdminBridgeTakesRAs(t *testing.T) {
 		t.Errorf("the admin's bridge after down: accept_ra = %s, want 1", got)
 	}
 }
+
+// TestForwards6Up: a forward to a static host with ip and ip6 goes in, on
+// each backend, as a DNAT of each family (the IPv6 one in ip6tables or as
+// `dnat ip6` in inet kvmnet), a warm up from the recorded forwards keeps
+// them, and down takes them all away.
+func TestForwards6Up(t *testing.T) {
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) {
+			h := testhost.New(t, "", "")
+			f, err := config.Parse("k.toml", []byte("firewall = \""+backend+"\"\n[network.v6]\nmode = \"nat\"\naddress = \"10.66.0.1/24\"\naddress6 = \"fd00:66::1/64\"\ndhcp = false\ndns = false\n"+
+				"[[network.v6.host]]\nmac = \"52:54:00:00:00:21\"\nip = \"10.66.0.21\"\nip6 = \"fd00:66::21\"\nname = \"web\"\n"+
+				"[[network.v6.forward]]\nproto = \"tcp\"\nport = 8080\nto = \"web:80\"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := f.Network("v6", config.NAT)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules := func() string {
+				if backend == "nftables" {
+					out, _, _ := h.Run("nft", "list", "ruleset")
+					return out
+				}
+				return h.IptablesSave() + h.MustRun("ip6tables-save")
+			}
+			want := []string{"--to-destination 10.66.0.21:80", "--to-destination [fd00:66::21]:80"}
+			if backend == "nftables" {
+				want = []string{"dnat ip to 10.66.0.21:80", "dnat ip6 to [fd00:66::21]:80"}
+			}
+			for _, step := range []string{"cold up", "warm up"} {
+				inNS(t, h, func(d state.Dir) error { _, err := Pin(d, n); return err })
+				got := rules()
+				for _, w := range want {
+					if !strings.Contains(got, w) {
+						t.Errorf("%s: no %q in the rules:\n%s", step, w, got)
+					}
+				}
+			}
+			inNS(t, h, func(d state.Dir) error { _, err := Release(d, n.Name, false); return err })
+			if got := rules(); strings.Contains(got, "DNAT") || strings.Contains(got, "dnat") {
+				t.Errorf("DNAT left after down:\n%s", got)
+			}
+		})
+	}
+}
