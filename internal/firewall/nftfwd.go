@@ -95,14 +95,14 @@ func forwardsOf(n Network, six bool) bool {
 // hairpin (a guest reaching a guest of its subnet or IPv6 prefix through the
 // host's address gets its answer back through the host), and connections
 // the host opened from 127.0.0.1 (route_localnet lets them out, see
-// loopbackGuard; on while the network has forwards of either family).
+// loopbackGuard; IPv4 forwards only).
 func forwardMasqRules(n Network) []*spec {
 	var rs []*spec
 	s, b := n.Subnet(), n.Bridge
 	if forwardsOf(n, false) {
 		rs = append(rs, newSpec(true).saddr(s, false).daddr(s, false).oif(b, false).ctDNAT().masquerade(false))
 	}
-	if len(n.Forwards) > 0 {
+	if forwardsOf(n, false) {
 		rs = append(rs, newSpec(true).saddr(loopback, false).oif(b, false).masquerade(false))
 	}
 	if s6 := n.Subnet6(); forwardsOf(n, true) && s6.IsValid() {
@@ -115,9 +115,10 @@ func forwardMasqRules(n Network) []*spec {
 // route_localnet on the bridge the kernel would take packets for 127.0.0.0/8
 // arriving on it, so that a guest could reach the host's loopback services
 // (CVE-2020-8558); all but the answers to the host's own connections are
-// dropped. IPv6 has no route_localnet, and no guard.
+// dropped. It is there while the network has IPv4 forwards, which is while
+// lifecycle keeps route_localnet on; IPv6 has no route_localnet.
 func loopbackGuard(n Network) []*spec {
-	if len(n.Forwards) == 0 {
+	if !forwardsOf(n, false) {
 		return nil
 	}
 	return []*spec{newSpec(true).iif(n.Bridge, false).daddr(loopback, false).notEstablished().drop()}

@@ -104,15 +104,14 @@ func dnatRules(n Network) [][]string {
 // host opened from 127.0.0.1 leaves with the gateway's address instead,
 // which the guest can answer (and the kernel routes 127.0.0.0/8 on the
 // bridge at all only because of route_localnet, see loopbackGuard). IPv6
-// has hairpin only; IPv4's loopback rule stays while the network has forwards
-// of either family, as lifecycle's route_localnet does.
+// has hairpin only.
 func forwardMasqRules(n Network) [][]string {
 	var rs [][]string
 	s, b := n.Subnet.String(), n.Bridge
 	if len(n.forwards()) > 0 {
 		rs = append(rs, rule(n, slices.Concat([]string{"-s", s, "-d", s, "-o", b}, dnatted), "-j", "MASQUERADE"))
 	}
-	if !n.family6 && len(n.Forwards) > 0 {
+	if !n.family6 && len(n.forwards()) > 0 {
 		rs = append(rs, rule(n, []string{"-s", loopback, "-o", b}, "-j", "MASQUERADE"))
 	}
 	return rs
@@ -127,10 +126,10 @@ var dnatted = []string{"-m", "conntrack", "--ctstate", "DNAT"}
 // take packets for 127.0.0.0/8 that arrive on the bridge: a guest could reach
 // the host's loopback services (kube-proxy's CVE-2020-8558). The guard drops
 // every such packet but the answers to the host's own connections. It is
-// IPv4's, and there while the network has forwards of either family (so
-// while lifecycle keeps route_localnet on).
+// there while the network has IPv4 forwards, which is while lifecycle keeps
+// route_localnet on (IPv6 has no route_localnet).
 func loopbackGuard(n Network) [][]string {
-	if len(n.Forwards) == 0 {
+	if len(n.forwards()) == 0 {
 		return nil
 	}
 	return [][]string{rule(n, []string{"-d", loopback, "-i", n.Bridge, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED"}, "-j", "DROP")}
