@@ -155,8 +155,9 @@ func TestNFTForwardsReach(t *testing.T) {
 // address answers from the outside (unmasqueraded), from the host (its
 // uplink and gateway addresses; not ::1, which Linux cannot route to a
 // guest), and from a second guest through the host's address (hairpin,
-// masqueraded as the IPv6 gateway); one on a host_ip answers there only;
-// without forwards nothing is left.
+// masqueraded as the IPv6 gateway), and from a guest of another NAT
+// network, which reaches no other port of the guest; one on a host_ip
+// answers there only; without forwards nothing is left.
 func TestNFTForwardsReach6(t *testing.T) {
 	hv, out := testns.New(t), testns.New(t)
 	for _, ns := range []*testns.NS{hv, out} {
@@ -207,6 +208,18 @@ func TestNFTForwardsReach6(t *testing.T) {
 			t.Errorf("%s: seen as %q, %v; want %s\n%s", tc.what, seen, err, tc.seen, ruleset(hv))
 		}
 	}
+	// A guest of another NAT network reaches it through the host's address
+	// too, masqueraded as the gateway, and no other port of the guest.
+	m := with6(Network{Name: "other", Bridge: "kvf7", Mode: NAT, Gateway: netip.MustParsePrefix("10.64.0.1/24")}, "fd00:64::1/64")
+	gm := guest6On(t, hv, m, "10.64.0.10", "fd00:64::10")
+	ensure(t, hv, m)
+	if seen, err := fwdDial(gm, "[2001:db8:1::1]:8080"); err != nil || seen != "fd00:63::1" {
+		t.Errorf("other network's guest -> [uplink]:8080: seen as %q, %v; want fd00:63::1", seen, err)
+	}
+	if _, err := fwdDial(gm, "[fd00:63::10]:7777"); err == nil {
+		t.Error("other network's guest reaches the guest's port directly")
+	}
+	remove(t, hv, m)
 	n.Forwards = nil
 	ensure(t, hv, n)
 	if _, err := fwdDial(out, "[2001:db8:1::1]:8080"); !errors.Is(err, syscall.ECONNREFUSED) {

@@ -114,8 +114,9 @@ func TestReachForwards(t *testing.T) {
 // guest's probe port answers from the outside host over IPv6 (unmasqueraded),
 // from the hypervisor itself (its uplink and gateway addresses, not ::1, which
 // Linux cannot route to a guest), and from a second guest through the
-// hypervisor's address (hairpin, masqueraded as the IPv6 gateway); a
-// forward on one host address answers there only; ip6tables' FORWARD
+// hypervisor's address (hairpin, masqueraded as the IPv6 gateway), and from
+// a guest of another NAT network, which reaches no other port of the guest;
+// a forward on one host address answers there only; ip6tables' FORWARD
 // policy is DROP throughout.
 func TestReachForwards6(t *testing.T) {
 	w := newWorld6(t)
@@ -151,6 +152,16 @@ func TestReachForwards6(t *testing.T) {
 	expectTo6(t, "outside -> [uplink]:8081 (not forwarded)", w.out, at(uplink6, 8081), refused)
 	w.out.MustRun("ip", "-6", "route", "add", n.Subnet6.String(), "via", uplink6)
 	expect6(t, "outside -> guest itself (no forward)", w.out, guestAddr6(1, 10), refused)
+	// A guest of another NAT network reaches the forward through the
+	// hypervisor's address too, masqueraded, and no other port of the guest.
+	y := reachNet6(2, NAT)
+	w.network6(y)
+	gy := w.guest6(y, guestAddr(2, 10), guestAddr6(2, 10))
+	ensure(t, w.hv, y)
+	if seen := expectTo6(t, "other network's guest -> [uplink]:8080", gy, at(uplink6, 8080), open); seen != n.Gateway6.String() {
+		t.Errorf("guest 1 saw the other network's guest as %s, want %s", seen, n.Gateway6)
+	}
+	expect6(t, "other network's guest -> guest 1 itself (no forward)", gy, guestAddr6(1, 10), refused)
 
 	n.Forwards = nil
 	ensure(t, w.hv, n)
