@@ -148,3 +148,46 @@ func TestStatusForwardsDown(t *testing.T) {
 		t.Errorf("status table lacks the forward:\n%s", out)
 	}
 }
+
+// TestStatusForwards6Down: a down network's IPv6 forwards are the file's: a
+// dual-stack static host's forward is listed once per family, IPv6
+// addresses in brackets, and the table shows no lease column for them.
+func TestStatusForwards6Down(t *testing.T) {
+	h := newHost(t, `
+[network.default]
+address6 = "fd00:6b76:6d6e::1/64"
+[[network.default.host]]
+mac = "52:54:00:00:00:21"
+ip = "192.168.100.21"
+ip6 = "fd00:6b76:6d6e::21"
+name = "web"
+[[network.default.forward]]
+proto = "tcp"
+port = 8080
+to = "web:80"
+[[network.default.forward]]
+proto = "tcp"
+port = 8443
+to = "[fd00:6b76:6d6e::22]:443"
+host_ip = "2001:db8::2"
+`)
+	s := h.status("default").Networks[0]
+	var got []string
+	for _, f := range s.Forwards {
+		got = append(got, f.HostIP+" "+f.Port+" "+f.To)
+	}
+	if want := " 8080 192.168.100.21:80| 8080 [fd00:6b76:6d6e::21]:80|2001:db8::2 8443 [fd00:6b76:6d6e::22]:443"; strings.Join(got, "|") != want {
+		t.Errorf("forwards of the down network:\n got %s\nwant %s", strings.Join(got, "|"), want)
+	}
+	out := h.must("status")
+	for _, w := range []string{"[2001:db8::2]:8443", "[fd00:6b76:6d6e::22]:443"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status table lacks %s:\n%s", w, out)
+		}
+	}
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(l, "[fd00:6b76:6d6e::22]:443") && !strings.HasSuffix(strings.TrimSpace(l), " -") {
+			t.Errorf("an IPv6 forward's row shows a lease state: %q", l)
+		}
+	}
+}
