@@ -191,3 +191,30 @@ host_ip = "2001:db8::2"
 		}
 	}
 }
+
+// TestDoctorForwards6: doctor expects no DHCP lease of an IPv6 forward's
+// guest (its address is SLAAC's or its own), while it still names an IPv4
+// forward's guest without one.
+func TestDoctorForwards6(t *testing.T) {
+	h := newHost(t, `
+[network.default]
+address6 = "fd00:6b76:6d6e::1/64"
+[[network.default.forward]]
+proto = "tcp"
+port = 8443
+to = "[fd00:6b76:6d6e::22]:443"
+[[network.default.forward]]
+proto = "udp"
+port = 5000
+to = "192.168.100.200:5000"
+`)
+	h.taps("vnet0")
+	h.helper("kvmnet-natup", "vnet0")
+	out, _ := h.doctor(nil)
+	if !strings.Contains(out, "forward udp 5000 goes to 192.168.100.200:5000, which no guest has a lease on") {
+		t.Errorf("doctor does not name the IPv4 forward's unleased guest:\n%s", out)
+	}
+	if strings.Contains(out, "fd00:6b76:6d6e::22") {
+		t.Errorf("doctor expects a lease of the IPv6 forward's guest:\n%s", out)
+	}
+}
