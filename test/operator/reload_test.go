@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -210,11 +211,23 @@ to = "192.168.100.200:5000"
 `)
 	h.taps("vnet0")
 	h.helper("kvmnet-natup", "vnet0")
+	// Programs on the IPv6 forward's port: the IPv6 one loses its
+	// connections to the forward, the IPv4-only one does not.
+	for _, network := range []string{"tcp4", "tcp6"} {
+		var ln net.Listener
+		if err := h.NS.Do(func() (err error) { ln, err = net.Listen(network, ":8443"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+	}
 	out, _ := h.doctor(nil)
 	if !strings.Contains(out, "forward udp 5000 goes to 192.168.100.200:5000, which no guest has a lease on") {
 		t.Errorf("doctor does not name the IPv4 forward's unleased guest:\n%s", out)
 	}
-	if strings.Contains(out, "fd00:6b76:6d6e::22") {
+	if strings.Contains(out, "goes to [fd00:6b76:6d6e::22]") {
 		t.Errorf("doctor expects a lease of the IPv6 forward's guest:\n%s", out)
+	}
+	if n := strings.Count(out, "a program listens on tcp port 8443"); n != 1 || !strings.Contains(out, "/proc/net/tcp6") {
+		t.Errorf("doctor names %d programs on the IPv6 forward's port 8443, want 1 (the IPv6 one):\n%s", n, out)
 	}
 }
