@@ -3,7 +3,9 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -14,11 +16,31 @@ import (
 type Forward struct {
 	Proto  string    `toml:"proto"`   // "tcp" or "udp"
 	Port   PortRange `toml:"port"`    // the host's port or range
-	To     string    `toml:"to"`      // "ADDRESS:PORT" or "HOSTNAME:PORT", PORT a range as long as Port's
-	HostIP Addr      `toml:"host_ip"` // only connections to this host address; unset: any of the host's
+	To     string    `toml:"to"`      // "ADDRESS:PORT", "[IPV6]:PORT" or "HOSTNAME:PORT", PORT a range as long as Port's
+	HostIP HostAddr  `toml:"host_ip"` // only connections to this host address; unset: any of the host's
 
-	guest netip.Addr // To's address, a static host's name resolved
-	first uint16     // To's first port
+	// To's addresses, a static host's name resolved: IPv4, IPv6 or both (a
+	// host with ip and ip6 and no host_ip: the forward is made in both families).
+	guest, guest6 netip.Addr
+	first         uint16 // To's first port
+}
+
+// HostAddr is a forward's host address, IPv4 or IPv6.
+type HostAddr struct{ netip.Addr }
+
+// UnmarshalText accepts an IPv4 or IPv6 address without a zone. IPv6
+// loopback is refused: a connection from ::1 cannot leave for a guest, as
+// Linux has no route_localnet for IPv6.
+func (a *HostAddr) UnmarshalText(b []byte) error {
+	v, err := netip.ParseAddr(string(b))
+	if err != nil || v.Is4In6() || v.Zone() != "" {
+		return fmt.Errorf("address %s: want an IPv4 or IPv6 address", Quote(string(b)))
+	}
+	if v.Is6() && (v.IsLoopback() || v.IsMulticast() || v.IsUnspecified()) {
+		return fmt.Errorf("address %s: IPv6 loopback, multicast or unspecified cannot be forwarded (Linux has no route_localnet for IPv6)", Quote(string(b)))
+	}
+	a.Addr = v
+	return nil
 }
 
 // PortRange is a port, 8080, or a range, "8000-8010".
@@ -84,14 +106,23 @@ type PortForward struct {
 	ToFirst uint16 // the guest's first port; the guest's range is as long as Ports
 }
 
-// String is the forward as status prints it: "tcp 8080 -> 192.168.100.21:80".
+// String is the forward as status prints it: "tcp 8080 -> 192.168.100.21:80",
+// "tcp 8080 -> [fd00::21]:80".
 func (f PortForward) String() string {
 	host := f.Ports.String()
 	if f.HostIP.IsValid() {
-		host = f.HostIP.String() + ":" + host
+		host = HostPort(f.HostIP, host)
 	}
 	to := PortRange{f.ToFirst, f.ToFirst + f.Ports.Last - f.Ports.First}
-	return fmt.Sprintf("%s %s -> %s:%s", f.Proto, host, f.Guest, to)
+	return fmt.Sprintf("%s %s -> %s", f.Proto, host, HostPort(f.Guest, to.String()))
+}
+
+// HostPort joins an address and a port (range) as "192.168.100.21:80" or "[fd00::21]:80".
+func HostPort(a netip.Addr, port string) string {
+	if a.Is6() {
+		return "[" + a.String() + "]:" + port
+	}
+	return a.String() + ":" + port
 }
 
 // checkForward checks forward i: a nat network's, tcp or udp, a guest address
@@ -113,9 +144,9 @@ func (n *Network) checkForward(i int) error {
 	if f.Port.First == 0 {
 		return ke("port", "a forward needs port and to")
 	}
-	host, port, ok := strings.Cut(f.To, ":")
-	if !ok {
-		return ke("to", "%s: want ADDRESS:PORT or HOSTNAME:PORT, like \"192.168.100.21:80\"", Quote(f.To))
+	host, port, err := net.SplitHostPort(f.To)
+	if err != nil {
+		return ke("to", "%s: want ADDRESS:PORT, [IPV6]:PORT or HOSTNAME:PORT, like \"192.168.100.21:80\"", Quote(f.To))
 	}
 	to, err := ParsePortRange(port)
 	if err != nil {
@@ -124,11 +155,70 @@ func (n *Network) checkForward(i int) error {
 	if to.Size() != f.Port.Size() {
 		return ke("to", "%s: %d ports, but port %s has %d: a range maps to a range of the same size", Quote(f.To), to.Size(), f.Port, f.Port.Size())
 	}
-	if f.guest, err = n.guestAddr(host); err != nil {
-		return ke("to", "%s: %s", Quote(f.To), err.Error())
+	if f.guest, f.guest6, err = n.guestAddrs(host, f.HostIP.Addr); err != nil {
+		key := "to"
+		if errors.Is(err, errHostFamily) {
+			key = "host_ip"
+		}
+		return ke(key, "%s: %s", Quote(f.To), err.Error())
 	}
 	f.first = to.First
 	return nil
+}
+
+// errHostFamily marks a host_ip whose family the forward's guest lacks.
+var errHostFamily = errors.New("host_ip and the guest must be of one family")
+
+// guestAddrs resolves a forward's guest to its IPv4 and IPv6 addresses: a
+// literal is one of them; a static host's name is its ip and ip6, of which a
+// host_ip keeps only its own family's.
+func (n *Network) guestAddrs(s string, hostIP netip.Addr) (v4, v6 netip.Addr, err error) {
+	if a, perr := netip.ParseAddr(s); perr == nil && a.Is6() && !a.Is4In6() {
+		if v6, err = n.guestAddr6(a); err != nil {
+			return v4, v6, err
+		}
+		if hostIP.Is4() {
+			return v4, v6, fmt.Errorf("%w: host_ip %s is IPv4, %s IPv6", errHostFamily, hostIP, a)
+		}
+		return v4, v6, nil
+	}
+	for _, h := range n.Hosts {
+		if h.Name != "" && strings.EqualFold(h.Name, s) {
+			v4, v6 = h.IP.Addr, h.IP6.Addr
+			switch {
+			case hostIP.Is4():
+				v6 = netip.Addr{}
+			case hostIP.Is6() && !v6.IsValid():
+				return v4, v6, fmt.Errorf("%w: host_ip %s is IPv6, host %s has no ip6", errHostFamily, hostIP, h.Name)
+			case hostIP.Is6():
+				v4 = netip.Addr{}
+			}
+			return v4, v6, nil
+		}
+	}
+	if v4, err = n.guestAddr(s); err == nil && hostIP.Is6() {
+		err = fmt.Errorf("%w: host_ip %s is IPv6, %s IPv4", errHostFamily, hostIP, v4)
+	}
+	return v4, v6, err
+}
+
+// guestAddr6 checks an IPv6 guest address: inside the network's address6
+// prefix, neither the gateway nor the prefix's first address.
+func (n *Network) guestAddr6(a netip.Addr) (netip.Addr, error) {
+	sub := n.Address6.Masked()
+	switch {
+	case !n.Address6.IsValid():
+		return a, fmt.Errorf("%s: the network has no IPv6 prefix (set address6)", a)
+	case a.Zone() != "":
+		return a, fmt.Errorf("%s: want an address without a zone", a)
+	case !sub.Contains(a):
+		return a, fmt.Errorf("%s is outside the network's IPv6 prefix %s", a, sub)
+	case a == n.Address6.Addr():
+		return a, fmt.Errorf("%s is the gateway, not a guest", a)
+	case a == sub.Addr():
+		return a, fmt.Errorf("%s is the subnet-router anycast address of %s, not a guest's", a, sub)
+	}
+	return a, nil
 }
 
 // guestAddr resolves a forward's guest: an address of the subnet that is a
@@ -141,7 +231,7 @@ func (n *Network) guestAddr(s string) (netip.Addr, error) {
 				return h.IP.Addr, nil
 			}
 		}
-		return netip.Addr{}, fmt.Errorf("%s is neither an IPv4 address nor a static host of the network", Quote(s))
+		return netip.Addr{}, fmt.Errorf("%s is neither an IP address nor a static host of the network", Quote(s))
 	}
 	sub := n.Address.Masked()
 	switch {
@@ -159,9 +249,16 @@ func (n *Network) guestAddr(s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// resolved is the forward as the helpers take it; checkForward must have passed.
-func (f Forward) resolved() PortForward {
-	return PortForward{Proto: f.Proto, HostIP: f.HostIP.Addr, Ports: f.Port, Guest: f.guest, ToFirst: f.first}
+// resolved is the forward as the helpers take it, one per family of its
+// guest (IPv4 first); checkForward must have passed.
+func (f Forward) resolved() []PortForward {
+	var fs []PortForward
+	for _, g := range []netip.Addr{f.guest, f.guest6} {
+		if g.IsValid() {
+			fs = append(fs, PortForward{Proto: f.Proto, HostIP: f.HostIP.Addr, Ports: f.Port, Guest: g, ToFirst: f.first})
+		}
+	}
+	return fs
 }
 
 // claim is a forward's hold on host ports, for finding two forwards that claim one.
@@ -172,9 +269,9 @@ type claim struct {
 }
 
 // overlaps reports whether two forwards could both take one connection: one
-// protocol, overlapping ports, and the same host address or either on all.
+// family and protocol, overlapping ports, and the same host address or either on all.
 func (c claim) overlaps(o claim) bool {
-	return c.f.Proto == o.f.Proto && c.f.Ports.First <= o.f.Ports.Last && o.f.Ports.First <= c.f.Ports.Last &&
+	return c.f.Guest.Is4() == o.f.Guest.Is4() && c.f.Proto == o.f.Proto && c.f.Ports.First <= o.f.Ports.Last && o.f.Ports.First <= c.f.Ports.Last &&
 		(!c.f.HostIP.IsValid() || !o.f.HostIP.IsValid() || c.f.HostIP == o.f.HostIP)
 }
 
@@ -185,14 +282,18 @@ func (f *File) checkForwardClaims(b []byte, names []string) error {
 	var all []claim
 	for _, name := range names {
 		for i, fw := range f.Networks[name].Forwards {
-			c := claim{name, i, fw.resolved()}
-			for _, o := range all {
-				if c.overlaps(o) {
-					return fmt.Errorf("%s: network.%s.forward.port: %s %s is already forwarded by network %s's forward %d (%s)",
-						forwardWhere(f.Path, b, name, i+1, "port"), name, c.f.Proto, fw.Port, o.network, o.index+1, o.f)
+			var mine []claim
+			for _, pf := range fw.resolved() {
+				c := claim{name, i, pf}
+				for _, o := range all {
+					if c.overlaps(o) {
+						return fmt.Errorf("%s: network.%s.forward.port: %s %s is already forwarded by network %s's forward %d (%s)",
+							forwardWhere(f.Path, b, name, i+1, "port"), name, c.f.Proto, fw.Port, o.network, o.index+1, o.f)
+					}
 				}
+				mine = append(mine, c)
 			}
-			all = append(all, c)
+			all = append(all, mine...)
 		}
 	}
 	return nil

@@ -121,7 +121,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
 	for _, f := range n.Forwards {
-		r.Forwards = append(r.Forwards, f.resolved())
+		r.Forwards = append(r.Forwards, f.resolved()...)
 	}
 	if !r.Mode.Routed() {
 		r.Hash = r.hash()

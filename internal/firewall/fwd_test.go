@@ -2,10 +2,12 @@ package firewall
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,12 +35,12 @@ func fwdServe(t *testing.T, ns *testns.NS, port int) {
 	}()
 }
 
-// fwdDial connects from ns to addr and returns the address the server saw,
-// or the error.
+// fwdDial connects from ns to addr ("A.B.C.D:PORT" or "[IPV6]:PORT") and
+// returns the address the server saw, or the error.
 func fwdDial(ns *testns.NS, addr string) (string, error) {
 	var seen string
 	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return err
 		}
@@ -144,6 +146,86 @@ func TestNFTForwardsReach(t *testing.T) {
 		t.Error("with route_localnet on and no guard, the guest's datagram did not reach the host's 127.0.0.1: the guard check proves nothing")
 	}
 	if rs := ruleset(hv); strings.Contains(rs, "dnat") || strings.Contains(rs, "127.0.0.0") || strings.Contains(rs, "pre-lab") {
+		t.Errorf("forward rules left with no forward:\n%s", rs)
+	}
+}
+
+// TestNFTForwardsReach6: IPv6 forwards on the nftables runner, with
+// ip6tables-nft's FORWARD policy DROP (the shim's case): one on every host
+// address answers from the outside (unmasqueraded), from the host (its
+// uplink and gateway addresses; not ::1, which Linux cannot route to a
+// guest), and from a second guest through the host's address (hairpin,
+// masqueraded as the IPv6 gateway), and from a guest of another NAT
+// network, which reaches no other port of the guest; one on a host_ip
+// answers there only; without forwards nothing is left.
+func TestNFTForwardsReach6(t *testing.T) {
+	hv, out := testns.New(t), testns.New(t)
+	for _, ns := range []*testns.NS{hv, out} {
+		ns.MustRun("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0")
+	}
+	hv.MustRun("ip6tables-nft", "-P", "FORWARD", "DROP")
+	hv.MustRun("ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", out.Name)
+	hv.MustRun("ip", "addr", "add", "2001:db8:1::1/64", "dev", "up0", "nodad")
+	hv.MustRun("ip", "addr", "add", "2001:db8:1::3/64", "dev", "up0", "nodad")
+	hv.MustRun("ip", "link", "set", "up0", "up")
+	hv.MustRun("ip", "link", "set", "lo", "up")
+	out.MustRun("ip", "addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad")
+	out.MustRun("ip", "link", "set", "eth0", "up")
+	n := with6(Network{Name: "lab", Bridge: "kvf6", Mode: NAT, Gateway: netip.MustParsePrefix("10.63.0.1/24"), Services: true}, "fd00:63::1/64")
+	g1 := guest6On(t, hv, n, "10.63.0.10", "fd00:63::10")
+	g2 := guest6On(t, hv, n, "10.63.0.11", "fd00:63::11")
+	serve6(t, g1)
+	guest := netip.MustParseAddr("fd00:63::10")
+	n.Forwards = []PortForward{
+		{Proto: "tcp", First: 8080, Last: 8080, Guest: guest, GuestPort: 7777},
+		{Proto: "tcp", HostIP: netip.MustParseAddr("2001:db8:1::1"), First: 8443, Last: 8443, Guest: guest, GuestPort: 7777},
+	}
+	ensure(t, hv, n)
+	for _, tc := range []struct {
+		what string
+		ns   *testns.NS
+		addr string
+		seen string // "": refused
+	}{
+		{"outside -> [uplink]:8080", out, "[2001:db8:1::1]:8080", "2001:db8:1::2"},
+		{"outside -> [second address]:8080", out, "[2001:db8:1::3]:8080", "2001:db8:1::2"},
+		{"host -> its [uplink]:8080", hv, "[2001:db8:1::1]:8080", "2001:db8:1::1"},
+		{"host -> its [gateway]:8080", hv, "[fd00:63::1]:8080", "fd00:63::1"},
+		{"host -> [::1]:8080 (no IPv6 loopback forwarding)", hv, "[::1]:8080", ""},
+		{"guest 2 -> [uplink]:8080 (hairpin)", g2, "[2001:db8:1::1]:8080", "fd00:63::1"},
+		{"outside -> [uplink]:8443 (host_ip)", out, "[2001:db8:1::1]:8443", "2001:db8:1::2"},
+		{"outside -> [second address]:8443 (not its host_ip)", out, "[2001:db8:1::3]:8443", ""},
+		{"outside -> [uplink]:8081 (not forwarded)", out, "[2001:db8:1::1]:8081", ""},
+	} {
+		seen, err := fwdDial(tc.ns, tc.addr)
+		if tc.seen == "" {
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("%s: seen as %q, %v; want refused", tc.what, seen, err)
+			}
+			continue
+		}
+		if err != nil || seen != tc.seen {
+			t.Errorf("%s: seen as %q, %v; want %s\n%s", tc.what, seen, err, tc.seen, ruleset(hv))
+		}
+	}
+	// A guest of another NAT network reaches it through the host's address
+	// too, masqueraded as the gateway, and no other port of the guest.
+	m := with6(Network{Name: "other", Bridge: "kvf7", Mode: NAT, Gateway: netip.MustParsePrefix("10.64.0.1/24")}, "fd00:64::1/64")
+	gm := guest6On(t, hv, m, "10.64.0.10", "fd00:64::10")
+	ensure(t, hv, m)
+	if seen, err := fwdDial(gm, "[2001:db8:1::1]:8080"); err != nil || seen != "fd00:63::1" {
+		t.Errorf("other network's guest -> [uplink]:8080: seen as %q, %v; want fd00:63::1", seen, err)
+	}
+	if _, err := fwdDial(gm, "[fd00:63::10]:7777"); err == nil {
+		t.Error("other network's guest reaches the guest's port directly")
+	}
+	remove(t, hv, m)
+	n.Forwards = nil
+	ensure(t, hv, n)
+	if _, err := fwdDial(out, "[2001:db8:1::1]:8080"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("outside -> [uplink]:8080 with no forward: %v, want refused", err)
+	}
+	if rs := ruleset(hv); strings.Contains(rs, "dnat") || strings.Contains(rs, "pre-lab") {
 		t.Errorf("forward rules left with no forward:\n%s", rs)
 	}
 }

@@ -91,7 +91,11 @@ func guardReturns6(n Network, out bool) []*spec {
 	if out {
 		return []*spec{newSpec(true).iif(b, false).oif(b, true).saddr6(s6, false).ret()}
 	}
-	return []*spec{newSpec(true).oif(b, false).iif(b, true).daddr6(s6, false).established().ret()}
+	rs := []*spec{newSpec(true).oif(b, false).iif(b, true).daddr6(s6, false).established().ret()}
+	if forwardsOf(n, true) {
+		rs = append(rs, forwardedIn6(n).ret())
+	}
+	return rs
 }
 
 // natAccepts6 are a NAT network's IPv6 accepts: its prefix out, and the
@@ -105,7 +109,11 @@ func natAccepts6(n Network, inet, ct bool) []*spec {
 	if ct {
 		in.established()
 	}
-	return []*spec{in.accept(), newSpec(inet).iif(b, false).saddr6(s6, false).accept()}
+	rs := []*spec{in.accept()}
+	if ct && forwardsOf(n, true) {
+		rs = append(rs, forwardedIn6(n).accept())
+	}
+	return append(rs, newSpec(inet).iif(b, false).saddr6(s6, false).accept())
 }
 
 // inputAccepts6 are what IPv6 needs of the host on the bridge: neighbour

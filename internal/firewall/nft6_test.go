@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +20,18 @@ func with6(n Network, gw6 string) Network {
 	return n
 }
 
+// withForwards6 gives n, beside its IPv4 forwards, the same three over IPv6
+// (the host address one 2001:db8::2).
+func withForwards6(n Network) Network {
+	g := netip.MustParseAddr("fd00:6b76:6d6e::5")
+	n.Forwards = slices.Concat(n.Forwards, []PortForward{
+		{Proto: "tcp", First: 8080, Last: 8080, Guest: g, GuestPort: 80},
+		{Proto: "udp", HostIP: netip.MustParseAddr("2001:db8::2"), First: 5000, Last: 5002, Guest: g, GuestPort: 6000},
+		{Proto: "tcp", First: 9000, Last: 9009, Guest: g.Next(), GuestPort: 9000},
+	})
+	return n
+}
+
 var fixtures6 = []struct {
 	golden string
 	n      Network
@@ -27,6 +40,7 @@ var fixtures6 = []struct {
 	{"nft-nat-ipv6", with6(fixtures[1].n, "fd00:6b76:6d6e::1/64")},
 	{"nft-hostonly-services-ipv6", with6(fixtures[2].n, "fd00:6b76:6d6f::1/64")},
 	{"nft-hostonly-ipv6", with6(fixtures[3].n, "fd00:6b76:6d6f::1/64")},
+	{"nft-nat-forwards-ipv6", withForwards6(with6(fixtures[5].n, "fd00:6b76:6d6e::1/64"))},
 }
 
 // TestNFTGoldenIPv6 is TestNFTGolden for networks with an IPv6 prefix: the

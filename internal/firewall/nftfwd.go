@@ -26,8 +26,12 @@ const (
 	prefixOut = "out-"
 )
 
-// loopback is where the host's loopback services listen.
-var loopback = netip.MustParsePrefix("127.0.0.0/8")
+// loopback is where the host's loopback services listen; loopback6 the
+// IPv6 loopback address.
+var (
+	loopback  = netip.MustParsePrefix("127.0.0.0/8")
+	loopback6 = netip.MustParsePrefix("::1/128")
+)
 
 // protoNum is a forward's protocol as nftables takes it.
 func protoNum(p string) byte {
@@ -38,20 +42,27 @@ func protoNum(p string) byte {
 }
 
 // dnatRules send each forward's host ports to its guest, for connections to
-// any local address of the host (`fib daddr type local`) or to its host_ip.
-// A range onto the same ports keeps the port; onto other ports it becomes a
-// rule per port, as nft's dnat has no offset mapping (iptables' has:
-// `--to-destination G:9000-9010/8000`).
+// any local address of the host (`fib daddr type local`; over IPv6 but ::1,
+// which Linux cannot route to a guest) or to its host_ip. A forward's family
+// is its guest's. A range onto the same ports keeps the port; onto other
+// ports it becomes a rule per port, as nft's dnat has no offset mapping
+// (iptables' has: `--to-destination G:9000-9010/8000`).
 func dnatRules(n Network) []*spec {
 	var rs []*spec
 	for _, f := range n.Forwards {
 		p := protoNum(f.Proto)
 		match := func(first, last uint16) *spec {
 			s := newSpec(true)
-			s.ipv4() // first, where nft hides it
-			if f.HostIP.IsValid() {
+			switch {
+			case f.Guest.Is6() && f.HostIP.IsValid():
+				s.daddr6(netip.PrefixFrom(f.HostIP, 128), false)
+			case f.Guest.Is6():
+				s.daddr6(loopback6, true).fibLocal()
+			case f.HostIP.IsValid():
+				s.ipv4() // first, where nft hides it
 				s.daddr(netip.PrefixFrom(f.HostIP, 32), false)
-			} else {
+			default:
+				s.ipv4()
 				s.fibLocal()
 			}
 			return s.dportRange(p, first, last)
@@ -70,27 +81,44 @@ func dnatRules(n Network) []*spec {
 	return rs
 }
 
+// forwardsOf reports whether n has forwards of a family: IPv6 (six) or IPv4.
+func forwardsOf(n Network, six bool) bool {
+	for _, f := range n.Forwards {
+		if f.Guest.Is6() == six {
+			return true
+		}
+	}
+	return false
+}
+
 // forwardMasqRules come first in a network's nat chain when it has forwards:
-// hairpin (a guest reaching a guest of its subnet through the host's address
-// gets its answer back through the host) and connections the host opened
-// from 127.0.0.1 (route_localnet lets them out, see loopbackGuard).
+// hairpin (a guest reaching a guest of its subnet or IPv6 prefix through the
+// host's address gets its answer back through the host), and connections
+// the host opened from 127.0.0.1 (route_localnet lets them out, see
+// loopbackGuard; IPv4 forwards only).
 func forwardMasqRules(n Network) []*spec {
-	if len(n.Forwards) == 0 {
-		return nil
+	var rs []*spec
+	s, b := n.Subnet(), n.Bridge
+	if forwardsOf(n, false) {
+		rs = append(rs, newSpec(true).saddr(s, false).daddr(s, false).oif(b, false).ctDNAT().masquerade(false))
 	}
-	s := n.Subnet()
-	return []*spec{
-		newSpec(true).saddr(s, false).daddr(s, false).oif(n.Bridge, false).ctDNAT().masquerade(false),
-		newSpec(true).saddr(loopback, false).oif(n.Bridge, false).masquerade(false),
+	if forwardsOf(n, false) {
+		rs = append(rs, newSpec(true).saddr(loopback, false).oif(b, false).masquerade(false))
 	}
+	if s6 := n.Subnet6(); forwardsOf(n, true) && s6.IsValid() {
+		rs = append(rs, newSpec(true).saddr6(s6, false).daddr6(s6, false).oif(b, false).ctDNAT().masquerade(false))
+	}
+	return rs
 }
 
 // loopbackGuard is the first INPUT rule of a network with forwards: with
 // route_localnet on the bridge the kernel would take packets for 127.0.0.0/8
 // arriving on it, so that a guest could reach the host's loopback services
-// (CVE-2020-8558); all but the answers to the host's own connections are dropped.
+// (CVE-2020-8558); all but the answers to the host's own connections are
+// dropped. It is there while the network has IPv4 forwards, which is while
+// lifecycle keeps route_localnet on; IPv6 has no route_localnet.
 func loopbackGuard(n Network) []*spec {
-	if len(n.Forwards) == 0 {
+	if !forwardsOf(n, false) {
 		return nil
 	}
 	return []*spec{newSpec(true).iif(n.Bridge, false).daddr(loopback, false).notEstablished().drop()}
@@ -100,6 +128,11 @@ func loopbackGuard(n Network) []*spec {
 // subnet, as the replies), and the accepts accept them.
 func forwardedIn(n Network) *spec {
 	return newSpec(true).oif(n.Bridge, false).iif(n.Bridge, true).daddr(n.Subnet(), false).ctDNAT()
+}
+
+// forwardedIn6 is forwardedIn for the IPv6 prefix.
+func forwardedIn6(n Network) *spec {
+	return newSpec(true).oif(n.Bridge, false).iif(n.Bridge, true).daddr6(n.Subnet6(), false).ctDNAT()
 }
 
 // fibLocal matches `fib daddr type local`: any address of the host's own.
@@ -140,15 +173,24 @@ func (s *spec) notEstablished() *spec {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
 }
 
-// dnat is `dnat ip to ADDR[:PORT]`; port 0 keeps the connection's port.
+// dnat is `dnat ip to ADDR[:PORT]` or `dnat ip6 to [ADDR][:PORT]`; port 0
+// keeps the connection's port.
 func (s *spec) dnat(a netip.Addr, port uint16) *spec {
-	s.ipv4()
-	ip := a.As4()
 	// As the kernel reads it back: both ends of each range named, and
 	// "specified" with a port.
 	n := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1}
-	es := []expr.Any{&expr.Immediate{Register: 1, Data: ip[:]}}
+	var ip []byte
 	text := "dnat ip to " + a.String()
+	if a.Is6() {
+		s.ipv6()
+		b := a.As16()
+		ip, n.Family, text = b[:], unix.NFPROTO_IPV6, "dnat ip6 to ["+a.String()+"]"
+	} else {
+		s.ipv4()
+		b := a.As4()
+		ip = b[:]
+	}
+	es := []expr.Any{&expr.Immediate{Register: 1, Data: ip}}
 	if port != 0 {
 		es = append(es, &expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, port)})
 		n.RegProtoMin, n.RegProtoMax, n.Specified = 2, 2, true

@@ -131,7 +131,7 @@ func guardRules(n Network) []*spec {
 	var rs []*spec
 	if n.Mode == NAT {
 		rs = append(rs, newSpec(true).oif(b, false).iif(b, true).daddr(n.Subnet(), false).established().ret())
-		if len(n.Forwards) > 0 {
+		if forwardsOf(n, false) {
 			rs = append(rs, forwardedIn(n).ret())
 		}
 	}
@@ -160,7 +160,7 @@ func acceptRules(n Network, inet, ct bool) []*spec {
 		in.established()
 	}
 	rs = append(rs, in.accept())
-	if ct && len(n.Forwards) > 0 {
+	if ct && forwardsOf(n, false) {
 		rs = append(rs, forwardedIn(n).accept())
 	}
 	rs = append(rs, newSpec(inet).iif(b, false).saddr(n.Subnet(), false).accept())

@@ -198,3 +198,69 @@ func TestForwarding6AdminBridgeTakesRAs(t *testing.T) {
 		t.Errorf("the admin's bridge after down: accept_ra = %s, want 1", got)
 	}
 }
+
+// TestForwards6Up: a forward to a static host with ip and ip6 goes in, on
+// each backend, as a DNAT of each family (the IPv6 one in ip6tables or as
+// `dnat ip6` in inet kvmnet), with route_localnet on the bridge and the
+// 127.0.0.0/8 guard for its IPv4 side; a warm up from the recorded forwards
+// keeps them; with the forward made IPv6 only (a reload), route_localnet
+// and the guard go; down takes everything away.
+func TestForwards6Up(t *testing.T) {
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) {
+			h := testhost.New(t, "", "")
+			file := "firewall = \"" + backend + "\"\n[network.v6]\nmode = \"nat\"\naddress = \"10.66.0.1/24\"\naddress6 = \"fd00:66::1/64\"\ndhcp = false\ndns = false\n" +
+				"[[network.v6.host]]\nmac = \"52:54:00:00:00:21\"\nip = \"10.66.0.21\"\nip6 = \"fd00:66::21\"\nname = \"web\"\n" +
+				"[[network.v6.forward]]\nproto = \"tcp\"\nport = 8080\n"
+			network := func(to string) config.Net {
+				f, err := config.Parse("k.toml", []byte(file+"to = \""+to+"\"\n"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := f.Network("v6", config.NAT)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			rules := func() string {
+				if backend == "nftables" {
+					out, _, _ := h.Run("nft", "list", "ruleset")
+					return out
+				}
+				return h.IptablesSave() + h.MustRun("ip6tables-save")
+			}
+			dnat4, dnat6 := "--to-destination 10.66.0.21:80", "--to-destination [fd00:66::21]:80"
+			if backend == "nftables" {
+				dnat4, dnat6 = "dnat ip to 10.66.0.21:80", "dnat ip6 to [fd00:66::21]:80"
+			}
+			n := network("web:80")
+			localnet := "net.ipv4.conf." + n.Bridge + ".route_localnet"
+			for _, step := range []string{"cold up", "warm up"} {
+				inNS(t, h, func(d state.Dir) error { _, err := Pin(d, n); return err })
+				got := rules()
+				for _, w := range []string{dnat4, dnat6, "127.0.0.0/8"} {
+					if !strings.Contains(got, w) {
+						t.Errorf("%s: no %q in the rules:\n%s", step, w, got)
+					}
+				}
+				if v := h.Sysctl(localnet); v != "1" {
+					t.Errorf("%s: route_localnet = %s with an IPv4 forward, want 1", step, v)
+				}
+			}
+			n = network("[fd00:66::21]:80")
+			inNS(t, h, func(d state.Dir) error { _, err := Pin(d, n); return err })
+			got := rules()
+			if !strings.Contains(got, dnat6) || strings.Contains(got, dnat4) || strings.Contains(got, "127.0.0.0/8") {
+				t.Errorf("IPv6 forward only: want %q, and neither %q nor the 127.0.0.0/8 guard:\n%s", dnat6, dnat4, got)
+			}
+			if v := h.Sysctl(localnet); v != "0" {
+				t.Errorf("route_localnet = %s with IPv6 forwards only, want 0", v)
+			}
+			inNS(t, h, func(d state.Dir) error { _, err := Release(d, n.Name, false); return err })
+			if got := rules(); strings.Contains(got, "DNAT") || strings.Contains(got, "dnat") {
+				t.Errorf("DNAT left after down:\n%s", got)
+			}
+		})
+	}
+}

@@ -100,10 +100,21 @@ func setRouteLocalnet(br string, on bool) error {
 	return nil
 }
 
+// forwards4 reports whether fs holds an IPv4 forward: only those need
+// route_localnet (for 127.0.0.1), and only with them is it guarded.
+func forwards4(fs []state.Forward) bool {
+	for _, f := range fs {
+		if f.Guest.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
 // localnetBefore turns off the route_localnet kvmnet turned on when the
-// network has no forward left, before the rules that guard it go.
+// network has no IPv4 forward left, before the rules that guard it go.
 func (u *upCall) localnetBefore() error {
-	if len(u.forwards) > 0 || !u.rec.RouteLocalnet {
+	if forwards4(u.forwards) || !u.rec.RouteLocalnet {
 		return nil
 	}
 	if err := setRouteLocalnet(u.n.Bridge, false); err != nil {
@@ -113,10 +124,10 @@ func (u *upCall) localnetBefore() error {
 	return nil
 }
 
-// localnetAfter turns route_localnet on for a network with forwards, once the
-// rules that guard it are in.
+// localnetAfter turns route_localnet on for a network with IPv4 forwards,
+// once the rules that guard it are in.
 func (u *upCall) localnetAfter() error {
-	if len(u.forwards) == 0 || u.rec.RouteLocalnet {
+	if !forwards4(u.forwards) || u.rec.RouteLocalnet {
 		return nil
 	}
 	on, err := routeLocalnet(u.n.Bridge)

@@ -97,12 +97,12 @@ func natRules6(n Network) [][]string {
 	s := n.Subnet.String()
 	out := []string{"-s", s, "!", "-d", s}
 	masq := []string{"-j", "MASQUERADE", "--to-ports", "1024-65535"}
-	return [][]string{
+	return append(forwardMasqRules(n),
 		rule(n, []string{"-s", s, "-d", "ff00::/8"}, "-j", "RETURN"),
 		rule(n, append(out, "-p", "tcp"), masq...),
 		rule(n, append(out, "-p", "udp"), masq...),
 		rule(n, out, "-j", "MASQUERADE"),
-	}
+	)
 }
 
 // inputRules6: neighbour discovery and router solicitations in, router

@@ -19,6 +19,18 @@ var fixtures6 = []struct {
 	{"nat-ipv6", with6(fixtures[0].n, "fd00:6b76:6d6e::/64", "fd00:6b76:6d6e::1")},
 	{"hostonly-services-ipv6", with6(fixtures[2].n, "fd00:6b76:6d6f::/64", "fd00:6b76:6d6f::1")},
 	{"hostonly-ipv6", with6(fixtures[3].n, "fd00:6b76:6d6f::/64", "fd00:6b76:6d6f::1")},
+	{"nat-forwards-ipv6", withForwards6(with6(fixtures[5].n, "fd00:6b76:6d6e::/64", "fd00:6b76:6d6e::1"))},
+}
+
+// withForwards6 gives n, beside its IPv4 forwards, the same three over IPv6
+// (the host address one 2001:db8::2).
+func withForwards6(n Network) Network {
+	g := n.Subnet6.Addr().Next().Next().Next().Next().Next() // ::5
+	n.Forwards = append(n.Forwards,
+		PortForward{Proto: "tcp", First: 8080, Last: 8080, Guest: g, GuestPort: 80},
+		PortForward{Proto: "udp", HostIP: netip.MustParseAddr("2001:db8::2"), First: 5000, Last: 5002, Guest: g, GuestPort: 6000},
+		PortForward{Proto: "tcp", First: 9000, Last: 9009, Guest: g.Next(), GuestPort: 9000})
+	return n
 }
 
 func with6(n Network, sub, gw string) Network {
@@ -85,8 +97,19 @@ func TestGoldenIPv6(t *testing.T) {
 }
 
 func goldenHeader6(n Network) string {
+	fws := ""
+	for _, f := range n.Forwards {
+		if !f.Guest.Is6() {
+			continue
+		}
+		host := ""
+		if f.HostIP.IsValid() {
+			host = "[" + f.HostIP.String() + "]:"
+		}
+		fws += fmt.Sprintf("\n#   forward %s %s%d-%d -> [%s]:%d", f.Proto, host, f.First, f.Last, f.Guest, f.GuestPort)
+	}
 	return fmt.Sprintf("# ip6tables-save of an empty network namespace after Ensure of\n"+
-		"#   name=%s bridge=%s mode=%s subnet6=%s gateway6=%s services=%t\n"+
+		"#   name=%s bridge=%s mode=%s subnet6=%s gateway6=%s services=%t%s\n"+
 		"# (counters and timestamps stripped; regenerate: go test ./internal/nat -update)\n",
-		n.Name, n.Bridge, n.Mode, n.Subnet6, n.Gateway6, n.Services)
+		n.Name, n.Bridge, n.Mode, n.Subnet6, n.Gateway6, n.Services, fws)
 }

@@ -130,7 +130,11 @@ func (n Network) Validate() error {
 		return fmt.Errorf("network %s: gateway %s is outside subnet %s", n.Name, n.Gateway, n.Subnet)
 	}
 	for _, f := range n.Forwards {
-		if err := f.Validate(n.Subnet); err != nil {
+		s := n.Subnet
+		if f.Guest.Is6() {
+			s = n.Subnet6
+		}
+		if err := f.Validate(s); err != nil {
 			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
 	}

@@ -3,6 +3,7 @@ package nat
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,66 @@ func TestReachForwards(t *testing.T) {
 	ensure(t, w.hv, n)
 	if save := w.hv.IptablesSave(); strings.Contains(save, "KVMNET-PRE") || strings.Contains(save, "DNAT") || strings.Contains(save, "127.0.0.0") {
 		t.Errorf("forward rules left after the last forward went:\n%s", save)
+	}
+}
+
+// TestReachForwards6: an IPv6 forward of the hypervisor's port 8080 to a
+// guest's probe port answers from the outside host over IPv6 (unmasqueraded),
+// from the hypervisor itself (its uplink and gateway addresses, not ::1, which
+// Linux cannot route to a guest), and from a second guest through the
+// hypervisor's address (hairpin, masqueraded as the IPv6 gateway), and from
+// a guest of another NAT network, which reaches no other port of the guest;
+// a forward on one host address answers there only; ip6tables' FORWARD
+// policy is DROP throughout.
+func TestReachForwards6(t *testing.T) {
+	w := newWorld6(t)
+	w.brNF()
+	n := reachNet6(1, NAT)
+	w.network6(n)
+	w.guest6(n, guestAddr(1, 10), guestAddr6(1, 10))
+	g2 := w.guest6(n, guestAddr(1, 11), guestAddr6(1, 11))
+	// A second address of the hypervisor's, which the host_ip forward does not take.
+	const other6 = "2001:db8:1::3"
+	w.hv.MustRun("ip", "addr", "add", other6+"/64", "dev", "up0", "nodad")
+
+	guest := netip.MustParseAddr(guestAddr6(1, 10))
+	n.Forwards = []PortForward{
+		{Proto: "tcp", First: 8080, Last: 8080, Guest: guest, GuestPort: 7777},
+		{Proto: "tcp", HostIP: netip.MustParseAddr(uplink6), First: 8443, Last: 8443, Guest: guest, GuestPort: 7777},
+	}
+	ensure(t, w.hv, n)
+	at := func(a string, port int) string { return net.JoinHostPort(a, strconv.Itoa(port)) }
+	if seen := expectTo6(t, "outside -> [uplink]:8080", w.out, at(uplink6, 8080), open); seen != outside6 {
+		t.Errorf("guest saw the outside host as %s, want %s (not masqueraded)", seen, outside6)
+	}
+	expectTo6(t, "outside -> [other address]:8080", w.out, at(other6, 8080), open)
+	expectTo6(t, "hypervisor -> its [uplink]:8080", w.hv, at(uplink6, 8080), open)
+	expectTo6(t, "hypervisor -> its [gateway]:8080", w.hv, at(n.Gateway6.String(), 8080), open)
+	expectTo6(t, "hypervisor -> [::1]:8080 (no IPv6 loopback forwarding)", w.hv, at("::1", 8080), refused)
+	if seen := expectTo6(t, "guest 2 -> [uplink]:8080 (hairpin)", g2, at(uplink6, 8080), open); seen != n.Gateway6.String() {
+		t.Errorf("guest 1 saw guest 2 as %s, want the gateway %s (masqueraded)", seen, n.Gateway6)
+	}
+	expectTo6(t, "outside -> [uplink]:8443 (host_ip)", w.out, at(uplink6, 8443), open)
+	expectTo6(t, "outside -> [other address]:8443 (not its host_ip)", w.out, at(other6, 8443), refused)
+	expectTo6(t, "hypervisor -> its [uplink]:8443 (host_ip)", w.hv, at(uplink6, 8443), open)
+	expectTo6(t, "outside -> [uplink]:8081 (not forwarded)", w.out, at(uplink6, 8081), refused)
+	w.out.MustRun("ip", "-6", "route", "add", n.Subnet6.String(), "via", uplink6)
+	expect6(t, "outside -> guest itself (no forward)", w.out, guestAddr6(1, 10), refused)
+	// A guest of another NAT network reaches the forward through the
+	// hypervisor's address too, masqueraded, and no other port of the guest.
+	y := reachNet6(2, NAT)
+	w.network6(y)
+	gy := w.guest6(y, guestAddr(2, 10), guestAddr6(2, 10))
+	ensure(t, w.hv, y)
+	if seen := expectTo6(t, "other network's guest -> [uplink]:8080", gy, at(uplink6, 8080), open); seen != n.Gateway6.String() {
+		t.Errorf("guest 1 saw the other network's guest as %s, want %s", seen, n.Gateway6)
+	}
+	expect6(t, "other network's guest -> guest 1 itself (no forward)", gy, guestAddr6(1, 10), refused)
+
+	n.Forwards = nil
+	ensure(t, w.hv, n)
+	expectTo6(t, "outside -> [uplink]:8080 after the forwards went", w.out, at(uplink6, 8080), refused)
+	if save := w.hv.Ip6tablesSave(); strings.Contains(save, "KVMNET-PRE") || strings.Contains(save, "DNAT") {
+		t.Errorf("forward rules left in ip6tables after the last forward went:\n%s", save)
 	}
 }

@@ -80,13 +80,19 @@ func serve6(t *testing.T, ns *testns.NS) {
 // expect6 is expect over IPv6.
 func expect6(t *testing.T, what string, ns *testns.NS, addr string, want outcome) string {
 	t.Helper()
+	return expectTo6(t, what, ns, net.JoinHostPort(addr, probePort), want)
+}
+
+// expectTo6 is expect6 to any address and port ("[ADDR]:PORT").
+func expectTo6(t *testing.T, what string, ns *testns.NS, addr string, want outcome) string {
+	t.Helper()
 	timeout := dialTimeout
 	if want == dropped {
 		timeout = dropTimeout
 	}
 	var seen string
 	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp6", net.JoinHostPort(addr, probePort), timeout)
+		c, err := net.DialTimeout("tcp6", addr, timeout)
 		if err != nil {
 			return err
 		}

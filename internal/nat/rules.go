@@ -59,9 +59,7 @@ func chains(n Network) []chain {
 				c.rules = natRules6(n)
 			}
 		case prefixPre + n.Name, prefixOut + n.Name:
-			if !n.family6 { // forwards are IPv4's
-				c.rules = dnatRules(n)
-			}
+			c.rules = dnatRules(n)
 		case prefixAlw + n.Name:
 			c.rules = allowRules(n)
 		case prefixGrd + n.Name:
@@ -111,8 +109,8 @@ func rejectOf(n Network) []string {
 // port matches a udp or tcp destination port as iptables-save spells it.
 func port(proto, p string) []string { return []string{"-p", proto, "-m", proto, "--dport", p} }
 
-// hostAddr spells an address as iptables-save does: 10.0.0.1/32.
-func hostAddr(a netip.Addr) string { return netip.PrefixFrom(a, 32).String() }
+// hostAddr spells an address as iptables-save does: 10.0.0.1/32, fd00::1/128.
+func hostAddr(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
 
 // allowRules let the guests of the networks on the AllowFrom bridges open
 // connections to n's guests, and n's guests answer them. They run before every

@@ -40,7 +40,7 @@ func forwardStatuses(recorded []state.Forward, up bool, conf config.Net, leases 
 	out := []PortForwardStatus{}
 	for _, f := range fs {
 		s := PortForwardStatus{Proto: f.Proto, Port: config.PortRange{First: f.First, Last: f.Last}.String(),
-			To: f.Guest.String() + ":" + config.PortRange{First: f.GuestPort, Last: f.GuestPort + f.Last - f.First}.String()}
+			To: config.HostPort(f.Guest, config.PortRange{First: f.GuestPort, Last: f.GuestPort + f.Last - f.First}.String())}
 		if f.HostIP.IsValid() {
 			s.HostIP = f.HostIP.String()
 		}
@@ -59,8 +59,15 @@ func forwardRow(network string, f PortForwardStatus) string {
 	host := f.Port
 	if f.HostIP != "" {
 		host = f.HostIP + ":" + f.Port
+		if a, err := netip.ParseAddr(f.HostIP); err == nil {
+			host = config.HostPort(a, f.Port)
+		}
 	}
-	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", f.Proto, host, network, f.To, yesNo(f.Leased, "leased", "no lease"))
+	lease := yesNo(f.Leased, "leased", "no lease")
+	if strings.HasPrefix(f.To, "[") { // IPv6: addresses by SLAAC or static, no DHCP lease to show
+		lease = "-"
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", f.Proto, host, network, f.To, lease)
 }
 
 // portForwards: a forward whose guest holds no lease goes nowhere (the guest is
@@ -74,7 +81,7 @@ func (c *netCheck) portForwards() []Finding {
 	if c.rec.Services && c.conf.DHCP {
 		leases := c.h.leases(c.name, c.conf.LeaseFile, func(error) {})
 		for _, f := range forwardStatuses(c.forwards, true, c.conf, leases) {
-			if !f.Leased {
+			if !f.Leased && !strings.HasPrefix(f.To, "[") { // IPv6 guests hold no DHCP lease
 				fs = append(fs, Finding{Network: c.name, Info: true,
 					Problem:  fmt.Sprintf("forward %s %s goes to %s, which no guest has a lease on (off, or on another address?)", f.Proto, f.Port, f.To),
 					Evidence: "kvmnet status lists no lease of " + strings.Split(f.To, ":")[0],
@@ -101,10 +108,15 @@ type listener struct {
 }
 
 // listeners finds the sockets of this namespace that listen (tcp) or are
-// bound (udp) on one of f's host ports, on f's host address or on all.
+// bound (udp) on one of f's host ports, on f's host address or on all, of
+// f's family (an IPv6 socket on [::] takes IPv4 too).
 func listeners(f state.Forward) []listener {
 	var out []listener
-	for _, table := range []string{f.Proto, f.Proto + "6"} {
+	tables := []string{f.Proto, f.Proto + "6"}
+	if f.Guest.Is6() {
+		tables = tables[1:]
+	}
+	for _, table := range tables {
 		fh, err := os.Open("/proc/net/" + table)
 		if err != nil {
 			continue

@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -146,5 +147,87 @@ func TestStatusForwardsDown(t *testing.T) {
 	}
 	if out := h.must("status"); !strings.Contains(out, "FORWARD") || !strings.Contains(out, "192.168.100.23:80") {
 		t.Errorf("status table lacks the forward:\n%s", out)
+	}
+}
+
+// TestStatusForwards6Down: a down network's IPv6 forwards are the file's: a
+// dual-stack static host's forward is listed once per family, IPv6
+// addresses in brackets, and the table shows no lease column for them.
+func TestStatusForwards6Down(t *testing.T) {
+	h := newHost(t, `
+[network.default]
+address6 = "fd00:6b76:6d6e::1/64"
+[[network.default.host]]
+mac = "52:54:00:00:00:21"
+ip = "192.168.100.21"
+ip6 = "fd00:6b76:6d6e::21"
+name = "web"
+[[network.default.forward]]
+proto = "tcp"
+port = 8080
+to = "web:80"
+[[network.default.forward]]
+proto = "tcp"
+port = 8443
+to = "[fd00:6b76:6d6e::22]:443"
+host_ip = "2001:db8::2"
+`)
+	s := h.status("default").Networks[0]
+	var got []string
+	for _, f := range s.Forwards {
+		got = append(got, f.HostIP+" "+f.Port+" "+f.To)
+	}
+	if want := " 8080 192.168.100.21:80| 8080 [fd00:6b76:6d6e::21]:80|2001:db8::2 8443 [fd00:6b76:6d6e::22]:443"; strings.Join(got, "|") != want {
+		t.Errorf("forwards of the down network:\n got %s\nwant %s", strings.Join(got, "|"), want)
+	}
+	out := h.must("status")
+	for _, w := range []string{"[2001:db8::2]:8443", "[fd00:6b76:6d6e::22]:443"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status table lacks %s:\n%s", w, out)
+		}
+	}
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(l, "[fd00:6b76:6d6e::22]:443") && !strings.HasSuffix(strings.TrimSpace(l), " -") {
+			t.Errorf("an IPv6 forward's row shows a lease state: %q", l)
+		}
+	}
+}
+
+// TestDoctorForwards6: doctor expects no DHCP lease of an IPv6 forward's
+// guest (its address is SLAAC's or its own), while it still names an IPv4
+// forward's guest without one.
+func TestDoctorForwards6(t *testing.T) {
+	h := newHost(t, `
+[network.default]
+address6 = "fd00:6b76:6d6e::1/64"
+[[network.default.forward]]
+proto = "tcp"
+port = 8443
+to = "[fd00:6b76:6d6e::22]:443"
+[[network.default.forward]]
+proto = "udp"
+port = 5000
+to = "192.168.100.200:5000"
+`)
+	h.taps("vnet0")
+	h.helper("kvmnet-natup", "vnet0")
+	// Programs on the IPv6 forward's port: the IPv6 one loses its
+	// connections to the forward, the IPv4-only one does not.
+	for _, network := range []string{"tcp4", "tcp6"} {
+		var ln net.Listener
+		if err := h.NS.Do(func() (err error) { ln, err = net.Listen(network, ":8443"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+	}
+	out, _ := h.doctor(nil)
+	if !strings.Contains(out, "forward udp 5000 goes to 192.168.100.200:5000, which no guest has a lease on") {
+		t.Errorf("doctor does not name the IPv4 forward's unleased guest:\n%s", out)
+	}
+	if strings.Contains(out, "goes to [fd00:6b76:6d6e::22]") {
+		t.Errorf("doctor expects a lease of the IPv6 forward's guest:\n%s", out)
+	}
+	if n := strings.Count(out, "a program listens on tcp port 8443"); n != 1 || !strings.Contains(out, "/proc/net/tcp6") {
+		t.Errorf("doctor names %d programs on the IPv6 forward's port 8443, want 1 (the IPv6 one):\n%s", n, out)
 	}
 }
