@@ -442,35 +442,11 @@ func (f *nft) legacyView(n Network, chain string) (Forward, error) {
 				fw.Jump = i
 				fw.Unhook = "iptables-legacy -D " + chain + " " + strings.Join(r, " ")
 			}
-		case fw.Blocker < 0 && legacyBlocks(r, n.Bridge):
+		case fw.Blocker < 0 && nat.Blocks(r, n.Bridge):
 			fw.Blocker, fw.Rule = i, "-A "+chain+" "+strings.Join(r, " ")
 		}
 	}
 	return fw, nil
-}
-
-// legacyBlocks reports whether an iptables rule drops or rejects and its
-// -i/-o matches do not rule bridge br out.
-func legacyBlocks(r []string, br string) bool {
-	j := slices.Index(r, "-j")
-	if j < 0 || j+1 >= len(r) || (r[j+1] != "DROP" && r[j+1] != "REJECT") {
-		return false
-	}
-	for i := 0; i+1 < len(r); i++ {
-		neg := r[i] == "!"
-		if neg {
-			i++
-		}
-		if i+1 >= len(r) || (r[i] != "-i" && r[i] != "-o") {
-			continue
-		}
-		name := r[i+1]
-		match := name == br || (strings.HasSuffix(name, "+") && strings.HasPrefix(br, strings.TrimSuffix(name, "+")))
-		if match == neg {
-			return false
-		}
-	}
-	return true
 }
 
 // shimLegacy inserts n's accepts first in legacy FORWARD and INPUT where
