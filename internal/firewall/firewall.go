@@ -37,30 +37,18 @@ const (
 // backend was asked for.
 var ErrNoIptables = nat.ErrNoIptables
 
-// Mode is how a network reaches the world.
-type Mode int
+// Mode is how a network reaches the world; both backends share package
+// nat's, so that its String is the one the configuration spells.
+type Mode = nat.Mode
 
 const (
 	// Isolated: guests reach each other only, not even the host.
-	Isolated Mode = iota
+	Isolated = nat.Isolated
 	// HostOnly: guests reach each other and the gateway address, nothing routed.
-	HostOnly
+	HostOnly = nat.HostOnly
 	// NAT: as HostOnly, and guests reach the world through the host, masqueraded.
-	NAT
+	NAT = nat.NAT
 )
-
-// String returns the mode as kvmnet's configuration spells it.
-func (m Mode) String() string {
-	switch m {
-	case Isolated:
-		return "isolated"
-	case HostOnly:
-		return "hostonly"
-	case NAT:
-		return "nat"
-	}
-	return fmt.Sprintf("Mode(%d)", int(m))
-}
 
 // Network is what the rule engine needs to know of one kvmnet network.
 type Network struct {
