@@ -190,9 +190,12 @@ func updateForwarding(d state.Dir, k forwardFamily, change func(*forwarding) (ac
 }
 
 // removeForwardingRecord removes the record and any half-written copy of it
-// a killed helper left.
+// a killed helper left: ".FILE.tmp…" as state.Dir.WriteJSON names it, or
+// "FILE.tmp…" as older versions did.
 func removeForwardingRecord(d state.Dir, file string) error {
-	tmps, _ := filepath.Glob(filepath.Join(d.Path, file+".tmp*"))
+	tmps, _ := filepath.Glob(filepath.Join(d.Path, "."+file+".tmp*"))
+	old, _ := filepath.Glob(filepath.Join(d.Path, file+".tmp*"))
+	tmps = append(tmps, old...)
 	errs := []error{d.RemoveFile(file)}
 	for _, t := range tmps {
 		errs = append(errs, d.RemoveFile(filepath.Base(t)))
