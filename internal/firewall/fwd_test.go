@@ -15,22 +15,7 @@ import (
 // fwdServe listens on port in ns and answers each connection with the
 // source address it saw.
 func fwdServe(t *testing.T, ns *testns.NS, port int) {
-	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
+	ns.EchoSource(t, "tcp4", fmt.Sprintf(":%d", port))
 }
 
 // fwdDial connects from ns to addr and returns the address the server saw,

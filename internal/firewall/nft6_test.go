@@ -141,19 +141,7 @@ func guest6On(t *testing.T, hv *testns.NS, n Network, addr4, addr6 string) *test
 const probe6 = "7777"
 
 // serve6 answers every TCP connection to port 7777 on ns's IPv6 addresses with the source it saw.
-func serve6(t *testing.T, ns *testns.NS) {
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp6", "[::]:"+probe6); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
-}
+func serve6(t *testing.T, ns *testns.NS) { ns.EchoSource(t, "tcp6", "[::]:"+probe6) }
 
 // reach6 connects from ns to addr and fails t unless the outcome (open,
 // refused, dropped) is want; it returns what the server saw when open.
