@@ -136,29 +136,7 @@ func TestNFTForwardsReach(t *testing.T) {
 // loopbackDatagram reports whether a datagram guest g sends to 127.0.0.1
 // reaches a socket on the host's 127.0.0.1 within 300 ms.
 func loopbackDatagram(t *testing.T, hv, g *testns.NS) bool {
-	t.Helper()
-	var ln *net.UDPConn
-	if err := hv.Do(func() (err error) {
-		ln, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7778})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if err := g.Do(func() error {
-		c, err := net.Dial("udp4", "127.0.0.1:7778")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("x"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_ = ln.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	_, _, err := ln.ReadFrom(make([]byte, 8))
-	return err == nil
+	return hv.LoopbackReachedFrom(t, g, 300*time.Millisecond)
 }
 
 // TestNFTManyForwards: a network with 200 forwards (800 rules with both

@@ -1,43 +1,17 @@
 package nat
 
 import (
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
-// loopbackReached sends a datagram from guest g to 127.0.0.1 (routed through
-// its gateway) and reports whether a socket bound to the hypervisor's
-// 127.0.0.1 got it. UDP needs no answer: a TCP probe would fail for want of
-// an ARP answer to the hypervisor's loopback address, not for want of a hole.
+// loopbackReached reports whether a datagram guest g sends to 127.0.0.1
+// reaches the hypervisor's 127.0.0.1, waiting as long as for a dropped probe.
 func loopbackReached(t *testing.T, hv, g *testns.NS) bool {
-	t.Helper()
-	var ln *net.UDPConn
-	if err := hv.Do(func() (err error) {
-		ln, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7778})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if err := g.Do(func() error {
-		c, err := net.Dial("udp4", "127.0.0.1:7778")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("x"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_ = ln.SetReadDeadline(time.Now().Add(dropTimeout))
-	_, _, err := ln.ReadFrom(make([]byte, 8))
-	return err == nil
+	return hv.LoopbackReachedFrom(t, g, dropTimeout)
 }
 
 // TestReachForwards: a forward of the hypervisor's port 8080 to a guest's
