@@ -260,8 +260,8 @@ func (f *Firewall) Unchanged(gen uint32) bool {
 // A cold Ensure only adds and pays none of it; an Ensure that rewrites a
 // drifted chain pays it too.
 func (f *Firewall) Remove(n Network) error {
-	if !nameRE().MatchString(n.Name) {
-		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
+	if err := CheckName(n.Name); err != nil {
+		return err
 	}
 	dropAll := func(live ruleset) batch {
 		b := batch{}
