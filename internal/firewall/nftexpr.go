@@ -167,13 +167,22 @@ func protoName(p byte) string {
 	return strconv.Itoa(int(p))
 }
 
+// ctFlags matches a conntrack flag word as nft spells `ct state|status
+// FLAGS`: any of bits set, or with none, none of them.
+func (s *spec) ctFlags(key expr.CtKey, words string, bits uint32, none bool) *spec {
+	op := expr.CmpOpNeq
+	if none {
+		op = expr.CmpOpEq
+	}
+	return s.add(words,
+		&expr.Ct{Key: key, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, bits), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)})
+}
+
 // established matches `ct state established,related`.
 func (s *spec) established() *spec {
-	mask := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
-	return s.add("ct state established,related",
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	return s.ctFlags(expr.CtKeySTATE, "ct state established,related", expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, false)
 }
 
 func (s *spec) verdict(word string, k expr.VerdictKind) *spec {

@@ -123,21 +123,13 @@ func (s *spec) dportRange(p byte, first, last uint16) *spec {
 
 // ctDNAT matches `ct status dnat`: a connection whose destination a DNAT changed.
 func (s *spec) ctDNAT() *spec {
-	mask := binary.NativeEndian.AppendUint32(nil, ipsDstNAT)
-	return s.add("ct status dnat",
-		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	return s.ctFlags(expr.CtKeySTATUS, "ct status dnat", ipsDstNAT, false)
 }
 
 // notEstablished matches `ct state != established,related`... as nft spells
 // a negated flag match: none of the two bits set.
 func (s *spec) notEstablished() *spec {
-	mask := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
-	return s.add("ct state ! established,related",
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
+	return s.ctFlags(expr.CtKeySTATE, "ct state ! established,related", expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, true)
 }
 
 // dnat is `dnat ip to ADDR[:PORT]`; port 0 keeps the connection's port.
