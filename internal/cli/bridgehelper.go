@@ -1,20 +1,17 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
-	"github.com/kvmnet/kvmnet/internal/runlog"
 	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/version"
 )
@@ -102,23 +99,7 @@ func BridgeHelper(args []string) int {
 		fmt.Printf("%s %s\n", bridgeHelperName, version.Version)
 		return ExitOK
 	}
-	log := runlog.Open(bridgeHelperName)
-	defer log.Close()
-	start := time.Now()
-	res, err := runBridgeHelper(args, who)
-	if err != nil {
-		log.Error(err)
-		if errors.Is(err, errUsage) {
-			return ExitUsage
-		}
-		return ExitFail
-	}
-	log.Info("up", "tap", res.tap, "network", res.net.Name, "bridge", res.net.Bridge, "mode", string(res.net.Mode),
-		"user", who.String(), "changes", strings.Join(res.Changes, ","), "took", time.Since(start).Round(10*time.Microsecond).String())
-	for _, w := range res.Warnings {
-		log.Warn(w, "network", res.net.Name)
-	}
-	return ExitOK
+	return runLogged(bridgeHelperName, func() (helperResult, error) { return runBridgeHelper(args, who) })
 }
 
 func runBridgeHelper(args []string, who caller) (helperResult, error) {
@@ -154,6 +135,7 @@ func runBridgeHelper(args []string, who caller) (helperResult, error) {
 	if err := unix.Sendmsg(a.fd, []byte{0}, unix.UnixRights(int(tap.Fd())), nil, 0); err != nil {
 		return res, fmt.Errorf("send tap %s to QEMU over fd %d: %w", res.tap, a.fd, err)
 	}
+	res.user = who.String()
 	return res, nil
 }
 

@@ -65,10 +65,16 @@ func Helper(v Verb, args []string) int {
 		fmt.Printf("%s %s\n", prog, version.Version)
 		return ExitOK
 	}
+	return runLogged(prog, func() (helperResult, error) { return runHelper(v, args) })
+}
+
+// runLogged runs a helper's work under prog's log and maps its outcome to an
+// exit code: the error is logged, or what the work did and its warnings.
+func runLogged(prog string, run func() (helperResult, error)) int {
 	log := runlog.Open(prog)
 	defer log.Close()
 	start := time.Now()
-	res, err := runHelper(v, args)
+	res, err := run()
 	if err != nil {
 		log.Error(err)
 		if errors.Is(err, errUsage) {
@@ -76,8 +82,11 @@ func Helper(v Verb, args []string) int {
 		}
 		return ExitFail
 	}
-	log.Info(res.what, "tap", res.tap, "network", res.net.Name, "bridge", res.net.Bridge, "mode", string(res.net.Mode),
-		"changes", strings.Join(res.Changes, ","), "took", time.Since(start).Round(10*time.Microsecond).String())
+	kv := []string{"tap", res.tap, "network", res.net.Name, "bridge", res.net.Bridge, "mode", string(res.net.Mode)}
+	if res.user != "" {
+		kv = append(kv, "user", res.user)
+	}
+	log.Info(res.what, append(kv, "changes", strings.Join(res.Changes, ","), "took", time.Since(start).Round(10*time.Microsecond).String())...)
 	for _, w := range res.Warnings {
 		log.Warn(w, "network", res.net.Name)
 	}
@@ -108,6 +117,7 @@ type helperResult struct {
 	what string
 	tap  string
 	net  config.Net
+	user string // the bridge helper's caller, as logged; "" for the tap scripts
 }
 
 func runHelper(v Verb, args []string) (helperResult, error) {

@@ -156,6 +156,15 @@ func host() (ops.Host, error) {
 	return ops.Host{Dir: d, File: f}, nil
 }
 
+// adminHost is host for a command that changes the host: it refuses a
+// caller without CAP_NET_ADMIN before it reads anything.
+func adminHost() (ops.Host, error) {
+	if err := needNetAdmin(); err != nil {
+		return ops.Host{}, err
+	}
+	return host()
+}
+
 // network checks a NETWORK argument; a bad name is the caller's to fix.
 func network(name string) (string, error) {
 	if err := config.CheckNetworkName(name); err != nil {
@@ -240,10 +249,7 @@ func fixable(fs []ops.Finding) bool {
 }
 
 func runGC(c *call) (int, error) {
-	if err := needNetAdmin(); err != nil {
-		return 0, err
-	}
-	h, err := host()
+	h, err := adminHost()
 	if err != nil {
 		return 0, err
 	}
@@ -271,10 +277,7 @@ func changer(arg string) (string, ops.Host, error) {
 	if err != nil {
 		return "", ops.Host{}, err
 	}
-	if err := needNetAdmin(); err != nil {
-		return "", ops.Host{}, err
-	}
-	h, err := host()
+	h, err := adminHost()
 	return name, h, err
 }
 
@@ -351,10 +354,7 @@ func runDown(c *call) (int, error) {
 }
 
 func runDownAll(c *call) (int, error) {
-	if err := needNetAdmin(); err != nil {
-		return 0, err
-	}
-	h, err := host()
+	h, err := adminHost()
 	if err != nil {
 		return 0, err
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/kvmnet/kvmnet/internal/nat"
 )
@@ -52,34 +51,10 @@ func (h Host) Choose(choice Backend) (Backend, string, error) {
 	switch {
 	case len(names) == 0:
 		return NFTables, "auto: no legacy iptables tables", nil
-	case isLegacy(h.lookPath("iptables")):
+	case nat.IptablesVariant(h.lookPath("iptables")) == "legacy":
 		return IPTables, "auto: iptables-legacy in use (" + string(bytes.Join(names, []byte(","))) + ")", nil
 	}
 	return NFTables, "auto: legacy tables in use but iptables is iptables-nft", nil
-}
-
-// isLegacy follows the symlink chain of path (iptables ->
-// /etc/alternatives/iptables -> iptables-legacy -> xtables-legacy-multi) and
-// reports whether a link on the way names the legacy backend. It does not
-// exec: `iptables --version` would cost ~3 ms.
-func isLegacy(path string) bool {
-	for range 16 {
-		switch base := filepath.Base(path); {
-		case strings.Contains(base, "-legacy"):
-			return true
-		case strings.Contains(base, "-nft"):
-			return false
-		}
-		next, err := os.Readlink(path)
-		if err != nil {
-			return false
-		}
-		if !filepath.IsAbs(next) {
-			next = filepath.Join(filepath.Dir(path), next)
-		}
-		path = next
-	}
-	return false
 }
 
 // Choose is Host{}.Choose.

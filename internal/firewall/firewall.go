@@ -14,8 +14,6 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
-	"sync"
 
 	"github.com/kvmnet/kvmnet/internal/nat"
 )
@@ -37,30 +35,18 @@ const (
 // backend was asked for.
 var ErrNoIptables = nat.ErrNoIptables
 
-// Mode is how a network reaches the world.
-type Mode int
+// Mode is how a network reaches the world; both backends share package
+// nat's, so that its String is the one the configuration spells.
+type Mode = nat.Mode
 
 const (
 	// Isolated: guests reach each other only, not even the host.
-	Isolated Mode = iota
+	Isolated = nat.Isolated
 	// HostOnly: guests reach each other and the gateway address, nothing routed.
-	HostOnly
+	HostOnly = nat.HostOnly
 	// NAT: as HostOnly, and guests reach the world through the host, masqueraded.
-	NAT
+	NAT = nat.NAT
 )
-
-// String returns the mode as kvmnet's configuration spells it.
-func (m Mode) String() string {
-	switch m {
-	case Isolated:
-		return "isolated"
-	case HostOnly:
-		return "hostonly"
-	case NAT:
-		return "nat"
-	}
-	return fmt.Sprintf("Mode(%d)", int(m))
-}
 
 // Network is what the rule engine needs to know of one kvmnet network.
 type Network struct {
@@ -96,23 +82,16 @@ func (n Network) Subnet6() netip.Prefix {
 	return n.Gateway6.Masked()
 }
 
-var (
-	nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,14}$`) })
-	// ifnameRE is what both backends can put in a rule unquoted: no '+'
-	// (an iptables wildcard), no leading '-' (an option).
-	ifnameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$`) })
-)
-
 // Validate reports why n cannot be turned into rules, or nil.
 func (n Network) Validate() error {
-	if !nameRE().MatchString(n.Name) {
-		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
+	if err := nat.CheckName(n.Name); err != nil {
+		return err
 	}
-	if !ifnameRE().MatchString(n.Bridge) {
+	if !nat.IfnameOK(n.Bridge) {
 		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)
 	}
 	for _, from := range n.AllowFrom {
-		if !ifnameRE().MatchString(from) || from == n.Bridge {
+		if !nat.IfnameOK(from) || from == n.Bridge {
 			return fmt.Errorf("network %s: allowed bridge %q: want another bridge's name", n.Name, from)
 		}
 	}

@@ -17,22 +17,7 @@ import (
 // fwdServe listens on port in ns and answers each connection with the
 // source address it saw.
 func fwdServe(t *testing.T, ns *testns.NS, port int) {
-	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
+	ns.EchoSource(t, "tcp4", fmt.Sprintf(":%d", port))
 }
 
 // fwdDial connects from ns to addr ("A.B.C.D:PORT" or "[IPV6]:PORT") and
@@ -233,29 +218,7 @@ func TestNFTForwardsReach6(t *testing.T) {
 // loopbackDatagram reports whether a datagram guest g sends to 127.0.0.1
 // reaches a socket on the host's 127.0.0.1 within 300 ms.
 func loopbackDatagram(t *testing.T, hv, g *testns.NS) bool {
-	t.Helper()
-	var ln *net.UDPConn
-	if err := hv.Do(func() (err error) {
-		ln, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7778})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if err := g.Do(func() error {
-		c, err := net.Dial("udp4", "127.0.0.1:7778")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("x"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_ = ln.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	_, _, err := ln.ReadFrom(make([]byte, 8))
-	return err == nil
+	return hv.LoopbackReachedFrom(t, g, 300*time.Millisecond)
 }
 
 // TestNFTManyForwards: a network with 200 forwards (800 rules with both

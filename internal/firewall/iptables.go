@@ -44,12 +44,9 @@ func (f iptables) Forward(n Network) (Forward, error) {
 
 // natNetwork is n as package nat takes it.
 func natNetwork(n Network) nat.Network {
-	m := nat.Isolated
-	switch n.Mode {
-	case HostOnly:
-		m = nat.HostOnly
-	case NAT:
-		m = nat.NAT
+	m := n.Mode
+	if m != HostOnly && m != NAT { // an unknown mode reaches nat as the most closed one
+		m = Isolated
 	}
 	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom, Forwards: n.Forwards}
 	if n.Gateway.IsValid() {

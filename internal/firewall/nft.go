@@ -246,8 +246,8 @@ func jumps(b base, t *nftables.Table, networks []string, exists func(string) boo
 //	nft delete table inet kvmnet  (the last network)
 //	nft delete rule inet kvmnet forward handle H; nft delete chain inet kvmnet fwd-NAME …
 func (f *nft) Remove(n Network) error {
-	if !nameRE().MatchString(n.Name) {
-		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
+	if err := nat.CheckName(n.Name); err != nil {
+		return err
 	}
 	unlock, err := lockTable()
 	if err != nil {

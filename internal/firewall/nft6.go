@@ -17,46 +17,8 @@ import (
 // become the host's router), and postrouting masquerades what leaves the
 // prefix. The iptables backend makes the same in ip6tables (package nat).
 
-// ipv6 is the dependency an inet table's IPv6 header match needs.
-func (s *spec) ipv6() {
-	if s.inet && !s.v6 {
-		s.exprs = append(s.exprs,
-			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}})
-		s.v6 = true
-	}
-}
-
-// addr6 matches `ip6 saddr|daddr [!=] PREFIX` as nft spells it: a load of
-// the prefix's bytes when it ends on a byte, else of the whole address and a mask.
-func (s *spec) addr6(word string, offset uint32, p netip.Prefix, neg bool) *spec {
-	s.ipv6()
-	op, not := cmpOp(neg)
-	p = p.Masked()
-	n := uint32(p.Bits()) / 8
-	if p.Bits()%8 != 0 {
-		n = 16
-	}
-	a := p.Addr().As16()
-	es := []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: n}}
-	if p.Bits()%8 != 0 {
-		mask := make([]byte, n)
-		for i := range mask {
-			bits := min(max(p.Bits()-8*i, 0), 8)
-			mask[i] = byte(0xff << (8 - bits))
-		}
-		es = append(es, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)})
-	}
-	es = append(es, &expr.Cmp{Op: op, Register: 1, Data: a[:n]})
-	text := p.String()
-	if p.Bits() == 128 {
-		text = p.Addr().String()
-	}
-	return s.add("ip6 "+word+" "+not+text, es...)
-}
-
-func (s *spec) saddr6(p netip.Prefix, neg bool) *spec { return s.addr6("saddr", 8, p, neg) }
-func (s *spec) daddr6(p netip.Prefix, neg bool) *spec { return s.addr6("daddr", 24, p, neg) }
+func (s *spec) saddr6(p netip.Prefix, neg bool) *spec { return s.addr(ip6, "saddr", 8, p, neg) }
+func (s *spec) daddr6(p netip.Prefix, neg bool) *spec { return s.addr(ip6, "daddr", 24, p, neg) }
 
 // ICMPv6 types (RFC 4861) and how nft names them.
 const (

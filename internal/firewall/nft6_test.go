@@ -3,7 +3,6 @@ package firewall
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -32,10 +31,7 @@ func withForwards6(n Network) Network {
 	return n
 }
 
-var fixtures6 = []struct {
-	golden string
-	n      Network
-}{
+var fixtures6 = []fixture{
 	{"nft-nat-services-ipv6", with6(fixtures[0].n, "fd00:6b76:6d6e::1/64")},
 	{"nft-nat-ipv6", with6(fixtures[1].n, "fd00:6b76:6d6e::1/64")},
 	{"nft-hostonly-services-ipv6", with6(fixtures[2].n, "fd00:6b76:6d6f::1/64")},
@@ -45,29 +41,7 @@ var fixtures6 = []struct {
 
 // TestNFTGoldenIPv6 is TestNFTGolden for networks with an IPv6 prefix: the
 // same chains carry their IPv6 rules.
-func TestNFTGoldenIPv6(t *testing.T) {
-	for _, fx := range fixtures6 {
-		t.Run(fx.golden, func(t *testing.T) {
-			ns := testns.New(t)
-			before := ruleset(ns)
-			r := ensure(t, ns, fx.n)
-			if !r.Changed || !r.GenOK {
-				t.Fatalf("first Ensure: %+v, want changed with a generation", r)
-			}
-			golden(t, fx.golden, fmt.Sprintf("# %+v\n", fx.n)+ns.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"))
-			if r2 := ensure(t, ns, fx.n); r2.Changed || r2.Gen != r.Gen {
-				t.Errorf("second Ensure: %+v, want unchanged at generation %d", r2, r.Gen)
-			}
-			if m := check(t, ns, fx.n); len(m) > 0 {
-				t.Errorf("Check after Ensure: %q", m)
-			}
-			remove(t, ns, fx.n)
-			if got := ruleset(ns); got != before {
-				t.Errorf("ruleset after Remove:\n%s\nwant:\n%s", got, before)
-			}
-		})
-	}
-}
+func TestNFTGoldenIPv6(t *testing.T) { goldenRoundTrip(t, fixtures6) }
 
 // TestNFTReachIPv6: over IPv6, with ip6tables-nft's FORWARD and INPUT
 // policies DROP (the shim's case), a NAT guest reaches the guest beside it
@@ -155,19 +129,7 @@ func guest6On(t *testing.T, hv *testns.NS, n Network, addr4, addr6 string) *test
 const probe6 = "7777"
 
 // serve6 answers every TCP connection to port 7777 on ns's IPv6 addresses with the source it saw.
-func serve6(t *testing.T, ns *testns.NS) {
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp6", "[::]:"+probe6); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for c, err := ln.Accept(); err == nil; c, err = ln.Accept() {
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
-}
+func serve6(t *testing.T, ns *testns.NS) { ns.EchoSource(t, "tcp6", "[::]:"+probe6) }
 
 // reach6 connects from ns to addr and fails t unless the outcome (open,
 // refused, dropped) is want; it returns what the server saw when open.

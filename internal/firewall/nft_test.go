@@ -21,10 +21,13 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 // into a namespace (see package nat's tests).
 func init() { runtime.LockOSThread() }
 
-var fixtures = []struct {
+// fixture is a network and the golden file of its rules.
+type fixture struct {
 	golden string
 	n      Network
-}{
+}
+
+var fixtures = []fixture{
 	{"nft-nat-services", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Gateway: netip.MustParsePrefix("192.168.100.1/24"), Services: true}},
 	{"nft-nat", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Gateway: netip.MustParsePrefix("10.77.0.1/20")}},
 	{"nft-hostonly-services", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24"), Services: true}},
@@ -86,8 +89,11 @@ func ruleset(ns *testns.NS) string { return ns.MustRun("nft", "-s", "list", "rul
 // kvmnet` prints it; `go test ./internal/firewall -update` rewrites them. A
 // second Ensure changes nothing and keeps the generation; Check finds
 // nothing missing; Remove leaves the ruleset as it was.
-func TestNFTGolden(t *testing.T) {
-	for _, fx := range fixtures {
+func TestNFTGolden(t *testing.T) { goldenRoundTrip(t, fixtures) }
+
+// goldenRoundTrip is TestNFTGolden's cycle for each of fxs.
+func goldenRoundTrip(t *testing.T, fxs []fixture) {
+	for _, fx := range fxs {
 		t.Run(fx.golden, func(t *testing.T) {
 			ns := testns.New(t)
 			before := ruleset(ns)

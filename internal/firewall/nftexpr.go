@@ -69,28 +69,58 @@ func (s *spec) oif(name string, neg bool) *spec {
 	return s.iface(expr.MetaKeyOIFNAME, "oifname", name, neg)
 }
 
-// ipv4 is the dependency an inet table's IPv4 header match needs.
-func (s *spec) ipv4() {
-	if s.inet && !s.v4 {
+// ipFamily is what the IPv4 and IPv6 header matches differ in.
+type ipFamily struct {
+	word    string // the header as nft names it: "ip" or "ip6"
+	nfproto byte   // the inet table's dependency (see need)
+	size    int    // address bytes
+}
+
+var (
+	ip4 = ipFamily{word: "ip", nfproto: unix.NFPROTO_IPV4, size: 4}
+	ip6 = ipFamily{word: "ip6", nfproto: unix.NFPROTO_IPV6, size: 16}
+)
+
+// bytes is a in the family's width (As4 takes an IPv4-mapped address too).
+func (f ipFamily) bytes(a netip.Addr) []byte {
+	if f.size == 4 {
+		b := a.As4()
+		return b[:]
+	}
+	b := a.As16()
+	return b[:]
+}
+
+// need adds, once, the dependency an inet table's header match of family f
+// needs: `meta nfproto ipv4|ipv6`, which nft adds and hides the same way.
+func (s *spec) need(f ipFamily) {
+	done := &s.v4
+	if f.nfproto == unix.NFPROTO_IPV6 {
+		done = &s.v6
+	}
+	if s.inet && !*done {
 		s.exprs = append(s.exprs,
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}})
-		s.v4 = true
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}})
+		*done = true
 	}
 }
 
-// addr matches `ip saddr|daddr [!=] PREFIX` as nft and iptables-nft spell
-// it: a load of the prefix's bytes when it ends on a byte, else of the whole
-// address and a mask.
-func (s *spec) addr(word string, offset uint32, p netip.Prefix, neg bool) *spec {
-	s.ipv4()
+// ipv4 is the dependency an inet table's IPv4 header match needs.
+func (s *spec) ipv4() { s.need(ip4) }
+
+// addr matches `ip|ip6 saddr|daddr [!=] PREFIX` as nft and iptables-nft
+// spell it: a load of the prefix's bytes when it ends on a byte, else of the
+// whole address and a mask.
+func (s *spec) addr(f ipFamily, word string, offset uint32, p netip.Prefix, neg bool) *spec {
+	s.need(f)
 	op, not := cmpOp(neg)
 	p = p.Masked()
 	n := uint32(p.Bits()) / 8
 	if p.Bits()%8 != 0 {
-		n = 4
+		n = uint32(f.size)
 	}
-	a := p.Addr().As4()
+	a := f.bytes(p.Addr())
 	es := []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: n}}
 	if p.Bits()%8 != 0 {
 		mask := make([]byte, n)
@@ -102,14 +132,14 @@ func (s *spec) addr(word string, offset uint32, p netip.Prefix, neg bool) *spec 
 	}
 	es = append(es, &expr.Cmp{Op: op, Register: 1, Data: a[:n]})
 	text := p.String()
-	if p.Bits() == 32 {
+	if p.Bits() == 8*f.size {
 		text = p.Addr().String()
 	}
-	return s.add("ip "+word+" "+not+text, es...)
+	return s.add(f.word+" "+word+" "+not+text, es...)
 }
 
-func (s *spec) saddr(p netip.Prefix, neg bool) *spec { return s.addr("saddr", 12, p, neg) }
-func (s *spec) daddr(p netip.Prefix, neg bool) *spec { return s.addr("daddr", 16, p, neg) }
+func (s *spec) saddr(p netip.Prefix, neg bool) *spec { return s.addr(ip4, "saddr", 12, p, neg) }
+func (s *spec) daddr(p netip.Prefix, neg bool) *spec { return s.addr(ip4, "daddr", 16, p, neg) }
 
 // proto matches `meta l4proto tcp|udp`.
 func (s *spec) proto(p byte) *spec {
@@ -137,13 +167,22 @@ func protoName(p byte) string {
 	return strconv.Itoa(int(p))
 }
 
+// ctFlags matches a conntrack flag word as nft spells `ct state|status
+// FLAGS`: any of bits set, or with none, none of them.
+func (s *spec) ctFlags(key expr.CtKey, words string, bits uint32, none bool) *spec {
+	op := expr.CmpOpNeq
+	if none {
+		op = expr.CmpOpEq
+	}
+	return s.add(words,
+		&expr.Ct{Key: key, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, bits), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)})
+}
+
 // established matches `ct state established,related`.
 func (s *spec) established() *spec {
-	mask := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
-	return s.add("ct state established,related",
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	return s.ctFlags(expr.CtKeySTATE, "ct state established,related", expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, false)
 }
 
 func (s *spec) verdict(word string, k expr.VerdictKind) *spec {

@@ -156,21 +156,13 @@ func (s *spec) dportRange(p byte, first, last uint16) *spec {
 
 // ctDNAT matches `ct status dnat`: a connection whose destination a DNAT changed.
 func (s *spec) ctDNAT() *spec {
-	mask := binary.NativeEndian.AppendUint32(nil, ipsDstNAT)
-	return s.add("ct status dnat",
-		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	return s.ctFlags(expr.CtKeySTATUS, "ct status dnat", ipsDstNAT, false)
 }
 
 // notEstablished matches `ct state != established,related`... as nft spells
 // a negated flag match: none of the two bits set.
 func (s *spec) notEstablished() *spec {
-	mask := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
-	return s.add("ct state ! established,related",
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
+	return s.ctFlags(expr.CtKeySTATE, "ct state ! established,related", expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, true)
 }
 
 // dnat is `dnat ip to ADDR[:PORT]` or `dnat ip6 to [ADDR][:PORT]`; port 0
@@ -182,7 +174,7 @@ func (s *spec) dnat(a netip.Addr, port uint16) *spec {
 	var ip []byte
 	text := "dnat ip to " + a.String()
 	if a.Is6() {
-		s.ipv6()
+		s.need(ip6)
 		b := a.As16()
 		ip, n.Family, text = b[:], unix.NFPROTO_IPV6, "dnat ip6 to ["+a.String()+"]"
 	} else {

@@ -194,29 +194,36 @@ func serviceRules(n Network, inet bool) []*spec {
 //
 //	nft insert rule ip filter FORWARD iifname "br0" oifname "br0" accept comment "kvmnet:NAME"
 func (f *nft) shim(r *reader, n Network, p *plan) (func() (bool, error), error) {
+	err := shimsWanted(r, n, func(fc foreign, want []*spec) {
+		for i := len(want) - 1; i >= 0; i-- {
+			rule := want[i].rule(fc.ch, n.Name)
+			if !hasRule(fc.rules, rule) {
+				p.c.InsertRule(rule)
+				p.changed = true
+			}
+		}
+	})
+	if err != nil || !f.host.legacyFilter() {
+		return nil, err
+	}
+	return func() (bool, error) { return f.shimLegacy(n) }, nil
+}
+
+// shimsWanted calls f with each other table's forward or input chain that
+// would drop n's guests and the shim rules n wants there, in order.
+func shimsWanted(r *reader, n Network, f func(fc foreign, want []*spec)) error {
 	for _, h := range hooks() {
 		fcs, err := foreignChains(r, h.nf, n.Gateway6.IsValid())
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, fc := range fcs {
-			if !nftView(fc, n).needed() {
-				continue
-			}
-			want := shimRules(h, n, fc)
-			for i := len(want) - 1; i >= 0; i-- {
-				rule := want[i].rule(fc.ch, n.Name)
-				if !hasRule(fc.rules, rule) {
-					p.c.InsertRule(rule)
-					p.changed = true
-				}
+			if nftView(fc, n).needed() {
+				f(fc, shimRules(h, n, fc))
 			}
 		}
 	}
-	if !f.host.legacyFilter() {
-		return nil, nil
-	}
-	return func() (bool, error) { return f.shimLegacy(n) }, nil
+	return nil
 }
 
 func hasRule(rules []*nftables.Rule, r *nftables.Rule) bool {
@@ -254,21 +261,15 @@ func (f *nft) unshim(r *reader, n Network) (bool, error) {
 // checkShim lists the shim rules other tables' chains need and lack.
 func (f *nft) checkShim(r *reader, n Network) ([]string, error) {
 	var missing []string
-	for _, h := range hooks() {
-		fcs, err := foreignChains(r, h.nf, n.Gateway6.IsValid())
-		if err != nil {
-			return nil, err
-		}
-		for _, fc := range fcs {
-			if !nftView(fc, n).needed() {
-				continue
-			}
-			for _, s := range shimRules(h, n, fc) {
-				if !hasRule(fc.rules, s.rule(fc.ch, n.Name)) {
-					missing = append(missing, fc.label()+": "+s.text())
-				}
+	err := shimsWanted(r, n, func(fc foreign, want []*spec) {
+		for _, s := range want {
+			if !hasRule(fc.rules, s.rule(fc.ch, n.Name)) {
+				missing = append(missing, fc.label()+": "+s.text())
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	if !f.host.legacyFilter() {
 		return missing, nil
@@ -442,35 +443,11 @@ func (f *nft) legacyView(n Network, chain string) (Forward, error) {
 				fw.Jump = i
 				fw.Unhook = "iptables-legacy -D " + chain + " " + strings.Join(r, " ")
 			}
-		case fw.Blocker < 0 && legacyBlocks(r, n.Bridge):
+		case fw.Blocker < 0 && nat.Blocks(r, n.Bridge):
 			fw.Blocker, fw.Rule = i, "-A "+chain+" "+strings.Join(r, " ")
 		}
 	}
 	return fw, nil
-}
-
-// legacyBlocks reports whether an iptables rule drops or rejects and its
-// -i/-o matches do not rule bridge br out.
-func legacyBlocks(r []string, br string) bool {
-	j := slices.Index(r, "-j")
-	if j < 0 || j+1 >= len(r) || (r[j+1] != "DROP" && r[j+1] != "REJECT") {
-		return false
-	}
-	for i := 0; i+1 < len(r); i++ {
-		neg := r[i] == "!"
-		if neg {
-			i++
-		}
-		if i+1 >= len(r) || (r[i] != "-i" && r[i] != "-o") {
-			continue
-		}
-		name := r[i+1]
-		match := name == br || (strings.HasSuffix(name, "+") && strings.HasPrefix(br, strings.TrimSuffix(name, "+")))
-		if match == neg {
-			return false
-		}
-	}
-	return true
 }
 
 // shimLegacy inserts n's accepts first in legacy FORWARD and INPUT where

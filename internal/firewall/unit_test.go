@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/nftables/expr"
+
+	"github.com/kvmnet/kvmnet/internal/nat"
 )
 
 // TestBlocks: a DROP or REJECT counts against a bridge unless an interface
@@ -46,7 +48,7 @@ func TestBlocks(t *testing.T) {
 		{"-o br0 -j REJECT", true},
 		{"-j DOCKER-USER", false},
 	} {
-		if got := legacyBlocks(strings.Fields(tc.rule), "br0"); got != tc.want {
+		if got := nat.Blocks(strings.Fields(tc.rule), "br0"); got != tc.want {
 			t.Errorf("iptables %q: blocks = %t, want %t", tc.rule, got, tc.want)
 		}
 	}

@@ -14,15 +14,31 @@ import (
 // ipForward is per network namespace: /proc/sys/net shows the opener's namespace.
 const ipForward = "/proc/sys/net/ipv4/ip_forward"
 
-// forwarding is the host-wide record of ip_forward: which NAT networks need it
-// and whether kvmnet turned it on, so that it goes back off only when kvmnet
-// turned it on and the last NAT network is gone, and never when an admin did.
+// forwarding is a host-wide record of a forwarding sysctl: which NAT
+// networks need it and whether kvmnet turned it on, so that it goes back off
+// only when kvmnet turned it on and the last NAT network is gone, and never
+// when an admin did. ip_forward's is forwardingFile; IPv6's is
+// forwarding6File, which also lists the accept_ra kvmnet raised.
 const forwardingFile = "forwarding.state"
 
 type forwarding struct {
-	TurnedOn bool     `json:"turned_on"`
-	Users    []string `json:"users"`
+	TurnedOn bool         `json:"turned_on"`
+	Users    []string     `json:"users"`
+	AcceptRA []raSwitched `json:"accept_ra,omitempty"`
 }
+
+// forwardFamily is what IPv4's and IPv6's forwarding records differ in: the
+// lock and file of the record, and the sysctl they hold.
+type forwardFamily struct {
+	lock, file string
+	enabled    func() (bool, error)
+	set        func(on bool) error
+}
+
+var (
+	forward4 = forwardFamily{lock: "forwarding", file: forwardingFile, enabled: Forwarding, set: setForwarding}
+	forward6 = forwardFamily{lock: "forwarding6", file: forwarding6File, enabled: Forwarding6, set: setForwarding6}
+)
 
 // Forwarding reports whether ip_forward is on in this namespace.
 func Forwarding() (bool, error) {
@@ -45,12 +61,27 @@ func setForwarding(on bool) error {
 }
 
 // acquireForwarding registers network as a user of ip_forward and turns it on
-// if it is off, remembering that kvmnet did. The record is written before
-// ip_forward is turned on, so a helper killed in between leaves a record that
-// the network's teardown settles. It reports whether it turned ip_forward on.
+// if it is off, remembering that kvmnet did. It reports whether it turned
+// ip_forward on.
 func acquireForwarding(d state.Dir, network string) (turnedOn bool, err error) {
-	err = updateForwarding(d, func(f *forwarding) (func() error, bool, error) {
-		on, err := Forwarding()
+	return acquire(d, forward4, network, nil)
+}
+
+// releaseForwarding drops network's use of ip_forward and turns it off when
+// kvmnet turned it on and no other network uses it. It reports whether it
+// turned ip_forward off.
+func releaseForwarding(d state.Dir, network string) (turnedOff bool, err error) {
+	return release(d, forward4, network)
+}
+
+// acquire registers network as a user of k's sysctl and, if it is off, runs
+// prepare (when given) on the record and turns it on, raising the accept_ra
+// prepare listed first. The record is written before the sysctl is turned
+// on, so a helper killed in between leaves a record that the network's
+// teardown settles. It reports whether it turned the sysctl on.
+func acquire(d state.Dir, k forwardFamily, network string, prepare func(*forwarding) error) (turnedOn bool, err error) {
+	err = updateForwarding(d, k, func(f *forwarding) (func() error, bool, error) {
+		on, err := k.enabled()
 		if err != nil {
 			return nil, false, err
 		}
@@ -63,17 +94,31 @@ func acquireForwarding(d state.Dir, network string) (turnedOn bool, err error) {
 		if on {
 			return noAct, false, nil
 		}
+		if prepare != nil {
+			if err := prepare(f); err != nil {
+				return nil, false, err
+			}
+		}
+		raise := f.AcceptRA
 		f.TurnedOn, turnedOn = true, true
-		return func() error { return setForwarding(true) }, false, nil
+		return func() error {
+			if err := raiseAcceptRA(raise); err != nil {
+				return err
+			}
+			if err := k.set(true); err != nil {
+				return errors.Join(err, restoreAcceptRA(raise))
+			}
+			return nil
+		}, false, nil
 	})
 	return turnedOn, err
 }
 
-// releaseForwarding drops network's use of ip_forward and turns it off when
-// kvmnet turned it on and no other network uses it. It reports whether it
-// turned ip_forward off.
-func releaseForwarding(d state.Dir, network string) (turnedOff bool, err error) {
-	err = updateForwarding(d, func(f *forwarding) (func() error, bool, error) {
+// release drops network's use of k's sysctl and, when kvmnet turned it on
+// and no other network uses it, turns it off and puts back the accept_ra it
+// raised. It reports whether it turned the sysctl off.
+func release(d state.Dir, k forwardFamily, network string) (turnedOff bool, err error) {
+	err = updateForwarding(d, k, func(f *forwarding) (func() error, bool, error) {
 		i := slices.Index(f.Users, network)
 		if i < 0 {
 			return nil, false, nil
@@ -82,32 +127,40 @@ func releaseForwarding(d state.Dir, network string) (turnedOff bool, err error) 
 		if len(f.Users) > 0 || !f.TurnedOn {
 			return noAct, false, nil
 		}
-		f.TurnedOn = false
-		on, err := Forwarding()
-		if err != nil || !on {
-			return noAct, false, err
+		raised := f.AcceptRA
+		f.TurnedOn, f.AcceptRA = false, nil
+		on, err := k.enabled()
+		if err != nil {
+			return nil, false, err
 		}
-		turnedOff = true
-		return func() error { return setForwarding(false) }, true, nil
+		turnedOff = on
+		return func() error {
+			if on {
+				if err := k.set(false); err != nil {
+					return err
+				}
+			}
+			return restoreAcceptRA(raised)
+		}, true, nil
 	})
 	return turnedOff, err
 }
 
 func noAct() error { return nil }
 
-// updateForwarding runs change on the record under the host-wide lock; when
-// change returns an act, the record is saved and act changes ip_forward. The
+// updateForwarding runs change on k's record under its host-wide lock; when
+// change returns an act, the record is saved and act changes the host. The
 // order keeps a record of every change a killed helper may have made: turning
-// ip_forward on is recorded before it is done, turning it off after (redoing
+// the sysctl on is recorded before it is done, turning it off after (redoing
 // either is harmless).
-func updateForwarding(d state.Dir, change func(*forwarding) (act func() error, actFirst bool, err error)) error {
-	lk, err := d.Lock("forwarding")
+func updateForwarding(d state.Dir, k forwardFamily, change func(*forwarding) (act func() error, actFirst bool, err error)) error {
+	lk, err := d.Lock(k.lock)
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
 	var f forwarding
-	if _, err := d.ReadJSON(forwardingFile, &f); err != nil {
+	if _, err := d.ReadJSON(k.file, &f); err != nil {
 		return err
 	}
 	act, actFirst, err := change(&f)
@@ -116,7 +169,7 @@ func updateForwarding(d state.Dir, change func(*forwarding) (act func() error, a
 	}
 	if act == nil {
 		if !f.TurnedOn && len(f.Users) == 0 { // a killed helper's half-written record may be left
-			return removeForwardingRecord(d)
+			return removeForwardingRecord(d, k.file)
 		}
 		return nil
 	}
@@ -126,9 +179,9 @@ func updateForwarding(d state.Dir, change func(*forwarding) (act func() error, a
 		}
 	}
 	if !f.TurnedOn && len(f.Users) == 0 { // nothing left to remember
-		err = removeForwardingRecord(d)
+		err = removeForwardingRecord(d, k.file)
 	} else {
-		err = d.WriteJSON(forwardingFile, f)
+		err = d.WriteJSON(k.file, f)
 	}
 	if err != nil || actFirst {
 		return err
@@ -137,10 +190,13 @@ func updateForwarding(d state.Dir, change func(*forwarding) (act func() error, a
 }
 
 // removeForwardingRecord removes the record and any half-written copy of it
-// a killed helper left.
-func removeForwardingRecord(d state.Dir) error {
-	tmps, _ := filepath.Glob(filepath.Join(d.Path, forwardingFile+".tmp*"))
-	errs := []error{d.RemoveFile(forwardingFile)}
+// a killed helper left: ".FILE.tmp…" as state.Dir.WriteJSON names it, or
+// "FILE.tmp…" as older versions did.
+func removeForwardingRecord(d state.Dir, file string) error {
+	tmps, _ := filepath.Glob(filepath.Join(d.Path, "."+file+".tmp*"))
+	old, _ := filepath.Glob(filepath.Join(d.Path, file+".tmp*"))
+	tmps = append(tmps, old...)
+	errs := []error{d.RemoveFile(file)}
 	for _, t := range tmps {
 		errs = append(errs, d.RemoveFile(filepath.Base(t)))
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -27,12 +26,6 @@ const ipv6Forward = "/proc/sys/net/ipv6/conf/all/forwarding"
 // accept_ra=2 accepts them even while forwarding.
 const forwarding6File = "forwarding6.state"
 
-type forwarding6 struct {
-	TurnedOn bool         `json:"turned_on"`
-	Users    []string     `json:"users"`
-	AcceptRA []raSwitched `json:"accept_ra,omitempty"`
-}
-
 // raSwitched is an interface whose accept_ra kvmnet set from 1 to 2; its
 // index tells a later link of the same name (not kvmnet's business) from it.
 type raSwitched struct {
@@ -44,6 +37,15 @@ type raSwitched struct {
 func Forwarding6() (bool, error) {
 	v, err := readSysctl(ipv6Forward)
 	return v == "1", err
+}
+
+// setForwarding6 is `sysctl -w net.ipv6.conf.all.forwarding=1|0`.
+func setForwarding6(on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	return writeSysctl(ipv6Forward, v)
 }
 
 func readSysctl(path string) (string, error) {
@@ -102,72 +104,21 @@ func (u *upCall) unforwarding6() error {
 // network's own when kvmnet made it ("" otherwise), which is left as it is,
 // like every other bridge kvmnet made. It reports whether it turned forwarding on.
 func acquireForwarding6(d state.Dir, network, bridge string) (turnedOn bool, err error) {
-	err = updateForwarding6(d, func(f *forwarding6) (func() error, bool, error) {
-		on, err := Forwarding6()
-		if err != nil {
-			return nil, false, err
-		}
-		if on && slices.Contains(f.Users, network) {
-			return nil, false, nil
-		}
-		if !slices.Contains(f.Users, network) {
-			f.Users = append(f.Users, network)
-		}
-		if on {
-			return noAct, false, nil
-		}
+	return acquire(d, forward6, network, func(f *forwarding) error {
 		skip, err := kvmnetBridges(d, bridge)
 		if err != nil {
-			return nil, false, err
+			return err
 		}
-		raise, err := acceptRA1(skip)
-		if err != nil {
-			return nil, false, err
-		}
-		f.TurnedOn, f.AcceptRA, turnedOn = true, raise, true
-		return func() error {
-			if err := raiseAcceptRA(raise); err != nil {
-				return err
-			}
-			if err := writeSysctl(ipv6Forward, "1"); err != nil {
-				return errors.Join(err, restoreAcceptRA(raise))
-			}
-			return nil
-		}, false, nil
+		f.AcceptRA, err = acceptRA1(skip)
+		return err
 	})
-	return turnedOn, err
 }
 
 // releaseForwarding6 drops network's use of IPv6 forwarding and, when kvmnet
 // turned it on and no other network uses it, turns it off and puts accept_ra
 // back. It reports whether it turned forwarding off.
 func releaseForwarding6(d state.Dir, network string) (turnedOff bool, err error) {
-	err = updateForwarding6(d, func(f *forwarding6) (func() error, bool, error) {
-		i := slices.Index(f.Users, network)
-		if i < 0 {
-			return nil, false, nil
-		}
-		f.Users = slices.Delete(f.Users, i, i+1)
-		if len(f.Users) > 0 || !f.TurnedOn {
-			return noAct, false, nil
-		}
-		raised := f.AcceptRA
-		f.TurnedOn, f.AcceptRA = false, nil
-		on, err := Forwarding6()
-		if err != nil {
-			return nil, false, err
-		}
-		turnedOff = on
-		return func() error {
-			if on {
-				if err := writeSysctl(ipv6Forward, "0"); err != nil {
-					return err
-				}
-			}
-			return restoreAcceptRA(raised)
-		}, true, nil
-	})
-	return turnedOff, err
+	return release(d, forward6, network)
 }
 
 // kvmnetBridges are the bridges kvmnet made for the networks it has up, and
@@ -250,44 +201,4 @@ func restoreAcceptRA(switched []raSwitched) error {
 		errs = append(errs, writeSysctl(acceptRAPath(s.Name), "1"))
 	}
 	return errors.Join(errs...)
-}
-
-// updateForwarding6 is updateForwarding for the IPv6 record: change runs
-// under the record's host-wide lock; when it returns an act, the record is
-// saved and act changes the host, turning on after the save, off before it.
-func updateForwarding6(d state.Dir, change func(*forwarding6) (act func() error, actFirst bool, err error)) error {
-	lk, err := d.Lock("forwarding6")
-	if err != nil {
-		return err
-	}
-	defer lk.Unlock()
-	var f forwarding6
-	if _, err := d.ReadJSON(forwarding6File, &f); err != nil {
-		return err
-	}
-	act, actFirst, err := change(&f)
-	if err != nil {
-		return err
-	}
-	empty := !f.TurnedOn && len(f.Users) == 0
-	if act == nil {
-		if empty {
-			return d.RemoveFile(forwarding6File)
-		}
-		return nil
-	}
-	if actFirst {
-		if err := act(); err != nil {
-			return err
-		}
-	}
-	if empty {
-		err = d.RemoveFile(forwarding6File)
-	} else {
-		err = d.WriteJSON(forwarding6File, f)
-	}
-	if err != nil || actFirst {
-		return err
-	}
-	return act()
 }

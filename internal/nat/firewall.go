@@ -99,27 +99,31 @@ func FindTool(dirs []string, name string) (string, error) {
 // only one whose changes Generation sees.
 func (f *Firewall) NFT() bool { return f.nft }
 
-// isNFT follows the symlink chain of path (iptables -> /etc/alternatives/iptables
-// -> iptables-nft -> xtables-nft-multi) and reports whether a link on the way
-// names the nft backend. It does not exec: `iptables --version` would cost ~3 ms.
-func isNFT(path string) bool {
+// isNFT reports whether path is the nft backend of iptables (iptables-nft).
+func isNFT(path string) bool { return IptablesVariant(path) == "nft" }
+
+// IptablesVariant follows the symlink chain of path (iptables ->
+// /etc/alternatives/iptables -> iptables-nft -> xtables-nft-multi) and
+// returns the backend the first link naming one names: "nft", "legacy", or
+// "" when none does. It does not exec: `iptables --version` would cost ~3 ms.
+func IptablesVariant(path string) string {
 	for range 16 {
 		switch base := filepath.Base(path); {
 		case strings.Contains(base, "-nft"):
-			return true
+			return "nft"
 		case strings.Contains(base, "-legacy"):
-			return false
+			return "legacy"
 		}
 		next, err := os.Readlink(path)
 		if err != nil {
-			return false
+			return ""
 		}
 		if !filepath.IsAbs(next) {
 			next = filepath.Join(filepath.Dir(path), next)
 		}
 		path = next
 	}
-	return false
+	return ""
 }
 
 // Result is what EnsureGen did.
@@ -256,8 +260,8 @@ func (f *Firewall) Unchanged(gen uint32) bool {
 // A cold Ensure only adds and pays none of it; an Ensure that rewrites a
 // drifted chain pays it too.
 func (f *Firewall) Remove(n Network) error {
-	if !nameRE().MatchString(n.Name) {
-		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
+	if err := CheckName(n.Name); err != nil {
+		return err
 	}
 	dropAll := func(live ruleset) batch {
 		b := batch{}

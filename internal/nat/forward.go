@@ -41,7 +41,7 @@ func (f *Firewall) Forward(n Network) (Forward, error) {
 		switch pos, ok := jumps[t]; {
 		case ok && pos < 0:
 			jumps[t] = i
-		case fw.Blocker < 0 && blocks(r, n.Bridge) && !slices.Equal(commentOf(r), mine):
+		case fw.Blocker < 0 && Blocks(r, n.Bridge) && !slices.Equal(commentOf(r), mine):
 			fw.Blocker, fw.Rule = i, line("-A", "FORWARD", r)
 		}
 	}
@@ -51,9 +51,10 @@ func (f *Firewall) Forward(n Network) (Forward, error) {
 	return fw, nil
 }
 
-// blocks reports whether rule r drops or rejects and its interface matches
-// (-i, -o, with "!" and the "+" wildcard) do not rule bridge br out.
-func blocks(r []string, br string) bool {
+// Blocks reports whether iptables rule r (its words after `-A CHAIN`, as
+// iptables -S prints them) drops or rejects and its interface matches (-i,
+// -o, with "!" and the "+" wildcard) do not rule bridge br out.
+func Blocks(r []string, br string) bool {
 	if t := target(r); t != "DROP" && t != "REJECT" {
 		return false
 	}

@@ -3,8 +3,6 @@ package nat
 import (
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
@@ -55,19 +53,7 @@ func TestGoldenIPv6(t *testing.T) {
 				t.Fatal("Ensure on an empty namespace changed nothing")
 			}
 			got := goldenHeader6(fx.n) + ns.Ip6tablesSave()
-			path := filepath.Join("testdata", fx.golden+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/nat -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("ip6tables-save after Ensure differs from %s:\n%s", path, diff(string(want), got))
-			}
+			golden(t, fx.golden, "ip6tables-save", got)
 			r := ensure(t, ns, fx.n)
 			if r.Changed {
 				t.Error("second Ensure changed something: a rule is not spelt as ip6tables-save prints it")

@@ -88,10 +88,23 @@ var (
 	ifnameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$`) })
 )
 
+// CheckName reports why name cannot name a network's chains and comments,
+// or nil. Both backends ask it, so that they take the same names.
+func CheckName(name string) error {
+	if !nameRE().MatchString(name) {
+		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", name)
+	}
+	return nil
+}
+
+// IfnameOK reports whether name can stand in a rule of either backend as an
+// interface (see ifnameRE).
+func IfnameOK(name string) bool { return ifnameRE().MatchString(name) }
+
 // Validate reports why n cannot be turned into rules, or nil.
 func (n Network) Validate() error {
-	if !nameRE().MatchString(n.Name) {
-		return fmt.Errorf("network name %q: want [a-z0-9][a-z0-9_-]{0,14}", n.Name)
+	if err := CheckName(n.Name); err != nil {
+		return err
 	}
 	if !ifnameRE().MatchString(n.Bridge) {
 		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)

@@ -155,20 +155,27 @@ func TestGolden(t *testing.T) {
 				t.Fatal("Ensure on an empty namespace changed nothing")
 			}
 			got := goldenHeader(fx.n) + ns.IptablesSave()
-			path := filepath.Join("testdata", fx.golden+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/nat -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("iptables-save after Ensure differs from %s:\n%s", path, diff(string(want), got))
-			}
+			golden(t, fx.golden, "iptables-save", got)
 		})
+	}
+}
+
+// golden compares got, a dump by tool after Ensure, with
+// testdata/NAME.golden, which -update rewrites first.
+func golden(t *testing.T, name, tool, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/nat -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s after Ensure differs from %s:\n%s", tool, path, diff(string(want), got))
 	}
 }
 

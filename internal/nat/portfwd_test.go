@@ -6,39 +6,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
-// loopbackReached sends a datagram from guest g to 127.0.0.1 (routed through
-// its gateway) and reports whether a socket bound to the hypervisor's
-// 127.0.0.1 got it. UDP needs no answer: a TCP probe would fail for want of
-// an ARP answer to the hypervisor's loopback address, not for want of a hole.
+// loopbackReached reports whether a datagram guest g sends to 127.0.0.1
+// reaches the hypervisor's 127.0.0.1, waiting as long as for a dropped probe.
 func loopbackReached(t *testing.T, hv, g *testns.NS) bool {
-	t.Helper()
-	var ln *net.UDPConn
-	if err := hv.Do(func() (err error) {
-		ln, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7778})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if err := g.Do(func() error {
-		c, err := net.Dial("udp4", "127.0.0.1:7778")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("x"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_ = ln.SetReadDeadline(time.Now().Add(dropTimeout))
-	_, _, err := ln.ReadFrom(make([]byte, 8))
-	return err == nil
+	return hv.LoopbackReachedFrom(t, g, dropTimeout)
 }
 
 // TestReachForwards: a forward of the hypervisor's port 8080 to a guest's
@@ -136,36 +111,36 @@ func TestReachForwards6(t *testing.T) {
 	}
 	ensure(t, w.hv, n)
 	at := func(a string, port int) string { return net.JoinHostPort(a, strconv.Itoa(port)) }
-	if seen := expectTo6(t, "outside -> [uplink]:8080", w.out, at(uplink6, 8080), open); seen != outside6 {
+	if seen := expectTo(t, "outside -> [uplink]:8080", w.out, at(uplink6, 8080), open); seen != outside6 {
 		t.Errorf("guest saw the outside host as %s, want %s (not masqueraded)", seen, outside6)
 	}
-	expectTo6(t, "outside -> [other address]:8080", w.out, at(other6, 8080), open)
-	expectTo6(t, "hypervisor -> its [uplink]:8080", w.hv, at(uplink6, 8080), open)
-	expectTo6(t, "hypervisor -> its [gateway]:8080", w.hv, at(n.Gateway6.String(), 8080), open)
-	expectTo6(t, "hypervisor -> [::1]:8080 (no IPv6 loopback forwarding)", w.hv, at("::1", 8080), refused)
-	if seen := expectTo6(t, "guest 2 -> [uplink]:8080 (hairpin)", g2, at(uplink6, 8080), open); seen != n.Gateway6.String() {
+	expectTo(t, "outside -> [other address]:8080", w.out, at(other6, 8080), open)
+	expectTo(t, "hypervisor -> its [uplink]:8080", w.hv, at(uplink6, 8080), open)
+	expectTo(t, "hypervisor -> its [gateway]:8080", w.hv, at(n.Gateway6.String(), 8080), open)
+	expectTo(t, "hypervisor -> [::1]:8080 (no IPv6 loopback forwarding)", w.hv, at("::1", 8080), refused)
+	if seen := expectTo(t, "guest 2 -> [uplink]:8080 (hairpin)", g2, at(uplink6, 8080), open); seen != n.Gateway6.String() {
 		t.Errorf("guest 1 saw guest 2 as %s, want the gateway %s (masqueraded)", seen, n.Gateway6)
 	}
-	expectTo6(t, "outside -> [uplink]:8443 (host_ip)", w.out, at(uplink6, 8443), open)
-	expectTo6(t, "outside -> [other address]:8443 (not its host_ip)", w.out, at(other6, 8443), refused)
-	expectTo6(t, "hypervisor -> its [uplink]:8443 (host_ip)", w.hv, at(uplink6, 8443), open)
-	expectTo6(t, "outside -> [uplink]:8081 (not forwarded)", w.out, at(uplink6, 8081), refused)
+	expectTo(t, "outside -> [uplink]:8443 (host_ip)", w.out, at(uplink6, 8443), open)
+	expectTo(t, "outside -> [other address]:8443 (not its host_ip)", w.out, at(other6, 8443), refused)
+	expectTo(t, "hypervisor -> its [uplink]:8443 (host_ip)", w.hv, at(uplink6, 8443), open)
+	expectTo(t, "outside -> [uplink]:8081 (not forwarded)", w.out, at(uplink6, 8081), refused)
 	w.out.MustRun("ip", "-6", "route", "add", n.Subnet6.String(), "via", uplink6)
-	expect6(t, "outside -> guest itself (no forward)", w.out, guestAddr6(1, 10), refused)
+	expect(t, "outside -> guest itself (no forward)", w.out, guestAddr6(1, 10), refused)
 	// A guest of another NAT network reaches the forward through the
 	// hypervisor's address too, masqueraded, and no other port of the guest.
 	y := reachNet6(2, NAT)
 	w.network6(y)
 	gy := w.guest6(y, guestAddr(2, 10), guestAddr6(2, 10))
 	ensure(t, w.hv, y)
-	if seen := expectTo6(t, "other network's guest -> [uplink]:8080", gy, at(uplink6, 8080), open); seen != n.Gateway6.String() {
+	if seen := expectTo(t, "other network's guest -> [uplink]:8080", gy, at(uplink6, 8080), open); seen != n.Gateway6.String() {
 		t.Errorf("guest 1 saw the other network's guest as %s, want %s", seen, n.Gateway6)
 	}
-	expect6(t, "other network's guest -> guest 1 itself (no forward)", gy, guestAddr6(1, 10), refused)
+	expect(t, "other network's guest -> guest 1 itself (no forward)", gy, guestAddr6(1, 10), refused)
 
 	n.Forwards = nil
 	ensure(t, w.hv, n)
-	expectTo6(t, "outside -> [uplink]:8080 after the forwards went", w.out, at(uplink6, 8080), refused)
+	expectTo(t, "outside -> [uplink]:8080 after the forwards went", w.out, at(uplink6, 8080), refused)
 	if save := w.hv.Ip6tablesSave(); strings.Contains(save, "KVMNET-PRE") || strings.Contains(save, "DNAT") {
 		t.Errorf("forward rules left in ip6tables after the last forward went:\n%s", save)
 	}

@@ -1,15 +1,9 @@
 package nat
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
@@ -59,65 +53,7 @@ func (w *world) guest6(n Network, addr4, addr6 string) *testns.NS {
 }
 
 // serve6 is serve on IPv6.
-func serve6(t *testing.T, ns *testns.NS) {
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp6", "[::]:"+probePort); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
-}
-
-// expect6 is expect over IPv6.
-func expect6(t *testing.T, what string, ns *testns.NS, addr string, want outcome) string {
-	t.Helper()
-	return expectTo6(t, what, ns, net.JoinHostPort(addr, probePort), want)
-}
-
-// expectTo6 is expect6 to any address and port ("[ADDR]:PORT").
-func expectTo6(t *testing.T, what string, ns *testns.NS, addr string, want outcome) string {
-	t.Helper()
-	timeout := dialTimeout
-	if want == dropped {
-		timeout = dropTimeout
-	}
-	var seen string
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp6", addr, timeout)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(dialTimeout))
-		seen, err = bufio.NewReader(c).ReadString('\n')
-		seen = strings.TrimSpace(seen)
-		return err
-	})
-	got := open
-	var ne net.Error
-	switch {
-	case err == nil:
-	case errors.Is(err, syscall.ECONNREFUSED):
-		got = refused
-	case errors.As(err, &ne) && ne.Timeout():
-		got = dropped
-	default:
-		t.Fatalf("%s: dial %s: %v", what, addr, err)
-	}
-	if got != want {
-		t.Errorf("%s (%s): %s, want %s", what, addr, got, want)
-	}
-	return seen
-}
+func serve6(t *testing.T, ns *testns.NS) { ns.EchoSource(t, "tcp6", "[::]:"+probePort) }
 
 // TestReachIPv6: over IPv6 as over IPv4, a guest reaches the guest beside it
 // and its gateway; the hypervisor's uplink address and the outside only on
@@ -143,20 +79,20 @@ func TestReachIPv6(t *testing.T) {
 			w.out.MustRun("ip", "-6", "route", "add", x.Subnet6.String(), "via", uplink6)
 			w.out.MustRun("ip", "-6", "route", "add", y.Subnet6.String(), "via", uplink6)
 
-			expect6(t, "nat guest -> guest beside it", gx, guestAddr6(1, 11), open)
-			expect6(t, "nat guest -> gateway", gx, x.Gateway6.String(), open)
-			expect6(t, "hostonly guest -> gateway", gy, y.Gateway6.String(), open)
-			expect6(t, "nat guest -> host's uplink address", gx, uplink6, open)
-			expect6(t, "hostonly guest -> host's uplink address", gy, uplink6, refused)
-			if seen := expect6(t, "nat guest -> outside", gx, outside6, open); seen != uplink6 {
+			expect(t, "nat guest -> guest beside it", gx, guestAddr6(1, 11), open)
+			expect(t, "nat guest -> gateway", gx, x.Gateway6.String(), open)
+			expect(t, "hostonly guest -> gateway", gy, y.Gateway6.String(), open)
+			expect(t, "nat guest -> host's uplink address", gx, uplink6, open)
+			expect(t, "hostonly guest -> host's uplink address", gy, uplink6, refused)
+			if seen := expect(t, "nat guest -> outside", gx, outside6, open); seen != uplink6 {
 				t.Errorf("outside saw the nat guest as %s, want %s (masqueraded)", seen, uplink6)
 			}
-			expect6(t, "hostonly guest -> outside", gy, outside6, refused)
-			expect6(t, "nat guest -> hostonly guest", gx, guestAddr6(2, 10), refused)
-			expect6(t, "hostonly guest -> nat guest", gy, guestAddr6(1, 10), refused)
-			expect6(t, "outside -> nat guest", w.out, guestAddr6(1, 10), refused)
-			expect6(t, "outside -> hostonly guest", w.out, guestAddr6(2, 10), refused)
-			expect6(t, "nat guest -> guest beside it", gx2, guestAddr6(1, 10), open)
+			expect(t, "hostonly guest -> outside", gy, outside6, refused)
+			expect(t, "nat guest -> hostonly guest", gx, guestAddr6(2, 10), refused)
+			expect(t, "hostonly guest -> nat guest", gy, guestAddr6(1, 10), refused)
+			expect(t, "outside -> nat guest", w.out, guestAddr6(1, 10), refused)
+			expect(t, "outside -> hostonly guest", w.out, guestAddr6(2, 10), refused)
+			expect(t, "nat guest -> guest beside it", gx2, guestAddr6(1, 10), open)
 		})
 	}
 }

@@ -113,23 +113,7 @@ func (w *world) guest(n Network, addr string) *testns.NS {
 
 // serve listens on the probe port on every address of ns and answers each
 // connection with the source address it saw.
-func serve(t *testing.T, ns *testns.NS) {
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", ":"+probePort); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
-}
+func serve(t *testing.T, ns *testns.NS) { ns.EchoSource(t, "tcp4", ":"+probePort) }
 
 // dial connects from ns to addr's probe port and returns the outcome and, when
 // open, the source address the server saw (which tells masquerading apart).
@@ -138,12 +122,16 @@ func dial(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, stri
 	return dialTo(t, ns, net.JoinHostPort(addr, probePort), d)
 }
 
-// dialTo is dial to any address and port.
+// dialTo is dial to any address and port, over the address's family only.
 func dialTo(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, string) {
 	t.Helper()
+	network := "tcp4"
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is6() {
+		network = "tcp6"
+	}
 	var seen string
 	err := ns.Do(func() error {
-		c, err := d.Dial("tcp4", addr)
+		c, err := d.Dial(network, addr)
 		if err != nil {
 			return err
 		}
