@@ -19,6 +19,7 @@ pkgs=(
 	libvirt-daemon-system     # libvirtd, virtlogd, virsh: test/libvirt runs kvmnet under a real libvirt
 	curl socat bind9-dnsutils # the README's common tasks, as test/operator runs them
 	radvd                     # a router advertiser in the outside namespace: the host keeps its RA-learnt route
+	strace                    # proof that the nftables path runs no program
 )
 
 missing=()
