@@ -1,17 +1,17 @@
 #!/bin/sh
 # withsyslog.sh SOCKET SCRATCH CMD...: runs CMD in a private mount namespace
-# (run it under `unshare -m --propagation private`) whose system log socket is
-# SOCKET: /run becomes a tmpfs holding /run/syslog, which Go's log/syslog
-# tries when there is no /dev/log, with kvmnet's /run/kvmnet moved back in.
-# SCRATCH is an empty directory to carry /run/kvmnet across.
+# (run it under `unshare -m --propagation private`) whose system log socket,
+# /dev/log, is SOCKET: /dev becomes a tmpfs holding /dev/null and /dev/log
+# only, so the machine's own /dev is never written. SCRATCH is an empty
+# directory to carry /dev/null across.
 set -eu
 sock=$1 scratch=$2
 shift 2
-mkdir -p /run/kvmnet
-mount --bind /run/kvmnet "$scratch"
-mount -t tmpfs tmpfs /run
-mkdir /run/kvmnet
-mount --move "$scratch" /run/kvmnet
-touch /run/syslog
-mount --bind "$sock" /run/syslog
+: >"$scratch/null"
+mount --bind /dev/null "$scratch/null"
+mount -t tmpfs tmpfs /dev
+: >/dev/null
+mount --bind "$scratch/null" /dev/null
+: >/dev/log
+mount --bind "$sock" /dev/log
 exec "$@"
