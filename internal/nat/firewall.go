@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/kvmnet/kvmnet/internal/nslock"
 	"github.com/kvmnet/kvmnet/internal/safefile"
 )
 
@@ -187,12 +188,24 @@ func (f *Firewall) EnsureGen(n Network) (Result, error) {
 	return Result{Changed: r.Changed || r6.Changed, Gen: r6.Gen, GenOK: r.GenOK && r6.GenOK && r6.from == r.Gen}, nil
 }
 
+// writerLock serialises kvmnet's iptables writers of one network namespace.
+const writerLock = "@kvmnet-iptables"
+
 // converge applies the batch plan makes from a fresh `iptables-save` until
 // plan wants none, and returns the generation to record (see EnsureGen). It
 // applies again only when the rules moved under it: a generation that is not
 // exactly its own commits ahead (always, on the legacy backend), or a batch
 // that failed while a new save differs from the one it was planned from.
 func (f *Firewall) converge(what string, plan func(live ruleset) batch) (Result, error) {
+	// Each network has its own lock, and two networks' batches both move
+	// FORWARD's jumps: without one writer at a time in the namespace, one
+	// batch fails on a jump the other just moved (the retries below then
+	// only narrow the race).
+	unlock, err := nslock.Lock(writerLock)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", what, err)
+	}
+	defer unlock()
 	changed, last := false, ""
 	for try := 1; ; try++ {
 		gen, genErr := f.generation()
