@@ -334,7 +334,8 @@ type Network struct {
 	Hosts     []Host     `toml:"host"`
 	Forwards  []Forward  `toml:"forward"`
 	VXLAN     *VXLAN     `toml:"vxlan"`
-	Allow     []Allowed  `toml:"allow"` // who may use it through kvmnet-bridge-helper; see allow.go
+	Allow     []Allowed  `toml:"allow"`      // who may use it through kvmnet-bridge-helper; see allow.go
+	AllowFrom []string   `toml:"allow_from"` // networks whose guests may open connections into it; see allowfrom.go
 }
 
 // File is a parsed configuration file.
@@ -432,6 +433,9 @@ func Parse(path string, b []byte) (*File, error) {
 		}
 	}
 	if err := f.checkVXLAN(b); err != nil {
+		return nil, err
+	}
+	if err := f.checkAllowFrom(b); err != nil {
 		return nil, err
 	}
 	if err := f.checkShared6(b); err != nil {

@@ -47,6 +47,7 @@ type Net struct {
 	LeaseFile string
 	VXLAN     *Overlay // nil: the network stays on this host
 	Firewall  Firewall // the file's top-level choice; "" is auto
+	AllowFrom []string // the bridges of the networks whose guests may open connections into this one
 
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network
@@ -117,6 +118,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	}
 	r.VXLAN = n.VXLAN.overlay(name)
 	r.Allow = n.allowed()
+	r.AllowFrom = f.allowFromBridges(n)
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
@@ -160,7 +162,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	return r, nil
 }
 
-// hash is Net.Hash: a digest of the forwards and the daemon's settings.
+// hash is Net.Hash: a digest of the forwards, allow_from and the daemon's settings.
 func (n Net) hash() string {
 	b, err := json.Marshal(struct {
 		F                []PortForward
@@ -170,8 +172,9 @@ func (n Net) hash() string {
 		Domain, LeaseDir string
 		Up               []string
 		Hosts            []Host
+		AllowFrom        []string
 	}{n.Forwards, n.DHCP, n.DNS, n.Router, n.RangeFrom.String(), n.RangeTo.String(), int64(n.LeaseTime),
-		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts})
+		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom})
 	if err != nil {
 		return "" // matches no recorded hash: an up applies everything
 	}

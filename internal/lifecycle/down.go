@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
@@ -205,6 +206,9 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 		n.Gateway6 = rec.Gateway6
 	}
 	n.Forwards = natForwards(forwards)
+	if rec.AllowFrom != "" {
+		n.AllowFrom = strings.Split(rec.AllowFrom, ",")
+	}
 	return n
 }
 

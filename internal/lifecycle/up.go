@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -478,6 +479,7 @@ func (u *upCall) rules() (outcome, error) {
 			return unchanged, err
 		}
 	}
+	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
 	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed

@@ -1,0 +1,53 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+)
+
+// checkAllowFrom reports the first wrong allow_from of the file: each name
+// must be another network of the file (or the built-in default), named once.
+// Traffic between kvmnet networks is refused both ways unless the network it
+// goes into lists the one it comes from.
+func (f *File) checkAllowFrom(b []byte) error {
+	names := make([]string, 0, len(f.Networks))
+	for name, n := range f.Networks {
+		if len(n.AllowFrom) > 0 {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		seen := map[string]bool{}
+		for _, from := range f.Networks[name].AllowFrom {
+			var why string
+			switch {
+			case from == name:
+				why = "a network always reaches itself"
+			case f.Networks[from] == nil && from != DefaultNetwork:
+				why = "no such network in " + f.Path
+			case seen[from]:
+				why = "named twice"
+			}
+			if why != "" {
+				return fmt.Errorf("%s: network.%s.allow_from: %s: %s", whereIn(f.Path, b, "network."+name, "allow_from"), name, Quote(from), why)
+			}
+			seen[from] = true
+		}
+	}
+	return nil
+}
+
+// allowFromBridges is n's allow_from as the bridges of those networks, which
+// is what the rules match on.
+func (f *File) allowFromBridges(n *Network) []string {
+	var bridges []string
+	for _, from := range n.AllowFrom {
+		other := f.Networks[from]
+		if other == nil {
+			other = &Network{Name: from}
+		}
+		bridges = append(bridges, other.bridge())
+	}
+	return bridges
+}
