@@ -1,23 +1,13 @@
 package config
 
-import (
-	"fmt"
-	"sort"
-)
+import "fmt"
 
 // checkAllowFrom reports the first wrong allow_from of the file: each name
 // must be another network of the file (or the built-in default), named once.
 // Traffic between kvmnet networks is refused both ways unless the network it
 // goes into lists the one it comes from.
 func (f *File) checkAllowFrom(b []byte) error {
-	names := make([]string, 0, len(f.Networks))
-	for name, n := range f.Networks {
-		if len(n.AllowFrom) > 0 {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range f.names() {
 		seen := map[string]bool{}
 		for _, from := range f.Networks[name].AllowFrom {
 			var why string

@@ -1,17 +1,10 @@
 package config
 
-import "sort"
-
 // NetworkOnBridge returns the name of the network whose bridge is br: one the
 // file defines, or the built-in default on br0 when the file does not define
 // it. ok is false when br is no network's: a bridge kvmnet must leave alone.
 func (f *File) NetworkOnBridge(br string) (name string, ok bool) {
-	names := make([]string, 0, len(f.Networks))
-	for name := range f.Networks {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range f.names() {
 		n := f.Networks[name]
 		n.Name = name
 		if n.bridge() == br {

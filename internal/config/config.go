@@ -338,6 +338,17 @@ type Network struct {
 	AllowFrom []string   `toml:"allow_from"` // networks whose guests may open connections into it; see allowfrom.go
 }
 
+// names returns the names of the file's networks, sorted, so that checks
+// across networks report the same first mistake every time.
+func (f *File) names() []string {
+	names := make([]string, 0, len(f.Networks))
+	for name := range f.Networks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // File is a parsed configuration file.
 type File struct {
 	Path     string              `toml:"-"`
@@ -411,12 +422,10 @@ func Parse(path string, b []byte) (*File, error) {
 	if !filepath.IsAbs(f.LeaseDir) {
 		return nil, fmt.Errorf("%s: lease_dir: %s: want an absolute path (helpers run from any directory)", where(path, b, "lease_dir"), Quote(f.LeaseDir))
 	}
-	names := make([]string, 0, len(f.Networks))
 	for name, n := range f.Networks {
 		n.Name = name
-		names = append(names, name)
 	}
-	sort.Strings(names)
+	names := f.names()
 	if n, ok := f.Networks[DefaultNetwork]; ok && !n.Address.IsValid() {
 		// Its static hosts and DHCP range are checked against the address it will have.
 		n.Address.Prefix = DefaultGateway

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 )
 
 // Gateway6 is the host's IPv6 address on the bridge with the guests' prefix,
@@ -83,12 +82,7 @@ func (n *Network) checkHost6(i int, seen map[string]int) error {
 // address6 is a /64, so prefixes overlap exactly when they are equal.
 func (f *File) checkShared6(b []byte) error {
 	seen := map[netip.Prefix]string{}
-	names := make([]string, 0, len(f.Networks))
-	for name := range f.Networks {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range f.names() {
 		n := f.Networks[name]
 		if !n.Address6.IsValid() {
 			continue

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 )
 
@@ -140,16 +139,12 @@ func (v *VXLAN) check() error {
 // checkVXLAN checks every network's overlay, and that no two networks share
 // a VNI on one port (their frames would mix). Errors name the overlay's line.
 func (f *File) checkVXLAN(b []byte) error {
-	names := make([]string, 0, len(f.Networks))
-	for name, n := range f.Networks {
-		if n.VXLAN != nil {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
 	owner := map[[2]int]string{}
-	for _, name := range names {
+	for _, name := range f.names() {
 		v := f.Networks[name].VXLAN
+		if v == nil {
+			continue
+		}
 		table := "network." + name + ".vxlan"
 		if err := v.check(); err != nil {
 			key, _, _ := strings.Cut(err.Error(), ":")
