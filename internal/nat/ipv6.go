@@ -90,20 +90,7 @@ const (
 
 // natRules6: masquerade what leaves the prefix (a ULA cannot be routed
 // outside), except multicast, which never leaves the link anyway.
-func natRules6(n Network) [][]string {
-	if n.Mode != NAT {
-		return nil
-	}
-	s := n.Subnet.String()
-	out := []string{"-s", s, "!", "-d", s}
-	masq := []string{"-j", "MASQUERADE", "--to-ports", "1024-65535"}
-	return append(forwardMasqRules(n),
-		rule(n, []string{"-s", s, "-d", "ff00::/8"}, "-j", "RETURN"),
-		rule(n, append(out, "-p", "tcp"), masq...),
-		rule(n, append(out, "-p", "udp"), masq...),
-		rule(n, out, "-j", "MASQUERADE"),
-	)
-}
+func natRules6(n Network) [][]string { return masqueradeRules(n, "ff00::/8") }
 
 // inputRules6: neighbour discovery and router solicitations in, router
 // advertisements from guests dropped, DNS to the gateway when served; then,

@@ -166,15 +166,24 @@ func acceptRules(n Network) [][]string {
 // tcp and udp get source ports from the unprivileged range, everything else
 // (icmp) is masqueraded as is.
 func natRules(n Network) [][]string {
+	return masqueradeRules(n, "224.0.0.0/24", "255.255.255.255/32")
+}
+
+// masqueradeRules are a NAT network's masquerades, either family: the port
+// forwards' first, then what leaves the subnet for a destination other than
+// keep, tcp and udp from the unprivileged port range.
+func masqueradeRules(n Network, keep ...string) [][]string {
 	if n.Mode != NAT {
 		return nil
 	}
 	s := n.Subnet.String()
 	out := []string{"-s", s, "!", "-d", s}
 	masq := []string{"-j", "MASQUERADE", "--to-ports", "1024-65535"}
-	return append(forwardMasqRules(n),
-		rule(n, []string{"-s", s, "-d", "224.0.0.0/24"}, "-j", "RETURN"),
-		rule(n, []string{"-s", s, "-d", "255.255.255.255/32"}, "-j", "RETURN"),
+	rs := forwardMasqRules(n)
+	for _, d := range keep {
+		rs = append(rs, rule(n, []string{"-s", s, "-d", d}, "-j", "RETURN"))
+	}
+	return append(rs,
 		rule(n, append(out, "-p", "tcp"), masq...),
 		rule(n, append(out, "-p", "udp"), masq...),
 		rule(n, out, "-j", "MASQUERADE"),
