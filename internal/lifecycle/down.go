@@ -56,7 +56,12 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	if err != nil || !last {
 		return Result{Changes: changes}, err
 	}
-	more, err := Teardown(d, rec)
+	var more []string
+	if ownsBridge(rec, br) {
+		more, err = lastDown(d, lk, rec)
+	} else {
+		more, err = Teardown(d, rec)
+	}
 	return Result{Changes: append(changes, more...)}, err
 }
 
@@ -101,13 +106,32 @@ func onBridge(br *netlink.Bridge) func(tap string) bool {
 // period per table, ~12 ms each) are grace periods, the daemon takes ~20 ms to
 // exit. Run side by side, the last VM's down costs the longest part, not the sum.
 func Teardown(d state.Dir, rec state.Network) ([]string, error) {
-	// Off before the rules that guard it go, not beside them.
+	if err := localnetOff(rec); err != nil {
+		return nil, err
+	}
+	parts, links := teardownParts(d, rec)
+	changes, err := undo(append(parts, links...))
+	if err != nil {
+		// Keep the record, so that gc or the next down can finish the job.
+		return changes, err
+	}
+	return changes, d.Remove(rec.Name)
+}
+
+// localnetOff turns route_localnet off, if kvmnet turned it on: before the
+// rules that guard it go, not beside them.
+func localnetOff(rec state.Network) error {
 	if rec.RouteLocalnet {
 		if err := setRouteLocalnet(rec.Bridge, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
+			return err
 		}
 	}
-	parts := teardownParts(d, rec)
+	return nil
+}
+
+// undo runs parts side by side and returns the names of those that changed
+// the host, and every failure joined.
+func undo(parts []part) ([]string, error) {
 	fns := make([]func() error, len(parts))
 	did := make([]bool, len(parts))
 	for i, p := range parts {
@@ -127,11 +151,7 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 			changes = append(changes, p.name)
 		}
 	}
-	if len(failed) > 0 {
-		// Keep the record, so that gc or the next down can finish the job.
-		return changes, errors.Join(failed...)
-	}
-	return changes, d.Remove(rec.Name)
+	return changes, errors.Join(failed...)
 }
 
 // part is one independent undo of a teardown; do reports whether it changed the host.
@@ -140,8 +160,12 @@ type part struct {
 	do   func() (bool, error)
 }
 
-func teardownParts(d state.Dir, rec state.Network) []part {
-	var parts []part
+// teardownParts returns the undos of what the record says kvmnet did: the
+// parts that stop the network serving (daemon, rules, forwarding, the
+// address on a bridge not kvmnet's) and, apart, the deletion of the links it
+// made. Each link deletion waits 25-70 ms on the kernel (RCU grace periods,
+// whatever the order), which a VM's last down leaves to a child (lastDown).
+func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 	if rec.Services {
 		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) {
 			_, running := ServicesPID(d, rec.Name)
@@ -169,13 +193,13 @@ func teardownParts(d state.Dir, rec state.Network) []part {
 		parts = append(parts, part{"turn off IPv6 forwarding", func() (bool, error) { return releaseForwarding6(d, rec.Name) }})
 	}
 	if rec.MadeVXLAN {
-		parts = append(parts, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
+		links = append(links, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
 	}
 	br, err := bridge.Find(rec.Bridge)
 	switch {
 	case err != nil || br == nil:
 	case ownsBridge(rec, br):
-		parts = append(parts, part{"delete bridge " + rec.Bridge, func() (bool, error) { return true, bridge.Delete(rec.Bridge) }})
+		links = append(links, part{"delete bridge " + rec.Bridge, func() (bool, error) { return true, bridge.Delete(rec.Bridge) }})
 	case br.Index == rec.BridgeIndex:
 		if rec.MadeAddress {
 			parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway, rec.Bridge), func() (bool, error) { return true, bridge.DelAddress(br, rec.Gateway) }})
@@ -187,7 +211,7 @@ func teardownParts(d state.Dir, rec state.Network) []part {
 			parts = append(parts, part{"restore arp_ignore and disable_ipv6 of " + rec.Bridge, func() (bool, error) { return true, restoreQuiet(rec) }})
 		}
 	}
-	return parts
+	return parts, links
 }
 
 // fwNetwork is what the rule engine needs to know of a network.

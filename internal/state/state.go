@@ -117,8 +117,38 @@ func (d Dir) Lock(name string) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
-// Unlock releases the lock.
+// Unlock releases the lock, unless a process it was handed to (File) still
+// holds it: close(2) drops an flock only with the last descriptor of its
+// open file description.
 func (l *Lock) Unlock() { l.f.Close() }
+
+// File is the lock's open file, for a child process (exec.Cmd.ExtraFiles) to
+// go on holding the lock after this process ends: an flock belongs to the
+// open file description, which the child's copy of the descriptor shares.
+func (l *Lock) File() *os.File { return l.f }
+
+// Adopt takes the lock called name through descriptor fd, which the process
+// inherited from the run that handed the lock over (Lock.File). When fd is
+// not that lock's file (not open, another file), it takes the lock as Lock
+// does, and leaves fd alone. Either way it waits while another run holds the
+// lock; through fd it is held already, and the flock returns at once. fd is
+// closed on exec, so that nothing this process starts holds the lock beyond it.
+//
+//	flock -x 3
+func (d Dir) Adopt(name string, fd int) (*Lock, error) {
+	var got, want unix.Stat_t
+	if unix.Fstat(fd, &got) != nil || unix.Lstat(filepath.Join(d.Path, name+".lock"), &want) != nil ||
+		got.Dev != want.Dev || got.Ino != want.Ino || want.Mode&unix.S_IFMT != unix.S_IFREG {
+		return d.Lock(name)
+	}
+	unix.CloseOnExec(fd)
+	f := os.NewFile(uintptr(fd), name+".lock")
+	if err := flock(f, d.LockWait); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return &Lock{f: f}, nil
+}
 
 // Network records what kvmnet set up for one network, and whether it owns each part.
 //

@@ -153,8 +153,10 @@ func (h *Host) Exists(link string) bool {
 
 // AssertClean checks that the namespace is as New found it: rules, links,
 // ip_forward, and no process left running in it.
+// It waits for a last down's background teardown first (Settle).
 func (h *Host) AssertClean(rulesBefore, fwdBefore string) {
 	h.T.Helper()
+	h.Settle()
 	if got := h.IptablesSave(); got != rulesBefore {
 		h.T.Errorf("iptables-save differs from before:\n--- before\n%s\n--- after\n%s", rulesBefore, got)
 	}
@@ -201,11 +203,18 @@ func (h *Host) stateLeft() []string {
 
 // Live lists the processes in the namespace that are not zombies: a daemon
 // that exited is a zombie until init reaps it, which is not kvmnet's to hurry.
+// Nor is a process that is exiting, whose memory is gone (an empty
+// /proc/PID/cmdline): a teardown child frees its memory before its files, so
+// once its lock is free (Settle), it no longer counts.
 func (h *Host) Live() []string {
 	var pids []string
 	for _, p := range strings.Fields(h.MustRun("ip", "netns", "pids", h.Name)) {
 		stat, err := os.ReadFile("/proc/" + p + "/stat")
 		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + p + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
 			continue
 		}
 		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && !strings.HasPrefix(string(stat[i:]), ") Z") {

@@ -1,0 +1,127 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/state"
+)
+
+// TeardownProc is argv[0] of the kvmnet binary when it finishes a last down
+// in the background (FinishDown); argv[1] is the network.
+const TeardownProc = "kvmnet-teardown"
+
+// lastDown tears down network rec, whose bridge kvmnet made, as its last VM
+// leaves, holding lock lk. QEMU waits for its downscript, and deleting a
+// link waits 25-70 ms on the kernel whatever the order, so the down does
+// here only what stops the network serving (daemon, rules, forwarding), and
+// hands the deletion of its links to a child, TeardownProc, which goes on
+// holding lk: an flock belongs to the open file description, which the child
+// shares. So the lock stays held until the network is gone: a following up
+// waits for it and never sees a half-deleted network. Before the child starts,
+// the record names the deletion as pending (Doing) and no longer claims what
+// is undone, so a child killed midway leaves a journal that the next up, down
+// or gc finishes as today. Without the kvmnet binary, or when the child
+// cannot start, the down deletes the links itself.
+func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) {
+	exe, err := findDaemonBinary()
+	if err != nil {
+		return Teardown(d, rec)
+	}
+	if err := localnetOff(rec); err != nil {
+		return nil, err
+	}
+	left := rec // what the record names once this down has done its part
+	left.Services = false
+	parts, links := teardownParts(d, left)
+	if rec.Services {
+		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) { return termServices(d, rec.Name) }})
+	}
+	changes, err := undo(parts)
+	if err != nil {
+		more, lerr := undo(links)
+		return append(changes, more...), errors.Join(err, lerr)
+	}
+	// The daemon's exit is still to wait for.
+	left.Services, left.Rules, left.Forwarding, left.Forwarding6, left.RouteLocalnet = rec.Services, false, false, false, false
+	names := make([]string, len(links))
+	for i, p := range links {
+		names[i] = p.name
+	}
+	left.Doing = strings.Join(names, ", ")
+	if err := d.Save(left); err != nil {
+		return changes, err
+	}
+	if err := handOver(exe, rec.Name, lk); err != nil {
+		more, err := Teardown(d, left)
+		return append(changes, more...), err
+	}
+	for _, name := range names {
+		changes = append(changes, name+" (in the background)")
+	}
+	return changes, nil
+}
+
+// termServices asks the network's daemon to exit, and does not wait for it:
+// it stops answering once it handles the signal, while its exit (it writes
+// its leases, and closing its packet socket waits on the kernel, ~20 ms) is
+// FinishDown's to wait for. It reports whether a daemon ran.
+//
+//	kill -TERM $(cat /run/kvmnet/netns-COOKIE/NETWORK.netsvc.pid)
+func termServices(d state.Dir, network string) (bool, error) {
+	pid, ok := ServicesPID(d, network)
+	if !ok {
+		return false, nil
+	}
+	if err := unix.Kill(pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
+		return false, fmt.Errorf("stop netsvc pid %d: %w", pid, err)
+	}
+	return true, nil
+}
+
+// handOver starts the kvmnet binary exe as TeardownProc for network, in a
+// session of its own (a signal to QEMU's process group must not stop it)
+// with lk's file as its descriptor 3 and /dev/null for the others (libvirt
+// reads a script's output until the last writer closes it), and does not
+// wait for it. It runs in the calling thread's network namespace. Nothing
+// reaps it once this process is gone but init.
+func handOver(exe, network string, lk *state.Lock) error {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer devnull.Close()
+	cmd := &exec.Cmd{
+		Path: exe, Args: []string{TeardownProc, network}, Dir: "/",
+		Stdin: devnull, Stdout: devnull, Stderr: devnull,
+		ExtraFiles:  []*os.File{lk.File()},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s %s: %w", TeardownProc, network, err)
+	}
+	return cmd.Process.Release()
+}
+
+// lockFD is the descriptor a TeardownProc child holds the network's lock on.
+const lockFD = 3
+
+// FinishDown is TeardownProc: it finishes the last down of network name that
+// handed it the network's lock on descriptor 3, as gc would (Reclaim): the
+// record names what is left. Run by hand, with no lock to inherit, it takes
+// the lock as gc does.
+func FinishDown(d state.Dir, name string) (Result, error) {
+	lk, err := d.Adopt(name, lockFD)
+	if err != nil {
+		return Result{}, err
+	}
+	defer lk.Unlock()
+	res, _, err := reclaim(d, name)
+	return res, err
+}
