@@ -18,17 +18,18 @@ import (
 const TeardownProc = "kvmnet-teardown"
 
 // lastDown tears down network rec, whose bridge kvmnet made, as its last VM
-// leaves, holding lock lk. QEMU waits for its downscript, and deleting a
-// link waits 25-70 ms on the kernel whatever the order, so the down does
-// here only what stops the network serving (daemon, rules, forwarding), and
-// hands the deletion of its links to a child, TeardownProc, which goes on
-// holding lk: an flock belongs to the open file description, which the child
-// shares. So the lock stays held until the network is gone: a following up
-// waits for it and never sees a half-deleted network. Before the child starts,
-// the record names the deletion as pending (Doing) and no longer claims what
-// is undone, so a child killed midway leaves a journal that the next up, down
-// or gc finishes as today. Without the kvmnet binary, or when the child
-// cannot start, the down deletes the links itself.
+// leaves, holding lock lk. QEMU waits for its downscript, and deleting a link
+// waits 25-70 ms on the kernel whatever the order, as does a daemon's exit
+// (closing its packet socket). So the down does here what stops the network
+// serving: it signals the daemon, removes the rules, releases ip_forward. It
+// hands the rest (waiting for the daemon's exit, deleting the bridge and a
+// VXLAN link) to a child, TeardownProc, which goes on holding lk: an flock
+// belongs to the open file description, which the child's descriptor shares.
+// So the lock stays held until the network is gone: a following up waits for
+// it and never sees half a network. Before the child starts, the record says
+// so (TearingDown, Doing) and no longer claims what is undone: a child killed
+// midway leaves a journal that the next up, down or gc finishes. Without the
+// kvmnet binary, or when the child cannot start, the down does it all itself.
 func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) {
 	exe, err := findDaemonBinary()
 	if err != nil {
@@ -54,7 +55,7 @@ func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) 
 	for i, p := range links {
 		names[i] = p.name
 	}
-	left.Doing = strings.Join(names, ", ")
+	left.Doing, left.TearingDown = strings.Join(names, ", "), true
 	if err := d.Save(left); err != nil {
 		return changes, err
 	}
@@ -112,16 +113,32 @@ func handOver(exe, network string, lk *state.Lock) error {
 // lockFD is the descriptor a TeardownProc child holds the network's lock on.
 const lockFD = 3
 
-// FinishDown is TeardownProc: it finishes the last down of network name that
-// handed it the network's lock on descriptor 3, as gc would (Reclaim): the
-// record names what is left. Run by hand, with no lock to inherit, it takes
-// the lock as gc does.
+// FinishDown is TeardownProc: it finishes the teardown of network name that
+// a last down left to it, holding the lock that down handed over on
+// descriptor 3 (or, run by hand, taking it). A record that is not left so
+// (finished already, or a network up again) it leaves alone.
 func FinishDown(d state.Dir, name string) (Result, error) {
 	lk, err := d.Adopt(name, lockFD)
 	if err != nil {
 		return Result{}, err
 	}
 	defer lk.Unlock()
-	res, _, err := reclaim(d, name)
-	return res, err
+	rec, ok, err := d.Load(name)
+	if err != nil || !ok || !rec.TearingDown {
+		return Result{}, err
+	}
+	changes, err := Teardown(d, rec)
+	return Result{Changes: changes}, err
+}
+
+// finishTeardown finishes, under the network's lock, a teardown that a last
+// down left to a child that was killed (state.Network.TearingDown), so that
+// an up starts from nothing rather than from half a network whose daemon
+// may still be exiting. It reports whether the record is gone.
+func finishTeardown(d state.Dir, rec state.Network) (bool, error) {
+	if !rec.TearingDown {
+		return false, nil
+	}
+	_, err := Teardown(d, rec)
+	return err == nil, err
 }

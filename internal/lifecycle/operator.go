@@ -75,11 +75,6 @@ func Reclaim(d state.Dir, name string) (Result, bool, error) {
 		return Result{}, false, err
 	}
 	defer lk.Unlock()
-	return reclaim(d, name)
-}
-
-// reclaim is Reclaim, under the network's lock.
-func reclaim(d state.Dir, name string) (Result, bool, error) {
 	rec, ok, err := d.Load(name)
 	if err != nil || !ok {
 		return Result{}, false, errors.Join(err, forgetUnrecorded(d, name, ok))

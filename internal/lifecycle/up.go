@@ -62,6 +62,12 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	}
 	defer lk.Unlock()
 	disk, existed, err := d.Load(n.Name)
+	if err == nil && existed {
+		var gone bool
+		if gone, err = finishTeardown(d, disk); gone {
+			disk, existed = state.Network{}, false
+		}
+	}
 	if err != nil || ((kind == healUp || kind == reloadUp) && !existed) {
 		return Result{}, err
 	}

@@ -164,16 +164,20 @@ type Network struct {
 	Mode        string       `json:"mode"`
 	Gateway     netip.Prefix `json:"gateway,omitzero"`
 	BridgeIndex int          `json:"bridge_index"`
-	MadeBridge  bool         `json:"made_bridge"`          // kvmnet created the bridge: the last down deletes it
-	MadeAddress bool         `json:"made_address"`         // kvmnet added the gateway address
-	Forwarding  bool         `json:"forwarding"`           // this network holds a use of ip_forward
-	Rules       bool         `json:"rules"`                // kvmnet's rules for this network are installed
-	Services    bool         `json:"services"`             // the DHCP/DNS daemon runs
-	RulesGen    uint32       `json:"rules_gen,omitempty"`  // nf_tables generation when the rules were last seen whole
-	Pinned      bool         `json:"pinned,omitempty"`     // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
-	Firewall    string       `json:"firewall,omitempty"`   // the rule engine its rules are in: nftables or iptables ("": iptables, from before the choice)
-	Doing       string       `json:"doing,omitempty"`      // the change an up was making when it wrote the record
-	AllowFrom   string       `json:"allow_from,omitempty"` // bridges, comma-separated, whose guests the rules let in (allow_from)
+	MadeBridge  bool         `json:"made_bridge"`         // kvmnet created the bridge: the last down deletes it
+	MadeAddress bool         `json:"made_address"`        // kvmnet added the gateway address
+	Forwarding  bool         `json:"forwarding"`          // this network holds a use of ip_forward
+	Rules       bool         `json:"rules"`               // kvmnet's rules for this network are installed
+	Services    bool         `json:"services"`            // the DHCP/DNS daemon runs
+	RulesGen    uint32       `json:"rules_gen,omitempty"` // nf_tables generation when the rules were last seen whole
+	Pinned      bool         `json:"pinned,omitempty"`    // `kvmnet up` made it: it outlives its last VM until `kvmnet down`
+	Firewall    string       `json:"firewall,omitempty"`  // the rule engine its rules are in: nftables or iptables ("": iptables, from before the choice)
+	Doing       string       `json:"doing,omitempty"`     // the change an up was making when it wrote the record
+	// TearingDown: a last down stopped the network serving and left the
+	// rest of the teardown (Doing names it) to a child holding the lock; a
+	// run that finds the record so, the child killed, finishes the teardown.
+	TearingDown bool   `json:"tearing_down,omitempty"`
+	AllowFrom   string `json:"allow_from,omitempty"` // bridges, comma-separated, whose guests the rules let in (allow_from)
 
 	// HostQuiet: kvmnet set the bridge's arp_ignore and disable_ipv6, so that
 	// the host answers no ARP or NDP on an isolated bridge. On a bridge kvmnet

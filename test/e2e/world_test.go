@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -286,9 +287,11 @@ func normIptables(s string) string {
 }
 
 // checkRestored fails the test unless the host namespace is as newWorld found
-// it. It gives the helpers' teardown (daemons exiting) a few seconds.
+// it. It waits for a last down's background teardown (testhost.Settle), and
+// gives the rest (daemons exiting, gc after a killed QEMU) a few seconds.
 func (w *world) checkRestored() {
 	w.t.Helper()
+	testhost.Settle(w.t, w.host)
 	var now snapshot
 	deadline := time.Now().Add(8 * time.Second)
 	for {

@@ -92,19 +92,7 @@ func TestKilledLastDown(t *testing.T) {
 	start := time.Now()
 	h.mustHelper("kvmnet-natdown", "vk0")
 	whole := time.Since(start)
-	recoveries := []struct {
-		name string
-		run  func()
-	}{
-		{"gc", func() { h.operator("gc") }},
-		{"kvmnet down", func() { h.operator("down", "default") }},
-		{"up and down", func() {
-			h.MustRun("ip", "tuntap", "add", "vk1", "mode", "tap")
-			h.mustHelper("kvmnet-natup", "vk1")
-			h.mustHelper("kvmnet-natdown", "vk1")
-			h.MustRun("ip", "link", "del", "vk1")
-		}},
-	}
+	recoveries := h.recoveries()
 	const kills = 24
 	for i := range kills {
 		delay := whole * time.Duration(i) / kills * 5 / 4
@@ -118,6 +106,27 @@ func TestKilledLastDown(t *testing.T) {
 			t.Fatalf("natdown killed after %s of %s; %s did not clean up", delay, whole, r.name)
 		}
 		h.MustRun("ip", "tuntap", "add", "vk0", "mode", "tap")
+	}
+}
+
+// recovery is a way to finish what a killed run left of the default network.
+type recovery struct {
+	name string
+	run  func()
+}
+
+// recoveries are the runs that finish a killed down's work: gc, `kvmnet
+// down`, and the next VM's up and down (on a tap vk1 they make and delete).
+func (h *host) recoveries() []recovery {
+	return []recovery{
+		{"gc", func() { h.operator("gc") }},
+		{"kvmnet down", func() { h.operator("down", "default") }},
+		{"up and down", func() {
+			h.MustRun("ip", "tuntap", "add", "vk1", "mode", "tap")
+			h.mustHelper("kvmnet-natup", "vk1")
+			h.mustHelper("kvmnet-natdown", "vk1")
+			h.MustRun("ip", "link", "del", "vk1")
+		}},
 	}
 }
 

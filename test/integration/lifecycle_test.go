@@ -157,6 +157,7 @@ func testConcurrentColdStart(t *testing.T, fw string) {
 				t.Errorf("round %d: natdown %s: %v", round, taps[i], err)
 			}
 		}
+		h.Settle()
 		if h.Exists("br0") || h.kvmnetRules() != 0 {
 			t.Fatalf("round %d: network left after every VM went", round)
 		}
@@ -208,6 +209,7 @@ func testSelfHealing(t *testing.T, fw string) {
 	for _, tap := range taps {
 		h.mustHelper("kvmnet-natdown", tap)
 	}
+	h.Settle()
 	if h.Sysctl("net.ipv4.ip_forward") != "0" || h.Exists("br0") || h.kvmnetRules() != 0 {
 		t.Error("last down left the network")
 	}
@@ -256,6 +258,7 @@ func testEmptyEnvironment(t *testing.T, fw string) {
 			t.Fatalf("%s with no PATH: %v\n%s", prog, err, stderr)
 		}
 	}
+	h.Settle()
 	if h.kvmnetRules() != 0 || h.Exists("br0") {
 		t.Error("network left after the down")
 	}
