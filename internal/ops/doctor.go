@@ -225,13 +225,18 @@ func (c *netCheck) findings() []Finding {
 	return fs
 }
 
-// interrupted: a helper was killed while it set the network up. Its record
-// names what it made or was about to; the repair undoes all of it when no VM
-// uses the network, as gc would, and else finishes it, as the next up would.
+// interrupted: a helper was killed while it set the network up, or a last
+// down's background teardown was killed. Its record names what it made or was
+// about to; the repair undoes all of it when no VM uses the network, as gc
+// would, and else finishes it, as the next up would.
 func (c *netCheck) interrupted() Finding {
 	n, confE := c.conf, c.confE
-	return Finding{Network: c.name, Problem: "an up was killed halfway: the network is half made",
-		Evidence: fmt.Sprintf("%s: the up was about to %s", c.h.Dir.File(c.name, ".json"), c.rec.Doing),
+	problem, who := "an up was killed halfway: the network is half made", "the up"
+	if c.rec.TearingDown {
+		problem, who = "a last down's teardown was cut short: the network is half gone", "the teardown"
+	}
+	return Finding{Network: c.name, Problem: problem,
+		Evidence: fmt.Sprintf("%s: %s was about to %s", c.h.Dir.File(c.name, ".json"), who, c.rec.Doing),
 		Fix:      "kvmnet doctor --fix (or kvmnet gc) undoes it when no VM uses the network, else finishes it",
 		key:      "heal " + c.name,
 		repair: func() ([]string, error) {
