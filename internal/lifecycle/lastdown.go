@@ -19,8 +19,8 @@ const TeardownProc = "kvmnet-teardown"
 
 // lastDown tears down network rec, whose bridge kvmnet made, as its last VM
 // leaves, holding lock lk. QEMU waits for its downscript, and deleting a link
-// waits 25-70 ms on the kernel whatever the order, as does a daemon's exit
-// (closing its packet socket). So the down does here what stops the network
+// waits 25-70 ms on the kernel whatever the order, and the daemon's exit
+// after SIGTERM 3-30 ms. So the down does here what stops the network
 // serving: it signals the daemon, removes the rules, releases ip_forward. It
 // hands the rest (waiting for the daemon's exit, deleting the bridge and a
 // VXLAN link) to a child, TeardownProc, which goes on holding lk: an flock
@@ -38,9 +38,9 @@ func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) 
 	if err := localnetOff(rec); err != nil {
 		return nil, err
 	}
-	left := rec // what the record names once this down has done its part
-	left.Services = false
-	parts, links := teardownParts(d, left)
+	now := rec
+	now.Services = false // signalled here; the child waits for its exit
+	parts, links := teardownParts(d, now)
 	if rec.Services {
 		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) { return termServices(d, rec.Name) }})
 	}
@@ -49,8 +49,8 @@ func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) 
 		more, lerr := undo(links)
 		return append(changes, more...), errors.Join(err, lerr)
 	}
-	// The daemon's exit is still to wait for.
-	left.Services, left.Rules, left.Forwarding, left.Forwarding6, left.RouteLocalnet = rec.Services, false, false, false, false
+	left := rec // what the child finishes: the daemon's exit, the links
+	left.Rules, left.Forwarding, left.Forwarding6, left.RouteLocalnet = false, false, false, false
 	names := make([]string, len(links))
 	for i, p := range links {
 		names[i] = p.name
@@ -71,8 +71,7 @@ func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) 
 
 // termServices asks the network's daemon to exit, and does not wait for it:
 // it stops answering once it handles the signal, while its exit (it writes
-// its leases, and closing its packet socket waits on the kernel, ~20 ms) is
-// FinishDown's to wait for. It reports whether a daemon ran.
+// its leases and closes its sockets: 3-30 ms) is FinishDown's to wait for. It reports whether a daemon ran.
 //
 //	kill -TERM $(cat /run/kvmnet/netns-COOKIE/NETWORK.netsvc.pid)
 func termServices(d state.Dir, network string) (bool, error) {
