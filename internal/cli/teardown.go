@@ -1,8 +1,7 @@
 package cli
 
 import (
-	"strings"
-	"time"
+	"fmt"
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
@@ -15,34 +14,37 @@ import (
 const TeardownProc = lifecycle.TeardownProc
 
 // Teardown runs TeardownProc with args (os.Args: TeardownProc NETWORK) and
-// returns its exit code. Its stdout and stderr are /dev/null, so what it did
-// or what failed goes to the system log; a failure leaves the network's
-// record for the next up, down or gc to finish.
+// returns its exit code. Its stdout and stderr are /dev/null, so a failure
+// goes to the system log, and the network's record stays for the next up,
+// down or gc to finish. Success logs nothing: the down's own line names what
+// it left to the child ("delete bridge br0 (in the background)"), and a VM's
+// down stays one line in the log.
 func Teardown(args []string) int {
-	log := runlog.Open(TeardownProc)
-	defer log.Close()
-	start := time.Now()
-	if len(args) != 2 {
-		log.Error(usagef("want exactly one argument, the network, got %d", len(args)-1))
-		return ExitUsage
+	code, err := teardown(args)
+	if err != nil {
+		log := runlog.Open(TeardownProc)
+		defer log.Close()
+		log.Error(err)
 	}
-	name := args[1]
-	if err := config.CheckNetworkName(name); err != nil {
-		log.Error(usageError{err.Error()})
-		return ExitUsage
+	return code
+}
+
+func teardown(args []string) (int, error) {
+	if len(args) != 2 {
+		return ExitUsage, usagef("want exactly one argument, the network, got %d", len(args)-1)
+	}
+	if err := config.CheckNetworkName(args[1]); err != nil {
+		return ExitUsage, usageError{err.Error()}
 	}
 	if err := needNetAdmin(); err != nil {
-		log.Error(err)
-		return ExitUsage
+		return ExitUsage, err
 	}
 	d, err := state.Open()
-	if err == nil {
-		var res lifecycle.Result
-		if res, err = lifecycle.FinishDown(d, name); err == nil {
-			log.Info("teardown", "network", name, "changes", strings.Join(res.Changes, ","), "took", time.Since(start).Round(10*time.Microsecond).String())
-			return ExitOK
-		}
+	if err != nil {
+		return ExitFail, err
 	}
-	log.Error(err)
-	return ExitFail
+	if _, err := lifecycle.FinishDown(d, args[1]); err != nil {
+		return ExitFail, fmt.Errorf("finish the last down of %s: %w", args[1], err)
+	}
+	return ExitOK, nil
 }

@@ -308,6 +308,7 @@ func TestBadLeaseFile(t *testing.T) {
 			h.taps("vnet", 1)
 			h.mustHelper("kvmnet-natup", "vnet0")
 			h.mustHelper("kvmnet-natdown", "vnet0")
+			h.Settle() // the daemon writes its leases as it exits, after the down returned
 			if _, err := os.Lstat(lease + ".corrupt"); err != nil {
 				t.Errorf("bad lease file not set aside: %v", err)
 			}
