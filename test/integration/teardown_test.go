@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -22,27 +23,33 @@ import (
 
 // TestColdUpDuringTeardown: a VM started right after the last one left, while
 // the bridge is still being deleted, waits for the deletion and gets a whole
-// new network: bridge, rules and daemon, its record finished.
+// new network: bridge, rules and (NAT) daemon, its record finished. The same
+// for an isolated network, which has no daemon.
 func TestColdUpDuringTeardown(t *testing.T) {
-	h := newHost(t, "", "")
-	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
-	tap := h.taps("vk", 1)[0]
-	h.mustHelper("kvmnet-natup", tap)
-	up := h.rules()
-	h.mustHelper("kvmnet-natdown", tap)
-	if !h.lockHeld() {
-		t.Fatal("the last down returned with the network's lock free: nothing left to overlap")
+	for _, mode := range []struct{ up, down string }{{"kvmnet-natup", "kvmnet-natdown"}, {"kvmnet-ifup", "kvmnet-ifdown"}} {
+		t.Run(mode.up, func(t *testing.T) {
+			h := newHost(t, "", "")
+			rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
+			tap := h.taps("vk", 1)[0]
+			h.mustHelper(mode.up, tap)
+			up := h.rules()
+			h.mustHelper(mode.down, tap)
+			if !h.lockHeld() {
+				t.Fatal("the last down returned with the network's lock free: nothing left to overlap")
+			}
+			h.mustHelper(mode.up, tap)
+			nat := mode.up == "kvmnet-natup"
+			if h.Master(tap) != "br0" || h.doing() != "done" || h.daemonRuns() != nat {
+				t.Errorf("after an up during the teardown: %s on %q, record %s, daemon running %v", tap, h.Master(tap), h.doing(), h.daemonRuns())
+			}
+			if got := h.rules(); got != up {
+				t.Errorf("rules after an up during the teardown differ from a first up's:\n--- first\n%s\n--- now\n%s", up, got)
+			}
+			h.mustHelper(mode.down, tap)
+			h.MustRun("ip", "link", "del", tap)
+			h.assertClean(rules, fwd)
+		})
 	}
-	h.mustHelper("kvmnet-natup", tap)
-	if h.Master(tap) != "br0" || h.doing() != "done" || !h.daemonRuns() {
-		t.Errorf("after an up during the teardown: %s on %q, record %s, daemon running %v", tap, h.Master(tap), h.doing(), h.daemonRuns())
-	}
-	if got := h.rules(); got != up {
-		t.Errorf("rules after an up during the teardown differ from a first up's:\n--- first\n%s\n--- now\n%s", up, got)
-	}
-	h.mustHelper("kvmnet-natdown", tap)
-	h.MustRun("ip", "link", "del", tap)
-	h.assertClean(rules, fwd)
 }
 
 // TestKilledTeardown: the child that deletes the bridge, SIGKILLed at any
@@ -137,4 +144,36 @@ func (h *host) teardownChild() int {
 		}
 	}
 	return 0
+}
+
+// TestLastDownWithoutKvmnet: helpers installed without the kvmnet binary (an
+// isolated network needs no daemon) have no child to leave the bridge to:
+// their last down deletes it before it returns.
+func TestLastDownWithoutKvmnet(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/kvmnet"); err == nil {
+		t.Skip("/usr/bin/kvmnet is installed")
+	}
+	dir := t.TempDir()
+	for _, prog := range []string{"kvmnet-ifup", "kvmnet-ifdown"} {
+		b, err := os.ReadFile(filepath.Join(bin, prog))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, prog), b, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHost(t, "", "")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
+	tap := h.taps("vk", 1)[0]
+	for _, prog := range []string{"kvmnet-ifup", "kvmnet-ifdown"} {
+		if _, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, filepath.Join(dir, prog), tap); err != nil {
+			t.Fatalf("%s %s: %v\n%s", prog, tap, err, stderr)
+		}
+	}
+	if h.lockHeld() || h.Exists("br0") {
+		t.Errorf("after the last down without kvmnet: lock held %v, br0 there %v", h.lockHeld(), h.Exists("br0"))
+	}
+	h.MustRun("ip", "link", "del", tap)
+	h.assertClean(rules, fwd)
 }
