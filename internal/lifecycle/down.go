@@ -15,7 +15,9 @@ import (
 )
 
 // Down takes tap off network n and, when it was the network's last VM, tears
-// the network down. Only a tap kvmnet recorded is detached: a port an admin
+// the network down; on a bridge kvmnet made it returns once the network stops
+// serving, and a child holding the lock deletes the bridge (lastDown). Only a
+// tap kvmnet recorded is detached: a port an admin
 // attached is theirs. A tap already gone, or taken down twice, is not an
 // error: QEMU runs the downscript once per tap, but an operator may too.
 func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
@@ -104,7 +106,7 @@ func onBridge(br *netlink.Bridge) func(tap string) bool {
 // The parts are independent, and the slow ones wait on the kernel, not on
 // us: deleting a bridge (~40 ms here) and deleting rules (one RCU grace
 // period per table, ~12 ms each) are grace periods, the daemon takes ~20 ms to
-// exit. Run side by side, the last VM's down costs the longest part, not the sum.
+// exit. Run side by side, a teardown costs the longest part, not the sum.
 func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	if err := localnetOff(rec); err != nil {
 		return nil, err
