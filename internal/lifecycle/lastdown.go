@@ -138,6 +138,8 @@ func finishTeardown(d state.Dir, rec state.Network) (bool, error) {
 	if !rec.TearingDown {
 		return false, nil
 	}
-	_, err := Teardown(d, rec)
-	return err == nil, err
+	if _, err := Teardown(d, rec); err != nil {
+		return false, fmt.Errorf("finish the last down of %s: %w", rec.Name, err)
+	}
+	return true, nil
 }
