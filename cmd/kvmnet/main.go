@@ -1,21 +1,35 @@
 // Command kvmnet is the operator tool: see `kvmnet --help`. Started with
 // argv[0] kvmnet-netsvc, it is the DHCP/DNS daemon of one network, which the
 // helpers and `kvmnet up` spawn (see ctl.Start): only this binary links the
-// DHCP and DNS code, so that the helpers start fast.
+// DHCP and DNS code, so that the helpers start fast. Started with argv[0]
+// kvmnet-natup (or kvmnet-natup@NETWORK, and the other three tap scripts),
+// it is that helper's engine: the helper's front (package warm) execs it
+// with its own argv for every run it cannot prove warm.
 package main
 
 import (
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kvmnet/kvmnet/internal/cli"
 	"github.com/kvmnet/kvmnet/internal/netsvc"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
+// helpers are the tap scripts whose engine this binary is, by argv[0].
+var helpers = map[string]cli.Verb{
+	"kvmnet-ifup": cli.IfUp, "kvmnet-ifdown": cli.IfDown,
+	"kvmnet-natup": cli.NatUp, "kvmnet-natdown": cli.NatDown,
+}
+
 func main() {
-	if filepath.Base(os.Args[0]) == ctl.ProcName {
+	base := filepath.Base(os.Args[0])
+	if base == ctl.ProcName {
 		os.Exit(cli.Daemon(os.Args, netsvc.MainWatching))
+	}
+	if v, ok := helpers[strings.SplitN(base, "@", 2)[0]]; ok {
+		os.Exit(cli.Helper(v, os.Args))
 	}
 	os.Exit(cli.Operator(os.Args))
 }

@@ -101,6 +101,9 @@ func onBridge(br *netlink.Bridge) func(tap string) bool {
 // period per table, ~12 ms each) are grace periods, the daemon takes ~20 ms to
 // exit. Run side by side, the last VM's down costs the longest part, not the sum.
 func Teardown(d state.Dir, rec state.Network) ([]string, error) {
+	if err := coolDown(d, rec.Name); err != nil {
+		return nil, err
+	}
 	// Off before the rules that guard it go, not beside them.
 	if rec.RouteLocalnet {
 		if err := setRouteLocalnet(rec.Bridge, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
