@@ -59,10 +59,11 @@ func (u *upCall) writeHot() {
 		h.Sysctls = append(h.Sysctls, warm.Sysctl{Path: ipv6Forward, Value: "1"})
 	}
 	if serves(n) {
-		if _, running := ServicesPID(u.d, n.Name); !running {
+		pid, running := ServicesPID(u.d, n.Name)
+		if !running {
 			return
 		}
-		h.PIDFile, h.DaemonArg = u.d.File(n.Name, svcPID), u.d.File(n.Name, svcConf)
+		h.DaemonPID, h.DaemonConf = pid, u.d.File(n.Name, svcConf)
 	}
 	if rec.Rules {
 		// Only the nftables backend proves its rules whole by the

@@ -8,16 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// stateDir returns the state directory of this network namespace, as
-// state.Open names it, once it and its parent pass state's checks. It makes
-// neither: a namespace without one has no warm network.
-func stateDir() (string, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return "", err
-	}
-	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	unix.Close(fd)
+// stateDir returns the state directory of the network namespace of s, a
+// socket, as state.Open names it, once it and its parent pass state's checks.
+// It makes neither: a namespace without one has no warm network.
+func stateDir(s *sock) (string, error) {
+	cookie, err := unix.GetsockoptUint64(s.fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 	if err != nil {
 		return "", err
 	}
@@ -72,31 +67,29 @@ func lockNetwork(path string) (int, error) {
 // errTooLong is a file longer than its reader allows.
 var errTooLong = errors.New("file too long")
 
-// readSmall reads the file at path, never through a link, at most limit bytes.
+// readSmall reads the file at path, never through a link: at most limit
+// bytes, in one read. A read of a regular file returns less than asked only
+// at its end, and the /proc files read here (sysctls, a command line,
+// ip_tables_names) return all they hold in one read that has room for it,
+// so a second read to see the end would only cost a system call.
 func readSmall(path string, limit int) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	b := make([]byte, 0, 512)
+	b := make([]byte, limit+1)
 	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := unix.Read(fd, b[len(b):cap(b)])
-		if errors.Is(err, unix.EINTR) {
+		n, err := unix.Read(fd, b)
+		switch {
+		case errors.Is(err, unix.EINTR):
 			continue
-		}
-		if err != nil {
+		case err != nil:
 			return nil, err
-		}
-		if n == 0 {
-			return b, nil
-		}
-		if b = b[:len(b)+n]; len(b) > limit {
+		case n > limit:
 			return nil, errTooLong
 		}
+		return b[:n], nil
 	}
 }
 
@@ -104,10 +97,14 @@ func readSmall(path string, limit int) ([]byte, error) {
 // state.Dir.AddPort does: an empty file in NETWORK.ports/.
 func (r *run) recordPort() error {
 	dir := r.portsDir()
-	if err := unix.Mkdir(dir, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-		return err
+	err := checkDir(dir)
+	if errors.Is(err, unix.ENOENT) {
+		if err := unix.Mkdir(dir, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return err
+		}
+		err = checkDir(dir)
 	}
-	if err := checkDir(dir); err != nil {
+	if err != nil {
 		return err
 	}
 	fd, err := unix.Open(dir+"/"+r.tap, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)

@@ -11,7 +11,7 @@ import (
 const Ext = ".hot"
 
 // maxHot bounds a hot file read; a real one is a few hundred bytes.
-const maxHot = 16 << 10
+const maxHot = 4 << 10
 
 // header is the hot file's first line; another means another format.
 const header = "kvmnet-hot 1"
@@ -33,8 +33,12 @@ type Hot struct {
 
 	Addresses []Address // on the bridge
 	Sysctls   []Sysctl  // files of /proc/sys and the value each must hold
-	PIDFile   string    // the DHCP/DNS daemon's pid file ("": no daemon)
-	DaemonArg string    // the daemon's configuration, its argv[1]
+	// The DHCP/DNS daemon (PID 0: none): its pid, as its pid file named it,
+	// and its configuration file, its argv[1]. Only an up under the lock
+	// starts a daemon, and it removes this file first: a process with that
+	// pid and that command line is the daemon the pid file names.
+	DaemonPID  int
+	DaemonConf string
 	// NFTGen: the network's rules are in nf_tables and were whole at this
 	// ruleset generation; unchanged, and no legacy iptables filter table in
 	// the way, it proves they still are. HasRules false: no rules at all.
@@ -70,8 +74,8 @@ func (h *Hot) Marshal() []byte {
 	for _, s := range h.Sysctls {
 		line("sysctl", s.Path, s.Value)
 	}
-	if h.PIDFile != "" {
-		line("daemon", h.PIDFile, h.DaemonArg)
+	if h.DaemonPID != 0 {
+		line("daemon", strconv.Itoa(h.DaemonPID), h.DaemonConf)
 	}
 	if h.HasRules {
 		line("nftgen", strconv.FormatUint(uint64(h.NFTGen), 10))
@@ -157,7 +161,9 @@ func Parse(b []byte) (*Hot, error) {
 		case k == "sysctl" && len(f) == 2 && strings.HasPrefix(f[0], "/proc/sys/"):
 			h.Sysctls = append(h.Sysctls, Sysctl{Path: f[0], Value: f[1]})
 		case k == "daemon" && len(f) == 2:
-			h.PIDFile, h.DaemonArg = f[0], f[1]
+			h.DaemonPID, ok = atoi(f[0])
+			h.DaemonConf = f[1]
+			ok = ok && h.DaemonPID > 0
 		case k == "nftgen" && len(f) == 1:
 			var g uint64
 			g, err := strconv.ParseUint(f[0], 10, 32)

@@ -33,7 +33,7 @@ func openSock(proto int) (*sock, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sock{fd: fd, buf: make([]byte, 32<<10)}, nil
+	return &sock{fd: fd, buf: make([]byte, 8<<10)}, nil
 }
 
 func (s *sock) close() { unix.Close(s.fd) }

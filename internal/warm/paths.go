@@ -125,7 +125,7 @@ func (r *run) whole() error {
 			return errCold
 		}
 	}
-	if r.hot.PIDFile != "" && !daemonAlive(r.hot.PIDFile, r.hot.DaemonArg) {
+	if r.hot.DaemonPID != 0 && !daemonAlive(r.hot.DaemonPID, r.hot.DaemonConf) {
 		return errCold
 	}
 	if r.hot.HasRules {
@@ -139,17 +139,9 @@ func (r *run) whole() error {
 	return nil
 }
 
-// daemonAlive reports whether the pid file names a live DHCP/DNS daemon
-// started with conf (ctl.Alive; a zombie's command line is empty).
-func daemonAlive(pidFile, conf string) bool {
-	b, err := readSmall(pidFile, 64)
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return false
-	}
+// daemonAlive reports whether pid is the DHCP/DNS daemon started with conf
+// (ctl.Alive, which also holds a zombie, whose command line is empty, dead).
+func daemonAlive(pid int, conf string) bool {
 	cmd, err := readSmall("/proc/"+strconv.Itoa(pid)+"/cmdline", 4096)
 	return err == nil && string(cmd) == daemonName+"\x00"+conf+"\x00"
 }

@@ -112,29 +112,38 @@ func prepare(v Verb, args []string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := stateDir()
-	if err != nil {
-		return nil, err
-	}
-	r := &run{v: v, tap: args[1], dir: dir, lock: -1}
-	if r.lock, err = lockNetwork(dir + "/" + name + ".lock"); err != nil {
-		return nil, err
-	}
-	b, err := readSmall(dir+"/"+name+Ext, maxHot)
-	if err == nil {
-		r.hot, err = Parse(b)
-	}
-	if err == nil && (r.hot.Key != key || r.hot.Network != name) {
-		err = errCold
-	}
-	if err == nil {
-		r.nl, err = openSock(unix.NETLINK_ROUTE)
-	}
-	if err != nil {
+	r := &run{v: v, tap: args[1], lock: -1}
+	if err := r.open(name, key); err != nil {
 		r.close()
 		return nil, err
 	}
 	return r, nil
+}
+
+// open takes network name's lock and reads its hot file, which must be for
+// key. The rtnetlink socket comes first: its namespace, the one QEMU started
+// the script in, names the state directory.
+func (r *run) open(name, key string) (err error) {
+	if r.nl, err = openSock(unix.NETLINK_ROUTE); err != nil {
+		return err
+	}
+	if r.dir, err = stateDir(r.nl); err != nil {
+		return err
+	}
+	if r.lock, err = lockNetwork(r.dir + "/" + name + ".lock"); err != nil {
+		return err
+	}
+	b, err := readSmall(r.dir+"/"+name+Ext, maxHot)
+	if err != nil {
+		return err
+	}
+	if r.hot, err = Parse(b); err != nil {
+		return err
+	}
+	if r.hot.Key != key || r.hot.Network != name {
+		return errCold
+	}
+	return nil
 }
 
 func (r *run) close() {
