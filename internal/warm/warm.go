@@ -101,9 +101,9 @@ func prepare(v Verb, args []string) (*run, error) {
 	if len(args) != 2 || !plainIfName(args[1]) || !hasNetAdmin() {
 		return nil, errCold // the engine says what is wrong
 	}
-	name := defaultNetwork
-	if i := strings.LastIndexByte(args[0], '@'); i >= 0 && strings.LastIndexByte(args[0], '/') < i {
-		name = args[0][i+1:]
+	name, named := atNetwork(args[0])
+	if !named {
+		name = defaultNetwork
 	}
 	if name == "" || strings.ContainsAny(name, "./") {
 		return nil, errCold
@@ -199,17 +199,44 @@ func source(v Verb) (string, error) {
 	return version.Version + " " + stamp + " " + v.Mode, nil
 }
 
-// engine hands the run to the kvmnet binary, with the same argv (argv[0]
-// names the helper and its network) and environment. It returns only when
-// it could not, with the exit code of a failed run.
+// engine hands the run to the kvmnet binary, with the same arguments and
+// environment, and an argv[0] that names the helper and keeps the network
+// its own argv[0] names (engineArgv0). It returns only when it could not,
+// with the exit code of a failed run.
 func engine(v Verb, args []string) int {
 	exe, err := selfbin.Kvmnet()
 	if err == nil {
-		err = unix.Exec(exe, args, os.Environ())
+		argv := []string{engineArgv0(v, "")}
+		if len(args) > 0 {
+			argv = append([]string{engineArgv0(v, args[0])}, args[1:]...)
+		}
+		err = unix.Exec(exe, argv, os.Environ())
 		err = errors.New("run " + exe + ": " + err.Error())
 	} else if _, ok := err.(*selfbin.NotFoundError); ok {
 		err = errors.New(err.Error() + " (it sets networks up and runs the DHCP/DNS daemon)")
 	}
 	logLine(v, logErr, err.Error())
 	return 1
+}
+
+// engineArgv0 is the argv[0] kvmnet runs helper v by: kvmnet-VERB, with the
+// @NETWORK of the script's own argv[0] when it has one (kvmnet-natup@lab:
+// network lab, as config.FromProgram reads it). Not the script's argv[0]
+// itself: QEMU may run it by another name (/etc/qemu-ifup, a link to
+// kvmnet-natup), which would not tell kvmnet which helper to be.
+func engineArgv0(v Verb, argv0 string) string {
+	if name, named := atNetwork(argv0); named {
+		return "kvmnet-" + v.Name + "@" + name
+	}
+	return "kvmnet-" + v.Name
+}
+
+// atNetwork returns the network a script's argv[0] names: what follows the
+// last @ of its base name (config.FromProgram), and whether there is one.
+func atNetwork(argv0 string) (name string, named bool) {
+	i := strings.LastIndexByte(argv0, '@')
+	if i < 0 || strings.LastIndexByte(argv0, '/') > i {
+		return "", false
+	}
+	return argv0[i+1:], true
 }

@@ -69,3 +69,22 @@ func TestHotRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineArgv0(t *testing.T) {
+	for argv0, want := range map[string]string{
+		"/usr/libexec/kvmnet-natup":     "kvmnet-natup",
+		"/usr/libexec/kvmnet-natup@lab": "kvmnet-natup@lab",
+		"/etc/qemu-ifup":                "kvmnet-natup",
+		"/tmp/a@b/kvmnet-natup":         "kvmnet-natup",
+		"kvmnet-natup@x@lab":            "kvmnet-natup@lab",
+		"":                              "kvmnet-natup",
+	} {
+		if got := engineArgv0(NatUp, argv0); got != want {
+			t.Errorf("engineArgv0(%q) = %q, want %q", argv0, got, want)
+		}
+		name, _ := atNetwork(argv0)
+		if engine := config.FromProgram(argv0); name != engine {
+			t.Errorf("atNetwork(%q) = %q, config.FromProgram %q", argv0, name, engine)
+		}
+	}
+}

@@ -137,12 +137,7 @@ func TestWarmFallbacks(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		// Gone, or a zombie nothing reaps: its command line empties
-		// before it has closed its files, its lease file's lock.
-		if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err != nil || strings.Contains(string(stat), ") Z ") {
-			break
-		}
+	for deadline := time.Now().Add(5 * time.Second); !exited(pid); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the daemon survived SIGKILL")
 		}
@@ -186,6 +181,18 @@ func TestWarmFallbacks(t *testing.T) {
 		h.MustRun("ip", "link", "del", tap)
 	}
 	h.assertClean(rules, fwd)
+}
+
+// exited reports whether process pid is gone or a zombie (nothing reaps an
+// orphan here) whose threads have all exited: only then are its files, and
+// the lock on its lease file, closed.
+func exited(pid int) bool {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	return err != nil || len(tasks) == 1 && strings.Contains(string(stat), ") Z ")
 }
 
 // setDoing writes the default network's record with Doing set.
@@ -304,6 +311,39 @@ func testWarmWithoutEngine(t *testing.T, up, down string) {
 	// The engine back: the last down tears the network down.
 	h.mustHelper(down, taps[0])
 	for _, tap := range taps {
+		h.MustRun("ip", "link", "del", tap)
+	}
+	h.assertClean(rules, fwd)
+}
+
+// TestRunByAnotherName: QEMU runs /etc/qemu-ifup and /etc/qemu-ifdown, links
+// to the NAT scripts (make install LINK_QEMU=1): the runs the fronts hand to
+// kvmnet are still those helpers', and kvmnet-natup@lab's still network lab's.
+func TestRunByAnotherName(t *testing.T) {
+	h := newHost(t, "nftables", "[network.lab]\nmode = \"nat\"\nbridge = \"br7\"\naddress = \"10.7.0.1/24\"\n")
+	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
+	dir := t.TempDir()
+	for link, target := range map[string]string{"qemu-ifup": "kvmnet-natup", "qemu-ifdown": "kvmnet-natdown",
+		"qemu-ifup@lab": "kvmnet-natup", "qemu-ifdown@lab": "kvmnet-natdown"} {
+		if err := os.Symlink(filepath.Join(bin, target), filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(prog, tap string) {
+		t.Helper()
+		if _, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, filepath.Join(dir, prog), tap); err != nil {
+			t.Fatalf("%s %s: %v\n%s", prog, tap, err, stderr)
+		}
+	}
+	taps := h.taps("vnet", 4)
+	for i, tap := range taps {
+		run("qemu-ifup"+[]string{"", "@lab"}[i%2], tap)
+	}
+	if h.Master(taps[0]) != "br0" || h.Master(taps[1]) != "br7" || h.Master(taps[2]) != "br0" || h.Master(taps[3]) != "br7" {
+		t.Errorf("taps on %s %s %s %s, want br0 br7 br0 br7", h.Master(taps[0]), h.Master(taps[1]), h.Master(taps[2]), h.Master(taps[3]))
+	}
+	for i, tap := range taps {
+		run("qemu-ifdown"+[]string{"", "@lab"}[i%2], tap)
 		h.MustRun("ip", "link", "del", tap)
 	}
 	h.assertClean(rules, fwd)
