@@ -130,10 +130,17 @@ func (r *run) open(name, key string) (err error) {
 	if r.dir, err = stateDir(r.nl); err != nil {
 		return err
 	}
+	// No hot file, no lock: the engine makes a network's lock file only once
+	// the configuration defines the network.
+	hot := r.dir + "/" + name + Ext
+	var st unix.Stat_t
+	if err := unix.Lstat(hot, &st); err != nil {
+		return err
+	}
 	if r.lock, err = lockNetwork(r.dir + "/" + name + ".lock"); err != nil {
 		return err
 	}
-	b, err := readSmall(r.dir+"/"+name+Ext, maxHot)
+	b, err := readSmall(hot, maxHot)
 	if err != nil {
 		return err
 	}
