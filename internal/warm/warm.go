@@ -11,8 +11,8 @@
 // a last down, a changed configuration file, a record mid-change, a bridge
 // gone, rules flushed, a daemon dead, a tap that is not plain, bad
 // arguments) they hand, unchanged, to the engine: the kvmnet binary, exec'd
-// with the same argv and environment, whose main runs the helper its argv[0]
-// names.
+// with the same arguments and environment and an argv[0] that names the
+// helper and its network (engineArgv0), whose main runs that helper.
 //
 // Exactly as the engine: the front takes the network's lock the way package
 // state does, records the port before it attaches it (so a killed front
