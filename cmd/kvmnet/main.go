@@ -3,24 +3,38 @@
 // helpers and `kvmnet up` spawn (see ctl.Start): only this binary links the
 // DHCP and DNS code, so that the helpers start fast. Started with argv[0]
 // kvmnet-teardown, it finishes a VM's last down in the background (deleting
-// the network's bridge), holding the lock that down handed it.
+// the network's bridge), holding the lock that down handed it. Started as
+// kvmnet-natup (or kvmnet-natup@NETWORK, and the other three tap scripts),
+// it is that helper's engine: the helper's front (package warm) execs it
+// with its own argv for every run it cannot prove warm.
 package main
 
 import (
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kvmnet/kvmnet/internal/cli"
 	"github.com/kvmnet/kvmnet/internal/netsvc"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
+// helpers are the tap scripts whose engine this binary is, by argv[0].
+var helpers = map[string]cli.Verb{
+	"kvmnet-ifup": cli.IfUp, "kvmnet-ifdown": cli.IfDown,
+	"kvmnet-natup": cli.NatUp, "kvmnet-natdown": cli.NatDown,
+}
+
 func main() {
-	switch filepath.Base(os.Args[0]) {
+	base := filepath.Base(os.Args[0])
+	switch base {
 	case ctl.ProcName:
 		os.Exit(cli.Daemon(os.Args, netsvc.MainWatching))
 	case cli.TeardownProc:
 		os.Exit(cli.Teardown(os.Args))
+	}
+	if v, ok := helpers[strings.SplitN(base, "@", 2)[0]]; ok {
+		os.Exit(cli.Helper(v, os.Args))
 	}
 	os.Exit(cli.Operator(os.Args))
 }

@@ -1,10 +1,12 @@
 // Command kvmnet-natup is the QEMU -netdev tap script= helper; see `kvmnet-natup --help`.
+// It is a front (package warm): a warm run it does itself, any other it
+// hands to the kvmnet binary.
 package main
 
 import (
 	"os"
 
-	"github.com/kvmnet/kvmnet/internal/cli"
+	"github.com/kvmnet/kvmnet/internal/warm"
 )
 
-func main() { os.Exit(cli.Helper(cli.NatUp, os.Args)) }
+func main() { os.Exit(warm.Main(warm.NatUp, os.Args)) }

@@ -108,7 +108,7 @@ func onBridge(br *netlink.Bridge) func(tap string) bool {
 // period per table, ~12 ms each) are grace periods, the daemon takes ~20 ms to
 // exit. Run side by side, a teardown costs the longest part, not the sum.
 func Teardown(d state.Dir, rec state.Network) ([]string, error) {
-	if err := localnetOff(rec); err != nil {
+	if err := beginTeardown(d, rec); err != nil {
 		return nil, err
 	}
 	parts, links := teardownParts(d, rec)
@@ -120,9 +120,14 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	return changes, d.Remove(rec.Name)
 }
 
-// localnetOff turns route_localnet off, if kvmnet turned it on: before the
-// rules that guard it go, not beside them.
-func localnetOff(rec state.Network) error {
+// beginTeardown is what every teardown does first: it forgets the network's
+// hot file, so that no front takes a warm run on a network going away, and
+// turns route_localnet off, if kvmnet turned it on, before the rules that
+// guard it go, not beside them.
+func beginTeardown(d state.Dir, rec state.Network) error {
+	if err := coolDown(d, rec.Name); err != nil {
+		return err
+	}
 	if rec.RouteLocalnet {
 		if err := setRouteLocalnet(rec.Bridge, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

@@ -35,7 +35,7 @@ func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) 
 	if err != nil {
 		return Teardown(d, rec)
 	}
-	if err := localnetOff(rec); err != nil {
+	if err := beginTeardown(d, rec); err != nil {
 		return nil, err
 	}
 	now := rec

@@ -3,9 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -13,7 +11,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
-	"github.com/kvmnet/kvmnet/internal/safefile"
+	"github.com/kvmnet/kvmnet/internal/selfbin"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -74,36 +72,21 @@ func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) 
 }
 
 // installedDaemon is where a package installs the kvmnet binary.
-const installedDaemon = "/usr/bin/kvmnet"
+const installedDaemon = selfbin.Installed
 
-// findDaemonBinary returns the kvmnet binary, which runs the DHCP/DNS daemon.
-// The helpers do not link the DHCP/DNS code, as it would slow down every VM
-// start, so they cannot re-execute themselves as the daemon. It looks next to
-// the running binary first (bin/ of a build, or wherever tests put all five),
-// then in ../bin relative to it (installed: /usr/libexec/kvmnet-natup and
-// /usr/bin/kvmnet), so that a helper gets the daemon of its own version, then
-// at /usr/bin/kvmnet. Never in PATH: a caller's environment must not choose
-// what a privileged helper runs. The running binary is /proc/self/exe, which
-// the caller cannot fake, and the one found must be root's (or the caller's)
-// and writable by no one else; one that is not is an error, not skipped.
+// findDaemonBinary returns the kvmnet binary, which runs the DHCP/DNS daemon
+// (selfbin.Kvmnet). The helpers do not link the DHCP/DNS code, as it would
+// slow down every VM start, so they cannot re-execute themselves as the daemon.
 func findDaemonBinary() (string, error) {
-	self, err := os.Executable() // /proc/self/exe: kvmnet-natup@lab gives kvmnet-natup
-	if err != nil {
-		return "", fmt.Errorf("find the %s binary, which runs the DHCP/DNS daemon: %w", daemonBinary, err)
+	p, err := selfbin.Kvmnet()
+	var nf *selfbin.NotFoundError
+	switch {
+	case errors.As(err, &nf):
+		return "", fmt.Errorf("%w (it runs the DHCP/DNS daemon)", err)
+	case err != nil:
+		return "", fmt.Errorf("the %s binary, which runs the DHCP/DNS daemon: %w", daemonBinary, err)
 	}
-	dir := filepath.Dir(self)
-	installed := filepath.Join(filepath.Dir(dir), "bin")
-	for _, p := range []string{filepath.Join(dir, daemonBinary), filepath.Join(installed, daemonBinary), installedDaemon} {
-		err := safefile.Executable(p)
-		if err == nil {
-			return p, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("the %s binary, which runs the DHCP/DNS daemon: %w", daemonBinary, err)
-		}
-	}
-	return "", fmt.Errorf("%s binary not found next to %s, in %s or at %s (it runs the DHCP/DNS daemon)",
-		daemonBinary, self, installed, installedDaemon)
+	return p, nil
 }
 
 // stopServices stops the network's daemon, if it runs.

@@ -61,6 +61,9 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		return Result{}, err
 	}
 	defer lk.Unlock()
+	if err := coolDown(d, n.Name); err != nil {
+		return Result{}, err
+	}
 	disk, existed, err := d.Load(n.Name)
 	if err == nil && existed {
 		var gone bool
@@ -115,6 +118,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 		return res, err
 	}
 	cacheNetwork(d, n)
+	u.writeHot()
 	return res, nil
 }
 

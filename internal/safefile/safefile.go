@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/kvmnet/kvmnet/internal/selfbin"
 )
 
 // ErrSymlink means a file that must be a plain file is a symbolic link.
@@ -94,21 +96,5 @@ func WriteAtomic(path string, b []byte, perm os.FileMode) error {
 }
 
 // Executable reports why path is not a program a privileged kvmnet may run:
-// it must be a regular executable file (links followed), owned by root or the
-// caller, and writable by nobody else, so that no other user can have put
-// or changed it. A missing file is an error wrapping fs.ErrNotExist.
-func Executable(path string) error {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return &os.PathError{Op: "stat", Path: path, Err: err}
-	}
-	switch {
-	case st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Mode&0o111 == 0:
-		return fmt.Errorf("%s: not an executable file", path)
-	case st.Uid != 0 && st.Uid != uint32(os.Geteuid()):
-		return fmt.Errorf("%s: owned by uid %d, not root: refused", path, st.Uid)
-	case st.Mode&0o022 != 0:
-		return fmt.Errorf("%s: writable by group or others (mode %04o): refused", path, st.Mode&0o7777)
-	}
-	return nil
-}
+// see selfbin.Check, which it is.
+func Executable(path string) error { return selfbin.Check(path) }

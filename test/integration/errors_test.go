@@ -166,9 +166,9 @@ func hostilePath(t *testing.T) (dir string, ran func() bool) {
 	return dir, func() bool { _, err := os.Stat(filepath.Join(dir, "ran")); return err == nil }
 }
 
-// TestNoDaemonBinary: a NAT helper installed without kvmnet, which runs the
-// DHCP/DNS daemon, fails in one line naming where it looked, and undoes the
-// bridge, address and rules it had made. A kvmnet in PATH is not run.
+// TestNoDaemonBinary: a NAT helper installed without kvmnet, which sets
+// networks up and runs the DHCP/DNS daemon, fails in one line naming where it
+// looked, and leaves nothing made. A kvmnet in PATH is not run.
 func TestNoDaemonBinary(t *testing.T) { matrix(t, testNoDaemonBinary) }
 
 func testNoDaemonBinary(t *testing.T, fw string) {
@@ -195,8 +195,8 @@ func testNoDaemonBinary(t *testing.T, fw string) {
 	if err == nil {
 		t.Fatalf("succeeded; stderr: %s", stderr)
 	}
-	want := "kvmnet-natup: start DHCP/DNS on br0: kvmnet binary not found next to " + helper + ", in " +
-		filepath.Join(root, "bin") + " or at /usr/bin/kvmnet (it runs the DHCP/DNS daemon)"
+	want := "kvmnet-natup: kvmnet binary not found next to " + helper + ", in " +
+		filepath.Join(root, "bin") + " or at /usr/bin/kvmnet (it sets networks up and runs the DHCP/DNS daemon)"
 	if !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("stderr = %q, want one line containing %q", stderr, want)
 	}

@@ -1,0 +1,90 @@
+// Package selfbin finds kvmnet's own binaries, for the helpers that run the
+// kvmnet binary: to start the DHCP/DNS daemon, and for the tap scripts'
+// fronts (package warm) to hand a run to the engine. It links nothing but
+// the standard library's smallest packages (no fmt), because the fronts must
+// start as fast as an empty program.
+package selfbin
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+// Name is the kvmnet binary's name.
+const Name = "kvmnet"
+
+// Installed is where a package installs the kvmnet binary.
+const Installed = "/usr/bin/kvmnet"
+
+// Kvmnet returns the kvmnet binary of this installation: next to the running
+// binary first (bin/ of a build, or wherever tests put them all), then in
+// ../bin relative to it (installed: /usr/libexec/kvmnet-natup and
+// /usr/bin/kvmnet), so that a helper gets the kvmnet of its own version, then
+// at /usr/bin/kvmnet. Never in PATH: a caller's environment must not choose
+// what a privileged helper runs. The running binary is /proc/self/exe, which
+// the caller cannot fake, and the one found must pass Check; one that does
+// not is an error, not skipped. A binary found nowhere is a *NotFoundError.
+func Kvmnet() (string, error) {
+	self, err := os.Executable() // /proc/self/exe: kvmnet-natup@lab gives kvmnet-natup
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(self)
+	installed := filepath.Join(filepath.Dir(dir), "bin")
+	for _, p := range []string{filepath.Join(dir, Name), filepath.Join(installed, Name), Installed} {
+		err := Check(p)
+		if err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	return "", &NotFoundError{Self: self, Installed: installed}
+}
+
+// NotFoundError says where Kvmnet looked.
+type NotFoundError struct {
+	Self      string // the running binary, beside which it looked first
+	Installed string // the ../bin it looked in next
+}
+
+func (e *NotFoundError) Error() string {
+	return Name + " binary not found next to " + e.Self + ", in " + e.Installed + " or at " + Installed
+}
+
+// Is makes a NotFoundError an fs.ErrNotExist.
+func (e *NotFoundError) Is(target error) bool { return target == fs.ErrNotExist }
+
+// Check reports why path is not a program a privileged kvmnet may run: it
+// must be a regular executable file (links followed), owned by root or the
+// caller, and writable by nobody else, so that no other user can have put
+// or changed it. A missing file is an error wrapping fs.ErrNotExist.
+func Check(path string) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	switch {
+	case st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Mode&0o111 == 0:
+		return errors.New(path + ": not an executable file")
+	case st.Uid != 0 && st.Uid != uint32(os.Geteuid()):
+		return errors.New(path + ": owned by uid " + strconv.FormatUint(uint64(st.Uid), 10) + ", not root: refused")
+	case st.Mode&0o022 != 0:
+		return errors.New(path + ": writable by group or others (mode " + Octal(st.Mode&0o7777) + "): refused")
+	}
+	return nil
+}
+
+// Octal formats a file mode as %04o does.
+func Octal(mode uint32) string {
+	s := strconv.FormatUint(uint64(mode), 8)
+	for len(s) < 4 {
+		s = "0" + s
+	}
+	return s
+}

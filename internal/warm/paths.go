@@ -1,0 +1,168 @@
+package warm
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// up is a warm VM's up: the checks the engine's warm up makes (lifecycle's
+// upFor with an up-to-date record: the bridge, its addresses, forwarding,
+// the daemon, the rules' generation, then findTap's), then its tap steps:
+// record the port, attach it. It changes nothing before every check passed.
+func (r *run) up() (changes string, err error) {
+	if err := r.bridge(); err != nil {
+		return "", err
+	}
+	if err := r.whole(); err != nil {
+		return "", err
+	}
+	tap, err := r.nl.getLink(r.tap)
+	if err != nil {
+		return "", err
+	}
+	// findTap's refusals are the engine's to say.
+	switch {
+	case tap.kind == "bridge" || r.tap == r.hot.Bridge,
+		!r.hot.AnyPorts && tap.kind != "tun",
+		tap.master != 0 && tap.master != r.br.index:
+		return "", errCold
+	}
+	if err := r.recordPort(); err != nil {
+		return "", err
+	}
+	if tap.master == r.br.index && tap.up() {
+		return "", nil
+	}
+	if err := r.attach(tap); err != nil {
+		return "", err
+	}
+	return "attach " + r.tap + " to " + r.hot.Bridge, nil
+}
+
+// attach makes tap a port of the bridge as bridge.Attach does: the bridge's
+// MTU first (one MTU for every guest), the bridge as master, then up. A port
+// the bridge refuses gets its MTU back.
+//
+//	ip link set TAP mtu $(BRIDGE's mtu) master BRIDGE; ip link set TAP up
+func (r *run) attach(tap link) error {
+	var mtu uint32
+	if tap.mtu != r.br.mtu {
+		mtu = r.br.mtu
+	}
+	if tap.master != r.br.index || mtu != 0 {
+		if err := r.nl.setLink(tap.index, mtu, r.br.index, false); err != nil {
+			if mtu != 0 {
+				_ = r.nl.setLink(tap.index, tap.mtu, -1, false)
+			}
+			return err
+		}
+	}
+	if tap.up() {
+		return nil
+	}
+	return r.nl.setLink(tap.index, 0, -1, true)
+}
+
+// down is a VM's down that is not the network's last: a recorded tap on the
+// bridge, and the network pinned or another recorded port still on it. It
+// detaches the tap and forgets it, as the engine's down does.
+func (r *run) down() (changes string, err error) {
+	if err := r.bridge(); err != nil {
+		return "", err
+	}
+	if !r.hasPort() {
+		return "", errCold
+	}
+	tap, err := r.nl.getLink(r.tap)
+	if err != nil || tap.master != r.br.index {
+		return "", errCold
+	}
+	if !r.hot.Pinned {
+		if live, err := r.anotherPortLive(); err != nil || !live {
+			return "", errCold
+		}
+	}
+	// ip link set TAP nomaster
+	if err := r.nl.setLink(tap.index, 0, 0, false); err != nil && !errors.Is(err, unix.ENODEV) {
+		return "", err
+	}
+	if err := unix.Unlink(r.portsDir() + "/" + r.tap); err != nil && !errors.Is(err, unix.ENOENT) {
+		return "", err
+	}
+	return "detach " + r.tap + " from " + r.hot.Bridge, nil
+}
+
+// bridge finds the network's bridge: the one the hot file names, by its
+// index, and up.
+func (r *run) bridge() error {
+	br, err := r.nl.getLink(r.hot.Bridge)
+	if err != nil {
+		return err
+	}
+	if br.index != r.hot.Index || br.kind != "bridge" || !br.up() {
+		return errCold
+	}
+	r.br = br
+	return nil
+}
+
+// whole checks the rest of what the engine's warm up checks: the bridge's
+// addresses, the sysctls (ip_forward), the DHCP/DNS daemon alive, and the
+// rules unchanged since they were last seen whole.
+func (r *run) whole() error {
+	for _, a := range r.hot.Addresses {
+		if has, err := r.nl.hasAddress(r.br.index, a.IP, a.Bits); err != nil || !has {
+			return errCold
+		}
+	}
+	for _, s := range r.hot.Sysctls {
+		b, err := readSmall(s.Path, 64)
+		if err != nil || strings.TrimSpace(string(b)) != s.Value {
+			return errCold
+		}
+	}
+	if r.hot.DaemonPID != 0 && !daemonAlive(r.hot.DaemonPID, r.hot.DaemonConf) {
+		return errCold
+	}
+	if r.hot.HasRules {
+		if legacyFilter() {
+			return errCold
+		}
+		if gen, err := nftGeneration(); err != nil || gen != r.hot.NFTGen {
+			return errCold
+		}
+	}
+	return nil
+}
+
+// daemonAlive reports whether pid is the DHCP/DNS daemon started with conf
+// (ctl.Alive, which also holds a zombie, whose command line is empty, dead).
+func daemonAlive(pid int, conf string) bool {
+	cmd, err := readSmall("/proc/"+strconv.Itoa(pid)+"/cmdline", 4096)
+	return err == nil && string(cmd) == daemonName+"\x00"+conf+"\x00"
+}
+
+// daemonName is the daemon's argv[0] (ctl.ProcName).
+const daemonName = "kvmnet-netsvc"
+
+// legacyFilter reports whether legacy iptables has a filter table in this
+// namespace, whose changes do not move nf_tables' generation (the nftables
+// backend's Unchanged is then false).
+//
+//	cat /proc/thread-self/net/ip_tables_names
+func legacyFilter() bool {
+	b, err := readSmall("/proc/thread-self/net/ip_tables_names", 4096)
+	if err != nil {
+		return false
+	}
+	for _, t := range bytes.Fields(b) {
+		if string(t) == "filter" {
+			return true
+		}
+	}
+	return false
+}

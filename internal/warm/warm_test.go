@@ -1,0 +1,90 @@
+package warm
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
+	"github.com/kvmnet/kvmnet/internal/state"
+	"github.com/kvmnet/kvmnet/internal/version"
+)
+
+// TestSameAsEngine: what the front knows of the engine without linking it
+// is what the engine says.
+func TestSameAsEngine(t *testing.T) {
+	for _, c := range []struct{ front, engine string }{
+		{configPath, config.DefaultPath}, {configEnv, config.EnvPath}, {defaultNetwork, config.DefaultNetwork},
+		{stateRoot, state.Root}, {daemonName, ctl.ProcName},
+		{NatUp.Mode, string(config.NAT)}, {IfUp.Mode, string(config.Isolated)},
+	} {
+		if c.front != c.engine {
+			t.Errorf("front has %q, engine %q", c.front, c.engine)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "kvmnet.toml")
+	t.Setenv(configEnv, path)
+	for _, write := range []bool{false, true} {
+		if write {
+			if err := os.WriteFile(path, []byte("[network.lab]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stamp, err := config.Stamp(config.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// cli's resolveForHelper keys the cached resolution so.
+		want := version.Version + " " + stamp + " " + string(config.NAT)
+		if got, err := source(NatUp); err != nil || got != want {
+			t.Errorf("source = %q, %v; want %q", got, err, want)
+		}
+	}
+}
+
+func TestHotRoundTrip(t *testing.T) {
+	h := &Hot{
+		Key: "v1 /etc/kvmnet/kvmnet.toml 1:2:3:4.5:6.7 nat", Network: "lab", Bridge: "br1", Index: 7, Mode: "nat",
+		AnyPorts: true, Pinned: true,
+		Addresses: []Address{{Text: "10.0.0.1/24", IP: []byte{10, 0, 0, 1}, Bits: 24}},
+		Sysctls:   []Sysctl{{Path: "/proc/sys/net/ipv4/ip_forward", Value: "1"}},
+		DaemonPID: 42, DaemonConf: "/run/kvmnet/netns-1/lab.netsvc.conf", NFTGen: 9, HasRules: true,
+	}
+	got, err := Parse(h.Marshal())
+	if err != nil || !reflect.DeepEqual(got, h) {
+		t.Errorf("Parse(Marshal) = %+v, %v; want %+v", got, err, h)
+	}
+	for _, bad := range []string{
+		"", "kvmnet-hot 2\nkey k\nnetwork n\nbridge b 1\nmode nat\n",
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\n", // no mode
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\nsomething new\n",
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b x\nmode nat\n",
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\nsysctl /etc/passwd 1\n",
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat", // cut short
+	} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse(%q) took it", bad)
+		}
+	}
+}
+
+func TestEngineArgv0(t *testing.T) {
+	for argv0, want := range map[string]string{
+		"/usr/libexec/kvmnet-natup":     "kvmnet-natup",
+		"/usr/libexec/kvmnet-natup@lab": "kvmnet-natup@lab",
+		"/etc/qemu-ifup":                "kvmnet-natup",
+		"/tmp/a@b/kvmnet-natup":         "kvmnet-natup",
+		"kvmnet-natup@x@lab":            "kvmnet-natup@lab",
+		"":                              "kvmnet-natup",
+	} {
+		if got := engineArgv0(NatUp, argv0); got != want {
+			t.Errorf("engineArgv0(%q) = %q, want %q", argv0, got, want)
+		}
+		name, _ := atNetwork(argv0)
+		if engine := config.FromProgram(argv0); name != engine {
+			t.Errorf("atNetwork(%q) = %q, config.FromProgram %q", argv0, name, engine)
+		}
+	}
+}
