@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -150,36 +149,4 @@ func (h *host) teardownChild() int {
 		}
 	}
 	return 0
-}
-
-// TestLastDownWithoutKvmnet: helpers installed without the kvmnet binary (an
-// isolated network needs no daemon) have no child to leave the bridge to:
-// their last down deletes it before it returns.
-func TestLastDownWithoutKvmnet(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/kvmnet"); err == nil {
-		t.Skip("/usr/bin/kvmnet is installed")
-	}
-	dir := t.TempDir()
-	for _, prog := range []string{"kvmnet-ifup", "kvmnet-ifdown"} {
-		b, err := os.ReadFile(filepath.Join(bin, prog))
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, prog), b, 0o755)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	h := newHost(t, "", "")
-	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
-	tap := h.taps("vk", 1)[0]
-	for _, prog := range []string{"kvmnet-ifup", "kvmnet-ifdown"} {
-		if _, stderr, err := h.Run("env", "KVMNET_CONFIG="+h.Config, filepath.Join(dir, prog), tap); err != nil {
-			t.Fatalf("%s %s: %v\n%s", prog, tap, err, stderr)
-		}
-	}
-	if h.lockHeld() || h.Exists("br0") {
-		t.Errorf("after the last down without kvmnet: lock held %v, br0 there %v", h.lockHeld(), h.Exists("br0"))
-	}
-	h.MustRun("ip", "link", "del", tap)
-	h.assertClean(rules, fwd)
 }
