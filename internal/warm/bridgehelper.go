@@ -1,0 +1,321 @@
+package warm
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/version"
+)
+
+// The bridge helper's front: kvmnet-bridge-helper, installed setuid root,
+// which ordinary users' QEMU runs for -netdev bridge. Its common run, a VM
+// of an allowed user on a network that is up and whole, it takes itself:
+// make the tap, attach it, record it, pass it to QEMU. Every other run (a
+// network down or not whole, a changed configuration, a user it cannot
+// prove allowed, bad arguments, anything it doubts) it hands, before it has
+// made anything or after undoing what it made, to the engine: the kvmnet
+// binary as kvmnet-bridge-helper (cli.BridgeHelper), with the caller's ids
+// as they came, the same arguments and descriptors, and a clean environment.
+//
+// What it trusts: its real ids (the caller), the root-owned state directory
+// (the engine's BridgeACL and the network's hot file), /etc/passwd and
+// /etc/group, and the identity of the root-owned configuration file. It
+// reads nothing the caller names: --br is looked up in the BridgeACL, and
+// only names found there become paths.
+
+// BridgeHelperVerb names the bridge helper in its log lines.
+var BridgeHelperVerb = Verb{Name: "bridge-helper", Up: true, Mode: "nat"}
+
+// safePath is the engine's PATH (cli's safePath).
+const safePath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// bridgeArgs is QEMU's bridge helper command line, as cli's parseBridgeArgs reads it.
+type bridgeArgs struct {
+	vnet bool
+	br   string
+	fd   int
+}
+
+// parseBridgeArgs accepts what the engine accepts, in its plainest form:
+// --use-vnet, --br=NAME and --fd=N, each at most once, --br and --fd given.
+// Anything else is the engine's to refuse, in its words.
+func parseBridgeArgs(args []string) (bridgeArgs, bool) {
+	a := bridgeArgs{fd: -1}
+	if len(args) < 3 || len(args) > 4 {
+		return a, false
+	}
+	vnets := 0
+	for _, arg := range args[1:] {
+		key, val, hasVal := strings.Cut(arg, "=")
+		switch {
+		case key == "--use-vnet" && !hasVal:
+			a.vnet = true
+			vnets++
+		case key == "--br" && hasVal && a.br == "" && plainIfName(val) && aclWord(val):
+			a.br = val
+		case key == "--fd" && hasVal && a.fd < 0:
+			fd, err := strconv.Atoi(val)
+			if err != nil || fd < 3 || fd > 1<<20 || strconv.Itoa(fd) != val {
+				return a, false
+			}
+			a.fd = fd
+		default:
+			return a, false
+		}
+	}
+	return a, a.br != "" && a.fd >= 0 && vnets <= 1
+}
+
+// BridgeHelper runs kvmnet-bridge-helper with args (os.Args) and returns its
+// exit code: the warm run's, or, when it hands the run to the engine, that
+// of a failure to run it.
+func BridgeHelper(args []string) int {
+	start := time.Now()
+	safeStdFDs()
+	b, err := newBridgeRun()
+	if err == nil {
+		if err = b.warm(args); err == nil {
+			b.log(start)
+			return 0
+		}
+		if !b.sent {
+			b.undo()
+			err = b.restoreIDs()
+		}
+	}
+	if err != nil && !errors.Is(err, errCold) {
+		logLine(BridgeHelperVerb, logErr, err.Error())
+		return 1
+	}
+	return bridgeEngine(args)
+}
+
+// safeStdFDs opens /dev/null on each of fds 0-2 that is closed, so that no
+// file the helper opens becomes its stdout or stderr (Go's runtime does so
+// before main for a setuid exec; this is for one with file capabilities).
+func safeStdFDs() {
+	for fd := 0; fd <= 2; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); errors.Is(err, unix.EBADF) {
+			if nfd, err := unix.Open("/dev/null", unix.O_RDWR, 0); err == nil && nfd != fd {
+				unix.Close(nfd) // fds below it are open: nothing else can take fd
+			}
+		}
+	}
+}
+
+// bridgeRun is one warm run of the bridge helper.
+type bridgeRun struct {
+	run
+	who      caller
+	ids      [6]int // real, effective and saved uid, then gid, as the run began
+	root     bool   // the ids were changed: restoreIDs puts them back
+	acc      accountFiles
+	lockPath string
+	tapFD    int  // the tap made, -1 before
+	recorded bool // the tap is recorded as the network's port
+	sent     bool // QEMU has the tap: nothing to undo, nothing to hand over
+	user     string
+}
+
+func newBridgeRun() (*bridgeRun, error) {
+	b := &bridgeRun{run: run{v: BridgeHelperVerb, lock: -1}, tapFD: -1}
+	b.ids[0], b.ids[1], b.ids[2] = unix.Getresuid()
+	b.ids[3], b.ids[4], b.ids[5] = unix.Getresgid()
+	groups, err := unix.Getgroups()
+	if err != nil {
+		return nil, errCold
+	}
+	b.who = caller{uid: b.ids[0], gid: b.ids[3], groups: groups}
+	return b, nil
+}
+
+// warm makes the checks in the engine's order (arguments, configuration,
+// network, allow list, socket), and only then, as root, the network's: it
+// is up and whole (the hot file), under its lock. Then the tap.
+func (b *bridgeRun) warm(args []string) error {
+	for _, kv := range os.Environ() {
+		// Read by Go's runtime before main; the engine resets them. (Its
+		// secure mode sets GOTRACEBACK=none itself.)
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "GODEBUG", "GOGC", "GOMEMLIMIT", "GOMAXPROCS":
+			return errCold
+		}
+	}
+	os.Clearenv()
+	a, ok := parseBridgeArgs(args)
+	if !ok || unix.Geteuid() != 0 {
+		return errCold
+	}
+	stamp, err := rootConfigStamp()
+	if err != nil {
+		return errCold
+	}
+	key := version.Version + " " + stamp
+	if b.nl, err = openSock(unix.NETLINK_ROUTE); err != nil {
+		return errCold
+	}
+	if b.dir, err = stateDir(b.nl); err != nil {
+		return errCold
+	}
+	raw, err := readSmall(b.dir+"/"+BridgeACLFile, maxACL)
+	if err != nil {
+		return errCold
+	}
+	acl, err := ParseBridgeACL(raw)
+	if err != nil || acl.Key != key {
+		return errCold
+	}
+	n, ok := acl.network(a.br)
+	if !ok || !b.who.allowed(n.Allow, &b.acc) || checkSocket(a.fd) != nil {
+		return errCold
+	}
+	if err := b.becomeRoot(); err != nil {
+		return err
+	}
+	if err := b.openNetwork(n.Name, key+" "+BridgeHelperVerb.Mode); err != nil {
+		return err
+	}
+	if err := b.bridge(); err != nil {
+		return err
+	}
+	if err := b.whole(); err != nil {
+		return err
+	}
+	return b.attachNewTap(a)
+}
+
+// openNetwork takes the network's lock and reads its hot file, which must be
+// for key (what the engine's up for a bridge helper caches it under).
+func (b *bridgeRun) openNetwork(name, key string) (err error) {
+	b.lockPath = b.dir + "/" + name + ".lock"
+	if b.lock, err = lockNetwork(b.lockPath); err != nil {
+		return errCold
+	}
+	raw, err := readSmall(b.dir+"/"+name+Ext, maxHot)
+	if err != nil {
+		return errCold
+	}
+	if b.hot, err = Parse(raw); err != nil || b.hot.Key != key || b.hot.Network != name {
+		return errCold
+	}
+	return nil
+}
+
+// attachNewTap makes the caller's tap, records it as the network's port,
+// attaches it, lets the network go, and sends the tap to QEMU as the caller.
+func (b *bridgeRun) attachNewTap(a bridgeArgs) (err error) {
+	if b.tapFD, b.tap, err = newTap(a.vnet, b.who.uid); err != nil {
+		return err
+	}
+	if err := b.recordPort(); err != nil {
+		return err
+	}
+	b.recorded = true
+	if err := b.nl.setNewPort(b.tap, b.br); err != nil {
+		return err
+	}
+	b.close()
+	b.nl, b.lock = nil, -1
+	b.user = b.who.String(&b.acc)
+	if err := b.dropToCaller(false); err != nil {
+		return err
+	}
+	if err := unix.Sendmsg(a.fd, []byte{0}, unix.UnixRights(b.tapFD), nil, 0); err != nil {
+		return errCold
+	}
+	if err := b.dropToCaller(true); err != nil {
+		return err
+	}
+	unix.Close(b.tapFD)
+	b.tapFD = -1
+	return nil
+}
+
+// undo removes what a warm run made before it failed: the port's record,
+// under the network's lock, and the tap, which goes with its descriptor.
+func (b *bridgeRun) undo() {
+	if b.recorded {
+		if b.root {
+			_ = syscall.Setresuid(-1, 0, -1) // the saved uid is still root's
+		}
+		if b.lock < 0 {
+			b.lock, _ = lockNetwork(b.lockPath)
+		}
+		_ = unix.Unlink(b.portsDir() + "/" + b.tap)
+	}
+	b.close()
+	if b.tapFD >= 0 {
+		unix.Close(b.tapFD)
+	}
+}
+
+// log writes the engine's line for a run that succeeded (cli's runLogged).
+func (b *bridgeRun) log(start time.Time) {
+	kv := []string{"tap", b.tap, "network", b.hot.Network, "bridge", b.hot.Bridge, "mode", b.hot.Mode,
+		"user", b.user, "changes", "attach " + b.tap + " to " + b.hot.Bridge}
+	var s strings.Builder
+	s.WriteString("up")
+	for i := 0; i < len(kv); i += 2 {
+		s.WriteString(" " + kv[i] + "=" + quote(kv[i+1]))
+	}
+	s.WriteString(" took=" + time.Since(start).Round(10*time.Microsecond).String())
+	logLine(b.v, logInfo, s.String())
+}
+
+// rootConfigStamp is config.Stamp of the configuration file, once it passes
+// the engine's loadRootConfig: it and every directory above it root's and
+// writable by no one else, the file not a link. A missing file (or
+// directory) is the built-in configuration: "PATH none".
+func rootConfigStamp() (string, error) {
+	for dir := configPath; dir != "/"; {
+		dir = dir[:max(strings.LastIndexByte(dir, '/'), 1)]
+		var st unix.Stat_t
+		err := unix.Lstat(dir, &st)
+		if err == nil && !rootOnly(&st, unix.S_IFDIR) {
+			return "", errCold
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return "", err
+		}
+	}
+	var st unix.Stat_t
+	err := unix.Lstat(configPath, &st)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return configPath + " none", nil
+	case err != nil:
+		return "", err
+	case !rootOnly(&st, unix.S_IFREG):
+		return "", errCold
+	}
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
+	return configPath + " " + strconv.FormatUint(st.Dev, 10) + ":" + strconv.FormatUint(st.Ino, 10) + ":" + n(st.Size) + ":" +
+		n(st.Ctim.Sec) + "." + n(st.Ctim.Nsec) + ":" + n(st.Mtim.Sec) + "." + n(st.Mtim.Nsec), nil
+}
+
+// rootOnly is cli's rootOnly: a file of that kind, root's, writable by no group or other.
+func rootOnly(st *unix.Stat_t, kind uint32) bool {
+	return st.Mode&unix.S_IFMT == kind && st.Uid == 0 && st.Mode&0o022 == 0
+}
+
+// checkSocket reports whether fd is a unix socket (cli's checkSocket).
+func checkSocket(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return errCold
+	}
+	if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_UNIX {
+		return errCold
+	}
+	return nil
+}
