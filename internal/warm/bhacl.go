@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // The bridge helper's front may not parse the configuration file, yet it
@@ -127,6 +129,39 @@ const (
 	maxAccount = 4 << 20
 )
 
+// readSized reads the file at path, never through a link, into a buffer of
+// its size: at most limit bytes. (readSmall's buffer of the limit would cost
+// more to allocate than the read of a file of accounts.)
+func readSized(path string, limit int64) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Size > limit {
+		return nil, errTooLong
+	}
+	b := make([]byte, 0, st.Size+1)
+	for {
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return nil, err
+		case n == 0:
+			return b, nil
+		}
+		if b = b[:len(b)+n]; len(b) == cap(b) {
+			return nil, errTooLong // grew since the fstat
+		}
+	}
+}
+
 // colonLookup returns the fields of the first entry of an /etc/passwd-like
 // (cols 6) or /etc/group-like (cols 3) file whose field idx is value, with
 // os/user's rules (lookup_unix.go): lines trimmed of space, blank lines and
@@ -176,7 +211,7 @@ type accountFiles struct {
 func (f *accountFiles) file(bit int, path string, into *[]byte) []byte {
 	if f.read&bit == 0 {
 		f.read |= bit
-		*into, _ = readSmall(path, maxAccount) // unread: no name found, the engine decides
+		*into, _ = readSized(path, maxAccount) // unread: no name found, the engine decides
 	}
 	return *into
 }
