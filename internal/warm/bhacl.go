@@ -105,9 +105,9 @@ func aclWord(s string) bool {
 	return true
 }
 
-// network returns the network --br=br names, as the engine's bridgeNetwork
+// Network returns the network --br=br names, as the engine's bridgeNetwork
 // decides: a network of that name, else the one whose bridge it is.
-func (a *BridgeACL) network(br string) (ACLNetwork, bool) {
+func (a *BridgeACL) Network(br string) (ACLNetwork, bool) {
 	for _, n := range a.Networks {
 		if n.Name == br {
 			return n, true

@@ -35,18 +35,18 @@ var BridgeHelperVerb = Verb{Name: "bridge-helper", Up: true, Mode: "nat"}
 // safePath is the engine's PATH (cli's safePath).
 const safePath = "/usr/sbin:/usr/bin:/sbin:/bin"
 
-// bridgeArgs is QEMU's bridge helper command line, as cli's parseBridgeArgs reads it.
-type bridgeArgs struct {
-	vnet bool
-	br   string
-	fd   int
+// BridgeArgs is QEMU's bridge helper command line, as cli's parseBridgeArgs reads it.
+type BridgeArgs struct {
+	Vnet bool   // --use-vnet
+	Br   string // --br=NAME
+	FD   int    // --fd=N
 }
 
-// parseBridgeArgs accepts what the engine accepts, in its plainest form:
+// ParseBridgeArgs accepts what the engine accepts, in its plainest form:
 // --use-vnet, --br=NAME and --fd=N, each at most once, --br and --fd given.
 // Anything else is the engine's to refuse, in its words.
-func parseBridgeArgs(args []string) (bridgeArgs, bool) {
-	a := bridgeArgs{fd: -1}
+func ParseBridgeArgs(args []string) (BridgeArgs, bool) {
+	a := BridgeArgs{FD: -1}
 	if len(args) < 3 || len(args) > 4 {
 		return a, false
 	}
@@ -55,21 +55,21 @@ func parseBridgeArgs(args []string) (bridgeArgs, bool) {
 		key, val, hasVal := strings.Cut(arg, "=")
 		switch {
 		case key == "--use-vnet" && !hasVal:
-			a.vnet = true
+			a.Vnet = true
 			vnets++
-		case key == "--br" && hasVal && a.br == "" && plainIfName(val) && aclWord(val):
-			a.br = val
-		case key == "--fd" && hasVal && a.fd < 0:
+		case key == "--br" && hasVal && a.Br == "" && plainIfName(val) && aclWord(val):
+			a.Br = val
+		case key == "--fd" && hasVal && a.FD < 0:
 			fd, err := strconv.Atoi(val)
 			if err != nil || fd < 3 || fd > 1<<20 || strconv.Itoa(fd) != val {
 				return a, false
 			}
-			a.fd = fd
+			a.FD = fd
 		default:
 			return a, false
 		}
 	}
-	return a, a.br != "" && a.fd >= 0 && vnets <= 1
+	return a, a.Br != "" && a.FD >= 0 && vnets <= 1
 }
 
 // BridgeHelper runs kvmnet-bridge-helper with args (os.Args) and returns its
@@ -94,6 +94,22 @@ func BridgeHelper(args []string) int {
 		return 1
 	}
 	return bridgeEngine(args)
+}
+
+// ScrubEnv empties the environment, which the front never reads, and
+// reports whether it held settings Go's runtime read before main (the
+// garbage collector's and the scheduler's, GODEBUG): a run with any of them
+// is the engine's, which resets them. (In its secure mode, for a setuid
+// exec, the runtime forces GOTRACEBACK=none itself.)
+func ScrubEnv() (runtimeSet bool) {
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "GODEBUG", "GOGC", "GOMEMLIMIT", "GOMAXPROCS":
+			runtimeSet = true
+		}
+	}
+	os.Clearenv()
+	return runtimeSet
 }
 
 // safeStdFDs opens /dev/null on each of fds 0-2 that is closed, so that no
@@ -139,17 +155,10 @@ func newBridgeRun() (*bridgeRun, error) {
 // network, allow list, socket), and only then, as root, the network's: it
 // is up and whole (the hot file), under its lock. Then the tap.
 func (b *bridgeRun) warm(args []string) error {
-	for _, kv := range os.Environ() {
-		// Read by Go's runtime before main; the engine resets them. (Its
-		// secure mode sets GOTRACEBACK=none itself.)
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "GODEBUG", "GOGC", "GOMEMLIMIT", "GOMAXPROCS":
-			return errCold
-		}
+	if ScrubEnv() {
+		return errCold
 	}
-	os.Clearenv()
-	a, ok := parseBridgeArgs(args)
+	a, ok := ParseBridgeArgs(args)
 	if !ok || unix.Geteuid() != 0 {
 		return errCold
 	}
@@ -164,7 +173,7 @@ func (b *bridgeRun) warm(args []string) error {
 	if b.dir, err = stateDir(b.nl); err != nil {
 		return errCold
 	}
-	raw, err := readSmall(b.dir+"/"+BridgeACLFile, maxACL)
+	raw, err := readSized(b.dir+"/"+BridgeACLFile, maxACL)
 	if err != nil {
 		return errCold
 	}
@@ -172,8 +181,8 @@ func (b *bridgeRun) warm(args []string) error {
 	if err != nil || acl.Key != key {
 		return errCold
 	}
-	n, ok := acl.network(a.br)
-	if !ok || !b.who.allowed(n.Allow, &b.acc) || checkSocket(a.fd) != nil {
+	n, ok := acl.Network(a.Br)
+	if !ok || !b.who.allowed(n.Allow, &b.acc) || checkSocket(a.FD) != nil {
 		return errCold
 	}
 	if err := b.becomeRoot(); err != nil {
@@ -210,8 +219,8 @@ func (b *bridgeRun) openNetwork(name, key string) (err error) {
 
 // attachNewTap makes the caller's tap, records it as the network's port,
 // attaches it, lets the network go, and sends the tap to QEMU as the caller.
-func (b *bridgeRun) attachNewTap(a bridgeArgs) (err error) {
-	if b.tapFD, b.tap, err = newTap(a.vnet, b.who.uid); err != nil {
+func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
+	if b.tapFD, b.tap, err = newTap(a.Vnet, b.who.uid); err != nil {
 		return err
 	}
 	if err := b.recordPort(); err != nil {
@@ -227,7 +236,7 @@ func (b *bridgeRun) attachNewTap(a bridgeArgs) (err error) {
 	if err := b.dropToCaller(false); err != nil {
 		return err
 	}
-	if err := unix.Sendmsg(a.fd, []byte{0}, unix.UnixRights(b.tapFD), nil, 0); err != nil {
+	if err := unix.Sendmsg(a.FD, []byte{0}, unix.UnixRights(b.tapFD), nil, 0); err != nil {
 		return errCold
 	}
 	if err := b.dropToCaller(true); err != nil {
