@@ -40,7 +40,8 @@ func BenchmarkBridgeHelper(b *testing.B) {
 	w := newWorld(b)
 	w.writeConfig(fmt.Sprintf("lease_dir = %q\n%s", filepath.Dir(w.config), beforeNetwork))
 	w.run(filepath.Join(bin, "kvmnet-natup"), w.tap("vnet0")) // the network is up, held by vnet0
-	if dir, ok := before(); ok {                              // and the before side's, held by vnet1
+	// The before side's network, held by vnet1.
+	if dir, ok := before(); ok {
 		link := filepath.Join(b.TempDir(), "kvmnet-natup@before")
 		if err := os.Symlink(filepath.Join(dir, "kvmnet-natup"), link); err != nil {
 			b.Fatal(err)
