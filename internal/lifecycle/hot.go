@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -24,7 +25,7 @@ import (
 func coolDown(d state.Dir, name string) error {
 	err := os.Remove(d.File(name, warm.Ext))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return fmt.Errorf("forget what made network %s warm: %w", name, err)
 	}
 	return nil
 }

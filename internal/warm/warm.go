@@ -11,8 +11,8 @@
 // a last down, a changed configuration file, a record mid-change, a bridge
 // gone, rules flushed, a daemon dead, a tap that is not plain, bad
 // arguments) they hand, unchanged, to the engine: the kvmnet binary, exec'd
-// with the same argv and environment, whose main runs the helper its argv[0]
-// names.
+// with the same arguments and environment and an argv[0] that names the
+// helper and its network (engineArgv0), whose main runs that helper.
 //
 // Exactly as the engine: the front takes the network's lock the way package
 // state does, records the port before it attaches it (so a killed front
@@ -130,10 +130,17 @@ func (r *run) open(name, key string) (err error) {
 	if r.dir, err = stateDir(r.nl); err != nil {
 		return err
 	}
+	// No hot file, no lock: the engine makes a network's lock file only once
+	// the configuration defines the network.
+	hot := r.dir + "/" + name + Ext
+	var st unix.Stat_t
+	if err := unix.Lstat(hot, &st); err != nil {
+		return err
+	}
 	if r.lock, err = lockNetwork(r.dir + "/" + name + ".lock"); err != nil {
 		return err
 	}
-	b, err := readSmall(r.dir+"/"+name+Ext, maxHot)
+	b, err := readSmall(hot, maxHot)
 	if err != nil {
 		return err
 	}
