@@ -203,11 +203,18 @@ func (b *bridgeRun) warm(args []string) error {
 // openNetwork takes the network's lock and reads its hot file, which must be
 // for key (what the engine's up for a bridge helper caches it under).
 func (b *bridgeRun) openNetwork(name, key string) (err error) {
+	// No hot file, no lock, as for the tap scripts: the front makes no lock
+	// file for a network the engine has not set up.
+	hot := b.dir + "/" + name + Ext
+	var st unix.Stat_t
+	if err := unix.Lstat(hot, &st); err != nil {
+		return errCold
+	}
 	b.lockPath = b.dir + "/" + name + ".lock"
 	if b.lock, err = lockNetwork(b.lockPath); err != nil {
 		return errCold
 	}
-	raw, err := readSmall(b.dir+"/"+name+Ext, maxHot)
+	raw, err := readSmall(hot, maxHot)
 	if err != nil {
 		return errCold
 	}
