@@ -243,7 +243,7 @@ func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
 	if err := b.dropToCaller(false); err != nil {
 		return err
 	}
-	if err := unix.Sendmsg(a.FD, []byte{0}, unix.UnixRights(b.tapFD), nil, 0); err != nil {
+	if err := unix.Sendmsg(a.FD, []byte{0}, unix.UnixRights(b.tapFD), nil, unix.MSG_NOSIGNAL); err != nil {
 		return errCold
 	}
 	if err := b.dropToCaller(true); err != nil {

@@ -121,6 +121,7 @@ type bhRun struct {
 	env    []string // its environment
 	args   []string // nil: --use-vnet --br=br0 --fd=3
 	fd     *os.File // in place of the socket as fd 3
+	hangUp bool     // QEMU's end of the socket closed before the helper sends
 }
 
 // run runs the helper as QEMU does and returns the tap's descriptor it
@@ -129,7 +130,11 @@ func (b *bhHost) run(r bhRun) (tap *os.File, stderr string, err error) {
 	b.T.Helper()
 	sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	must(b.T.(*testing.T), err)
-	defer unix.Close(sv[0])
+	if r.hangUp {
+		unix.Close(sv[0])
+	} else {
+		defer unix.Close(sv[0])
+	}
 	theirs := os.NewFile(uintptr(sv[1]), "helper socket")
 	defer theirs.Close()
 	argv := []string{"nsenter", "-t", strconv.Itoa(b.holder.Process.Pid), "-m", "-n", "--"}
@@ -159,6 +164,9 @@ func (b *bhHost) run(r bhRun) (tap *os.File, stderr string, err error) {
 	cmd.Stderr = &e
 	err = cmd.Run()
 	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	if r.hangUp {
+		return nil, e.String(), err
+	}
 	if _, oobn, _, _, rerr := unix.Recvmsg(sv[0], buf, oob, unix.MSG_DONTWAIT); rerr == nil && oobn > 0 {
 		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
 		if len(msgs) == 1 {
@@ -290,6 +298,9 @@ func TestBridgeHelperHandsOver(t *testing.T) {
 	handed("--br twice", bhRun{uid: bhUser, groups: []int{b.kvm}, args: []string{"--br=br0", "--br=br0", "--fd=3"}}, socket)
 	handed("--help", bhRun{uid: bhUser, groups: []int{b.kvm}, args: []string{"--help"}}, socket)
 	handed("fd 3 not a socket", bhRun{uid: bhUser, groups: []int{b.kvm}, fd: notSocket}, "/dev/null")
+	// The send fails once the tap is made, recorded and attached: it goes.
+	handed("QEMU gone", bhRun{uid: bhUser, groups: []int{b.kvm}, hangUp: true}, socket)
+	handed("QEMU gone, root", bhRun{uid: 0, hangUp: true}, socket)
 
 	// The configuration file changed: its allow lists may have.
 	now := time.Now()
