@@ -159,7 +159,7 @@ func (b *bridgeRun) warm(args []string) error {
 		return errCold
 	}
 	a, ok := ParseBridgeArgs(args)
-	if !ok || unix.Geteuid() != 0 {
+	if !ok || unix.Geteuid() != 0 || !niceZero() {
 		return errCold
 	}
 	stamp, err := rootConfigStamp()
@@ -319,6 +319,18 @@ func rootConfigStamp() (string, error) {
 // rootOnly is cli's rootOnly: a file of that kind, root's, writable by no group or other.
 func rootOnly(st *unix.Stat_t, kind uint32) bool {
 	return st.Mode&unix.S_IFMT == kind && st.Uid == 0 && st.Mode&0o022 == 0
+}
+
+// niceZero reports whether the caller left the nice value at 0. The engine
+// resets it, with the rest of what root's processes would not have; the
+// front, which holds the network's lock, does not run slowed down for the
+// caller, so a niced run is the engine's. (Threads inherit it at their start,
+// so the calling thread's is the process's.)
+//
+//	nice
+func niceZero() bool {
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	return err == nil && prio == 20 // the kernel's 20 - nice
 }
 
 // checkSocket reports whether fd is a unix socket (cli's checkSocket).

@@ -122,6 +122,7 @@ type bhRun struct {
 	args   []string // nil: --use-vnet --br=br0 --fd=3
 	fd     *os.File // in place of the socket as fd 3
 	hangUp bool     // QEMU's end of the socket closed before the helper sends
+	nice   bool     // run with nice 10
 }
 
 // run runs the helper as QEMU does and returns the tap's descriptor it
@@ -152,6 +153,9 @@ func (b *bhHost) run(r bhRun) (tap *os.File, stderr string, err error) {
 	args := r.args
 	if args == nil {
 		args = []string{"--use-vnet", "--br=br0", "--fd=3"}
+	}
+	if r.nice {
+		argv = append(argv, "nice", "-n", "10")
 	}
 	argv = append(append(append(argv, "/usr/bin/env", "-i", "PATH=/usr/bin:/bin"), r.env...), filepath.Join(b.dir, "kvmnet-bridge-helper"))
 	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
@@ -294,6 +298,7 @@ func TestBridgeHelperHandsOver(t *testing.T) {
 	handed("a caller not allowed", bhRun{uid: bhOutside}, socket)
 	handed("a caller in another group", bhRun{uid: bhOutside, groups: []int{bhLabGID}}, socket)
 	handed("GODEBUG set", bhRun{uid: bhUser, groups: []int{b.kvm}, env: []string{"GODEBUG=x=1"}}, socket)
+	handed("niced", bhRun{uid: bhUser, groups: []int{b.kvm}, nice: true}, socket)
 	handed("an unknown --br", bhRun{uid: bhUser, groups: []int{b.kvm}, args: []string{"--br=eth0", "--fd=3"}}, socket)
 	handed("--br twice", bhRun{uid: bhUser, groups: []int{b.kvm}, args: []string{"--br=br0", "--br=br0", "--fd=3"}}, socket)
 	handed("--help", bhRun{uid: bhUser, groups: []int{b.kvm}, args: []string{"--help"}}, socket)
