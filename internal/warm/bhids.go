@@ -13,30 +13,35 @@ import (
 
 // The bridge helper front's privileges. It runs with the caller's real ids
 // and root's effective and saved uid (setuid root). From the allow list's
-// yes to the tap's attachment it is wholly root, so that the caller can
-// neither signal nor stop it while it holds the network's lock; it sends the
-// tap as the caller (so that no root credentials reach the caller's
-// socket), keeping only root's saved uid, to unrecord the tap should the
-// send fail; once sent, it is the caller for good. A run it hands to the
-// engine gets the ids it began with, so that the engine takes the same
-// caller. The syscall package's calls apply to every thread of the process.
+// yes to the tap's attachment every thread's uids are root's, so that the
+// caller can signal or stop none of them while the network's lock is held
+// (syscall.Setresuid, which applies to every thread; it costs as much as
+// the rest of the run's system calls together, so it is the only such
+// call). Everything else it does on one thread, which the main goroutine
+// keeps (LockOSThread), and whose ids alone matter: its gids are root's
+// while it makes the port's record (root's group, as the engine's); it
+// sends the tap as the caller (so that no root credentials reach the
+// caller's socket), keeping root only as its saved uid, to unrecord the tap
+// should the send fail; once sent, it is the caller for good. A run it hands
+// to the engine gets this thread's ids back as they began, and the exec
+// takes them, and no other thread's, so that the engine takes the same caller.
 
-// becomeRoot makes every id root's and the groups none, and the umask the
-// engine's (022), for the part that touches the network's state.
+// becomeRoot makes every thread's uids root's, this thread's gids root's,
+// and the umask the engine's (022), for the part that touches the network's state.
 func (b *bridgeRun) becomeRoot() error {
 	unix.Umask(0o022)
 	if b.who.uid == 0 {
 		return nil
 	}
 	b.root = true
-	if err := errors.Join(syscall.Setresgid(0, 0, 0), syscall.Setgroups([]int{}), syscall.Setresuid(0, 0, 0)); err != nil {
+	if err := errors.Join(syscall.Setresuid(0, 0, 0), setres(unix.SYS_SETRESGID, 0, 0, 0)); err != nil {
 		return errCold
 	}
 	return nil
 }
 
-// dropToCaller takes the caller's groups, gid and uid, real and effective,
-// keeping root as the saved uid; final then drops that too, for good.
+// dropToCaller gives this thread the caller's gid and uid, real and
+// effective, keeping root as the saved uid; final then drops that too, for good.
 func (b *bridgeRun) dropToCaller(final bool) error {
 	if !b.root {
 		return nil
@@ -45,9 +50,9 @@ func (b *bridgeRun) dropToCaller(final bool) error {
 	var err error
 	if final {
 		saved = w.uid
-		err = syscall.Setresuid(w.uid, w.uid, w.uid)
+		err = setres(unix.SYS_SETRESUID, w.uid, w.uid, w.uid)
 	} else {
-		err = errors.Join(syscall.Setgroups(w.groups), syscall.Setresgid(w.gid, w.gid, w.gid), syscall.Setresuid(w.uid, w.uid, 0))
+		err = errors.Join(setres(unix.SYS_SETRESGID, w.gid, w.gid, w.gid), setres(unix.SYS_SETRESUID, w.uid, w.uid, 0))
 	}
 	if ruid, euid, suid := unix.Getresuid(); err != nil || ruid != w.uid || euid != w.uid || suid != saved {
 		return errors.New("drop privileges: still uid " + strconv.Itoa(euid))
@@ -55,21 +60,39 @@ func (b *bridgeRun) dropToCaller(final bool) error {
 	return nil
 }
 
-// restoreIDs gives the process back the ids, groups and umask it began with,
-// before the run goes to the engine. Should that fail, the run must not go
-// to the engine, which would take root for the caller: it is an error.
+// regainRoot makes this thread's effective uid root's again, from its saved
+// uid, after dropToCaller(false), to undo what the run made.
+func (b *bridgeRun) regainRoot() {
+	if b.root {
+		_ = setres(unix.SYS_SETRESUID, -1, 0, -1)
+	}
+}
+
+// restoreIDs gives this thread back the uids and gids it began with, before
+// the run goes to the engine. Should that fail, the run must not go to the
+// engine, which would take root for the caller: it is an error.
 func (b *bridgeRun) restoreIDs() error {
 	if !b.root {
 		return nil
 	}
-	w, ids := b.who, b.ids
-	_ = syscall.Setresuid(-1, 0, -1) // root again, from the saved uid, if the tap's send failed
-	err := errors.Join(syscall.Setgroups(w.groups), syscall.Setresgid(ids[3], ids[4], ids[5]), syscall.Setresuid(ids[0], ids[1], ids[2]))
+	ids := b.ids
+	b.regainRoot()
+	err := errors.Join(setres(unix.SYS_SETRESGID, ids[3], ids[4], ids[5]), setres(unix.SYS_SETRESUID, ids[0], ids[1], ids[2]))
 	r, e, s := unix.Getresuid()
-	if err != nil || r != ids[0] || e != ids[1] || s != ids[2] {
+	rg, eg, sg := unix.Getresgid()
+	if err != nil || r != ids[0] || e != ids[1] || s != ids[2] || rg != ids[3] || eg != ids[4] || sg != ids[5] {
 		return errors.New("hand over to kvmnet: cannot restore uid " + strconv.Itoa(ids[0]))
 	}
 	b.root = false
+	return nil
+}
+
+// setres is setresuid(2) or setresgid(2) (nr) for the calling thread alone,
+// which the kernel's call is; -1 leaves an id as it is.
+func setres(nr uintptr, r, e, s int) error {
+	if _, _, errno := unix.RawSyscall(nr, uintptr(r), uintptr(e), uintptr(s)); errno != 0 {
+		return errno
+	}
 	return nil
 }
 

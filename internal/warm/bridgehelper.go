@@ -3,9 +3,9 @@ package warm
 import (
 	"errors"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -77,6 +77,7 @@ func ParseBridgeArgs(args []string) (BridgeArgs, bool) {
 // of a failure to run it.
 func BridgeHelper(args []string) int {
 	start := time.Now()
+	runtime.LockOSThread() // the thread whose ids the run changes (see becomeRoot)
 	safeStdFDs()
 	b, err := newBridgeRun()
 	if err == nil {
@@ -258,9 +259,7 @@ func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
 // under the network's lock, and the tap, which goes with its descriptor.
 func (b *bridgeRun) undo() {
 	if b.recorded {
-		if b.root {
-			_ = syscall.Setresuid(-1, 0, -1) // the saved uid is still root's
-		}
+		b.regainRoot()
 		if b.lock < 0 {
 			b.lock, _ = lockNetwork(b.lockPath)
 		}

@@ -200,8 +200,11 @@ func (b *bhHost) mustRun(r bhRun) (tapName, stderr string) {
 	if got := strings.TrimSpace(b.MustRun("cat", "/sys/class/net/"+m[1]+"/owner")); got != strconv.Itoa(r.uid) {
 		b.T.Errorf("%s is owned by uid %s, want %d", m[1], got, r.uid)
 	}
-	if _, err := os.Lstat(b.stateFile(".ports") + "/" + m[1]); err != nil {
+	var st unix.Stat_t
+	if err := unix.Lstat(b.stateFile(".ports")+"/"+m[1], &st); err != nil {
 		b.T.Errorf("%s not recorded as a port: %v", m[1], err)
+	} else if st.Uid != 0 || st.Gid != 0 {
+		b.T.Errorf("%s recorded in a file of uid %d gid %d, not root's", m[1], st.Uid, st.Gid)
 	}
 	return m[1], stderr
 }
