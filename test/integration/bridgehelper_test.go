@@ -309,6 +309,11 @@ func TestBridgeHelperHandsOver(t *testing.T) {
 	// The send fails once the tap is made, recorded and attached: it goes.
 	handed("QEMU gone", bhRun{uid: bhUser, groups: []int{b.kvm}, hangUp: true}, socket)
 	handed("QEMU gone, root", bhRun{uid: 0, hangUp: true}, socket)
+	// The bridge down: the front finds it as root, under the lock.
+	b.MustRun("ip", "link", "set", "br0", "down")
+	handed("the bridge down", kvmUser, socket)
+	b.MustRun("ip", "link", "set", "br0", "up")
+	b.mustRun(kvmUser) // warm again
 
 	// The configuration file changed: its allow lists may have.
 	now := time.Now()
