@@ -131,13 +131,23 @@ const (
 
 // readSized reads the file at path, never through a link, into a buffer of
 // its size: at most limit bytes. (readSmall's buffer of the limit would cost
-// more to allocate than the read of a file of accounts.)
+// more to allocate than the read of a file of accounts.) A read of a regular
+// file returns less than asked only at its end (see readSmall).
 func readSized(path string, limit int64) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	// Most such files fit a page: read one first, and the size only if not.
+	page := make([]byte, 4096)
+	n, err := unix.Read(fd, page)
+	if err == nil && n < len(page) {
+		return page[:n], nil
+	}
+	if _, err := unix.Seek(fd, 0, 0); err != nil {
+		return nil, err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, err

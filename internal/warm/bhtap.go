@@ -1,6 +1,7 @@
 package warm
 
 import (
+	"math/rand/v2"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -11,10 +12,10 @@ const tunDevice = "/dev/net/tun"
 
 // newTap makes a tap named by the kernel (tapN) as bridge.NewTap does for
 // the engine, and as QEMU's own helper does: no packet information header,
-// the vnet header when asked for and offered, owned by uid, its MAC's first
-// byte 0xfe. It lives as long as its descriptor.
+// the vnet header when asked for and offered, owned by uid. (Its MAC comes
+// with its attachment: setNewPort.) It lives as long as its descriptor.
 //
-//	ip tuntap add mode tap [vnet_hdr] user UID; ip link set TAP address fe:…
+//	ip tuntap add mode tap [vnet_hdr] user UID
 func newTap(vnet bool, uid int) (fd int, name string, err error) {
 	fd, err = unix.Open(tunDevice, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -48,31 +49,26 @@ func setupTap(fd int, vnet bool, uid int) (string, error) {
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOWNER, uid); err != nil {
 		return "", err
 	}
-	// A bridge with no address of its own takes its ports' lowest MAC,
-	// which would change as VMs come and go.
-	mac, err := unix.NewIfreq(name)
-	if err != nil {
-		return "", err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, mac); err != nil {
-		return "", err
-	}
-	// struct sockaddr in the ifreq: sa_family (2 bytes), then the address.
-	raw := (*[unix.IFNAMSIZ + 16]byte)(unsafe.Pointer(mac))
-	raw[unix.IFNAMSIZ+2] = 0xfe
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFHWADDR, mac); err != nil {
-		return "", err
-	}
 	return name, nil
 }
 
-// setNewPort makes the new tap called name a port of bridge br, with the
-// bridge's MTU, and up, in one request.
+// portMAC is a new port's MAC: fe, then five random bytes, as bridge.NewTap
+// leaves it (the kernel's random address with its first byte raised). A
+// bridge with no address of its own takes its ports' lowest MAC, which would
+// change as VMs come and go.
+func portMAC() []byte {
+	r := rand.Uint64()
+	return []byte{0xfe, byte(r), byte(r >> 8), byte(r >> 16), byte(r >> 24), byte(r >> 32)}
+}
+
+// setNewPort gives the new tap called name its MAC and makes it a port of
+// bridge br, with the bridge's MTU, and up, in one request.
 //
-//	ip link set NAME mtu $(BRIDGE's mtu) master BRIDGE up
+//	ip link set NAME address fe:… mtu $(BRIDGE's mtu) master BRIDGE up
 func (s *sock) setNewPort(name string, br link) error {
 	body := ifinfo(0, unix.IFF_UP, unix.IFF_UP)
 	body = attr(body, unix.IFLA_IFNAME, append([]byte(name), 0))
+	body = attr(body, unix.IFLA_ADDRESS, portMAC())
 	body = attr(body, unix.IFLA_MTU, u32(br.mtu))
 	body = attr(body, unix.IFLA_MASTER, u32(uint32(br.index)))
 	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })

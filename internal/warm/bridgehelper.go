@@ -77,8 +77,10 @@ func ParseBridgeArgs(args []string) (BridgeArgs, bool) {
 // of a failure to run it.
 func BridgeHelper(args []string) int {
 	start := time.Now()
+	// Go's runtime has opened /dev/null on any of fds 0-2 the caller closed
+	// (its checkfds, for every program), so that no file the helper opens
+	// becomes its stdout or stderr.
 	runtime.LockOSThread() // the thread whose ids the run changes (see becomeRoot)
-	safeStdFDs()
 	b, err := newBridgeRun()
 	if err == nil {
 		if err = b.warm(args); err == nil {
@@ -113,19 +115,6 @@ func ScrubEnv() (runtimeSet bool) {
 	return runtimeSet
 }
 
-// safeStdFDs opens /dev/null on each of fds 0-2 that is closed, so that no
-// file the helper opens becomes its stdout or stderr (Go's runtime does so
-// before main for a setuid exec; this is for one with file capabilities).
-func safeStdFDs() {
-	for fd := 0; fd <= 2; fd++ {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); errors.Is(err, unix.EBADF) {
-			if nfd, err := unix.Open("/dev/null", unix.O_RDWR, 0); err == nil && nfd != fd {
-				unix.Close(nfd) // fds below it are open: nothing else can take fd
-			}
-		}
-	}
-}
-
 // bridgeRun is one warm run of the bridge helper.
 type bridgeRun struct {
 	run
@@ -143,12 +132,16 @@ type bridgeRun struct {
 func newBridgeRun() (*bridgeRun, error) {
 	b := &bridgeRun{run: run{v: BridgeHelperVerb, lock: -1}, tapFD: -1}
 	b.ids[0], b.ids[1], b.ids[2] = unix.Getresuid()
+	b.who.uid = b.ids[0]
+	if b.who.uid == 0 {
+		return b, nil // root may, and keeps its ids
+	}
 	b.ids[3], b.ids[4], b.ids[5] = unix.Getresgid()
 	groups, err := unix.Getgroups()
 	if err != nil {
 		return nil, errCold
 	}
-	b.who = caller{uid: b.ids[0], gid: b.ids[3], groups: groups}
+	b.who.gid, b.who.groups = b.ids[3], groups
 	return b, nil
 }
 
@@ -160,7 +153,7 @@ func (b *bridgeRun) warm(args []string) error {
 		return errCold
 	}
 	a, ok := ParseBridgeArgs(args)
-	if !ok || unix.Geteuid() != 0 || !niceZero() {
+	if !ok || b.ids[1] != 0 || !niceZero() {
 		return errCold
 	}
 	stamp, err := rootConfigStamp()
@@ -363,15 +356,9 @@ func niceZero() bool {
 	return err == nil && prio == 20 // the kernel's 20 - nice
 }
 
-// checkSocket reports whether fd is a unix socket (cli's checkSocket).
+// checkSocket reports whether fd is a unix socket (cli's checkSocket), in
+// one call: SO_DOMAIN of anything but a socket is an error.
 func checkSocket(fd int) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return errCold
-	}
 	if dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || dom != unix.AF_UNIX {
 		return errCold
 	}

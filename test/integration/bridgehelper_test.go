@@ -197,6 +197,9 @@ func (b *bhHost) mustRun(r bhRun) (tapName, stderr string) {
 	if got := b.Master(m[1]); got != "br0" {
 		b.T.Errorf("%s is on %q, not br0", m[1], got)
 	}
+	if mac := strings.TrimSpace(b.MustRun("cat", "/sys/class/net/"+m[1]+"/address")); !strings.HasPrefix(mac, "fe:") {
+		b.T.Errorf("%s has MAC %s, want fe:…", m[1], mac)
+	}
 	if got := strings.TrimSpace(b.MustRun("cat", "/sys/class/net/"+m[1]+"/owner")); got != strconv.Itoa(r.uid) {
 		b.T.Errorf("%s is owned by uid %s, want %d", m[1], got, r.uid)
 	}
