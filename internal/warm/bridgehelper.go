@@ -197,13 +197,10 @@ func (b *bridgeRun) warm(args []string) error {
 // openNetwork takes the network's lock and reads its hot file, which must be
 // for key (what the engine's up for a bridge helper caches it under).
 func (b *bridgeRun) openNetwork(name, key string) (err error) {
-	// No hot file, no lock, as for the tap scripts: the front makes no lock
-	// file for a network the engine has not set up.
+	// The network is one the configuration defines (the engine named it in
+	// the cache), whose lock the engine would make too: the front may take
+	// it before it knows there is a hot file.
 	hot := b.dir + "/" + name + Ext
-	var st unix.Stat_t
-	if err := unix.Lstat(hot, &st); err != nil {
-		return errCold
-	}
 	b.lockPath = b.dir + "/" + name + ".lock"
 	if b.lock, err = lockNetwork(b.lockPath); err != nil {
 		return errCold
@@ -262,8 +259,8 @@ func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
 	if err := b.nl.setNewPort(b.tap, b.br); err != nil {
 		return err
 	}
-	b.close()
-	b.nl, b.lock = nil, -1
+	unix.Close(b.lock) // before the caller can signal the front
+	b.lock = -1
 	b.user = b.who.String(&b.acc)
 	if err := b.dropToCaller(false); err != nil {
 		return err
@@ -271,12 +268,9 @@ func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
 	if err := unix.Sendmsg(a.FD, []byte{0}, unix.UnixRights(b.tapFD), nil, unix.MSG_NOSIGNAL); err != nil {
 		return errCold
 	}
-	if err := b.dropToCaller(true); err != nil {
-		return err
-	}
-	unix.Close(b.tapFD)
-	b.tapFD = -1
-	return nil
+	b.sent = true
+	// The tap's descriptor and the netlink socket go with the process.
+	return b.dropToCaller(true)
 }
 
 // undo removes what a warm run made before it failed: the port's record,
