@@ -6,7 +6,9 @@
 // the network's bridge), holding the lock that down handed it. Started as
 // kvmnet-natup (or kvmnet-natup@NETWORK, and the other three tap scripts),
 // it is that helper's engine: the helper's front (package warm) execs it
-// with its own argv for every run it cannot prove warm.
+// with its own argv for every run it cannot prove warm. Started with argv[0]
+// kvmnet-bridge-helper, it is the bridge helper's engine, which its setuid
+// front execs with the caller's ids for every run it does not take.
 package main
 
 import (
@@ -32,6 +34,9 @@ func main() {
 		os.Exit(cli.Daemon(os.Args, netsvc.MainWatching))
 	case cli.TeardownProc:
 		os.Exit(cli.Teardown(os.Args))
+	}
+	if base == cli.BridgeHelperName {
+		os.Exit(cli.BridgeHelper(os.Args))
 	}
 	if v, ok := helpers[strings.SplitN(base, "@", 2)[0]]; ok {
 		os.Exit(cli.Helper(v, os.Args))

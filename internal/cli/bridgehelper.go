@@ -19,6 +19,10 @@ import (
 // bridgeHelperName is the program QEMU runs for -netdev bridge,helper=.
 const bridgeHelperName = "kvmnet-bridge-helper"
 
+// BridgeHelperName is the argv[0] the kvmnet binary runs BridgeHelper by:
+// the helper's front (package warm) execs it so.
+const BridgeHelperName = bridgeHelperName
+
 // bridgeArgs is QEMU's bridge helper command line: --use-vnet, --br=NAME,
 // --fd=N (net/tap.c, net_bridge_run_helper).
 type bridgeArgs struct {
@@ -107,7 +111,7 @@ func runBridgeHelper(args []string, who caller) (helperResult, error) {
 	if err != nil {
 		return helperResult{}, err
 	}
-	f, err := loadRootConfig(config.DefaultPath)
+	f, stamp, err := loadRootConfigStamp(config.DefaultPath)
 	if err != nil {
 		return helperResult{}, usageError{err.Error()}
 	}
@@ -115,6 +119,10 @@ func runBridgeHelper(args []string, who caller) (helperResult, error) {
 	if err != nil {
 		return helperResult{}, err
 	}
+	// What the front checks a warm run against: this file, as resolved for
+	// the bridge helper, whose mode is natup's.
+	key := version.Version + " " + stamp
+	n.Source = key + " " + string(NatUp.Mode)
 	if err := permitted(n, who, systemAccounts{}); err != nil {
 		return helperResult{}, err
 	}
@@ -129,6 +137,7 @@ func runBridgeHelper(args []string, who caller) (helperResult, error) {
 		return res, err
 	}
 	defer tap.Close()
+	writeBridgeACL(f, key)
 	if err := dropTo(who); err != nil {
 		return res, err
 	}

@@ -81,6 +81,14 @@ func safeStdFDs() {
 // any of them, and never through a symbolic link. A missing file is the
 // built-in configuration, as for the other helpers.
 func loadRootConfig(path string) (*config.File, error) {
+	f, _, err := loadRootConfigStamp(path)
+	return f, err
+}
+
+// loadRootConfigStamp is loadRootConfig, with the file's config.Stamp as it
+// was read (taken from the descriptor, not the path, so that it is the
+// stamp of what was parsed).
+func loadRootConfigStamp(path string) (*config.File, string, error) {
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
 		var st unix.Stat_t
 		err := unix.Lstat(dir, &st)
@@ -88,7 +96,7 @@ func loadRootConfig(path string) (*config.File, error) {
 			err = rootOnly(st, unix.S_IFDIR)
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("config directory %s: %w", dir, err)
+			return nil, "", fmt.Errorf("config directory %s: %w", dir, err)
 		}
 		if dir == "/" {
 			break
@@ -96,25 +104,28 @@ func loadRootConfig(path string) (*config.File, error) {
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
-		return config.Parse(path, nil)
+		f, err := config.Parse(path, nil)
+		return f, path + " none", err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
+		return nil, "", fmt.Errorf("read config %s: %w", path, err)
 	}
 	fh := os.NewFile(uintptr(fd), path)
 	defer fh.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
+		return nil, "", fmt.Errorf("read config %s: %w", path, err)
 	}
 	if err := rootOnly(st, unix.S_IFREG); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, "", fmt.Errorf("config %s: %w", path, err)
 	}
 	b, err := io.ReadAll(io.LimitReader(fh, config.MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
+		return nil, "", fmt.Errorf("read config %s: %w", path, err)
 	}
-	return config.Parse(path, b)
+	stamp := fmt.Sprintf("%s %d:%d:%d:%d.%d:%d.%d", path, st.Dev, st.Ino, st.Size, st.Ctim.Sec, st.Ctim.Nsec, st.Mtim.Sec, st.Mtim.Nsec)
+	f, err := config.Parse(path, b)
+	return f, stamp, err
 }
 
 // errNotRootOnly marks a file or directory someone other than root could have written.

@@ -18,7 +18,7 @@ func TestFrontsLinkLittle(t *testing.T) {
 	}
 	heavy := []string{"fmt", "encoding/json", "encoding/gob", "net", "net/netip", "log", "log/syslog", "context",
 		"crypto", "os/exec", "regexp", "text/template", "unique", "time/tzdata"}
-	for _, cmd := range []string{"qemu-natup", "qemu-natdown", "qemu-ifup", "qemu-ifdown"} {
+	for _, cmd := range []string{"qemu-natup", "qemu-natdown", "qemu-ifup", "qemu-ifdown", "kvmnet-bridge-helper"} {
 		out, err := exec.Command("go", "list", "-deps", "../../cmd/"+cmd).Output()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", cmd, err)

@@ -28,7 +28,9 @@ const durationsMark = "DURATIONS "
 // BenchmarkBridgeHelper: a VM's tap made, attached to a network that is up
 // and passed to QEMU, by kvmnet-bridge-helper and by QEMU's own
 // qemu-bridge-helper, as QEMU runs them (a socket pair, --use-vnet --fd=N
-// --br=br0, the fd received), interleaved. QEMU's helper reads its ACL from
+// --br=br0, the fd received), interleaved; and, given $KVMNET_BENCH_BEFORE,
+// by that build's kvmnet-bridge-helper, on a network of its own (br1), so
+// that neither build's runs change the state the other's find. QEMU's helper reads its ACL from
 // /etc/qemu/bridge.conf, which the machine need not have: both run from a
 // driver in a mount namespace whose /etc is an overlay with that file.
 func BenchmarkBridgeHelper(b *testing.B) {
@@ -36,11 +38,20 @@ func BenchmarkBridgeHelper(b *testing.B) {
 		b.Skipf("no %s (qemu-system-common)", qemuBridgeHelper)
 	}
 	w := newWorld(b)
+	w.writeConfig(fmt.Sprintf("lease_dir = %q\n%s", filepath.Dir(w.config), beforeNetwork))
 	w.run(filepath.Join(bin, "kvmnet-natup"), w.tap("vnet0")) // the network is up, held by vnet0
+	// The before side's network, held by vnet1.
+	if dir, ok := before(); ok {
+		link := filepath.Join(b.TempDir(), "kvmnet-natup@before")
+		if err := os.Symlink(filepath.Join(dir, "kvmnet-natup"), link); err != nil {
+			b.Fatal(err)
+		}
+		w.run(link, w.tap("vnet1"))
+	}
 	ovl := b.TempDir()
 	for _, f := range []struct{ path, body string }{
 		{"up/qemu/bridge.conf", "allow br0\n"},
-		{"up/kvmnet/kvmnet.toml", fmt.Sprintf("lease_dir = %q\n", filepath.Dir(w.config))},
+		{"up/kvmnet/kvmnet.toml", fmt.Sprintf("lease_dir = %q\n%s", filepath.Dir(w.config), beforeNetwork)},
 		{"work/.keep", ""},
 	} {
 		p := filepath.Join(ovl, f.path)
@@ -59,6 +70,11 @@ func BenchmarkBridgeHelper(b *testing.B) {
 	mount := fmt.Sprintf("mount --make-rprivate / && mount -t overlay kvmnet-bench -o lowerdir=/etc,upperdir=%[1]s/up,workdir=%[1]s/work /etc && exec \"$@\"", ovl)
 	cmd := w.ns.Cmd("unshare", "-m", "sh", "-c", mount, "sh", os.Args[0], "-test.run=^TestBridgeHelperDriver$")
 	cmd.Env = []string{driverEnv + "=" + strconv.Itoa(n), "KVMNET_BENCH_BIN=" + bin, "PATH=" + os.Getenv("PATH")}
+	sides := []string{"kvmnet", "qemu"}
+	if dir, ok := before(); ok {
+		cmd.Env = append(cmd.Env, "KVMNET_BENCH_BEFORE="+dir)
+		sides = append(sides, "before")
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -72,14 +88,18 @@ func BenchmarkBridgeHelper(b *testing.B) {
 		b.Fatalf("driver said %q: %v", out, err)
 	}
 	medians := map[string]float64{}
-	for _, side := range []string{"kvmnet", "qemu"} {
+	for _, side := range sides {
 		slices.Sort(d[side])
 		medians[side] = float64(d[side][len(d[side])/2].Microseconds()) / 1000
 		b.ReportMetric(medians[side], side+"-ms")
 	}
 	b.ReportMetric(0, "ns/op")
 	ratio(b, medians, "kvmnet", "qemu")
+	ratio(b, medians, "kvmnet", "before")
 }
+
+// beforeNetwork is the network the "before" side's helper uses.
+const beforeNetwork = "[network.before]\nbridge = \"br1\"\naddress = \"192.168.101.1/24\"\nallow = [\"@kvm\"]\n"
 
 // TestBridgeHelperDriver is BenchmarkBridgeHelper's inside: run only by it.
 // It times each helper from its start until QEMU's side holds the tap's fd
@@ -89,14 +109,19 @@ func TestBridgeHelperDriver(t *testing.T) {
 	if err != nil {
 		t.Skip("run by BenchmarkBridgeHelper only")
 	}
-	helpers := map[string]string{
-		"kvmnet": filepath.Join(os.Getenv("KVMNET_BENCH_BIN"), "kvmnet-bridge-helper"),
-		"qemu":   qemuBridgeHelper,
+	helpers := map[string][]string{
+		"kvmnet": {filepath.Join(os.Getenv("KVMNET_BENCH_BIN"), "kvmnet-bridge-helper"), "--br=br0"},
+		"qemu":   {qemuBridgeHelper, "--br=br0"},
+	}
+	sides := []string{"kvmnet", "qemu"}
+	if dir, ok := before(); ok {
+		helpers["before"] = []string{filepath.Join(dir, "kvmnet-bridge-helper"), "--br=br1"}
+		sides = append(sides, "before")
 	}
 	d := map[string][]time.Duration{}
 	for range n {
-		for _, side := range []string{"kvmnet", "qemu"} {
-			took, err := runBridgeHelper(helpers[side])
+		for _, side := range sides {
+			took, err := runBridgeHelper(helpers[side][0], helpers[side][1])
 			if err != nil {
 				t.Fatalf("%s: %v", side, err)
 			}
@@ -107,16 +132,16 @@ func TestBridgeHelperDriver(t *testing.T) {
 	fmt.Printf("\n%s%s\n", durationsMark, out)
 }
 
-// runBridgeHelper runs helper as net_bridge_run_helper (QEMU's net/tap.c)
+// runBridgeHelper runs helper for bridge br (--br=NAME) as net_bridge_run_helper (QEMU's net/tap.c)
 // does, receives the tap and closes it, which deletes it.
-func runBridgeHelper(helper string) (time.Duration, error) {
+func runBridgeHelper(helper, br string) (time.Duration, error) {
 	sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(sv[0])
 	theirs := os.NewFile(uintptr(sv[1]), "helper socket")
-	cmd := exec.Command(helper, "--use-vnet", "--fd=3", "--br=br0")
+	cmd := exec.Command(helper, "--use-vnet", "--fd=3", br)
 	cmd.ExtraFiles = []*os.File{theirs}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {

@@ -137,7 +137,7 @@ func (q *qemuWorld) attach() time.Duration {
 	var took time.Duration
 	var err error
 	done := make(chan struct{})
-	q.jobs <- func() { took, err = runBridgeHelper(bridgeHelper); close(done) }
+	q.jobs <- func() { took, err = runBridgeHelper(bridgeHelper, "--br=br0"); close(done) }
 	<-done
 	if err != nil {
 		q.w.b.Fatal(err)
