@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/testns"
@@ -15,10 +17,40 @@ import (
 // down returns before its network is gone, and hands the deletion of the
 // bridge to a child that holds the network's lock until it is done
 // (lifecycle's TeardownProc). It is what a following up waits for, and the
-// one way a test waits for "gone after the last down".
+// one way a test waits for "gone after the last down". Then it waits for
+// the `kvmnet gc NETWORK` a daemon starts when its last tap leaves (cli's
+// reap): one that queued for the lock behind the down finds nothing left
+// to do, but is still a process in the namespace for a moment.
 func Settle(t testing.TB, ns *testns.NS) {
 	t.Helper()
-	err := ns.Do(func() error {
+	if err := waitLocks(ns); err != nil {
+		t.Fatalf("wait for kvmnet's locks: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); reaping(ns); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a kvmnet gc still runs in %s after 10 s", ns.Name)
+		}
+	}
+}
+
+// reaping reports whether a `kvmnet gc` runs in namespace ns.
+func reaping(ns *testns.NS) bool {
+	out, err := exec.Command("ip", "netns", "pids", ns.Name).Output()
+	if err != nil {
+		return false
+	}
+	for _, pid := range strings.Fields(string(out)) {
+		argv, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err == nil && strings.HasPrefix(string(argv), "kvmnet\x00gc\x00") {
+			return true
+		}
+	}
+	return false
+}
+
+// waitLocks takes and drops every network lock of namespace ns.
+func waitLocks(ns *testns.NS) error {
+	return ns.Do(func() error {
 		d, err := state.Open()
 		if err != nil {
 			return err
@@ -40,9 +72,6 @@ func Settle(t testing.TB, ns *testns.NS) {
 		}
 		return err
 	})
-	if err != nil {
-		t.Fatalf("wait for kvmnet's locks: %v", err)
-	}
 }
 
 // Settle is Settle of the host's namespace.
