@@ -280,14 +280,16 @@ func (u *upCall) steps() []step {
 	if u.n.Mode == config.NAT && u.n.Gateway6.IsValid() {
 		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
-	// The daemon starts before the rules and is waited for after them: a
-	// cold network pays for the two side by side, not one after the other.
+	// The daemon's start (binding its sockets, forking and executing it)
+	// begins before the rules and is joined after them: a cold network pays
+	// for the two side by side, not one after the other. Nothing waits for
+	// the daemon to serve.
 	if serves(u.n) {
 		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
 	}
 	steps = append(steps, step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules})
 	if serves(u.n) {
-		steps = append(steps, step{name: "wait for DHCP/DNS on " + br, do: u.servicesReady})
+		steps = append(steps, step{name: "bind DHCP/DNS on " + br, do: u.servicesReady})
 	}
 	if u.dom != nil {
 		steps = append(steps, step{name: "record domain " + u.dom.Name, do: u.recordDomain, undo: u.unrecordDomain})
@@ -552,9 +554,9 @@ func sameFirewall(rec state.Network, n config.Net) error {
 		n.Name, have, n.Firewall, ErrConflict, n.Name)
 }
 
-// services starts the DHCP/DNS daemon in the background: forking and
-// executing it takes a millisecond or more, which the rules step that follows
-// pays for meanwhile; servicesReady then waits for it. Its ports (53, 67)
+// services starts the DHCP/DNS daemon in the background (ctl.Start: bind its
+// sockets, fork and execute it), which the rules step that follows pays for
+// meanwhile; servicesReady then joins it. Its ports (53, 67)
 // need CAP_NET_BIND_SERVICE, which libvirt does not give its scripts: then
 // the VM still gets its network, without DHCP/DNS until `kvmnet up` (run as
 // root, e.g. at boot) starts the daemon, and the run says so.
@@ -601,15 +603,14 @@ func (u *upCall) services() (outcome, error) {
 	return changed, nil
 }
 
+// servicesReady joins services' start, which has bound the daemon's sockets
+// (a port taken fails the up here) and started it. It does not wait for the
+// daemon to serve: guests' first datagrams wait for it in those sockets.
 func (u *upCall) servicesReady() (outcome, error) {
 	if u.starting == nil {
 		return unchanged, nil
 	}
-	p, err := u.starting()
-	if err != nil {
-		return unchanged, err
-	}
-	_, err = p.Wait()
+	_, err := u.starting()
 	return unchanged, err
 }
 
