@@ -57,7 +57,7 @@ func servicesConfig(d state.Dir, n config.Net) (ctl.Config, error) {
 }
 
 // startServices writes the network's daemon configuration and starts the
-// daemon exe, without waiting for it to be ready.
+// daemon exe (binding its sockets first), without waiting for it to serve.
 func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
 	c, err := servicesConfig(d, n)
 	if err != nil {
@@ -66,11 +66,8 @@ func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) 
 	if err := ctl.WriteConfig(d.File(n.Name, svcConf), c); err != nil {
 		return nil, err
 	}
-	p, err := ctl.Start(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog))
-	if err != nil {
-		return nil, fmt.Errorf("spawn daemon: %w", err)
-	}
-	return p, nil
+	// Start's errors name the socket, the lease file or the exec that failed.
+	return ctl.Start(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog))
 }
 
 // installedDaemon is where a package installs the kvmnet binary.
