@@ -126,20 +126,41 @@ func killStrays(d state.Dir, network string) error {
 		if err != nil || !cmdlineIs(pid, want) {
 			continue
 		}
-		if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("kill stray daemon %d: %w", pid, err))
-			continue
-		}
-		// A killed process's command line empties once it is a zombie,
-		// which is as gone as it gets: nothing reaps an orphan here.
-		for deadline := time.Now().Add(stopTimeout); cmdlineIs(pid, want); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				errs = append(errs, fmt.Errorf("stray daemon %d survived SIGKILL", pid))
-				break
-			}
+		if err := killStray(pid, want); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killStray kills pid, a daemon of command line want, and waits until it has
+// exited: a zombie, which is as gone as it gets (nothing reaps an orphan
+// here), with its descriptors closed, so that its sockets and its lock on the
+// lease file are free for the daemon the caller starts next. A pidfd tells
+// exactly that; without one (before Linux 5.3) the command line, which
+// empties a moment before the descriptors close, is all there is.
+func killStray(pid int, want string) error {
+	pidfd, pidfdErr := unix.PidfdOpen(pid, 0)
+	if pidfdErr == nil {
+		defer unix.Close(pidfd)
+	}
+	if !cmdlineIs(pid, want) { // gone, or the pid reused before the pidfd held it
+		return nil
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill stray daemon %d: %w", pid, err)
+	}
+	gone := func() bool { return !cmdlineIs(pid, want) }
+	if pidfdErr == nil {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		gone = func() bool { n, _ := unix.Poll(fds, 1); return n > 0 }
+	}
+	for deadline := time.Now().Add(stopTimeout); !gone(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stray daemon %d survived SIGKILL", pid)
+		}
+	}
+	return nil
 }
 
 func cmdlineIs(pid int, want string) bool {
