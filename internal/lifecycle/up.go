@@ -210,6 +210,11 @@ type upCall struct {
 
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
+	// early: the network's first up installs its rules in the background
+	// while it makes the bridge (see rulesEarly); ensuring is that work.
+	early    bool
+	ensuring func() (firewall.Result, error)
+
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 
 	// reconfig: the configuration differs from the one the network last
@@ -261,7 +266,17 @@ func (u *upCall) steps() []step {
 	if u.n.Mode == config.Bridged {
 		return append([]step{{name: "find bridge " + br, do: u.adminBridge}}, u.tapSteps()...)
 	}
-	steps := []step{{name: "make bridge " + br, do: u.bridge, undo: u.unbridge}}
+	// A network's first up installs its rules side by side with the bridge,
+	// its address and ip_forward: the rules name the bridge, they need not
+	// wait for it. Not for an isolated network, whose rules cut off all
+	// traffic through the bridge: the bridge's check (adopt) must come first.
+	var steps []step
+	rules := step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules}
+	if u.early = u.fresh && u.n.Mode.Routed(); u.early {
+		steps = append(steps, step{name: rules.name, do: u.rulesEarly, undo: u.unrules})
+		rules = step{name: rules.name, do: u.rulesJoin}
+	}
+	steps = append(steps, step{name: "make bridge " + br, do: u.bridge, undo: u.unbridge})
 	if u.n.VXLAN != nil {
 		steps = append(steps, step{name: fmt.Sprintf("make vxlan %s on %s", u.n.VXLAN.Device, br), do: u.overlay, undo: u.unoverlay})
 	}
@@ -287,7 +302,7 @@ func (u *upCall) steps() []step {
 	if serves(u.n) {
 		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
 	}
-	steps = append(steps, step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules})
+	steps = append(steps, rules)
 	if serves(u.n) {
 		steps = append(steps, step{name: "bind DHCP/DNS on " + br, do: u.servicesReady})
 	}
@@ -489,6 +504,46 @@ func (u *upCall) rules() (outcome, error) {
 		}
 		return unchanged, err
 	}
+	return u.rulesIn(r)
+}
+
+// rulesEarly begins a network's first rules in the background, recorded
+// first as any change is; rulesJoin, after the bridge's steps, finishes them.
+// The network has no record yet, so no forward's route_localnet to turn off
+// first (localnetBefore).
+func (u *upCall) rulesEarly() (outcome, error) {
+	fw, err := u.firewall()
+	if err != nil {
+		return unchanged, err
+	}
+	if !u.reconfig {
+		if u.forwards, err = u.d.LoadForwards(u.n.Name); err != nil {
+			return unchanged, err
+		}
+	}
+	u.rec.Rules, u.rec.Services, u.rec.RulesGen = true, serves(u.n), 0
+	if err := u.intend("install rules for " + u.n.Name); err != nil {
+		return unchanged, err
+	}
+	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	want := fwNetwork(u.rec, serves(u.n), u.forwards)
+	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
+	return noted, nil
+}
+
+// rulesJoin waits for rulesEarly's rules. Its failure is undone by
+// rulesEarly's undo.
+func (u *upCall) rulesJoin() (outcome, error) {
+	r, err := u.ensuring()
+	if err != nil {
+		return unchanged, err
+	}
+	return u.rulesIn(r)
+}
+
+// rulesIn records rules Ensure has made whole, and turns on route_localnet
+// for forwards once the rules that guard it are in.
+func (u *upCall) rulesIn(r firewall.Result) (outcome, error) {
 	u.rec.Rules, u.rec.Services = true, serves(u.n)
 	u.rec.RulesGen = 0
 	if r.GenOK {
@@ -504,6 +559,14 @@ func (u *upCall) rules() (outcome, error) {
 }
 
 func (u *upCall) unrules() error {
+	if u.ensuring != nil {
+		_, _ = u.ensuring() // Remove after it, whatever it made
+	}
+	if u.early {
+		// rulesEarly noted the daemon's ports in the rules before the
+		// services step, which may not have run: nothing of it is left.
+		u.rec.Services = false
+	}
 	u.rec.Rules = false
 	if u.rec.RouteLocalnet {
 		if err := setRouteLocalnet(u.n.Bridge, false); err != nil {
