@@ -283,6 +283,14 @@ func (u *upCall) steps() []step {
 	if u.n.Mode == config.Isolated {
 		steps = append(steps, step{name: "quiet the host on " + br, do: u.quiet, undo: u.unquiet})
 	}
+	// The daemon's start (binding its sockets, forking and executing it)
+	// needs only the bridge, and goes on in the background until it is
+	// joined after the rules: a cold network pays for it side by side with
+	// its address, ip_forward and rules. Nothing waits for the daemon to
+	// serve.
+	if serves(u.n) {
+		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
+	}
 	if u.n.Mode.Routed() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress, named: true})
 	}
@@ -294,13 +302,6 @@ func (u *upCall) steps() []step {
 	}
 	if u.n.Mode == config.NAT && u.n.Gateway6.IsValid() {
 		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
-	}
-	// The daemon's start (binding its sockets, forking and executing it)
-	// begins before the rules and is joined after them: a cold network pays
-	// for the two side by side, not one after the other. Nothing waits for
-	// the daemon to serve.
-	if serves(u.n) {
-		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
 	}
 	steps = append(steps, rules)
 	if serves(u.n) {
@@ -618,7 +619,7 @@ func sameFirewall(rec state.Network, n config.Net) error {
 }
 
 // services starts the DHCP/DNS daemon in the background (ctl.Start: bind its
-// sockets, fork and execute it), which the rules step that follows pays for
+// sockets, fork and execute it), which the steps that follow pay for
 // meanwhile; servicesReady then joins it. Its ports (53, 67)
 // need CAP_NET_BIND_SERVICE, which libvirt does not give its scripts: then
 // the VM still gets its network, without DHCP/DNS until `kvmnet up` (run as
