@@ -29,9 +29,9 @@ var ErrAlreadyRunning = errors.New("netsvc daemon already running")
 // spawnTimeout bounds how long Process.Wait waits for the daemon to serve.
 const spawnTimeout = 5 * time.Second
 
-// WritePIDFile records pid as the daemon of path. Start writes it once the
-// daemon runs (its sockets bound before), under the caller's lock on the
-// network, so the next up finds it.
+// WritePIDFile records pid as the daemon of path. Start writes it as soon as
+// the daemon runs, so that the next look (Alive, under the network's lock in
+// package lifecycle) finds it, whether the daemon serves yet or not.
 func WritePIDFile(path string, pid int) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("pid file directory: %w", err)
@@ -155,7 +155,7 @@ type Process struct {
 	pidFile  string
 	logPath  string
 	logStart int64         // the log's size at start: what follows is this daemon's
-	ready    *os.File      // read end of the pipe the daemon closes once it serves
+	ready    *os.File      // read end of the ready pipe (see Ready)
 	done     chan struct{} // closed once the daemon has exited and been reaped
 	exitErr  error         // cmd.Wait's result, once done is closed
 }
@@ -170,8 +170,8 @@ const (
 // Start binds the daemon's sockets (Bind), starts the daemon detached with
 // them, writes its pid file and returns without waiting for it to serve: a
 // guest's datagrams wait in the sockets meanwhile, so a caller need not wait
-// at all (a cold network's up does not). Anything else that stands in the
-// daemon's way (a port taken, its lease file in another daemon's use) fails
+// at all (a cold network's up does not). What another program could hold
+// (a port, the lease file's lock) or a lease file that is a directory fails
 // Start, with nothing left open or running. exe is a binary whose main runs
 // netsvc.Main when argv[0] is ProcName, i.e. kvmnet; argv is {ProcName,
 // configPath}. The daemon runs in its own session with stdin /dev/null,
