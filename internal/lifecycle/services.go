@@ -55,7 +55,7 @@ func servicesConfig(d state.Dir, n config.Net) (ctl.Config, error) {
 }
 
 // startServices writes the network's daemon configuration and starts the
-// daemon exe, without waiting for it to be ready.
+// daemon exe (binding its sockets first), without waiting for it to serve.
 func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
 	c, err := servicesConfig(d, n)
 	if err != nil {
@@ -64,11 +64,8 @@ func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) 
 	if err := ctl.WriteConfig(d.File(n.Name, svcConf), c); err != nil {
 		return nil, err
 	}
-	p, err := ctl.Start(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog))
-	if err != nil {
-		return nil, fmt.Errorf("spawn daemon: %w", err)
-	}
-	return p, nil
+	// Start's errors name the socket, the lease file or the exec that failed.
+	return ctl.Start(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog))
 }
 
 // installedDaemon is where a package installs the kvmnet binary.
@@ -112,20 +109,41 @@ func killStrays(d state.Dir, network string) error {
 		if err != nil || !cmdlineIs(pid, want) {
 			continue
 		}
-		if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("kill stray daemon %d: %w", pid, err))
-			continue
-		}
-		// A killed process's command line empties once it is a zombie,
-		// which is as gone as it gets: nothing reaps an orphan here.
-		for deadline := time.Now().Add(stopTimeout); cmdlineIs(pid, want); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				errs = append(errs, fmt.Errorf("stray daemon %d survived SIGKILL", pid))
-				break
-			}
+		if err := killStray(pid, want); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killStray kills pid, a daemon of command line want, and waits until it has
+// exited: a zombie, which is as gone as it gets (nothing reaps an orphan
+// here), with its descriptors closed, so that its sockets and its lock on the
+// lease file are free for the daemon the caller starts next. A pidfd tells
+// exactly that; without one (before Linux 5.3) the command line, which
+// empties a moment before the descriptors close, is all there is.
+func killStray(pid int, want string) error {
+	pidfd, pidfdErr := unix.PidfdOpen(pid, 0)
+	if pidfdErr == nil {
+		defer unix.Close(pidfd)
+	}
+	if !cmdlineIs(pid, want) { // gone, or the pid reused before the pidfd held it
+		return nil
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill stray daemon %d: %w", pid, err)
+	}
+	gone := func() bool { return !cmdlineIs(pid, want) }
+	if pidfdErr == nil {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		gone = func() bool { n, _ := unix.Poll(fds, 1); return n > 0 }
+	}
+	for deadline := time.Now().Add(stopTimeout); !gone(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stray daemon %d survived SIGKILL", pid)
+		}
+	}
+	return nil
 }
 
 func cmdlineIs(pid int, want string) bool {

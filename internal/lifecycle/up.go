@@ -220,6 +220,11 @@ type upCall struct {
 
 	starting func() (*ctl.Process, error) // the DHCP/DNS daemon this up is starting
 
+	// early: the network's first up installs its rules in the background
+	// while it makes the bridge (see rulesEarly); ensuring is that work.
+	early    bool
+	ensuring func() (firewall.Result, error)
+
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 
 	// reconfig: the configuration differs from the one the network last
@@ -271,12 +276,30 @@ func (u *upCall) steps() []step {
 	if u.n.Mode == config.Bridged {
 		return append([]step{{name: "find bridge " + br, do: u.adminBridge}}, u.tapSteps()...)
 	}
-	steps := []step{{name: "make bridge " + br, do: u.bridge, undo: u.unbridge}}
+	// A network's first up installs its rules side by side with the bridge,
+	// its address and ip_forward: the rules name the bridge, they need not
+	// wait for it. Not for an isolated network, whose rules cut off all
+	// traffic through the bridge: the bridge's check (adopt) must come first.
+	var steps []step
+	rules := step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules}
+	if u.early = u.fresh && u.n.Mode.Routed(); u.early {
+		steps = append(steps, step{name: rules.name, do: u.rulesEarly, undo: u.unrules})
+		rules = step{name: rules.name, do: u.rulesJoin}
+	}
+	steps = append(steps, step{name: "make bridge " + br, do: u.bridge, undo: u.unbridge})
 	if u.n.VXLAN != nil {
 		steps = append(steps, step{name: fmt.Sprintf("make vxlan %s on %s", u.n.VXLAN.Device, br), do: u.overlay, undo: u.unoverlay})
 	}
 	if u.n.Mode == config.Isolated {
 		steps = append(steps, step{name: "quiet the host on " + br, do: u.quiet, undo: u.unquiet})
+	}
+	// The daemon's start (binding its sockets, forking and executing it)
+	// needs only the bridge, and goes on in the background until it is
+	// joined after the rules: a cold network pays for it side by side with
+	// its address, ip_forward and rules. Nothing waits for the daemon to
+	// serve.
+	if serves(u.n) {
+		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
 	}
 	if u.n.Mode.Routed() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway, br), do: u.address, undo: u.unaddress, named: true})
@@ -290,14 +313,9 @@ func (u *upCall) steps() []step {
 	if u.n.Mode == config.NAT && u.n.Gateway6.IsValid() {
 		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
-	// The daemon starts before the rules and is waited for after them: a
-	// cold network pays for the two side by side, not one after the other.
+	steps = append(steps, rules)
 	if serves(u.n) {
-		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
-	}
-	steps = append(steps, step{name: "install rules for " + u.n.Name, do: u.rules, undo: u.unrules})
-	if serves(u.n) {
-		steps = append(steps, step{name: "wait for DHCP/DNS on " + br, do: u.servicesReady})
+		steps = append(steps, step{name: "bind DHCP/DNS on " + br, do: u.servicesReady})
 	}
 	if u.dom != nil {
 		steps = append(steps, step{name: "record domain " + u.dom.Name, do: u.recordDomain, undo: u.unrecordDomain})
@@ -497,6 +515,46 @@ func (u *upCall) rules() (outcome, error) {
 		}
 		return unchanged, err
 	}
+	return u.rulesIn(r)
+}
+
+// rulesEarly begins a network's first rules in the background, recorded
+// first as any change is; rulesJoin, after the bridge's steps, finishes them.
+// The network has no record yet, so no forward's route_localnet to turn off
+// first (localnetBefore).
+func (u *upCall) rulesEarly() (outcome, error) {
+	fw, err := u.firewall()
+	if err != nil {
+		return unchanged, err
+	}
+	if !u.reconfig {
+		if u.forwards, err = u.d.LoadForwards(u.n.Name); err != nil {
+			return unchanged, err
+		}
+	}
+	u.rec.Rules, u.rec.Services, u.rec.RulesGen = true, serves(u.n), 0
+	if err := u.intend("install rules for " + u.n.Name); err != nil {
+		return unchanged, err
+	}
+	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	want := fwNetwork(u.rec, serves(u.n), u.forwards)
+	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
+	return noted, nil
+}
+
+// rulesJoin waits for rulesEarly's rules. Its failure is undone by
+// rulesEarly's undo.
+func (u *upCall) rulesJoin() (outcome, error) {
+	r, err := u.ensuring()
+	if err != nil {
+		return unchanged, err
+	}
+	return u.rulesIn(r)
+}
+
+// rulesIn records rules Ensure has made whole, and turns on route_localnet
+// for forwards once the rules that guard it are in.
+func (u *upCall) rulesIn(r firewall.Result) (outcome, error) {
 	u.rec.Rules, u.rec.Services = true, serves(u.n)
 	u.rec.RulesGen = 0
 	if r.GenOK {
@@ -512,6 +570,14 @@ func (u *upCall) rules() (outcome, error) {
 }
 
 func (u *upCall) unrules() error {
+	if u.ensuring != nil {
+		_, _ = u.ensuring() // Remove after it, whatever it made
+	}
+	if u.early {
+		// rulesEarly noted the daemon's ports in the rules before the
+		// services step, which may not have run: nothing of it is left.
+		u.rec.Services = false
+	}
 	u.rec.Rules = false
 	if u.rec.RouteLocalnet {
 		if err := setRouteLocalnet(u.n.Bridge, false); err != nil {
@@ -562,9 +628,9 @@ func sameFirewall(rec state.Network, n config.Net) error {
 		n.Name, have, n.Firewall, ErrConflict, n.Name)
 }
 
-// services starts the DHCP/DNS daemon in the background: forking and
-// executing it takes a millisecond or more, which the rules step that follows
-// pays for meanwhile; servicesReady then waits for it. Its ports (53, 67)
+// services starts the DHCP/DNS daemon in the background (ctl.Start: bind its
+// sockets, fork and execute it), which the steps that follow pay for
+// meanwhile; servicesReady then joins it. Its ports (53, 67)
 // need CAP_NET_BIND_SERVICE, which libvirt does not give its scripts: then
 // the VM still gets its network, without DHCP/DNS until `kvmnet up` (run as
 // root, e.g. at boot) starts the daemon, and the run says so.
@@ -611,15 +677,14 @@ func (u *upCall) services() (outcome, error) {
 	return changed, nil
 }
 
+// servicesReady joins services' start, which has bound the daemon's sockets
+// (a port taken fails the up here) and started it. It does not wait for the
+// daemon to serve: guests' first datagrams wait for it in those sockets.
 func (u *upCall) servicesReady() (outcome, error) {
 	if u.starting == nil {
 		return unchanged, nil
 	}
-	p, err := u.starting()
-	if err != nil {
-		return unchanged, err
-	}
-	_, err = p.Wait()
+	_, err := u.starting()
 	return unchanged, err
 }
 

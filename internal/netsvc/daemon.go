@@ -15,18 +15,19 @@ import (
 )
 
 // Main is the daemon that ctl.Start starts: args are {ctl.ProcName,
-// configPath}. It closes inherited descriptors, binds, writes the pid file
-// (Process.Wait's readiness signal), serves until SIGTERM or SIGINT, and removes the
-// pid file. It logs to stderr, which Start points at the log file. It returns
-// the exit status.
+// configPath}. It takes over the sockets Start bound (ctl.Inherit), closes
+// every other inherited descriptor, tells Start's caller it serves
+// (ctl.Ready), serves until SIGTERM or SIGINT, and removes the pid file
+// Start wrote. It logs to stderr, which Start points at the log file. It
+// returns the exit status.
 func Main(args []string) int { return MainWatching(args, nil) }
 
 // MainWatching is Main, and calls vacated whenever the network's last tap
 // leaves its bridge (see Vacated); nil watches nothing.
 func MainWatching(args []string, vacated Vacated) int {
-	closeInheritedFDs()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if len(args) != 2 {
+		closeInheritedFDs()
 		log.Error("usage: " + ctl.ProcName + " CONFIG.json")
 		return 2
 	}
@@ -42,26 +43,27 @@ func MainWatching(args []string, vacated Vacated) int {
 func daemon(configPath string, log *slog.Logger, vacated Vacated) error {
 	c, err := ctl.ReadDaemonConfig(configPath)
 	if err != nil {
+		closeInheritedFDs()
 		return err
 	}
+	c.Defaults()
+	socks := ctl.Inherit(c)
+	closeInheritedFDs()
 	log = log.With("network", c.Network)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s, err := Listen(c, log)
+	s, err := listenOn(c, log, socks)
 	if err != nil {
 		return err
 	}
 	s.watch, s.vacated = true, vacated
-	pid := os.Getpid()
-	if err := ctl.WritePIDFile(c.PIDFile, pid); err != nil {
-		s.close()
-		return err
-	}
-	defer ctl.RemovePIDFile(c.PIDFile, pid)
+	defer ctl.RemovePIDFile(c.PIDFile, os.Getpid())
+	ctl.Ready()
 	return s.Serve(ctx)
 }
 
-// closeInheritedFDs closes every descriptor above 2 that lacks close-on-exec.
+// closeInheritedFDs closes every descriptor above 2 that lacks close-on-exec
+// (ctl.Inherit has set it on the ones the daemon keeps).
 // QEMU runs its network script with the tap fd inherited (not CLOEXEC), and
 // exec.Cmd passes such fds on: a daemon holding it would keep the VM's tap
 // alive after QEMU exits. The Go runtime opens its own fds CLOEXEC, so those

@@ -2,18 +2,16 @@ package netsvc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 )
 
 // Timeouts of the forwarder.
@@ -295,44 +293,20 @@ type dnsListeners struct {
 	tcp net.Listener
 }
 
-// listenDNS binds udp and tcp port 53 of the gateway address only. It sets
-// IP_FREEBIND so that the daemon can start while the bridge is still getting
-// its address.
-func listenDNS(gw netip.Addr, port int) (*dnsListeners, error) {
-	lc := net.ListenConfig{Control: freebind}
-	udp, tcp := "udp4", "tcp4"
-	if gw.Is6() {
-		lc.Control, udp, tcp = freebind6, "udp6", "tcp6"
-	}
-	addr := netip.AddrPortFrom(gw, uint16(port)).String()
-	pc, err := lc.ListenPacket(context.Background(), udp, addr)
+// dnsConns serves DNS on udp and tcp, the sockets ctl.Bind bound to port 53
+// of a gateway address (with IP_FREEBIND, so that the daemon can start while
+// the bridge is still getting its address).
+func dnsConns(udp, tcp *os.File) (*dnsListeners, error) {
+	pc, err := net.FilePacketConn(udp) // dups: the caller closes the files
 	if err != nil {
-		return nil, fmt.Errorf("dns listen udp %s: %w", addr, err)
+		return nil, fmt.Errorf("dns udp socket: %w", err)
 	}
-	l, err := lc.Listen(context.Background(), tcp, addr)
+	l, err := net.FileListener(tcp)
 	if err != nil {
 		pc.Close()
-		return nil, fmt.Errorf("dns listen tcp %s: %w", addr, err)
+		return nil, fmt.Errorf("dns tcp socket: %w", err)
 	}
 	return &dnsListeners{udp: pc, tcp: l}, nil
-}
-
-// freebind sets IP_FREEBIND on a socket before bind.
-func freebind(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
-	})
-	return errors.Join(err, serr)
-}
-
-// freebind6 sets IPV6_FREEBIND on a socket before bind.
-func freebind6(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
-	})
-	return errors.Join(err, serr)
 }
 
 // unmapped is ip as a netip.Addr, IPv4-mapped addresses as IPv4.

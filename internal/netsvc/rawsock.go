@@ -10,34 +10,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DHCP ports (RFC 2131).
+// DHCP ports (RFC 2131); ctl.Bind binds serverPort.
 const (
 	serverPort = 67
 	clientPort = 68
 )
 
-// listenDHCP opens udp 0.0.0.0:67 bound to ifname with SO_BINDTODEVICE, so
-// that this daemon hears and answers only its own bridge. It sets neither
-// SO_REUSEADDR nor SO_REUSEPORT: a second daemon on the same bridge must fail
-// to bind rather than share its clients, while daemons of other bridges can
-// all bind port 67 since each is bound to its own device.
-func listenDHCP(ifname string) (*net.UDPConn, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_UDP)
-	if err != nil {
-		return nil, fmt.Errorf("dhcp socket: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "dhcp")
-	defer f.Close() // FilePacketConn dups the fd
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
-		return nil, fmt.Errorf("dhcp socket broadcast: %w", err)
-	}
-	if err := unix.BindToDevice(fd, ifname); err != nil {
-		return nil, fmt.Errorf("dhcp socket bind to %s: %w", ifname, err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: serverPort}); err != nil {
-		return nil, fmt.Errorf("dhcp bind udp port %d on %s: %w", serverPort, ifname, err)
-	}
-	pc, err := net.FilePacketConn(f)
+// dhcpConn serves DHCP on f, the udp port 67 socket ctl.Bind bound to the
+// bridge.
+func dhcpConn(f *os.File) (*net.UDPConn, error) {
+	pc, err := net.FilePacketConn(f) // a dup: the caller closes f
 	if err != nil {
 		return nil, fmt.Errorf("dhcp socket: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -65,21 +64,38 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	return s.Serve(ctx)
 }
 
-// Listen validates c, loads the lease file and binds the sockets (in the
-// network namespace of the calling thread). On error nothing stays open.
+// Listen validates c, binds the sockets (ctl.Bind) and loads the lease file,
+// in the network namespace of the calling thread. On error nothing stays open.
 func Listen(c Config, log *slog.Logger) (*Server, error) {
 	c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, log: log, pool: newPool(c), flush: make(chan struct{}, 1),
-		sendFailures: throttle{period: time.Minute}}
-	s.pool.dirty = s.markDirty
-	if err := s.loadLeases(); err != nil {
-		s.unlock()
+	socks, err := ctl.Bind(c)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.open(); err != nil {
+	return listenOn(c, log, socks)
+}
+
+// listenOn is Listen on sockets bound already: by Listen, or by the daemon's
+// starter (ctl.Start), which handed them over. It takes socks over: the
+// server keeps the lease lock and its own copies of the sockets, and closes
+// socks' files.
+func listenOn(c Config, log *slog.Logger, socks *ctl.Sockets) (*Server, error) {
+	s := &Server{cfg: c, log: log, pool: newPool(c), flush: make(chan struct{}, 1),
+		sendFailures: throttle{period: time.Minute}, leaseLock: socks.LeaseLock}
+	socks.LeaseLock = nil
+	defer socks.Close()
+	s.pool.dirty = s.markDirty
+	err := c.Validate()
+	if err == nil {
+		err = s.loadLeases()
+	}
+	if err == nil {
+		err = s.open(socks)
+	}
+	if err != nil {
 		s.close()
 		s.unlock()
 		return nil, err
@@ -91,8 +107,10 @@ func Listen(c Config, log *slog.Logger) (*Server, error) {
 // still the one it bound to.
 const bridgeWatchInterval = 2 * time.Second
 
-// open binds the DHCP and DNS sockets that c turns on.
-func (s *Server) open() error {
+// open serves on socks the DHCP and DNS that c turns on, and opens the
+// sockets no other program could hold: the DHCP replies' raw sender, the ARP
+// prober and the router advertisements'.
+func (s *Server) open(socks *ctl.Sockets) error {
 	ifc, err := net.InterfaceByName(s.cfg.Bridge)
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", s.cfg.Bridge, err)
@@ -100,7 +118,7 @@ func (s *Server) open() error {
 	s.bridgeIndex = ifc.Index
 	if s.cfg.DHCP {
 		s.dhcp = newDHCPd(s.cfg, s.pool, s.log)
-		if s.dhcpUDP, err = listenDHCP(s.cfg.Bridge); err != nil {
+		if s.dhcpUDP, err = dhcpConn(socks.DHCP); err != nil {
 			return err
 		}
 		if s.raw, err = newRawSender(s.cfg.Bridge, s.cfg.Gateway.Addr()); err != nil {
@@ -122,12 +140,12 @@ func (s *Server) open() error {
 			return err
 		}
 		s.dns = newDNSd(s.cfg, s.pool, ups, s.log)
-		if s.dnsL, err = listenDNS(s.cfg.Gateway.Addr(), 53); err != nil {
+		if s.dnsL, err = dnsConns(socks.DNS, socks.DNSTCP); err != nil {
 			return err
 		}
 		if s.cfg.Gateway6.IsValid() {
 			s.dns.neighbours = func(p netip.Prefix, mac net.HardwareAddr) []netip.Addr { return neighbours6(ifc.Index, p, mac) }
-			if s.dnsL6, err = listenDNS(s.cfg.Gateway6.Addr(), 53); err != nil {
+			if s.dnsL6, err = dnsConns(socks.DNS6, socks.DNS6TCP); err != nil {
 				return err
 			}
 		}
@@ -182,21 +200,14 @@ func (s *Server) watchBridge(ctx context.Context) error {
 	}
 }
 
-// loadLeases locks the lease file, if any, for as long as the server runs,
-// and restores it. A file that is not a lease file (empty, corrupt, a link)
-// must not keep the network down: it is set aside and the pool starts empty.
+// loadLeases restores the lease file, if any, which ctl.Bind has locked for
+// as long as the server runs. A file that is not a lease file (empty,
+// corrupt, a link) must not keep the network down: it is set aside and the
+// pool starts empty.
 func (s *Server) loadLeases() error {
 	if s.cfg.LeaseFile == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(s.cfg.LeaseFile), 0o755); err != nil {
-		return fmt.Errorf("lease directory: %w", err)
-	}
-	lock, err := ctl.LockLeaseFile(s.cfg.LeaseFile)
-	if err != nil {
-		return err
-	}
-	s.leaseLock = lock
 	sv, err := readLeaseFile(s.cfg.LeaseFile)
 	if errors.Is(err, ctl.ErrBadLeaseFile) {
 		aside, aerr := ctl.SetAside(s.cfg.LeaseFile)

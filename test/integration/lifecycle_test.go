@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestNATLifecycle: the first up makes the network, later ups add nothing,
@@ -307,11 +308,19 @@ func TestBadLeaseFile(t *testing.T) {
 			}
 			h.taps("vnet", 1)
 			h.mustHelper("kvmnet-natup", "vnet0")
+			// The up does not wait for the daemon to serve; it sets the file
+			// aside as it starts.
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				_, err := os.Lstat(lease + ".corrupt")
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("bad lease file not set aside: %v", err)
+				}
+			}
 			h.mustHelper("kvmnet-natdown", "vnet0")
 			h.Settle() // the daemon writes its leases as it exits, after the down returned
-			if _, err := os.Lstat(lease + ".corrupt"); err != nil {
-				t.Errorf("bad lease file not set aside: %v", err)
-			}
 			if fi, err := os.Lstat(lease); err != nil || !fi.Mode().IsRegular() {
 				t.Errorf("no fresh lease file after the down: %v %v", fi, err)
 			}

@@ -26,11 +26,12 @@ const ProcName = "kvmnet-netsvc"
 // ErrAlreadyRunning is returned by Start when the pid file names a live daemon.
 var ErrAlreadyRunning = errors.New("netsvc daemon already running")
 
-// spawnTimeout bounds how long Process.Wait waits for the daemon to bind its sockets.
+// spawnTimeout bounds how long Process.Wait waits for the daemon to serve.
 const spawnTimeout = 5 * time.Second
 
-// WritePIDFile records pid as the daemon of path. The daemon writes it once
-// its sockets are bound: Process.Wait waits for exactly this.
+// WritePIDFile records pid as the daemon of path. Start writes it as soon as
+// the daemon runs, so that the next look (Alive, under the network's lock in
+// package lifecycle) finds it, whether the daemon serves yet or not.
 func WritePIDFile(path string, pid int) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("pid file directory: %w", err)
@@ -154,17 +155,28 @@ type Process struct {
 	pidFile  string
 	logPath  string
 	logStart int64         // the log's size at start: what follows is this daemon's
+	ready    *os.File      // read end of the ready pipe (see Ready)
 	done     chan struct{} // closed once the daemon has exited and been reaped
 	exitErr  error         // cmd.Wait's result, once done is closed
 }
 
-// Start starts the daemon detached and returns without waiting for it to be
-// ready, so that the caller can do other work meanwhile (a cold network
-// installs its rules while the daemon starts). exe is a binary whose main
-// runs netsvc.Main when argv[0] is ProcName, i.e. kvmnet; argv is {ProcName,
+// Inherited descriptors of a daemon Start starts: the ready pipe's write end,
+// then its Sockets.
+const (
+	readyFD       = 3
+	firstSocketFD = 4
+)
+
+// Start binds the daemon's sockets (Bind), starts the daemon detached with
+// them, writes its pid file and returns without waiting for it to serve: a
+// guest's datagrams wait in the sockets meanwhile, so a caller need not wait
+// at all (a cold network's up does not). What another program could hold
+// (a port, the lease file's lock) or a lease file that is a directory fails
+// Start, with nothing left open or running. exe is a binary whose main runs
+// netsvc.Main when argv[0] is ProcName, i.e. kvmnet; argv is {ProcName,
 // configPath}. The daemon runs in its own session with stdin /dev/null,
-// stdout and stderr appended to logPath and no other descriptor, and in the
-// network namespace of the calling thread.
+// stdout and stderr appended to logPath, the ready pipe and its sockets (see
+// Inherit), and in the network namespace of the calling thread.
 func Start(exe string, configPath string, logPath string) (*Process, error) {
 	c, err := ReadDaemonConfig(configPath)
 	if err != nil {
@@ -176,6 +188,19 @@ func Start(exe string, configPath string, logPath string) (*Process, error) {
 	if err := removeStale(c.PIDFile); err != nil {
 		return nil, err
 	}
+	p, err := spawn(exe, configPath, logPath, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := WritePIDFile(c.PIDFile, p.Pid()); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return p, nil
+}
+
+// spawn binds c's sockets and starts the daemon with them and the ready pipe.
+func spawn(exe, configPath, logPath string, c Config) (*Process, error) {
 	logf, err := safefile.Open(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open netsvc log: %w", err)
@@ -186,16 +211,28 @@ func Start(exe string, configPath string, logPath string) (*Process, error) {
 		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
+	socks, err := Bind(c)
+	if err != nil {
+		return nil, err
+	}
+	defer socks.Close() // the daemon holds its own copies
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("netsvc ready pipe: %w", err)
+	}
+	defer readyW.Close()
 	logStart, _ := logf.Seek(0, io.SeekEnd)
 	cmd := &exec.Cmd{
 		Path: exe, Args: []string{ProcName, configPath}, Dir: "/",
 		Stdin: devnull, Stdout: logf, Stderr: logf,
+		ExtraFiles:  append([]*os.File{readyW}, socks.Files()...),
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
+		ready.Close()
 		return nil, fmt.Errorf("start netsvc: %w", err)
 	}
-	p := &Process{cmd: cmd, pidFile: c.PIDFile, logPath: logPath, logStart: logStart, done: make(chan struct{})}
+	p := &Process{cmd: cmd, pidFile: c.PIDFile, logPath: logPath, logStart: logStart, ready: ready, done: make(chan struct{})}
 	go func() { // also reaps the daemon if it dies while we live
 		p.exitErr = cmd.Wait()
 		close(p.done)
@@ -203,30 +240,37 @@ func Start(exe string, configPath string, logPath string) (*Process, error) {
 	return p, nil
 }
 
+// Ready is what a daemon Start started calls once it serves: it writes one
+// byte into the ready pipe and closes it, which Process.Wait waits for (a
+// daemon that dies first closes it with nothing written).
+func Ready() {
+	_, _ = unix.Write(readyFD, []byte{1})
+	unix.Close(readyFD)
+}
+
 // Pid is the daemon's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// Wait returns once the daemon has bound its sockets and written its pid
-// file, so a DHCP DISCOVER sent right after is answered. If the daemon dies
-// first, the error carries its last log line; if it is not ready within
+// Wait returns once the daemon serves, for a caller that wants to know it
+// started well (tests; an up does not wait). If the daemon dies first, the
+// error carries its last log line; if it is not serving within
 // spawnTimeout, Wait kills it.
 func (p *Process) Wait() (int, error) {
-	pid := p.Pid()
-	deadline := time.After(spawnTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		if got, err := readPID(p.pidFile); err == nil && got == pid {
-			return pid, nil
+	served := make(chan bool, 1)
+	go func() { // until EOF: by then the daemon holds the pipe no more
+		b, _ := io.ReadAll(p.ready)
+		served <- len(b) == 1
+	}()
+	select {
+	case ok := <-served:
+		if ok {
+			return p.Pid(), nil
 		}
-		select {
-		case <-p.done:
-			return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(p.exitErr), logTail(p.logPath, p.logStart))
-		case <-deadline:
-			p.Kill()
-			return 0, fmt.Errorf("netsvc not ready after %s: %s", spawnTimeout, logTail(p.logPath, p.logStart))
-		case <-tick.C:
-		}
+		<-p.done
+		return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(p.exitErr), logTail(p.logPath, p.logStart))
+	case <-time.After(spawnTimeout):
+		p.Kill()
+		return 0, fmt.Errorf("netsvc not ready after %s: %s", spawnTimeout, logTail(p.logPath, p.logStart))
 	}
 }
 
@@ -237,6 +281,7 @@ func (p *Process) Kill() {
 	pid := p.Pid()
 	_ = p.cmd.Process.Kill()
 	<-p.done
+	p.ready.Close()
 	RemovePIDFile(p.pidFile, pid)
 }
 
