@@ -185,7 +185,7 @@ func (b *bridgeRun) warm(args []string) error {
 	if err := b.openNetwork(n.Name, key+" "+BridgeHelperVerb.Mode); err != nil {
 		return err
 	}
-	if err := b.bridgeByIoctl(); err != nil {
+	if err := b.bridge(); err != nil {
 		return err
 	}
 	if err := b.whole(); err != nil {
@@ -212,37 +212,6 @@ func (b *bridgeRun) openNetwork(name, key string) (err error) {
 	if b.hot, err = Parse(raw); err != nil || b.hot.Key != key || b.hot.Network != name {
 		return errCold
 	}
-	return nil
-}
-
-// bridgeByIoctl is bridge (the tap scripts' check of the network's bridge)
-// in three ioctls, which read the link under RCU, where RTM_GETLINK waits
-// for the RTNL lock, which the kernel's work for the taps that came and went
-// before holds (measured here: 6 µs against 110). The index the engine
-// recorded proves the link is its bridge, as the kernel gives a new link a
-// new index: it is up, and its MTU is the ports'.
-//
-//	ip link show BRIDGE
-func (b *bridgeRun) bridgeByIoctl() error {
-	ifr, err := unix.NewIfreq(b.hot.Bridge)
-	if err != nil {
-		return errCold
-	}
-	if err := unix.IoctlIfreq(b.nl.fd, unix.SIOCGIFINDEX, ifr); err != nil {
-		return errCold
-	}
-	index := int(ifr.Uint32())
-	if err := unix.IoctlIfreq(b.nl.fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return errCold
-	}
-	flags := uint32(ifr.Uint16())
-	if err := unix.IoctlIfreq(b.nl.fd, unix.SIOCGIFMTU, ifr); err != nil {
-		return errCold
-	}
-	if index != b.hot.Index || flags&unix.IFF_UP == 0 {
-		return errCold
-	}
-	b.br = link{index: index, flags: flags, mtu: ifr.Uint32(), kind: "bridge"}
 	return nil
 }
 

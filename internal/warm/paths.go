@@ -97,16 +97,33 @@ func (r *run) down() (changes string, err error) {
 }
 
 // bridge finds the network's bridge: the one the hot file names, by its
-// index, and up.
+// index, and up. Three ioctls, which read the link under RCU, where
+// RTM_GETLINK waits for the RTNL lock, which the kernel's work for the taps
+// that came and went before holds (measured here: 6 µs against 110). The
+// index the engine recorded proves the link is its bridge, as the kernel
+// gives a new link a new index; its MTU is the ports'.
+//
+//	ip link show BRIDGE
 func (r *run) bridge() error {
-	br, err := r.nl.getLink(r.hot.Bridge)
+	ifr, err := unix.NewIfreq(r.hot.Bridge)
 	if err != nil {
-		return err
-	}
-	if br.index != r.hot.Index || br.kind != "bridge" || !br.up() {
 		return errCold
 	}
-	r.br = br
+	if err := unix.IoctlIfreq(r.nl.fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return errCold
+	}
+	index := int(ifr.Uint32())
+	if err := unix.IoctlIfreq(r.nl.fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return errCold
+	}
+	flags := uint32(ifr.Uint16())
+	if err := unix.IoctlIfreq(r.nl.fd, unix.SIOCGIFMTU, ifr); err != nil {
+		return errCold
+	}
+	if index != r.hot.Index || flags&unix.IFF_UP == 0 {
+		return errCold
+	}
+	r.br = link{index: index, flags: flags, mtu: ifr.Uint32(), kind: "bridge"}
 	return nil
 }
 
