@@ -130,7 +130,7 @@ type bridgeRun struct {
 }
 
 func newBridgeRun() (*bridgeRun, error) {
-	b := &bridgeRun{run: run{v: BridgeHelperVerb, lock: -1}, tapFD: -1}
+	b := &bridgeRun{run: run{v: BridgeHelperVerb, lock: -1, buf: newBuf()}, tapFD: -1}
 	b.ids[0], b.ids[1], b.ids[2] = unix.Getresuid()
 	b.who.uid = b.ids[0]
 	if b.who.uid == 0 {
@@ -161,7 +161,7 @@ func (b *bridgeRun) warm(args []string) error {
 		return errCold
 	}
 	key := version.Version + " " + stamp
-	if b.nl, err = openSock(unix.NETLINK_ROUTE); err != nil {
+	if b.nl, err = openSock(unix.NETLINK_ROUTE, b.buf); err != nil {
 		return errCold
 	}
 	if b.dir, err = stateDir(b.nl); err != nil {
@@ -205,7 +205,7 @@ func (b *bridgeRun) openNetwork(name, key string) (err error) {
 	if b.lock, err = lockNetwork(b.lockPath); err != nil {
 		return errCold
 	}
-	raw, err := readSmall(hot, maxHot)
+	raw, err := readSmall(hot, maxHot, b.buf)
 	if err != nil {
 		return errCold
 	}

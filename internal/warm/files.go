@@ -67,18 +67,34 @@ func lockNetwork(path string) (int, error) {
 // errTooLong is a file longer than its reader allows.
 var errTooLong = errors.New("file too long")
 
+// bufSize is the size of a run's buffer (newBuf): a netlink answer (a
+// link's is about 1.2 kB), or a small file.
+const bufSize = 8 << 10
+
+// newBuf is a run's one buffer for what it receives or reads and does not
+// keep: netlink answers and small files, each done with before the next
+// use. A run's time above the Go runtime's start goes as much to page
+// faults as to system calls (some 5 µs each here): every new buffer is
+// fresh heap the kernel must fault in, where a reused one faults once.
+func newBuf() []byte { return make([]byte, bufSize) }
+
 // readSmall reads the file at path, never through a link: at most limit
-// bytes, in one read. A read of a regular file returns less than asked only
-// at its end, and the /proc files read here (sysctls, a command line,
+// bytes, in one read, into buf when it has room (the result is then valid
+// until buf's next use). A read of a regular file returns less than asked
+// only at its end, and the /proc files read here (sysctls, a command line,
 // ip_tables_names) return all they hold in one read that has room for it,
 // so a second read to see the end would only cost a system call.
-func readSmall(path string, limit int) ([]byte, error) {
+func readSmall(path string, limit int, buf []byte) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	b := make([]byte, limit+1)
+	b := buf
+	if len(b) < limit+1 {
+		b = make([]byte, limit+1)
+	}
+	b = b[:limit+1]
 	for {
 		n, err := unix.Read(fd, b)
 		switch {
@@ -132,7 +148,7 @@ func (r *run) anotherPortLive() (bool, error) {
 		return false, err
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, 4096)
+	buf := r.buf
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if errors.Is(err, unix.EINTR) {

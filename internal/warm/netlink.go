@@ -21,19 +21,23 @@ var errNoLink = errors.New("no such link")
 // errShort is a message too short for what it claims to hold.
 var errShort = errors.New("short netlink message")
 
-// sock is one netlink socket, its requests numbered.
+// sock is one netlink socket, its requests numbered, its answers received
+// into buf.
 type sock struct {
 	fd  int
 	seq uint32
 	buf []byte
 }
 
-func openSock(proto int) (*sock, error) {
+// openSock opens a netlink socket of protocol proto that receives into buf,
+// the run's buffer (newBuf), which the socket's answers may share with the
+// run's reads: each is done with before the next.
+func openSock(proto int, buf []byte) (*sock, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return nil, err
 	}
-	return &sock{fd: fd, buf: make([]byte, 8<<10)}, nil
+	return &sock{fd: fd, buf: buf}, nil
 }
 
 func (s *sock) close() { unix.Close(s.fd) }
@@ -257,8 +261,8 @@ func (s *sock) hasAddress(index int, addr []byte, bits uint8) (bool, error) {
 // change of any table moves.
 //
 //	nft list ruleset | head -0; nft monitor's "new generation N"
-func nftGeneration() (uint32, error) {
-	s, err := openSock(unix.NETLINK_NETFILTER)
+func nftGeneration(buf []byte) (uint32, error) {
+	s, err := openSock(unix.NETLINK_NETFILTER, buf)
 	if err != nil {
 		return 0, err
 	}

@@ -137,19 +137,19 @@ func (r *run) whole() error {
 		}
 	}
 	for _, s := range r.hot.Sysctls {
-		b, err := readSmall(s.Path, 64)
+		b, err := readSmall(s.Path, 64, r.buf)
 		if err != nil || strings.TrimSpace(string(b)) != s.Value {
 			return errCold
 		}
 	}
-	if r.hot.DaemonPID != 0 && !daemonAlive(r.hot.DaemonPID, r.hot.DaemonConf) {
+	if r.hot.DaemonPID != 0 && !daemonAlive(r.hot.DaemonPID, r.hot.DaemonConf, r.buf) {
 		return errCold
 	}
 	if r.hot.HasRules {
-		if legacyFilter() {
+		if legacyFilter(r.buf) {
 			return errCold
 		}
-		if gen, err := nftGeneration(); err != nil || gen != r.hot.NFTGen {
+		if gen, err := nftGeneration(r.buf); err != nil || gen != r.hot.NFTGen {
 			return errCold
 		}
 	}
@@ -158,8 +158,8 @@ func (r *run) whole() error {
 
 // daemonAlive reports whether pid is the DHCP/DNS daemon started with conf
 // (ctl.Alive, which also holds a zombie, whose command line is empty, dead).
-func daemonAlive(pid int, conf string) bool {
-	cmd, err := readSmall("/proc/"+strconv.Itoa(pid)+"/cmdline", 4096)
+func daemonAlive(pid int, conf string, buf []byte) bool {
+	cmd, err := readSmall("/proc/"+strconv.Itoa(pid)+"/cmdline", 4096, buf)
 	return err == nil && string(cmd) == daemonName+"\x00"+conf+"\x00"
 }
 
@@ -171,8 +171,8 @@ const daemonName = "kvmnet-netsvc"
 // backend's Unchanged is then false).
 //
 //	cat /proc/thread-self/net/ip_tables_names
-func legacyFilter() bool {
-	b, err := readSmall("/proc/thread-self/net/ip_tables_names", 4096)
+func legacyFilter(buf []byte) bool {
+	b, err := readSmall("/proc/thread-self/net/ip_tables_names", 4096, buf)
 	if err != nil {
 		return false
 	}

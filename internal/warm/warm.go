@@ -92,6 +92,7 @@ type run struct {
 	lock int // the network's lock file, held
 	nl   *sock
 	br   link
+	buf  []byte // newBuf: the netlink socket's and the reads'
 }
 
 // prepare checks what the engine checks of a run before it looks at the
@@ -112,7 +113,7 @@ func prepare(v Verb, args []string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{v: v, tap: args[1], lock: -1}
+	r := &run{v: v, tap: args[1], lock: -1, buf: newBuf()}
 	if err := r.open(name, key); err != nil {
 		r.close()
 		return nil, err
@@ -124,7 +125,7 @@ func prepare(v Verb, args []string) (*run, error) {
 // key. The rtnetlink socket comes first: its namespace, the one QEMU started
 // the script in, names the state directory.
 func (r *run) open(name, key string) (err error) {
-	if r.nl, err = openSock(unix.NETLINK_ROUTE); err != nil {
+	if r.nl, err = openSock(unix.NETLINK_ROUTE, r.buf); err != nil {
 		return err
 	}
 	if r.dir, err = stateDir(r.nl); err != nil {
@@ -140,7 +141,7 @@ func (r *run) open(name, key string) (err error) {
 	if r.lock, err = lockNetwork(r.dir + "/" + name + ".lock"); err != nil {
 		return err
 	}
-	b, err := readSmall(hot, maxHot)
+	b, err := readSmall(hot, maxHot, r.buf)
 	if err != nil {
 		return err
 	}
