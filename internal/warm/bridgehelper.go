@@ -260,15 +260,8 @@ func (b *bridgeRun) undo() {
 
 // log writes the engine's line for a run that succeeded (cli's runLogged).
 func (b *bridgeRun) log(start time.Time) {
-	kv := []string{"tap", b.tap, "network", b.hot.Network, "bridge", b.hot.Bridge, "mode", b.hot.Mode,
-		"user", b.user, "changes", "attach " + b.tap + " to " + b.hot.Bridge}
-	var s strings.Builder
-	s.WriteString("up")
-	for i := 0; i < len(kv); i += 2 {
-		s.WriteString(" " + kv[i] + "=" + quote(kv[i+1]))
-	}
-	s.WriteString(" took=" + time.Since(start).Round(10*time.Microsecond).String())
-	logLine(b.v, logInfo, s.String())
+	logRun(b.v, start, "up", "tap", b.tap, "network", b.hot.Network, "bridge", b.hot.Bridge, "mode", b.hot.Mode,
+		"user", b.user, "changes", "attach "+b.tap+" to "+b.hot.Bridge)
 }
 
 // rootConfigStamp is config.Stamp of the configuration file, once it passes

@@ -25,57 +25,88 @@ func (r *run) log(start time.Time, changes string) {
 	if r.v.Up {
 		what = "up"
 	}
-	kv := []string{"tap", r.tap, "network", r.hot.Network, "bridge", r.hot.Bridge, "mode", r.hot.Mode, "changes", changes}
-	var b strings.Builder
-	b.WriteString(what)
-	for i := 0; i < len(kv); i += 2 {
-		if kv[i+1] != "" {
-			b.WriteString(" " + kv[i] + "=" + quote(kv[i+1]))
-		}
-	}
-	b.WriteString(" took=" + time.Since(start).Round(10*time.Microsecond).String())
-	logLine(r.v, logInfo, b.String())
+	logRun(r.v, start, what, "tap", r.tap, "network", r.hot.Network, "bridge", r.hot.Bridge, "mode", r.hot.Mode, "changes", changes)
 }
 
-// quote quotes a value as runlog does (strconv.Quote when it holds a space,
-// a quote or an equals sign).
-func quote(s string) string {
-	if strings.ContainsAny(s, " \"=") {
-		return strconv.Quote(s)
+// logRun logs a run that succeeded as runlog's Info does: what, then each
+// key=value of kv whose value is not empty, quoted as runlog quotes it
+// (strconv.Quote when it holds a space, a quote or an equals sign), then
+// how long the run took. One buffer holds it all: each string built on the
+// way was a new allocation, and the first of each size a page fault.
+func logRun(v Verb, start time.Time, what string, kv ...string) {
+	b := make([]byte, 0, 512)
+	b = append(b, what...)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			continue
+		}
+		b = append(append(append(b, ' '), kv[i]...), '=')
+		if strings.ContainsAny(kv[i+1], " \"=") {
+			b = strconv.AppendQuote(b, kv[i+1])
+		} else {
+			b = append(b, kv[i+1]...)
+		}
 	}
-	return s
+	b = append(b, " took="...)
+	b = append(b, time.Since(start).Round(10*time.Microsecond).String()...)
+	logBytes(v, logInfo, b)
 }
 
 // logLine writes "kvmnet-VERB: line" to stderr and to the system log with
 // the tag kvmnet, as package runlog does, at priority prio.
-func logLine(v Verb, prio int, line string) {
-	line = "kvmnet-" + v.Name + ": " + line
-	os.Stderr.WriteString(line + "\n")
-	syslog(prio, line)
+func logLine(v Verb, prio int, line string) { logBytes(v, prio, []byte(line)) }
+
+// logBytes is logLine. It builds the system log's message, whose end is
+// stderr's line: "<PRI>Mmm dd hh:mm:ss kvmnet[PID]: kvmnet-VERB: line\n",
+// as log/syslog's local format does. The time is UTC, not local time, to
+// spare loading the zone: journald and rsyslog's imuxsock stamp a line
+// with the time they receive it and ignore this one.
+func logBytes(v Verb, prio int, line []byte) {
+	msg := make([]byte, 0, 64+len(v.Name)+len(line))
+	msg = strconv.AppendInt(append(msg, '<'), int64(logDaemon|prio), 10)
+	msg = appendStamp(append(msg, '>'), time.Now().UTC())
+	msg = strconv.AppendInt(append(msg, " kvmnet["...), int64(os.Getpid()), 10)
+	msg = append(msg, "]: "...)
+	text := len(msg)
+	msg = append(append(append(append(msg, "kvmnet-"...), v.Name...), ": "...), line...)
+	msg = append(msg, '\n')
+	_, _ = os.Stderr.Write(msg[text:])
+	syslog(msg)
 }
 
-// syslog sends line to /dev/log as log/syslog's local format does:
-// "<PRI>Mmm dd hh:mm:ss kvmnet[PID]: line". The time is UTC, not local time,
-// to spare loading the zone: journald and rsyslog's imuxsock stamp a line
-// with the time they receive it and ignore this one.
-func syslog(prio int, line string) {
+// appendStamp appends t as time.Stamp formats it ("Jan _2 15:04:05"), by
+// hand: time's formatter is more code to fault in than the line is work.
+func appendStamp(b []byte, t time.Time) []byte {
+	_, month, day := t.Date()
+	hour, min, sec := t.Clock()
+	b = append(append(b, month.String()[:3]...), ' ')
+	if day < 10 {
+		b = append(b, ' ')
+	}
+	b = strconv.AppendInt(b, int64(day), 10)
+	for i, n := range [3]int{hour, min, sec} {
+		b = append(b, " ::"[i], byte('0'+n/10), byte('0'+n%10))
+	}
+	return b
+}
+
+// syslog sends msg to /dev/log: a datagram, sent without a connect (one
+// system call less), or, should a stream socket be there, over a connection.
+func syslog(msg []byte) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
 	addr := &unix.SockaddrUnix{Name: "/dev/log"}
-	err = unix.Connect(fd, addr)
+	err = unix.Sendto(fd, msg, unix.MSG_NOSIGNAL, addr)
 	if errors.Is(err, unix.EPROTOTYPE) { // a stream socket there
 		unix.Close(fd)
 		if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
 			return
 		}
-		err = unix.Connect(fd, addr)
-	}
-	if err == nil {
-		msg := "<" + strconv.Itoa(logDaemon|prio) + ">" + time.Now().UTC().Format(time.Stamp) +
-			" kvmnet[" + strconv.Itoa(os.Getpid()) + "]: " + line + "\n"
-		_, _ = unix.Write(fd, []byte(msg))
+		if unix.Connect(fd, addr) == nil {
+			_, _ = unix.Write(fd, msg)
+		}
 	}
 	unix.Close(fd)
 }

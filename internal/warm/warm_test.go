@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
@@ -85,6 +86,19 @@ func TestEngineArgv0(t *testing.T) {
 		name, _ := atNetwork(argv0)
 		if engine := config.FromProgram(argv0); name != engine {
 			t.Errorf("atNetwork(%q) = %q, config.FromProgram %q", argv0, name, engine)
+		}
+	}
+}
+
+// TestStamp: the system log's time stamp is time.Stamp's.
+func TestStamp(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(2026, time.December, 1, 18, 5, 9, 0, time.UTC),
+		time.Date(2027, time.January, 31, 0, 0, 0, 999, time.UTC),
+		time.Date(2028, time.May, 9, 23, 59, 59, 0, time.UTC),
+	} {
+		if got, want := string(appendStamp(nil, tm)), tm.Format(time.Stamp); got != want {
+			t.Errorf("appendStamp(%v) = %q, want %q", tm, got, want)
 		}
 	}
 }
