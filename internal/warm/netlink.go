@@ -217,6 +217,16 @@ func (s *sock) setLink(index int, mtu uint32, master int, up bool) error {
 	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
 }
 
+// strictDumps makes the kernel hold the socket's dump requests to what their
+// headers name (NETLINK_GET_STRICT_CHK, Linux 4.20), so that an address dump
+// walks the one link whose index it gives rather than every link of the
+// namespace (a thousand taps, on a host of a thousand VMs). An older kernel
+// refuses the option and dumps them all; hasAddress filters the answer
+// either way.
+func (s *sock) strictDumps() {
+	_ = unix.SetsockoptInt(s.fd, unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1)
+}
+
 // hasAddress reports whether the link with index has the address addr
 // (4 or 16 bytes) with prefix length bits.
 //

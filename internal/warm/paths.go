@@ -131,6 +131,9 @@ func (r *run) bridge() error {
 // addresses, the sysctls (ip_forward), the DHCP/DNS daemon alive, and the
 // rules unchanged since they were last seen whole.
 func (r *run) whole() error {
+	if len(r.hot.Addresses) > 0 {
+		r.nl.strictDumps()
+	}
 	for _, a := range r.hot.Addresses {
 		if has, err := r.nl.hasAddress(r.br.index, a.IP, a.Bits); err != nil || !has {
 			return errCold
