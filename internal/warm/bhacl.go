@@ -131,16 +131,21 @@ const (
 
 // readSized reads the file at path, never through a link, into a buffer of
 // its size: at most limit bytes. (readSmall's buffer of the limit would cost
-// more to allocate than the read of a file of accounts.) A read of a regular
-// file returns less than asked only at its end (see readSmall).
-func readSized(path string, limit int64) ([]byte, error) {
+// more to allocate than the read of a file of accounts.) A file that fits in
+// buf, when given (the run's, see newBuf), is read into it, and is then
+// valid until buf's next use. A read of a regular file returns less than
+// asked only at its end (see readSmall).
+func readSized(path string, limit int64, buf []byte) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
 	// Most such files fit a page: read one first, and the size only if not.
-	page := make([]byte, 4096)
+	page := buf
+	if page == nil {
+		page = make([]byte, 4096)
+	}
 	n, err := unix.Read(fd, page)
 	if err == nil && n < len(page) {
 		return page[:n], nil
@@ -221,7 +226,7 @@ type accountFiles struct {
 func (f *accountFiles) file(bit int, path string, into *[]byte) []byte {
 	if f.read&bit == 0 {
 		f.read |= bit
-		*into, _ = readSized(path, maxAccount) // unread: no name found, the engine decides
+		*into, _ = readSized(path, maxAccount, nil) // unread: no name found, the engine decides
 	}
 	return *into
 }

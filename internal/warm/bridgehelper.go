@@ -167,7 +167,7 @@ func (b *bridgeRun) warm(args []string) error {
 	if b.dir, err = stateDir(b.nl); err != nil {
 		return errCold
 	}
-	raw, err := readSized(b.dir+"/"+BridgeACLFile, maxACL)
+	raw, err := readSized(b.dir+"/"+BridgeACLFile, maxACL, b.buf)
 	if err != nil {
 		return errCold
 	}
