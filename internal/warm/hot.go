@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Ext is the hot file's extension, beside the network's record in the
@@ -119,36 +120,43 @@ var errBadHot = errors.New("hot file: not understood")
 
 // Parse decodes a hot file. Anything it does not understand is an error: the
 // front then hands the run to the engine, which writes a new one.
+//
+// It takes the file apart in place, in one copy of it: each line's fields as
+// strings.Fields would give them, but in an array, not a new slice each.
 func Parse(b []byte) (*Hot, error) {
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 2 || lines[0] != header || lines[len(lines)-1] != "" {
+	s := string(b)
+	body, ok := strings.CutPrefix(s, header+"\n")
+	if !ok || !strings.HasSuffix(s, "\n") {
 		return nil, errBadHot
 	}
 	h := &Hot{}
 	seen := 0
-	for _, l := range lines[1 : len(lines)-1] {
+	for body != "" {
+		var l string
+		l, body, _ = strings.Cut(body, "\n")
 		k, v, _ := strings.Cut(l, " ")
-		f := strings.Fields(v)
+		var f [3]string
+		n := fields(v, &f)
 		ok := true
 		switch {
 		case k == "key":
 			h.Key = v
 			seen |= 1
-		case k == "network" && len(f) == 1:
+		case k == "network" && n == 1:
 			h.Network = f[0]
 			seen |= 2
-		case k == "bridge" && len(f) == 2:
+		case k == "bridge" && n == 2:
 			h.Bridge = f[0]
 			h.Index, ok = atoi(f[1])
 			seen |= 4
-		case k == "mode" && len(f) == 1:
+		case k == "mode" && n == 1:
 			h.Mode = f[0]
 			seen |= 8
-		case k == "ports" && len(f) == 1:
+		case k == "ports" && n == 1:
 			h.AnyPorts, ok = f[0] == "any", f[0] == "any" || f[0] == "taps"
-		case k == "pinned" && len(f) == 1:
+		case k == "pinned" && n == 1:
 			h.Pinned, ok = f[0] == "yes", f[0] == "yes" || f[0] == "no"
-		case k == "address" && len(f) == 3:
+		case k == "address" && n == 3:
 			a := Address{Text: f[0]}
 			var bits int
 			a.IP, ok = unhex(f[1])
@@ -158,13 +166,13 @@ func Parse(b []byte) (*Hot, error) {
 			} else {
 				ok = false
 			}
-		case k == "sysctl" && len(f) == 2 && strings.HasPrefix(f[0], "/proc/sys/"):
+		case k == "sysctl" && n == 2 && strings.HasPrefix(f[0], "/proc/sys/"):
 			h.Sysctls = append(h.Sysctls, Sysctl{Path: f[0], Value: f[1]})
-		case k == "daemon" && len(f) == 2:
+		case k == "daemon" && n == 2:
 			h.DaemonPID, ok = atoi(f[0])
 			h.DaemonConf = f[1]
 			ok = ok && h.DaemonPID > 0
-		case k == "nftgen" && len(f) == 1:
+		case k == "nftgen" && n == 1:
 			var g uint64
 			g, err := strconv.ParseUint(f[0], 10, 32)
 			h.NFTGen, h.HasRules, ok = uint32(g), true, err == nil
@@ -180,6 +188,37 @@ func Parse(b []byte) (*Hot, error) {
 	}
 	return h, nil
 }
+
+// fields puts the fields of v, as strings.Fields splits them, into f, and
+// returns how many there are: len(f)+1 for more than f holds.
+func fields(v string, f *[3]string) int {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= utf8.RuneSelf { // Unicode spaces: strings.Fields' own
+			all := strings.Fields(v)
+			copy(f[:], all)
+			return min(len(all), len(f)+1)
+		}
+	}
+	n := 0
+	for {
+		v = strings.TrimLeft(v, asciiSpace)
+		if v == "" {
+			return n
+		}
+		if n == len(f) {
+			return n + 1
+		}
+		end := strings.IndexAny(v, asciiSpace)
+		if end < 0 {
+			end = len(v)
+		}
+		f[n], v = v[:end], v[end:]
+		n++
+	}
+}
+
+// asciiSpace is what strings.Fields takes for space in ASCII.
+const asciiSpace = "\t\n\v\f\r "
 
 func atoi(s string) (int, bool) {
 	n, err := strconv.Atoi(s)

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +101,23 @@ func TestStamp(t *testing.T) {
 	} {
 		if got, want := string(appendStamp(nil, tm)), tm.Format(time.Stamp); got != want {
 			t.Errorf("appendStamp(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}
+
+// TestFields: fields splits as strings.Fields does.
+func TestFields(t *testing.T) {
+	for _, v := range []string{"", " ", "a", " a  b ", "a\tb\nc", "a b c d", "a\u00a0b c", "\u2003a", "x\u0085y z"} {
+		var f [3]string
+		n := fields(v, &f)
+		want := strings.Fields(v)
+		if n != min(len(want), 4) || !slices.Equal(f[:min(n, 3)], want[:min(len(want), 3)]) {
+			t.Errorf("fields(%q) = %d %q, want %q", v, n, f, want)
+		}
+	}
+	for _, bad := range []string{"kvmnet-hot 1\n", "kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1 2\nmode nat\n", "kvmnet-hot 1\n\nkey k\nnetwork n\nbridge b 1\nmode nat\n"} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse(%q) took it", bad)
 		}
 	}
 }
