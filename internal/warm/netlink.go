@@ -227,15 +227,6 @@ func (s *sock) strictDumps() {
 	_ = unix.SetsockoptInt(s.fd, unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1)
 }
 
-// putBack gives link l back the MTU it had, and its down if it was.
-//
-//	ip link set dev PORT mtu MTU [down]
-func (s *sock) putBack(l link) error {
-	body := ifinfo(l.index, l.flags&unix.IFF_UP, unix.IFF_UP)
-	body = attr(body, unix.IFLA_MTU, u32(l.mtu))
-	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
-}
-
 // hasAddress reports whether the link with index has the address addr
 // (4 or 16 bytes) with prefix length bits.
 //

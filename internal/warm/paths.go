@@ -44,28 +44,27 @@ func (r *run) up() (changes string, err error) {
 }
 
 // attach makes tap a port of the bridge as bridge.Attach does: the bridge's
-// MTU (one MTU for every guest), the bridge as master, and up. One request
-// does it all, as setNewPort does for the bridge helper's taps: each
-// RTM_SETLINK waits its turn for the RTNL lock, which a loaded host's other
-// work holds. (The kernel then brings the tap up just before it makes it a
-// port, where bridge.Attach does it just after; both end as a forwarding
-// port.) A port the bridge refuses gets its MTU back, and goes down again.
+// MTU first (one MTU for every guest), the bridge as master, then up. A port
+// the bridge refuses gets its MTU back.
 //
-//	ip link set TAP mtu $(BRIDGE's mtu) master BRIDGE up
+//	ip link set TAP mtu $(BRIDGE's mtu) master BRIDGE; ip link set TAP up
 func (r *run) attach(tap link) error {
 	var mtu uint32
 	if tap.mtu != r.br.mtu {
 		mtu = r.br.mtu
 	}
-	master := -1
-	if tap.master != r.br.index {
-		master = r.br.index
+	if tap.master != r.br.index || mtu != 0 {
+		if err := r.nl.setLink(tap.index, mtu, r.br.index, false); err != nil {
+			if mtu != 0 {
+				_ = r.nl.setLink(tap.index, tap.mtu, -1, false)
+			}
+			return err
+		}
 	}
-	if err := r.nl.setLink(tap.index, mtu, master, !tap.up()); err != nil {
-		_ = r.nl.putBack(tap)
-		return err
+	if tap.up() {
+		return nil
 	}
-	return nil
+	return r.nl.setLink(tap.index, 0, -1, true)
 }
 
 // down is a VM's down that is not the network's last: a recorded tap on the
