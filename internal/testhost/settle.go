@@ -51,20 +51,13 @@ func reaping(ns *testns.NS) bool {
 // waitLocks takes and drops every network lock of namespace ns.
 func waitLocks(ns *testns.NS) error {
 	return ns.Do(func() error {
-		d, err := state.Open()
-		if err != nil {
-			return err
-		}
-		ents, err := os.ReadDir(d.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		for _, e := range ents {
-			name, ok := strings.CutSuffix(e.Name(), ".lock")
+		d, names, err := stateFiles()
+		for _, name := range names {
+			network, ok := strings.CutSuffix(name, ".lock")
 			if !ok {
 				continue
 			}
-			lk, err := d.Lock(name)
+			lk, err := d.Lock(network)
 			if err != nil {
 				return err
 			}
@@ -72,6 +65,24 @@ func waitLocks(ns *testns.NS) error {
 		}
 		return err
 	})
+}
+
+// stateFiles returns the calling thread's namespace's state directory and
+// the names of its files (none when it has no directory yet).
+func stateFiles() (state.Dir, []string, error) {
+	d, err := state.Open()
+	if err != nil {
+		return d, nil, err
+	}
+	ents, err := os.ReadDir(d.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return d, nil, nil
+	}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	return d, names, err
 }
 
 // Settle is Settle of the host's namespace.

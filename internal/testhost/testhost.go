@@ -5,16 +5,13 @@
 package testhost
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -180,17 +177,10 @@ func (h *Host) AssertClean(rulesBefore, fwdBefore string) {
 func (h *Host) stateLeft() []string {
 	var left []string
 	err := h.Do(func() error {
-		d, err := state.Open()
-		if err != nil {
-			return err
-		}
-		ents, err := os.ReadDir(d.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		for _, e := range ents {
-			if !strings.HasSuffix(e.Name(), ".lock") {
-				left = append(left, e.Name())
+		_, names, err := stateFiles()
+		for _, name := range names {
+			if !strings.HasSuffix(name, ".lock") {
+				left = append(left, name)
 			}
 		}
 		return err
