@@ -98,6 +98,12 @@ func (uw *userWorld) as(uid int, groups ...int) []string {
 	for name, body := range uw.etc {
 		must(uw.t, os.WriteFile(filepath.Join(ovl, "up", name), []byte(body), 0o644))
 	}
+	mount := fmt.Sprintf("mount --make-rprivate / && mount -t overlay kvmnet-etc -o lowerdir=/etc,upperdir=%s/up,workdir=%s/work /etc && exec \"$@\"", ovl, ovl)
+	return append([]string{"unshare", "-m", "sh", "-c", mount, "sh"}, setpriv(uid, groups...)...)
+}
+
+// setpriv returns the argv prefix that runs a program as uid with exactly groups.
+func setpriv(uid int, groups ...int) []string {
 	gs := "--clear-groups"
 	if len(groups) > 0 {
 		var s []string
@@ -106,9 +112,7 @@ func (uw *userWorld) as(uid int, groups ...int) []string {
 		}
 		gs = "--groups=" + strings.Join(s, ",")
 	}
-	mount := fmt.Sprintf("mount --make-rprivate / && mount -t overlay kvmnet-etc -o lowerdir=/etc,upperdir=%s/up,workdir=%s/work /etc && exec \"$@\"", ovl, ovl)
-	return []string{"unshare", "-m", "sh", "-c", mount, "sh",
-		"setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(uid), gs, "--"}
+	return []string{"setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(uid), gs, "--"}
 }
 
 // hostileEnv is a user's environment that would mislead a careless setuid

@@ -18,16 +18,7 @@ import (
 // file keeps its identity from run to run, as on a real host, and the
 // bridge helper's front can take a run on a network that is up.
 func (uw *userWorld) asShared(holder *exec.Cmd, uid int, groups ...int) []string {
-	gs := "--clear-groups"
-	if len(groups) > 0 {
-		var s []string
-		for _, g := range groups {
-			s = append(s, strconv.Itoa(g))
-		}
-		gs = "--groups=" + strings.Join(s, ",")
-	}
-	return []string{"nsenter", "-t", strconv.Itoa(holder.Process.Pid), "-m", "--",
-		"setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(uid), gs, "--"}
+	return append([]string{"nsenter", "-t", strconv.Itoa(holder.Process.Pid), "-m", "--"}, setpriv(uid, groups...)...)
 }
 
 // sharedEtc starts the process whose mount namespace asShared enters.
