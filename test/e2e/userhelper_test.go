@@ -306,12 +306,13 @@ func TestTwoUsersOneNetwork(t *testing.T) {
 	var stayer atomic.Pointer[os.Process]
 	ready := make(chan struct{})
 	var readyOnce sync.Once
+	defer acquire(2)() // the held guest and the one booted beside it (bootIn)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var long *boot
 	go func() {
 		defer wg.Done()
-		long = uw.boot(guest{
+		long = uw.bootIn(guest{
 			Name: "s1", Net: "dhcp", Hold: 150, Check: []string{toOutside},
 			Netdev: uw.netdev("default"), Prefix: uw.as(userA, uw.kvm),
 			OnLine: func(l string, q *os.Process) {
@@ -326,7 +327,7 @@ func TestTwoUsersOneNetwork(t *testing.T) {
 		})[0]
 		readyOnce.Do(func() { close(ready) })
 	}()
-	short := uw.boot(guest{
+	short := uw.bootIn(guest{
 		Name: "s2", Net: "dhcp", Check: []string{toOutside},
 		Netdev: uw.netdev("default"), Prefix: uw.as(userB, uw.kvm),
 	})[0]

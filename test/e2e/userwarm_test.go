@@ -53,12 +53,13 @@ func TestUserVMWarm(t *testing.T) {
 	var stayer atomic.Pointer[os.Process]
 	ready := make(chan struct{})
 	var readyOnce sync.Once
+	defer acquire(2)() // the held guest and the one booted beside it (bootIn)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var long *boot
 	go func() {
 		defer wg.Done()
-		long = uw.boot(guest{
+		long = uw.bootIn(guest{
 			Name: "w1", Net: "dhcp", Hold: 150, Check: []string{toOutside},
 			Netdev: uw.netdev("default"), Prefix: uw.asShared(holder, userA, uw.kvm),
 			OnLine: func(l string, q *os.Process) {
@@ -85,7 +86,7 @@ func TestUserVMWarm(t *testing.T) {
 	must(t, os.WriteFile(stub, []byte("#!/bin/sh\necho engine ran >&2\nexit 3\n"), 0o755))
 	must(t, os.Rename(stub, engine))
 	var status string
-	warm := uw.boot(guest{
+	warm := uw.bootIn(guest{
 		Name: "w2", Net: "dhcp", Check: []string{toOutside}, Hold: 3,
 		Netdev: uw.netdev("br0"), Prefix: uw.asShared(holder, userB, uw.kvm),
 		OnLine: func(l string, _ *os.Process) {
