@@ -295,9 +295,9 @@ func (u *upCall) steps() []step {
 	}
 	// The daemon's start (binding its sockets, forking and executing it)
 	// needs only the bridge, and goes on in the background until it is
-	// joined after the rules: a cold network pays for it side by side with
-	// its address, ip_forward and rules. Nothing waits for the daemon to
-	// serve.
+	// joined last: a cold network pays for it side by side with its
+	// address, ip_forward, rules and the VM's port. Nothing waits for the
+	// daemon to serve, and no guest runs before the up returns.
 	if serves(u.n) {
 		steps = append(steps, step{name: "start DHCP/DNS on " + br, do: u.services, undo: u.unservices})
 	}
@@ -314,13 +314,14 @@ func (u *upCall) steps() []step {
 		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
 	steps = append(steps, rules)
-	if serves(u.n) {
-		steps = append(steps, step{name: "bind DHCP/DNS on " + br, do: u.servicesReady})
-	}
 	if u.dom != nil {
 		steps = append(steps, step{name: "record domain " + u.dom.Name, do: u.recordDomain, undo: u.unrecordDomain})
 	}
-	return append(steps, u.tapSteps()...)
+	steps = append(steps, u.tapSteps()...)
+	if serves(u.n) {
+		steps = append(steps, step{name: "bind DHCP/DNS on " + br, do: u.servicesReady})
+	}
+	return steps
 }
 
 // tapSteps record the VM's tap, then attach it: a down detaches only the
