@@ -23,11 +23,12 @@ build:
 	  CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-$$h ./cmd/qemu-$$h || exit 1; \
 	done
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet ./cmd/kvmnet
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-netsvc ./cmd/kvmnet-netsvc
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-libvirt-hook ./cmd/kvmnet-libvirt-hook
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/kvmnet-bridge-helper ./cmd/kvmnet-bridge-helper
 
-# install copies what `make build` left in bin/: the helpers to $(LIBEXECDIR),
-# kvmnet to $(BINDIR). It never builds, so that `make build` as yourself, then
+# install copies what `make build` left in bin/: the helpers and the DHCP/DNS
+# daemon to $(LIBEXECDIR), kvmnet to $(BINDIR). It never builds, so that `make build` as yourself, then
 # `sudo make install` works though sudo's PATH has no Go.
 # LINK_QEMU=1 also points /etc/qemu-ifup and /etc/qemu-ifdown at the NAT helpers,
 # so that a bare `-netdev tap` works with no script= at all (a file already
@@ -36,7 +37,7 @@ build:
 # networks (`kvmnet link` makes them for every configured network).
 # LIBVIRT_HOOK=1 also links /etc/libvirt/hooks/qemu.d/kvmnet to the libvirt hook
 # (libvirtd finds it when it next starts).
-BINARIES := kvmnet kvmnet-libvirt-hook kvmnet-bridge-helper $(addprefix kvmnet-,$(HELPERS))
+BINARIES := kvmnet kvmnet-netsvc kvmnet-libvirt-hook kvmnet-bridge-helper $(addprefix kvmnet-,$(HELPERS))
 QEMU_LINKS := /etc/qemu-ifup:kvmnet-natup /etc/qemu-ifdown:kvmnet-natdown
 
 MISSING    = $(filter-out $(wildcard $(addprefix bin/,$(BINARIES))),$(addprefix bin/,$(BINARIES)))
@@ -46,6 +47,7 @@ install:
 	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(BINDIR)
 	for h in $(HELPERS); do install -m 0755 bin/kvmnet-$$h $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h; done
 	install -m 0755 bin/kvmnet $(DESTDIR)$(BINDIR)/kvmnet
+	install -m 0755 bin/kvmnet-netsvc $(DESTDIR)$(LIBEXECDIR)/kvmnet-netsvc
 	install -m 0755 bin/kvmnet-libvirt-hook $(DESTDIR)$(LIBEXECDIR)/kvmnet-libvirt-hook
 	# setuid root, as QEMU's own bridge helper is installed: ordinary users'
 	# QEMU runs it (see "VMs as ordinary users" in README.md for why not
@@ -68,7 +70,7 @@ install:
 uninstall:
 	for h in $(HELPERS); do for l in $(DESTDIR)$(LIBEXECDIR)/kvmnet-$$h@*; do \
 	  if [ -L "$$l" ] && [ "$$(readlink "$$l")" = kvmnet-$$h ]; then rm -f "$$l"; fi; done; done
-	rm -f $(addprefix $(DESTDIR)$(LIBEXECDIR)/kvmnet-,$(HELPERS) libvirt-hook bridge-helper) $(DESTDIR)$(BINDIR)/kvmnet
+	rm -f $(addprefix $(DESTDIR)$(LIBEXECDIR)/kvmnet-,$(HELPERS) netsvc libvirt-hook bridge-helper) $(DESTDIR)$(BINDIR)/kvmnet
 	h=$(DESTDIR)/etc/libvirt/hooks/qemu.d/kvmnet; \
 	  if [ -L "$$h" ] && [ "$$(readlink "$$h")" = $(LIBEXECDIR)/kvmnet-libvirt-hook ]; then rm -f "$$h"; fi
 	for l in $(QEMU_LINKS); do f=$(DESTDIR)$${l%%:*} t=$(LIBEXECDIR)/$${l#*:}; \

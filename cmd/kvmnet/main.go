@@ -1,9 +1,6 @@
 // Command kvmnet is the operator tool: see `kvmnet --help`. Started with
-// argv[0] kvmnet-netsvc, it is the DHCP/DNS daemon of one network, which the
-// helpers and `kvmnet up` spawn (see ctl.Start): only this binary links the
-// DHCP and DNS code, so that the helpers start fast. Started with argv[0]
-// kvmnet-teardown, it finishes a VM's last down in the background (deleting
-// the network's bridge), holding the lock that down handed it. Started as
+// argv[0] kvmnet-teardown, it finishes a VM's last down in the background
+// (deleting the network's bridge), holding the lock that down handed it. Started as
 // kvmnet-natup (or kvmnet-natup@NETWORK, and the other three tap scripts),
 // it is that helper's engine: the helper's front (package warm) execs it
 // with its own argv for every run it cannot prove warm. Started with argv[0]
@@ -17,8 +14,6 @@ import (
 	"strings"
 
 	"github.com/kvmnet/kvmnet/internal/cli"
-	"github.com/kvmnet/kvmnet/internal/netsvc"
-	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // helpers are the tap scripts whose engine this binary is, by argv[0].
@@ -30,12 +25,9 @@ var helpers = map[string]cli.Verb{
 func main() {
 	base := filepath.Base(os.Args[0])
 	switch base {
-	case ctl.ProcName:
-		os.Exit(cli.Daemon(os.Args, netsvc.MainWatching))
 	case cli.TeardownProc:
 		os.Exit(cli.Teardown(os.Args))
-	}
-	if base == cli.BridgeHelperName {
+	case cli.BridgeHelperName:
 		os.Exit(cli.BridgeHelper(os.Args))
 	}
 	if v, ok := helpers[strings.SplitN(base, "@", 2)[0]]; ok {

@@ -53,8 +53,9 @@ func (e usageError) Is(target error) bool { return target == errUsage }
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
 // Helper runs a helper with args (os.Args) and returns its exit code. The
-// DHCP/DNS daemon a helper starts runs in the kvmnet binary (cmd/kvmnet), so
-// that the helpers, started once per VM, do not link its protocol code.
+// DHCP/DNS daemon a helper starts is a binary of its own (cmd/kvmnet-netsvc),
+// so that the engine, started for every cold up and last down, does not link
+// its protocol code.
 func Helper(v Verb, args []string) int {
 	prog := "kvmnet-" + v.Name
 	switch opt := option(args); opt {

@@ -64,9 +64,7 @@ func commands() []command {
 }
 
 // Operator runs the kvmnet operator tool with args (os.Args) and returns its
-// exit code. The kvmnet binary's main, not Operator, runs the DHCP/DNS daemon
-// when started as its argv[0]: this package is linked into the helpers too,
-// which must not link the daemon's protocol code.
+// exit code.
 func Operator(args []string) int {
 	if len(args) < 2 {
 		OperatorUsage(os.Stderr)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kvmnet/kvmnet/internal/selfbin"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -31,7 +32,7 @@ const TeardownProc = "kvmnet-teardown"
 // midway leaves a journal that the next up, down or gc finishes. Without the
 // kvmnet binary, or when the child cannot start, the down does it all itself.
 func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) {
-	exe, err := findDaemonBinary()
+	exe, err := selfbin.Kvmnet()
 	if err != nil {
 		return Teardown(d, rec)
 	}

@@ -60,7 +60,7 @@ func netnsOf(t *testing.T, proc string) string {
 	return link
 }
 
-// daemonBeside links bin/kvmnet next to the test binary, where
+// daemonBeside links bin/kvmnet-netsvc next to the test binary, where
 // findDaemonBinary looks (it never looks in PATH).
 func daemonBeside(t *testing.T, bin string) {
 	self, err := os.Executable()

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"time"
@@ -26,7 +27,7 @@ const (
 const stopTimeout = 2 * time.Second
 
 // daemonBinary is the name of the binary that runs the DHCP/DNS daemon.
-const daemonBinary = "kvmnet"
+const daemonBinary = selfbin.DaemonName
 
 // ServicesPID returns the pid of a network's DHCP/DNS daemon, if it runs.
 func ServicesPID(d state.Dir, network string) (int, bool) {
@@ -68,22 +69,18 @@ func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) 
 	return ctl.Start(exe, d.File(n.Name, svcConf), d.File(n.Name, svcLog))
 }
 
-// installedDaemon is where a package installs the kvmnet binary.
-const installedDaemon = selfbin.Installed
+// installedDaemon is where a package installs the daemon's binary.
+const installedDaemon = selfbin.InstalledDaemon
 
-// findDaemonBinary returns the kvmnet binary, which runs the DHCP/DNS daemon
-// (selfbin.Kvmnet). The helpers do not link the DHCP/DNS code, as it would
-// slow down every VM start, so they cannot re-execute themselves as the daemon.
+// findDaemonBinary returns the daemon's binary of this installation
+// (selfbin.Daemon): its own, so that the kvmnet binary, which every cold up
+// executes, does not link the DHCP/DNS code.
 func findDaemonBinary() (string, error) {
-	p, err := selfbin.Kvmnet()
-	var nf *selfbin.NotFoundError
-	switch {
-	case errors.As(err, &nf):
-		return "", fmt.Errorf("%w (it runs the DHCP/DNS daemon)", err)
-	case err != nil:
-		return "", fmt.Errorf("the %s binary, which runs the DHCP/DNS daemon: %w", daemonBinary, err)
+	p, err := selfbin.Daemon()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("the DHCP/DNS daemon's binary: %w", err)
 	}
-	return p, nil
+	return p, err
 }
 
 // stopServices stops the network's daemon, if it runs.

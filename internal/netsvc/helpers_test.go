@@ -16,7 +16,7 @@ import (
 )
 
 // TestMain lets the test binary act as the daemon: Start re-executes it with
-// argv[0] = ctl.ProcName, exactly as it starts the kvmnet binary in use.
+// argv[0] = ctl.ProcName, exactly as it starts the kvmnet-netsvc binary.
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == ctl.ProcName {
 		os.Exit(Main(os.Args))

@@ -10,7 +10,7 @@ import (
 
 // Vacated is called by the daemon when the last tap left the network's
 // bridge: its VM exited or was killed, with or without a downscript. It gets
-// the network's name. What it does is the caller's (cmd/kvmnet runs
+// the network's name. What it does is the caller's (Daemon runs
 // `kvmnet gc NETWORK`, which decides under the network's lock whether the
 // network is unused and tears it down, this daemon with it); the daemon only
 // notices.

@@ -1,6 +1,7 @@
-// Package selfbin finds kvmnet's own binaries, for the helpers that run the
-// kvmnet binary: to start the DHCP/DNS daemon, and for the tap scripts'
-// fronts (package warm) to hand a run to the engine. It links nothing but
+// Package selfbin finds kvmnet's own binaries: the kvmnet binary, for the
+// tap scripts' fronts (package warm) to hand a run to the engine and for the
+// DHCP/DNS daemon to start `kvmnet gc`; and the daemon's, kvmnet-netsvc, for
+// an up to start it. It links nothing but
 // the standard library's smallest packages (no fmt), because the fronts must
 // start as fast as an empty program.
 package selfbin
@@ -20,6 +21,13 @@ const Name = "kvmnet"
 // Installed is where a package installs the kvmnet binary.
 const Installed = "/usr/bin/kvmnet"
 
+// DaemonName is the DHCP/DNS daemon's binary's name.
+const DaemonName = "kvmnet-netsvc"
+
+// InstalledDaemon is where a package installs the daemon's binary: beside
+// the tap scripts, as it is no command of its own.
+const InstalledDaemon = "/usr/libexec/kvmnet-netsvc"
+
 // Kvmnet returns the kvmnet binary of this installation: next to the running
 // binary first (bin/ of a build, or wherever tests put them all), then in
 // ../bin relative to it (installed: /usr/libexec/kvmnet-natup and
@@ -28,14 +36,22 @@ const Installed = "/usr/bin/kvmnet"
 // what a privileged helper runs. The running binary is /proc/self/exe, which
 // the caller cannot fake, and the one found must pass Check; one that does
 // not is an error, not skipped. A binary found nowhere is a *NotFoundError.
-func Kvmnet() (string, error) {
+func Kvmnet() (string, error) { return find(Name, "bin", Installed) }
+
+// Daemon returns the daemon's binary of this installation as Kvmnet finds
+// kvmnet: next to the running binary, then in ../libexec relative to it
+// (installed: /usr/bin/kvmnet and /usr/libexec/kvmnet-netsvc), then at
+// /usr/libexec/kvmnet-netsvc.
+func Daemon() (string, error) { return find(DaemonName, "libexec", InstalledDaemon) }
+
+func find(name, sibling, installed string) (string, error) {
 	self, err := os.Executable() // /proc/self/exe: kvmnet-natup@lab gives kvmnet-natup
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Dir(self)
-	installed := filepath.Join(filepath.Dir(dir), "bin")
-	for _, p := range []string{filepath.Join(dir, Name), filepath.Join(installed, Name), Installed} {
+	there := filepath.Join(filepath.Dir(dir), sibling)
+	for _, p := range []string{filepath.Join(dir, name), filepath.Join(there, name), installed} {
 		err := Check(p)
 		if err == nil {
 			return p, nil
@@ -44,17 +60,19 @@ func Kvmnet() (string, error) {
 			return "", err
 		}
 	}
-	return "", &NotFoundError{Self: self, Installed: installed}
+	return "", &NotFoundError{Name: name, Self: self, Sibling: there, Installed: installed}
 }
 
-// NotFoundError says where Kvmnet looked.
+// NotFoundError says where Kvmnet or Daemon looked.
 type NotFoundError struct {
+	Name      string // the binary looked for
 	Self      string // the running binary, beside which it looked first
-	Installed string // the ../bin it looked in next
+	Sibling   string // the ../bin or ../libexec it looked in next
+	Installed string // where a package installs it
 }
 
 func (e *NotFoundError) Error() string {
-	return Name + " binary not found next to " + e.Self + ", in " + e.Installed + " or at " + Installed
+	return e.Name + " binary not found next to " + e.Self + ", in " + e.Sibling + " or at " + e.Installed
 }
 
 // Is makes a NotFoundError an fs.ErrNotExist.

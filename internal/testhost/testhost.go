@@ -16,12 +16,12 @@ import (
 )
 
 // Binaries are the programs Build makes: the four helpers, the operator tool
-// (which is also the DHCP/DNS daemon the helpers start), the libvirt hook and
-// the bridge helper.
+// (which is also their engine), the DHCP/DNS daemon the helpers start, the
+// libvirt hook and the bridge helper.
 var Binaries = map[string]string{
 	"kvmnet-ifup": "qemu-ifup", "kvmnet-ifdown": "qemu-ifdown",
 	"kvmnet-natup": "qemu-natup", "kvmnet-natdown": "qemu-natdown",
-	"kvmnet": "kvmnet", "kvmnet-libvirt-hook": "kvmnet-libvirt-hook",
+	"kvmnet": "kvmnet", "kvmnet-netsvc": "kvmnet-netsvc", "kvmnet-libvirt-hook": "kvmnet-libvirt-hook",
 	"kvmnet-bridge-helper": "kvmnet-bridge-helper",
 }
 

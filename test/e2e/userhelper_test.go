@@ -60,7 +60,7 @@ func newUserWorld(t *testing.T, extra string) *userWorld {
 	}
 	sbin := filepath.Join(w.dir, "sbin")
 	must(t, os.Mkdir(sbin, 0o755))
-	for _, b := range []string{"kvmnet-bridge-helper", "kvmnet"} {
+	for _, b := range []string{"kvmnet-bridge-helper", "kvmnet", "kvmnet-netsvc"} {
 		data, err := os.ReadFile(filepath.Join(binDir, b))
 		if err != nil {
 			t.Skipf("no %s in %s: run make build", b, binDir)

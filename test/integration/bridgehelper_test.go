@@ -58,7 +58,7 @@ func newBHHost(t *testing.T, config string) *bhHost {
 		must(t, os.Chmod(d, 0o755))
 	}
 	must(t, os.MkdirAll(b.dir, 0o755))
-	for _, name := range []string{"kvmnet-bridge-helper", "kvmnet"} {
+	for _, name := range []string{"kvmnet-bridge-helper", "kvmnet", "kvmnet-netsvc"} {
 		data, err := os.ReadFile(filepath.Join(bin, name))
 		must(t, err)
 		must(t, os.WriteFile(filepath.Join(b.dir, name), data, 0o755))

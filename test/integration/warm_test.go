@@ -265,7 +265,7 @@ func testWarmWithoutEngine(t *testing.T, up, down string) {
 	h := newHost(t, "nftables", "")
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	dir := t.TempDir()
-	for _, name := range []string{"kvmnet", up, down} {
+	for _, name := range []string{"kvmnet", "kvmnet-netsvc", up, down} {
 		b, err := os.ReadFile(filepath.Join(bin, name))
 		if err != nil {
 			t.Fatal(err)

@@ -38,7 +38,7 @@ func TestDeb(t *testing.T) {
 	run(t, "dpkg-deb", "-x", deb, root)
 	for path, mode := range map[string]os.FileMode{
 		"usr/bin/kvmnet": 0o755, "usr/libexec/kvmnet-ifup": 0o755, "usr/libexec/kvmnet-ifdown": 0o755,
-		"usr/libexec/kvmnet-natup": 0o755, "usr/libexec/kvmnet-natdown": 0o755,
+		"usr/libexec/kvmnet-natup": 0o755, "usr/libexec/kvmnet-natdown": 0o755, "usr/libexec/kvmnet-netsvc": 0o755,
 		"usr/libexec/kvmnet-libvirt-hook": 0o755, "usr/share/man/man8/kvmnet-libvirt-hook.8.gz": 0o644,
 		"etc/kvmnet/kvmnet.toml.example": 0o644, "lib/systemd/system/kvmnet-up@.service": 0o644,
 		"usr/share/man/man1/kvmnet.1.gz": 0o644, "usr/share/man/man8/kvmnet-natup.8.gz": 0o644,

@@ -72,6 +72,9 @@ func TestMakeInstall(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dest, "usr/libexec/kvmnet-bridge-helper")); err != nil || fi.Mode()&os.ModeSetuid == 0 || fi.Mode().Perm() != 0o755 {
 		t.Errorf("/usr/libexec/kvmnet-bridge-helper: %v, %v; want setuid, 0755", err, fi)
 	}
+	if fi, err := os.Stat(filepath.Join(dest, "usr/libexec/kvmnet-netsvc")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("/usr/libexec/kvmnet-netsvc: %v, %v; want 0755", err, fi)
+	}
 	if b, err := os.ReadFile(qemuIfup + ".before-kvmnet"); err != nil || !strings.Contains(string(b), "qemu package") {
 		t.Errorf("the qemu package's qemu-ifup was not kept aside: %v", err)
 	}

@@ -13,7 +13,7 @@ import (
 func installed(t *testing.T) (root string) {
 	t.Helper()
 	root = t.TempDir()
-	for name := range map[string]bool{"kvmnet": true, "kvmnet-ifup": true, "kvmnet-ifdown": true, "kvmnet-natup": true, "kvmnet-natdown": true} {
+	for name := range map[string]bool{"kvmnet": true, "kvmnet-ifup": true, "kvmnet-ifdown": true, "kvmnet-natup": true, "kvmnet-natdown": true, "kvmnet-netsvc": true} {
 		dir := "usr/libexec"
 		if name == "kvmnet" {
 			dir = "usr/bin"

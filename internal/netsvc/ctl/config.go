@@ -2,7 +2,7 @@
 // netsvc): its config file, its process (Start, Alive, Stop) and its lease
 // file. It holds no DHCP or DNS protocol code, so that the QEMU helpers, which
 // start and stop the daemon once per VM, stay small and start fast; the
-// daemon itself runs in the kvmnet binary.
+// daemon itself is the kvmnet-netsvc binary.
 package ctl
 
 import (
