@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
 // qemuBridgeHelper is QEMU's own helper, as Debian installs it.
@@ -22,6 +24,9 @@ const qemuBridgeHelper = "/usr/lib/qemu/qemu-bridge-helper"
 // binary again inside the namespace, in a mount namespace of its own.
 const driverEnv = "KVMNET_BENCH_BRIDGE_DRIVER"
 
+// beforeNSEnv names the namespace of the before side's network.
+const beforeNSEnv = "KVMNET_BENCH_BEFORE_NS"
+
 // durationsMark starts the driver's line of results.
 const durationsMark = "DURATIONS "
 
@@ -29,8 +34,10 @@ const durationsMark = "DURATIONS "
 // and passed to QEMU, by kvmnet-bridge-helper and by QEMU's own
 // qemu-bridge-helper, as QEMU runs them (a socket pair, --use-vnet --fd=N
 // --br=br0, the fd received), interleaved; and, given $KVMNET_BENCH_BEFORE,
-// by that build's kvmnet-bridge-helper, on a network of its own (br1), so
-// that neither build's runs change the state the other's find. QEMU's helper reads its ACL from
+// by that build's kvmnet-bridge-helper, on a network of its own (br1) in a
+// namespace of its own, so that neither build's runs change the state the
+// other's find (each version rewrites the namespace's ACL cache under its
+// own key). QEMU's helper reads its ACL from
 // /etc/qemu/bridge.conf, which the machine need not have: both run from a
 // driver in a mount namespace whose /etc is an overlay with that file.
 func BenchmarkBridgeHelper(b *testing.B) {
@@ -40,13 +47,17 @@ func BenchmarkBridgeHelper(b *testing.B) {
 	w := newWorld(b)
 	w.writeConfig(fmt.Sprintf("lease_dir = %q\n%s", filepath.Dir(w.config), beforeNetwork))
 	w.run(filepath.Join(bin, "kvmnet-natup"), w.tap("vnet0")) // the network is up, held by vnet0
-	// The before side's network, held by vnet1.
+	// The before side's network, held by vnet1, in its own namespace.
+	var beforeNS string
 	if dir, ok := before(); ok {
 		link := filepath.Join(b.TempDir(), "kvmnet-natup@before")
 		if err := os.Symlink(filepath.Join(dir, "kvmnet-natup"), link); err != nil {
 			b.Fatal(err)
 		}
-		w.run(link, w.tap("vnet1"))
+		wb := newWorld(b)
+		wb.writeConfig(fmt.Sprintf("lease_dir = %q\n%s", filepath.Dir(wb.config), beforeNetwork))
+		wb.run(link, wb.tap("vnet1"))
+		beforeNS = wb.ns.Name
 	}
 	ovl := b.TempDir()
 	for _, f := range []struct{ path, body string }{
@@ -72,7 +83,7 @@ func BenchmarkBridgeHelper(b *testing.B) {
 	cmd.Env = []string{driverEnv + "=" + strconv.Itoa(n), "KVMNET_BENCH_BIN=" + bin, "PATH=" + os.Getenv("PATH")}
 	sides := []string{"kvmnet", "qemu"}
 	if dir, ok := before(); ok {
-		cmd.Env = append(cmd.Env, "KVMNET_BENCH_BEFORE="+dir)
+		cmd.Env = append(cmd.Env, "KVMNET_BENCH_BEFORE="+dir, beforeNSEnv+"="+beforeNS)
 		sides = append(sides, "before")
 	}
 	var stderr strings.Builder
@@ -121,7 +132,17 @@ func TestBridgeHelperDriver(t *testing.T) {
 	d := map[string][]time.Duration{}
 	for range n {
 		for _, side := range sides {
-			took, err := runBridgeHelper(helpers[side][0], helpers[side][1])
+			var took time.Duration
+			run := func() (err error) {
+				took, err = runBridgeHelper(helpers[side][0], helpers[side][1])
+				return err
+			}
+			var err error
+			if side == "before" {
+				err = (&testns.NS{Name: os.Getenv(beforeNSEnv)}).Do(run)
+			} else {
+				err = run()
+			}
 			if err != nil {
 				t.Fatalf("%s: %v", side, err)
 			}
