@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -98,16 +96,11 @@ func handOver(exe, network string, lk *state.Lock) error {
 		return fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
-	cmd := &exec.Cmd{
-		Path: exe, Args: []string{TeardownProc, network}, Dir: "/",
-		Stdin: devnull, Stdout: devnull, Stderr: devnull,
-		ExtraFiles:  []*os.File{lk.File()},
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	if err := cmd.Start(); err != nil {
+	null := devnull.Fd()
+	if _, err := selfbin.Start(exe, []string{TeardownProc, network}, []uintptr{null, null, null, lk.File().Fd()}); err != nil {
 		return fmt.Errorf("start %s %s: %w", TeardownProc, network, err)
 	}
-	return cmd.Process.Release()
+	return nil
 }
 
 // lockFD is the descriptor a TeardownProc child holds the network's lock on.

@@ -122,7 +122,7 @@ func (d Dir) Lock(name string) (*Lock, error) {
 // open file description.
 func (l *Lock) Unlock() { l.f.Close() }
 
-// File is the lock's open file, for a child process (exec.Cmd.ExtraFiles) to
+// File is the lock's open file, for a child process (its descriptor 3) to
 // go on holding the lock after this process ends: an flock belongs to the
 // open file description, which the child's copy of the descriptor shares.
 func (l *Lock) File() *os.File { return l.f }

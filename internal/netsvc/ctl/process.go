@@ -6,16 +6,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/internal/safefile"
+	"github.com/kvmnet/kvmnet/internal/selfbin"
 )
 
 // ProcName is argv[0] of the daemon, and its binary's name (kvmnet-netsvc,
@@ -151,13 +152,16 @@ func waitGone(pid int, timeout time.Duration) bool {
 
 // Process is a daemon Start has started, ready or not yet.
 type Process struct {
-	cmd      *exec.Cmd
+	pid      int
 	pidFile  string
 	logPath  string
-	logStart int64         // the log's size at start: what follows is this daemon's
-	ready    *os.File      // read end of the ready pipe (see Ready)
-	done     chan struct{} // closed once the daemon has exited and been reaped
-	exitErr  error         // cmd.Wait's result, once done is closed
+	logStart int64              // the log's size at start: what follows is this daemon's
+	ready    *os.File           // read end of the ready pipe (see Ready)
+	done     chan struct{}      // closed once the daemon has exited and been reaped
+	status   syscall.WaitStatus // how it exited, once done is closed
+
+	mu     sync.Mutex // held to reap, and to signal: a pid reaped may be another's
+	reaped bool
 }
 
 // Inherited descriptors of a daemon Start starts: the ready pipe's write end,
@@ -222,22 +226,34 @@ func spawn(exe, configPath, logPath string, c Config) (*Process, error) {
 	}
 	defer readyW.Close()
 	logStart, _ := logf.Seek(0, io.SeekEnd)
-	cmd := &exec.Cmd{
-		Path: exe, Args: []string{ProcName, configPath}, Dir: "/",
-		Stdin: devnull, Stdout: logf, Stderr: logf,
-		ExtraFiles:  append([]*os.File{readyW}, socks.Files()...),
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	files := []uintptr{devnull.Fd(), logf.Fd(), logf.Fd(), readyW.Fd()}
+	for _, f := range socks.Files() {
+		files = append(files, f.Fd())
 	}
-	if err := cmd.Start(); err != nil {
+	pid, err := selfbin.Start(exe, []string{ProcName, configPath}, files)
+	if err != nil {
 		ready.Close()
 		return nil, fmt.Errorf("start netsvc: %w", err)
 	}
-	p := &Process{cmd: cmd, pidFile: c.PIDFile, logPath: logPath, logStart: logStart, ready: ready, done: make(chan struct{})}
-	go func() { // also reaps the daemon if it dies while we live
-		p.exitErr = cmd.Wait()
-		close(p.done)
-	}()
+	p := &Process{pid: pid, pidFile: c.PIDFile, logPath: logPath, logStart: logStart, ready: ready, done: make(chan struct{})}
+	go p.reap() // also if it dies while we live
 	return p, nil
+}
+
+// reap waits for the daemon to exit, then reaps it.
+func (p *Process) reap() {
+	var info unix.Siginfo
+	for errors.Is(unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil), unix.EINTR) {
+	}
+	p.mu.Lock()
+	for {
+		if _, err := syscall.Wait4(p.pid, &p.status, 0, nil); !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	p.reaped = true
+	p.mu.Unlock()
+	close(p.done)
 }
 
 // Ready is what a daemon Start started calls once it serves: it writes one
@@ -249,7 +265,7 @@ func Ready() {
 }
 
 // Pid is the daemon's process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+func (p *Process) Pid() int { return p.pid }
 
 // Wait returns once the daemon serves, for a caller that wants to know it
 // started well (tests; an up does not wait). If the daemon dies first, the
@@ -267,7 +283,7 @@ func (p *Process) Wait() (int, error) {
 			return p.Pid(), nil
 		}
 		<-p.done
-		return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(p.exitErr), logTail(p.logPath, p.logStart))
+		return 0, fmt.Errorf("netsvc exited at start (%s): %s", exitText(p.status), logTail(p.logPath, p.logStart))
 	case <-time.After(spawnTimeout):
 		p.Kill()
 		return 0, fmt.Errorf("netsvc not ready after %s: %s", spawnTimeout, logTail(p.logPath, p.logStart))
@@ -275,21 +291,28 @@ func (p *Process) Wait() (int, error) {
 }
 
 // Kill ends the daemon at once, ready or not, and removes its pid file: it is
-// the undo of Start. The daemon is still this process's child, so its pid
-// cannot have been reused.
+// the undo of Start. The daemon is this process's child until reap reaps it,
+// under the lock Kill signals it under, so its pid cannot have been reused.
 func (p *Process) Kill() {
 	pid := p.Pid()
-	_ = p.cmd.Process.Kill()
+	p.mu.Lock()
+	if !p.reaped {
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	}
+	p.mu.Unlock()
 	<-p.done
 	p.ready.Close()
 	RemovePIDFile(p.pidFile, pid)
 }
 
-func exitText(err error) string {
-	if err == nil {
+func exitText(ws syscall.WaitStatus) string {
+	if ws.Signaled() {
+		return "signal: " + ws.Signal().String()
+	}
+	if ws.ExitStatus() == 0 {
 		return "status 0"
 	}
-	return err.Error()
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
 }
 
 // logTail returns the last non-empty line the daemon logged since start.
