@@ -112,7 +112,15 @@ finish() {
 	fi
 }
 line() { grep -o "KVMNET $2.*" "$tmp/$1.log" | head -n 1 | sed "s/^KVMNET $2 *//" | tr -d '\r'; }
-rules() { inhost iptables-save | grep -ci kvmnet || true; }
+# rules: how many rules kvmnet holds in the hypervisor, in the backend it
+# picked (firewall = "auto"): its nftables table, else iptables' chains.
+rules() {
+	local n
+	n=$(inhost nft -j list table inet kvmnet 2>/dev/null | grep -o '"rule":' | wc -l)
+	[ "$n" -gt 0 ] && { echo "$n"; return; }
+	inhost iptables-save | grep -ci kvmnet || true
+}
+backend() { inhost nft list table inet kvmnet >/dev/null 2>&1 && echo "nftables table inet kvmnet" || echo "iptables-save"; }
 fwd() { inhost sysctl -n net.ipv4.ip_forward; }
 
 say "[3/4] NAT network, zero config:"
@@ -125,8 +133,8 @@ if waitfor d1 boot; then
 	br=$(inhost ip -br -4 addr show dev br0 2>/dev/null | awk '{print $3}')
 	[ -n "$br" ] && ok "kvmnet-natup made br0 with gateway $br" || bad "no bridge br0 with an address"
 	n=$(rules)
-	[ "$n" -gt 0 ] && ok "it added $n kvmnet rules (iptables-save of the hypervisor) and turned ip_forward on ($(fwd))" ||
-		bad "no kvmnet rules in the hypervisor's iptables-save"
+	[ "$n" -gt 0 ] && ok "it added $n kvmnet rules ($(backend) of the hypervisor) and turned ip_forward on ($(fwd))" ||
+		bad "no kvmnet rules in the hypervisor's nftables or iptables"
 else
 	bad "guest d1 did not boot"
 fi

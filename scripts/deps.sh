@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
 	make git ca-certificates  # build (VERSION from git describe)
 	iproute2 iptables         # ip netns/link/addr/route, iptables-save in tests
-	nftables                  # nft: tests read the nftables backend's rules with it (kvmnet never runs it)
+	nftables                  # nft: tests and the demo read the nftables backend's rules with it (kvmnet never runs it)
 	procps kmod util-linux    # sysctl, modinfo/insmod, setsid/nsenter
 	libcap2-bin               # capsh/setcap, for tests of the helpers' capabilities
 	qemu-system-x86           # the guest's emulator (seabios, ipxe-qemu come with it)
