@@ -221,7 +221,7 @@ func engine(v Verb, args []string) int {
 		err = unix.Exec(exe, argv, os.Environ())
 		err = errors.New("run " + exe + ": " + err.Error())
 	} else if _, ok := err.(*selfbin.NotFoundError); ok {
-		err = errors.New(err.Error() + " (it sets networks up and runs the DHCP/DNS daemon)")
+		err = errors.New(err.Error() + " (it sets networks up)")
 	}
 	logLine(v, logErr, err.Error())
 	return 1

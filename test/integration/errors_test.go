@@ -158,7 +158,7 @@ var withoutSystemBin = []string{"unshare", "--mount", "--propagation", "private"
 // each leaving a mark when run, for a PATH that must be ignored.
 func hostilePath(t *testing.T) (dir string, ran func() bool) {
 	dir = t.TempDir()
-	for _, name := range []string{"kvmnet", "iptables", "iptables-save", "iptables-restore", "iptables-nft", "xtables-nft-multi"} {
+	for _, name := range []string{"kvmnet", "kvmnet-netsvc", "iptables", "iptables-save", "iptables-restore", "iptables-nft", "xtables-nft-multi"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\ntouch "+dir+"/ran\nexit 0\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -166,27 +166,59 @@ func hostilePath(t *testing.T) (dir string, ran func() bool) {
 	return dir, func() bool { _, err := os.Stat(filepath.Join(dir, "ran")); return err == nil }
 }
 
-// TestNoDaemonBinary: a NAT helper installed without kvmnet, which sets
-// networks up and runs the DHCP/DNS daemon, fails in one line naming where it
-// looked, and leaves nothing made. A kvmnet in PATH is not run.
-func TestNoDaemonBinary(t *testing.T) { matrix(t, testNoDaemonBinary) }
+// TestNoKvmnetBinary: a NAT helper installed without kvmnet, which sets
+// networks up, fails in one line naming where it looked, and leaves nothing
+// made. A kvmnet in PATH is not run.
+func TestNoKvmnetBinary(t *testing.T) { matrix(t, testNoKvmnetBinary) }
 
-func testNoDaemonBinary(t *testing.T, fw string) {
+func testNoKvmnetBinary(t *testing.T, fw string) {
 	if _, err := os.Stat("/usr/bin/kvmnet"); err == nil {
 		t.Skip("/usr/bin/kvmnet is installed")
 	}
 	root := t.TempDir()
-	helper := filepath.Join(root, "libexec", "kvmnet-natup")
-	if err := os.MkdirAll(filepath.Dir(helper), 0o755); err != nil {
+	helper := installAt(t, root, "libexec", "kvmnet-natup")
+	refusedWhole(t, fw, helper, "kvmnet-natup: kvmnet binary not found next to "+helper+", in "+
+		filepath.Join(root, "bin")+" or at /usr/bin/kvmnet (it sets networks up)")
+}
+
+// TestNoDaemonBinary: kvmnet installed without the DHCP/DNS daemon's binary:
+// a network's first up fails in one line naming where kvmnet looked for it,
+// and leaves nothing made. A kvmnet-netsvc in PATH is not run.
+func TestNoDaemonBinary(t *testing.T) { matrix(t, testNoDaemonBinary) }
+
+func testNoDaemonBinary(t *testing.T, fw string) {
+	if _, err := os.Stat("/usr/libexec/kvmnet-netsvc"); err == nil {
+		t.Skip("/usr/libexec/kvmnet-netsvc is installed")
+	}
+	root := t.TempDir()
+	helper := installAt(t, root, "libexec", "kvmnet-natup")
+	kvmnet := installAt(t, root, "bin", "kvmnet")
+	refusedWhole(t, fw, helper, "kvmnet-natup: start DHCP/DNS on br0: kvmnet-netsvc binary not found next to "+kvmnet+", in "+
+		filepath.Join(root, "libexec")+" or at /usr/libexec/kvmnet-netsvc")
+}
+
+// installAt copies bin/NAME to root/dir/NAME and returns its path.
+func installAt(t *testing.T, root, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(root, dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(bin, "kvmnet-natup"))
+	b, err := os.ReadFile(filepath.Join(bin, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(helper, b, 0o755); err != nil {
+	if err := os.WriteFile(p, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// refusedWhole runs helper for a new tap with a PATH of stubs (hostilePath)
+// and wants it to fail with one line containing want, run no stub, and
+// leave the namespace as it was.
+func refusedWhole(t *testing.T, fw, helper, want string) {
+	t.Helper()
 	stubs, ran := hostilePath(t)
 	h := newHost(t, fw, "")
 	tap := h.taps("vnet", 1)[0]
@@ -195,8 +227,6 @@ func testNoDaemonBinary(t *testing.T, fw string) {
 	if err == nil {
 		t.Fatalf("succeeded; stderr: %s", stderr)
 	}
-	want := "kvmnet-natup: kvmnet binary not found next to " + helper + ", in " +
-		filepath.Join(root, "bin") + " or at /usr/bin/kvmnet (it sets networks up and runs the DHCP/DNS daemon)"
 	if !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("stderr = %q, want one line containing %q", stderr, want)
 	}
