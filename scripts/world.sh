@@ -87,10 +87,17 @@ up() {
 }
 
 down() {
-	local ns p
+	local ns p pids i
+	# Until none is left: a process may start another as it dies (a DHCP/DNS
+	# daemon's `kvmnet gc`), which would outlive the namespace's name.
 	for ns in "$out" "$host"; do
 		[ -e "/run/netns/$ns" ] || continue
-		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+		for i in $(seq 100); do
+			pids=$(ip netns pids "$ns" 2>/dev/null)
+			[ -n "$pids" ] || break
+			for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+			sleep 0.01
+		done
 	done
 	for ns in "$out" "$host"; do
 		[ -e "/run/netns/$ns" ] && ip netns del "$ns"

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netns"
 
@@ -40,6 +41,10 @@ func New(t testing.TB) *NS {
 		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
 	}
 	t.Cleanup(func() {
+		// Kill whatever still runs in it first: daemons a failed test left,
+		// and the `kvmnet gc` a daemon starts when its bridge loses its last
+		// port, which would make kvmnet's state directory again once removed.
+		ns.killAll()
 		// kvmnet keeps state per namespace under /run/kvmnet; a namespace
 		// that is gone leaves its directory behind, so take it with us.
 		_ = ns.Do(func() error {
@@ -49,16 +54,24 @@ func New(t testing.TB) *NS {
 			}
 			return err
 		})
-		// Kill whatever still runs in it (daemons a failed test left) before deleting.
-		if pids, err := exec.Command("ip", "netns", "pids", ns.Name).Output(); err == nil {
-			for _, p := range strings.Fields(string(pids)) {
-				_ = exec.Command("kill", "-9", p).Run()
-			}
-		}
 		_ = exec.Command("ip", "netns", "del", ns.Name).Run()
 	})
 	ns.MustRun("ip", "link", "set", "lo", "up")
 	return ns
+}
+
+// killAll kills every process in the namespace and waits, a second at most,
+// until none is left: one may start another as it dies.
+func (ns *NS) killAll() {
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		pids, err := exec.Command("ip", "netns", "pids", ns.Name).Output()
+		if err != nil || len(strings.Fields(string(pids))) == 0 {
+			return
+		}
+		for _, p := range strings.Fields(string(pids)) {
+			_ = exec.Command("kill", "-9", p).Run()
+		}
+	}
 }
 
 // Cmd returns a command that runs argv inside the namespace (`ip netns exec`).
