@@ -1,11 +1,12 @@
 // Command kvmnet is the operator tool: see `kvmnet --help`. Started with
 // argv[0] kvmnet-teardown, it finishes a VM's last down in the background
-// (deleting the network's bridge), holding the lock that down handed it. Started as
-// kvmnet-natup (or kvmnet-natup@NETWORK, and the other three tap scripts),
-// it is that helper's engine: the helper's front (package warm) execs it
-// with its own argv for every run it cannot prove warm. Started with argv[0]
-// kvmnet-bridge-helper, it is the bridge helper's engine, which its setuid
-// front execs with the caller's ids for every run it does not take.
+// (deleting the network's bridge), holding the lock that down handed it.
+// Started as kvmnet-natup (or kvmnet-natup@NETWORK, and the other three tap
+// scripts), it is that helper's engine: the helper's front (package warm)
+// execs it with its own argv for every run it cannot prove warm. Started
+// with argv[0] kvmnet-bridge-helper, it is the bridge helper's engine, which
+// its setuid front execs with the caller's ids for every run it does not
+// take. The DHCP/DNS daemon is a binary of its own (cmd/kvmnet-netsvc).
 package main
 
 import (

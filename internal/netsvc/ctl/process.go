@@ -20,8 +20,9 @@ import (
 )
 
 // ProcName is argv[0] of the daemon, and its binary's name (kvmnet-netsvc,
-// whose main runs netsvc.Daemon). Alive checks it in /proc/PID/cmdline so that a stale pid
-// file whose pid was reused never makes Stop kill a stranger.
+// whose main runs netsvc.Daemon). Alive checks it in /proc/PID/cmdline so
+// that a stale pid file whose pid was reused never makes Stop kill a
+// stranger.
 const ProcName = "kvmnet-netsvc"
 
 // ErrAlreadyRunning is returned by Start when the pid file names a live daemon.
@@ -177,8 +178,7 @@ const (
 // at all (a cold network's up does not). What another program could hold
 // (a port, the lease file's lock) or a lease file that is a directory fails
 // Start, with nothing left open or running. exe is a binary whose main runs
-// netsvc.Main when argv[0] is ProcName, i.e. kvmnet-netsvc; argv is {ProcName,
-// configPath}. The daemon runs in its own session with stdin /dev/null,
+// netsvc.Main, i.e. kvmnet-netsvc; argv is {ProcName, configPath}. The daemon runs in its own session with stdin /dev/null,
 // stdout and stderr appended to logPath, the ready pipe and its sockets (see
 // Inherit), and in the network namespace of the calling thread.
 func Start(exe string, configPath string, logPath string) (*Process, error) {
