@@ -1,9 +1,9 @@
-// Package selfbin finds kvmnet's own binaries: the kvmnet binary, for the
-// tap scripts' fronts (package warm) to hand a run to the engine and for the
-// DHCP/DNS daemon to start `kvmnet gc`; and the daemon's, kvmnet-netsvc, for
-// an up to start it. It links nothing but
-// the standard library's smallest packages (no fmt), because the fronts must
-// start as fast as an empty program.
+// Package selfbin finds and starts kvmnet's own binaries: the kvmnet binary,
+// for the tap scripts' fronts (package warm) to hand a run to the engine and
+// for the DHCP/DNS daemon to start `kvmnet gc`; and the daemon's,
+// kvmnet-netsvc, for an up to start it. It links nothing but the standard
+// library's smallest packages (no fmt), because the fronts must start as
+// fast as an empty program.
 package selfbin
 
 import (
