@@ -37,9 +37,9 @@ const durationsMark = "DURATIONS "
 // by that build's kvmnet-bridge-helper, on a network of its own (br1) in a
 // namespace of its own, so that neither build's runs change the state the
 // other's find (each version rewrites the namespace's ACL cache under its
-// own key). QEMU's helper reads its ACL from
-// /etc/qemu/bridge.conf, which the machine need not have: both run from a
-// driver in a mount namespace whose /etc is an overlay with that file.
+// own key). QEMU's helper reads its ACL from /etc/qemu/bridge.conf, which the
+// machine need not have: both run from a driver in a mount namespace whose
+// /etc is an overlay with that file.
 func BenchmarkBridgeHelper(b *testing.B) {
 	if _, err := os.Stat(qemuBridgeHelper); err != nil {
 		b.Skipf("no %s (qemu-system-common)", qemuBridgeHelper)
