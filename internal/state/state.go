@@ -42,17 +42,27 @@ type Dir struct {
 
 // Open returns the state directory of the calling thread's network namespace, making it if needed.
 func Open() (Dir, error) {
-	cookie, err := netnsCookie()
+	path, err := Path()
 	if err != nil {
 		return Dir{}, err
 	}
-	d := Dir{Path: filepath.Join(Root, "netns-"+strconv.FormatUint(cookie, 10))}
+	d := Dir{Path: path}
 	for _, dir := range []string{Root, d.Path} {
 		if err := ensureDir(dir); err != nil {
 			return Dir{}, err
 		}
 	}
 	return d, nil
+}
+
+// Path is the state directory of the calling thread's network namespace,
+// which Open opens, whether it exists or not.
+func Path() (string, error) {
+	cookie, err := netnsCookie()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(Root, "netns-"+strconv.FormatUint(cookie, 10)), nil
 }
 
 // ensureDir makes the directory path (0755) if it is missing, and refuses one

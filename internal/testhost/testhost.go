@@ -82,8 +82,11 @@ type Host struct {
 // is prepended).
 func New(t testing.TB, bin, config string) *Host {
 	t.Helper()
-	ns := testns.New(t)
+	// The directory first: cleanups run last first, so the namespace's (which
+	// kills what runs in it) comes before the directory's removal, which a
+	// daemon still writing its lease file on its way out would fail.
 	dir := t.TempDir()
+	ns := testns.New(t)
 	path := filepath.Join(dir, "kvmnet.toml")
 	if err := os.WriteFile(path, []byte(fmt.Sprintf("lease_dir = %q\n", dir)+config), 0o644); err != nil {
 		t.Fatal(err)

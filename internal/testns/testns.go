@@ -24,7 +24,10 @@ import (
 // NS is a named network namespace that lives as long as the test that made it.
 type NS struct {
 	Name string
-	t    testing.TB
+	// State is kvmnet's state directory for the namespace (state.Path),
+	// removed when the test ends, even if the test deleted the namespace.
+	State string
+	t     testing.TB
 }
 
 // New makes a fresh namespace (`ip netns add kvmt-XXXXXXXX`) with loopback up,
@@ -47,15 +50,14 @@ func New(t testing.TB) *NS {
 		ns.killAll()
 		// kvmnet keeps state per namespace under /run/kvmnet; a namespace
 		// that is gone leaves its directory behind, so take it with us.
-		_ = ns.Do(func() error {
-			d, err := state.Open()
-			if err == nil {
-				err = os.RemoveAll(d.Path)
-			}
-			return err
-		})
+		if ns.State != "" {
+			_ = os.RemoveAll(ns.State)
+		}
 		_ = exec.Command("ip", "netns", "del", ns.Name).Run()
 	})
+	if err := ns.Do(func() (err error) { ns.State, err = state.Path(); return err }); err != nil {
+		t.Fatalf("kvmnet's state directory for %s: %v", ns.Name, err)
+	}
 	ns.MustRun("ip", "link", "set", "lo", "up")
 	return ns
 }

@@ -44,8 +44,8 @@ type world struct {
 func (w *world) settle() { testhost.Settle(w.b, w.ns) }
 
 func newWorld(b *testing.B) *world {
+	dir := b.TempDir() // first: removed after the namespace's cleanup has killed its daemon
 	ns := testns.New(b)
-	dir := b.TempDir()
 	cfg := filepath.Join(dir, "kvmnet.toml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("lease_dir = %q\n", dir)), 0o644); err != nil {
 		b.Fatal(err)

@@ -290,7 +290,7 @@ func TestUserRefused(t *testing.T) {
 			t.Errorf("uid %d on %s: the host namespace changed:\nbefore %+v\nafter  %+v", tc.uid, tc.br, uw.before, now)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(uw.stateDir(), "default.json")); err == nil {
+	if _, err := os.Stat(filepath.Join(uw.host.State, "default.json")); err == nil {
 		t.Error("a refused run left a record of the default network")
 	}
 	uw.noMarks()

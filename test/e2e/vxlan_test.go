@@ -35,7 +35,8 @@ peers = [%s]
 func underlayHost(t *testing.T, ul *testns.NS, i int, w *world) *world {
 	t.Helper()
 	if w == nil {
-		w = &world{t: t, host: testns.New(t), dir: t.TempDir()}
+		dir := t.TempDir() // first: removed after the namespace's cleanup has killed its daemon
+		w = &world{t: t, host: testns.New(t), dir: dir}
 		w.conf = filepath.Join(w.dir, "kvmnet.toml")
 		w.env = append(os.Environ(), "KVMNET_CONFIG="+w.conf)
 	}

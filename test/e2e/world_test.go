@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
@@ -120,14 +118,9 @@ func newWorld(t *testing.T, extra string, prep ...[]string) *world {
 	if out, err := exec.Command(script, "up", w.out.Name, w.host.Name).CombinedOutput(); err != nil {
 		t.Fatalf("world.sh up: %v\n%s", err, out)
 	}
-	stateDir := w.stateDir()
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before testns's, which then removes kvmnet's state directory
 		if out, err := exec.Command(script, "down", w.out.Name, w.host.Name).CombinedOutput(); err != nil {
 			t.Errorf("world.sh down: %v\n%s", err, out)
-		}
-		// The helpers keep state per namespace; this one's dies with it.
-		if stateDir != "" {
-			_ = os.RemoveAll(stateDir)
 		}
 	})
 	// Leases go to the test's directory, not /var/lib/kvmnet; networks stay zero-config.
@@ -142,26 +135,6 @@ func newWorld(t *testing.T, extra string, prep ...[]string) *world {
 	}
 	w.before = w.snap()
 	return w
-}
-
-// stateDir is the helpers' state directory for the host namespace:
-// /run/kvmnet/netns-COOKIE, COOKIE being the namespace's SO_NETNS_COOKIE.
-func (w *world) stateDir() string {
-	var cookie uint64
-	err := w.host.Do(func() error {
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-		return err
-	})
-	if err != nil {
-		w.t.Logf("netns cookie of %s: %v", w.host.Name, err)
-		return ""
-	}
-	return fmt.Sprintf("/run/kvmnet/netns-%d", cookie)
 }
 
 // helper returns the path QEMU should run for verb (natup, natdown, ifup, ifdown)
