@@ -303,42 +303,22 @@ func TestTwoUsersOneNetwork(t *testing.T) {
 	t.Parallel()
 	uw := newUserWorld(t, "")
 	var ip atomic.Value
-	var stayer atomic.Pointer[os.Process]
-	ready := make(chan struct{})
-	var readyOnce sync.Once
 	defer acquire(2)() // the held guest and the one booted beside it (bootIn)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var long *boot
-	go func() {
-		defer wg.Done()
-		long = uw.bootIn(guest{
-			Name: "s1", Net: "dhcp", Hold: 150, Check: []string{toOutside},
-			Netdev: uw.netdev("default"), Prefix: uw.as(userA, uw.kvm),
-			OnLine: func(l string, q *os.Process) {
-				if a, ok := strings.CutPrefix(l, "addr "); ok {
-					ip.Store(strings.Split(a, "/")[0])
-				}
-				if strings.HasPrefix(l, "done") {
-					stayer.Store(q)
-					readyOnce.Do(func() { close(ready) })
-				}
-			},
-		})[0]
-		readyOnce.Do(func() { close(ready) })
-	}()
+	up, wait := uw.held(t, guest{
+		Name: "s1", Net: "dhcp", Hold: 150, Check: []string{toOutside},
+		Netdev: uw.netdev("default"), Prefix: uw.as(userA, uw.kvm),
+		OnLine: func(l string, _ *os.Process) {
+			if a, ok := strings.CutPrefix(l, "addr "); ok {
+				ip.Store(strings.Split(a, "/")[0])
+			}
+		},
+	})
 	short := uw.bootIn(guest{
 		Name: "s2", Net: "dhcp", Check: []string{toOutside},
 		Netdev: uw.netdev("default"), Prefix: uw.as(userB, uw.kvm),
 	})[0]
 	short.ran(t)
-	<-ready
-	q := stayer.Load()
-	if q == nil {
-		wg.Wait()
-		long.dump(t)
-		t.Fatal("guest s1 did not come up")
-	}
+	q := up()
 	time.Sleep(3 * time.Second) // what a wrong teardown would take
 	addr, _ := ip.Load().(string)
 	if out, err := uw.run("ping", "-c", "1", "-W", "2", addr); err != nil {
@@ -348,8 +328,48 @@ func TestTwoUsersOneNetwork(t *testing.T) {
 		t.Errorf("br0 gone after s2 exited:\n%s", out)
 	}
 	_ = q.Signal(syscall.SIGKILL)
-	wg.Wait()
+	wait()
 	uw.checkRestored()
+}
+
+// held boots g in the background, for a test that keeps it up (g.Hold) while
+// it does more, holding the QEMU slot the caller took for it (bootIn). up
+// waits until g's checks are done and returns its QEMU, to kill when the
+// test is done with it; a guest that never got there fails the test. wait
+// waits for g's boot to end. g.OnLine still sees every line.
+func (uw *userWorld) held(t *testing.T, g guest) (up func() *os.Process, wait func()) {
+	var stayer atomic.Pointer[os.Process]
+	ready := make(chan struct{})
+	var readyOnce sync.Once
+	onLine := g.OnLine
+	g.OnLine = func(l string, q *os.Process) {
+		if onLine != nil {
+			onLine(l, q)
+		}
+		if strings.HasPrefix(l, "done") {
+			stayer.Store(q)
+			readyOnce.Do(func() { close(ready) })
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var long *boot
+	go func() {
+		defer wg.Done()
+		long = uw.bootIn(g)[0]
+		readyOnce.Do(func() { close(ready) })
+	}()
+	up = func() *os.Process {
+		<-ready
+		q := stayer.Load()
+		if q == nil {
+			wg.Wait()
+			long.dump(t)
+			t.Fatalf("guest %s did not come up", g.Name)
+		}
+		return q
+	}
+	return up, wg.Wait
 }
 
 // libvirt's session mode (qemu:///session, libvirtd run by the user) runs

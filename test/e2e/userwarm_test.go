@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -50,34 +48,12 @@ func TestUserVMWarm(t *testing.T) {
 	t.Parallel()
 	uw := newUserWorld(t, "")
 	holder := uw.sharedEtc()
-	var stayer atomic.Pointer[os.Process]
-	ready := make(chan struct{})
-	var readyOnce sync.Once
 	defer acquire(2)() // the held guest and the one booted beside it (bootIn)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var long *boot
-	go func() {
-		defer wg.Done()
-		long = uw.bootIn(guest{
-			Name: "w1", Net: "dhcp", Hold: 150, Check: []string{toOutside},
-			Netdev: uw.netdev("default"), Prefix: uw.asShared(holder, userA, uw.kvm),
-			OnLine: func(l string, q *os.Process) {
-				if strings.HasPrefix(l, "done") {
-					stayer.Store(q)
-					readyOnce.Do(func() { close(ready) })
-				}
-			},
-		})[0]
-		readyOnce.Do(func() { close(ready) })
-	}()
-	<-ready
-	q := stayer.Load()
-	if q == nil {
-		wg.Wait()
-		long.dump(t)
-		t.Fatal("guest w1 did not come up")
-	}
+	up, wait := uw.held(t, guest{
+		Name: "w1", Net: "dhcp", Hold: 150, Check: []string{toOutside},
+		Netdev: uw.netdev("default"), Prefix: uw.asShared(holder, userA, uw.kvm),
+	})
+	q := up()
 	// The engine replaced by one that fails: renamed over, so that the
 	// running daemon keeps its own.
 	engine := filepath.Join(filepath.Dir(uw.helper), "kvmnet")
@@ -103,7 +79,7 @@ func TestUserVMWarm(t *testing.T) {
 	// the last tap goes.
 	must(t, os.Rename(engine+".real", engine))
 	_ = q.Signal(syscall.SIGKILL)
-	wg.Wait()
+	wait()
 	holder.Process.Kill()
 	_ = holder.Wait()
 	uw.checkRestored()
