@@ -53,10 +53,6 @@ func (f foreign) label() string {
 	return fam + " " + f.ch.Table.Name + " " + f.ch.Name
 }
 
-// inet reports whether the chain is of an inet table, whose IPv4 matches
-// need a `meta nfproto ipv4` first.
-func (f foreign) inet() bool { return f.ch.Table.Family == nftables.TableFamilyINet }
-
 // foreignChains lists the filter base chains on hook h of every ip and inet
 // table but kvmnet's, with their rules: `nft list ruleset`, read for them.
 //

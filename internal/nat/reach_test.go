@@ -115,14 +115,9 @@ func (w *world) guest(n Network, addr string) *testns.NS {
 // connection with the source address it saw.
 func serve(t *testing.T, ns *testns.NS) { ns.EchoSource(t, "tcp4", ":"+probePort) }
 
-// dial connects from ns to addr's probe port and returns the outcome and, when
-// open, the source address the server saw (which tells masquerading apart).
-func dial(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, string) {
-	t.Helper()
-	return dialTo(t, ns, net.JoinHostPort(addr, probePort), d)
-}
-
-// dialTo is dial to any address and port, over the address's family only.
+// dialTo connects from ns to addr (host:port), over its family only, and
+// returns the outcome and, when open, the source address the server saw
+// (which tells masquerading apart).
 func dialTo(t *testing.T, ns *testns.NS, addr string, d net.Dialer) (outcome, string) {
 	t.Helper()
 	network := "tcp4"

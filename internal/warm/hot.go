@@ -157,14 +157,11 @@ func Parse(b []byte) (*Hot, error) {
 		case k == "pinned" && n == 1:
 			h.Pinned, ok = f[0] == "yes", f[0] == "yes" || f[0] == "no"
 		case k == "address" && n == 3:
-			a := Address{Text: f[0]}
-			var bits int
-			a.IP, ok = unhex(f[1])
-			if bits, ok = atoi(f[2]); ok && (len(a.IP) == 4 || len(a.IP) == 16) && bits <= 8*len(a.IP) {
-				a.Bits = uint8(bits)
-				h.Addresses = append(h.Addresses, a)
-			} else {
-				ok = false
+			ip, hexOK := unhex(f[1])
+			bits, bitsOK := atoi(f[2])
+			ok = hexOK && bitsOK && (len(ip) == 4 || len(ip) == 16) && bits <= 8*len(ip)
+			if ok {
+				h.Addresses = append(h.Addresses, Address{Text: f[0], IP: ip, Bits: uint8(bits)})
 			}
 		case k == "sysctl" && n == 2 && strings.HasPrefix(f[0], "/proc/sys/"):
 			h.Sysctls = append(h.Sysctls, Sysctl{Path: f[0], Value: f[1]})

@@ -65,7 +65,10 @@ func TestHotRoundTrip(t *testing.T) {
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\nsomething new\n",
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b x\nmode nat\n",
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\nsysctl /etc/passwd 1\n",
-		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat", // cut short
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\naddress 10.0.0.1/24 0a0000zz 24\n", // not hex
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\naddress 10.0.0.1/24 0a000001 33\n", // prefix too long
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\naddress 10.0.0.1/24 0a0000 24\n",   // 3 bytes
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat",                                    // cut short
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%q) took it", bad)

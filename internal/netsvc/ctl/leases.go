@@ -121,7 +121,7 @@ func ReadLeaseFile(path string) (LeaseFile, error) {
 	}
 	for _, h := range f.Held {
 		if h.IP.Is4() {
-			out.Held = append(out.Held, Held{IP: h.IP, Until: h.Until})
+			out.Held = append(out.Held, Held(h))
 		}
 	}
 	sortLeases(out.Leases)
