@@ -9,6 +9,10 @@ export PATH=$PATH:/usr/local/go/bin
 echo "== go vet ./..."
 go vet ./...
 
+# staticcheck at a pinned version, from the Go module proxy like the modules.
+echo "== staticcheck ./..."
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
 echo "== go test ./..."
 go test -count=1 -timeout 30m ./...
 
