@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -74,6 +75,25 @@ func (ns *NS) killAll() {
 			_ = exec.Command("kill", "-9", p).Run()
 		}
 	}
+}
+
+// DaemonLogs returns the logs of the namespace's DHCP/DNS daemons
+// (NETWORK.netsvc.log in its state directory), each under its name: what a
+// test shows when a guest got no lease.
+func (ns *NS) DaemonLogs() string {
+	paths, _ := filepath.Glob(filepath.Join(ns.State, "*.netsvc.log"))
+	var b strings.Builder
+	for _, p := range paths {
+		log, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s:\n%s", p, log)
+	}
+	if b.Len() == 0 {
+		return "no DHCP/DNS daemon log in " + ns.State
+	}
+	return b.String()
 }
 
 // Cmd returns a command that runs argv inside the namespace (`ip netns exec`).

@@ -90,9 +90,15 @@ func (w *world) bootIn(gs ...guest) []*boot {
 	}
 	close(start)
 	wg.Wait()
+	noLease := false
 	for _, b := range res {
 		w.t.Logf("guest %s (%s) ran %.1fs: %v\n    %s", b.g.Name, b.mac, b.took.Seconds(), b.err,
 			strings.Join(b.lines, "\n    "))
+		_, failed := b.find("fail dhcp")
+		noLease = noLease || failed
+	}
+	if noLease {
+		w.t.Logf("a guest got no lease; the DHCP/DNS daemons' logs:\n%s", w.host.DaemonLogs())
 	}
 	return res
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -300,6 +301,9 @@ func (l *lab) report(name string) map[string]string {
 		}
 		if _, done := lines["done"]; done {
 			l.t.Logf("guest %s:\n    %s", name, strings.Join(all, "\n    "))
+			if slices.ContainsFunc(all, func(l string) bool { return strings.HasPrefix(l, "fail dhcp") }) {
+				l.t.Logf("guest %s got no lease; the DHCP/DNS daemons' logs:\n%s", name, l.host.DaemonLogs())
+			}
 			return lines
 		}
 		if time.Now().After(deadline) {
