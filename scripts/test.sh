@@ -16,6 +16,12 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test ./..."
 go test -count=1 -timeout 30m ./...
 
+# The packages again under the race detector: the DHCP/DNS daemon serves
+# concurrently, and an up runs its rules and the daemon's start in the
+# background. (Not test/...: they run the binaries, built static without it.)
+echo "== go test -race ./internal/..."
+CGO_ENABLED=1 go test -race -count=1 -timeout 30m ./internal/...
+
 # ---- Fuzzing: a bounded run of every Fuzz target, per package. ----
 # Packages with parsers fed by guests (DHCP/DNS in internal/netsvc) add Fuzz
 # targets; list their package here, as does the config loader (FuzzLoad,
