@@ -301,7 +301,7 @@ func (l *lab) report(name string) map[string]string {
 		}
 		if _, done := lines["done"]; done {
 			l.t.Logf("guest %s:\n    %s", name, strings.Join(all, "\n    "))
-			if slices.ContainsFunc(all, func(l string) bool { return strings.HasPrefix(l, "fail dhcp") }) {
+			if slices.ContainsFunc(all, func(ln string) bool { return strings.HasPrefix(ln, "fail dhcp") }) {
 				l.t.Logf("guest %s got no lease; the DHCP/DNS daemons' logs:\n%s", name, l.host.DaemonLogs())
 			}
 			return lines
