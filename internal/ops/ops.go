@@ -1,8 +1,8 @@
 // Package ops is what the operator tool `kvmnet` does beyond the helpers:
 // status, doctor, gc, up and down, reload and the @NETWORK links. It reads
 // and changes the caller's network namespace only through the helpers' own
-// packages (lifecycle, state, bridge, firewall, netsvc/ctl), so that it sees and does
-// exactly what they do.
+// packages (lifecycle, state, bridge, firewall, netsvc/ctl), so that it sees
+// and does exactly what they do.
 package ops
 
 import (
