@@ -22,10 +22,10 @@ func (u *upCall) address6() (outcome, error) {
 		return unchanged, err
 	}
 	if err := bridge.AddAddress(u.br, u.n.Gateway6); err != nil {
-		u.rec.MadeAddress6 = false
+		u.rec.MadeAddress6 = u.held.MadeAddress6
 		return unchanged, err
 	}
-	return changed, nil
+	return u.repairOf(u.held.MadeAddress6), nil
 }
 
 func (u *upCall) unaddress6() error {

@@ -84,8 +84,11 @@ func (u *upCall) forwarding6() (outcome, error) {
 		own = u.n.Bridge
 	}
 	turnedOn, err := acquireForwarding6(u.d, u.n.Name, own)
-	if turnedOn {
-		return changed, err
+	switch {
+	case turnedOn:
+		return u.repairOf(u.held.Forwarding6), err
+	case u.held.Forwarding6:
+		return unchanged, err // its use was held already: nothing to give back
 	}
 	return noted, err
 }

@@ -17,6 +17,11 @@ const (
 	unchanged outcome = iota // nothing: there is nothing to undo
 	noted                    // kvmnet's records only (a user of ip_forward, a port): undone on failure, not reported
 	changed                  // the host: undone on failure, and reported
+	// repaired: the host, put back to what the network's record held when
+	// the up began (rules someone flushed, ip_forward someone turned off).
+	// Reported, never undone: the network is up and serving VMs, and
+	// undoing the repair would take from them what the record says they have.
+	repaired
 )
 
 // step is one change of the up path with its undo. do reports what it did;
@@ -33,14 +38,18 @@ type step struct {
 }
 
 // run performs the steps in order. When one fails it undoes it, if it had
-// begun, and the ones before it that did something, newest first, and
-// returns the failing step's error (and any undo's error, joined). It returns
-// the names of the changes made.
+// begun, and the ones before it that did something, newest first (but not
+// their repairs), and returns the failing step's error (and any undo's error,
+// joined) with the repairs it kept. It returns the names of the changes made.
 func run(steps []step) (changes []string, err error) {
 	var done []step
+	var kept []string
 	for _, s := range steps {
 		out, err := s.do()
-		if out != unchanged {
+		switch out {
+		case repaired:
+			kept = append(kept, s.name)
+		case changed, noted:
 			done = append(done, s)
 		}
 		if err != nil {
@@ -55,9 +64,9 @@ func run(steps []step) (changes []string, err error) {
 					err = errors.Join(err, fmt.Errorf("undo %s: %w", done[i].name, uerr))
 				}
 			}
-			return nil, err
+			return kept, err
 		}
-		if out == changed {
+		if out == changed || out == repaired {
 			changes = append(changes, s.name)
 		}
 	}

@@ -72,3 +72,25 @@ func TestRunReturnsChanges(t *testing.T) {
 		t.Errorf("changes = %v, err = %v", changes, err)
 	}
 }
+
+// A repair (rules a network had, made whole again) stays when a later step
+// fails: the network serves VMs, and undoing it would break them. It is
+// reported with the error.
+func TestRunKeepsRepairs(t *testing.T) {
+	var log []string
+	mk := func(name string, out outcome, err error) step {
+		return step{
+			name: name,
+			do:   func() (outcome, error) { return out, err },
+			undo: func() error { log = append(log, "undo "+name); return nil },
+		}
+	}
+	kept, err := run([]step{mk("a", changed, nil), mk("rules", repaired, nil), mk("c", noted, nil), mk("d", changed, errors.New("no"))})
+	if err == nil || !reflect.DeepEqual(log, []string{"undo d", "undo c", "undo a"}) || !reflect.DeepEqual(kept, []string{"rules"}) {
+		t.Errorf("err = %v, log = %v, kept = %v", err, log, kept)
+	}
+	changes, err := run([]step{mk("a", changed, nil), mk("rules", repaired, nil), mk("c", noted, nil)})
+	if err != nil || !reflect.DeepEqual(changes, []string{"a", "rules"}) {
+		t.Errorf("changes = %v, err = %v", changes, err)
+	}
+}

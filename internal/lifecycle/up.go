@@ -78,7 +78,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	if err != nil {
 		return Result{}, err
 	}
-	u := &upCall{d: d, n: n, rec: rec, disk: disk, existed: existed, fresh: !existed,
+	u := &upCall{d: d, n: n, rec: rec, held: rec, disk: disk, existed: existed, fresh: !existed,
 		recovering: disk.Doing != "" || kind == healUp, dom: dom} // doctor --fix checks every part too
 	if kind == reloadUp || n.Hash != rec.ConfigHash {
 		if n.Elided {
@@ -96,7 +96,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	}
 	changes, err := run(u.steps())
 	if err != nil {
-		return Result{}, errors.Join(err, u.settle())
+		return Result{Changes: changes}, errors.Join(err, u.settle())
 	}
 	// Pinned is set only now: an interrupted `kvmnet up` leaves a network
 	// that gc reclaims, not one pinned half-made.
@@ -214,6 +214,7 @@ type upCall struct {
 	looked bool            // seen is still fresh: no step has looked since
 
 	disk       state.Network // the record as it is in the state directory
+	held       state.Network // the record when the up began, checked against the host (current): what a repair puts back
 	existed    bool          // there was a record when the up began
 	fresh      bool          // there was no record when the up began: this up begins the network
 	recovering bool          // an up was killed, or doctor --fix asks: check every part, trust no shortcut
@@ -443,10 +444,19 @@ func (u *upCall) address() (outcome, error) {
 		return unchanged, err
 	}
 	if err := bridge.AddAddress(u.br, u.n.Gateway); err != nil {
-		u.rec.MadeAddress = false
+		u.rec.MadeAddress = u.held.MadeAddress
 		return unchanged, err
 	}
-	return changed, nil
+	return u.repairOf(u.held.MadeAddress), nil
+}
+
+// repairOf is the outcome of a step that changed the host: repaired when
+// the record held what it made when the up began, else changed.
+func (u *upCall) repairOf(held bool) outcome {
+	if held {
+		return repaired
+	}
+	return changed
 }
 
 func (u *upCall) unaddress() error {
@@ -470,8 +480,11 @@ func (u *upCall) forwarding() (outcome, error) {
 		}
 	}
 	turnedOn, err := acquireForwarding(u.d, u.n.Name)
-	if turnedOn {
-		return changed, err
+	switch {
+	case turnedOn:
+		return u.repairOf(u.held.Forwarding), err
+	case u.held.Forwarding:
+		return unchanged, err // its use was held already: nothing to give back
 	}
 	return noted, err
 }
@@ -516,7 +529,11 @@ func (u *upCall) rules() (outcome, error) {
 		}
 		return unchanged, err
 	}
-	return u.rulesIn(r)
+	out, err := u.rulesIn(r)
+	if out == changed && !began {
+		out = repaired // rules the network had, made whole again (or to a reload's configuration)
+	}
+	return out, err
 }
 
 // rulesEarly begins a network's first rules in the background, recorded
@@ -690,7 +707,9 @@ func (u *upCall) servicesReady() (outcome, error) {
 }
 
 func (u *upCall) unservices() error {
-	u.rec.Services = false
+	// A network that had a daemon when the up began still should: its
+	// record keeps saying so, and doctor that it is not running.
+	u.rec.Services = u.held.Services
 	if u.starting != nil {
 		if p, err := u.starting(); err == nil {
 			p.Kill()
@@ -698,6 +717,9 @@ func (u *upCall) unservices() error {
 	}
 	if err := stopServices(u.d, u.n.Name); err != nil {
 		return err
+	}
+	if u.held.Services {
+		return nil // its log says why the last one died
 	}
 	// The error this undo belongs to carries the daemon's last log line.
 	return errors.Join(u.d.RemoveFile(u.n.Name+svcConf), u.d.RemoveFile(u.n.Name+svcLog))

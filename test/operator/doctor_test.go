@@ -2,6 +2,7 @@ package operator
 
 import (
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,13 +101,7 @@ func TestDoctor(t *testing.T) {
 	})
 	t.Run("daemon", func(t *testing.T) {
 		h := upHost(t)
-		pid := h.status().Networks[0].Services.PID
-		h.MustRun("kill", "-9", itoa(pid))
-		// SIGKILL is delivered at once, but the process is torn down after.
-		testhost.WaitFor(t, func() bool {
-			b, err := os.ReadFile("/proc/" + itoa(pid) + "/cmdline")
-			return err != nil || len(b) == 0
-		}, &testhost.Buffer{})
+		pid := h.killDaemon()
 		h.expectFinding("problem", "DHCP/DNS daemon is not running", 1)
 		h.fix()
 		if s := h.status().Networks[0].Services; !s.Running || s.PID == pid {
@@ -264,6 +259,57 @@ func TestDoctor(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// killDaemon SIGKILLs the first network's DHCP/DNS daemon, waits until it is
+// gone, and returns its pid.
+func (h *host) killDaemon() int {
+	h.T.Helper()
+	pid := h.status().Networks[0].Services.PID
+	h.MustRun("kill", "-9", itoa(pid))
+	// SIGKILL is delivered at once, but the process is torn down after.
+	testhost.WaitFor(h.T, func() bool {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/cmdline")
+		return err != nil || len(b) == 0
+	}, &testhost.Buffer{})
+	return pid
+}
+
+// TestFailedFixKeepsTheNetwork: a `doctor --fix` that cannot restart the
+// daemon (its port taken) fails, but takes nothing from a network VMs use:
+// the rules it put back stay, ip_forward stays on, and doctor still says the
+// daemon is missing. (Its undo used to release ip_forward, turning it off
+// under the VMs, and forget the daemon.) Once the port is free, --fix works.
+func TestFailedFixKeepsTheNetwork(t *testing.T) {
+	h := newHostFW(t, "nftables", "")
+	h.taps("vnet0")
+	h.helper("kvmnet-natup", "vnet0")
+	want := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet")
+	h.killDaemon()
+	h.MustRun("nft", "flush", "chain", "inet", "kvmnet", "nat-default")
+	var taken net.PacketConn
+	if err := h.Do(func() (err error) { taken, err = net.ListenPacket("udp4", "192.168.100.1:53"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+
+	_, stderr, code := h.kvmnet(nil, "doctor", "--fix")
+	if code != 1 || !strings.Contains(stderr, "dns listen udp 192.168.100.1:53") {
+		t.Fatalf("doctor --fix with port 53 taken: exit %d (want 1), stderr:\n%s", code, stderr)
+	}
+	if got := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"); got != want {
+		t.Errorf("the failed fix did not keep the rules it put back:\n--- want\n%s\n--- got\n%s", want, got)
+	}
+	if got := h.Sysctl("net.ipv4.ip_forward"); got != "1" {
+		t.Errorf("the failed fix left ip_forward %s, want 1", got)
+	}
+	h.expectFinding("problem", "DHCP/DNS daemon is not running", 1)
+
+	taken.Close()
+	h.fix()
+	if s := h.status().Networks[0].Services; !s.Running {
+		t.Errorf("--fix did not start the daemon once its port was free: %+v", s)
+	}
+}
 
 // TestNFTables: on the nftables backend, status names it, doctor finds rules
 // a flush took, --fix puts them back, and the last down removes the table.
