@@ -266,10 +266,13 @@ func (h *host) killDaemon() int {
 	h.T.Helper()
 	pid := h.status().Networks[0].Services.PID
 	h.MustRun("kill", "-9", itoa(pid))
-	// SIGKILL is delivered at once, but the process is torn down after.
+	// SIGKILL is delivered at once, but the process is torn down after: its
+	// memory (an empty cmdline) before its sockets, whose ports a restart
+	// binds. A zombie (state Z) has closed them all.
 	testhost.WaitFor(h.T, func() bool {
-		b, err := os.ReadFile("/proc/" + itoa(pid) + "/cmdline")
-		return err != nil || len(b) == 0
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		_, after, _ := strings.Cut(string(b), ") ")
+		return err != nil || strings.HasPrefix(after, "Z") || strings.HasPrefix(after, "X")
 	}, &testhost.Buffer{})
 	return pid
 }
