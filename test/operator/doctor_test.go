@@ -48,8 +48,8 @@ func hasLine(out, prefix, want string) bool {
 // fix runs `doctor --fix` and checks it leaves a healthy namespace.
 func (h *host) fix() {
 	h.T.Helper()
-	if out, code := h.doctor(nil, "--fix"); code != 0 {
-		h.T.Fatalf("doctor --fix: exit %d:\n%s", code, out)
+	if out, stderr, code := h.kvmnet(nil, "doctor", "--fix"); code != 0 {
+		h.T.Fatalf("doctor --fix: exit %d:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	if out, code := h.doctor(nil); code != 0 {
 		h.T.Fatalf("doctor after --fix: exit %d:\n%s", code, out)
