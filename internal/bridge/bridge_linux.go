@@ -169,7 +169,10 @@ func Attach(port netlink.Link, br *netlink.Bridge) error {
 			}
 			return fmt.Errorf("attach %s to %s: %w", a.Name, br.Name, err)
 		}
+		// port now says it is on br: Detach, an up's undo, goes by it.
+		a.MasterIndex = br.Index
 	}
+	a.MTU = br.MTU
 	return Up(port)
 }
 

@@ -281,7 +281,8 @@ func (h *host) killDaemon() int {
 // daemon (its port taken) fails, but takes nothing from a network VMs use:
 // the rules it put back stay, ip_forward stays on, and doctor still says the
 // daemon is missing. (Its undo used to release ip_forward, turning it off
-// under the VMs, and forget the daemon.) Once the port is free, --fix works.
+// under the VMs, delete the rules, and forget the daemon.) A VM's up that
+// fails so keeps them too. Once the port is free, --fix works.
 func TestFailedFixKeepsTheNetwork(t *testing.T) {
 	h := newHostFW(t, "nftables", "")
 	h.taps("vnet0")
@@ -306,6 +307,21 @@ func TestFailedFixKeepsTheNetwork(t *testing.T) {
 		t.Errorf("the failed fix left ip_forward %s, want 1", got)
 	}
 	h.expectFinding("problem", "DHCP/DNS daemon is not running", 1)
+
+	// A VM's up that puts back flushed rules, then fails at the daemon's
+	// port, keeps them too: the VMs already on the network keep theirs.
+	h.MustRun("nft", "flush", "chain", "inet", "kvmnet", "nat-default")
+	h.taps("vnet1")
+	if _, e, err := h.Run("env", "KVMNET_CONFIG="+h.Config, h.Program("kvmnet-natup"), "vnet1"); err == nil || !strings.Contains(e, "dns listen udp") {
+		t.Fatalf("kvmnet-natup vnet1 with port 53 taken: %v, want it to fail at the daemon's port:\n%s", err, e)
+	}
+	if got := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"); got != want {
+		t.Errorf("the failed up did not keep the rules it put back:\n--- want\n%s\n--- got\n%s", want, got)
+	}
+	if h.Master("vnet0") != "br0" || h.Master("vnet1") != "" || h.Sysctl("net.ipv4.ip_forward") != "1" {
+		t.Errorf("after the failed up: vnet0 on %q (want br0), vnet1 on %q (want none), ip_forward %s (want 1)",
+			h.Master("vnet0"), h.Master("vnet1"), h.Sysctl("net.ipv4.ip_forward"))
+	}
 
 	taken.Close()
 	h.fix()
