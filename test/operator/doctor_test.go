@@ -267,12 +267,14 @@ func (h *host) killDaemon() int {
 	pid := h.status().Networks[0].Services.PID
 	h.MustRun("kill", "-9", itoa(pid))
 	// SIGKILL is delivered at once, but the process is torn down after: its
-	// memory (an empty cmdline) before its sockets, whose ports a restart
-	// binds. A zombie (state Z) has closed them all.
+	// memory (an empty cmdline) before its descriptors, whose ports and lease
+	// lock a restart takes. Those go with its last thread: it is gone when
+	// its main thread is a zombie and no other thread is left.
 	testhost.WaitFor(h.T, func() bool {
 		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
 		_, after, _ := strings.Cut(string(b), ") ")
-		return err != nil || strings.HasPrefix(after, "Z") || strings.HasPrefix(after, "X")
+		tasks, _ := os.ReadDir("/proc/" + itoa(pid) + "/task")
+		return err != nil || (strings.HasPrefix(after, "Z") || strings.HasPrefix(after, "X")) && len(tasks) <= 1
 	}, &testhost.Buffer{})
 	return pid
 }
