@@ -25,8 +25,8 @@ const (
 )
 
 // step is one change of the up path with its undo. do reports what it did;
-// only steps that did something are undone when a later one fails, and a
-// failing step that had begun (its outcome is not unchanged) is undone too.
+// only steps that changed or noted something are undone when a later one
+// fails (never a repair), and a failing step that had begun is undone too.
 type step struct {
 	name string
 	do   func() (outcome, error)

@@ -214,7 +214,7 @@ type upCall struct {
 	looked bool            // seen is still fresh: no step has looked since
 
 	disk       state.Network // the record as it is in the state directory
-	held       state.Network // the record when the up began, checked against the host (current): what a repair puts back
+	held       state.Network // the record when the up began, as current checked it: what a repair restores
 	existed    bool          // there was a record when the up began
 	fresh      bool          // there was no record when the up began: this up begins the network
 	recovering bool          // an up was killed, or doctor --fix asks: check every part, trust no shortcut
