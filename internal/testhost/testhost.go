@@ -202,17 +202,29 @@ func (h *Host) stateLeft() []string {
 func (h *Host) Live() []string {
 	var pids []string
 	for _, p := range strings.Fields(h.MustRun("ip", "netns", "pids", h.Name)) {
-		stat, err := os.ReadFile("/proc/" + p + "/stat")
-		if err != nil {
+		state, ok := ProcState(p)
+		if !ok {
 			continue
 		}
 		cmdline, err := os.ReadFile("/proc/" + p + "/cmdline")
 		if err != nil || len(cmdline) == 0 {
 			continue
 		}
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && !strings.HasPrefix(string(stat[i:]), ") Z") {
+		if state != 'Z' {
 			pids = append(pids, p)
 		}
 	}
 	return pids
+}
+
+// ProcState returns the state of process pid as /proc/PID/stat gives it
+// (R, S, D, Z, X, …), and false when there is no such process.
+func ProcState(pid string) (byte, bool) {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	// The state follows the command name, in parentheses that may hold any byte.
+	i := strings.LastIndexByte(string(stat), ')')
+	if err != nil || i < 0 || i+2 >= len(stat) {
+		return 0, false
+	}
+	return stat[i+2], true
 }

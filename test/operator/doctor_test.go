@@ -271,10 +271,9 @@ func (h *host) killDaemon() int {
 	// lock a restart takes. Those go with its last thread: it is gone when
 	// its main thread is a zombie and no other thread is left.
 	testhost.WaitFor(h.T, func() bool {
-		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
-		_, after, _ := strings.Cut(string(b), ") ")
+		state, ok := testhost.ProcState(itoa(pid))
 		tasks, _ := os.ReadDir("/proc/" + itoa(pid) + "/task")
-		return err != nil || (strings.HasPrefix(after, "Z") || strings.HasPrefix(after, "X")) && len(tasks) <= 1
+		return !ok || (state == 'Z' || state == 'X') && len(tasks) <= 1
 	}, &testhost.Buffer{})
 	return pid
 }
