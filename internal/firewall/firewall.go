@@ -69,6 +69,8 @@ type Network struct {
 	// prefix (address6), e.g. fd00:6b76:6d6e::1/64; hostonly and nat only,
 	// optional. With it, the network's rules cover its IPv6 traffic too.
 	Gateway6 netip.Prefix
+	// Guard is what the network's guard table holds to (guard.go).
+	Guard PortGuard
 }
 
 // Subnet is the guests' prefix, e.g. 192.168.100.0/24.

@@ -204,6 +204,9 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := ensureGuard(r, n, p); err != nil {
+		return Result{}, err
+	}
 	if p.changed {
 		if err := c.Flush(); err != nil {
 			return Result{}, fmt.Errorf("nftables batch for %s: %w", n.Name, err)
@@ -294,7 +297,11 @@ func (f *nft) Remove(n Network) error {
 	if err != nil {
 		return err
 	}
-	if changed || shimChanged {
+	guarded, err := removeGuard(r, n.Name)
+	if err != nil {
+		return err
+	}
+	if changed || shimChanged || guarded {
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("nftables batch removing %s: %w", n.Name, err)
 		}
@@ -344,7 +351,11 @@ func (f *nft) Check(n Network) ([]string, error) {
 		}
 	}
 	more, err := f.checkShim(r, n)
-	return append(missing, more...), err
+	if err != nil {
+		return nil, err
+	}
+	guard, err := checkGuard(r, n)
+	return append(append(missing, more...), guard...), err
 }
 
 // Unchanged reports whether the nf_tables generation (`nft monitor`'s "new
