@@ -334,8 +334,8 @@ type Network struct {
 	Hosts     []Host     `toml:"host"`
 	Forwards  []Forward  `toml:"forward"`
 	VXLAN     *VXLAN     `toml:"vxlan"`
-	Allow     []Allowed  `toml:"allow"`      // who may use it through kvmnet-bridge-helper; see allow.go
-	AllowFrom []string   `toml:"allow_from"` // networks whose guests may open connections into it; see allowfrom.go
+	Allow     []Allowed  `toml:"allow"`          // who may use it through kvmnet-bridge-helper; see allow.go
+	AllowFrom []string   `toml:"allow_from"`     // networks whose guests may open connections into it; see allowfrom.go
 	Guard     *bool      `toml:"guard"`          // default: on but for bridged; see guard.go
 	Isolate   *bool      `toml:"isolate_guests"` // default: off; see guard.go
 }
