@@ -332,10 +332,9 @@ func (u *upCall) tapSteps() []step {
 		return nil
 	}
 	tap := u.tap.Attrs().Name
-	return []step{
-		{name: "record " + tap, do: u.record, undo: u.unrecord},
-		{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true},
-	}
+	steps := append([]step{{name: "record " + tap, do: u.record, undo: u.unrecord}}, u.guardSteps()...)
+	steps = append(steps, step{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true})
+	return append(steps, u.isolateSteps()...)
 }
 
 // adminBridge finds a bridged network's bridge, which is the admin's: kvmnet
@@ -522,7 +521,9 @@ func (u *upCall) rules() (outcome, error) {
 		}
 	}
 	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
-	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
+	want := fwNetwork(u.rec, serves(u.n), u.forwards)
+	want.Guard = portGuard(u.n)
+	r, err := fw.Ensure(want)
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
 			return noted, err
@@ -556,6 +557,7 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	}
 	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
+	want.Guard = portGuard(u.n)
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
 	return noted, nil
 }

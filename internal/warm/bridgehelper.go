@@ -225,7 +225,7 @@ func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
 		return err
 	}
 	b.recorded = true
-	if err := b.nl.setNewPort(b.tap, b.br); err != nil {
+	if err := b.nl.setNewPort(b.tap, b.br, b.hot.Group); err != nil {
 		return err
 	}
 	unix.Close(b.lock) // before the caller can signal the front

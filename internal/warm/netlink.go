@@ -199,10 +199,11 @@ func cstring(b []byte) string {
 }
 
 // setLink changes the link with index: its MTU when mtu is not zero, its
-// master when master is not negative (0: none), and IFF_UP when up.
+// master when master is not negative (0: none), with it its device group
+// (the guard's, or 0 leaving) when group is not negative, and IFF_UP when up.
 //
-//	ip link set dev PORT [mtu MTU] [master BRIDGE | nomaster] [up]
-func (s *sock) setLink(index int, mtu uint32, master int, up bool) error {
+//	ip link set dev PORT [mtu MTU] [master BRIDGE | nomaster] [group G] [up]
+func (s *sock) setLink(index int, mtu uint32, master int, group int64, up bool) error {
 	var flags, change uint32
 	if up {
 		flags, change = unix.IFF_UP, unix.IFF_UP
@@ -210,6 +211,12 @@ func (s *sock) setLink(index int, mtu uint32, master int, up bool) error {
 	body := ifinfo(index, flags, change)
 	if mtu != 0 {
 		body = attr(body, unix.IFLA_MTU, u32(mtu))
+	}
+	if group >= 0 {
+		// In the request that enslaves the port, which the up's next
+		// request brings up: no frame of the guest's enters the bridge
+		// outside the guard's group.
+		body = attr(body, unix.IFLA_GROUP, u32(uint32(group)))
 	}
 	if master >= 0 {
 		body = attr(body, unix.IFLA_MASTER, u32(uint32(master)))

@@ -47,16 +47,20 @@ func (r *run) up() (changes string, err error) {
 // MTU first (one MTU for every guest), the bridge as master, then up. A port
 // the bridge refuses gets its MTU back.
 //
-//	ip link set TAP mtu $(BRIDGE's mtu) master BRIDGE; ip link set TAP up
+//	ip link set TAP mtu $(BRIDGE's mtu) master BRIDGE group G; ip link set TAP up
 func (r *run) attach(tap link) error {
 	var mtu uint32
 	if tap.mtu != r.br.mtu {
 		mtu = r.br.mtu
 	}
+	group := int64(-1)
+	if r.hot.Group != 0 {
+		group = int64(r.hot.Group)
+	}
 	if tap.master != r.br.index || mtu != 0 {
-		if err := r.nl.setLink(tap.index, mtu, r.br.index, false); err != nil {
+		if err := r.nl.setLink(tap.index, mtu, r.br.index, group, false); err != nil {
 			if mtu != 0 {
-				_ = r.nl.setLink(tap.index, tap.mtu, -1, false)
+				_ = r.nl.setLink(tap.index, tap.mtu, -1, -1, false)
 			}
 			return err
 		}
@@ -64,7 +68,7 @@ func (r *run) attach(tap link) error {
 	if tap.up() {
 		return nil
 	}
-	return r.nl.setLink(tap.index, 0, -1, true)
+	return r.nl.setLink(tap.index, 0, -1, -1, true)
 }
 
 // down is a VM's down that is not the network's last: a recorded tap on the
@@ -87,7 +91,11 @@ func (r *run) down() (changes string, err error) {
 		}
 	}
 	// ip link set TAP nomaster
-	if err := r.nl.setLink(tap.index, 0, 0, false); err != nil && !errors.Is(err, unix.ENODEV) {
+	group := int64(-1)
+	if r.hot.Group != 0 {
+		group = 0 // out of the guard's group: the tap may go on to another bridge
+	}
+	if err := r.nl.setLink(tap.index, 0, 0, group, false); err != nil && !errors.Is(err, unix.ENODEV) {
 		return "", err
 	}
 	if err := unix.Unlink(r.portsDir() + "/" + r.tap); err != nil && !errors.Is(err, unix.ENOENT) {
