@@ -62,6 +62,9 @@ func (s *Server) followTaps(ctx context.Context) {
 			if !ok {
 				return
 			}
+			if u.Header.Type == unix.RTM_DELLINK && u.Family != unix.AF_BRIDGE {
+				s.guardForget()
+			}
 			if s.tapEvent(taps, u) && len(taps) == 0 {
 				s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
 				s.vacated(s.cfg.Network)
