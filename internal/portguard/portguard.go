@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,8 +74,12 @@ var (
 func Sets(network string, routed bool) []*nftables.Set {
 	t := Table(network)
 	dyn := func(name string, key nftables.SetDatatype) *nftables.Set {
-		return &nftables.Set{Table: t, Name: name, KeyType: key, Dynamic: true, Size: 65535,
+		s := &nftables.Set{Table: t, Name: name, KeyType: key, Dynamic: true, Size: 65535,
 			Concatenation: len(nftables.ConcatSetTypeElements(key)) > 1}
+		if key == nftables.TypeIFIndex {
+			s.KeyByteOrder = binaryutil.NativeEndian // as `meta iif` loads it: nft lists names, not numbers
+		}
+		return s
 	}
 	sets := []*nftables.Set{dyn(PortMAC, portMACType), dyn(MACs, nftables.TypeEtherAddr), dyn(MACPorts, nftables.TypeIFIndex)}
 	if !routed {
@@ -96,7 +101,7 @@ func pad4(b []byte) []byte {
 // IfindexKey is an ifindex as `meta iif` loads it: host byte order.
 func IfindexKey(i int) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(i)) }
 
-// MACKey is a MAC as a set key of its own, PortMAC's second field padded.
+// MACKey is a MAC as a concatenation's field: padded to 32 bits.
 func MACKey(mac net.HardwareAddr) []byte { return pad4(append([]byte(nil), mac...)) }
 
 // LeaseKey is a Leases element's key: MAC, padded, then address.
@@ -215,7 +220,7 @@ func Forget(network string, alive func(int) bool) (int, error) {
 		gone++
 		if p.MAC != nil {
 			del(PortMAC, append(IfindexKey(i), MACKey(p.MAC)...))
-			del(MACs, MACKey(p.MAC))
+			del(MACs, p.MAC) // a key of its own: not padded
 			del(MACPorts, IfindexKey(i))
 		}
 		if p.IP.IsValid() {
