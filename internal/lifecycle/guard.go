@@ -15,8 +15,8 @@ import (
 // group before it attaches it, and forgets what the guard learned of ports
 // that are gone, so that a VM started again may take its MAC and address.
 
-// portGuard is what n's guard table holds to.
-func portGuard(n config.Net) firewall.PortGuard {
+// PortGuard is what n's guard table holds to.
+func PortGuard(n config.Net) firewall.PortGuard {
 	g := firewall.PortGuard{On: n.Guard}
 	if n.Mode.Routed() {
 		for _, h := range n.Hosts {

@@ -522,7 +522,7 @@ func (u *upCall) rules() (outcome, error) {
 	}
 	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
-	want.Guard = portGuard(u.n)
+	want.Guard = PortGuard(u.n)
 	r, err := fw.Ensure(want)
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
@@ -557,7 +557,7 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	}
 	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
-	want.Guard = portGuard(u.n)
+	want.Guard = PortGuard(u.n)
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
 	return noted, nil
 }

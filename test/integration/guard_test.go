@@ -122,6 +122,19 @@ func TestGuardSpoofing(t *testing.T) {
 		if _, _, err := a.Run("ping", "-c", "1", "-W", "2", bAddr.String()); err != nil {
 			t.Errorf("guest a no longer reaches guest b: %v", err)
 		}
+		kvmnet := func(args ...string) string {
+			out, _, _ := h.Run(append([]string{"env", "KVMNET_CONFIG=" + h.Config, h.Program("kvmnet")}, args...)...)
+			return out
+		}
+		if out := kvmnet("status"); !strings.Contains(out, "GUARDED PORT") || !strings.Contains(out, am.String()) || !strings.Contains(out, aAddr.String()) {
+			t.Errorf("kvmnet status does not show guest a's guarded MAC and address:\n%s", out)
+		}
+		if testing.Verbose() {
+			t.Log(kvmnet("status"), kvmnet("doctor"))
+		}
+		if out := kvmnet("doctor"); !strings.Contains(out, "the guard dropped") {
+			t.Errorf("kvmnet doctor does not report the guard's drops:\n%s", out)
+		}
 	})
 }
 
