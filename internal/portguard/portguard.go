@@ -162,6 +162,20 @@ func Ports(network string) (map[int]*Port, error) {
 
 func ports(c *nftables.Conn, t *nftables.Table) (map[int]*Port, error) {
 	ps := map[int]*Port{}
+	// Only the sets that exist: an isolated network has no address sets,
+	// a network with the guard off no table at all, and the library's
+	// errors do not all let ENOENT through.
+	have := map[string]bool{}
+	if tb, err := c.ListTableOfFamily(t.Name, t.Family); err != nil || tb == nil {
+		return ps, nil
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("list sets of bridge %s: %w", t.Name, err)
+	}
+	for _, s := range sets {
+		have[s.Name] = true
+	}
 	port := func(key []byte) *Port {
 		i := int(binary.NativeEndian.Uint32(key[:4]))
 		if ps[i] == nil {
@@ -170,11 +184,11 @@ func ports(c *nftables.Conn, t *nftables.Table) (map[int]*Port, error) {
 		return ps[i]
 	}
 	for _, name := range []string{PortMAC, PortIP} {
-		els, err := c.GetSetElements(&nftables.Set{Table: t, Name: name})
-		switch {
-		case errors.Is(err, unix.ENOENT):
+		if !have[name] {
 			continue
-		case err != nil:
+		}
+		els, err := c.GetSetElements(&nftables.Set{Table: t, Name: name})
+		if err != nil {
 			return nil, fmt.Errorf("list set bridge %s %s: %w", t.Name, name, err)
 		}
 		for _, e := range els {
