@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"fmt"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/firewall"
@@ -51,7 +53,7 @@ func (u *upCall) guardPort() (outcome, error) {
 	return changed, bridge.SetGroup(u.tap, g)
 }
 
-func (u *upCall) unguardPort() error { return bridge.SetGroup(u.tap, 0) }
+func (u *upCall) unguardPort() error { return unguard(u.tap, u.n.Name) }
 
 // isolateSteps come after the attach: an isolated port exists only on a
 // bridge.
@@ -68,4 +70,13 @@ func (u *upCall) isolate() (outcome, error) {
 		return unchanged, err
 	}
 	return changed, bridge.SetIsolated(u.tap, true)
+}
+
+// unguard takes a detached port out of network's group, so that a tap that
+// goes on to another bridge is not held to this network's guard.
+func unguard(port netlink.Link, network string) error {
+	if uint32(port.Attrs().Group) != portguard.Group(network) {
+		return nil
+	}
+	return bridge.SetGroup(port, 0)
 }
