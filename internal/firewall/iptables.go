@@ -32,15 +32,14 @@ func (f iptables) Ensure(n Network) (Result, error) {
 	if err := n.Validate(); err != nil {
 		return Result{}, err
 	}
-	r, err := f.fw.EnsureGen(natNetwork(n))
-	if err != nil {
-		return Result{Changed: r.Changed}, err
-	}
+	// The guard table first: the generation EnsureGen records after its own
+	// commit then covers it.
 	guarded, err := EnsureGuard(n)
-	if guarded {
-		return Result{Changed: true}, err
+	if err != nil {
+		return Result{Changed: guarded}, err
 	}
-	return Result{Changed: r.Changed, Gen: r.Gen, GenOK: r.GenOK}, err
+	r, err := f.fw.EnsureGen(natNetwork(n))
+	return Result{Changed: r.Changed || guarded, Gen: r.Gen, GenOK: r.GenOK}, err
 }
 
 func (f iptables) Remove(n Network) error {

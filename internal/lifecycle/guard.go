@@ -50,7 +50,9 @@ func (u *upCall) guardPort() (outcome, error) {
 	if uint32(u.tap.Attrs().Group) == g {
 		return unchanged, nil
 	}
-	return changed, bridge.SetGroup(u.tap, g)
+	// Noted, not reported: the group is part of the attach, which a warm
+	// front logs as the attach alone, as the engine must.
+	return noted, bridge.SetGroup(u.tap, g)
 }
 
 func (u *upCall) unguardPort() error { return unguard(u.tap, u.n.Name) }
