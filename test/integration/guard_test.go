@@ -254,3 +254,53 @@ func TestGuardPortReused(t *testing.T) {
 		t.Errorf("a VM started again with its MAC and address does not reach the gateway: %v\n%s\n%s", err, h.MustRun("nft", "list", "table", "bridge", "kvmnet-default"), h.DaemonLogs())
 	}
 }
+
+// TestGuardSLAAC: with the guard on, a guest takes its IPv6 address from the
+// daemon's router advertisements (SLAAC) and reaches the IPv6 gateway from
+// it, while a source outside link-local and the prefix reaches no one.
+func TestGuardSLAAC(t *testing.T) {
+	h, a, b := guardWorld(t, "nftables", "address6 = \"fd00:6b76:6d6e::1/64\"\n")
+	var addr string
+	for range 50 {
+		out := a.MustRun("ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global")
+		if f := strings.Fields(out); len(f) > 3 && !strings.Contains(out, "tentative") {
+			addr = f[3]
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.HasPrefix(addr, "fd00:6b76:6d6e:0:") {
+		t.Fatalf("guest a took no SLAAC address of the prefix: %q\n%s", addr, h.DaemonLogs())
+	}
+	if _, _, err := a.Run("ping", "-6", "-c", "1", "-W", "2", "fd00:6b76:6d6e::1"); err != nil {
+		t.Errorf("guest a does not reach the IPv6 gateway from %s: %v", addr, err)
+	}
+	ra, err := openRaw(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.close()
+	rb, err := openRaw(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.close()
+	echo := func(src netip.Addr, mark string) []byte {
+		msg := append([]byte{128, 0, 0, 0, 0, 1, 0, 1}, mark...)
+		return ether(net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, macOf(a), 0x86dd, ipv6icmp(src, netip.MustParseAddr("ff02::1"), msg))
+	}
+	if err := ra.send(echo(netip.MustParseAddr("fe80::5054:ff:fe00:77"), "kvmnet-guard-v6-linklocal")); err != nil {
+		t.Fatal(err)
+	}
+	if !rb.seen([]byte("kvmnet-guard-v6-linklocal"), 2*time.Second) {
+		t.Fatal("guest b does not see guest a's link-local echo: the test cannot see anything")
+	}
+	for _, src := range []string{"2001:db8::66", "fd00:6b76:6d6e::1"} {
+		if err := ra.send(echo(netip.MustParseAddr(src), "kvmnet-guard-v6-"+src)); err != nil {
+			t.Fatal(err)
+		}
+		if rb.seen([]byte("kvmnet-guard-v6-"+src), 700*time.Millisecond) {
+			t.Errorf("guest b received guest a's echo from %s", src)
+		}
+	}
+}
