@@ -44,9 +44,8 @@ func (u *upCall) writeHot() {
 		return
 	}
 	// A guarded network with no daemon to forget its ports as they go
-	// (guard.go) needs the engine's up, which forgets them; so does one
-	// whose ports are isolated, which a front does not set.
-	if (n.Guard && !serves(n)) || n.IsolateGuests {
+	// (guard.go) needs the engine's up, which forgets them.
+	if n.Guard && !serves(n) {
 		return
 	}
 	h := &warm.Hot{
@@ -56,6 +55,7 @@ func (u *upCall) writeHot() {
 	if guarded(n) {
 		h.Group = portguard.Group(n.Name)
 	}
+	h.Isolate = n.IsolateGuests
 	if n.Mode.Routed() {
 		for _, p := range []netip.Prefix{n.Gateway, n.Gateway6} {
 			if p.IsValid() {

@@ -228,6 +228,18 @@ func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
 	if err := b.nl.setNewPort(b.tap, b.br, b.hot.Group); err != nil {
 		return err
 	}
+	if b.hot.Isolate { // before QEMU has the tap: no guest runs yet
+		ifr, err := unix.NewIfreq(b.tap)
+		if err != nil {
+			return errCold
+		}
+		if err := unix.IoctlIfreq(b.nl.fd, unix.SIOCGIFINDEX, ifr); err != nil {
+			return errCold
+		}
+		if err := b.nl.setIsolated(int(ifr.Uint32())); err != nil {
+			return err
+		}
+	}
 	unix.Close(b.lock) // before the caller can signal the front
 	b.lock = -1
 	b.user = b.who.String(&b.acc)

@@ -224,6 +224,18 @@ func (s *sock) setLink(index int, mtu uint32, master int, group int64, up bool) 
 	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
 }
 
+// setIsolated makes the bridge port with index isolated: a request of the
+// bridge family with the port's flags nested in IFLA_PROTINFO, as the
+// engine's netlink.LinkSetIsolated sends it.
+//
+//	bridge link set dev PORT isolated on
+func (s *sock) setIsolated(index int) error {
+	var m [unix.SizeofIfInfomsg]byte
+	*(*unix.IfInfomsg)(unsafe.Pointer(&m[0])) = unix.IfInfomsg{Family: unix.AF_BRIDGE, Index: int32(index)}
+	body := attr(m[:], unix.IFLA_PROTINFO|unix.NLA_F_NESTED, attr(nil, unix.IFLA_BRPORT_ISOLATED, []byte{1}))
+	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
+}
+
 // strictDumps makes the kernel hold the socket's dump requests to what their
 // headers name (NETLINK_GET_STRICT_CHK, Linux 4.20), so that an address dump
 // walks the one link whose index it gives rather than every link of the

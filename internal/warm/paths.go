@@ -31,6 +31,9 @@ func (r *run) up() (changes string, err error) {
 		tap.master != 0 && tap.master != r.br.index:
 		return "", errCold
 	}
+	if tap.master == r.br.index && r.hot.Isolate {
+		return "", errCold // whether it is isolated is the engine's to read
+	}
 	if err := r.recordPort(); err != nil {
 		return "", err
 	}
@@ -62,6 +65,11 @@ func (r *run) attach(tap link) error {
 			if mtu != 0 {
 				_ = r.nl.setLink(tap.index, tap.mtu, -1, -1, false)
 			}
+			return err
+		}
+	}
+	if r.hot.Isolate {
+		if err := r.nl.setIsolated(tap.index); err != nil {
 			return err
 		}
 	}

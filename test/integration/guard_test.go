@@ -237,6 +237,21 @@ func TestIsolateGuests(t *testing.T) {
 	if _, _, err := b.Run("ping", "-c", "1", "-W", "1", aAddr.String()); err == nil {
 		t.Error("guest b reaches guest a")
 	}
+	// A warm front's up isolates the port too.
+	if _, err := os.Stat(filepath.Join(h.State, "default.hot")); err != nil {
+		t.Errorf("no hot file: the next up is not a warm front's: %v", err)
+	}
+	c := h.guest("vnetC", "192.168.100.12/24", gwAddr.String())
+	h.mustHelper("kvmnet-natup", "vnetC")
+	if out := h.MustRun("bridge", "-d", "link", "show", "dev", "vnetC"); !strings.Contains(out, "isolated on") {
+		t.Errorf("vnetC, attached by a warm front, is not an isolated port:\n%s", out)
+	}
+	if _, _, err := c.Run("ping", "-c", "1", "-W", "2", gwAddr.String()); err != nil {
+		t.Errorf("guest c does not reach the gateway: %v", err)
+	}
+	if _, _, err := c.Run("ping", "-c", "1", "-W", "1", aAddr.String()); err == nil {
+		t.Error("guest c reaches guest a")
+	}
 }
 
 // TestGuardPortReused: a VM started again, on a new port of the same name
