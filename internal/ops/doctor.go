@@ -70,6 +70,7 @@ func (h Host) Diagnose() ([]Finding, error) {
 	fws := firewalls{}
 	fs := h.iptablesFindings(names, fws)
 	fs = append(fs, firewalldFindings()...)
+	fs = append(fs, h.orphanFindings()...)
 	for _, name := range names {
 		// A doctor run right after a last down (natdown; kvmnet doctor)
 		// finds its teardown at work: wait for it rather than report half a network.
@@ -282,6 +283,9 @@ func (c *netCheck) heal(f Finding) Finding {
 }
 
 func (c *netCheck) overlap(brIndex int) []Finding {
+	if f, ok := c.leftover(); ok {
+		return []Finding{f}
+	}
 	gw := c.rec.Gateway
 	if !c.up {
 		gw = c.conf.Gateway
@@ -354,6 +358,9 @@ func (c *netCheck) rules() []Finding {
 	}
 	if len(missing) == 0 {
 		return nil
+	}
+	if f, ok := c.olderRules(missing); ok {
+		return []Finding{f}
 	}
 	problem, lacks := "(a firewall reload, iptables -F?)", "iptables-save lacks: "
 	if c.fw.Backend() == firewall.NFTables {

@@ -48,7 +48,8 @@ func (h Host) GC() ([]Reclaimed, error) {
 			errs = append(errs, fmt.Errorf("reclaim %s: %w", name, err))
 		}
 	}
-	return out, errors.Join(errs...)
+	orphans, err := h.removeOrphans()
+	return append(out, orphans...), errors.Join(append(errs, err)...)
 }
 
 // GCNetwork is GC for one network, leaving one a libvirt domain is recorded
