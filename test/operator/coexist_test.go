@@ -16,14 +16,23 @@ const lanGuestScript = guestScript + `[ "$1" = bound ] && echo "server $serverid
 exit 0
 `
 
-// lanGuest is a VM stand-in on bridge br of h (another server's): a
-// namespace whose eth0's peer port is a port of br, leasing with mac.
+// lanGuest is a VM stand-in on bridge br of h (another server's): vmGuest
+// with its port made a port of br.
 func lanGuest(t *testing.T, h *host, port, br, mac string) (lease func() (ip, server string)) {
+	t.Helper()
+	lease = vmGuest(t, h, port, mac)
+	h.MustRun("ip", "link", "set", port, "master", br, "up")
+	return lease
+}
+
+// vmGuest is a VM stand-in: a namespace whose eth0 (MAC mac) is the peer of
+// port in h. lease runs udhcpc there and returns the address and the server
+// that ACKed it.
+func vmGuest(t *testing.T, h *host, port, mac string) (lease func() (ip, server string)) {
 	t.Helper()
 	udhcpc := busybox(t)
 	g := testns.New(t)
 	h.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
-	h.MustRun("ip", "link", "set", port, "master", br, "up")
 	script := filepath.Join(t.TempDir(), "udhcpc.sh")
 	if err := os.WriteFile(script, []byte(lanGuestScript), 0o755); err != nil {
 		t.Fatal(err)
@@ -40,7 +49,7 @@ func lanGuest(t *testing.T, h *host, port, br, mac string) (lease func() (ip, se
 		}
 		f := strings.Fields(g.MustRun("ip", "-4", "-o", "addr", "show", "dev", "eth0"))
 		if len(f) < 4 {
-			t.Fatalf("guest on %s has no address", br)
+			t.Fatalf("guest of %s has no address", port)
 		}
 		ip, _, _ := strings.Cut(f[3], "/")
 		return ip, server
