@@ -50,7 +50,7 @@ install:
 	install -m 0755 bin/kvmnet-netsvc $(DESTDIR)$(LIBEXECDIR)/kvmnet-netsvc
 	install -m 0755 bin/kvmnet-libvirt-hook $(DESTDIR)$(LIBEXECDIR)/kvmnet-libvirt-hook
 	# setuid root, as QEMU's own bridge helper is installed: ordinary users'
-	# QEMU runs it (see "VMs as ordinary users" in README.md for why not
+	# QEMU runs it (see "Why setuid root" in docs/security.md for why not
 	# file capabilities).
 	install -m 4755 bin/kvmnet-bridge-helper $(DESTDIR)$(LIBEXECDIR)/kvmnet-bridge-helper
 	for n in $(NETWORKS); do for h in $(HELPERS); do \
