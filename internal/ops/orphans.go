@@ -117,7 +117,8 @@ func (h Host) removeOrphans() ([]Reclaimed, error) {
 // overlapping subnet.
 func (c *netCheck) leftover() (Finding, bool) {
 	gw := c.conf.Gateway
-	if c.up || !gw.IsValid() || c.conf.Bridge == "" {
+	// A bridged network's bridge and address are the admin's, up or not.
+	if c.up || !gw.IsValid() || c.conf.Bridge == "" || !c.conf.Mode.Routed() {
 		return Finding{}, false
 	}
 	br, err := bridge.Find(c.conf.Bridge)
