@@ -33,13 +33,13 @@ func vmGuest(t *testing.T, h *host, port, mac string) (lease func() (ip, server 
 	udhcpc := busybox(t)
 	g := testns.New(t)
 	h.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
+	g.MustRun("ip", "link", "set", "eth0", "address", mac, "up") // the bridge's carrier, from the start
 	script := filepath.Join(t.TempDir(), "udhcpc.sh")
 	if err := os.WriteFile(script, []byte(lanGuestScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return func() (string, string) {
 		t.Helper()
-		g.MustRun("ip", "link", "set", "eth0", "address", mac, "up")
 		out := g.MustRun(udhcpc, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", script)
 		var server string
 		for _, ln := range strings.Split(out, "\n") {
@@ -152,4 +152,81 @@ func besideDnsmasq(t *testing.T, bind string, kvmnetFirst bool) {
 		t.Errorf("dnsmasq heard kvmnet's bridge:\n%s", log())
 	}
 	h.helper("kvmnet-natdown", "g0")
+}
+
+// networkdConf makes lan0 (10.98.0.1/24) a DHCP server of systemd-networkd's,
+// and keeps networkd's hands off routes and rules it did not make.
+var networkdConf = map[string]string{
+	"network/lan0.network": "[Match]\nName=lan0\n\n[Network]\nAddress=10.98.0.1/24\nDHCPServer=yes\nConfigureWithoutCarrier=yes\n\n[DHCPServer]\nPoolOffset=10\nPoolSize=20\n",
+	"networkd.conf":        "[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n",
+}
+
+// startNetworkd runs systemd-networkd in h (testdata/networkd.sh) until the
+// test ends, and waits for its DHCP server on lan0.
+func startNetworkd(t *testing.T, h *host) (log func() string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, text := range networkdConf {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "networkd.log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	script, _ := filepath.Abs("testdata/networkd.sh")
+	c := h.Cmd("unshare", "-m", "--propagation", "private", script, dir)
+	c.Stdout, c.Stderr = f, f
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	log = func() string { b, _ := os.ReadFile(path); return string(b) }
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if out, _, _ := h.Run("ss", "-Hulpn", "sport = :67"); strings.Contains(out, "%lan0:67") {
+			return log
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd-networkd serves no DHCP on lan0; its log:\n%s", log())
+		}
+	}
+}
+
+// TestBesideNetworkd: systemd-networkd's DHCP server on lan0 and kvmnet's
+// network default run side by side in either start order, each guest
+// leasing from its own server.
+func TestBesideNetworkd(t *testing.T) {
+	if _, err := os.Stat("/lib/systemd/systemd-networkd"); err != nil {
+		t.Skip("no systemd-networkd (systemd)")
+	}
+	for _, kvmnetFirst := range []bool{true, false} {
+		t.Run(map[bool]string{true: "kvmnet first", false: "networkd first"}[kvmnetFirst], func(t *testing.T) {
+			h := newHostFW(t, "nftables", "[network.default]\nports = \"any\"\n")
+			h.MustRun("ip", "link", "add", "lan0", "type", "bridge")
+			h.MustRun("ip", "link", "set", "lan0", "up")
+			_, kvLease := guest(t, h, "g0")
+			lanLease := lanGuest(t, h, "l0", "lan0", "52:54:00:98:00:01")
+			var log func() string
+			if !kvmnetFirst {
+				log = startNetworkd(t, h)
+			}
+			h.helper("kvmnet-natup", "g0")
+			if kvmnetFirst {
+				log = startNetworkd(t, h)
+			}
+			if ip := kvLease(); !strings.HasPrefix(ip, "192.168.100.") {
+				t.Errorf("kvmnet's guest leased %s, want 192.168.100.x", ip)
+			}
+			if ip, server := lanLease(); !strings.HasPrefix(ip, "10.98.0.") || server != "10.98.0.1" {
+				t.Errorf("networkd's guest leased %s from %q, want 10.98.0.x from 10.98.0.1\nnetworkd's log:\n%s", ip, server, log())
+			}
+			h.helper("kvmnet-natdown", "g0")
+		})
+	}
 }
