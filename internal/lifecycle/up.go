@@ -533,7 +533,9 @@ func (u *upCall) rules() (outcome, error) {
 	if err != nil {
 		return unchanged, err
 	}
-	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && fw.Unchanged(u.rec.RulesGen) {
+	// A VXLAN's peers are no part of the configuration's hash: a change of
+	// them is seen here.
+	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && u.rec.VXLANGuard == vxlanGuard(u.n) && fw.Unchanged(u.rec.RulesGen) {
 		return unchanged, nil
 	}
 	if !u.reconfig {
@@ -551,7 +553,7 @@ func (u *upCall) rules() (outcome, error) {
 			return unchanged, err
 		}
 	}
-	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
 	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
@@ -584,7 +586,7 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	if err := u.intend("install rules for " + u.n.Name); err != nil {
 		return unchanged, err
 	}
-	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
 	return noted, nil
