@@ -1,13 +1,11 @@
 package lifecycle
 
 import (
-	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
@@ -26,7 +24,7 @@ func TestOverlayOnlyPeers(t *testing.T) {
 }
 
 func testOverlayOnlyPeers(t *testing.T, fw string) {
-	hosts, nets := guardedPair(t, fw)
+	hosts, nets := overlayPairOn(t, true, fw)
 	a, b := hosts[0], hosts[1]
 	stranger := testns.New(t)
 	a.MustRun("ip", "link", "add", "ul1", "type", "veth", "peer", "name", "eth0", "netns", stranger.Name)
@@ -61,31 +59,6 @@ func testOverlayOnlyPeers(t *testing.T, fw string) {
 		inNS(t, h, func(d state.Dir) error { _, err := Release(d, "lab", false); return err })
 		h.AssertClean(before[i][0], before[i][1])
 	}
-}
-
-// guardedPair is overlayPair's two hosts with host-only addresses, their
-// rules in backend fw.
-func guardedPair(t *testing.T, fw string) (hosts [2]*testhost.Host, nets [2]config.Net) {
-	for i := range hosts {
-		hosts[i] = testhost.New(t, "", "")
-	}
-	hosts[0].MustRun("ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", hosts[1].Name)
-	for i, h := range hosts {
-		h.MustRun("ip", "addr", "add", fmt.Sprintf("198.51.100.%d/24", i+1), "dev", "ul0")
-		h.MustRun("ip", "link", "set", "ul0", "up")
-		f, err := config.Parse("k.toml", []byte(fmt.Sprintf("firewall = %q\n[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\n"+
-			"address = \"10.99.0.%d/24\"\ndhcp = false\ndns = false\n[network.lab.vxlan]\nid = 4242\npeers = [\"198.51.100.%d\"]\n", fw, i+1, 2-i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if nets[i], err = f.Network("lab", config.Isolated); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, h := range hosts {
-		testhost.WaitFor(t, func() bool { return strings.Contains(h.MustRun("ip", "-br", "link", "show", "ul0"), " UP ") }, &testhost.Buffer{})
-	}
-	return hosts, nets
 }
 
 // injectARP sends, from namespace ns, a VXLAN datagram of vni to dst's port
