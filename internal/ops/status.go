@@ -478,6 +478,7 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintln(tw, "\nVXLAN\tNETWORK\tVNI\tPORT\tMTU\tPEERS")
 		fmt.Fprintln(tw, strings.Join(overlays, "\n"))
 	}
+	writeEVPNTable(tw, s)
 	for _, n := range s.Networks {
 		for _, e := range n.Errors {
 			fmt.Fprintf(tw, "%s: %s\n", n.Name, e)

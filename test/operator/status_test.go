@@ -78,6 +78,12 @@ type statusJSON struct {
 	} `json:"networks"`
 }
 
+// macJSON is a guest on another host that FRR's zebra installed.
+type macJSON struct {
+	MAC  string `json:"mac"`
+	VTEP string `json:"vtep"`
+}
+
 // vxlanJSON is a network's overlay, present only for a network with one.
 type vxlanJSON struct {
 	Device string `json:"device"`
@@ -86,6 +92,8 @@ type vxlanJSON struct {
 	VNI    uint32 `json:"vni"`
 	Port   int    `json:"port"`
 	MTU    int    `json:"mtu"`
+	EVPN   bool      `json:"evpn"`
+	MACs   []macJSON `json:"macs"`
 	Peers  []struct {
 		Address string `json:"address"`
 		Flood   bool   `json:"flood"`
