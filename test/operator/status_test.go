@@ -86,12 +86,12 @@ type macJSON struct {
 
 // vxlanJSON is a network's overlay, present only for a network with one.
 type vxlanJSON struct {
-	Device string `json:"device"`
-	Exists bool   `json:"exists"`
-	Owned  bool   `json:"owned"`
-	VNI    uint32 `json:"vni"`
-	Port   int    `json:"port"`
-	MTU    int    `json:"mtu"`
+	Device string    `json:"device"`
+	Exists bool      `json:"exists"`
+	Owned  bool      `json:"owned"`
+	VNI    uint32    `json:"vni"`
+	Port   int       `json:"port"`
+	MTU    int       `json:"mtu"`
 	EVPN   bool      `json:"evpn"`
 	MACs   []macJSON `json:"macs"`
 	Peers  []struct {
