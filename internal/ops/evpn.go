@@ -109,29 +109,34 @@ func (c *netCheck) frrFindings() []Finding {
 	return fs
 }
 
-// evpnFindings: no remote VTEP on the link (this host's VNI is not
-// advertised, or no other host's reached it), and what zebra says of the
-// VNI when its vty socket is there to ask.
+// evpnFindings: what zebra says of the VNI when its vty socket is there to
+// ask (EVPN off, or the VNI unknown to it); else no remote VTEP on the link
+// (this host's VNI is not advertised, or no other host has it).
 func (c *netCheck) evpnFindings(vx netlink.Link, o *config.Overlay) []Finding {
-	name := vx.Attrs().Name
-	if out, err := frrVTY("zebra", fmt.Sprintf("show evpn vni %d", o.VNI)); err == nil && strings.Contains(out, "not exist") {
+	name, show := vx.Attrs().Name, fmt.Sprintf("show evpn vni %d", o.VNI)
+	out, err := frrVTY("zebra", show)
+	switch {
+	case err == nil && strings.TrimSpace(out) == "":
+		// zebra answers EVPN's show commands with nothing while bgpd has
+		// not turned EVPN on.
+		return []Finding{{Network: c.name,
+			Problem:  "zebra has EVPN off: bgpd lacks advertise-all-vni, so this host advertises no VNI and installs no other host's",
+			Evidence: "zebra's " + show + ": an empty answer",
+			Fix:      "add advertise-all-vni to address-family l2vpn evpn of bgpd's router bgp (docs/evpn.md)"}}
+	case err == nil && strings.Contains(out, "not exist"):
 		return []Finding{{Network: c.name,
 			Problem:  fmt.Sprintf("zebra does not know VNI %d: FRR advertises nothing of this network", o.VNI),
-			Evidence: fmt.Sprintf("zebra's show evpn vni %d: %s", o.VNI, firstLine(out)),
-			Fix:      "check that " + name + " is on the bridge with a local address (kvmnet doctor --fix) and that bgpd has advertise-all-vni"}}
+			Evidence: "zebra's " + show + ": " + firstLine(out),
+			Fix:      "check that " + name + " is on the network's bridge with a local address (kvmnet doctor --fix puts it back)"}}
 	}
 	vteps, _, err := bridge.EVPNRemotes(vx)
 	if err != nil || len(vteps) > 0 {
 		return nil
 	}
-	fix := "check bgpd's sessions (vtysh -c 'show bgp l2vpn evpn summary') and advertise-all-vni on every host"
-	if out, err := frrVTY("zebra", "show evpn"); err == nil && strings.Contains(out, "Advertise All VNI flag: No") {
-		fix = "bgpd here lacks advertise-all-vni (zebra's show evpn: Advertise All VNI flag: No): add it to address-family l2vpn evpn"
-	}
 	return []Finding{{Network: c.name,
 		Problem:  fmt.Sprintf("VNI %d has no remote VTEP: it is not advertised, or no other host has it; guests here reach no other host", o.VNI),
 		Evidence: "bridge fdb show dev " + name + ": no 00:00:00:00:00:00 entry",
-		Fix:      fix}}
+		Fix:      "check bgpd's sessions (vtysh -c 'show bgp l2vpn evpn summary') and advertise-all-vni on every host"}}
 }
 
 // inOurNetns reports whether a process called comm runs in this process's

@@ -28,8 +28,8 @@ type VXLANStatus struct {
 	Peers  []PeerStatus `json:"peers"`
 	// With evpn: Peers are the remote VTEPs zebra installed, MACs the
 	// remote guests it installed (each at its VTEP).
-	EVPN bool        `json:"evpn,omitempty"`
-	MACs []MACStatus `json:"macs,omitempty"`
+	EVPN bool        `json:"evpn"`
+	MACs []MACStatus `json:"macs"`
 }
 
 // PeerStatus is one hypervisor of an overlay. Flood: frames for unknown
@@ -48,7 +48,7 @@ func overlayStatus(rec state.Network, o *config.Overlay, fail func(error)) *VXLA
 	if o == nil && rec.VXLAN == "" {
 		return nil
 	}
-	s := &VXLANStatus{Device: rec.VXLAN, Owned: rec.MadeVXLAN, Peers: []PeerStatus{}}
+	s := &VXLANStatus{Device: rec.VXLAN, Owned: rec.MadeVXLAN, Peers: []PeerStatus{}, MACs: []MACStatus{}}
 	var want []netip.Addr
 	if o != nil {
 		s.VNI, s.Port, want, s.EVPN = o.VNI, o.Port, o.Peers, o.EVPN

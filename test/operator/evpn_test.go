@@ -98,7 +98,7 @@ func newFabricHost(t *testing.T, ul *testns.NS, i int) *fabricHost {
 		return strings.Contains(h.MustRun("ip", "-br", "link", "show", "ul0"), " UP ")
 	})
 	h.SetLinks(h.Links())
-	h.startFRR()
+	h.startFRR(bgpdConf(i))
 	return h
 }
 
@@ -106,7 +106,7 @@ func newFabricHost(t *testing.T, ul *testns.NS, i int) *fabricHost {
 // host's namespace but a mount namespace of their own, with the test's own
 // /etc/frr and /var/run/frr bound over the machine's: nothing of them is
 // the machine's, and nothing outlives the test's namespace.
-func (h *fabricHost) startFRR() {
+func (h *fabricHost) startFRR(bgpd string) {
 	t := h.T
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(frrd, "zebra")); err != nil {
@@ -122,7 +122,7 @@ func (h *fabricHost) startFRR() {
 	files := map[string]string{
 		"etc/daemons":    "zebra=yes\nbgpd=yes\n",
 		"etc/zebra.conf": fmt.Sprintf("hostname h%d\nlog file /var/run/frr/zebra.log\n", h.i),
-		"etc/bgpd.conf":  bgpdConf(h.i),
+		"etc/bgpd.conf":  bgpd,
 		"etc/vtysh.conf": "",
 	}
 	for _, dir := range []string{"etc", "run"} {
@@ -196,13 +196,26 @@ func (h *fabricHost) stopFRR() {
 	h.T.Errorf("FRR of %s still runs after kill -9", h.Name)
 }
 
-// vtysh runs an FRR command on the host (for a failing test's log).
-func (h *fabricHost) vtysh(cmd string) string {
+// vtysh runs FRR commands on the host, as an admin would.
+func (h *fabricHost) vtysh(cmds ...string) string {
 	if h.frr == nil {
 		return "(FRR stopped)"
 	}
-	out, _ := exec.Command("nsenter", "-t", strconv.Itoa(h.frr.Process.Pid), "-m", "-n", "vtysh", "-c", cmd).CombinedOutput()
+	argv := []string{"-t", strconv.Itoa(h.frr.Process.Pid), "-m", "-n", "vtysh"}
+	for _, c := range cmds {
+		argv = append(argv, "-c", c)
+	}
+	out, _ := exec.Command("nsenter", argv...).CombinedOutput()
 	return string(out)
+}
+
+// setConf replaces the host's file (its lease_dir and firewall kept).
+func setConf(t *testing.T, h *host, conf string) {
+	t.Helper()
+	head := fmt.Sprintf("lease_dir = %q\nfirewall = \"iptables\"\n", filepath.Dir(h.Config))
+	if err := os.WriteFile(h.Config, []byte(head+conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // attach gives the host a guest on lab, through the helper as QEMU would:
@@ -347,6 +360,16 @@ func TestEVPNFabric(t *testing.T) {
 			}
 		}
 	}
+	// advertise-svi-ip on host 1: its bridge's MAC and address (the guests'
+	// gateway) are zebra's on the others, so they answer ARP for it
+	// themselves (neigh_suppress) and never flood for it.
+	gw := strings.Fields(hs[0].MustRun("cat", "/sys/class/net/kvlab0/address"))[0]
+	if !hs[1].remote(gw, 1) || !strings.Contains(hs[1].MustRun("ip", "neigh", "show", "10.77.0.1"), gw+" extern_learn NOARP proto zebra") {
+		t.Errorf("host 1's bridge %s (10.77.0.1) is not zebra's on host 2:\n%s%s", gw, hs[1].fdb(), hs[1].MustRun("ip", "neigh"))
+	}
+	if a, b := hs[1].MustRun("cat", "/sys/class/net/kvlab0/address"), hs[2].MustRun("cat", "/sys/class/net/kvlab0/address"); a == b || a == gw+"\n" {
+		t.Errorf("hosts 1, 2 and 3 share a bridge MAC: %s, %s, %s", gw, a, b)
+	}
 	v := hs[1].status("lab").Networks[0].VXLAN
 	if v == nil || !v.EVPN || len(v.Peers) != 2 || !hasMAC(v.MACs, hs[2].mac, "198.51.100.3") || !hasMAC(v.MACs, hs[0].mac, "198.51.100.1") {
 		t.Errorf("host 2's status of the overlay: %+v", v)
@@ -400,4 +423,65 @@ func hasMAC(macs []macJSON, mac, vtep string) bool {
 		}
 	}
 	return false
+}
+
+// TestEVPNDoctor: doctor says when zebra and bgpd are not running, when the
+// underlay leaves guests too small an MTU, when zebra has EVPN off (asked on
+// its vty), and when the VNI has no remote VTEP. The link is made
+// as zebra needs it: the host's underlay address as local (here from dev),
+// no learning, neigh_suppress; the bridge's MAC the same after a down and up.
+// An up that cannot tell the underlay address fails, in one line.
+func TestEVPNDoctor(t *testing.T) {
+	conf := "[network.lab]\nbridge = \"kvlab0\"\nmode = \"isolated\"\n[network.lab.vxlan]\nid = 4242\nevpn = true\n%s\n"
+	h := &fabricHost{host: newHost(t, fmt.Sprintf(conf, `local = "198.51.100.9"`)), i: 2}
+	h.MustRun("ip", "link", "add", "ul0", "mtu", "1300", "type", "veth", "peer", "name", "ul1")
+	h.MustRun("ip", "addr", "add", "198.51.100.2/24", "dev", "ul0")
+	h.MustRun("ip", "link", "set", "ul0", "up")
+	h.MustRun("ip", "link", "set", "ul1", "up")
+	if _, stderr, code := h.kvmnet(nil, "up", "lab"); code == 0 || !strings.Contains(stderr, "local 198.51.100.9 is not an address of this host") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("up with a local not this host's: exit %d, %q", code, stderr)
+	}
+	setConf(t, h.host, fmt.Sprintf(conf, ""))
+	if _, stderr, code := h.kvmnet(nil, "up", "lab"); code == 0 || !strings.Contains(stderr, "no default route tells this host's underlay address: give local, this host's underlay address") {
+		t.Errorf("up with no local, dev or default route: exit %d, %q", code, stderr)
+	}
+	setConf(t, h.host, fmt.Sprintf(conf, `dev = "ul0"`))
+	h.expectFinding("problem", "network lab: FRR's zebra is not running in this network namespace", 1)
+	h.expectFinding("problem", "network lab: FRR's bgpd is not running", 1)
+	h.expectFinding("problem", "network lab: the underlay's MTU leaves guests 1250 bytes", 1)
+	h.MustRun("ip", "link", "set", "ul0", "mtu", "1500")
+
+	// bgpd without advertise-all-vni: zebra takes no VNI.
+	h.startFRR("router bgp 65000\n bgp router-id 198.51.100.2\n no bgp default ipv4-unicast\n")
+	h.must("up", "lab")
+	if d := h.MustRun("ip", "-d", "link", "show", "vx-lab"); !strings.Contains(d, "vxlan id 4242 local 198.51.100.2 ") || !strings.Contains(d, " nolearning ") {
+		t.Errorf("vx-lab:\n%s", d)
+	}
+	if d := h.MustRun("bridge", "-d", "link", "show", "dev", "vx-lab"); !strings.Contains(d, "learning off") || !strings.Contains(d, "neigh_suppress on") {
+		t.Errorf("vx-lab's bridge port:\n%s", d)
+	}
+	out, _ := h.frrDoctor()
+	if !hasLine(out, "problem: ", "network lab: zebra has EVPN off: bgpd lacks advertise-all-vni") {
+		t.Errorf("doctor beside FRR without advertise-all-vni:\n%s", out)
+	}
+	h.vtysh("configure terminal", "router bgp 65000", "address-family l2vpn evpn", "advertise-all-vni")
+	waitUntil(t, 10*time.Second, "zebra to take VNI 4242", func() bool { return strings.Contains(h.vtysh("show evpn vni 4242"), "Local VTEP IP: 198.51.100.2") })
+	out, _ = h.frrDoctor()
+	if !hasLine(out, "problem: ", "network lab: VNI 4242 has no remote VTEP") || hasLine(out, "problem: ", "not running") {
+		t.Errorf("doctor on a host alone in the fabric:\n%s", out)
+	}
+	mac := h.MustRun("cat", "/sys/class/net/kvlab0/address")
+	h.must("down", "lab")
+	h.must("up", "lab")
+	if again := h.MustRun("cat", "/sys/class/net/kvlab0/address"); again != mac {
+		t.Errorf("the bridge's MAC changed across a down and up: %s then %s", mac, again)
+	}
+	h.must("down", "lab")
+}
+
+// frrDoctor runs doctor where FRR's vty sockets are: in FRR's mount namespace.
+func (h *fabricHost) frrDoctor() (string, int) {
+	c := exec.Command("nsenter", "-t", strconv.Itoa(h.frr.Process.Pid), "-m", "-n", "env", "KVMNET_CONFIG="+h.Config, filepath.Join(bin, "kvmnet"), "doctor")
+	out, err := c.Output()
+	return string(out), exitCode(h.T, err)
 }
