@@ -470,6 +470,13 @@ func TestEVPNDoctor(t *testing.T) {
 	if !hasLine(out, "problem: ", "network lab: VNI 4242 has no remote VTEP") || hasLine(out, "problem: ", "not running") {
 		t.Errorf("doctor on a host alone in the fabric:\n%s", out)
 	}
+	// doctor --fix makes a deleted link again as zebra needs it.
+	h.MustRun("ip", "link", "del", "vx-lab")
+	h.expectFinding("problem", "the overlay's link vx-lab is gone", 1)
+	h.kvmnet(nil, "doctor", "--fix")
+	if d := h.MustRun("bridge", "-d", "link", "show", "dev", "vx-lab"); !strings.Contains(d, "master kvlab0") || !strings.Contains(d, "learning off") || !strings.Contains(d, "neigh_suppress on") {
+		t.Errorf("vx-lab after doctor --fix:\n%s", d)
+	}
 	mac := h.MustRun("cat", "/sys/class/net/kvlab0/address")
 	h.must("down", "lab")
 	h.must("up", "lab")
