@@ -427,7 +427,8 @@ func hasMAC(macs []macJSON, mac, vtep string) bool {
 
 // TestEVPNDoctor: doctor says when zebra and bgpd are not running, when the
 // underlay leaves guests too small an MTU, when zebra has EVPN off (asked on
-// its vty), and when the VNI has no remote VTEP. The link is made
+// its vty), when the VNI has no remote VTEP, and when the link is gone
+// (--fix makes it again). The link is made
 // as zebra needs it: the host's underlay address as local (here from dev),
 // no learning, neigh_suppress; the bridge's MAC the same after a down and up.
 // An up that cannot tell the underlay address fails, in one line.
