@@ -11,10 +11,12 @@ import (
 )
 
 // vxlanGuard is n's VXLAN as the record keeps what its rules let through
-// (state.Network.VXLANGuard): "VNI PORT PEER,PEER…", "" when n has none.
+// (state.Network.VXLANGuard): "VNI PORT PEER,PEER…", "" when n has none or
+// its VTEPs come from BGP EVPN: those are in the kernel's FDB, not the file,
+// and following them is the EVPN VTEP filter's (docs/evpn.md), not done.
 func vxlanGuard(n config.Net) string {
 	o := n.VXLAN
-	if o == nil {
+	if o == nil || o.EVPN {
 		return ""
 	}
 	peers := make([]string, len(o.Peers))
