@@ -70,11 +70,11 @@ func injectARP(t *testing.T, ns *testns.NS, dst string, vni uint32, mac string) 
 		t.Fatal(err)
 	}
 	pkt := []byte{0x08, 0, 0, 0, byte(vni >> 16), byte(vni >> 8), byte(vni), 0} // VXLAN: the I flag, the VNI
-	pkt = append(pkt, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)                     // Ethernet: broadcast,
-	pkt = append(append(pkt, hw...), 0x08, 0x06)                              // from mac, ARP
-	pkt = append(pkt, 0, 1, 0x08, 0, 6, 4, 0, 1)                              // Ethernet/IPv4, a request
-	pkt = append(append(pkt, hw...), 10, 99, 0, 66)                           // sender
-	pkt = append(pkt, 0, 0, 0, 0, 0, 0, 10, 99, 0, 1)                         // target
+	pkt = append(pkt, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)                       // Ethernet: broadcast,
+	pkt = append(append(pkt, hw...), 0x08, 0x06)                                // from mac, ARP
+	pkt = append(pkt, 0, 1, 0x08, 0, 6, 4, 0, 1)                                // Ethernet/IPv4, a request
+	pkt = append(append(pkt, hw...), 10, 99, 0, 66)                             // sender
+	pkt = append(pkt, 0, 0, 0, 0, 0, 0, 10, 99, 0, 1)                           // target
 	err = ns.Do(func() error {
 		c, err := net.Dial("udp4", net.JoinHostPort(dst, "4789"))
 		if err != nil {
