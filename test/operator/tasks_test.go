@@ -102,6 +102,12 @@ esac
 // "tap") in h, with a stable MAC, that leases an address as web1.
 func guest(t *testing.T, h *host, port string) (g *testns.NS, lease func() string) {
 	t.Helper()
+	return guestWith(t, h, port, "52:54:00:3c:a1:07", "web1")
+}
+
+// guestWith is guest with the given MAC and host name.
+func guestWith(t *testing.T, h *host, port, mac, name string) (g *testns.NS, lease func() string) {
+	t.Helper()
 	udhcpc := busybox(t)
 	g = testns.New(t)
 	h.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
@@ -111,8 +117,8 @@ func guest(t *testing.T, h *host, port string) (g *testns.NS, lease func() strin
 	}
 	return g, func() string {
 		t.Helper()
-		g.MustRun("ip", "link", "set", "eth0", "address", "52:54:00:3c:a1:07", "up")
-		g.MustRun(udhcpc, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", script, "-x", "hostname:web1")
+		g.MustRun("ip", "link", "set", "eth0", "address", mac, "up")
+		g.MustRun(udhcpc, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", script, "-x", "hostname:"+name)
 		ip := strings.Fields(g.MustRun("ip", "-4", "-o", "addr", "show", "dev", "eth0"))
 		if len(ip) < 4 {
 			t.Fatalf("the guest has no address: %v", ip)
