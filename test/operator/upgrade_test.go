@@ -74,7 +74,7 @@ func olderBinaries(t *testing.T) string {
 // Downgrade: the older release tears the network down knowing only its
 // iptables rules, leaving inet kvmnet; doctor reports those rules and gc
 // removes them. A lost record: doctor names kvmnet's own bridge and gateway
-// as left over, not as an overlapping subnet.
+// as left over, not as an overlapping subnet, and down --all removes the rules.
 func TestUpgradeDowngrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds an older release: skipped with -short")
@@ -172,8 +172,12 @@ func TestUpgradeDowngrade(t *testing.T) {
 		if code != 1 || !strings.Contains(out, want) || strings.Contains(out, "overlaps") {
 			t.Errorf("doctor with the record lost: exit %d, want %q and no overlap:\n%s", code, want, out)
 		}
-		if _, e, code := h.kvmnet(nil, "gc"); code != 0 || !strings.Contains(e, "remove left-over nftables rules of default") {
-			t.Errorf("gc: exit %d\n%s", code, e)
+		// down --all (a package's prerm) takes them too.
+		if _, e, code := h.kvmnet(nil, "down", "--all"); code != 0 {
+			t.Errorf("down --all: exit %d\n%s", code, e)
+		}
+		if tables := h.MustRun("nft", "list", "tables"); strings.Contains(tables, "inet kvmnet") {
+			t.Errorf("inet kvmnet is still there after down --all:\n%s", tables)
 		}
 		h.MustRun("ip", "link", "del", "br0")
 		if out, code := doctor(); code != 0 || !strings.HasPrefix(out, "healthy") {
