@@ -15,6 +15,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
+	"github.com/kvmnet/kvmnet/internal/version"
 )
 
 // ErrConflict is returned when a network is up with settings other than the ones asked for.
@@ -527,7 +528,8 @@ func (u *upCall) unforwarding() error {
 
 // rules makes sure the network's rules are whole. On nf_tables an unchanged
 // ruleset generation since they were last seen whole proves they still are,
-// at the cost of one netlink round trip instead of an iptables-save exec.
+// at the cost of one netlink round trip instead of an iptables-save exec;
+// not rules another kvmnet version made (an upgrade), which it rewrites.
 func (u *upCall) rules() (outcome, error) {
 	fw, err := u.firewall()
 	if err != nil {
@@ -535,7 +537,8 @@ func (u *upCall) rules() (outcome, error) {
 	}
 	// A VXLAN's peers are no part of the configuration's hash: a change of
 	// them is seen here.
-	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && u.rec.VXLANGuard == vxlanGuard(u.n) && fw.Unchanged(u.rec.RulesGen) {
+	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && u.rec.VXLANGuard == vxlanGuard(u.n) &&
+		u.rec.RulesVersion == version.Version && fw.Unchanged(u.rec.RulesGen) {
 		return unchanged, nil
 	}
 	if !u.reconfig {
@@ -606,7 +609,7 @@ func (u *upCall) rulesJoin() (outcome, error) {
 // for forwards once the rules that guard it are in.
 func (u *upCall) rulesIn(r firewall.Result) (outcome, error) {
 	u.rec.Rules, u.rec.Services = true, serves(u.n)
-	u.rec.RulesGen = 0
+	u.rec.RulesGen, u.rec.RulesVersion = 0, version.Version
 	if r.GenOK {
 		u.rec.RulesGen = r.Gen
 	}
