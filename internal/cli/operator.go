@@ -263,7 +263,11 @@ func runGC(c *call) (int, error) {
 		gone, err = h.GC()
 	}
 	for _, r := range gone {
-		c.log.Info("gc", "network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start))
+		kv := []string{"network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start)}
+		if r.Note != "" {
+			kv = append(kv, "note", r.Note)
+		}
+		c.log.Info("gc", kv...)
 	}
 	return ExitOK, err
 }

@@ -46,11 +46,13 @@ func (r *run) up() (changes string, err error) {
 	return "attach " + r.tap + " to " + r.hot.Bridge, nil
 }
 
-// attach makes tap a port of the bridge as bridge.Attach does: the bridge's
-// MTU first (one MTU for every guest), the bridge as master, then up. A port
-// the bridge refuses gets its MTU back.
+// attach makes tap a port of the bridge as bridge.AttachPort does: its port
+// MAC (which never becomes the bridge's) and the bridge's MTU first (one MTU
+// for every guest), the bridge as master, then up. A port the bridge refuses
+// gets its MTU and MAC back.
 //
-//	ip link set TAP mtu $(BRIDGE's mtu) master BRIDGE group G; ip link set TAP up
+//	ip link set TAP address fe:… mtu $(BRIDGE's mtu) master BRIDGE group G; ip link set TAP up
+//	bridge link set dev TAP isolated on  (isolate_guests)
 func (r *run) attach(tap link) error {
 	var mtu uint32
 	if tap.mtu != r.br.mtu {
@@ -60,23 +62,29 @@ func (r *run) attach(tap link) error {
 	if r.hot.Group != 0 {
 		group = int64(r.hot.Group)
 	}
+	mac := tap.portMAC()
 	if tap.master != r.br.index || mtu != 0 {
-		if err := r.nl.setLink(tap.index, mtu, r.br.index, group, false); err != nil {
-			if mtu != 0 {
-				_ = r.nl.setLink(tap.index, tap.mtu, -1, -1, false)
+		if err := r.nl.setLink(tap.index, mac, mtu, r.br.index, group, false); err != nil {
+			var own []byte
+			if mac != nil {
+				own = tap.mac[:]
+			}
+			if mtu != 0 || mac != nil {
+				_ = r.nl.setLink(tap.index, own, tap.mtu, -1, -1, false)
 			}
 			return err
 		}
+		mac = nil
 	}
 	if r.hot.Isolate {
 		if err := r.nl.setIsolated(tap.index); err != nil {
 			return err
 		}
 	}
-	if tap.up() {
+	if tap.up() && mac == nil {
 		return nil
 	}
-	return r.nl.setLink(tap.index, 0, -1, -1, true)
+	return r.nl.setLink(tap.index, mac, 0, -1, -1, true)
 }
 
 // down is a VM's down that is not the network's last: a recorded tap on the
@@ -103,7 +111,7 @@ func (r *run) down() (changes string, err error) {
 	if r.hot.Group != 0 {
 		group = 0 // out of the guard's group: the tap may go on to another bridge
 	}
-	if err := r.nl.setLink(tap.index, 0, 0, group, false); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := r.nl.setLink(tap.index, nil, 0, 0, group, false); err != nil && !errors.Is(err, unix.ENODEV) {
 		return "", err
 	}
 	if err := unix.Unlink(r.portsDir() + "/" + r.tap); err != nil && !errors.Is(err, unix.ENOENT) {
