@@ -62,12 +62,14 @@ func (s *Server) followTaps(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if u.Header.Type == unix.RTM_DELLINK && u.Family != unix.AF_BRIDGE {
-				s.guardForget()
-			}
 			if s.tapEvent(taps, u) && len(taps) == 0 {
 				s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
 				s.vacated(s.cfg.Network)
+			}
+			// After vacated, which starts gc: a teardown does not wait for
+			// it; a pinned network, which stays, still forgets the port.
+			if u.Header.Type == unix.RTM_DELLINK && u.Family != unix.AF_BRIDGE {
+				s.guardForget()
 			}
 		}
 	}
