@@ -69,6 +69,8 @@ hold) and whether their guests hold a lease; a network's VXLAN overlay: its link
 VNI, port, MTU and peers, each "heard" when a guest's frame came from it in the
 last 5 minutes, else "silent"; and a network's IPv6 side (address6): its
 address, whether its daemon sends router advertisements, and IPv6 forwarding.
+A network whose section of the file is wrong shows as "broken", with the
+file's error (FILE:LINE: ...); status then exits 1.
 
   --json   print the same as JSON, schema 1 (stable: fields are only ever added):
            {"schema":1, "ip_forward":B, "bridge_nf_call_iptables":N,
@@ -84,7 +86,7 @@ address, whether its daemon sends router advertisements, and IPv6 forwarding.
                        "peers":[{"address","flood","heard"}]},   (only with an overlay)
               "ipv6":{"address":{"prefix","present","owned"},"ra",
                       "forwarding":{"needed","held"},"forwarding_on"},  (only with address6)
-              "errors":[…]}]}
+              "errors":[…], "broken"}]}   (broken: the file's error, only when wrong)
 `
 
 const doctorHelp = `Prints one line per finding: the problem, the evidence and the fix. Checks:
@@ -98,7 +100,8 @@ two ports with one MAC, QEMU's default MAC 52:54:00:12:34:56 in use, the
 overlay's VXLAN link gone or its flood entries not the file's peers, a program
 listening on a forwarded port (it gets none of the forwarded connections), a
 forward whose guest holds no DHCP lease (informational); per
-configured network: a subnet overlapping a host
+configured network: its section of the file wrong (the error, FILE:LINE; no
+VM can start on it, the others can), a subnet overlapping a host
 route; with an overlay, an underlay MTU that leaves guests less than 1280 bytes
 and a peer with no route.
 

@@ -142,9 +142,11 @@ func parse(cmd command, args []string) (*call, error) {
 }
 
 // host opens the caller's namespace's state directory and the configuration.
+// A broken network's section leaves the others usable: status and doctor
+// list it with its error (ops.Host.Broken).
 func host() (ops.Host, error) {
 	f, err := config.Load(config.Path())
-	if err != nil {
+	if f == nil {
 		return ops.Host{}, usageError{err.Error()}
 	}
 	d, err := state.Open()
@@ -194,12 +196,16 @@ func runStatus(c *call) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	code := ExitOK
+	if s.AnyBroken() {
+		code = ExitFail // a network shown cannot come up as the file stands
+	}
 	if c.flags["--json"] {
 		enc := json.NewEncoder(c.out)
 		enc.SetIndent("", "  ")
-		return ExitOK, enc.Encode(s)
+		return code, enc.Encode(s)
 	}
-	return ExitOK, ops.WriteTable(c.out, s)
+	return code, ops.WriteTable(c.out, s)
 }
 
 func runDoctor(c *call) (int, error) {

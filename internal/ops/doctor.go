@@ -71,6 +71,10 @@ func (h Host) Diagnose() ([]Finding, error) {
 	fs := h.iptablesFindings(names, fws)
 	fs = append(fs, firewalldFindings()...)
 	for _, name := range names {
+		if f, broken := h.brokenFinding(name); broken {
+			fs = append(fs, f)
+			continue
+		}
 		c, err := h.check(name, fws, fwdOn)
 		if err != nil {
 			fs = append(fs, Finding{Network: name, Problem: "cannot be checked", Evidence: err.Error(), Fix: "see the evidence"})

@@ -97,6 +97,9 @@ type NetworkStatus struct {
 	IPv6     *IPv6Status         `json:"ipv6,omitempty"`
 	Domains  []DomainStatus      `json:"domains"`
 	Errors   []string            `json:"errors"`
+	// Broken is the configuration's error for the network's section
+	// (FILE:LINE: ...): no VM can start on it. Empty when it is right.
+	Broken string `json:"broken,omitempty"`
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -240,11 +243,16 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		}
 	}
 	conf, err := h.Resolve(name, "")
-	if err != nil && ns.Configured {
+	if broken := h.File.Broken[name]; broken != nil {
+		ns.Broken = broken.Error()
+	} else if err != nil && ns.Configured {
 		fail(err)
 	}
 	if !up {
 		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway, Gateway6: conf.Gateway6}
+		if ns.Broken != "" {
+			rec.Bridge = h.File.BrokenBridge(name)
+		}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
 	ns.Forwarding = ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding}
@@ -479,6 +487,9 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintln(tw, strings.Join(overlays, "\n"))
 	}
 	for _, n := range s.Networks {
+		if n.Broken != "" {
+			fmt.Fprintf(tw, "%s: broken: %s\n", n.Name, n.Broken)
+		}
 		for _, e := range n.Errors {
 			fmt.Fprintf(tw, "%s: %s\n", n.Name, e)
 		}
@@ -488,6 +499,10 @@ func WriteTable(w io.Writer, s Status) error {
 
 func stateCell(n NetworkStatus) string {
 	switch {
+	case n.Broken != "" && n.Up:
+		return "up,broken"
+	case n.Broken != "":
+		return "broken"
 	case n.Up && n.Pinned:
 		return "up,pinned"
 	case n.Up:
