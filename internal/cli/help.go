@@ -167,4 +167,13 @@ bytes of a hash of NAME, so a VM keeps its MAC, and its DHCP lease, across
 restarts, and two VMs do not share QEMU's default 52:54:00:12:34:56:
 
   -device virtio-net-pci,netdev=n0,mac=$(kvmnet mac web1)
+
+  --host ADDRESS      print instead the lines of a static host that gives the VM
+                      ADDRESS and its name in DNS, for the configuration file:
+                      [[network.NETWORK.host]], its mac, ip and name. They are
+                      checked against the file as it is (the subnet, other hosts).
+  --network NETWORK   the network of --host (default: default)
+
+  kvmnet mac web1 --host 192.168.100.10 | sudo tee -a /etc/kvmnet/kvmnet.toml
+  sudo kvmnet reload
 `

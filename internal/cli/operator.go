@@ -27,6 +27,7 @@ type command struct {
 	name, args, short string
 	min, max          int                 // how many positional arguments it takes
 	flags             []string            // boolean flags it takes, e.g. "--json"
+	options           []string            // flags that take a value, "--host IP" or "--host=IP"
 	help              string              // what `kvmnet COMMAND --help` adds to the synopsis
 	check             func(c *call) error // what the counts above cannot say about its arguments
 	run               func(c *call) (int, error)
@@ -34,8 +35,9 @@ type command struct {
 
 // call is one run of a command: its positional arguments and flags.
 type call struct {
-	args  []string
-	flags map[string]bool
+	args    []string
+	flags   map[string]bool
+	options map[string]string
 	out   io.Writer
 	log   *runlog.Logger
 }
@@ -57,8 +59,9 @@ func commands() []command {
 			help: reloadHelp, run: runReload},
 		{name: "link", args: "[NETWORK...] [--prune]", max: maxArgs, short: "make the kvmnet-HELPER@NETWORK links that pick a network in QEMU's script=", flags: []string{"--prune"},
 			help: linkHelp, run: runLink},
-		{name: "mac", args: "NAME", min: 1, max: 1, short: "print a stable, locally administered MAC for the VM called NAME",
-			help: macHelp, run: runMAC},
+		{name: "mac", args: "NAME [--host ADDRESS [--network NETWORK]]", min: 1, max: 1, options: []string{"--host", "--network"},
+			short: "print a stable, locally administered MAC for the VM called NAME, or a static host's lines giving it ADDRESS",
+			help: macHelp, check: checkMAC, run: runMAC},
 		{name: "version", short: "print kvmnet's version", run: runVersion},
 	}
 }
@@ -115,17 +118,27 @@ var errHelp = errors.New("help")
 // parse splits args into positional arguments and the command's boolean
 // flags, which may come anywhere ("status lab --json").
 func parse(cmd command, args []string) (*call, error) {
-	c := &call{flags: map[string]bool{}, out: os.Stdout}
-	for _, a := range args {
+	c := &call{flags: map[string]bool{}, options: map[string]string{}, out: os.Stdout}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
 		switch {
 		case a == "-h" || a == "--help":
 			return nil, errHelp
 		case strings.HasPrefix(a, "-") && a != "-":
-			long := "--" + strings.TrimLeft(a, "-")
-			if !slices.Contains(cmd.flags, long) {
+			long, val, hasVal := strings.Cut("--"+strings.TrimLeft(a, "-"), "=")
+			switch {
+			case slices.Contains(cmd.options, long) && hasVal:
+				c.options[long] = val
+			case slices.Contains(cmd.options, long) && i+1 < len(args):
+				i++
+				c.options[long] = args[i]
+			case slices.Contains(cmd.options, long):
+				return nil, fmt.Errorf("flag %s wants a value", long)
+			case !slices.Contains(cmd.flags, long) || hasVal:
 				return nil, fmt.Errorf("unknown flag %s", a)
+			default:
+				c.flags[long] = true
 			}
-			c.flags[long] = true
 		default:
 			c.args = append(c.args, a)
 		}
@@ -143,7 +156,7 @@ func parse(cmd command, args []string) (*call, error) {
 
 // host opens the caller's namespace's state directory and the configuration.
 // A broken network's section leaves the others usable: status and doctor
-// list it with its error (ops.Host.Broken).
+// list it with its error (config.File.Broken).
 func host() (ops.Host, error) {
 	f, err := config.Load(config.Path())
 	if f == nil {
@@ -443,6 +456,9 @@ func helperNames() []string {
 func runMAC(c *call) (int, error) {
 	if c.args[0] == "" {
 		return 0, usagef("the VM's name is empty")
+	}
+	if _, ok := c.options["--host"]; ok {
+		return runMACHost(c)
 	}
 	fmt.Fprintln(c.out, GuestMAC(c.args[0]))
 	return ExitOK, nil
