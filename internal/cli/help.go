@@ -67,7 +67,8 @@ DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
 and its MTU and MAC; its port forwards (of a network that is up, those its rules
 hold) and whether their guests hold a lease; a network's VXLAN overlay: its link,
 VNI, port, MTU and peers, each "heard" when a guest's frame came from it in the
-last 5 minutes, else "silent"; and a network's IPv6 side (address6): its
+last 5 minutes, else "silent" (with evpn, the remote VTEPs and the remote MACs
+FRR's zebra installed); and a network's IPv6 side (address6): its
 address, whether its daemon sends router advertisements, and IPv6 forwarding.
 A network whose section of the file is wrong shows as "broken", with the
 file's error (FILE:LINE: ...); status then exits 1.
@@ -82,8 +83,9 @@ file's error (FILE:LINE: ...); status then exits 1.
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
               "forwards":[{"proto","host_ip","port","to","leased"}],
-              "vxlan":{"device","exists","owned","vni","port","mtu",
-                       "peers":[{"address","flood","heard"}]},   (only with an overlay)
+              "vxlan":{"device","exists","owned","vni","port","mtu","evpn",
+                       "peers":[{"address","flood","heard"}],
+                       "macs":[{"mac","vtep"}]},   (only with an overlay; macs: evpn's)
               "ipv6":{"address":{"prefix","present","owned"},"ra",
                       "forwarding":{"needed","held"},"forwarding_on"},  (only with address6)
               "errors":[…], "broken"}]}   (broken: the file's error, only when wrong)
@@ -103,7 +105,9 @@ forward whose guest holds no DHCP lease (informational); per
 configured network: its section of the file wrong (the error, FILE:LINE; no
 VM can start on it, the others can), a subnet overlapping a host
 route; with an overlay, an underlay MTU that leaves guests less than 1280 bytes
-and a peer with no route.
+and a peer with no route; with evpn, FRR's zebra or bgpd not running in the
+namespace, zebra with EVPN off or not knowing the VNI (asked on its vty socket
+in /var/run/frr), and the VNI with no remote VTEP.
 
   --fix   repair what kvmnet owns: the network's bridge, address, ip_forward,
           rules, daemon and VXLAN link (as a VM's up would), STP on a bridge kvmnet made,

@@ -53,8 +53,10 @@ import (
 //	    "forwards": [{"proto": "tcp", "host_ip": "", "port": "8080", "to": "192.168.100.21:80",
 //	                  "leased": true}],   // port forwards: the rules' when up, else the file's
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
-//	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
-//	                                      // only for a network with an overlay
+//	              "evpn": false,          // true: peers are the VTEPs FRR's zebra installed
+//	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}],
+//	              "macs": [{"mac": "52:54:00:77:00:03", "vtep": "198.51.100.3"}]},
+//	                                      // only for a network with an overlay; macs: evpn's remote guests
 //	    "ipv6": {"address": {"prefix": "fd00:6b76:6d6e::1/64", "present": true, "owned": true},
 //	             "ra": true, "forwarding": {"needed": true, "held": true}, "forwarding_on": true},
 //	                                      // only for a network with address6
@@ -486,6 +488,7 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintln(tw, "\nVXLAN\tNETWORK\tVNI\tPORT\tMTU\tPEERS")
 		fmt.Fprintln(tw, strings.Join(overlays, "\n"))
 	}
+	writeEVPNTable(tw, s)
 	for _, n := range s.Networks {
 		if n.Broken != "" {
 			fmt.Fprintf(tw, "%s: broken: %s\n", n.Name, n.Broken)

@@ -22,7 +22,7 @@ func TestFixedAddress(t *testing.T) {
 	h.MustRun("ip", "link", "add", "g0", "type", "veth", "peer", "name", "eth0", "netns", g.Name)
 	g.MustRun("ip", "link", "set", "eth0", "address", mac, "up")
 	h.helper("kvmnet-natup", "g0")
-	before := leaseAs(t, g, "")
+	before := leaseAs(t, g, "web1", "")
 	if before == "192.168.100.10" {
 		t.Fatal("the pool gave the fixed address before it was fixed: pick another in the README")
 	}
@@ -41,7 +41,7 @@ func TestFixedAddress(t *testing.T) {
 	if conf := mustRead(t, h.Config); !strings.Contains(conf, "[[network.default.host]]\nmac  = \""+mac+"\"\nip   = \"192.168.100.10\"\nname = \"web1\"\n") {
 		t.Errorf("the file after the README's line:\n%s", conf)
 	}
-	if got := leaseAs(t, g, before); got != "192.168.100.10" {
+	if got := leaseAs(t, g, "web1", before); got != "192.168.100.10" {
 		t.Errorf("renewing %s after the reload: leased %s, want 192.168.100.10", before, got)
 	}
 	if out := strings.TrimSpace(h.MustRun("dig", "+short", "@192.168.100.1", "web1.kvm")); out != "192.168.100.10" {
@@ -62,15 +62,15 @@ func TestFixedAddress(t *testing.T) {
 	h.AssertClean(rules, fwd)
 }
 
-// leaseAs runs a DHCP client in g once, asking for address want (none: ""),
-// and returns the address it leased.
-func leaseAs(t *testing.T, g *testns.NS, want string) string {
+// leaseAs runs a DHCP client in g once, sending host name name and asking
+// for address want (none: ""), and returns the address it leased.
+func leaseAs(t *testing.T, g *testns.NS, name, want string) string {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "udhcpc.sh")
 	if err := os.WriteFile(script, []byte(guestScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	argv := []string{busybox(t), "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", script, "-x", "hostname:web1"}
+	argv := []string{busybox(t), "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", script, "-x", "hostname:" + name}
 	if want != "" {
 		argv = append(argv, "-r", want)
 	}

@@ -102,12 +102,18 @@ esac
 // "tap") in h, with a stable MAC, that leases an address as web1.
 func guest(t *testing.T, h *host, port string) (g *testns.NS, lease func() string) {
 	t.Helper()
+	return guestWith(t, h, port, "52:54:00:3c:a1:07", "web1")
+}
+
+// guestWith is guest with the given MAC and host name.
+func guestWith(t *testing.T, h *host, port, mac, name string) (g *testns.NS, lease func() string) {
+	t.Helper()
 	g = testns.New(t)
 	h.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
 	return g, func() string {
 		t.Helper()
-		g.MustRun("ip", "link", "set", "eth0", "address", "52:54:00:3c:a1:07", "up")
-		return leaseAs(t, g, "")
+		g.MustRun("ip", "link", "set", "eth0", "address", mac, "up")
+		return leaseAs(t, g, name, "")
 	}
 }
 
