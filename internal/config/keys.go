@@ -121,6 +121,7 @@ var networkKeys = map[string]keySpec{
 	"vxlan.port":  {nil, inAnyMode},
 	"vxlan.local": {anIP, inAnyMode},
 	"vxlan.dev":   {aString, inAnyMode},
+	"vxlan.evpn":  {aBool, inAnyMode},
 }
 
 // checkTypes checks the type of every key the file gives the network
