@@ -38,8 +38,13 @@ func TestFixedAddress(t *testing.T) {
 			t.Fatalf("%s: %v\n%s%s", cmd, err, out, e)
 		}
 	}
-	if conf := mustRead(t, h.Config); !strings.Contains(conf, "[[network.default.host]]\nmac  = \""+mac+"\"\nip   = \"192.168.100.10\"\nname = \"web1\"\n") {
+	// The lines added are those the README shows.
+	lines := "[[network.default.host]]\nmac  = \"" + mac + "\"\nip   = \"192.168.100.10\"\nname = \"web1\"\n"
+	if conf := mustRead(t, h.Config); !strings.Contains(conf, lines) {
 		t.Errorf("the file after the README's line:\n%s", conf)
+	}
+	if !strings.Contains(mustRead(t, "../../README.md"), "```toml\n"+lines+"```\n") {
+		t.Errorf("the README does not show the lines kvmnet mac web1 --host prints:\n%s", lines)
 	}
 	if got := leaseAs(t, g, "web1", before); got != "192.168.100.10" {
 		t.Errorf("renewing %s after the reload: leased %s, want 192.168.100.10", before, got)
