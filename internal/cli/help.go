@@ -160,7 +160,9 @@ helpers' links, kvmnet-{ifup,ifdown,natup,natdown}@NETWORK, beside the installed
 helpers (/usr/libexec when kvmnet is /usr/bin/kvmnet) for each NETWORK named,
 or for every network the configuration file defines. Run it as root after
 adding a network to the file. Links already there are left alone; a file of
-that name that is not such a link is an error, and nothing is made.
+that name that is not such a link is an error, and nothing is made. A network
+whose section of the file is wrong gets its links too, and link then prints
+the file's error and exits 2.
 
   --prune   also remove the links of networks the file no longer defines
             (only symlinks to kvmnet's helpers are ever removed)

@@ -391,20 +391,23 @@ const maxArgs = 1 << 16
 // It reads only the file: links are no namespace's state.
 func runLink(c *call) (int, error) {
 	f, err := config.Load(config.Path())
-	if err != nil {
+	if f == nil {
 		return 0, usageError{err.Error()}
 	}
+	// A broken network's links are made too (a link is only its name), so
+	// that fixing its section is all it takes; the error is still told.
+	defined := slices.Concat(slices.Collect(maps.Keys(f.Networks)), f.BrokenNames())
 	names := c.args
 	for _, n := range names {
 		if _, err := network(n); err != nil {
 			return 0, err
 		}
-		if _, ok := f.Networks[n]; !ok && n != config.DefaultNetwork {
+		if !slices.Contains(defined, n) && n != config.DefaultNetwork {
 			return 0, usagef("network %s: not defined in %s", n, f.Path)
 		}
 	}
 	if len(names) == 0 {
-		names = slices.Sorted(maps.Keys(f.Networks))
+		names = slices.Sorted(slices.Values(defined))
 	}
 	dir, err := helperDir()
 	if err != nil {
@@ -414,12 +417,15 @@ func runLink(c *call) (int, error) {
 	changes, err := l.Make(names)
 	if err == nil && c.flags["--prune"] {
 		var gone []string
-		keep := slices.Concat(names, slices.Collect(maps.Keys(f.Networks)))
+		keep := slices.Concat(names, defined)
 		gone, err = l.Prune(keep)
 		changes = append(changes, gone...)
 	}
 	if len(changes) > 0 {
 		c.log.Info("link", "dir", dir, "changes", strings.Join(changes, ","))
+	}
+	if err == nil && f.Err() != nil {
+		return 0, usageError{f.Err().Error()} // links made; the file still needs fixing
 	}
 	return ExitOK, err
 }
