@@ -49,6 +49,12 @@ type Net struct {
 	Firewall  Firewall // the file's top-level choice; "" is auto
 	AllowFrom []string // the bridges of the networks whose guests may open connections into this one
 
+	// BridgeNamed: the file names the bridge in the network's section
+	// (bridge = "..."), rather than the network taking its default one:
+	// only then does kvmnet make a nat or hostonly network on a bridge it
+	// did not make that carries something of the host's (see lifecycle's adopt).
+	BridgeNamed bool
+
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network
 	// up with another hash runs an older configuration.
@@ -112,7 +118,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		n = &Network{Name: name}
 	}
-	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Ports: n.Ports, Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
+	r := Net{Name: name, Bridge: n.bridge(), BridgeNamed: n.Bridge != "", Mode: n.Mode, MTU: int(n.MTU), Ports: n.Ports, Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
 	if r.Mode == "" {
 		r.Mode = mode
 	}
