@@ -6,6 +6,7 @@ BINDIR     ?= $(PREFIX)/bin
 DESTDIR    ?=
 UNITDIR    ?= /lib/systemd/system
 MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/kvmnet
 CONFDIR    ?= /etc/kvmnet
 # BUILDDIR is where build leaves the binaries and man pages (tests build
 # into a temporary one, never into the tree's bin/).
@@ -35,7 +36,7 @@ build:
 	$(GO) run $(GOFLAGS) ./packaging/mangen -o $(BUILDDIR)/man -version $(DEB_VERSION)
 
 # install copies what `make build` left in bin/: the helpers and the DHCP/DNS
-# daemon to $(LIBEXECDIR), kvmnet to $(BINDIR), the man pages, the boot unit
+# daemon to $(LIBEXECDIR), kvmnet to $(BINDIR), the man pages, README and docs/, the boot unit
 # kvmnet-up@.service (not enabled), and the example configuration unless one
 # is there already: what the .deb installs. It never builds, so that `make
 # build` as yourself, then `sudo make install` works though sudo's PATH has no Go.
@@ -65,6 +66,9 @@ install:
 	install -m 0755 $(BUILDDIR)/kvmnet-libvirt-hook $(DESTDIR)$(LIBEXECDIR)/kvmnet-libvirt-hook
 	install -m 0644 $(addprefix $(BUILDDIR)/man/,$(MAN1)) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(addprefix $(BUILDDIR)/man/,$(MAN8)) $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(DOCDIR)/docs
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 	# The unit runs kvmnet where this install puts it.
 	sed 's|/usr/bin/kvmnet|$(BINDIR)/kvmnet|g' packaging/kvmnet-up@.service >$(UNIT).tmp && \
 	  chmod 0644 $(UNIT).tmp && mv -f $(UNIT).tmp $(UNIT)
@@ -95,6 +99,7 @@ uninstall:
 	  if [ -L "$$l" ] && [ "$$(readlink "$$l")" = kvmnet-$$h ]; then rm -f "$$l"; fi; done; done
 	rm -f $(addprefix $(DESTDIR)$(LIBEXECDIR)/kvmnet-,$(HELPERS) netsvc libvirt-hook bridge-helper) $(DESTDIR)$(BINDIR)/kvmnet
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(MAN1)) $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(MAN8)) $(UNIT)
+	rm -rf $(DESTDIR)$(DOCDIR)
 	if cmp -s packaging/kvmnet.toml.example $(EXAMPLE); then rm -f $(EXAMPLE); fi
 	if [ -d $(DESTDIR)$(CONFDIR) ]; then rmdir --ignore-fail-on-non-empty $(DESTDIR)$(CONFDIR); fi
 	h=$(DESTDIR)/etc/libvirt/hooks/qemu.d/kvmnet; \

@@ -33,7 +33,7 @@ func TestEVPNErrorsNameFileLine(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
 		{head + "evpn = true\npeers = [\"198.51.100.2\"]\n", `k.toml:6: network.a.vxlan: peers: with evpn = true FRR's BGP EVPN finds the other hypervisors: leave peers out, or evpn`},
 		{head + "peers = [\"198.51.100.2\"]\nevpn = true\n", `k.toml:5: network.a.vxlan: peers: with evpn = true`},
-		{head + "evpn = \"yes\"\n", `line 5 (last key "network.a.vxlan.evpn")`},
+		{head + "evpn = \"yes\"\n", `k.toml:5: network.a.vxlan.evpn: "yes": want true or false`},
 		{head + "evpn = false\n", `k.toml:3: network.a.vxlan: peers: missing: give the other hypervisors' underlay addresses, or evpn = true`},
 		{head + "evpn = true\nlocal = \"127.0.0.1\"\n", `k.toml:6: network.a.vxlan.local: address "127.0.0.1": not a unicast address`},
 		{head + "evpn = true\n[network.b.vxlan]\nid = 7\nevpn = true\n", `k.toml:7: network.b.vxlan: id 7 on port 4789 is already network a's`},

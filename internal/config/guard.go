@@ -7,14 +7,12 @@ import "fmt"
 // hostonly, one IPv4 source; `isolate_guests` makes guest ports isolated
 // bridge ports, so that guests reach the gateway and beyond but never each
 // other. A bridged network's bridge is the admin's LAN: kvmnet guards
-// nothing there, and says so rather than ignore `guard`.
+// nothing there, and `guard` given to one is refused with the mode named,
+// as every key a mode does not use (networkKeys).
 
-// checkGuard refuses `guard` on a bridged network and `isolate_guests` on an
-// isolated one, whose guests would then reach nothing at all.
+// checkGuard refuses `isolate_guests` on an isolated network, whose guests
+// would then reach nothing at all.
 func (n *Network) checkGuard() error {
-	if n.Guard != nil && n.Mode == Bridged {
-		return keyErrorf("guard", nil, "%t: not used by mode bridged (the bridge is the admin's LAN); remove it", *n.Guard)
-	}
 	if n.Isolate != nil && *n.Isolate && n.Mode == Isolated {
 		return keyErrorf("isolate_guests", nil, "true: want false on mode isolated (its guests reach only each other, so they would reach nothing)")
 	}
@@ -22,12 +20,9 @@ func (n *Network) checkGuard() error {
 }
 
 // resolveGuard sets r's guard settings once r's mode is known (a helper may
-// supply it), with the same refusals as checkGuard.
+// supply it), with the same refusal as checkGuard.
 func (n *Network) resolveGuard(r *Net) error {
-	switch {
-	case n.Guard != nil && r.Mode == Bridged:
-		return fmt.Errorf("network %s: guard: not used by mode bridged (the bridge is the admin's LAN); remove it", r.Name)
-	case n.Isolate != nil && *n.Isolate && r.Mode == Isolated:
+	if n.Isolate != nil && *n.Isolate && r.Mode == Isolated {
 		return fmt.Errorf("network %s: isolate_guests: want false on mode isolated (its guests would reach nothing)", r.Name)
 	}
 	r.Guard = r.Mode != Bridged && (n.Guard == nil || *n.Guard)

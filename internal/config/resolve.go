@@ -112,6 +112,9 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	if err := CheckNetworkName(name); err != nil {
 		return Net{}, err
 	}
+	if err := f.Broken[name]; err != nil {
+		return Net{}, err
+	}
 	n, ok := f.Networks[name]
 	if !ok {
 		if name != DefaultNetwork {
@@ -135,6 +138,9 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
+	if ke := n.checkModeKeys(r.Mode, f.text); n.Mode == "" && ke != nil { // a mode in the file was checked by Parse
+		return Net{}, f.located(name, ke)
+	}
 	for _, f := range n.Forwards {
 		r.Forwards = append(r.Forwards, f.resolved()...)
 	}
@@ -145,7 +151,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	r.Gateway = n.Address.Prefix
 	if !r.Gateway.IsValid() {
 		if name != DefaultNetwork {
-			return Net{}, fmt.Errorf("network %s: mode %s needs an address (e.g. address = \"10.0.0.1/24\") in %s", name, r.Mode, f.Path)
+			return Net{}, f.located(name, keyErrorf("address", nil, "missing: want one for mode %s (the helper's), e.g. address = \"10.0.0.1/24\"", r.Mode))
 		}
 		r.Gateway = DefaultGateway
 	}

@@ -156,13 +156,13 @@ func (f *File) checkVXLAN(b []byte) error {
 		table := "network." + name + ".vxlan"
 		if err := v.check(); err != nil {
 			key, _, _ := strings.Cut(err.Error(), ":")
-			return fmt.Errorf("%s: %s: %w", whereIn(f.Path, b, table, key), table, err)
+			return &netError{name, fmt.Errorf("%s: %s: %w", whereIn(f.Path, b, table, key), table, err)}
 		}
 		o := v.overlay(name)
 		k := [2]int{int(o.VNI), o.Port}
 		if prev, dup := owner[k]; dup {
-			return fmt.Errorf("%s: %s: id %d on port %d is already network %s's: one VNI per network",
-				whereIn(f.Path, b, table, "id"), table, o.VNI, o.Port, prev)
+			return &netError{name, fmt.Errorf("%s: %s: id %d on port %d is already network %s's: one VNI per network",
+				whereIn(f.Path, b, table, "id"), table, o.VNI, o.Port, prev)}
 		}
 		owner[k] = name
 	}

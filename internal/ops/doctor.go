@@ -72,6 +72,10 @@ func (h Host) Diagnose() ([]Finding, error) {
 	fs = append(fs, firewalldFindings()...)
 	fs = append(fs, h.orphanFindings()...)
 	for _, name := range names {
+		if f, broken := h.brokenFinding(name); broken {
+			fs = append(fs, f)
+			continue
+		}
 		// A doctor run right after a last down (natdown; kvmnet doctor)
 		// finds its teardown at work: wait for it rather than report half a network.
 		if td, err := h.awaitTeardown(name, teardownWait); err == nil && td == teardownInProgress {

@@ -107,6 +107,9 @@ type NetworkStatus struct {
 	// its process holds the network's lock, "cut short" when it was killed
 	// (gc or the next up finishes it); absent otherwise.
 	Teardown string `json:"teardown,omitempty"`
+	// Broken is the configuration's error for the network's section
+	// (FILE:LINE: ...): no VM can start on it. Empty when it is right.
+	Broken string `json:"broken,omitempty"`
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -251,11 +254,16 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		}
 	}
 	conf, err := h.Resolve(name, "")
-	if err != nil && ns.Configured {
+	if broken := h.File.Broken[name]; broken != nil {
+		ns.Broken = broken.Error()
+	} else if err != nil && ns.Configured {
 		fail(err)
 	}
 	if !up {
 		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway, Gateway6: conf.Gateway6}
+		if ns.Broken != "" {
+			rec.Bridge = h.File.BrokenBridge(name)
+		}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
 	if ns.Teardown, err = h.teardownState(name); err != nil {
@@ -498,6 +506,9 @@ func WriteTable(w io.Writer, s Status) error {
 	}
 	writeEVPNTable(tw, s)
 	for _, n := range s.Networks {
+		if n.Broken != "" {
+			fmt.Fprintf(tw, "%s: broken: %s\n", n.Name, n.Broken)
+		}
 		for _, e := range n.Errors {
 			fmt.Fprintf(tw, "%s: %s\n", n.Name, e)
 		}
@@ -511,6 +522,10 @@ func stateCell(n NetworkStatus) string {
 		return "tearing-down"
 	case n.Teardown == teardownCutShort:
 		return "teardown-cut-short"
+	case n.Broken != "" && n.Up:
+		return "up,broken"
+	case n.Broken != "":
+		return "broken"
 	case n.Up && n.Pinned:
 		return "up,pinned"
 	case n.Up:

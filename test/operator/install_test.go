@@ -168,8 +168,8 @@ func TestMakeInstall(t *testing.T) {
 }
 
 // checkInstalled: make install put there what the .deb installs beside the
-// binaries: the boot unit, naming the installed kvmnet, the man pages and the
-// example configuration.
+// binaries: the boot unit, naming the installed kvmnet, the man pages, the
+// README and docs/, and the example configuration.
 func checkInstalled(t *testing.T, dest string) {
 	t.Helper()
 	for _, f := range []string{"usr/share/man/man1/kvmnet.1.gz", "usr/share/man/man8/kvmnet-natup.8.gz",
@@ -178,6 +178,9 @@ func checkInstalled(t *testing.T, dest string) {
 		if fi, err := os.Stat(filepath.Join(dest, f)); err != nil || fi.Mode().Perm() != 0o644 || fi.Size() == 0 {
 			t.Errorf("/%s: %v, %v; want a page, mode 0644", f, err, fi)
 		}
+	}
+	if got, want := mustRead(t, filepath.Join(dest, "usr/share/doc/kvmnet/docs/security.md")), mustRead(t, "../../docs/security.md"); got != want {
+		t.Error("/usr/share/doc/kvmnet/docs/security.md is not docs/security.md")
 	}
 	unit := mustRead(t, filepath.Join(dest, "lib/systemd/system/kvmnet-up@.service"))
 	if !strings.Contains(unit, "ExecStart=/usr/bin/kvmnet up %i") || !strings.Contains(unit, "ExecStop=/usr/bin/kvmnet down %i") {

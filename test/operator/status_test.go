@@ -75,6 +75,7 @@ type statusJSON struct {
 		} `json:"domains"`
 		VXLAN  *vxlanJSON `json:"vxlan,omitempty"`
 		Errors []string   `json:"errors"`
+		Broken string     `json:"broken,omitempty"`
 	} `json:"networks"`
 }
 

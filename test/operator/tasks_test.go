@@ -108,23 +108,12 @@ func guest(t *testing.T, h *host, port string) (g *testns.NS, lease func() strin
 // guestWith is guest with the given MAC and host name.
 func guestWith(t *testing.T, h *host, port, mac, name string) (g *testns.NS, lease func() string) {
 	t.Helper()
-	udhcpc := busybox(t)
 	g = testns.New(t)
 	h.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
-	script := filepath.Join(t.TempDir(), "udhcpc.sh")
-	if err := os.WriteFile(script, []byte(guestScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	return g, func() string {
 		t.Helper()
 		g.MustRun("ip", "link", "set", "eth0", "address", mac, "up")
-		g.MustRun(udhcpc, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", script, "-x", "hostname:"+name)
-		ip := strings.Fields(g.MustRun("ip", "-4", "-o", "addr", "show", "dev", "eth0"))
-		if len(ip) < 4 {
-			t.Fatalf("the guest has no address: %v", ip)
-		}
-		addr, _, _ := strings.Cut(ip[3], "/")
-		return addr
+		return leaseAs(t, g, name, "")
 	}
 }
 
