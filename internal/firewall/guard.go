@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -69,23 +68,11 @@ func ensureGuard(r *reader, n Network, p *plan) error {
 	for _, gc := range guardChains(n) {
 		wanted[gc.name] = true
 		ch := guardChainOf(t, gc.name)
-		have, exists := lv.chains[gc.name]
 		rules := make([]*nftables.Rule, len(gc.rules))
 		for i, br := range gc.rules {
 			rules[i] = &nftables.Rule{Table: t, Chain: ch, Exprs: br.exprs, UserData: comment(n.Name)}
 		}
-		if exists && sameGuard(lv.rules[gc.name], rules) {
-			continue
-		}
-		p.changed = true
-		if !exists {
-			p.c.AddChain(ch)
-		} else {
-			p.c.FlushChain(have)
-		}
-		for _, rule := range rules {
-			p.c.AddRule(rule)
-		}
+		p.setChainBy(lv.chains, lv.rules, ch, rules, sameGuard)
 	}
 	// Chains the guard no longer wants (it was turned off): their callers
 	// were rewritten above, in the same batch, before these go.
@@ -156,20 +143,14 @@ func readGuard(r *reader, t *nftables.Table) (guardLive, error) {
 // guardPrint is a guard rule's fingerprint: as fingerprint, with its
 // counters' values left out, which the traffic moves.
 func guardPrint(exprs []expr.Any, udata []byte) string {
-	var b bytes.Buffer
-	for _, e := range exprs {
+	plain := make([]expr.Any, len(exprs))
+	for i, e := range exprs {
 		if _, ok := e.(*expr.Counter); ok {
 			e = &expr.Counter{}
 		}
-		m, err := expr.Marshal(byte(nftables.TableFamilyBridge), e)
-		if err != nil {
-			return "unmarshalable"
-		}
-		b.Write(m)
-		b.WriteByte(0xff)
+		plain[i] = e
 	}
-	b.Write(udata)
-	return b.String()
+	return printIn(nftables.TableFamilyBridge, plain, udata)
 }
 
 func sameGuard(have, want []*nftables.Rule) bool {

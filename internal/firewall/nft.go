@@ -87,9 +87,14 @@ func (lv live) networks() []string {
 // fingerprint is a rule's expressions as the kernel takes them, and its
 // comment: two rules with equal fingerprints match and do the same.
 func fingerprint(exprs []expr.Any, udata []byte) string {
+	return printIn(nftables.TableFamilyINet, exprs, udata)
+}
+
+// printIn is fingerprint in family f's marshalling.
+func printIn(f nftables.TableFamily, exprs []expr.Any, udata []byte) string {
 	var b bytes.Buffer
 	for _, e := range exprs {
-		m, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		m, err := expr.Marshal(byte(f), e)
 		if err != nil {
 			return "unmarshalable"
 		}
@@ -117,8 +122,14 @@ type plan struct {
 // setChain makes chain ch hold exactly rules: added when missing, flushed
 // and refilled when its rules differ.
 func (p *plan) setChain(lv live, ch *nftables.Chain, rules []*nftables.Rule) {
-	have, exists := lv.chains[ch.Name]
-	if exists && same(lv.rules[ch.Name], rules) {
+	p.setChainBy(lv.chains, lv.rules, ch, rules, same)
+}
+
+// setChainBy is setChain over chains and rules as read, with eq telling
+// whether live rules are the wanted ones.
+func (p *plan) setChainBy(chains map[string]*nftables.Chain, live map[string][]*nftables.Rule, ch *nftables.Chain, rules []*nftables.Rule, eq func(have, want []*nftables.Rule) bool) {
+	have, exists := chains[ch.Name]
+	if exists && eq(live[ch.Name], rules) {
 		return
 	}
 	p.changed = true

@@ -86,16 +86,7 @@ func TestGuardSpoofing(t *testing.T) {
 			t.Fatalf("guest a does not reach guest b: %v", err)
 		}
 		h.MustRun("ping", "-c", "1", "-W", "2", bAddr.String()) // the host's neighbour entry for b
-		ra, err := openRaw(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ra.close()
-		rb, err := openRaw(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rb.close()
+		ra, rb := rawPair(t, a, b)
 		am, bm := macOf(a), macOf(b)
 		ok := []byte("kvmnet-guard-own-frame")
 		if err := ra.send(ether(broadcast, am, 0x0800, ipv4(aAddr, netip.MustParseAddr("192.168.100.255"), 17, udp(9999, 9999, ok)))); err != nil {
@@ -142,16 +133,7 @@ func TestGuardSpoofing(t *testing.T) {
 // neighbour (the test sees what the guard stops).
 func TestGuardOffLetsSpoofingBy(t *testing.T) {
 	_, a, b := guardWorld(t, "nftables", "guard = false\n")
-	ra, err := openRaw(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.close()
-	rb, err := openRaw(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.close()
+	ra, rb := rawPair(t, a, b)
 	mark := []byte("kvmnet-guard-off-spoof")
 	if err := ra.send(spoofs[0].frame(macOf(a), macOf(b), mark)); err != nil {
 		t.Fatal(err)
@@ -170,16 +152,7 @@ func TestGuardRogueServers(t *testing.T) {
 		t.Run("guard="+map[string]string{"": "on", "guard = false\n": "off"}[extra], func(t *testing.T) {
 			h, a, b := guardWorld(t, "nftables", extra)
 			routes := h.MustRun("ip", "-6", "route", "show")
-			ra, err := openRaw(a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ra.close()
-			rb, err := openRaw(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rb.close()
+			ra, rb := rawPair(t, a, b)
 			am, bm := macOf(a), macOf(b)
 			ll := netip.MustParseAddr("fe80::5054:ff:fe00:66")
 			allNodes, allNodesMAC := netip.MustParseAddr("ff02::1"), net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
@@ -290,16 +263,7 @@ func TestGuardSLAAC(t *testing.T) {
 	if _, _, err := a.Run("ping", "-6", "-c", "1", "-W", "2", "fd00:6b76:6d6e::1"); err != nil {
 		t.Errorf("guest a does not reach the IPv6 gateway from %s: %v", addr, err)
 	}
-	ra, err := openRaw(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.close()
-	rb, err := openRaw(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.close()
+	ra, rb := rawPair(t, a, b)
 	echo := func(src netip.Addr, mark string) []byte {
 		msg := append([]byte{128, 0, 0, 0, 0, 1, 0, 1}, mark...)
 		return ether(net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, macOf(a), 0x86dd, ipv6icmp(src, netip.MustParseAddr("ff02::1"), msg))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -153,6 +154,21 @@ func (s *rawSock) seen(want []byte, wait time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// rawPair opens raw sockets on a's and b's eth0, closed when the test ends.
+func rawPair(t *testing.T, a, b *testns.NS) (ra, rb *rawSock) {
+	t.Helper()
+	var err error
+	if ra, err = openRaw(a); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ra.close)
+	if rb, err = openRaw(b); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rb.close)
+	return ra, rb
 }
 
 // macOf is ns's eth0's MAC.
