@@ -178,18 +178,55 @@ func TestGuardRogueServers(t *testing.T) {
 			}
 			c := h.guest("vnetC", "", "")
 			h.mustHelper("kvmnet-natup", "vnetC")
-			script := filepath.Join(t.TempDir(), "udhcpc.sh")
-			if err := os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && busybox ifconfig \"$interface\" \"$ip\" netmask \"$subnet\"\nexit 0\n"), 0o755); err != nil {
+			dir := t.TempDir()
+			script, server := filepath.Join(dir, "udhcpc.sh"), filepath.Join(dir, "server")
+			if err := os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] || exit 0\nbusybox ifconfig \"$interface\" \"$ip\" netmask \"$subnet\"\necho \"$serverid\" > "+server+"\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if _, stderr, err := c.Run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-s", script); err != nil {
-				t.Fatalf("no DHCP lease: %v\n%s", err, stderr)
+			// Guest a answers the neighbour's DHCP as a rogue server would.
+			stop := make(chan struct{})
+			go ra.rogueDHCP(am, aAddr, netip.MustParseAddr("192.168.100.200"), stop)
+			defer close(stop)
+			lease := func(g *testns.NS) string {
+				t.Helper()
+				_ = os.Remove(server)
+				if _, stderr, err := g.Run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-s", script); err != nil {
+					t.Fatalf("no DHCP lease: %v\n%s", err, stderr)
+				}
+				got, _ := os.ReadFile(server)
+				return strings.TrimSpace(string(got))
+			}
+			rogueID := append([]byte{54, 4}, aAddr.AsSlice()...) // option 54, server id: guest a
+			rc, err := openRaw(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.close()
+			if got := lease(c); got != gwAddr.String() {
+				t.Errorf("the neighbour's lease is from server %q, want the gateway %s", got, gwAddr)
+			}
+			if rc.seen(rogueID, 300*time.Millisecond) {
+				t.Error("the rogue server's answer reached the neighbour")
 			}
 			if _, _, err := c.Run("ping", "-c", "1", "-W", "2", gwAddr.String()); err != nil {
 				t.Errorf("a guest with a DHCP lease does not reach the gateway: %v\n%s", err, h.MustRun("nft", "list", "table", "bridge", "kvmnet-default"))
 			}
 			if extra == "" && !strings.Contains(h.MustRun("nft", "list", "set", "bridge", "kvmnet-default", "leases"), macOf(c).String()) {
 				t.Errorf("the daemon did not tell the guard of the lease:\n%s", h.MustRun("nft", "list", "table", "bridge", "kvmnet-default"))
+			}
+			// The check can see a rogue win: out of the guard's group, guest
+			// a's answers reach a fourth guest first.
+			h.MustRun("ip", "link", "set", "vnetA", "group", "default")
+			d := h.guest("vnetD", "", "")
+			h.mustHelper("kvmnet-natup", "vnetD")
+			rd, err := openRaw(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.close()
+			go d.Run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "3", "-s", "/bin/true")
+			if !rd.seen(rogueID, 5*time.Second) {
+				t.Error("unguarded, the rogue server's answer does not reach a fourth guest: the check sees nothing")
 			}
 		})
 	}

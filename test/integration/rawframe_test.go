@@ -179,3 +179,74 @@ func macOf(ns *testns.NS) net.HardwareAddr {
 	}
 	return m
 }
+
+// rogueDHCP is a hostile guest's DHCP server on s, as mac and ip: it answers
+// every DISCOVER it sees with an OFFER, and every REQUEST with an ACK, of
+// offer, with itself as the router and DNS server, until stop is closed.
+func (s *rawSock) rogueDHCP(mac net.HardwareAddr, ip, offer netip.Addr, stop <-chan struct{}) {
+	buf := make([]byte, 4096)
+	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+	_ = unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		n, from, err := unix.Recvfrom(s.fd, buf, 0)
+		if ll, ok := from.(*unix.SockaddrLinklayer); err != nil || (ok && ll.Pkttype == unix.PACKET_OUTGOING) {
+			continue
+		}
+		req, ok := dhcpRequest(buf[:n])
+		if !ok {
+			continue
+		}
+		answer := map[byte]byte{1: 2, 3: 5}[dhcpType(req)] // DISCOVER: OFFER, REQUEST: ACK
+		if answer == 0 {
+			continue
+		}
+		_ = s.send(ether(broadcast, mac, 0x0800, ipv4(ip, netip.MustParseAddr("255.255.255.255"), 17, udp(67, 68, dhcpReply(req, answer, ip, offer)))))
+	}
+}
+
+// dhcpRequest is the DHCP message a client's frame carries (UDP to port 67).
+func dhcpRequest(f []byte) ([]byte, bool) {
+	if len(f) < 34 || f[12] != 8 || f[13] != 0 || f[23] != unix.IPPROTO_UDP {
+		return nil, false
+	}
+	u := 14 + int(f[14]&0xf)*4
+	if len(f) < u+8+240 || binary.BigEndian.Uint16(f[u+2:]) != 67 || f[u+8] != 1 {
+		return nil, false
+	}
+	return f[u+8:], true
+}
+
+// dhcpType is a DHCP message's option 53, 0 when it has none.
+func dhcpType(m []byte) byte {
+	for o := m[240:]; len(o) >= 2 && o[0] != 255; o = o[min(2+int(o[1]), len(o)):] {
+		if o[0] == 53 && o[1] == 1 && len(o) >= 3 {
+			return o[2]
+		}
+	}
+	return 0
+}
+
+// dhcpReply answers req with message type typ from server, giving it yiaddr.
+func dhcpReply(req []byte, typ byte, server, yiaddr netip.Addr) []byte {
+	m := make([]byte, 240)
+	m[0], m[1], m[2] = 2, 1, 6
+	copy(m[4:8], req[4:8])     // xid
+	copy(m[10:12], req[10:12]) // flags
+	y, s := yiaddr.As4(), server.As4()
+	copy(m[16:20], y[:])
+	copy(m[28:44], req[28:44]) // chaddr
+	copy(m[236:240], []byte{99, 130, 83, 99})
+	opt := func(code byte, v ...byte) { m = append(append(m, code, byte(len(v))), v...) }
+	opt(53, typ)
+	opt(54, s[:]...)
+	opt(51, 0, 0, 0x0e, 0x10)
+	opt(1, 255, 255, 255, 0)
+	opt(3, s[:]...)
+	opt(6, s[:]...)
+	return append(m, 255)
+}
