@@ -280,6 +280,34 @@ func TestGuardPortReused(t *testing.T) {
 	}
 }
 
+// TestGuardPortReusedPinned: on a network `kvmnet up` pinned, a VM killed
+// (its port deleted, no down) and started again on a warm front's new port
+// takes its MAC and address back: the daemon forgot the port as it went,
+// though it was the last, and gc left the network up.
+func TestGuardPortReusedPinned(t *testing.T) {
+	h := newHost(t, "nftables", "[network.default]\nports = \"any\"\n")
+	h.operator("up", "default")
+	a := h.guest("vnetA", aAddr.String()+"/24", gwAddr.String())
+	h.mustHelper("kvmnet-natup", "vnetA")
+	if _, _, err := a.Run("ping", "-c", "1", "-W", "2", gwAddr.String()); err != nil {
+		t.Fatalf("guest a does not reach the gateway: %v", err)
+	}
+	am := macOf(a)
+	h.MustRun("ip", "link", "del", "vnetA") // killed: no downscript
+	a2 := h.guest("vnetA", aAddr.String()+"/24", gwAddr.String())
+	a2.MustRun("ip", "link", "set", "eth0", "address", am.String())
+	h.mustHelper("kvmnet-natup", "vnetA")
+	var err error
+	for range 20 { // the daemon forgets within a moment of the deletion
+		if _, _, err = a2.Run("ping", "-c", "1", "-W", "1", gwAddr.String()); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("a VM started again on a pinned network does not reach the gateway: %v\n%s\n%s", err, h.MustRun("nft", "list", "table", "bridge", "kvmnet-default"), h.DaemonLogs())
+	}
+}
+
 // TestGuardSLAAC: with the guard on, a guest takes its IPv6 address from the
 // daemon's router advertisements (SLAAC) and reaches the IPv6 gateway from
 // it, while a source outside link-local and the prefix reaches no one.
