@@ -5,9 +5,9 @@
 // engine (firewall) and the DHCP daemon (netsvc) reach the same sets without
 // importing each other; it knows the table's names and nothing of its rules.
 //
-// State is keyed by ifindex (`meta iif`), never by name: the kernel does not
-// give a deleted link's index to a new one, so a reused tap name never
-// inherits an old owner's MAC or address.
+// State is keyed by ifindex (`meta iif`), never by name: the kernel gives a
+// new link a new index (it reuses one only after all 2^31 were given), so a
+// reused tap name never inherits an old owner's MAC or address.
 package portguard
 
 import (
