@@ -111,6 +111,12 @@ type portJSON struct {
 	MTU      int    `json:"mtu"`
 	MAC      string `json:"mac"`
 	Domain   string `json:"domain,omitempty"`
+	// Guard is what the network's guard holds the port to (docs/guard.md).
+	Guard *struct {
+		MAC      string `json:"mac,omitempty"`
+		IP       string `json:"ip,omitempty"`
+		Isolated bool   `json:"isolated"`
+	} `json:"guard,omitempty"`
 }
 
 // decodeStatus decodes out against the schema: no unknown field, no field
