@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,13 +28,14 @@ const dnsperfSeconds = 4
 // benchUpstream answers every name with an A record: names under
 // zero.example with TTL 0 (nothing to cache: every query is forwarded),
 // others with TTL 3600.
-func benchUpstream(b *testing.B, ns *testns.NS) string {
+func benchUpstream(b *testing.B, ns *testns.NS, asked *atomic.Int64) string {
 	b.Helper()
 	var pc net.PacketConn
 	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); return err }); err != nil {
 		b.Fatal(err)
 	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		asked.Add(1)
 		m := new(dns.Msg)
 		m.SetReply(r)
 		ttl := uint32(3600)
@@ -147,9 +149,10 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 	ours, _ := benchNet(b)
 	theirs := newTestNet(b, ours.cfg)
 	ours.stop()
-	ours.cfg.Upstreams = []string{benchUpstream(b, ours.host)}
+	var asked [2]atomic.Int64
+	ours.cfg.Upstreams = []string{benchUpstream(b, ours.host, &asked[0])}
 	ours.start()
-	dm := startDnsmasq(b, theirs, benchUpstream(b, theirs.host))
+	dm := startDnsmasq(b, theirs, benchUpstream(b, theirs.host, &asked[1]))
 	benchGuest(ours)
 	benchGuest(theirs)
 	time.Sleep(500 * time.Millisecond) // dnsmasq's bind-dynamic binds once br0's address is seen
@@ -163,14 +166,17 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 	for b.Loop() {
 		for _, k := range kinds {
 			var res [2]dnsperfResult
+			var up [2]int64
 			for i, n := range []*testNet{ours, theirs} {
 				if k.name == "cached" {
 					dnsperf(b, n, k.file, 1) // fill the cache
 				}
+				before := asked[i].Load()
 				res[i] = dnsperf(b, n, k.file, dnsperfSeconds)
+				up[i] = asked[i].Load() - before
 			}
-			b.Logf("%s: kvmnet %.0f qps %.2f ms (%d lost), dnsmasq %.0f qps %.2f ms (%d lost)",
-				k.name, res[0].qps, res[0].latencyMS, res[0].lost, res[1].qps, res[1].latencyMS, res[1].lost)
+			b.Logf("%s: kvmnet %.0f qps %.2f ms (%d lost, %d upstream), dnsmasq %.0f qps %.2f ms (%d lost, %d upstream)",
+				k.name, res[0].qps, res[0].latencyMS, res[0].lost, up[0], res[1].qps, res[1].latencyMS, res[1].lost, up[1])
 			b.ReportMetric(res[0].qps/res[1].qps, k.name+"-qps-x-dnsmasq")
 			b.ReportMetric(res[0].latencyMS, k.name+"-ms-avg")
 			b.ReportMetric(res[1].latencyMS, k.name+"-ms-avg-dnsmasq")
