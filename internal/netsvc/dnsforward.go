@@ -109,6 +109,9 @@ func upstreamQuery(r *dns.Msg, hops int) *dns.Msg {
 		q.SetEdns0(ednsSize, false)
 		o = q.IsEdns0()
 	}
+	if o.UDPSize() > maxUpstreamUDP {
+		o.SetUDPSize(maxUpstreamUDP) // what the upstream sockets read
+	}
 	opts := o.Option[:0]
 	for _, opt := range o.Option {
 		if opt.Option() != hopOption {

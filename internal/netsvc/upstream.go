@@ -197,20 +197,28 @@ func (s *upSock) read() {
 		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != s.pool.addr {
 			continue
 		}
-		m := new(dns.Msg)
-		if m.Unpack(buf[:n]) != nil || !m.Response || len(m.Question) != 1 {
-			continue
+		if w, m := s.take(buf[:n]); w != nil {
+			w.deliver(udpResult{msg: m})
 		}
-		s.mu.Lock()
-		w := s.pending[m.Id]
-		if w == nil || !sameQuestion(w.q, m.Question[0]) {
-			s.mu.Unlock()
-			continue
-		}
-		delete(s.pending, m.Id)
-		s.mu.Unlock()
-		w.deliver(udpResult{msg: m})
 	}
+}
+
+// take returns the query in flight that datagram b answers, no longer in
+// flight, and the answer; nil if b answers none (not DNS, not an answer, an
+// ID not in flight, another question).
+func (s *upSock) take(b []byte) (*udpWaiter, *dns.Msg) {
+	m := new(dns.Msg)
+	if m.Unpack(b) != nil || !m.Response || len(m.Question) != 1 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.pending[m.Id]
+	if w == nil || !sameQuestion(w.q, m.Question[0]) {
+		return nil, nil
+	}
+	delete(s.pending, m.Id)
+	return w, m
 }
 
 // failAll ends every query waiting on s with err.
