@@ -293,8 +293,8 @@ func timedAsk(t *testing.T, n *testNet, name string) (string, time.Duration) {
 }
 
 // TestNetDNSFailoverDeadFirst: a first upstream that drops everything costs
-// a query less than a second, and after a few queries none at all: it is
-// marked down and asked last.
+// a query less than a second, and after a few queries it is marked down and
+// not asked first any more.
 func TestNetDNSFailoverDeadFirst(t *testing.T) {
 	n := newTestNet(t, testConfig())
 	dead := startUDPUpstream(t, n.host, func(*udpUpstream, *dns.Msg, netip.AddrPort) {})
@@ -302,7 +302,6 @@ func TestNetDNSFailoverDeadFirst(t *testing.T) {
 	n.cfg.Upstreams = []string{dead.addr, good.addr}
 	n.start()
 	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
-	var slow time.Duration
 	for i := range 6 {
 		name := fmt.Sprintf("q%d.example", i)
 		got, took := timedAsk(t, n, name)
@@ -312,12 +311,6 @@ func TestNetDNSFailoverDeadFirst(t *testing.T) {
 		if took >= time.Second {
 			t.Errorf("query %d took %s with the first upstream dead, want under a second", i, took)
 		}
-		if i >= downAfter {
-			slow = max(slow, took)
-		}
-	}
-	if slow > 2*minHedge {
-		t.Errorf("once the dead upstream is down, queries still take up to %s", slow)
 	}
 	if dead.asked.Load() > downAfter+1 {
 		t.Errorf("the dead upstream was asked %d times in 6 queries; want it set aside after %d", dead.asked.Load(), downAfter)
@@ -358,8 +351,10 @@ func TestNetDNSClosedPortFailover(t *testing.T) {
 	n.cfg.Upstreams = []string{"127.0.0.1:1", good.addr}
 	n.start()
 	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
-	if got, took := timedAsk(t, n, "closed.example"); got != ipFor("closed.example.").String() || took > minHedge {
-		t.Errorf("closed first upstream: %s after %s, want the answer within %s", got, took, minHedge)
+	// Without the ICMP error, the hedge delay of an upstream never heard
+	// from (maxHedge/2) would pass first.
+	if got, took := timedAsk(t, n, "closed.example"); got != ipFor("closed.example.").String() || took >= maxHedge/2-100*time.Millisecond {
+		t.Errorf("closed first upstream: %s after %s, want the answer before the hedge delay", got, took)
 	}
 }
 
