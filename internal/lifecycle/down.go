@@ -240,6 +240,7 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 	if rec.AllowFrom != "" {
 		n.AllowFrom = strings.Split(rec.AllowFrom, ",")
 	}
+	n.Overlay = overlayOf(rec.VXLANGuard)
 	return n
 }
 
