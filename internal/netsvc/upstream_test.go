@@ -270,17 +270,16 @@ func FuzzUpstreamAnswer(f *testing.F) {
 	})
 }
 
-// failoverNet is a network whose daemon forwards to ups, in that order, and
-// a guest with an address to ask from.
-func failoverNet(t *testing.T, ups ...*udpUpstream) *testNet {
-	t.Helper()
-	n := newTestNet(t, testConfig())
+// serveWith starts n's daemon forwarding to ups, in that order, and gives
+// the guest an address to ask from.
+func (n *testNet) serveWith(ups ...*udpUpstream) {
+	n.t.Helper()
+	n.cfg.Upstreams = nil
 	for _, u := range ups {
 		n.cfg.Upstreams = append(n.cfg.Upstreams, u.addr)
 	}
 	n.start()
 	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
-	return n
 }
 
 // timedAsk asks name from the guest and returns the answer's address and
@@ -299,9 +298,7 @@ func TestNetDNSFailoverDeadFirst(t *testing.T) {
 	n := newTestNet(t, testConfig())
 	dead := startUDPUpstream(t, n.host, func(*udpUpstream, *dns.Msg, netip.AddrPort) {})
 	good := startUDPUpstream(t, n.host, nil)
-	n.cfg.Upstreams = []string{dead.addr, good.addr}
-	n.start()
-	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
+	n.serveWith(dead, good)
 	for i := range 6 {
 		name := fmt.Sprintf("q%d.example", i)
 		got, took := timedAsk(t, n, name)
@@ -330,9 +327,7 @@ func TestNetDNSFailoverLate(t *testing.T) {
 		})
 	})
 	good := startUDPUpstream(t, n.host, nil)
-	n.cfg.Upstreams = []string{late.addr, good.addr}
-	n.start()
-	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
+	n.serveWith(late, good)
 	got, took := timedAsk(t, n, "late.example")
 	if got != ipFor("late.example.").String() || took >= time.Second {
 		t.Errorf("with a late first upstream: %s after %s, want %s within a second", got, took, ipFor("late.example."))
@@ -369,9 +364,7 @@ func TestNetDNSNoCrossTalk(t *testing.T) {
 		u.reply(other, from)
 		u.reply(answerTo(q), from)
 	})
-	n.cfg.Upstreams = []string{up.addr}
-	n.start()
-	n.guest.MustRun("ip", "addr", "add", guestSrc.String()+"/24", "dev", "eth0")
+	n.serveWith(up)
 	const clients = 500
 	conns := make([]*net.UDPConn, clients)
 	if err := n.guest.Do(func() error {
