@@ -73,10 +73,11 @@ func (ra *race) startNext() func() {
 	return func() {}
 }
 
-// result takes try i's outcome.
+// result takes try i's outcome. A try that failed to send may also see its
+// socket's error delivered: only the first outcome counts.
 func (ra *race) result(i int, res udpResult) {
 	ra.mu.Lock()
-	if ra.over {
+	if ra.over || ra.answered[i] {
 		ra.mu.Unlock()
 		return
 	}
