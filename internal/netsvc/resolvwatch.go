@@ -24,7 +24,7 @@ const resolvCheckEvery = time.Second
 func resolvConfPath() string {
 	const def = "/etc/resolv.conf"
 	var self unix.Stat_t
-	if unix.Stat("/proc/self/ns/net", &self) != nil {
+	if unix.Stat("/proc/thread-self/ns/net", &self) != nil {
 		return def
 	}
 	ents, _ := os.ReadDir("/run/netns")

@@ -62,7 +62,14 @@ type udpPool struct {
 }
 
 func newUDPPool(addr netip.AddrPort) *udpPool {
-	return &udpPool{addr: netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())}
+	return &udpPool{addr: addr}
+}
+
+// sameSource: from is the upstream's address and port. Zones are left out: a
+// link-local upstream written fe80::1%2 comes back as fe80::1%eth0, and the
+// socket, connected to it, hears no other anyway.
+func sameSource(from, up netip.AddrPort) bool {
+	return from.Port() == up.Port() && from.Addr().Unmap().WithZone("") == up.Addr().Unmap().WithZone("")
 }
 
 // upSock is one connected socket and the queries in flight on it.
@@ -194,7 +201,7 @@ func (s *upSock) read() {
 			}
 			continue
 		}
-		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != s.pool.addr {
+		if !sameSource(from, s.pool.addr) {
 			continue
 		}
 		if w, m := s.take(buf[:n]); w != nil {

@@ -458,3 +458,70 @@ func TestNetDNSResolvConfFollowed(t *testing.T) {
 		t.Errorf("no log line of the change:\n%s", logs)
 	}
 }
+
+// TestUpstreamSameSource: the source check ignores zones and IPv4 mapping,
+// nothing else.
+func TestUpstreamSameSource(t *testing.T) {
+	for _, c := range []struct {
+		from, up string
+		same     bool
+	}{
+		{"192.0.2.1:53", "192.0.2.1:53", true},
+		{"[::ffff:192.0.2.1]:53", "192.0.2.1:53", true},
+		{"[fe80::1%eth0]:53", "[fe80::1%2]:53", true},
+		{"192.0.2.1:5353", "192.0.2.1:53", false},
+		{"192.0.2.2:53", "192.0.2.1:53", false},
+		{"[fe80::2%eth0]:53", "[fe80::1%eth0]:53", false},
+	} {
+		if got := sameSource(netip.MustParseAddrPort(c.from), netip.MustParseAddrPort(c.up)); got != c.same {
+			t.Errorf("sameSource(%s, %s) = %v", c.from, c.up, got)
+		}
+	}
+}
+
+// TestUpstreamSetKeepsHealth: when resolv.conf changes, an upstream that
+// stays keeps what is known of it (here: that it is down), a new one starts
+// fresh, and a down one is asked last.
+func TestUpstreamSetKeepsHealth(t *testing.T) {
+	s := newUpstreamSet([]string{"192.0.2.1:53", "192.0.2.2:53"}, nil)
+	now := time.Now()
+	first := (*s.list.Load())[0]
+	for range downAfter {
+		first.failed(now)
+	}
+	if got := s.order(now); got[0].addr != "192.0.2.2:53" || got[1] != first {
+		t.Errorf("a down upstream is not asked last: %s %s", got[0].addr, got[1].addr)
+	}
+	s.set([]string{"192.0.2.3:53", "192.0.2.1:53"})
+	l := *s.list.Load()
+	if l[1] != first || !l[1].down(now) || l[0].down(now) || len(l) != 2 {
+		t.Errorf("after the change: %v", s.addrs())
+	}
+	if got := s.order(now.Add(maxDown)); got[0].addr != "192.0.2.3:53" || got[1] != first {
+		t.Errorf("order after the backoff: %s %s, want resolv.conf's", got[0].addr, got[1].addr)
+	}
+}
+
+// TestResolvConfPathOfNamedNamespace: a daemon in a namespace that `ip netns`
+// named reads /etc/netns/NAME/resolv.conf when there is one, else
+// /etc/resolv.conf.
+func TestResolvConfPathOfNamedNamespace(t *testing.T) {
+	ns := testns.New(t)
+	var got string
+	ns.Do(func() error { got = resolvConfPath(); return nil })
+	if got != "/etc/resolv.conf" {
+		t.Errorf("without /etc/netns/%s/resolv.conf: %s", ns.Name, got)
+	}
+	dir := filepath.Join("/etc/netns", ns.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 192.0.2.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns.Do(func() error { got = resolvConfPath(); return nil })
+	if want := filepath.Join(dir, "resolv.conf"); got != want {
+		t.Errorf("with it: %s, want %s", got, want)
+	}
+}
