@@ -170,7 +170,6 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 	ours.stop()
 	var asked [2]atomic.Int64
 	ours.cfg.Upstreams = []string{benchUpstream(b, ours.host, &asked[0])}
-	ours.exe = daemonBinary(b)
 	ours.start()
 	dm := startDnsmasq(b, theirs, benchUpstream(b, theirs.host, &asked[1]))
 	benchGuest(ours)
