@@ -525,3 +525,65 @@ func TestResolvConfPathOfNamedNamespace(t *testing.T) {
 		t.Errorf("with it: %s, want %s", got, want)
 	}
 }
+
+// TestUpstreamSocketsCloseWhenIdle: sockLife after its last query, an
+// upstream holds no socket: an idle daemon keeps no port open, and the next
+// query gets a fresh one.
+func TestUpstreamSocketsCloseWhenIdle(t *testing.T) {
+	ns := testns.New(t)
+	up := startUDPUpstream(t, ns, nil)
+	pool := newUDPPool(netip.MustParseAddrPort(up.addr))
+	defer pool.close()
+	open := func() int {
+		return strings.Count(ns.MustRun("ss", "-uanH", "state", "established", "dst", up.addr), "\n")
+	}
+	q := query("idle.example", dns.TypeA)
+	b, _ := q.Pack()
+	got := make(chan udpResult, 1)
+	var cancel func()
+	if err := ns.Do(func() (err error) {
+		cancel, err = pool.send(b, q.Question[0], func(r udpResult) { got <- r })
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil {
+		t.Fatal(r.err)
+	}
+	cancel()
+	if n := open(); n != 1 {
+		t.Fatalf("%d sockets after one query, want 1", n)
+	}
+	time.Sleep(sockLife + 500*time.Millisecond)
+	if n := open(); n != 0 {
+		t.Errorf("%d sockets open %s after the last query, want none", n, sockLife)
+	}
+}
+
+// TestUpstreamHedge: the hedge delay follows the round-trip time, shrinks
+// with failures, and stays within minHedge and maxHedge.
+func TestUpstreamHedge(t *testing.T) {
+	u := newUpstream("192.0.2.1:53")
+	if d := u.hedge(); d != maxHedge/2 {
+		t.Errorf("never answered: %s, want %s", d, maxHedge/2)
+	}
+	u.answered(50 * time.Millisecond)
+	if d := u.hedge(); d != 400*time.Millisecond {
+		t.Errorf("50 ms RTT: %s, want 400ms", d)
+	}
+	u.answered(time.Millisecond) // smoothed: (7*50+1)/8 ms
+	u.failed(time.Now())
+	if d := u.hedge(); d != 8*(350*time.Millisecond+time.Millisecond)/8/2 {
+		t.Errorf("after a failure: %s", d)
+	}
+	u.answered(10 * time.Second)
+	if d := u.hedge(); d != maxHedge {
+		t.Errorf("slow upstream: %s, want %s", d, maxHedge)
+	}
+	for range 60 { // the smoothed RTT forgets the slow answers
+		u.answered(time.Microsecond)
+	}
+	if d := u.hedge(); d != minHedge {
+		t.Errorf("fast upstream: %s, want %s", d, minHedge)
+	}
+}
