@@ -62,7 +62,9 @@ func upperFirst(s string) string {
 const statusHelp = `For each network (configured in the file, the built-in default, or up now):
 its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
-of kvmnet's rules are missing, and their backend (nftables or iptables); the
+of kvmnet's rules are missing, and their backend (nftables or iptables), or that
+they are an older kvmnet's ("from kvmnet VERSION, replaced at next up or doctor
+--fix", as doctor says: only what that release wrote otherwise differs); the
 DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
 and its MTU and MAC; its port forwards (of a network that is up, those its rules
 hold) and whether their guests hold a lease; a network's VXLAN overlay: its link,
@@ -79,7 +81,7 @@ file's error (FILE:LINE: ...); status then exits 1.
               "bridge":{"name","exists","owned","mtu","stp","forward_delay_ms"},
               "address":{"prefix","present","owned"},
               "forwarding":{"needed","held"},
-              "rules":{"checked","owned","missing":[…],"firewall"},
+              "rules":{"checked","owned","missing":[…],"firewall","older"},  (older: only then)
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
               "forwards":[{"proto","host_ip","port","to","leased"}],

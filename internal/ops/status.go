@@ -41,7 +41,9 @@ import (
 //	    "address": {"prefix": "192.168.100.1/24", "present": true, "owned": true},
 //	    "forwarding": {"needed": true, "held": true},
 //	    "rules": {"checked": true, "owned": true, "missing": [],
-//	              "firewall": "nftables"},   // the rule engine: nftables or iptables; "" when not up
+//	              "firewall": "nftables",    // the rule engine: nftables or iptables; "" when not up
+//	              "older": "kvmnet v1.2.0"}, // an older kvmnet made them: what is missing is what
+//	                                      // it wrote otherwise (next up rewrites them); absent else
 //	    "services": {"enabled": true, "running": true, "pid": 4242,
 //	                 "leases": [{"ip": "192.168.100.2", "mac": "52:54:00:3c:a1:07",
 //	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
@@ -149,6 +151,11 @@ type RulesStatus struct {
 	Owned    bool     `json:"owned"`
 	Missing  []string `json:"missing"`
 	Firewall string   `json:"firewall"`
+	// Older names the older kvmnet that made the rules ("kvmnet VERSION",
+	// or "an older kvmnet (…)") when what is missing is only what that
+	// release wrote differently: the next up or doctor --fix replaces them.
+	// Absent otherwise.
+	Older string `json:"older,omitempty"`
 }
 
 // ServicesStatus is a network's DHCP/DNS daemon and its leases.
@@ -281,6 +288,9 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
 		fw, fwErr := fws.of(rec)
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(lifecycle.FirewallNetwork(rec, forwards), fw, fwErr, fail)
+		if len(ns.Rules.Missing) > 0 {
+			ns.Rules.Older, _ = olderMaker(name, rec, fw.Backend())
+		}
 		ns.Rules.Firewall = string(firewall.IPTables)
 		if rec.Firewall != "" {
 			ns.Rules.Firewall = rec.Firewall
@@ -571,6 +581,8 @@ func rulesCell(n NetworkStatus) string {
 		return "-"
 	case !n.Rules.Checked:
 		return "unknown"
+	case n.Rules.Older != "":
+		return "from " + n.Rules.Older + ", replaced at next up or doctor --fix (" + n.Rules.Firewall + ")"
 	case len(n.Rules.Missing) > 0:
 		return fmt.Sprintf("%d MISSING (%s)", len(n.Rules.Missing), n.Rules.Firewall)
 	}

@@ -46,6 +46,7 @@ type statusJSON struct {
 			Owned    bool     `json:"owned"`
 			Missing  []string `json:"missing"`
 			Firewall string   `json:"firewall"`
+			Older    string   `json:"older,omitempty"`
 		} `json:"rules"`
 		Services struct {
 			Enabled bool `json:"enabled"`

@@ -110,6 +110,14 @@ func TestUpgradeDowngrade(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "info: network default: rules from an older kvmnet (its record names no version), replaced at next up or doctor --fix") {
 			t.Errorf("doctor after the upgrade: exit %d, want 0 and the older rules named:\n%s", code, out)
 		}
+		// status says the same of them as doctor, not "N MISSING".
+		if out := h.must("status"); strings.Contains(out, "MISSING") ||
+			!strings.Contains(out, "from an older kvmnet (its record names no version), replaced at next up or doctor --fix (iptables)") {
+			t.Errorf("status after the upgrade does not name the older rules:\n%s", out)
+		}
+		if r := h.status().Networks[0].Rules; r.Older != "an older kvmnet (its record names no version)" || len(r.Missing) == 0 {
+			t.Errorf("status --json after the upgrade: rules %+v, want older named beside what differs", r)
+		}
 		newHelper("kvmnet-natup", "g2") // rewrites the rules, restarts the daemon on the new lease file
 		if ip2, _ := lease2(); ip2 == ip1 || !strings.HasPrefix(ip2, "192.168.100.") {
 			t.Errorf("g2 leased %s beside g1's %s", ip2, ip1)
