@@ -62,7 +62,8 @@ func upperFirst(s string) string {
 const statusHelp = `For each network (configured in the file, the built-in default, or up now):
 its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
-of kvmnet's rules are missing, and their backend (nftables or iptables), or that
+of kvmnet's rules are missing ("unknown (needs root)" when not run as root), and
+their backend (nftables or iptables), or that
 they are an older kvmnet's ("from kvmnet VERSION, replaced at next up or doctor
 --fix", as doctor says: only what that release wrote otherwise differs); the
 DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,

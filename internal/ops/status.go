@@ -110,6 +110,8 @@ type NetworkStatus struct {
 	// Broken is the configuration's error for the network's section
 	// (FILE:LINE: ...): no VM can start on it. Empty when it is right.
 	Broken string `json:"broken,omitempty"`
+	// rulesNeedRoot: the rules were not read, as only root may (Rules.Checked is false).
+	rulesNeedRoot bool
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -285,16 +287,19 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		ns.Ports = h.ports(rec, br, fail)
 	}
 	ns.Domains = h.domains(name, ns.Ports, fail)
-	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
+	switch {
+	case !up || config.Mode(rec.Mode) == config.Bridged: // a bridged network has no rules
+	case os.Geteuid() != 0:
+		// Reading nftables or iptables takes root: an ordinary user's
+		// status says so rather than failing on it.
+		ns.Rules.Firewall, ns.rulesNeedRoot = recordedBackend(rec), true
+	default:
 		fw, fwErr := fws.of(rec)
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(lifecycle.FirewallNetwork(rec, forwards), fw, fwErr, fail)
 		if len(ns.Rules.Missing) > 0 {
 			ns.Rules.Older, _ = olderMaker(name, rec, fw.Backend())
 		}
-		ns.Rules.Firewall = string(firewall.IPTables)
-		if rec.Firewall != "" {
-			ns.Rules.Firewall = rec.Firewall
-		}
+		ns.Rules.Firewall = recordedBackend(rec)
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
@@ -421,6 +426,15 @@ func userCell(p PortStatus) string {
 		return p.User
 	}
 	return "uid " + strconv.Itoa(*p.UID)
+}
+
+// recordedBackend is the rule engine a record names; records from before
+// the nftables backend name none.
+func recordedBackend(rec state.Network) string {
+	if rec.Firewall == "" {
+		return string(firewall.IPTables)
+	}
+	return rec.Firewall
 }
 
 // checkRules lists the recorded network's rules that are missing now.
@@ -579,6 +593,8 @@ func rulesCell(n NetworkStatus) string {
 	switch {
 	case !n.Up || config.Mode(n.Mode) == config.Bridged:
 		return "-"
+	case n.rulesNeedRoot:
+		return "unknown (needs root)"
 	case !n.Rules.Checked:
 		return "unknown"
 	case n.Rules.Older != "":
