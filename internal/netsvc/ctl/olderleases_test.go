@@ -16,19 +16,27 @@ func oneLease(ip string) LeaseFile {
 	return LeaseFile{Leases: []Lease{{IP: netip.MustParseAddr(ip), MAC: mac, Expires: time.Now().Add(time.Hour)}}}
 }
 
-// TestLeaveForOlder: a namespace's leases are copied to NAME.leases, marked,
-// where no one's own leases are; this release reads the copy as no leases
-// under that name, its own under the copied name; the host's leases and a
-// held lock are left alone.
-func TestLeaveForOlder(t *testing.T) {
-	dir := t.TempDir()
-	ns, older := filepath.Join(dir, "lab@ns1.leases"), filepath.Join(dir, "lab.leases")
+// leftForOlder writes a namespace's lease file, lab@ns1.leases, and leaves
+// its copy, lab.leases, for an older release.
+func leftForOlder(t *testing.T) (dir, ns, older string) {
+	t.Helper()
+	dir = t.TempDir()
+	ns, older = filepath.Join(dir, "lab@ns1.leases"), filepath.Join(dir, "lab.leases")
 	if err := WriteLeaseFile(ns, oneLease("10.0.0.5")); err != nil {
 		t.Fatal(err)
 	}
 	if err := LeaveForOlder(ns); err != nil {
 		t.Fatal(err)
 	}
+	return dir, ns, older
+}
+
+// TestLeaveForOlder: a namespace's leases are copied to NAME.leases, marked,
+// where no one's own leases are; this release reads the copy as no leases
+// under that name, its own under the copied name; the host's leases and a
+// held lock are left alone.
+func TestLeaveForOlder(t *testing.T) {
+	dir, ns, older := leftForOlder(t)
 	if lf, err := ReadLeaseFile(older); err != nil || len(lf.Leases) != 0 || lf.CopyOf != "lab@ns1.leases" {
 		t.Errorf("lab.leases read by this release: %+v, %v; want a copy of lab@ns1.leases with no leases", lf, err)
 	}
@@ -86,14 +94,7 @@ func TestLeaveForOlder(t *testing.T) {
 // NAME.leases, newer than this release's NAME@NETNS.leases, replaces it;
 // an unchanged copy does not.
 func TestFollowTakesOlderBack(t *testing.T) {
-	dir := t.TempDir()
-	ns, older := filepath.Join(dir, "lab@ns1.leases"), filepath.Join(dir, "lab.leases")
-	if err := WriteLeaseFile(ns, oneLease("10.0.0.5")); err != nil {
-		t.Fatal(err)
-	}
-	if err := LeaveForOlder(ns); err != nil {
-		t.Fatal(err)
-	}
+	_, ns, older := leftForOlder(t)
 	if olderDaemonsFile(older, ns) {
 		t.Error("an unchanged copy counts as the older daemon's file")
 	}
