@@ -238,6 +238,9 @@ func SetAside(path string) (string, error) {
 	return aside, nil
 }
 
+// ErrLeaseFileInUse: another daemon holds the lease file's lock.
+var ErrLeaseFileInUse = errors.New("in use by another netsvc daemon")
+
 // LockLeaseFile takes an exclusive flock on path.lock, which the daemon holds
 // while it runs, so that two daemons can never share a lease file (each would
 // overwrite the other's leases). The lease file itself cannot carry the lock:
@@ -252,7 +255,7 @@ func LockLeaseFile(path string) (*os.File, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lease file %s: in use by another netsvc daemon (%s is locked)", path, lock)
+			return nil, fmt.Errorf("lease file %s: %w (%s is locked)", path, ErrLeaseFileInUse, lock)
 		}
 		return nil, fmt.Errorf("lock lease file %s: %w", path, err)
 	}

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ func LeaveForOlder(path string) error {
 	}
 	older := filepath.Join(dir, name+".leases")
 	lock, err := LockLeaseFile(older)
+	if errors.Is(err, ErrLeaseFileInUse) {
+		return nil // a daemon's own leases
+	}
 	if err != nil {
 		return fmt.Errorf("leave leases for an older kvmnet: %w", err)
 	}
