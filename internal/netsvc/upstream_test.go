@@ -419,12 +419,7 @@ func TestNetDNSResolvConfFollowed(t *testing.T) {
 	n := newTestNet(t, testConfig())
 	first := startUDPUpstreamOn(t, n.host, "127.0.0.2:53", nil)
 	second := startUDPUpstreamOn(t, n.host, "127.0.0.3:53", nil)
-	dir := filepath.Join("/etc/netns", n.host.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	resolv := filepath.Join(dir, "resolv.conf")
+	resolv := filepath.Join(etcNetns(t, n.host), "resolv.conf")
 	write := func(server string) {
 		tmp := resolv + ".new"
 		if err := os.WriteFile(tmp, []byte("nameserver "+server+"\n"), 0o644); err != nil {
@@ -512,11 +507,7 @@ func TestResolvConfPathOfNamedNamespace(t *testing.T) {
 	if got != "/etc/resolv.conf" {
 		t.Errorf("without /etc/netns/%s/resolv.conf: %s", ns.Name, got)
 	}
-	dir := filepath.Join("/etc/netns", ns.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := etcNetns(t, ns)
 	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 192.0.2.1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -586,4 +577,24 @@ func TestUpstreamHedge(t *testing.T) {
 	if d := u.hedge(); d != minHedge {
 		t.Errorf("fast upstream: %s, want %s", d, minHedge)
 	}
+}
+
+// etcNetns makes /etc/netns/NAME for ns, where `ip netns exec` finds the
+// namespace's own /etc files, and removes it when t ends, with /etc/netns if
+// it made that too.
+func etcNetns(t *testing.T, ns *testns.NS) string {
+	t.Helper()
+	_, err := os.Stat("/etc/netns")
+	madeTop := os.IsNotExist(err)
+	dir := filepath.Join("/etc/netns", ns.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		if madeTop {
+			os.Remove("/etc/netns") // only if empty: another test may use it
+		}
+	})
+	return dir
 }
