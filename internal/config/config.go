@@ -337,8 +337,10 @@ type Network struct {
 	Hosts     []Host     `toml:"host"`
 	Forwards  []Forward  `toml:"forward"`
 	VXLAN     *VXLAN     `toml:"vxlan"`
-	Allow     []Allowed  `toml:"allow"`      // who may use it through kvmnet-bridge-helper; see allow.go
-	AllowFrom []string   `toml:"allow_from"` // networks whose guests may open connections into it; see allowfrom.go
+	Allow     []Allowed  `toml:"allow"`          // who may use it through kvmnet-bridge-helper; see allow.go
+	AllowFrom []string   `toml:"allow_from"`     // networks whose guests may open connections into it; see allowfrom.go
+	Guard     *bool      `toml:"guard"`          // default: on but for bridged; see guard.go
+	Isolate   *bool      `toml:"isolate_guests"` // default: off; see guard.go
 
 	set map[string]bool // the keys the file gives it (see keys.go)
 }
@@ -554,6 +556,9 @@ func (n *Network) check(dns map[netip.Addr]string) error {
 		return keyErrorf("lease_time", nil, "%s: at most 720h (30 days): an address stays taken that long after its guest is gone", n.LeaseTime.Duration)
 	}
 	if err := n.checkRange(); err != nil {
+		return err
+	}
+	if err := n.checkGuard(); err != nil {
 		return err
 	}
 	if err := n.checkUpstreams(dns); err != nil {

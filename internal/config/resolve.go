@@ -48,6 +48,10 @@ type Net struct {
 	VXLAN     *Overlay // nil: the network stays on this host
 	Firewall  Firewall // the file's top-level choice; "" is auto
 	AllowFrom []string // the bridges of the networks whose guests may open connections into this one
+	// Guard: the per-port guards (one MAC, one IPv4 source per port) are on;
+	// never for Bridged. IsolateGuests: guest ports are isolated bridge ports.
+	Guard         bool
+	IsolateGuests bool
 
 	// BridgeNamed: the file names the bridge in the network's section
 	// (bridge = "..."), rather than the network taking its default one:
@@ -128,6 +132,9 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	r.VXLAN = n.VXLAN.overlay(name)
 	r.Allow = n.allowed()
 	r.AllowFrom = f.allowFromBridges(n)
+	if err := n.resolveGuard(&r); err != nil {
+		return Net{}, err
+	}
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
@@ -185,8 +192,9 @@ func (n Net) hash() string {
 		Up               []string
 		Hosts            []Host
 		AllowFrom        []string
+		Guard, Isolate   bool
 	}{n.Forwards, n.DHCP, n.DNS, n.Router, n.RangeFrom.String(), n.RangeTo.String(), int64(n.LeaseTime),
-		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom})
+		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom, n.Guard, n.IsolateGuests})
 	if err != nil {
 		return "" // matches no recorded hash: an up applies everything
 	}

@@ -72,6 +72,8 @@ type Network struct {
 	// Overlay is the network's VXLAN, nil when it has none: only its
 	// peers' datagrams of its VNI reach its UDP port (overlay.go).
 	Overlay *Overlay
+	// Guard is what the network's guard table holds to (guard.go).
+	Guard PortGuard
 }
 
 // Subnet is the guests' prefix, e.g. 192.168.100.0/24.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/nftables"
+
 	"github.com/kvmnet/kvmnet/internal/nat"
 )
 
@@ -23,14 +25,39 @@ func newIptables() (Firewall, error) {
 
 func (iptables) Backend() Backend { return IPTables }
 
+// Ensure makes the iptables rules, then the guard table, which is nf_tables
+// whatever the backend (guard.go): iptables has no bridge family of its
+// own but ebtables, which kvmnet does not use.
 func (f iptables) Ensure(n Network) (Result, error) {
+	if err := n.Validate(); err != nil {
+		return Result{}, err
+	}
+	// The guard table first: the generation EnsureGen records after its own
+	// commit then covers it.
+	guarded, err := EnsureGuard(n)
+	if err != nil {
+		return Result{Changed: guarded}, err
+	}
 	r, err := f.fw.EnsureGen(natNetwork(n))
-	return Result{Changed: r.Changed, Gen: r.Gen, GenOK: r.GenOK}, err
+	return Result{Changed: r.Changed || guarded, Gen: r.Gen, GenOK: r.GenOK}, err
 }
 
-func (f iptables) Remove(n Network) error { return f.fw.Remove(natNetwork(n)) }
+func (f iptables) Remove(n Network) error {
+	return errors.Join(f.fw.Remove(natNetwork(n)), RemoveGuard(n.Name))
+}
 
-func (f iptables) Check(n Network) ([]string, error) { return f.fw.Check(natNetwork(n)) }
+func (f iptables) Check(n Network) ([]string, error) {
+	missing, err := f.fw.Check(natNetwork(n))
+	if err != nil {
+		return nil, err
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return missing, fmt.Errorf("nftables: %w", err)
+	}
+	guard, err := checkGuard(&reader{c: c}, n)
+	return append(missing, guard...), err
+}
 
 func (f iptables) Unchanged(gen uint32) bool { return f.fw.Unchanged(gen) }
 

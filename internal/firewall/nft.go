@@ -87,9 +87,14 @@ func (lv live) networks() []string {
 // fingerprint is a rule's expressions as the kernel takes them, and its
 // comment: two rules with equal fingerprints match and do the same.
 func fingerprint(exprs []expr.Any, udata []byte) string {
+	return printIn(nftables.TableFamilyINet, exprs, udata)
+}
+
+// printIn is fingerprint in family f's marshalling.
+func printIn(f nftables.TableFamily, exprs []expr.Any, udata []byte) string {
 	var b bytes.Buffer
 	for _, e := range exprs {
-		m, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		m, err := expr.Marshal(byte(f), e)
 		if err != nil {
 			return "unmarshalable"
 		}
@@ -117,8 +122,14 @@ type plan struct {
 // setChain makes chain ch hold exactly rules: added when missing, flushed
 // and refilled when its rules differ.
 func (p *plan) setChain(lv live, ch *nftables.Chain, rules []*nftables.Rule) {
-	have, exists := lv.chains[ch.Name]
-	if exists && same(lv.rules[ch.Name], rules) {
+	p.setChainBy(lv.chains, lv.rules, ch, rules, same)
+}
+
+// setChainBy is setChain over chains and rules as read, with eq telling
+// whether live rules are the wanted ones.
+func (p *plan) setChainBy(chains map[string]*nftables.Chain, live map[string][]*nftables.Rule, ch *nftables.Chain, rules []*nftables.Rule, eq func(have, want []*nftables.Rule) bool) {
+	have, exists := chains[ch.Name]
+	if exists && eq(live[ch.Name], rules) {
 		return
 	}
 	p.changed = true
@@ -202,6 +213,9 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	}
 	legacy, err := f.shim(r, n, p)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := ensureGuard(r, n, p); err != nil {
 		return Result{}, err
 	}
 	if p.changed {
@@ -294,7 +308,11 @@ func (f *nft) Remove(n Network) error {
 	if err != nil {
 		return err
 	}
-	if changed || shimChanged {
+	guarded, err := removeGuard(r, n.Name)
+	if err != nil {
+		return err
+	}
+	if changed || shimChanged || guarded {
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("nftables batch removing %s: %w", n.Name, err)
 		}
@@ -344,7 +362,11 @@ func (f *nft) Check(n Network) ([]string, error) {
 		}
 	}
 	more, err := f.checkShim(r, n)
-	return append(missing, more...), err
+	if err != nil {
+		return nil, err
+	}
+	guard, err := checkGuard(r, n)
+	return append(append(missing, more...), guard...), err
 }
 
 // Unchanged reports whether the nf_tables generation (`nft monitor`'s "new

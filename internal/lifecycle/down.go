@@ -46,6 +46,9 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 		if err := bridge.Detach(tap, br); err != nil {
 			return Result{}, err
 		}
+		if err := unguard(tap, n.Name); err != nil {
+			return Result{}, err
+		}
 		changes = append(changes, fmt.Sprintf("detach %s from %s", tapName, br.Name))
 	} else if err != nil && !errors.Is(err, bridge.ErrNoLink) {
 		return Result{}, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/firewall"
+	"github.com/kvmnet/kvmnet/internal/portguard"
 	"github.com/kvmnet/kvmnet/internal/safefile"
 	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/warm"
@@ -42,10 +43,19 @@ func (u *upCall) writeHot() {
 		(n.Mode == config.Isolated && !rec.HostQuiet) || u.br == nil {
 		return
 	}
+	// A guarded network with no daemon to forget its ports as they go
+	// (guard.go) needs the engine's up, which forgets them.
+	if n.Guard && !serves(n) {
+		return
+	}
 	h := &warm.Hot{
 		Key: n.Source, Network: n.Name, Bridge: n.Bridge, Index: u.br.Index, Mode: string(n.Mode),
 		AnyPorts: n.Ports == config.AnyPorts, Pinned: rec.Pinned,
 	}
+	if guarded(n) {
+		h.Group = portguard.Group(n.Name)
+	}
+	h.Isolate = n.IsolateGuests
 	if n.Mode.Routed() {
 		for _, p := range []netip.Prefix{n.Gateway, n.Gateway6} {
 			if p.IsValid() {

@@ -335,10 +335,9 @@ func (u *upCall) tapSteps() []step {
 		return nil
 	}
 	tap := u.tap.Attrs().Name
-	return []step{
-		{name: "record " + tap, do: u.record, undo: u.unrecord},
-		{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true},
-	}
+	steps := append([]step{{name: "record " + tap, do: u.record, undo: u.unrecord}}, u.guardSteps()...)
+	steps = append(steps, step{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true})
+	return append(steps, u.isolateSteps()...)
 }
 
 // adminBridge finds a bridged network's bridge, which is the admin's: kvmnet
@@ -557,7 +556,9 @@ func (u *upCall) rules() (outcome, error) {
 		}
 	}
 	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
-	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
+	want := fwNetwork(u.rec, serves(u.n), u.forwards)
+	want.Guard = PortGuard(u.n)
+	r, err := fw.Ensure(want)
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
 			return noted, err
@@ -591,6 +592,7 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	}
 	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
+	want.Guard = PortGuard(u.n)
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
 	return noted, nil
 }

@@ -33,6 +33,9 @@ type dhcpd struct {
 	mtu       int
 	leaseTime time.Duration
 
+	// leased, when set, hears of each new lease (not renewals): the guard's.
+	leased func(mac net.HardwareAddr, ip netip.Addr, ttl time.Duration)
+
 	// exhausted is set while the pool is full, so that a full pool logs one
 	// line rather than one per DISCOVER. Only the serving goroutine uses it.
 	exhausted bool
@@ -240,6 +243,9 @@ func (d *dhcpd) ack(req *dhcpv4.DHCPv4, c client, want netip.Addr, now time.Time
 	// Renewals come every half lease from every guest: logging them would
 	// grow the log without bound and tell nothing new.
 	if !res.renewal {
+		if d.leased != nil { // before the ACK: the guest may use the address at once
+			d.leased(c.mac, r.ip, d.leaseTime)
+		}
 		d.log.Info("dhcp lease", "ip", r.ip.String(), "mac", c.mac.String(), "hostname", r.hostname)
 		if res.taken != "" {
 			d.log.Warn("dhcp: hostname owned by another guest; lease given without the name",

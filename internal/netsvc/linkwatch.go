@@ -66,6 +66,11 @@ func (s *Server) followTaps(ctx context.Context) {
 				s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
 				s.vacated(s.cfg.Network)
 			}
+			// After vacated, which starts gc: a teardown does not wait for
+			// it; a pinned network, which stays, still forgets the port.
+			if u.Header.Type == unix.RTM_DELLINK && u.Family != unix.AF_BRIDGE {
+				s.guardForget()
+			}
 		}
 	}
 }

@@ -52,7 +52,8 @@ type Server struct {
 	// right only when the whole process lives in the bridge's namespace.
 	watch bool
 	// vacated, when set, is called when the last tap leaves the bridge (linkwatch.go).
-	vacated Vacated
+	vacated   Vacated
+	guardFail throttle // of the guard's warnings (guard.go)
 }
 
 // Run serves c until ctx is done: Listen, then Serve.
@@ -84,7 +85,7 @@ func Listen(c Config, log *slog.Logger) (*Server, error) {
 // socks' files.
 func listenOn(c Config, log *slog.Logger, socks *ctl.Sockets) (*Server, error) {
 	s := &Server{cfg: c, log: log, pool: newPool(c), flush: make(chan struct{}, 1),
-		sendFailures: throttle{period: time.Minute}, leaseLock: socks.LeaseLock}
+		sendFailures: throttle{period: time.Minute}, guardFail: throttle{period: time.Minute}, leaseLock: socks.LeaseLock}
 	socks.LeaseLock = nil
 	defer socks.Close()
 	s.pool.dirty = s.markDirty
@@ -118,6 +119,7 @@ func (s *Server) open(socks *ctl.Sockets) error {
 	s.bridgeIndex = ifc.Index
 	if s.cfg.DHCP {
 		s.dhcp = newDHCPd(s.cfg, s.pool, s.log)
+		s.dhcp.leased = s.guardLease
 		if s.dhcpUDP, err = dhcpConn(socks.DHCP); err != nil {
 			return err
 		}

@@ -232,7 +232,7 @@ func (c *netCheck) findings() []Finding {
 		// there, and its STP is theirs to choose.
 		return append(append(fs, c.mtu()...), c.macs()...)
 	}
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.ipv6(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.portForwards()} {
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.ipv6(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.portForwards(), c.guardDrops()} {
 		fs = append(fs, f...)
 	}
 	return fs
@@ -358,7 +358,7 @@ func (c *netCheck) rules() []Finding {
 	if c.fw == nil {
 		return nil
 	}
-	missing, err := c.fw.Check(lifecycle.FirewallNetwork(c.rec, c.forwards))
+	missing, err := c.fw.Check(c.guardNetwork())
 	if err != nil {
 		return []Finding{{Network: c.name, Problem: "rules cannot be read", Evidence: err.Error(), Fix: "see the evidence"}}
 	}

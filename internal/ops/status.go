@@ -50,8 +50,10 @@ import (
 //	    "ports": [{"name": "vnet0", "kind": "tuntap", "kvmnet": true, "attached": true,
 //	               "up": true, "mtu": 1500, "mac": "fe:54:00:3c:a1:07",
 //	               "domain": "web1",      // the libvirt domain of the tap (the hook's); absent when none
-//	               "uid": 1000, "user": "alice"}, // the tap's owner: the user whose VM holds it
+//	               "uid": 1000, "user": "alice", // the tap's owner: the user whose VM holds it
 //	                                      // (kvmnet-bridge-helper's taps); absent when none
+//	               "guard": {"mac": "52:54:00:3c:a1:07", "ip": "192.168.100.2", "isolated": false}},
+//	                                      // what the guard learned the port sends from; absent when nothing
 //	    "forwards": [{"proto": "tcp", "host_ip": "", "port": "8080", "to": "192.168.100.21:80",
 //	                  "leased": true}],   // port forwards: the rules' when up, else the file's
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
@@ -179,16 +181,17 @@ type LeaseStatus struct {
 
 // PortStatus is one port of a network: on its bridge, or recorded by kvmnet.
 type PortStatus struct {
-	Name     string `json:"name"`
-	Kind     string `json:"kind"`
-	KVMnet   bool   `json:"kvmnet"`
-	Attached bool   `json:"attached"`
-	Up       bool   `json:"up"`
-	MTU      int    `json:"mtu"`
-	MAC      string `json:"mac"`
-	Domain   string `json:"domain,omitempty"` // the libvirt domain the tap is of, when the hook recorded it
-	UID      *int   `json:"uid,omitempty"`    // the tap's owner (kvmnet-bridge-helper sets the VM's user); absent when none
-	User     string `json:"user,omitempty"`   // that uid's name, when /etc/passwd has it
+	Name     string       `json:"name"`
+	Kind     string       `json:"kind"`
+	KVMnet   bool         `json:"kvmnet"`
+	Attached bool         `json:"attached"`
+	Up       bool         `json:"up"`
+	MTU      int          `json:"mtu"`
+	MAC      string       `json:"mac"`
+	Domain   string       `json:"domain,omitempty"` // the libvirt domain the tap is of, when the hook recorded it
+	UID      *int         `json:"uid,omitempty"`    // the tap's owner (kvmnet-bridge-helper sets the VM's user); absent when none
+	User     string       `json:"user,omitempty"`   // that uid's name, when /etc/passwd has it
+	Guard    *GuardStatus `json:"guard,omitempty"`  // what the network's guard holds it to (guard.go); absent when nothing
 }
 
 // brNFCallIptables is per network namespace since Linux 5.3, like ip_forward.
@@ -285,6 +288,9 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	ns.Bridge, ns.Address = bridgeStatus(rec, br, fail), addressStatus(rec, br, fail)
 	if br != nil {
 		ns.Ports = h.ports(rec, br, fail)
+		if up && config.Mode(rec.Mode) != config.Bridged {
+			guardPorts(name, ns.Ports, fail)
+		}
 	}
 	ns.Domains = h.domains(name, ns.Ports, fail)
 	switch {
@@ -511,6 +517,7 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintln(tw, strings.Join(leases, "\n"))
 	}
 	writeIPv6Table(tw, s)
+	writeGuardTable(tw, s)
 	var overlays []string
 	for _, n := range s.Networks {
 		if row := overlayRow(n); row != "" {

@@ -64,12 +64,15 @@ func portMAC() []byte {
 // setNewPort gives the new tap called name its MAC and makes it a port of
 // bridge br, with the bridge's MTU, and up, in one request.
 //
-//	ip link set NAME address fe:… mtu $(BRIDGE's mtu) master BRIDGE up
-func (s *sock) setNewPort(name string, br link) error {
+//	ip link set NAME address fe:… mtu $(BRIDGE's mtu) [group G] master BRIDGE up
+func (s *sock) setNewPort(name string, br link, group uint32) error {
 	body := ifinfo(0, unix.IFF_UP, unix.IFF_UP)
 	body = attr(body, unix.IFLA_IFNAME, append([]byte(name), 0))
 	body = attr(body, unix.IFLA_ADDRESS, portMAC())
 	body = attr(body, unix.IFLA_MTU, u32(br.mtu))
+	if group != 0 {
+		body = attr(body, unix.IFLA_GROUP, u32(group))
+	}
 	body = attr(body, unix.IFLA_MASTER, u32(uint32(br.index)))
 	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
 }

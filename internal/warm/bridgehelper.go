@@ -225,8 +225,20 @@ func (b *bridgeRun) attachNewTap(a BridgeArgs) (err error) {
 		return err
 	}
 	b.recorded = true
-	if err := b.nl.setNewPort(b.tap, b.br); err != nil {
+	if err := b.nl.setNewPort(b.tap, b.br, b.hot.Group); err != nil {
 		return err
+	}
+	if b.hot.Isolate { // before QEMU has the tap: no guest runs yet
+		ifr, err := unix.NewIfreq(b.tap)
+		if err != nil {
+			return errCold
+		}
+		if err := unix.IoctlIfreq(b.nl.fd, unix.SIOCGIFINDEX, ifr); err != nil {
+			return errCold
+		}
+		if err := b.nl.setIsolated(int(ifr.Uint32())); err != nil {
+			return err
+		}
 	}
 	unix.Close(b.lock) // before the caller can signal the front
 	b.lock = -1

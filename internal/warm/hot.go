@@ -45,6 +45,11 @@ type Hot struct {
 	// the way, it proves they still are. HasRules false: no rules at all.
 	NFTGen   uint32
 	HasRules bool
+	// Group is the device group a port attached to the network goes into,
+	// which its guard table matches (portguard.Group); 0: none.
+	Group uint32
+	// Isolate: a port attached is made an isolated bridge port (isolate_guests).
+	Isolate bool
 }
 
 // Address is one address of the bridge: Text as logged ("192.168.100.1/24"),
@@ -80,6 +85,12 @@ func (h *Hot) Marshal() []byte {
 	}
 	if h.HasRules {
 		line("nftgen", strconv.FormatUint(uint64(h.NFTGen), 10))
+	}
+	if h.Group != 0 {
+		line("group", strconv.FormatUint(uint64(h.Group), 10))
+	}
+	if h.Isolate {
+		line("isolate", "yes")
 	}
 	return []byte(b.String())
 }
@@ -169,6 +180,11 @@ func Parse(b []byte) (*Hot, error) {
 			h.DaemonPID, ok = atoi(f[0])
 			h.DaemonConf = f[1]
 			ok = ok && h.DaemonPID > 0
+		case k == "isolate" && n == 1:
+			h.Isolate, ok = true, f[0] == "yes"
+		case k == "group" && n == 1:
+			g, err := strconv.ParseUint(f[0], 10, 32)
+			h.Group, ok = uint32(g), err == nil && g != 0
 		case k == "nftgen" && n == 1:
 			var g uint64
 			g, err := strconv.ParseUint(f[0], 10, 32)

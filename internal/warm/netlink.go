@@ -216,11 +216,12 @@ func cstring(b []byte) string {
 }
 
 // setLink changes the link with index: its MAC when mac is not nil, its MTU
-// when mtu is not zero, its master when master is not negative (0: none), and
-// IFF_UP when up. The kernel applies them in that order.
+// when mtu is not zero, its master when master is not negative (0: none),
+// with it its device group when group is not negative (the guard's, or 0
+// leaving it), and IFF_UP when up. The kernel applies them in that order.
 //
-//	ip link set dev PORT [address MAC] [mtu MTU] [master BRIDGE | nomaster] [up]
-func (s *sock) setLink(index int, mac []byte, mtu uint32, master int, up bool) error {
+//	ip link set dev PORT [address MAC] [mtu MTU] [master BRIDGE | nomaster] [group G] [up]
+func (s *sock) setLink(index int, mac []byte, mtu uint32, master int, group int64, up bool) error {
 	var flags, change uint32
 	if up {
 		flags, change = unix.IFF_UP, unix.IFF_UP
@@ -232,9 +233,27 @@ func (s *sock) setLink(index int, mac []byte, mtu uint32, master int, up bool) e
 	if mtu != 0 {
 		body = attr(body, unix.IFLA_MTU, u32(mtu))
 	}
+	if group >= 0 {
+		// In the request that enslaves the port, which the up's next
+		// request brings up: no frame of the guest's enters the bridge
+		// outside the guard's group.
+		body = attr(body, unix.IFLA_GROUP, u32(uint32(group)))
+	}
 	if master >= 0 {
 		body = attr(body, unix.IFLA_MASTER, u32(uint32(master)))
 	}
+	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
+}
+
+// setIsolated makes the bridge port with index isolated: a request of the
+// bridge family with the port's flags nested in IFLA_PROTINFO, as the
+// engine's netlink.LinkSetIsolated sends it.
+//
+//	bridge link set dev PORT isolated on
+func (s *sock) setIsolated(index int) error {
+	var m [unix.SizeofIfInfomsg]byte
+	*(*unix.IfInfomsg)(unsafe.Pointer(&m[0])) = unix.IfInfomsg{Family: unix.AF_BRIDGE, Index: int32(index)}
+	body := attr(m[:], unix.IFLA_PROTINFO|unix.NLA_F_NESTED, attr(nil, unix.IFLA_BRPORT_ISOLATED, []byte{1}))
 	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
 }
 

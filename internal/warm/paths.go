@@ -31,6 +31,9 @@ func (r *run) up() (changes string, err error) {
 		tap.master != 0 && tap.master != r.br.index:
 		return "", errCold
 	}
+	if tap.master == r.br.index && r.hot.Isolate {
+		return "", errCold // whether it is isolated is the engine's to read
+	}
 	if err := r.recordPort(); err != nil {
 		return "", err
 	}
@@ -48,30 +51,40 @@ func (r *run) up() (changes string, err error) {
 // for every guest), the bridge as master, then up. A port the bridge refuses
 // gets its MTU and MAC back.
 //
-//	ip link set TAP address fe:… mtu $(BRIDGE's mtu) master BRIDGE; ip link set TAP up
+//	ip link set TAP address fe:… mtu $(BRIDGE's mtu) master BRIDGE group G; ip link set TAP up
+//	bridge link set dev TAP isolated on  (isolate_guests)
 func (r *run) attach(tap link) error {
 	var mtu uint32
 	if tap.mtu != r.br.mtu {
 		mtu = r.br.mtu
 	}
+	group := int64(-1)
+	if r.hot.Group != 0 {
+		group = int64(r.hot.Group)
+	}
 	mac := tap.portMAC()
 	if tap.master != r.br.index || mtu != 0 {
-		if err := r.nl.setLink(tap.index, mac, mtu, r.br.index, false); err != nil {
+		if err := r.nl.setLink(tap.index, mac, mtu, r.br.index, group, false); err != nil {
 			var own []byte
 			if mac != nil {
 				own = tap.mac[:]
 			}
 			if mtu != 0 || mac != nil {
-				_ = r.nl.setLink(tap.index, own, tap.mtu, -1, false)
+				_ = r.nl.setLink(tap.index, own, tap.mtu, -1, -1, false)
 			}
 			return err
 		}
 		mac = nil
 	}
+	if r.hot.Isolate {
+		if err := r.nl.setIsolated(tap.index); err != nil {
+			return err
+		}
+	}
 	if tap.up() && mac == nil {
 		return nil
 	}
-	return r.nl.setLink(tap.index, mac, 0, -1, true)
+	return r.nl.setLink(tap.index, mac, 0, -1, -1, true)
 }
 
 // down is a VM's down that is not the network's last: a recorded tap on the
@@ -94,7 +107,11 @@ func (r *run) down() (changes string, err error) {
 		}
 	}
 	// ip link set TAP nomaster
-	if err := r.nl.setLink(tap.index, nil, 0, 0, false); err != nil && !errors.Is(err, unix.ENODEV) {
+	group := int64(-1)
+	if r.hot.Group != 0 {
+		group = 0 // out of the guard's group: the tap may go on to another bridge
+	}
+	if err := r.nl.setLink(tap.index, nil, 0, 0, group, false); err != nil && !errors.Is(err, unix.ENODEV) {
 		return "", err
 	}
 	if err := unix.Unlink(r.portsDir() + "/" + r.tap); err != nil && !errors.Is(err, unix.ENOENT) {

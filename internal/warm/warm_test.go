@@ -54,6 +54,7 @@ func TestHotRoundTrip(t *testing.T) {
 		Addresses: []Address{{Text: "10.0.0.1/24", IP: []byte{10, 0, 0, 1}, Bits: 24}},
 		Sysctls:   []Sysctl{{Path: "/proc/sys/net/ipv4/ip_forward", Value: "1"}},
 		DaemonPID: 42, DaemonConf: "/run/kvmnet/netns-1/lab.netsvc.conf", NFTGen: 9, HasRules: true,
+		Group: 2147483649, Isolate: true,
 	}
 	got, err := Parse(h.Marshal())
 	if err != nil || !reflect.DeepEqual(got, h) {
@@ -69,6 +70,9 @@ func TestHotRoundTrip(t *testing.T) {
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\naddress 10.0.0.1/24 0a000001 33\n", // prefix too long
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\naddress 10.0.0.1/24 0a0000 24\n",   // 3 bytes
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat",                                    // cut short
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\ngroup 0\n",                         // no group is no line
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\ngroup 4294967296\n",                // not 32 bits
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\nisolate no\n",
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%q) took it", bad)

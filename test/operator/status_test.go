@@ -114,6 +114,12 @@ type portJSON struct {
 	MTU      int    `json:"mtu"`
 	MAC      string `json:"mac"`
 	Domain   string `json:"domain,omitempty"`
+	// Guard is what the network's guard holds the port to (docs/guard.md).
+	Guard *struct {
+		MAC      string `json:"mac,omitempty"`
+		IP       string `json:"ip,omitempty"`
+		Isolated bool   `json:"isolated"`
+	} `json:"guard,omitempty"`
 }
 
 // decodeStatus decodes out against the schema: no unknown field, no field
@@ -225,8 +231,10 @@ func TestStatusNotUp(t *testing.T) {
 // host of the file.
 func TestStatusLeases(t *testing.T) {
 	udhcpc := busybox(t)
-	// The guest is a namespace on a veth, not a VM on a tap.
-	h := newHost(t, "[network.default]\nports = \"any\"\n[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n")
+	// The guest is a namespace on a veth, not a VM on a tap; it takes both
+	// leases on one port, with two MACs, which the guard refuses (one MAC
+	// per port, docs/guard.md).
+	h := newHost(t, "[network.default]\nports = \"any\"\nguard = false\n[[network.default.host]]\nmac = \"52:54:00:00:00:99\"\nip = \"192.168.100.99\"\nname = \"fixed\"\n")
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	h.must("up", "default")
 	guest := testns.New(t)
