@@ -11,7 +11,8 @@ import (
 // A link's own settings under /proc/sys/net/{ipv4,ipv6}/conf/LINK. /proc/sys/net
 // shows the namespace of the thread that opens it, so these act in the caller's.
 
-func confPath(family, link, key string) string {
+// ConfPath is the file of link's setting key of family.
+func ConfPath(family, link, key string) string {
 	return "/proc/sys/net/" + family + "/conf/" + link + "/" + key
 }
 
@@ -20,7 +21,7 @@ func confPath(family, link, key string) string {
 //
 //	sysctl net.FAMILY.conf.LINK.KEY
 func ReadConf(family, link, key string) (val string, ok bool, err error) {
-	b, err := os.ReadFile(confPath(family, link, key))
+	b, err := os.ReadFile(ConfPath(family, link, key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
@@ -34,7 +35,7 @@ func ReadConf(family, link, key string) (val string, ok bool, err error) {
 //
 //	sysctl -w net.FAMILY.conf.LINK.KEY=VAL
 func WriteConf(family, link, key, val string) error {
-	if err := os.WriteFile(confPath(family, link, key), []byte(val+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(ConfPath(family, link, key), []byte(val+"\n"), 0o644); err != nil {
 		return fmt.Errorf("set net.%s.conf.%s.%s=%s: %w", family, link, key, val, err)
 	}
 	return nil

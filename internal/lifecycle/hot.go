@@ -34,13 +34,12 @@ func coolDown(d state.Dir, name string) error {
 // writeHot writes the hot file of a network this up left whole, with what a
 // front must check again to know it still is: each item is one check the
 // warm up made (steps). A network whose warm up checks something a front
-// does not (the VXLAN link, rules in iptables, sysctls that quiet an
-// isolated bridge, a warning to log) gets none. A failure only costs the
-// next runs the engine, so it is not an error.
+// does not (the VXLAN link, rules in iptables, a warning to log) gets none.
+// A failure only costs the next runs the engine, so it is not an error.
 func (u *upCall) writeHot() {
 	n, rec := u.n, u.rec
-	if n.Source == "" || len(u.warnings) > 0 || n.VXLAN != nil || rec.Doing != "" ||
-		(n.Mode == config.Isolated && !rec.HostQuiet) || u.br == nil {
+	if n.Source == "" || len(u.warnings) > 0 || n.VXLAN != nil || rec.Doing != "" || u.br == nil ||
+		(n.Mode == config.Isolated && !rec.HostQuiet && len(u.quietFound) == 0) {
 		return
 	}
 	// A guarded network with no daemon to forget its ports as they go
@@ -68,6 +67,13 @@ func (u *upCall) writeHot() {
 	}
 	if rec.Forwarding6 {
 		h.Sysctls = append(h.Sysctls, warm.Sysctl{Path: ipv6Forward, Value: "1"})
+	}
+	if n.Mode == config.Isolated && !rec.HostQuiet {
+		// An admin's bridge that the admin quieted: the warm up reads its
+		// settings every time (quiet), as the front then does. A setting
+		// the kernel lacks (IPv6 off at boot) never appears on the link
+		// while it lives, and its index is in the file.
+		h.Sysctls = append(h.Sysctls, u.quietFound...)
 	}
 	if serves(n) {
 		pid, running := ServicesPID(u.d, n.Name)

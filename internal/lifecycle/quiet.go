@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"errors"
 
+	"github.com/kvmnet/kvmnet/internal/warm"
+
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
@@ -24,6 +26,7 @@ func (u *upCall) quiet() (outcome, error) {
 	}
 	old := make([]string, len(quietSettings))
 	differ := false
+	var found []warm.Sysctl
 	for i, s := range quietSettings {
 		v, ok, err := bridge.ReadConf(s.family, u.n.Bridge, s.key)
 		if err != nil {
@@ -31,9 +34,17 @@ func (u *upCall) quiet() (outcome, error) {
 		}
 		old[i] = v
 		differ = differ || ok && v != s.value
+		if ok {
+			found = append(found, warm.Sysctl{Path: bridge.ConfPath(s.family, u.n.Bridge, s.key), Value: s.value})
+		}
 	}
 	if !differ {
 		u.rec.HostQuiet = u.rec.HostQuiet || u.rec.MadeBridge
+		if !u.rec.HostQuiet {
+			// Quiet already, by someone else's hand: nothing to record or
+			// put back, so every up reads them again, and so must a front.
+			u.quietFound = found
+		}
 		return unchanged, nil
 	}
 	// Settings on a bridge kvmnet made go with it: nothing to record first.

@@ -16,6 +16,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 	"github.com/kvmnet/kvmnet/internal/version"
+	"github.com/kvmnet/kvmnet/internal/warm"
 )
 
 // ErrConflict is returned when a network is up with settings other than the ones asked for.
@@ -230,6 +231,11 @@ type upCall struct {
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 
 	tapWas bridge.Port // the tap as attach found it, for its undo
+
+	// quietFound: the quiet settings this up found already set on a bridge
+	// kvmnet did not quiet (an admin's, set so by the admin), each file with
+	// its value; what a front must read again (writeHot).
+	quietFound []warm.Sysctl
 
 	// reconfig: the configuration differs from the one the network last
 	// applied (or `kvmnet reload` asks), so rules and daemon are checked

@@ -41,7 +41,7 @@ func TestSameAsEngine(t *testing.T) {
 		}
 		// cli's resolveForHelper keys the cached resolution so.
 		want := version.Version + " " + stamp + " " + string(config.NAT)
-		if got, err := source(NatUp); err != nil || got != want {
+		if got, err := source(NatUp, path); err != nil || got != want {
 			t.Errorf("source = %q, %v; want %q", got, err, want)
 		}
 	}
@@ -125,6 +125,26 @@ func TestFields(t *testing.T) {
 	for _, bad := range []string{"kvmnet-hot 1\n", "kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1 2\nmode nat\n", "kvmnet-hot 1\n\nkey k\nnetwork n\nbridge b 1\nmode nat\n"} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%q) took it", bad)
+		}
+	}
+}
+
+// TestStartEnv: the front reads $KVMNET_CONFIG from the environment the
+// process began with, as os.Getenv reads it: the first definition, the
+// whole value (an "=" in it too), no entry without "=", no prefix match.
+func TestStartEnv(t *testing.T) {
+	environ := []byte("KVMNET_CONFIGX=no\x00KVMNET_CONFIG\x00A=1\x00KVMNET_CONFIG=/etc/a=b.toml\x00KVMNET_CONFIG=/second\x00EMPTY=\x00LAST=end")
+	for name, want := range map[string]string{
+		"KVMNET_CONFIG": "/etc/a=b.toml", "A": "1", "EMPTY": "", "LAST": "end", "MISSING": "", "KVMNET": "",
+	} {
+		if got := lookupEnv(environ, name); got != want {
+			t.Errorf("lookupEnv(%s) = %q, want %q", name, got, want)
+		}
+	}
+	// This process's own, which no test has changed: as os.Getenv has it.
+	for _, name := range []string{"PATH", "HOME", "NO_SUCH_VARIABLE_HERE"} {
+		if got, want := startEnv(name, newBuf()), os.Getenv(name); got != want {
+			t.Errorf("startEnv(%s) = %q, os.Getenv %q", name, got, want)
 		}
 	}
 }

@@ -80,8 +80,8 @@ func BenchmarkBridgeHelper(b *testing.B) {
 	}
 	mount := fmt.Sprintf("mount --make-rprivate / && mount -t overlay kvmnet-bench -o lowerdir=/etc,upperdir=%[1]s/up,workdir=%[1]s/work /etc && exec \"$@\"", ovl)
 	cmd := w.ns.Cmd("unshare", "-m", "sh", "-c", mount, "sh", os.Args[0], "-test.run=^TestBridgeHelperDriver$")
-	cmd.Env = []string{driverEnv + "=" + strconv.Itoa(n), "KVMNET_BENCH_BIN=" + bin, "PATH=" + os.Getenv("PATH")}
-	sides := []string{"kvmnet", "qemu"}
+	cmd.Env = []string{driverEnv + "=" + strconv.Itoa(n), "KVMNET_BENCH_BIN=" + bin, emptyEnv + "=" + emptyGo(b), "PATH=" + os.Getenv("PATH")}
+	sides := []string{"kvmnet", "qemu", "emptygo"}
 	if dir, ok := before(); ok {
 		cmd.Env = append(cmd.Env, "KVMNET_BENCH_BEFORE="+dir, beforeNSEnv+"="+beforeNS)
 		sides = append(sides, "before")
@@ -106,8 +106,13 @@ func BenchmarkBridgeHelper(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 	ratio(b, medians, "kvmnet", "qemu")
+	ratio(b, medians, "kvmnet", "emptygo")
 	ratio(b, medians, "kvmnet", "before")
 }
+
+// emptyEnv names the empty Go main (emptyGo) the driver runs beside the
+// helpers as the floor: started and waited for, as they are.
+const emptyEnv = "KVMNET_BENCH_EMPTY"
 
 // beforeNetwork is the network the "before" side's helper uses.
 const beforeNetwork = "[network.before]\nbridge = \"br1\"\naddress = \"192.168.101.1/24\"\nallow = [\"@kvm\"]\n"
@@ -124,7 +129,7 @@ func TestBridgeHelperDriver(t *testing.T) {
 		"kvmnet": {filepath.Join(os.Getenv("KVMNET_BENCH_BIN"), "kvmnet-bridge-helper"), "--br=br0"},
 		"qemu":   {qemuBridgeHelper, "--br=br0"},
 	}
-	sides := []string{"kvmnet", "qemu"}
+	sides := []string{"kvmnet", "qemu", "emptygo"}
 	if dir, ok := before(); ok {
 		helpers["before"] = []string{filepath.Join(dir, "kvmnet-bridge-helper"), "--br=br1"}
 		sides = append(sides, "before")
@@ -138,9 +143,12 @@ func TestBridgeHelperDriver(t *testing.T) {
 				return err
 			}
 			var err error
-			if side == "before" {
+			switch side {
+			case "emptygo":
+				err = runEmpty(&took)
+			case "before":
 				err = (&testns.NS{Name: os.Getenv(beforeNSEnv)}).Do(run)
-			} else {
+			default:
 				err = run()
 			}
 			if err != nil {
@@ -151,6 +159,15 @@ func TestBridgeHelperDriver(t *testing.T) {
 	}
 	out, _ := json.Marshal(d)
 	fmt.Printf("\n%s%s\n", durationsMark, out)
+}
+
+// runEmpty runs the empty Go main from the driver, as it runs a helper.
+func runEmpty(took *time.Duration) error {
+	cmd := exec.Command(os.Getenv(emptyEnv))
+	start := time.Now()
+	err := cmd.Run()
+	*took = time.Since(start)
+	return err
 }
 
 // runBridgeHelper runs helper for bridge br (--br=NAME) as net_bridge_run_helper (QEMU's net/tap.c)

@@ -85,11 +85,18 @@ func (h *host) warmUp(tap string) {
 // engineUp runs an up that the front must hand to the engine, and checks that it did.
 func (h *host) engineUp(tap string) {
 	h.T.Helper()
+	h.engineRun("kvmnet-natup", tap)
+}
+
+// engineRun runs up script prog (of the default network, on br0), which the
+// front must hand to the engine, and checks that it did.
+func (h *host) engineRun(prog, tap string) {
+	h.T.Helper()
 	hot, hold := h.hotInode()
 	if hold != nil {
 		defer hold.Close()
 	}
-	h.mustHelper("kvmnet-natup", tap)
+	h.mustHelper(prog, tap)
 	if got := h.hotIno(); got == hot || got == 0 {
 		h.T.Errorf("the up of %s did not go to the engine (hot file %d, was %d)", tap, got, hot)
 	}
