@@ -50,23 +50,31 @@ const (
 	// Bridged: guests join a bridge the admin made (carrying a NIC and the
 	// host's address); kvmnet only attaches and detaches taps.
 	Bridged Mode = "bridged"
+	// RoutedMode: as NAT without the masquerade: the host routes the subnet
+	// both ways and the world reaches guests by their own addresses, given a
+	// route to the subnet via the host (docs/routed.md).
+	RoutedMode Mode = "routed"
 )
 
 // UnmarshalText accepts the mode names, and "host-only" as VMware and VirtualBox spell it.
 func (m *Mode) UnmarshalText(b []byte) error {
 	switch s := strings.ToLower(string(b)); s {
-	case "isolated", "hostonly", "nat", "bridged":
+	case "isolated", "hostonly", "nat", "routed", "bridged":
 		*m = Mode(s)
 	case "host-only":
 		*m = HostOnly
 	default:
-		return fmt.Errorf("mode %s: want isolated, hostonly, nat or bridged", Quote(string(b)))
+		return fmt.Errorf("mode %s: want isolated, hostonly, nat, routed or bridged", Quote(string(b)))
 	}
 	return nil
 }
 
 // Routed reports whether the host has an address on the network's bridge.
-func (m Mode) Routed() bool { return m == HostOnly || m == NAT }
+func (m Mode) Routed() bool { return m == HostOnly || m == NAT || m == RoutedMode }
+
+// Forwards reports whether the host forwards the network's traffic to and
+// from the world (ip_forward): nat and routed.
+func (m Mode) Forwards() bool { return m == NAT || m == RoutedMode }
 
 // Ports is which links a network's helpers attach to its bridge.
 type Ports string

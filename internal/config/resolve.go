@@ -48,6 +48,7 @@ type Net struct {
 	VXLAN     *Overlay // nil: the network stays on this host
 	Firewall  Firewall // the file's top-level choice; "" is auto
 	AllowFrom []string // the bridges of the networks whose guests may open connections into this one
+	Peers     []string // the bridges of other networks the rules shut out explicitly (see peers.go)
 
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network
@@ -119,6 +120,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	r.VXLAN = n.VXLAN.overlay(name)
 	r.Allow = n.allowed()
 	r.AllowFrom = f.allowFromBridges(n)
+	r.Peers = f.peerBridges(name, r.Mode)
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
@@ -139,7 +141,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	r.Gateway6 = n.Address6.Prefix
 	r.DHCP = n.DHCP == nil || *n.DHCP
 	r.DNS = n.DNS == nil || *n.DNS
-	r.Router = r.Mode == NAT
+	r.Router = r.Mode.Forwards()
 	if n.Router != nil {
 		r.Router = *n.Router
 	}
@@ -173,8 +175,9 @@ func (n Net) hash() string {
 		Up               []string
 		Hosts            []Host
 		AllowFrom        []string
+		Peers            []string `json:",omitempty"`
 	}{n.Forwards, n.DHCP, n.DNS, n.Router, n.RangeFrom.String(), n.RangeTo.String(), int64(n.LeaseTime),
-		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom})
+		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom, n.Peers})
 	if err != nil {
 		return "" // matches no recorded hash: an up applies everything
 	}

@@ -228,6 +228,8 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 	switch config.Mode(rec.Mode) {
 	case config.NAT:
 		n.Mode = firewall.NAT
+	case config.RoutedMode:
+		n.Mode = firewall.Routed
 	case config.HostOnly:
 		n.Mode = firewall.HostOnly
 	default:
@@ -239,6 +241,9 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 	n.Forwards = natForwards(forwards)
 	if rec.AllowFrom != "" {
 		n.AllowFrom = strings.Split(rec.AllowFrom, ",")
+	}
+	if rec.Peers != "" {
+		n.Peers = strings.Split(rec.Peers, ",")
 	}
 	return n
 }

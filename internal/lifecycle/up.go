@@ -308,10 +308,10 @@ func (u *upCall) steps() []step {
 	if u.n.Mode.Routed() && u.n.Gateway6.IsValid() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway6, br), do: u.address6, undo: u.unaddress6, named: true})
 	}
-	if u.n.Mode == config.NAT {
+	if u.n.Mode.Forwards() {
 		steps = append(steps, step{name: "turn on ip_forward", do: u.forwarding, undo: u.unforwarding})
 	}
-	if u.n.Mode == config.NAT && u.n.Gateway6.IsValid() {
+	if u.n.Mode.Forwards() && u.n.Gateway6.IsValid() {
 		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
 	steps = append(steps, rules)
@@ -521,7 +521,7 @@ func (u *upCall) rules() (outcome, error) {
 			return unchanged, err
 		}
 	}
-	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	u.rec.AllowFrom, u.rec.Peers = strings.Join(u.n.AllowFrom, ","), strings.Join(u.n.Peers, ",")
 	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
@@ -554,7 +554,7 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	if err := u.intend("install rules for " + u.n.Name); err != nil {
 		return unchanged, err
 	}
-	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	u.rec.AllowFrom, u.rec.Peers = strings.Join(u.n.AllowFrom, ","), strings.Join(u.n.Peers, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
 	return noted, nil

@@ -35,7 +35,7 @@ import (
 //	    "configured": true,               // in the file, or the built-in default
 //	    "up": true,                       // kvmnet has a record: it set the network up
 //	    "pinned": false,                  // `kvmnet up` made it: it outlives its VMs
-//	    "mode": "nat",                    // isolated, hostonly, nat; "" when undecided
+//	    "mode": "nat",                    // isolated, hostonly, nat, routed; "" when undecided
 //	    "bridge": {"name": "br0", "exists": true, "owned": true, "mtu": 1500,
 //	               "stp": false, "forward_delay_ms": 0},
 //	    "address": {"prefix": "192.168.100.1/24", "present": true, "owned": true},
@@ -247,7 +247,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway, Gateway6: conf.Gateway6}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
-	ns.Forwarding = ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding}
+	ns.Forwarding = ForwardStatus{Needed: config.Mode(rec.Mode).Forwards(), Held: rec.Forwarding}
 	ns.Rules = RulesStatus{Owned: rec.Rules, Missing: []string{}}
 	ns.Services = ServicesStatus{Enabled: rec.Services || (!up && config.Mode(rec.Mode).Routed() && (conf.DHCP || conf.DNS)), Leases: []LeaseStatus{}}
 	br, err := bridge.Find(rec.Bridge)
