@@ -20,6 +20,7 @@ pkgs=(
 	curl socat bind9-dnsutils # the README's common tasks, as test/operator runs them
 	radvd                     # a router advertiser in the outside namespace: the host keeps its RA-learnt route
 	strace                    # proof that the nftables path runs no program
+	iperf3                    # test/integration's bandwidth test measures the limits with it (its daemon is off unless asked)
 	gcc libc6-dev             # go test -race: the race detector needs cgo (the binaries stay static, CGO_ENABLED=0)
 )
 

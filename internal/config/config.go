@@ -320,6 +320,9 @@ type Host struct {
 	IP   Addr   `toml:"ip"`
 	IP6  Addr6  `toml:"ip6"` // optional: answered in DNS (AAAA); the guest takes it itself
 	Name string `toml:"name"`
+	// Bandwidth overrides the network's for this guest, direction by
+	// direction, matched by its MAC (bandwidth.go).
+	Bandwidth *Bandwidth `toml:"bandwidth" json:",omitempty"`
 }
 
 // Network is one network as the file describes it; see Resolve for the defaults.
@@ -344,6 +347,7 @@ type Network struct {
 	VXLAN     *VXLAN     `toml:"vxlan"`
 	Allow     []Allowed  `toml:"allow"`      // who may use it through kvmnet-bridge-helper; see allow.go
 	AllowFrom []string   `toml:"allow_from"` // networks whose guests may open connections into it; see allowfrom.go
+	Bandwidth *Bandwidth `toml:"bandwidth"`  // each guest port's limits; see bandwidth.go
 }
 
 // names returns the names of the file's networks, sorted, so that checks
@@ -422,7 +426,7 @@ func Parse(path string, b []byte) (*File, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		key := und[0]
-		return nil, fmt.Errorf("%s: unknown key %s", where(path, b, key[len(key)-1]), Quote(key.String()))
+		return nil, fmt.Errorf("%s: unknown key %s", whereInner(path, b, key), Quote(key.String()))
 	}
 	if f.LeaseDir == "" {
 		f.LeaseDir = DefaultLeaseDir
@@ -545,6 +549,9 @@ func (n *Network) check(dns map[netip.Addr]string) error {
 	}
 	if n.LeaseTime.Duration > MaxLeaseTime {
 		return keyErrorf("lease_time", nil, "%s: at most 720h (30 days): an address stays taken that long after its guest is gone", n.LeaseTime.Duration)
+	}
+	if err := n.checkBandwidth(); err != nil {
+		return err
 	}
 	if err := n.checkRange(); err != nil {
 		return err

@@ -45,10 +45,11 @@ type Net struct {
 	Hosts     []Host
 	Forwards  []PortForward // nat only
 	LeaseFile string
-	VXLAN     *Overlay // nil: the network stays on this host
-	Firewall  Firewall // the file's top-level choice; "" is auto
-	AllowFrom []string // the bridges of the networks whose guests may open connections into this one
-	Peers     []string // the bridges of other networks the rules shut out explicitly (see peers.go)
+	VXLAN     *Overlay  // nil: the network stays on this host
+	Firewall  Firewall  // the file's top-level choice; "" is auto
+	AllowFrom []string  // the bridges of the networks whose guests may open connections into this one
+	Peers     []string  // the bridges of other networks the rules shut out explicitly (see peers.go)
+	Bandwidth Bandwidth // each guest port's limits, any mode; Hosts' override it by MAC
 
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network
@@ -121,6 +122,9 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	r.Allow = n.allowed()
 	r.AllowFrom = f.allowFromBridges(n)
 	r.Peers = f.peerBridges(name, r.Mode)
+	if n.Bandwidth != nil {
+		r.Bandwidth = *n.Bandwidth
+	}
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
@@ -175,9 +179,10 @@ func (n Net) hash() string {
 		Up               []string
 		Hosts            []Host
 		AllowFrom        []string
-		Peers            []string `json:",omitempty"`
+		Peers            []string  `json:",omitempty"`
+		Bandwidth        Bandwidth `json:",omitzero"`
 	}{n.Forwards, n.DHCP, n.DNS, n.Router, n.RangeFrom.String(), n.RangeTo.String(), int64(n.LeaseTime),
-		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom, n.Peers})
+		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom, n.Peers, n.Bandwidth})
 	if err != nil {
 		return "" // matches no recorded hash: an up applies everything
 	}

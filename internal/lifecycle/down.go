@@ -50,6 +50,12 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	} else if err != nil && !errors.Is(err, bridge.ErrNoLink) {
 		return Result{}, err
 	}
+	if ours && n.Shaped() {
+		more, err := unshapeDown(tapName)
+		if changes = append(changes, more...); err != nil {
+			return Result{Changes: changes}, err
+		}
+	}
 	// A pinned network (`kvmnet up`) stays up without VMs until `kvmnet down`.
 	if err := d.DelPort(n.Name, tapName); err != nil || !ok || rec.Pinned {
 		return Result{Changes: changes}, errors.Join(err, forgetUnrecorded(d, n.Name, ok))
@@ -202,6 +208,10 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 	if rec.MadeVXLAN {
 		links = append(links, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
 	}
+	links = append(links, part{"delete the ifbs of ports gone", func() (bool, error) {
+		gone, err := bridge.SweepShapers() // a killed VM's shaped tap left its ifb
+		return len(gone) > 0, err
+	}})
 	br, err := bridge.Find(rec.Bridge)
 	switch {
 	case err != nil || br == nil:

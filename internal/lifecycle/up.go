@@ -332,10 +332,14 @@ func (u *upCall) tapSteps() []step {
 		return nil
 	}
 	tap := u.tap.Attrs().Name
-	return []step{
+	steps := []step{
 		{name: "record " + tap, do: u.record, undo: u.unrecord},
 		{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true},
 	}
+	if u.n.Shaped() {
+		steps = append(steps, u.shapeStep())
+	}
+	return steps
 }
 
 // adminBridge finds a bridged network's bridge, which is the admin's: kvmnet
