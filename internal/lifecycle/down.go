@@ -208,10 +208,12 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 	if rec.MadeVXLAN {
 		links = append(links, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
 	}
-	links = append(links, part{"delete the ifbs of ports gone", func() (bool, error) {
-		gone, err := bridge.SweepShapers() // a killed VM's shaped tap left its ifb
-		return len(gone) > 0, err
-	}})
+	if rec.Shaped {
+		links = append(links, part{"delete the ifbs of ports gone", func() (bool, error) {
+			gone, err := bridge.SweepShapers() // a killed VM's shaped tap left its ifb
+			return len(gone) > 0, err
+		}})
+	}
 	br, err := bridge.Find(rec.Bridge)
 	switch {
 	case err != nil || br == nil:

@@ -39,6 +39,12 @@ func (u *upCall) shape() (outcome, error) {
 	if _, err := bridge.SweepShapers(); err != nil {
 		return unchanged, err
 	}
+	if !u.rec.Shaped {
+		u.rec.Shaped = true
+		if err := u.save(); err != nil {
+			return unchanged, err
+		}
+	}
 	return changed, bridge.Shape(u.tap, shaping(u.n))
 }
 
