@@ -60,7 +60,13 @@ ports = "any"
 		{"web1 out (its own)", web1, false, 5},
 		{"web1 in (the network's)", web1, true, 20},
 	} {
-		if got := iperf(t, h, tc.g, "10.66.0.1", 5201+i, tc.reverse); math.Abs(got-tc.mbit) > 0.2*tc.mbit {
+		got := iperf(t, h, tc.g, "10.66.0.1", 5201+2*i, tc.reverse)
+		if math.Abs(got-tc.mbit) > 0.2*tc.mbit {
+			// Once more: iperf3 3.12 now and then reports 0 for a
+			// reverse run that moved data, and the machine is shared.
+			got = iperf(t, h, tc.g, "10.66.0.1", 5202+2*i, tc.reverse)
+		}
+		if math.Abs(got-tc.mbit) > 0.2*tc.mbit {
 			t.Errorf("%s: %.1f Mbit/s, want %.0f ±20%%\n%s", tc.name, got, tc.mbit, h.MustRun("tc", "-s", "class", "show", "dev", "vbw1"))
 		}
 	}
