@@ -1,9 +1,11 @@
 package bridge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -289,4 +291,98 @@ func linkList() ([]netlink.Link, error) {
 		}
 		return links, nil
 	}
+}
+
+// ReadShaping reads back what Shape put on port, from the kernel: the
+// default classes' rates and each host class's rate with the MAC its filter
+// matches. A port Shape never touched reads as the empty Shaping.
+//
+//	tc class show dev PORT; tc filter show dev PORT; the same on kvifbINDEX
+func ReadShaping(port netlink.Link) (Shaping, error) {
+	var s Shaping
+	hosts := map[string]int{} // MAC to index in s.Hosts
+	host := func(mac net.HardwareAddr) *HostRates {
+		i, ok := hosts[mac.String()]
+		if !ok {
+			i = len(s.Hosts)
+			s.Hosts = append(s.Hosts, HostRates{MAC: mac})
+			hosts[mac.String()] = i
+		}
+		return &s.Hosts[i]
+	}
+	in, err := readTree(port.Attrs().Index, etherDst)
+	if err != nil {
+		return s, fmt.Errorf("read traffic control of %s: %w", port.Attrs().Name, err)
+	}
+	out := map[string]uint64{}
+	if ifb, err := Link(IfbName(port.Attrs().Index)); err == nil && ifb.Type() == "ifb" {
+		if out, err = readTree(ifb.Attrs().Index, etherSrc); err != nil {
+			return s, fmt.Errorf("read traffic control of %s: %w", ifb.Attrs().Name, err)
+		}
+	}
+	s.In, s.Out = in[""], out[""]
+	for _, tree := range []struct {
+		rates map[string]uint64
+		set   func(*HostRates, uint64)
+	}{{in, func(h *HostRates, r uint64) { h.In = r }}, {out, func(h *HostRates, r uint64) { h.Out = r }}} {
+		for mac, r := range tree.rates {
+			if hw, err := net.ParseMAC(mac); err == nil {
+				tree.set(host(hw), r)
+			}
+		}
+	}
+	// In a stable order: the maps gave them in any.
+	slices.SortFunc(s.Hosts, func(a, b HostRates) int { return bytes.Compare(a.MAC, b.MAC) })
+	return s, nil
+}
+
+// readTree maps "" to the rate of class 1:1 of link index and each MAC a
+// filter sends to another class to that class's rate, in bits per second.
+func readTree(index int, mac int32) (map[string]uint64, error) {
+	rates := map[string]uint64{}
+	link := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
+	classes, err := nlh.ClassList(link, netlink.MakeHandle(1, 0))
+	if err != nil {
+		return nil, err
+	}
+	byID := map[uint32]uint64{}
+	for _, c := range classes {
+		if h, ok := c.(*netlink.HtbClass); ok {
+			byID[h.Handle] = h.Rate * 8
+		}
+	}
+	if r, ok := byID[netlink.MakeHandle(1, 1)]; ok {
+		rates[""] = r
+	}
+	if len(byID) == 0 {
+		return rates, nil
+	}
+	filters, err := nlh.FilterList(link, netlink.MakeHandle(1, 0))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range filters {
+		u, ok := f.(*netlink.U32)
+		if !ok || u.Sel == nil {
+			continue
+		}
+		if r, ok := byID[u.ClassId]; ok {
+			rates[selMAC(u.Sel, mac).String()] = r
+		}
+	}
+	return rates, nil
+}
+
+// selMAC is macSel's inverse: the six bytes the keys match at offset off.
+func selMAC(sel *netlink.TcU32Sel, off int32) net.HardwareAddr {
+	mac := make(net.HardwareAddr, 6)
+	for _, k := range sel.Keys {
+		for j := int32(0); j < 4; j++ {
+			shift := uint(3-j) * 8
+			if i := k.Off + j - off; i >= 0 && i < 6 && (k.Mask>>shift)&0xff == 0xff {
+				mac[i] = byte(k.Val >> shift)
+			}
+		}
+	}
+	return mac
 }

@@ -29,3 +29,13 @@ func TestMACSel(t *testing.T) {
 		}
 	}
 }
+
+// TestSelMAC: selMAC reads back what macSel packs, both ways.
+func TestSelMAC(t *testing.T) {
+	mac, _ := net.ParseMAC("52:54:00:ab:cd:ef")
+	for _, off := range []int32{etherDst, etherSrc} {
+		if got := selMAC(macSel(mac, off), off); got.String() != mac.String() {
+			t.Errorf("at %d: %s, want %s", off, got, mac)
+		}
+	}
+}

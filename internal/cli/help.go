@@ -64,7 +64,8 @@ its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
 of kvmnet's rules are missing, and their backend (nftables or iptables); the
 DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
-and its MTU and MAC; its port forwards (of a network that is up, those its rules
+and its MTU and MAC, and a VM's port's counters and bandwidth limits (rx: what the
+guest sent, tx: what reached it; limits in bits/s, 0 none); its port forwards (of a network that is up, those its rules
 hold) and whether their guests hold a lease; a network's VXLAN overlay: its link,
 VNI, port, MTU and peers, each "heard" when a guest's frame came from it in the
 last 5 minutes, else "silent"; and a network's IPv6 side (address6): its
@@ -78,7 +79,9 @@ address, whether its daemon sends router advertisements, and IPv6 forwarding.
               "forwarding":{"needed","held"},
               "rules":{"checked","owned","missing":[…],"firewall"},
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
-              "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
+              "ports":[{"name","kind","kvmnet","attached","up","mtu","mac",
+                        "stats":{"rx_bytes","rx_packets","tx_bytes","tx_packets"},
+                        "limits":{"in","out","hosts":[{"mac","in","out"}]}}],  (limits only when set)
               "forwards":[{"proto","host_ip","port","to","leased"}],
               "vxlan":{"device","exists","owned","vni","port","mtu",
                        "peers":[{"address","flood","heard"}]},   (only with an overlay)

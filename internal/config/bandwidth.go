@@ -98,7 +98,7 @@ func (n Net) Shaped() bool {
 		return true
 	}
 	for _, h := range n.Hosts {
-		if h.Bandwidth.Set() {
+		if h.Bandwidth != nil && h.Bandwidth.Set() {
 			return true
 		}
 	}
