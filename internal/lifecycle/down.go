@@ -208,6 +208,9 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 	if rec.MadeVXLAN {
 		links = append(links, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
 	}
+	if rec.Resolved {
+		links = append(links, forgetNames(rec))
+	}
 	if rec.Shaped {
 		links = append(links, part{"delete the ifbs of ports gone", func() (bool, error) {
 			gone, err := bridge.SweepShapers() // a killed VM's shaped tap left its ifb

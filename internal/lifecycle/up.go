@@ -322,6 +322,9 @@ func (u *upCall) steps() []step {
 	if serves(u.n) {
 		steps = append(steps, step{name: "bind DHCP/DNS on " + br, do: u.servicesReady})
 	}
+	if u.fresh && resolvesNames(u.n) {
+		steps = append(steps, step{name: "register " + br + "'s DNS with systemd-resolved", do: u.registerNames, undo: u.unregisterNames})
+	}
 	return steps
 }
 
