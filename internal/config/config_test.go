@@ -140,13 +140,28 @@ func TestDefaultNetworkStaticHosts(t *testing.T) {
 	}
 }
 
+// TestRoutedNetworkNeedsAddress: a nat or hostonly network without an
+// address is broken, at its mode's line, or at its table's when the helper
+// gives the mode.
 func TestRoutedNetworkNeedsAddress(t *testing.T) {
-	f, err := Parse("k.toml", []byte("[network.a]\nmode = \"nat\"\n"))
+	want := `k.toml:3: network.a.mode: "nat": want an address beside it (e.g. address = "10.0.0.1/24")`
+	f, err := Parse("k.toml", []byte("[network.a]\nbridge = \"kva\"\nmode = \"nat\"\n"))
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse: %v, want %s", err, want)
+	}
+	if _, err := f.Network("a", NAT); err == nil || err.Error() != want {
+		t.Errorf("Network: %v, want %s", err, want)
+	}
+	f, err = Parse("k.toml", []byte("[network.a]\nbridge = \"kva\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Network("a", NAT); err == nil || !strings.Contains(err.Error(), "network a: mode nat needs an address") {
-		t.Errorf("got %v", err)
+	want = `k.toml:1: network.a.address: missing: want one for mode hostonly (the helper's), e.g. address = "10.0.0.1/24"`
+	if _, err := f.Network("a", HostOnly); err == nil || err.Error() != want {
+		t.Errorf("Network(a, hostonly): %v, want %s", err, want)
+	}
+	if _, err := f.Network("a", Isolated); err != nil {
+		t.Errorf("Network(a, isolated): %v", err)
 	}
 }
 

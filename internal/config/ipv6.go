@@ -89,7 +89,7 @@ func (f *File) checkShared6(b []byte) error {
 		}
 		sub := n.Address6.Masked()
 		if prev, dup := seen[sub]; dup {
-			return fmt.Errorf("%s: network %s: address6 prefix %s overlaps network %s's", where(f.Path, b, "network."+name), name, sub, prev)
+			return &netError{name, fmt.Errorf("%s: network %s: address6 prefix %s overlaps network %s's", where(f.Path, b, "network."+name), name, sub, prev)}
 		}
 		seen[sub] = name
 	}

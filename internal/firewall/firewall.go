@@ -74,6 +74,9 @@ type Network struct {
 	// Peers are the bridges of other kvmnet networks whose traffic to and
 	// from this one the guards refuse outright (see nftrouted.go).
 	Peers []string
+	// Overlay is the network's VXLAN, nil when it has none: only its
+	// peers' datagrams of its VNI reach its UDP port (overlay.go).
+	Overlay *Overlay
 }
 
 // Subnet is the guests' prefix, e.g. 192.168.100.0/24.
@@ -114,6 +117,9 @@ func (n Network) Validate() error {
 	}
 	if len(n.Forwards) > 0 && n.Mode != NAT {
 		return fmt.Errorf("network %s: port forwards need mode nat, not %s", n.Name, n.Mode)
+	}
+	if err := n.Overlay.Validate(n.Name); err != nil {
+		return err
 	}
 	for _, f := range n.Forwards {
 		s := n.Subnet()

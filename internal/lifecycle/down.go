@@ -260,6 +260,7 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 	if rec.Peers != "" {
 		n.Peers = strings.Split(rec.Peers, ",")
 	}
+	n.Overlay = overlayOf(rec.VXLANGuard)
 	return n
 }
 

@@ -78,6 +78,9 @@ type Network struct {
 	// same rules in ip6tables.
 	Subnet6  netip.Prefix
 	Gateway6 netip.Addr
+	// Overlay is the network's VXLAN, nil when it has none: only its
+	// peers' datagrams reach its port (overlay.go).
+	Overlay *Overlay
 
 	// Peers are the bridges of other kvmnet networks whose traffic to and
 	// from this one the guards refuse outright (see routed.go).
@@ -129,6 +132,9 @@ func (n Network) Validate() error {
 		}
 	}
 	if err := n.validate6(); err != nil {
+		return err
+	}
+	if err := n.Overlay.Validate(n.Name); err != nil {
 		return err
 	}
 	if len(n.Forwards) > 0 && n.Mode != NAT {

@@ -57,14 +57,18 @@ import (
 //	    "forwards": [{"proto": "tcp", "host_ip": "", "port": "8080", "to": "192.168.100.21:80",
 //	                  "leased": true}],   // port forwards: the rules' when up, else the file's
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
-//	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
-//	                                      // only for a network with an overlay
+//	              "evpn": false,          // true: peers are the VTEPs FRR's zebra installed
+//	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}],
+//	              "macs": [{"mac": "52:54:00:77:00:03", "vtep": "198.51.100.3"}]},
+//	                                      // only for a network with an overlay; macs: evpn's remote guests
 //	    "ipv6": {"address": {"prefix": "fd00:6b76:6d6e::1/64", "present": true, "owned": true},
 //	             "ra": true, "forwarding": {"needed": true, "held": true}, "forwarding_on": true},
 //	                                      // only for a network with address6
 //	    "domains": [{"name": "web1", "uuid": "71e034e8-…", "taps": ["vnet0"],  // libvirt domains
 //	                 "since": "2025-01-01T09:00:00Z"}],                         // using it (the hook)
-//	    "errors": []                      // what could not be read
+//	    "errors": [],                     // what could not be read
+//	    "teardown": "in progress"         // a last down's teardown: "in progress" (its process
+//	                                      // holds the lock) or "cut short"; absent otherwise
 //	  }]
 //	}
 //
@@ -101,6 +105,13 @@ type NetworkStatus struct {
 	IPv6     *IPv6Status         `json:"ipv6,omitempty"`
 	Domains  []DomainStatus      `json:"domains"`
 	Errors   []string            `json:"errors"`
+	// Teardown is a last down's background teardown: "in progress" while
+	// its process holds the network's lock, "cut short" when it was killed
+	// (gc or the next up finishes it); absent otherwise.
+	Teardown string `json:"teardown,omitempty"`
+	// Broken is the configuration's error for the network's section
+	// (FILE:LINE: ...): no VM can start on it. Empty when it is right.
+	Broken string `json:"broken,omitempty"`
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -248,13 +259,21 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		}
 	}
 	conf, err := h.Resolve(name, "")
-	if err != nil && ns.Configured {
+	if broken := h.File.Broken[name]; broken != nil {
+		ns.Broken = broken.Error()
+	} else if err != nil && ns.Configured {
 		fail(err)
 	}
 	if !up {
 		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway, Gateway6: conf.Gateway6}
+		if ns.Broken != "" {
+			rec.Bridge = h.File.BrokenBridge(name)
+		}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
+	if ns.Teardown, err = h.teardownState(name); err != nil {
+		fail(err)
+	}
 	ns.Forwarding = ForwardStatus{Needed: config.Mode(rec.Mode).Forwards(), Held: rec.Forwarding}
 	ns.Rules = RulesStatus{Owned: rec.Rules, Missing: []string{}}
 	ns.Services = ServicesStatus{Enabled: rec.Services || (!up && config.Mode(rec.Mode).Routed() && (conf.DHCP || conf.DNS)), Leases: []LeaseStatus{}}
@@ -496,7 +515,11 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintln(tw, "\nVXLAN\tNETWORK\tVNI\tPORT\tMTU\tPEERS")
 		fmt.Fprintln(tw, strings.Join(overlays, "\n"))
 	}
+	writeEVPNTable(tw, s)
 	for _, n := range s.Networks {
+		if n.Broken != "" {
+			fmt.Fprintf(tw, "%s: broken: %s\n", n.Name, n.Broken)
+		}
 		for _, e := range n.Errors {
 			fmt.Fprintf(tw, "%s: %s\n", n.Name, e)
 		}
@@ -506,6 +529,14 @@ func WriteTable(w io.Writer, s Status) error {
 
 func stateCell(n NetworkStatus) string {
 	switch {
+	case n.Teardown == teardownInProgress:
+		return "tearing-down"
+	case n.Teardown == teardownCutShort:
+		return "teardown-cut-short"
+	case n.Broken != "" && n.Up:
+		return "up,broken"
+	case n.Broken != "":
+		return "broken"
 	case n.Up && n.Pinned:
 		return "up,pinned"
 	case n.Up:

@@ -75,17 +75,26 @@ type statusJSON struct {
 		} `json:"domains"`
 		VXLAN  *vxlanJSON `json:"vxlan,omitempty"`
 		Errors []string   `json:"errors"`
+		Broken string     `json:"broken,omitempty"`
 	} `json:"networks"`
+}
+
+// macJSON is a guest on another host that FRR's zebra installed.
+type macJSON struct {
+	MAC  string `json:"mac"`
+	VTEP string `json:"vtep"`
 }
 
 // vxlanJSON is a network's overlay, present only for a network with one.
 type vxlanJSON struct {
-	Device string `json:"device"`
-	Exists bool   `json:"exists"`
-	Owned  bool   `json:"owned"`
-	VNI    uint32 `json:"vni"`
-	Port   int    `json:"port"`
-	MTU    int    `json:"mtu"`
+	Device string    `json:"device"`
+	Exists bool      `json:"exists"`
+	Owned  bool      `json:"owned"`
+	VNI    uint32    `json:"vni"`
+	Port   int       `json:"port"`
+	MTU    int       `json:"mtu"`
+	EVPN   bool      `json:"evpn"`
+	MACs   []macJSON `json:"macs"`
 	Peers  []struct {
 		Address string `json:"address"`
 		Flood   bool   `json:"flood"`
