@@ -48,6 +48,15 @@ func testRouted(t *testing.T, fw string) {
 	if pings(gDef, "10.55.0.10") || pings(gLab, "192.168.100.10") {
 		t.Error("guests of a nat and a routed network ping each other with no allow_from")
 	}
+	// A second VM on the network (on nftables, a warm up: the front, from the hot file) is routed the same.
+	gLab2 := h.guest("vlab2", "10.55.0.11/24", "10.55.0.1")
+	h.mustHelper("kvmnet-natup@lab", "vlab2")
+	gLab2.EchoSource(t, "tcp4", ":7777")
+	if got := sourceSeen(t, o, "10.55.0.11:7777"); got != "203.0.113.2" {
+		t.Errorf("the second routed guest saw the router's connection from %q, want 203.0.113.2", got)
+	}
+	h.mustHelper("kvmnet-natdown@lab", "vlab2")
+	h.MustRun("ip", "link", "del", "vlab2")
 	h.mustHelper("kvmnet-natdown", "vdef")
 	h.mustHelper("kvmnet-natdown@lab", "vlab")
 	h.MustRun("ip", "link", "del", "vdef")
