@@ -228,3 +228,16 @@ func ProcState(pid string) (byte, bool) {
 	}
 	return stat[i+2], true
 }
+
+// LoadIfb loads the kernel's ifb module, which bandwidth limits need, with
+// no devices of its own: loaded on demand by the first ifb a test makes in
+// its namespace, it would make ifb0 and ifb1 in the machine's (numifbs=2).
+func LoadIfb(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/sys/module/ifb"); err == nil {
+		return
+	}
+	if out, err := exec.Command("modprobe", "ifb", "numifbs=0").CombinedOutput(); err != nil {
+		t.Fatalf("modprobe ifb numifbs=0: %v: %s", err, out)
+	}
+}

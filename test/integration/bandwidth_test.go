@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -37,6 +38,7 @@ dhcp = false
 dns = false
 ports = "any"
 `
+	testhost.LoadIfb(t)
 	h := newHost(t, "nftables", conf)
 	h.SetLinks(h.Links())
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvmnet/kvmnet/internal/testhost"
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -27,6 +28,7 @@ mac = "52:54:00:00:66:21"
 ip = "10.66.0.21"
 bandwidth = { out = "5mbit" }
 `)
+	testhost.LoadIfb(t)
 	g := testns.New(t)
 	h.MustRun("ip", "link", "add", "vbw0", "type", "veth", "peer", "name", "eth0", "netns", g.Name)
 	g.MustRun("ip", "link", "set", "eth0", "address", "52:54:00:00:66:21", "up")
