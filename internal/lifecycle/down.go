@@ -50,7 +50,7 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	} else if err != nil && !errors.Is(err, bridge.ErrNoLink) {
 		return Result{}, err
 	}
-	if ours && n.Shaped() {
+	if ours && (n.Shaped() || rec.Shaped) { // rec: limits the file no longer gives still come off
 		more, err := unshapeDown(tapName)
 		if changes = append(changes, more...); err != nil {
 			return Result{Changes: changes}, err
