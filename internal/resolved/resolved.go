@@ -8,10 +8,12 @@
 package resolved
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -30,6 +32,9 @@ const (
 	manager   = "org.freedesktop.resolve1.Manager"
 	// errNoSuchLink is what resolved answers for a link it has not seen yet.
 	errNoSuchLink = "org.freedesktop.resolve1.NoSuchLink"
+	// timeout bounds all of a call's talk with the bus: a hung bus must not
+	// hang a VM's start.
+	timeout = 5 * time.Second
 )
 
 // linkDNS is resolved's a(iay): an address family and the address's bytes.
@@ -50,7 +55,9 @@ type linkDomain struct {
 //
 //	resolvectl dns INDEX SERVER…; resolvectl domain INDEX ~DOMAIN
 func Register(index int, servers []netip.Addr, domain string) error {
-	conn, obj, err := open()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, obj, err := open(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,7 +72,7 @@ func Register(index int, servers []netip.Addr, domain string) error {
 	}
 	// resolved learns of a link from rtnetlink a moment after it is made.
 	for try := 0; ; try++ {
-		err = obj.Call(manager+".SetLinkDNS", 0, int32(index), dns).Err
+		err = obj.CallWithContext(ctx, manager+".SetLinkDNS", 0, int32(index), dns).Err
 		var de dbus.Error
 		if try < 50 && errors.As(err, &de) && de.Name == errNoSuchLink {
 			time.Sleep(10 * time.Millisecond)
@@ -76,7 +83,7 @@ func Register(index int, servers []netip.Addr, domain string) error {
 	if err != nil {
 		return fmt.Errorf("systemd-resolved: set DNS of link %d: %w", index, err)
 	}
-	if err := obj.Call(manager+".SetLinkDomains", 0, int32(index), []linkDomain{{Domain: domain, RoutingOnly: true}}).Err; err != nil {
+	if err := obj.CallWithContext(ctx, manager+".SetLinkDomains", 0, int32(index), []linkDomain{{Domain: domain, RoutingOnly: true}}).Err; err != nil {
 		return fmt.Errorf("systemd-resolved: set domain of link %d: %w", index, err)
 	}
 	return nil
@@ -87,7 +94,9 @@ func Register(index int, servers []netip.Addr, domain string) error {
 //
 //	resolvectl revert INDEX
 func Revert(index int) error {
-	conn, obj, err := open()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, obj, err := open(ctx)
 	if errors.Is(err, ErrAbsent) {
 		return nil
 	}
@@ -95,7 +104,7 @@ func Revert(index int) error {
 		return err
 	}
 	defer conn.Close()
-	err = obj.Call(manager+".RevertLink", 0, int32(index)).Err
+	err = obj.CallWithContext(ctx, manager+".RevertLink", 0, int32(index)).Err
 	var de dbus.Error
 	if errors.As(err, &de) && de.Name == errNoSuchLink {
 		return nil
@@ -106,17 +115,21 @@ func Revert(index int) error {
 	return nil
 }
 
-// open connects to the system bus and finds resolved on it.
-func open() (*dbus.Conn, dbus.BusObject, error) {
+// open connects to the system bus and finds resolved on it. No bus (no
+// socket, or one no daemon listens on) is no resolved.
+func open(ctx context.Context) (*dbus.Conn, dbus.BusObject, error) {
 	if _, err := os.Stat(systemBus); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, ErrAbsent
 	}
-	conn, err := dbus.Connect("unix:path=" + systemBus)
+	conn, err := dbus.Connect("unix:path="+systemBus, dbus.WithContext(ctx))
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+		return nil, nil, ErrAbsent
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to the system bus: %w", err)
 	}
 	var owned bool
-	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&owned); err != nil {
+	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&owned); err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("ask the system bus for %s: %w", busName, err)
 	}
