@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 )
@@ -46,8 +45,11 @@ func ParseRate(s string) (Rate, error) {
 		return 0, bad
 	}
 	unit, ok := rateUnits[lower[cut:]]
+	if !ok || !decimal(lower[:cut]) {
+		return 0, bad
+	}
 	n, err := strconv.ParseFloat(lower[:cut], 64)
-	if !ok || err != nil || math.IsNaN(n) || n < 0 || strings.ContainsAny(lower[:cut], "+-eEx_") {
+	if err != nil {
 		return 0, bad
 	}
 	bits := n * unit
@@ -55,6 +57,21 @@ func ParseRate(s string) (Rate, error) {
 		return 0, fmt.Errorf("rate %s: want 8kbit to 100gbit", Quote(s))
 	}
 	return Rate(bits), nil
+}
+
+// decimal: digits with at most one '.', as tc writes a rate's number (no
+// sign, exponent or hex, which ParseFloat would take).
+func decimal(s string) bool {
+	dot := false
+	for _, c := range []byte(s) {
+		switch {
+		case c == '.' && !dot:
+			dot = true
+		case c < '0' || c > '9':
+			return false
+		}
+	}
+	return s != "."
 }
 
 // String writes the rate as tc shows it, e.g. 20Mbit.
