@@ -62,7 +62,10 @@ func upperFirst(s string) string {
 const statusHelp = `For each network (configured in the file, the built-in default, or up now):
 its mode and whether it is up or pinned; the bridge, its MTU and whether kvmnet
 made it ("made") or found it ("found"); the gateway address; ip_forward; how many
-of kvmnet's rules are missing, and their backend (nftables or iptables); the
+of kvmnet's rules are missing ("unknown (needs root)" when not run as root), and
+their backend (nftables or iptables), or that
+they are an older kvmnet's ("from kvmnet VERSION, replaced at next up or doctor
+--fix", as doctor says: only what that release wrote otherwise differs); the
 DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
 and its MTU and MAC, and a VM's port's counters and bandwidth limits (rx: what the
 guest sent, tx: what reached it; limits in bits/s, 0 none); its port forwards (of a network that is up, those its rules
@@ -80,7 +83,7 @@ file's error (FILE:LINE: ...); status then exits 1.
               "bridge":{"name","exists","owned","mtu","stp","forward_delay_ms"},
               "address":{"prefix","present","owned"},
               "forwarding":{"needed","held"},
-              "rules":{"checked","owned","missing":[…],"firewall"},
+              "rules":{"checked","owned","missing":[…],"firewall","older"},  (older: only then)
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
               "ports":[{"name","kind","kvmnet","attached","up","mtu","mac",
                         "stats":{"rx_bytes","rx_packets","tx_bytes","tx_packets"},
@@ -107,19 +110,22 @@ overlay's VXLAN link gone or its flood entries not the file's peers, a program
 listening on a forwarded port (it gets none of the forwarded connections), a
 forward whose guest holds no DHCP lease (informational); per
 configured network: its section of the file wrong (the error, FILE:LINE; no
-VM can start on it, the others can), a subnet overlapping a host
+VM can start on it, the others can; one that is up is also checked as its
+record says), a subnet overlapping a host
 route (or, on its own bridge, kvmnet's gateway left with no record); with an
 overlay, an underlay MTU that leaves guests less than 1280 bytes and a peer
 with no route; with evpn, FRR's zebra or bgpd not running in the namespace,
 zebra with EVPN off or not knowing the VNI (asked on its vty socket in
 /var/run/frr), and the VNI with no remote VTEP; rules of another kvmnet
 version (informational: the next up rewrites them); rules of networks that
-are not up (a crash's, a downgrade's); a last down's teardown cut short, or
+are not up (a crash's, a downgrade's, shim accepts in iptables-legacy), an
+inet kvmnet table left empty; a last down's teardown cut short, or
 in progress (doctor waits up to 3 s for it, then says so as information).
 
   --fix   repair what kvmnet owns: the network's bridge, address, ip_forward,
           rules, daemon and VXLAN link (as a VM's up would), STP on a bridge kvmnet made,
-          the MTU of taps kvmnet attached, rules of networks that are not up; then
+          the MTU of taps kvmnet attached, rules of networks that are not up and an
+          empty inet kvmnet; then
           check again.
 
 Exit status: 0 when nothing but "info" lines remain, 1 otherwise.
@@ -134,7 +140,7 @@ With NETWORK, only that network, and not while a libvirt domain is recorded on
 it (the hook's release takes such a network down): its DHCP/DNS daemon runs
 "kvmnet gc NETWORK" itself when the last tap on its bridge is deleted.
 Without NETWORK it also removes rules no record accounts for (a crash's, or
-those an older kvmnet's teardown left), waits for a last down's teardown in
+those an older kvmnet's teardown left, and an empty inet kvmnet), waits for a last down's teardown in
 progress, and finishes one cut short, saying which.
 `
 

@@ -502,8 +502,8 @@ func (f *File) dnsServers() map[netip.Addr]string {
 
 // checkShared rejects two networks on one bridge or with overlapping subnets.
 // It sorts rather than compares every pair, so that a file of many networks
-// costs n log n. Of two networks in conflict the error names the one later
-// in name order, at its line.
+// costs n log n. Of two networks in conflict the error names the one blame
+// picks, at its key's line (conflict.go).
 func (f *File) checkShared(b []byte) error {
 	type entry struct {
 		name string
@@ -514,8 +514,8 @@ func (f *File) checkShared(b []byte) error {
 	for name, n := range f.Networks {
 		br := n.bridge()
 		if prev, dup := bridges[br]; dup {
-			a, bn := min(prev, name), max(prev, name)
-			return &netError{bn, fmt.Errorf("%s: network %s: bridge %s is already network %s's", where(f.Path, b, "network."+bn), bn, br, a)}
+			other, blamed := blame(b, prev, name, "bridge")
+			return f.conflict(b, blamed, "bridge", br, "want a bridge of its own, not network %s's", other)
 		}
 		bridges[br] = name
 		if n.Address.IsValid() {
@@ -533,10 +533,11 @@ func (f *File) checkShared(b []byte) error {
 	for i, reach := 1, 0; i < len(subs); i++ {
 		if subs[reach].sub.Contains(subs[i].sub.Addr()) {
 			x, y := subs[reach], subs[i]
-			if y.name < x.name {
+			other, blamed := blame(b, x.name, y.name, "address")
+			if blamed == x.name {
 				x, y = y, x
 			}
-			return &netError{y.name, fmt.Errorf("%s: network %s: subnet %s overlaps network %s's %s", where(f.Path, b, "network."+y.name), y.name, y.sub, x.name, x.sub)}
+			return f.conflict(b, blamed, "address", f.Networks[blamed].Address.String(), "want a subnet of its own: %s overlaps network %s's %s", y.sub, other, x.sub)
 		}
 		if lastAddr(subs[i].sub).Compare(lastAddr(subs[reach].sub)) > 0 {
 			reach = i

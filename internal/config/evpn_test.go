@@ -36,7 +36,7 @@ func TestEVPNErrorsNameFileLine(t *testing.T) {
 		{head + "evpn = \"yes\"\n", `k.toml:5: network.a.vxlan.evpn: "yes": want true or false`},
 		{head + "evpn = false\n", `k.toml:3: network.a.vxlan: peers: missing: give the other hypervisors' underlay addresses, or evpn = true`},
 		{head + "evpn = true\nlocal = \"127.0.0.1\"\n", `k.toml:6: network.a.vxlan.local: address "127.0.0.1": not a unicast address`},
-		{head + "evpn = true\n[network.b.vxlan]\nid = 7\nevpn = true\n", `k.toml:7: network.b.vxlan: id 7 on port 4789 is already network a's`},
+		{head + "evpn = true\n[network.b.vxlan]\nid = 7\nevpn = true\n", `k.toml:7: network.b.vxlan.id: 7: want a VNI of its own on port 4789, not network a's`},
 	} {
 		_, err := Parse("k.toml", []byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

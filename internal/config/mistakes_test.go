@@ -230,7 +230,7 @@ func TestBrokenNetworkIsLocal(t *testing.T) {
 	for name, want := range map[string]string{
 		"bad":    "k.toml:5: network.bad.mtu: mtu 12: want an integer from 576 to 65521",
 		"typo":   `k.toml:7: unknown key "network.typo.adress"`,
-		"zclash": "k.toml:8: network zclash: bridge good is already network good's",
+		"zclash": "k.toml:9: network.zclash.bridge: good: want a bridge of its own, not network good's",
 	} {
 		if _, err := f.Network(name, NAT); err == nil || err.Error() != want {
 			t.Errorf("network %s: %v, want %s", name, err, want)

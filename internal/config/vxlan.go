@@ -1,8 +1,6 @@
 package config
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -161,37 +159,9 @@ func (f *File) checkVXLAN(b []byte) error {
 		o := v.overlay(name)
 		k := [2]int{int(o.VNI), o.Port}
 		if prev, dup := owner[k]; dup {
-			return &netError{name, fmt.Errorf("%s: %s: id %d on port %d is already network %s's: one VNI per network",
-				whereIn(f.Path, b, table, "id"), table, o.VNI, o.Port, prev)}
+			return f.conflict(b, name, "vxlan.id", fmt.Sprint(o.VNI), "want a VNI of its own on port %d, not network %s's: one VNI per network", o.Port, prev)
 		}
 		owner[k] = name
 	}
 	return nil
-}
-
-// whereIn is "path:line" of key inside the TOML table called table, else
-// of the table's header, else just path.
-func whereIn(path string, b []byte, table, key string) string {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	header := 0
-	for line := 1; sc.Scan(); line++ {
-		t, _, _ := strings.Cut(sc.Text(), "#")
-		t = strings.TrimSpace(t)
-		if strings.HasPrefix(t, "[") {
-			if header > 0 {
-				break
-			}
-			if strings.Trim(t, "[] ") == table {
-				header = line
-			}
-			continue
-		}
-		if rest, ok := strings.CutPrefix(t, key); header > 0 && ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
-			return fmt.Sprintf("%s:%d", path, line)
-		}
-	}
-	if header > 0 {
-		return fmt.Sprintf("%s:%d", path, header)
-	}
-	return where(path, b, table)
 }

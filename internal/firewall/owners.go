@@ -86,6 +86,96 @@ func (f *nft) owners() ([]string, error) {
 			}
 		}
 	}
+	legacy, err := f.legacyOwners()
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, legacy...)
 	slices.Sort(names)
 	return slices.Compact(names), nil
+}
+
+// legacyOwners lists the networks with shim accepts in legacy iptables'
+// FORWARD and INPUT (where nf_tables cannot see them), when it has a filter
+// table and iptables-legacy is there to read it.
+//
+//	iptables-legacy -S FORWARD | grep -- '--comment "kvmnet:NAME" -j ACCEPT'
+func (f *nft) legacyOwners() ([]string, error) {
+	if !f.host.legacyFilter() || f.host.lookPath("iptables-legacy") == "" {
+		return nil, nil
+	}
+	var names []string
+	for _, h := range hooks() {
+		_, rules, err := f.legacyRules(h.chain)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rules {
+			if n, ok := shimOwner(r); ok {
+				names = append(names, n)
+			}
+		}
+	}
+	return names, nil
+}
+
+// EmptyTable reports whether inet kvmnet is there holding no network: no
+// chain named for one and no rule commented for one. Nothing of kvmnet's
+// makes such a table (a network's first Ensure makes the table and its
+// chains in one batch, its last Remove deletes the table), so it is a left-
+// over: of a teardown by hand, or of another release.
+//
+//	nft list table inet kvmnet
+func EmptyTable() (bool, error) {
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	defer c.CloseLasting()
+	lv, err := readTable(&reader{c: c})
+	if err != nil {
+		return false, err
+	}
+	return lv.empty(), nil
+}
+
+// RemoveEmptyTable deletes inet kvmnet if, under the table's lock, it
+// still holds no network; it reports whether it did.
+//
+//	nft delete table inet kvmnet
+func RemoveEmptyTable() (bool, error) {
+	unlock, err := lockTable()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	defer c.CloseLasting()
+	lv, err := readTable(&reader{c: c})
+	if err != nil || !lv.empty() {
+		return false, err
+	}
+	c.DelTable(kvmnetTable())
+	if err := c.Flush(); err != nil {
+		return false, fmt.Errorf("nft delete table inet %s: %w", tableName, err)
+	}
+	return true, nil
+}
+
+// empty: the table is there, and neither a chain nor a rule of it names a network.
+func (lv live) empty() bool {
+	if !lv.table || len(lv.networks()) > 0 {
+		return false
+	}
+	for _, rules := range lv.rules {
+		for _, rule := range rules {
+			if s, ok := userdata.GetString(rule.UserData, userdata.TypeComment); ok && strings.HasPrefix(s, "kvmnet:") {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -277,6 +277,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	close(errc)
 	err := s.writeLeases()
+	if s.cfg.LeaseFile != "" {
+		// Where a release before per-namespace lease files would look for
+		// them, should it run this network next (a downgrade).
+		if lerr := ctl.LeaveForOlder(s.cfg.LeaseFile); lerr != nil {
+			s.log.Warn("leases not left for an older kvmnet", "err", lerr.Error())
+		}
+	}
 	s.unlock()
 	for e := range errc {
 		err = errors.Join(err, e)

@@ -15,6 +15,15 @@ func (h Host) brokenFinding(name string) (Finding, bool) {
 		Evidence: err.Error(), Fix: "correct that line of " + h.File.Path}, true
 }
 
+// upBroken: a network whose section went wrong after it was set up is still
+// up as its record says, with its bridge, rules and daemon; doctor checks
+// those from the record, as for any network that is up, beside reporting the
+// section (their repair waits for the section to be right: heal says so).
+func (h Host) upBroken(name string) bool {
+	_, up, err := h.Dir.Load(name)
+	return err == nil && up
+}
+
 // AnyBroken reports whether one of the networks s shows is broken.
 func (s Status) AnyBroken() bool {
 	for _, n := range s.Networks {

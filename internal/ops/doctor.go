@@ -74,7 +74,9 @@ func (h Host) Diagnose() ([]Finding, error) {
 	for _, name := range names {
 		if f, broken := h.brokenFinding(name); broken {
 			fs = append(fs, f)
-			continue
+			if !h.upBroken(name) {
+				continue
+			}
 		}
 		// A doctor run right after a last down (natdown; kvmnet doctor)
 		// finds its teardown at work: wait for it rather than report half a network.

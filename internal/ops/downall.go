@@ -19,7 +19,9 @@ func (h Host) DownAll(force bool) ([]Reclaimed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !force {
+	// With no network up there is no VM to protect, and nothing to read of
+	// the namespace: a package's prerm in a chroot has no /proc.
+	if !force && len(names) > 0 {
 		if err := h.checkUnused(names); err != nil {
 			return nil, err
 		}

@@ -16,6 +16,9 @@ import (
 // whole). Rules name their network in every release (chains KVMNET-*-NAME
 // and NAME-suffixed chains of inet kvmnet, comments kvmnet:NAME), so they
 // are found by what they say, whatever release made them.
+//
+// An inet kvmnet that holds no network at all is an orphan of its own (name
+// ""): nothing of this release leaves one, and the table alone drops nothing.
 type orphan struct {
 	backend firewall.Backend
 	name    string
@@ -48,13 +51,23 @@ func (h Host) orphans() []orphan {
 			}
 		}
 	}
+	// With a network recorded on nftables, an empty table is its rules
+	// missing, which its own check reports and its next up puts back.
+	if len(recorded[firewall.NFTables]) == 0 {
+		if empty, err := firewall.EmptyTable(); err == nil && empty {
+			out = append(out, orphan{backend: firewall.NFTables})
+		}
+	}
 	return out
 }
 
 // where says where an orphan's rules are, as the tool that shows them names it.
 func (o orphan) where() string {
-	if o.backend == firewall.NFTables {
-		return "nft list ruleset: table inet kvmnet (or kvmnet:" + o.name + " rules in other tables)"
+	switch {
+	case o.name == "":
+		return "nft list table inet kvmnet: no chain or rule of a network"
+	case o.backend == firewall.NFTables:
+		return "nft list ruleset: table inet kvmnet (or kvmnet:" + o.name + " rules in other tables or in iptables-legacy -S)"
 	}
 	return "iptables-save: chains KVMNET-*-" + o.name
 }
@@ -63,6 +76,16 @@ func (o orphan) where() string {
 func (h Host) orphanFindings() []Finding {
 	var fs []Finding
 	for _, o := range h.orphans() {
+		if o.name == "" {
+			fs = append(fs, Finding{
+				Problem:  "kvmnet's nftables table inet kvmnet is left empty (an older kvmnet's teardown, or one by hand)",
+				Evidence: o.where() + "; no record in " + h.Dir.Path + " names nftables",
+				Fix:      "kvmnet gc (or doctor --fix) removes it",
+				key:      "orphan nftables table",
+				repair:   h.removeEmptyTable,
+			})
+			continue
+		}
 		fs = append(fs, Finding{Network: o.name,
 			Problem:  "kvmnet's " + string(o.backend) + " rules of a network that is not up are left over (a crash, or an older kvmnet that did not know them)",
 			Evidence: o.where() + "; no record in " + h.Dir.Path,
@@ -95,14 +118,39 @@ func (h Host) removeOrphan(o orphan) ([]string, error) {
 	return []string{fmt.Sprintf("remove left-over %s rules of %s", o.backend, o.name)}, nil
 }
 
+// removeEmptyTable removes an empty inet kvmnet, unless a network's rules
+// went into it meanwhile.
+func (h Host) removeEmptyTable() ([]string, error) {
+	gone, err := firewall.RemoveEmptyTable()
+	if err != nil {
+		return nil, fmt.Errorf("remove empty inet kvmnet: %w", err)
+	}
+	if !gone {
+		return nil, nil
+	}
+	return []string{"remove empty nftables table inet kvmnet"}, nil
+}
+
 // removeOrphans is gc's and down --all's share: every orphan's rules go.
 func (h Host) removeOrphans() ([]Reclaimed, error) {
 	var out []Reclaimed
 	var errs []error
 	for _, o := range h.orphans() {
+		if o.name == "" {
+			continue // after the others: their removal may leave the table empty, or delete it
+		}
 		ch, err := h.removeOrphan(o)
 		if len(ch) > 0 {
 			out = append(out, Reclaimed{Network: o.name, Changes: ch, Note: "its rules had no record (a crash, or an older kvmnet's teardown)"})
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if slices.ContainsFunc(h.orphans(), func(o orphan) bool { return o.name == "" }) {
+		ch, err := h.removeEmptyTable()
+		if len(ch) > 0 {
+			out = append(out, Reclaimed{Network: "-", Changes: ch, Note: "no network's rules were in it"})
 		}
 		if err != nil {
 			errs = append(errs, err)

@@ -41,7 +41,9 @@ import (
 //	    "address": {"prefix": "192.168.100.1/24", "present": true, "owned": true},
 //	    "forwarding": {"needed": true, "held": true},
 //	    "rules": {"checked": true, "owned": true, "missing": [],
-//	              "firewall": "nftables"},   // the rule engine: nftables or iptables; "" when not up
+//	              "firewall": "nftables",    // the rule engine: nftables or iptables; "" when not up
+//	              "older": "kvmnet v1.2.0"}, // an older kvmnet made them: what is missing is what
+//	                                      // it wrote otherwise (next up rewrites them); absent else
 //	    "services": {"enabled": true, "running": true, "pid": 4242,
 //	                 "leases": [{"ip": "192.168.100.2", "mac": "52:54:00:3c:a1:07",
 //	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
@@ -112,6 +114,8 @@ type NetworkStatus struct {
 	// Broken is the configuration's error for the network's section
 	// (FILE:LINE: ...): no VM can start on it. Empty when it is right.
 	Broken string `json:"broken,omitempty"`
+	// rulesNeedRoot: the rules were not read, as only root may (Rules.Checked is false).
+	rulesNeedRoot bool
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -153,6 +157,11 @@ type RulesStatus struct {
 	Owned    bool     `json:"owned"`
 	Missing  []string `json:"missing"`
 	Firewall string   `json:"firewall"`
+	// Older names the older kvmnet that made the rules ("kvmnet VERSION",
+	// or "an older kvmnet (…)") when what is missing is only what that
+	// release wrote differently: the next up or doctor --fix replaces them.
+	// Absent otherwise.
+	Older string `json:"older,omitempty"`
 }
 
 // ServicesStatus is a network's DHCP/DNS daemon and its leases.
@@ -286,13 +295,19 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		ns.Ports = h.ports(rec, br, fail)
 	}
 	ns.Domains = h.domains(name, ns.Ports, fail)
-	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
+	switch {
+	case !up || config.Mode(rec.Mode) == config.Bridged: // a bridged network has no rules
+	case os.Geteuid() != 0:
+		// Reading nftables or iptables takes root: an ordinary user's
+		// status says so rather than failing on it.
+		ns.Rules.Firewall, ns.rulesNeedRoot = recordedBackend(rec), true
+	default:
 		fw, fwErr := fws.of(rec)
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(lifecycle.FirewallNetwork(rec, forwards), fw, fwErr, fail)
-		ns.Rules.Firewall = string(firewall.IPTables)
-		if rec.Firewall != "" {
-			ns.Rules.Firewall = rec.Firewall
+		if len(ns.Rules.Missing) > 0 {
+			ns.Rules.Older, _ = olderMaker(name, rec, fw.Backend())
 		}
+		ns.Rules.Firewall = recordedBackend(rec)
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
@@ -422,6 +437,15 @@ func userCell(p PortStatus) string {
 		return p.User
 	}
 	return "uid " + strconv.Itoa(*p.UID)
+}
+
+// recordedBackend is the rule engine a record names; records from before
+// the nftables backend name none.
+func recordedBackend(rec state.Network) string {
+	if rec.Firewall == "" {
+		return string(firewall.IPTables)
+	}
+	return rec.Firewall
 }
 
 // checkRules lists the recorded network's rules that are missing now.
@@ -587,8 +611,12 @@ func rulesCell(n NetworkStatus) string {
 	switch {
 	case !n.Up || config.Mode(n.Mode) == config.Bridged:
 		return "-"
+	case n.rulesNeedRoot:
+		return "unknown (needs root)"
 	case !n.Rules.Checked:
 		return "unknown"
+	case n.Rules.Older != "":
+		return "from " + n.Rules.Older + ", replaced at next up or doctor --fix (" + n.Rules.Firewall + ")"
 	case len(n.Rules.Missing) > 0:
 		return fmt.Sprintf("%d MISSING (%s)", len(n.Rules.Missing), n.Rules.Firewall)
 	}

@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -65,4 +66,33 @@ func lineOf(t *testing.T, file, text string) string {
 	}
 	t.Fatalf("%s has no line %q", file, text)
 	return ""
+}
+
+// TestBrokenNetworkUpIsChecked: a network that is up when its section goes
+// wrong is still up as its record says; doctor reports the section and
+// checks the network's rules from the record too, and says its repair waits
+// for the section.
+func TestBrokenNetworkUpIsChecked(t *testing.T) {
+	good := "[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\n"
+	h := newHost(t, good)
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	h.taps("vnet0")
+	h.helper("kvmnet-ifup@lab", "vnet0")
+	if err := os.WriteFile(h.Config, []byte(good+"mtu = 12\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.MustRun("iptables", "-F", "KVMNET-IN-lab")
+	out, _, code := h.kvmnet(nil, "doctor")
+	broken := "problem: network lab: its section of the configuration is wrong: no VM can start on it; evidence: " + h.Config + ":5: network.lab.mtu: mtu 12"
+	missing := regexp.MustCompile(`problem: network lab: \d+ of kvmnet's rules are missing .*\(not now: ` + regexp.QuoteMeta(h.Config) + `:5: network.lab.mtu`)
+	if code != 1 || !strings.Contains(out, broken) || !missing.MatchString(out) {
+		t.Errorf("doctor: exit %d, want 1, the broken section and the missing rules:\n%s", code, out)
+	}
+	if err := os.WriteFile(h.Config, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.must("doctor", "--fix")
+	h.helper("kvmnet-ifdown@lab", "vnet0")
+	h.MustRun("ip", "link", "del", "vnet0")
+	h.AssertClean(rules, fwd)
 }

@@ -110,6 +110,14 @@ func TestUpgradeDowngrade(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "info: network default: rules from an older kvmnet (its record names no version), replaced at next up or doctor --fix") {
 			t.Errorf("doctor after the upgrade: exit %d, want 0 and the older rules named:\n%s", code, out)
 		}
+		// status says the same of them as doctor, not "N MISSING".
+		if out := h.must("status"); strings.Contains(out, "MISSING") ||
+			!strings.Contains(out, "from an older kvmnet (its record names no version), replaced at next up or doctor --fix (iptables)") {
+			t.Errorf("status after the upgrade does not name the older rules:\n%s", out)
+		}
+		if r := h.status().Networks[0].Rules; r.Older != "an older kvmnet (its record names no version)" || len(r.Missing) == 0 {
+			t.Errorf("status --json after the upgrade: rules %+v, want older named beside what differs", r)
+		}
 		newHelper("kvmnet-natup", "g2") // rewrites the rules, restarts the daemon on the new lease file
 		if ip2, _ := lease2(); ip2 == ip1 || !strings.HasPrefix(ip2, "192.168.100.") {
 			t.Errorf("g2 leased %s beside g1's %s", ip2, ip1)
@@ -142,6 +150,7 @@ func TestUpgradeDowngrade(t *testing.T) {
 		}
 		// The older release takes over: an up beside g1, then both downs.
 		oldHelper("kvmnet-natup", "g2")
+		ip2, _ := lease2()
 		oldHelper("kvmnet-natdown", "g1")
 		oldHelper("kvmnet-natdown", "g2")
 		h.Settle()
@@ -159,6 +168,35 @@ func TestUpgradeDowngrade(t *testing.T) {
 		if out, code := doctor(); code != 0 || !strings.HasPrefix(out, "healthy") {
 			t.Errorf("doctor after gc: exit %d\n%s", code, out)
 		}
+		// The older release's next up reads default.leases: today's daemon
+		// left its leases there as it exited, so g2, the first to ask the
+		// older daemon, gets its own address back, not the first free one (g1's).
+		oldHelper("kvmnet-natup", "g2")
+		if again, _ := lease2(); again != ip2 {
+			t.Errorf("g2 leased %s from the older release after the downgrade, had %s", again, ip2)
+		}
+	})
+
+	t.Run("upgrade again", func(t *testing.T) {
+		// g3 leases from the older daemon only; today's up restarts the
+		// daemon, which takes the older daemon's file back, newer than
+		// today's from before the downgrade: g4 gets an address of its own,
+		// and g3 keeps its.
+		lease3 := vmGuest(t, h, "g3", "52:54:00:0d:00:03")
+		lease4 := vmGuest(t, h, "g4", "52:54:00:0d:00:04")
+		oldHelper("kvmnet-natup", "g3")
+		ip3, _ := lease3()
+		newHelper("kvmnet-natup", "g4")
+		if ip4, _ := lease4(); ip4 == ip3 {
+			t.Errorf("g4 leased g3's %s after the upgrade: the older daemon's leases were lost", ip3)
+		}
+		if again, _ := lease3(); again != ip3 {
+			t.Errorf("g3 leased %s after the upgrade, had %s", again, ip3)
+		}
+		for _, port := range []string{"g2", "g3", "g4"} {
+			newHelper("kvmnet-natdown", port)
+		}
+		h.Settle()
 	})
 
 	t.Run("lost record", func(t *testing.T) {

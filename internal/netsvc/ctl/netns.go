@@ -124,8 +124,9 @@ func fileSafe(s string) bool {
 // namespace, so that its guests keep their addresses across a release that
 // names the file otherwise: releases before per-namespace lease files used
 // NAME.leases in every namespace. It moves nothing when the names agree, when
-// used is gone, or when the new name has leases of its own. It returns the
-// new name when it moved the file.
+// used is gone, or when the new name has leases of its own, unless used is
+// the older daemon's own and newer (a downgrade ran the network since:
+// olderleases.go). It returns the new name when it moved the file.
 //
 //	mv lease_dir/NAME.leases lease_dir/NAME@NETNS.leases
 func FollowLeaseFile(used string) (string, error) {
@@ -138,7 +139,7 @@ func FollowLeaseFile(used string) (string, error) {
 	if err != nil || want == used {
 		return "", err
 	}
-	if _, err := os.Lstat(want); err == nil {
+	if _, err := os.Lstat(want); err == nil && !olderDaemonsFile(used, want) {
 		return "", nil
 	}
 	if fi, err := os.Lstat(used); err != nil || !fi.Mode().IsRegular() {
