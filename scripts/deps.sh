@@ -68,6 +68,7 @@ if [ ! -x "$resolved_dir/lib/systemd/systemd-resolved" ]; then
 		exit 1
 	fi
 	tmp=$(mktemp -d)
+	apt-get -q -o DPkg::Lock::Timeout=600 update >&2
 	(cd "$tmp" && apt-get -q download "systemd-resolved=$(dpkg-query -W -f='${Version}' libsystemd-shared)" >&2)
 	mkdir -p "$resolved_dir"
 	dpkg-deb -x "$tmp"/systemd-resolved_*.deb "$resolved_dir"
