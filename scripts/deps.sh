@@ -22,6 +22,7 @@ pkgs=(
 	strace                    # proof that the nftables path runs no program
 	frr                       # zebra and bgpd: the EVPN tests run them in their own namespaces (never started here: see below)
 	dnsmasq-base systemd      # dnsmasq and systemd-networkd, run by hand in a test's namespaces beside kvmnet's DHCP (nothing started)
+	dnsperf                   # make bench: the DNS forwarder beside dnsmasq
 	iperf3                    # test/integration's bandwidth test measures the limits with it (its daemon is off unless asked)
 	dbus-daemon dbus-bin libsystemd-shared # TestResolvedNames: a system bus of its own, dbus-send, and what the unpacked systemd-resolved links
 	gcc libc6-dev             # go test -race: the race detector needs cgo (the binaries stay static, CGO_ENABLED=0)

@@ -25,6 +25,7 @@ func Main(args []string) int { return MainWatching(args, nil) }
 // MainWatching is Main, and calls vacated whenever the network's last tap
 // leaves its bridge (see Vacated); nil watches nothing.
 func MainWatching(args []string, vacated Vacated) int {
+	lean()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if len(args) != 2 {
 		closeInheritedFDs()
@@ -59,6 +60,7 @@ func daemon(configPath string, log *slog.Logger, vacated Vacated) error {
 	s.watch, s.vacated = true, vacated
 	defer ctl.RemovePIDFile(c.PIDFile, os.Getpid())
 	ctl.Ready()
+	shed()
 	return s.Serve(ctx)
 }
 
