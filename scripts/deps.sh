@@ -23,6 +23,8 @@ pkgs=(
 	frr                       # zebra and bgpd: the EVPN tests run them in their own namespaces (never started here: see below)
 	dnsmasq-base systemd      # dnsmasq and systemd-networkd, run by hand in a test's namespaces beside kvmnet's DHCP (nothing started)
 	dnsperf                   # make bench: the DNS forwarder beside dnsmasq
+	iperf3                    # test/integration's bandwidth test measures the limits with it (its daemon is off unless asked)
+	dbus-daemon dbus-bin libsystemd-shared # TestResolvedNames: a system bus of its own, dbus-send, and what the unpacked systemd-resolved links
 	gcc libc6-dev             # go test -race: the race detector needs cgo (the binaries stay static, CGO_ENABLED=0)
 )
 
@@ -55,6 +57,24 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt_opts=(-q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 	apt-get "${apt_opts[@]}" update >&2
 	apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" </dev/null >&2
+fi
+
+# systemd-resolved for TestResolvedNames, unpacked and never installed: its
+# package would point the machine's /etc/resolv.conf at it. The test runs it in
+# a namespace of its own. Its version must be libsystemd-shared's.
+resolved_dir=/var/cache/kvmnet-test/systemd-resolved
+if [ ! -x "$resolved_dir/lib/systemd/systemd-resolved" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: systemd-resolved is not unpacked in $resolved_dir; run as root (sudo make deps)" >&2
+		exit 1
+	fi
+	tmp=$(mktemp -d)
+	apt-get -q -o DPkg::Lock::Timeout=600 update >&2
+	(cd "$tmp" && apt-get -q download "systemd-resolved=$(dpkg-query -W -f='${Version}' libsystemd-shared)" >&2)
+	mkdir -p "$resolved_dir"
+	dpkg-deb -x "$tmp"/systemd-resolved_*.deb "$resolved_dir"
+	rm -rf "$tmp"
+	echo "deps: unpacked systemd-resolved into $resolved_dir" >&2
 fi
 
 # The guest kernel: the package is a meta-package; its kernel must be in /boot.

@@ -67,7 +67,8 @@ their backend (nftables or iptables), or that
 they are an older kvmnet's ("from kvmnet VERSION, replaced at next up or doctor
 --fix", as doctor says: only what that release wrote otherwise differs); the
 DHCP/DNS daemon and its leases; each port, whether kvmnet attached it for a VM,
-and its MTU and MAC; its port forwards (of a network that is up, those its rules
+and its MTU and MAC, and a VM's port's counters and bandwidth limits (rx: what the
+guest sent, tx: what reached it; limits in bits/s, 0 none); its port forwards (of a network that is up, those its rules
 hold) and whether their guests hold a lease; a network's VXLAN overlay: its link,
 VNI, port, MTU and peers, each "heard" when a guest's frame came from it in the
 last 5 minutes, else "silent" (with evpn, the remote VTEPs and the remote MACs
@@ -84,7 +85,9 @@ file's error (FILE:LINE: ...); status then exits 1.
               "forwarding":{"needed","held"},
               "rules":{"checked","owned","missing":[…],"firewall","older"},  (older: only then)
               "services":{"enabled","running","pid","leases":[{"ip","mac","hostname","expires","static"}]},
-              "ports":[{"name","kind","kvmnet","attached","up","mtu","mac"}],
+              "ports":[{"name","kind","kvmnet","attached","up","mtu","mac",
+                        "stats":{"rx_bytes","rx_packets","tx_bytes","tx_packets"},
+                        "limits":{"in","out","hosts":[{"mac","in","out"}]}}],  (limits only when set)
               "forwards":[{"proto","host_ip","port","to","leased"}],
               "vxlan":{"device","exists","owned","vni","port","mtu","evpn",
                        "peers":[{"address","flood","heard"}],

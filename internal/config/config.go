@@ -53,23 +53,31 @@ const (
 	// Bridged: guests join a bridge the admin made (carrying a NIC and the
 	// host's address); kvmnet only attaches and detaches taps.
 	Bridged Mode = "bridged"
+	// RoutedMode: as NAT without the masquerade: the host routes the subnet
+	// both ways and the world reaches guests by their own addresses, given a
+	// route to the subnet via the host (docs/routed.md).
+	RoutedMode Mode = "routed"
 )
 
 // UnmarshalText accepts the mode names, and "host-only" as VMware and VirtualBox spell it.
 func (m *Mode) UnmarshalText(b []byte) error {
 	switch s := strings.ToLower(string(b)); s {
-	case "isolated", "hostonly", "nat", "bridged":
+	case "isolated", "hostonly", "nat", "routed", "bridged":
 		*m = Mode(s)
 	case "host-only":
 		*m = HostOnly
 	default:
-		return fmt.Errorf("mode %s: want isolated, hostonly, nat or bridged", Quote(string(b)))
+		return fmt.Errorf("mode %s: want isolated, hostonly, nat, routed or bridged", Quote(string(b)))
 	}
 	return nil
 }
 
 // Routed reports whether the host has an address on the network's bridge.
-func (m Mode) Routed() bool { return m == HostOnly || m == NAT }
+func (m Mode) Routed() bool { return m == HostOnly || m == NAT || m == RoutedMode }
+
+// Forwards reports whether the host forwards the network's traffic to and
+// from the world (ip_forward): nat and routed.
+func (m Mode) Forwards() bool { return m == NAT || m == RoutedMode }
 
 // Ports is which links a network's helpers attach to its bridge.
 type Ports string
@@ -315,6 +323,9 @@ type Host struct {
 	IP   Addr   `toml:"ip"`
 	IP6  Addr6  `toml:"ip6"` // optional: answered in DNS (AAAA); the guest takes it itself
 	Name string `toml:"name"`
+	// Bandwidth overrides the network's for this guest, direction by
+	// direction, matched by its MAC (bandwidth.go).
+	Bandwidth *Bandwidth `toml:"bandwidth" json:",omitempty"`
 }
 
 // Network is one network as the file describes it; see Resolve for the defaults.
@@ -341,6 +352,7 @@ type Network struct {
 	AllowFrom []string   `toml:"allow_from"`     // networks whose guests may open connections into it; see allowfrom.go
 	Guard     *bool      `toml:"guard"`          // default: on but for bridged; see guard.go
 	Isolate   *bool      `toml:"isolate_guests"` // default: off; see guard.go
+	Bandwidth *Bandwidth `toml:"bandwidth"`      // each guest port's limits; see bandwidth.go
 
 	set map[string]bool // the keys the file gives it (see keys.go)
 }
@@ -442,7 +454,7 @@ func Parse(path string, b []byte) (*File, error) {
 		f.Networks[name] = n
 	}
 	for _, key := range md.Undecoded() {
-		err := fmt.Errorf("%s: unknown key %s", where(path, b, key[len(key)-1]), Quote(key.String()))
+		err := fmt.Errorf("%s: unknown key %s", whereInner(path, b, key), Quote(key.String()))
 		if len(key) < 2 || key[0] != "network" {
 			return nil, err
 		}
@@ -554,6 +566,9 @@ func (n *Network) check(dns map[netip.Addr]string) error {
 	}
 	if n.LeaseTime.Duration > MaxLeaseTime {
 		return keyErrorf("lease_time", nil, "%s: at most 720h (30 days): an address stays taken that long after its guest is gone", n.LeaseTime.Duration)
+	}
+	if err := n.checkBandwidth(); err != nil {
+		return err
 	}
 	if err := n.checkRange(); err != nil {
 		return err

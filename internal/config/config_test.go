@@ -94,7 +94,7 @@ func TestBridgedAndPorts(t *testing.T) {
 func TestParseErrorsNameFileLineAndValue(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
 		{"[network.a]\nbridge = \"x\"\naddress = \"10.0.0.1\"\n", `k.toml:3: network.a.address: address "10.0.0.1": want an IPv4 address with prefix`},
-		{"[network.a]\nmode = \"bridge\"\n", `k.toml:2: network.a.mode: mode "bridge": want isolated, hostonly, nat or bridged`},
+		{"[network.a]\nmode = \"bridge\"\n", `k.toml:2: network.a.mode: mode "bridge": want isolated, hostonly, nat, routed or bridged`},
 		{"[network.a]\nports = \"veth\"\n", `k.toml:2: network.a.ports: ports "veth": want tap or any`},
 		{"[network.a]\nmtu = 10\n", `k.toml:2: network.a.mtu: mtu 10: want an integer from 576 to 65521`},
 		{"[network.a]\nbridge = \"a-very-long-bridge-name\"\n", `k.toml:2: network.a.bridge: interface name "a-very-long-bridge-name" is longer than 15 bytes`},

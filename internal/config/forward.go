@@ -135,6 +135,9 @@ func (n *Network) checkForward(i int) error {
 		e.forward = i + 1
 		return e
 	}
+	if n.Mode == RoutedMode {
+		return ke("to", "a routed network's guests are reached by their own addresses: no forward needed (forwards are DNAT into a nat network)")
+	}
 	if n.Mode != "" && n.Mode != NAT {
 		return ke("to", "a forward needs a nat network, this one is %s", n.Mode)
 	}

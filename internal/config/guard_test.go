@@ -32,8 +32,8 @@ func TestGuardKeys(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ file, want string }{
-		{"[network.lab]\nmode = \"bridged\"\nbridge = \"br-lan\"\nguard = true\n", `k.toml:4: network.lab.guard: true: want it only on isolated, hostonly and nat networks, not on mode bridged`},
-		{"[network.lab]\nmode = \"bridged\"\nbridge = \"br-lan\"\nguard = false\n", `k.toml:4: network.lab.guard: false: want it only on isolated, hostonly and nat networks, not on mode bridged`},
+		{"[network.lab]\nmode = \"bridged\"\nbridge = \"br-lan\"\nguard = true\n", `k.toml:4: network.lab.guard: true: want it only on isolated, hostonly, nat and routed networks, not on mode bridged`},
+		{"[network.lab]\nmode = \"bridged\"\nbridge = \"br-lan\"\nguard = false\n", `k.toml:4: network.lab.guard: false: want it only on isolated, hostonly, nat and routed networks, not on mode bridged`},
 		{"[network.lab]\nmode = \"isolated\"\nisolate_guests = true\n", `k.toml:3: network.lab.isolate_guests: true: want false on mode isolated`},
 		{lab + "guard = \"yes\"\n", `k.toml:3: network.lab.guard: "yes": want true or false`},
 		{lab + "isolate_guests = 1\n", `k.toml:3: network.lab.isolate_guests: 1: want true or false`},

@@ -18,9 +18,10 @@ const (
 	inHostOnly
 	inNAT
 	inBridged
+	inRoutedMode
 
-	inRouted  = inHostOnly | inNAT
-	inMadeBr  = inIsolated | inRouted // networks whose bridge kvmnet makes and writes rules for
+	inRouted  = inHostOnly | inNAT | inRoutedMode // Mode.Routed: the host has an address on the bridge
+	inMadeBr  = inIsolated | inRouted             // networks whose bridge kvmnet makes and writes rules for
 	inAnyMode = inMadeBr | inBridged
 )
 
@@ -34,6 +35,8 @@ func (s modes) has(m Mode) bool {
 		return s&inNAT != 0
 	case Bridged:
 		return s&inBridged != 0
+	case RoutedMode:
+		return s&inRoutedMode != 0
 	}
 	return true // undecided: the helper supplies the mode later
 }
@@ -41,7 +44,7 @@ func (s modes) has(m Mode) bool {
 // names lists the modes of s as a message says them: "hostonly and nat".
 func (s modes) names() string {
 	var out []string
-	for _, m := range []Mode{Isolated, HostOnly, NAT, Bridged} {
+	for _, m := range []Mode{Isolated, HostOnly, NAT, RoutedMode, Bridged} {
 		if s.has(m) {
 			out = append(out, string(m))
 		}
@@ -68,7 +71,7 @@ var (
 	tables  = &kind{[]string{"ArrayHash", "Array"}, "an array of tables"}
 	anAddr  = &kind{[]string{"String"}, `an address in quotes, like "10.0.0.1/24"`}
 	anIP    = &kind{[]string{"String"}, `an address in quotes, like "10.0.0.10"`}
-	aMode   = &kind{[]string{"String"}, "isolated, hostonly, nat or bridged, in quotes"}
+	aMode   = &kind{[]string{"String"}, "isolated, hostonly, nat, routed or bridged, in quotes"}
 	aTime   = &kind{[]string{"String"}, `a duration in quotes, like "1h"`}
 	aMAC    = &kind{[]string{"String"}, `a MAC in quotes, like "52:54:00:12:34:56"`}
 )
@@ -124,6 +127,13 @@ var networkKeys = map[string]keySpec{
 	"vxlan.local": {anIP, inAnyMode},
 	"vxlan.dev":   {aString, inAnyMode},
 	"vxlan.evpn":  {aBool, inAnyMode},
+
+	"bandwidth":          {aTable, inAnyMode},
+	"bandwidth.in":       {nil, inAnyMode},
+	"bandwidth.out":      {nil, inAnyMode},
+	"host.bandwidth":     {aTable, inAnyMode},
+	"host.bandwidth.in":  {nil, inAnyMode},
+	"host.bandwidth.out": {nil, inAnyMode},
 }
 
 // checkTypes checks the type of every key the file gives the network

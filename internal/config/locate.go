@@ -82,6 +82,18 @@ func where(path string, b []byte, key string) string {
 	return path
 }
 
+// whereInner is where for the innermost part of key a line begins with:
+// a key inside an inline table (bandwidth = { up = "1mbit" }) is found by
+// the key the table is the value of.
+func whereInner(path string, b []byte, key []string) string {
+	for i := len(key) - 1; i >= 0; i-- {
+		if line := whereLine(b, key[i]); line > 0 {
+			return fmt.Sprintf("%s:%d", path, line)
+		}
+	}
+	return path
+}
+
 // whereLine is the number of the line where defines key, 0 for none.
 func whereLine(b []byte, key string) int {
 	sc := bufio.NewScanner(bytes.NewReader(b))

@@ -173,21 +173,21 @@ func TestMistakesInOneForm(t *testing.T) {
 		{"host a number", lab + "host = 3\n", `k.toml:3: network.lab.host: 3: want an array of tables`},
 		{"host's name a number", lab + host("52:54:00:00:00:01", "10.7.0.10", "a") + "[[network.lab.host]]\nmac = \"52:54:00:00:00:02\"\nip = \"10.7.0.11\"\nname = 7\n",
 			`k.toml:10: network.lab.host.name: 7: want a string`},
-		{"mode a boolean", "[network.lab]\nmode = true\n", `k.toml:2: network.lab.mode: true: want isolated, hostonly, nat or bridged, in quotes`},
+		{"mode a boolean", "[network.lab]\nmode = true\n", `k.toml:2: network.lab.mode: true: want isolated, hostonly, nat, routed or bridged, in quotes`},
 		{"dhcp_to alone", lab + "dhcp_to = \"10.7.0.99\"\n", `k.toml:3: network.lab.dhcp_to: 10.7.0.99: want dhcp_from beside it: a DHCP pool is given by both ends or neither`},
 		{"dhcp_from alone", lab + "dhcp_from = \"10.7.0.9\"\n", `k.toml:3: network.lab.dhcp_from: 10.7.0.9: want dhcp_to beside it: a DHCP pool is given by both ends or neither`},
 		{"nat without address", "[network.lab]\nmode = \"nat\"\n", `k.toml:2: network.lab.mode: "nat": want an address beside it (e.g. address = "10.0.0.1/24")`},
 		{"hostonly without address", "[network.lab]\nbridge = \"kvlab0\"\nmode = \"host-only\"\n", `k.toml:3: network.lab.mode: "hostonly": want an address beside it (e.g. address = "10.0.0.1/24")`},
 		{"address on isolated", "[network.lab]\nmode = \"isolated\"\naddress = \"10.7.0.1/24\"\n",
-			`k.toml:3: network.lab.address: "10.7.0.1/24": want it only on hostonly and nat networks, not on mode isolated`},
+			`k.toml:3: network.lab.address: "10.7.0.1/24": want it only on hostonly, nat and routed networks, not on mode isolated`},
 		{"dhcp on isolated", "[network.lab]\nmode = \"isolated\"\ndhcp = true\n",
-			`k.toml:3: network.lab.dhcp: true: want it only on hostonly and nat networks, not on mode isolated`},
+			`k.toml:3: network.lab.dhcp: true: want it only on hostonly, nat and routed networks, not on mode isolated`},
 		{"lease_time on isolated", "[network.lab]\nlease_time = \"2h\"\nmode = \"isolated\"\n",
-			`k.toml:2: network.lab.lease_time: "2h": want it only on hostonly and nat networks, not on mode isolated`},
+			`k.toml:2: network.lab.lease_time: "2h": want it only on hostonly, nat and routed networks, not on mode isolated`},
 		{"address on bridged", "[network.lan]\nbridge = \"br-lan\"\nmode = \"bridged\"\naddress = \"10.7.0.1/24\"\n",
-			`k.toml:4: network.lan.address: "10.7.0.1/24": want it only on hostonly and nat networks, not on mode bridged`},
+			`k.toml:4: network.lan.address: "10.7.0.1/24": want it only on hostonly, nat and routed networks, not on mode bridged`},
 		{"mtu on bridged", "[network.lan]\nmode = \"bridged\"\nmtu = 9000\n",
-			`k.toml:3: network.lan.mtu: 9000: want it only on isolated, hostonly and nat networks, not on mode bridged`},
+			`k.toml:3: network.lan.mtu: 9000: want it only on isolated, hostonly, nat and routed networks, not on mode bridged`},
 	} {
 		_, err := Parse("k.toml", []byte(tc.file))
 		if err == nil || err.Error() != tc.want {
@@ -206,7 +206,7 @@ func TestModeFromHelper(t *testing.T) {
 	if _, err := f.Network("lab", NAT); err != nil {
 		t.Errorf("lab as nat: %v", err)
 	}
-	want := `k.toml:2: network.lab.address: "10.7.0.1/24": want it only on hostonly and nat networks, not on mode isolated`
+	want := `k.toml:2: network.lab.address: "10.7.0.1/24": want it only on hostonly, nat and routed networks, not on mode isolated`
 	if _, err := f.Network("lab", Isolated); err == nil || err.Error() != want {
 		t.Errorf("lab as isolated: %v, want %s", err, want)
 	}

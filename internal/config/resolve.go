@@ -45,9 +45,11 @@ type Net struct {
 	Hosts     []Host
 	Forwards  []PortForward // nat only
 	LeaseFile string
-	VXLAN     *Overlay // nil: the network stays on this host
-	Firewall  Firewall // the file's top-level choice; "" is auto
-	AllowFrom []string // the bridges of the networks whose guests may open connections into this one
+	VXLAN     *Overlay  // nil: the network stays on this host
+	Firewall  Firewall  // the file's top-level choice; "" is auto
+	AllowFrom []string  // the bridges of the networks whose guests may open connections into this one
+	Peers     []string  // the bridges of other networks the rules shut out explicitly (see peers.go)
+	Bandwidth Bandwidth // each guest port's limits, any mode; Hosts' override it by MAC
 	// Guard: the per-port guards (one MAC, one IPv4 source per port) are on;
 	// never for Bridged. IsolateGuests: guest ports are isolated bridge ports.
 	Guard         bool
@@ -135,6 +137,10 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	if err := n.resolveGuard(&r); err != nil {
 		return Net{}, err
 	}
+	r.Peers = f.peerBridges(name, r.Mode)
+	if n.Bandwidth != nil {
+		r.Bandwidth = *n.Bandwidth
+	}
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
@@ -158,7 +164,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	r.Gateway6 = n.Address6.Prefix
 	r.DHCP = n.DHCP == nil || *n.DHCP
 	r.DNS = n.DNS == nil || *n.DNS
-	r.Router = r.Mode == NAT
+	r.Router = r.Mode.Forwards()
 	if n.Router != nil {
 		r.Router = *n.Router
 	}
@@ -193,8 +199,10 @@ func (n Net) hash() string {
 		Hosts            []Host
 		AllowFrom        []string
 		Guard, Isolate   bool
+		Peers            []string  `json:",omitempty"`
+		Bandwidth        Bandwidth `json:",omitzero"`
 	}{n.Forwards, n.DHCP, n.DNS, n.Router, n.RangeFrom.String(), n.RangeTo.String(), int64(n.LeaseTime),
-		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom, n.Guard, n.IsolateGuests})
+		n.Domain, n.LeaseFile, n.Upstreams, n.Hosts, n.AllowFrom, n.Guard, n.IsolateGuests, n.Peers, n.Bandwidth})
 	if err != nil {
 		return "" // matches no recorded hash: an up applies everything
 	}

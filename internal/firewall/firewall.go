@@ -46,6 +46,8 @@ const (
 	HostOnly = nat.HostOnly
 	// NAT: as HostOnly, and guests reach the world through the host, masqueraded.
 	NAT = nat.NAT
+	// Routed: as NAT without the masquerade; the world reaches the guests by their own addresses.
+	Routed = nat.Routed
 )
 
 // Network is what the rule engine needs to know of one kvmnet network.
@@ -69,6 +71,9 @@ type Network struct {
 	// prefix (address6), e.g. fd00:6b76:6d6e::1/64; hostonly and nat only,
 	// optional. With it, the network's rules cover its IPv6 traffic too.
 	Gateway6 netip.Prefix
+	// Peers are the bridges of other kvmnet networks whose traffic to and
+	// from this one the guards refuse outright (see nftrouted.go).
+	Peers []string
 	// Overlay is the network's VXLAN, nil when it has none: only its
 	// peers' datagrams of its VNI reach its UDP port (overlay.go).
 	Overlay *Overlay
@@ -95,14 +100,14 @@ func (n Network) Validate() error {
 	if !nat.IfnameOK(n.Bridge) {
 		return fmt.Errorf("network %s: bridge name %q: want 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, n.Bridge)
 	}
-	for _, from := range n.AllowFrom {
+	for _, from := range append(n.AllowFrom, n.Peers...) {
 		if !nat.IfnameOK(from) || from == n.Bridge {
-			return fmt.Errorf("network %s: allowed bridge %q: want another bridge's name", n.Name, from)
+			return fmt.Errorf("network %s: allowed or peer bridge %q: want another bridge's name", n.Name, from)
 		}
 	}
 	switch n.Mode {
 	case Isolated:
-	case HostOnly, NAT:
+	case HostOnly, NAT, Routed:
 		if !n.Gateway.IsValid() || !n.Gateway.Addr().Is4() {
 			return fmt.Errorf("network %s: %s needs an IPv4 gateway address, have %q", n.Name, n.Mode, n.Gateway)
 		}
@@ -110,7 +115,7 @@ func (n Network) Validate() error {
 		return fmt.Errorf("network %s: unknown mode %d", n.Name, int(n.Mode))
 	}
 	if g := n.Gateway6; g.IsValid() && (n.Mode == Isolated || !g.Addr().Is6() || g.Addr().Is4In6() || g.Addr() == g.Masked().Addr()) {
-		return fmt.Errorf("network %s: IPv6 gateway %s: want a host address of an IPv6 prefix, on hostonly or nat", n.Name, g)
+		return fmt.Errorf("network %s: IPv6 gateway %s: want a host address of an IPv6 prefix, on hostonly, nat or routed", n.Name, g)
 	}
 	if len(n.Forwards) > 0 && n.Mode != NAT {
 		return fmt.Errorf("network %s: port forwards need mode nat, not %s", n.Name, n.Mode)

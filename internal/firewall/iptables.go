@@ -72,10 +72,10 @@ func (f iptables) Forward(n Network) (Forward, error) {
 // natNetwork is n as package nat takes it.
 func natNetwork(n Network) nat.Network {
 	m := n.Mode
-	if m != HostOnly && m != NAT { // an unknown mode reaches nat as the most closed one
+	if m != HostOnly && m != NAT && m != Routed { // an unknown mode reaches nat as the most closed one
 		m = Isolated
 	}
-	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom, Forwards: n.Forwards, Overlay: n.Overlay}
+	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom, Forwards: n.Forwards, Overlay: n.Overlay, Peers: n.Peers}
 	if n.Gateway.IsValid() {
 		nn.Subnet, nn.Gateway = n.Gateway.Masked(), n.Gateway.Addr()
 	}

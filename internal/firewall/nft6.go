@@ -43,32 +43,38 @@ func (s *spec) icmp6Type(t byte) *spec {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{t}})
 }
 
-// guardReturns6 are the guards' IPv6 returns of a NAT network with a
-// prefix: into the bridge its replies (in), out of it its own prefix (out).
+// guardReturns6 are the guards' IPv6 returns of a NAT or routed network
+// with a prefix: into the bridge its replies (routed: anything to the
+// prefix) (in), out of it its own prefix (out).
 func guardReturns6(n Network, out bool) []*spec {
 	s6, b := n.Subnet6(), n.Bridge
-	if n.Mode != NAT || !s6.IsValid() {
+	if (n.Mode != NAT && n.Mode != Routed) || !s6.IsValid() {
 		return nil
 	}
 	if out {
 		return []*spec{newSpec(true).iif(b, false).oif(b, true).saddr6(s6, false).ret()}
 	}
-	rs := []*spec{newSpec(true).oif(b, false).iif(b, true).daddr6(s6, false).established().ret()}
+	in := newSpec(true).oif(b, false).iif(b, true).daddr6(s6, false)
+	if n.Mode == Routed {
+		return []*spec{in.ret()}
+	}
+	rs := []*spec{in.established().ret()}
 	if forwardsOf(n, true) {
 		rs = append(rs, forwardedIn6(n).ret())
 	}
 	return rs
 }
 
-// natAccepts6 are a NAT network's IPv6 accepts: its prefix out, and the
-// replies in (ct: only replies; the shim has none, as for IPv4).
+// natAccepts6 are a NAT or routed network's IPv6 accepts: its prefix out,
+// and in the replies (ct: only replies; the shim has none, as for IPv4) or,
+// routed, anything to the prefix.
 func natAccepts6(n Network, inet, ct bool) []*spec {
 	s6, b := n.Subnet6(), n.Bridge
-	if n.Mode != NAT || !s6.IsValid() {
+	if (n.Mode != NAT && n.Mode != Routed) || !s6.IsValid() {
 		return nil
 	}
 	in := newSpec(inet).oif(b, false).daddr6(s6, false)
-	if ct {
+	if ct && n.Mode == NAT {
 		in.established()
 	}
 	rs := []*spec{in.accept()}

@@ -120,24 +120,28 @@ func allowRules(n Network, inet, ct bool) []*spec {
 	return rs
 }
 
-// guardRules only reject or return. Into the bridge from elsewhere: nat lets
+// guardRules only reject or return. Between the bridge and its peers: all
+// is rejected (nftrouted.go). Into the bridge from elsewhere: nat lets
 // replies to its masqueraded guests by (to its subnet only, so that all it
-// lets by its accepts take), the rest is rejected. Out of the
-// bridge to elsewhere: nat lets its own subnet out (anti-spoofing), the rest
-// is rejected. IPv6 meets the rejects too, unless the network has an IPv6
+// lets by its accepts take), routed anything to its subnet, the rest is
+// rejected. Out of the bridge to elsewhere: nat and routed let their own
+// subnet out (anti-spoofing), the rest is rejected. IPv6 meets the rejects too, unless the network has an IPv6
 // prefix (Gateway6): then its returns are the IPv4 ones' (nft6.go).
 func guardRules(n Network) []*spec {
 	b := n.Bridge
-	var rs []*spec
-	if n.Mode == NAT {
+	rs := peerRules(n)
+	switch n.Mode {
+	case NAT:
 		rs = append(rs, newSpec(true).oif(b, false).iif(b, true).daddr(n.Subnet(), false).established().ret())
 		if forwardsOf(n, false) {
 			rs = append(rs, forwardedIn(n).ret())
 		}
+	case Routed:
+		rs = append(rs, newSpec(true).oif(b, false).iif(b, true).daddr(n.Subnet(), false).ret())
 	}
 	rs = append(rs, guardReturns6(n, false)...)
 	rs = append(rs, newSpec(true).oif(b, false).iif(b, true).reject())
-	if n.Mode == NAT {
+	if n.Mode == NAT || n.Mode == Routed {
 		rs = append(rs, newSpec(true).iif(b, false).oif(b, true).saddr(n.Subnet(), false).ret())
 	}
 	rs = append(rs, guardReturns6(n, true)...)
@@ -145,18 +149,18 @@ func guardRules(n Network) []*spec {
 }
 
 // acceptRules only accept: guest to guest (bridged traffic crosses FORWARD
-// under br_netfilter), and for nat the subnet out and its replies in (ct:
-// only replies). The shim has no conntrack match, which iptables-nft could
+// under br_netfilter), for nat the subnet out and its replies in (ct:
+// only replies), for routed the subnet out and anything to it in. The shim has no conntrack match, which iptables-nft could
 // not read back; it needs none, as the guards, evaluated before it, already
 // rejected all but replies going into the bridge.
 func acceptRules(n Network, inet, ct bool) []*spec {
 	b := n.Bridge
 	rs := []*spec{newSpec(inet).iif(b, false).oif(b, false).accept()}
-	if n.Mode != NAT {
+	if n.Mode != NAT && n.Mode != Routed {
 		return rs
 	}
 	in := newSpec(inet).oif(b, false).daddr(n.Subnet(), false)
-	if ct {
+	if ct && n.Mode == NAT {
 		in.established()
 	}
 	rs = append(rs, in.accept())

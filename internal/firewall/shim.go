@@ -339,7 +339,7 @@ func legacyAccepts(n Network) [][]string {
 		rs = append(rs, append([]string{"-i", from, "-o", b}, note...), append([]string{"-i", b, "-o", from}, note...))
 	}
 	rs = append(rs, append([]string{"-i", b, "-o", b}, note...))
-	if n.Mode == NAT {
+	if n.Mode == NAT || n.Mode == Routed {
 		s := n.Subnet().String()
 		rs = append(rs, append([]string{"-d", s, "-o", b}, note...), append([]string{"-s", s, "-i", b}, note...))
 	}

@@ -53,6 +53,12 @@ func Down(d state.Dir, n config.Net, tapName string) (Result, error) {
 	} else if err != nil && !errors.Is(err, bridge.ErrNoLink) {
 		return Result{}, err
 	}
+	if ours && (n.Shaped() || rec.Shaped) { // rec: limits the file no longer gives still come off
+		more, err := unshapeDown(tapName)
+		if changes = append(changes, more...); err != nil {
+			return Result{Changes: changes}, err
+		}
+	}
 	// A pinned network (`kvmnet up`) stays up without VMs until `kvmnet down`.
 	if err := d.DelPort(n.Name, tapName); err != nil || !ok || rec.Pinned {
 		return Result{Changes: changes}, errors.Join(err, forgetUnrecorded(d, n.Name, ok))
@@ -205,6 +211,15 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 	if rec.MadeVXLAN {
 		links = append(links, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
 	}
+	if rec.Resolved {
+		links = append(links, forgetNames(rec))
+	}
+	if rec.Shaped {
+		links = append(links, part{"delete the ifbs of ports gone", func() (bool, error) {
+			gone, err := bridge.SweepShapers() // a killed VM's shaped tap left its ifb
+			return len(gone) > 0, err
+		}})
+	}
 	br, err := bridge.Find(rec.Bridge)
 	switch {
 	case err != nil || br == nil:
@@ -231,6 +246,8 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 	switch config.Mode(rec.Mode) {
 	case config.NAT:
 		n.Mode = firewall.NAT
+	case config.RoutedMode:
+		n.Mode = firewall.Routed
 	case config.HostOnly:
 		n.Mode = firewall.HostOnly
 	default:
@@ -242,6 +259,9 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 	n.Forwards = natForwards(forwards)
 	if rec.AllowFrom != "" {
 		n.AllowFrom = strings.Split(rec.AllowFrom, ",")
+	}
+	if rec.Peers != "" {
+		n.Peers = strings.Split(rec.Peers, ",")
 	}
 	n.Overlay = overlayOf(rec.VXLANGuard)
 	return n

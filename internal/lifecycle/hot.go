@@ -34,11 +34,12 @@ func coolDown(d state.Dir, name string) error {
 // writeHot writes the hot file of a network this up left whole, with what a
 // front must check again to know it still is: each item is one check the
 // warm up made (steps). A network whose warm up checks something a front
-// does not (the VXLAN link, rules in iptables, a warning to log) gets none.
-// A failure only costs the next runs the engine, so it is not an error.
+// does not (the VXLAN link, rules in iptables, a warning to log, a port's
+// bandwidth) gets none. A failure only costs the next runs the engine, so it
+// is not an error.
 func (u *upCall) writeHot() {
 	n, rec := u.n, u.rec
-	if n.Source == "" || len(u.warnings) > 0 || n.VXLAN != nil || rec.Doing != "" || u.br == nil ||
+	if n.Source == "" || len(u.warnings) > 0 || n.VXLAN != nil || rec.Doing != "" || u.br == nil || n.Shaped() ||
 		(n.Mode == config.Isolated && !rec.HostQuiet && len(u.quietFound) == 0) {
 		return
 	}

@@ -317,10 +317,10 @@ func (u *upCall) steps() []step {
 	if u.n.Mode.Routed() && u.n.Gateway6.IsValid() {
 		steps = append(steps, step{name: fmt.Sprintf("add %s to %s", u.n.Gateway6, br), do: u.address6, undo: u.unaddress6, named: true})
 	}
-	if u.n.Mode == config.NAT {
+	if u.n.Mode.Forwards() {
 		steps = append(steps, step{name: "turn on ip_forward", do: u.forwarding, undo: u.unforwarding})
 	}
-	if u.n.Mode == config.NAT && u.n.Gateway6.IsValid() {
+	if u.n.Mode.Forwards() && u.n.Gateway6.IsValid() {
 		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
 	steps = append(steps, rules)
@@ -330,6 +330,9 @@ func (u *upCall) steps() []step {
 	steps = append(steps, u.tapSteps()...)
 	if serves(u.n) {
 		steps = append(steps, step{name: "bind DHCP/DNS on " + br, do: u.servicesReady})
+	}
+	if u.fresh && resolvesNames(u.n) {
+		steps = append(steps, step{name: "register " + br + "'s DNS with systemd-resolved", do: u.registerNames, undo: u.unregisterNames})
 	}
 	return steps
 }
@@ -343,7 +346,11 @@ func (u *upCall) tapSteps() []step {
 	tap := u.tap.Attrs().Name
 	steps := append([]step{{name: "record " + tap, do: u.record, undo: u.unrecord}}, u.guardSteps()...)
 	steps = append(steps, step{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true})
-	return append(steps, u.isolateSteps()...)
+	steps = append(steps, u.isolateSteps()...)
+	if u.n.Shaped() {
+		steps = append(steps, u.shapeStep())
+	}
+	return steps
 }
 
 // adminBridge finds a bridged network's bridge, which is the admin's: kvmnet
@@ -562,6 +569,7 @@ func (u *upCall) rules() (outcome, error) {
 		}
 	}
 	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
+	u.rec.Peers = strings.Join(u.n.Peers, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	want.Guard = PortGuard(u.n)
 	r, err := fw.Ensure(want)
@@ -597,6 +605,7 @@ func (u *upCall) rulesEarly() (outcome, error) {
 		return unchanged, err
 	}
 	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
+	u.rec.Peers = strings.Join(u.n.Peers, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	want.Guard = PortGuard(u.n)
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })

@@ -35,6 +35,9 @@ const (
 	// NAT: as HostOnly, and guests reach the world (the host's other addresses
 	// included) through the host, masqueraded.
 	NAT
+	// Routed: as NAT without the masquerade: the host routes the subnet both
+	// ways, so the world reaches the guests by their own addresses (routed.go).
+	Routed
 )
 
 // String returns the mode as kvmnet's configuration spells it.
@@ -46,6 +49,8 @@ func (m Mode) String() string {
 		return "hostonly"
 	case NAT:
 		return "nat"
+	case Routed:
+		return "routed"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -54,10 +59,10 @@ func (m Mode) String() string {
 type Network struct {
 	Name   string       // network name, [a-z0-9][a-z0-9_-]{0,14}
 	Bridge string       // bridge device, e.g. "br0"
-	Mode   Mode         // Isolated, HostOnly or NAT
-	Subnet netip.Prefix // masked IPv4 prefix, e.g. 192.168.100.0/24; needed for NAT only
+	Mode   Mode         // Isolated, HostOnly, NAT or Routed
+	Subnet netip.Prefix // masked IPv4 prefix, e.g. 192.168.100.0/24; needed for NAT and Routed
 	// Gateway is the host's address on the bridge, e.g. 192.168.100.1; needed
-	// for HostOnly and NAT, whose guests reach the host there.
+	// for HostOnly, NAT and Routed, whose guests reach the host there.
 	Gateway netip.Addr
 	// AllowFrom names the bridges of other networks whose guests may open
 	// connections to this network's guests (and get the replies); traffic
@@ -76,6 +81,10 @@ type Network struct {
 	// Overlay is the network's VXLAN, nil when it has none: only its
 	// peers' datagrams reach its port (overlay.go).
 	Overlay *Overlay
+
+	// Peers are the bridges of other kvmnet networks whose traffic to and
+	// from this one the guards refuse outright (see routed.go).
+	Peers []string
 
 	family6 bool // this value describes the ip6tables rules (see ipv6)
 }
@@ -117,6 +126,11 @@ func (n Network) Validate() error {
 			return fmt.Errorf("network %s: allow from bridge %q: want another bridge, 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, from)
 		}
 	}
+	for _, p := range n.Peers {
+		if !ifnameRE().MatchString(p) || p == n.Bridge {
+			return fmt.Errorf("network %s: peer bridge %q: want another bridge, 1-15 of [A-Za-z0-9_.-], not starting with '-'", n.Name, p)
+		}
+	}
 	if err := n.validate6(); err != nil {
 		return err
 	}
@@ -129,7 +143,7 @@ func (n Network) Validate() error {
 	switch n.Mode {
 	case Isolated:
 		return nil
-	case HostOnly, NAT:
+	case HostOnly, NAT, Routed:
 	default:
 		return fmt.Errorf("network %s: unknown mode %d", n.Name, int(n.Mode))
 	}
@@ -140,7 +154,7 @@ func (n Network) Validate() error {
 		return nil
 	}
 	if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
-		return fmt.Errorf("network %s: nat needs an IPv4 subnet, have %q", n.Name, n.Subnet)
+		return fmt.Errorf("network %s: %s needs an IPv4 subnet, have %q", n.Name, n.Mode, n.Subnet)
 	}
 	if n.Subnet != n.Subnet.Masked() {
 		return fmt.Errorf("network %s: subnet %s has host bits set (want %s)", n.Name, n.Subnet, n.Subnet.Masked())

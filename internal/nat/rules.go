@@ -130,34 +130,42 @@ func allowRules(n Network) [][]string {
 // network's accepts (FORWARD jumps to all KVMNET-GRD chains first), so traffic
 // between two kvmnet networks meets the guard of one of them before an accept
 // of the other, whatever order the networks came up in. Into the bridge from
-// elsewhere only a NAT network's replies pass (to its own subnet); out of it only
-// a NAT network's traffic from its own subnet (no spoofed sources).
+// elsewhere only a NAT network's replies pass (to its own subnet), or for a
+// routed network anything to its subnet; out of it only a NAT or routed
+// network's traffic from its own subnet (no spoofed sources). Peers come first.
 func guardRules(n Network) [][]string {
 	b, reject := n.Bridge, rejectOf(n)
 	in, out := []string{"!", "-i", b, "-o", b}, []string{"-i", b, "!", "-o", b}
-	if n.Mode != NAT {
-		return [][]string{rule(n, in, reject...), rule(n, out, reject...)}
+	rs := peerRules(n)
+	switch n.Mode {
+	case NAT:
+		rs = append(rs, rule(n, slices.Concat([]string{"-d", n.Subnet.String()}, in, repliesOrForwarded(n)), returns...))
+	case Routed:
+		rs = append(rs, rule(n, slices.Concat([]string{"-d", n.Subnet.String()}, in), returns...))
+	default:
+		return append(rs, rule(n, in, reject...), rule(n, out, reject...))
 	}
-	s := n.Subnet.String()
-	return [][]string{
-		rule(n, slices.Concat([]string{"-d", s}, in, repliesOrForwarded(n)), returns...),
+	return append(rs,
 		rule(n, in, reject...),
-		rule(n, slices.Concat([]string{"!", "-s", s}, out), reject...),
-	}
+		rule(n, slices.Concat([]string{"!", "-s", n.Subnet.String()}, out), reject...))
 }
 
 // acceptRules: guest-to-guest traffic crosses FORWARD too once br_netfilter is
-// loaded; NAT adds routing out and the replies back in. Together with the
+// loaded; NAT adds routing out and the replies back in, Routed routing both ways. Together with the
 // guards they decide every packet to or from the bridge, so that neither a
 // FORWARD ACCEPT policy nor a DROP further down has a say.
 func acceptRules(n Network) [][]string {
 	b := n.Bridge
 	rs := [][]string{rule(n, []string{"-i", b, "-o", b}, accept...)}
-	if n.Mode == NAT {
+	switch n.Mode {
+	case NAT:
 		s := n.Subnet.String()
 		rs = append(rs,
 			rule(n, slices.Concat([]string{"-d", s, "-o", b}, repliesOrForwarded(n)), accept...),
 			rule(n, []string{"-s", s, "-i", b}, accept...))
+	case Routed:
+		s := n.Subnet.String()
+		rs = append(rs, rule(n, []string{"-d", s, "-o", b}, accept...), rule(n, []string{"-s", s, "-i", b}, accept...))
 	}
 	return rs
 }
@@ -194,7 +202,7 @@ func masqueradeRules(n Network, keep ...string) [][]string {
 // silently. Host-only: kvmnet's DHCP and DNS server (accepted even when INPUT
 // drops by default), and whatever else the host serves on the gateway address
 // (left to the host's own INPUT rules); any other host address is refused.
-// NAT: the same services, and the host's other addresses count as the world.
+// NAT and Routed: the same services, and the host's other addresses count as the world.
 func inputRules(n Network) [][]string {
 	b, reject := n.Bridge, reject4
 	if n.Mode == Isolated {

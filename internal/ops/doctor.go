@@ -312,10 +312,10 @@ func (c *netCheck) overlap(brIndex int) []Finding {
 }
 
 func (c *netCheck) forwarding() []Finding {
-	if c.rec.Mode != string(config.NAT) || c.fwdOn {
+	if !config.Mode(c.rec.Mode).Forwards() || c.fwdOn {
 		return nil
 	}
-	return []Finding{c.heal(Finding{Problem: "ip_forward is off while this NAT network is up: guests cannot reach the world",
+	return []Finding{c.heal(Finding{Problem: "ip_forward is off while this nat or routed network is up: guests cannot reach the world",
 		Evidence: "net.ipv4.ip_forward = 0", Fix: "kvmnet doctor --fix (sysctl -w net.ipv4.ip_forward=1)"})}
 }
 

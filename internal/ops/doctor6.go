@@ -20,8 +20,8 @@ func (c *netCheck) ipv6() []Finding {
 			Evidence: fmt.Sprintf("ip -6 addr show dev %s has no %s", c.br.Name, c.rec.Gateway6),
 			Fix:      "kvmnet doctor --fix adds it"}))
 	}
-	if on, err := lifecycle.Forwarding6(); err == nil && !on && c.rec.Mode == string(config.NAT) {
-		fs = append(fs, c.heal(Finding{Problem: "IPv6 forwarding is off while this NAT network with address6 is up: guests cannot reach the world over IPv6",
+	if on, err := lifecycle.Forwarding6(); err == nil && !on && config.Mode(c.rec.Mode).Forwards() {
+		fs = append(fs, c.heal(Finding{Problem: "IPv6 forwarding is off while this nat or routed network with address6 is up: guests cannot reach the world over IPv6",
 			Evidence: "net.ipv6.conf.all.forwarding = 0", Fix: "kvmnet doctor --fix (turns it on as an up does, accept_ra included)"}))
 	}
 	return fs

@@ -35,7 +35,7 @@ import (
 //	    "configured": true,               // in the file, or the built-in default
 //	    "up": true,                       // kvmnet has a record: it set the network up
 //	    "pinned": false,                  // `kvmnet up` made it: it outlives its VMs
-//	    "mode": "nat",                    // isolated, hostonly, nat; "" when undecided
+//	    "mode": "nat",                    // isolated, hostonly, nat, routed; "" when undecided
 //	    "bridge": {"name": "br0", "exists": true, "owned": true, "mtu": 1500,
 //	               "stp": false, "forward_delay_ms": 0},
 //	    "address": {"prefix": "192.168.100.1/24", "present": true, "owned": true},
@@ -52,8 +52,12 @@ import (
 //	               "domain": "web1",      // the libvirt domain of the tap (the hook's); absent when none
 //	               "uid": 1000, "user": "alice", // the tap's owner: the user whose VM holds it
 //	                                      // (kvmnet-bridge-helper's taps); absent when none
-//	               "guard": {"mac": "52:54:00:3c:a1:07", "ip": "192.168.100.2", "isolated": false}},
+//	               "guard": {"mac": "52:54:00:3c:a1:07", "ip": "192.168.100.2", "isolated": false},
 //	                                      // what the guard learned the port sends from; absent when nothing
+//	               "stats": {"rx_bytes": 5120, "rx_packets": 40,   // rx: from the guest, tx: to it;
+//	                         "tx_bytes": 2048, "tx_packets": 20},  // absent for a port that is gone
+//	               "limits": {"in": 20000000, "out": 10000000,   // bits/s, 0: none; absent when none
+//	                          "hosts": [{"mac": "52:54:00:00:55:21", "in": 0, "out": 5000000}]}}],
 //	    "forwards": [{"proto": "tcp", "host_ip": "", "port": "8080", "to": "192.168.100.21:80",
 //	                  "leased": true}],   // port forwards: the rules' when up, else the file's
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
@@ -192,6 +196,10 @@ type PortStatus struct {
 	UID      *int         `json:"uid,omitempty"`    // the tap's owner (kvmnet-bridge-helper sets the VM's user); absent when none
 	User     string       `json:"user,omitempty"`   // that uid's name, when /etc/passwd has it
 	Guard    *GuardStatus `json:"guard,omitempty"`  // what the network's guard holds it to (guard.go); absent when nothing
+	// Stats are the port's counters; absent for a port that is gone (portstats.go).
+	Stats *PortStats `json:"stats,omitempty"`
+	// Limits are its bandwidth limits; absent when it has none.
+	Limits *PortLimits `json:"limits,omitempty"`
 }
 
 // brNFCallIptables is per network namespace since Linux 5.3, like ip_forward.
@@ -278,7 +286,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	if ns.Teardown, err = h.teardownState(name); err != nil {
 		fail(err)
 	}
-	ns.Forwarding = ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding}
+	ns.Forwarding = ForwardStatus{Needed: config.Mode(rec.Mode).Forwards(), Held: rec.Forwarding}
 	ns.Rules = RulesStatus{Owned: rec.Rules, Missing: []string{}}
 	ns.Services = ServicesStatus{Enabled: rec.Services || (!up && config.Mode(rec.Mode).Routed() && (conf.DHCP || conf.DNS)), Leases: []LeaseStatus{}}
 	br, err := bridge.Find(rec.Bridge)
@@ -374,6 +382,9 @@ func (h Host) ports(rec state.Network, br *netlink.Bridge, fail func(error)) []P
 	}
 	for i := range out {
 		out[i].KVMnet = slices.Contains(recorded, out[i].Name) || rec.MadeVXLAN && out[i].Name == rec.VXLAN
+		if l, err := bridge.Link(out[i].Name); err == nil {
+			portTraffic(&out[i], l, fail)
+		}
 	}
 	return out
 }
@@ -491,7 +502,7 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, orDash(n.Mode), stateCell(n), bridgeCell(n.Bridge),
 			mtuCell(n.Bridge), addressCell(n.Address), forwardCell(n.Forwarding, s.IPForward), rulesCell(n), servicesCell(n))
 	}
-	var ports, leases, forwards []string
+	var ports, leases, forwards, traffic []string
 	for _, n := range s.Networks {
 		for _, f := range n.Forwards {
 			forwards = append(forwards, forwardRow(n.Name, f))
@@ -499,6 +510,9 @@ func WriteTable(w io.Writer, s Status) error {
 		for _, p := range n.Ports {
 			ports = append(ports, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Name, n.Name, p.Kind, yesNo(p.KVMnet, "kvmnet", "found"),
 				yesNo(p.Attached, "attached", "detached"), mtuOf(p.MTU), orDash(p.MAC), orDash(p.Domain), userCell(p)))
+			if p.KVMnet && p.Stats != nil {
+				traffic = append(traffic, trafficRow(n.Name, p))
+			}
 		}
 		for _, l := range n.Services.Leases {
 			leases = append(leases, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", l.IP, n.Name, l.MAC, orDash(l.Hostname), leaseEnd(l)))
@@ -507,6 +521,10 @@ func WriteTable(w io.Writer, s Status) error {
 	if len(ports) > 0 {
 		fmt.Fprintln(tw, "\nPORT\tNETWORK\tKIND\tBY\tSTATE\tMTU\tMAC\tDOMAIN\tUSER")
 		fmt.Fprintln(tw, strings.Join(ports, "\n"))
+	}
+	if len(traffic) > 0 {
+		fmt.Fprintln(tw, "\nTRAFFIC\tNETWORK\tRX (FROM GUEST)\tTX (TO GUEST)\tLIMITS")
+		fmt.Fprintln(tw, strings.Join(traffic, "\n"))
 	}
 	if len(forwards) > 0 {
 		fmt.Fprintln(tw, "\nFORWARD\tHOST PORT\tNETWORK\tTO\tGUEST")

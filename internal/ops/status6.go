@@ -30,7 +30,7 @@ func (h Host) ipv6Status(rec state.Network, br *netlink.Bridge, running bool, fa
 	}
 	s := &IPv6Status{
 		Address:    AddressStatus{Prefix: rec.Gateway6.String(), Owned: rec.MadeAddress6},
-		Forwarding: ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding6},
+		Forwarding: ForwardStatus{Needed: config.Mode(rec.Mode).Forwards(), Held: rec.Forwarding6},
 	}
 	if br != nil {
 		has, err := bridge.HasAddress(br, rec.Gateway6)

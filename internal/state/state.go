@@ -188,6 +188,9 @@ type Network struct {
 	// run that finds the record so, the child killed, finishes the teardown.
 	TearingDown bool   `json:"tearing_down,omitempty"`
 	AllowFrom   string `json:"allow_from,omitempty"` // bridges, comma-separated, whose guests the rules let in (allow_from)
+	Peers       string `json:"peers,omitempty"`      // bridges, comma-separated, the rules shut out (config.Net.Peers)
+	Shaped      bool   `json:"shaped,omitempty"`     // a port was given bandwidth limits: the teardown sweeps ifbs
+	Resolved    bool   `json:"resolved,omitempty"`   // systemd-resolved sends the domain's queries to the gateway, on the bridge
 
 	// HostQuiet: kvmnet set the bridge's arp_ignore and disable_ipv6, so that
 	// the host answers no ARP or NDP on an isolated bridge. On a bridge kvmnet

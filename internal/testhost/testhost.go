@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
@@ -239,4 +241,28 @@ func ProcState(pid string) (byte, bool) {
 		return 0, false
 	}
 	return stat[i+2], true
+}
+
+// LoadIfb loads the kernel's ifb module, which bandwidth limits need, with
+// no devices of its own: loaded on demand by the first ifb a test makes in
+// its namespace, it would make ifb0 and ifb1 in the machine's (numifbs=2).
+// A kernel with ifb built in (or without loadable modules) has nothing to load.
+func LoadIfb(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/sys/module/ifb"); err == nil {
+		return
+	}
+	if _, err := os.Stat("/proc/modules"); err != nil {
+		return
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err == nil {
+		builtin, _ := os.ReadFile("/lib/modules/" + unix.ByteSliceToString(u.Release[:]) + "/modules.builtin")
+		if strings.Contains(string(builtin), "/ifb.ko\n") {
+			return
+		}
+	}
+	if out, err := exec.Command("modprobe", "ifb", "numifbs=0").CombinedOutput(); err != nil {
+		t.Fatalf("modprobe ifb numifbs=0: %v: %s", err, out)
+	}
 }

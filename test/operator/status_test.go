@@ -120,6 +120,21 @@ type portJSON struct {
 		IP       string `json:"ip,omitempty"`
 		Isolated bool   `json:"isolated"`
 	} `json:"guard,omitempty"`
+	Stats *struct {
+		RxBytes   uint64 `json:"rx_bytes"`
+		RxPackets uint64 `json:"rx_packets"`
+		TxBytes   uint64 `json:"tx_bytes"`
+		TxPackets uint64 `json:"tx_packets"`
+	} `json:"stats,omitempty"`
+	Limits *struct {
+		In    uint64 `json:"in"`
+		Out   uint64 `json:"out"`
+		Hosts []struct {
+			MAC string `json:"mac"`
+			In  uint64 `json:"in"`
+			Out uint64 `json:"out"`
+		} `json:"hosts"`
+	} `json:"limits,omitempty"`
 }
 
 // decodeStatus decodes out against the schema: no unknown field, no field
@@ -193,7 +208,10 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatalf("default ports: %+v", d.Ports)
 	}
 	got := d.Ports[0]
-	got.MAC = ""
+	if got.Stats == nil || got.Limits != nil {
+		t.Errorf("port %s: stats %v, limits %v; want counters and no limits", got.Name, got.Stats, got.Limits)
+	}
+	got.MAC, got.Stats = "", nil // TestPortTraffic checks the counters
 	if got != want {
 		t.Errorf("port = %+v, want %+v", got, want)
 	}
