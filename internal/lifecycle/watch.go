@@ -1,0 +1,57 @@
+package lifecycle
+
+import (
+	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
+	"github.com/kvmnet/kvmnet/internal/state"
+)
+
+// Files of a network's rule watcher in the state directory: the daemon's
+// binary in its watch-only role (ctl.StartWatcher), for a network with
+// rules and no DHCP/DNS daemon, which watches them otherwise. A down's
+// state.Remove takes them with the record.
+const (
+	watchPID = ".watch.pid"
+	watchLog = ".watch.log"
+)
+
+// watchesAlone reports whether network n needs a rule watcher of its own:
+// it has rules (it is not bridged) and no daemon to watch them.
+func watchesAlone(n config.Net) bool { return n.Mode != config.Bridged && !serves(n) }
+
+// watch starts the network's rule watcher unless it runs. It needs no
+// record of its own: its pid file is the record, and a teardown stops what
+// it names (stopWatcher).
+func (u *upCall) watch() (outcome, error) {
+	pidFile := u.d.File(u.n.Name, watchPID)
+	if _, running := ctl.Alive(pidFile); running {
+		return unchanged, nil
+	}
+	exe, err := findDaemonBinary()
+	if err != nil {
+		return unchanged, err
+	}
+	if err := ctl.StartWatcher(exe, u.n.Name, pidFile, u.d.File(u.n.Name, watchLog), u.rec.RulesGen); err != nil {
+		return unchanged, err
+	}
+	if u.fresh {
+		return noted, nil
+	}
+	return repaired, nil // the watcher of a network up since before: someone killed it
+}
+
+func (u *upCall) unwatch() error { return stopWatcher(u.d, u.n.Name) }
+
+// stopWatcher stops the network's rule watcher, if it runs.
+func stopWatcher(d state.Dir, network string) error {
+	return ctl.Stop(d.File(network, watchPID), stopTimeout)
+}
+
+// watcherPart is the teardown's part that stops the network's rule
+// watcher, when its pid file names one alive.
+func watcherPart(d state.Dir, rec state.Network) []part {
+	if _, running := ctl.Alive(d.File(rec.Name, watchPID)); !running {
+		return nil
+	}
+	return []part{{"stop the rule watcher of " + rec.Name, func() (bool, error) { return true, stopWatcher(d, rec.Name) }}}
+}
