@@ -27,12 +27,15 @@ func (u *upCall) watch() (outcome, error) {
 	if _, running := ctl.Alive(pidFile); running {
 		return unchanged, nil
 	}
+	// The network works without its watcher, which only heals what another
+	// program breaks: a watcher that cannot start is a warning, not a failed up.
 	exe, err := findDaemonBinary()
-	if err != nil {
-		return unchanged, err
+	if err == nil {
+		err = ctl.StartWatcher(exe, u.n.Name, pidFile, u.d.File(u.n.Name, watchLog), u.rec.RulesGen)
 	}
-	if err := ctl.StartWatcher(exe, u.n.Name, pidFile, u.d.File(u.n.Name, watchLog), u.rec.RulesGen); err != nil {
-		return unchanged, err
+	if err != nil {
+		u.warnings = append(u.warnings, "rules not watched (another program's changes stay until the next up or doctor --fix): "+err.Error())
+		return unchanged, nil
 	}
 	if u.fresh {
 		return noted, nil

@@ -97,8 +97,11 @@ func TestGuestsBesideForwardDrop(t *testing.T) {
 			}
 			if tc.fw != "iptables" && tc.ipt != "nft" {
 				// The shim is what gets the guest past the DROP, and the next
-				// up puts it back when someone takes it out.
+				// up puts it back when someone takes it out (the network's
+				// rule watcher, which would heal it first, held meanwhile:
+				// TestRulesHeal tests it).
 				shim := []string{"FORWARD", "-s", "192.168.100.0/24", "-i", "br0", "-m", "comment", "--comment", "kvmnet:default", "-j", "ACCEPT"}
+				resume := h.Hold("default")
 				h.MustRun(append([]string{tc.ipt, "-D"}, shim...)...)
 				if reaches(g) {
 					t.Errorf("the guest reaches the outside without kvmnet's accept in %s's FORWARD", tc.ipt)
@@ -107,6 +110,7 @@ func TestGuestsBesideForwardDrop(t *testing.T) {
 				if _, _, err := h.Run(append([]string{tc.ipt, "-C"}, shim...)...); err != nil || !reaches(g) {
 					t.Errorf("the next up did not put kvmnet's accept back in %s's FORWARD:\n%s", tc.ipt, h.save(tc.ipt))
 				}
+				resume()
 			}
 			h.mustHelper("kvmnet-natdown", "vnet0")
 			h.MustRun("ip", "link", "del", "vnet0")

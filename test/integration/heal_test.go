@@ -148,6 +148,36 @@ func (h *host) restartFirewall(before ruleset, fwd string) {
 	h.assertClean(before, fwd)
 }
 
+// TestHealBacksOff: another program that deletes kvmnet's table again and
+// again (60 times, 50 ms apart) gets no heal for each: after a few heals
+// within two seconds the watcher says that it heals less often, and does;
+// once the other program stops, the rules are back as they were.
+func TestHealBacksOff(t *testing.T) {
+	h := newHost(t, "nftables", "[network.default]\ndhcp = false\ndns = false\nports = \"any\"\n")
+	tap := h.taps("vnet", 1)[0]
+	h.mustHelper("kvmnet-natup", tap)
+	want := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet")
+	h.MustRun("sh", "-c", "for i in $(seq 60); do nft delete table inet kvmnet 2>/dev/null; sleep 0.05; done")
+	log := readLog(h, "default.watch.log")
+	heals := strings.Count(log, `msg="rules restored"`)
+	if !strings.Contains(log, "another program keeps removing the rules; healing less often") || heals > 15 {
+		t.Errorf("%d heals of 60 deletions, want a back-off:\n%s", heals, log)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _, err := h.Run("nft", "-s", "list", "table", "inet", "kvmnet")
+		if err == nil && got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rules are not back after the other program stopped:\n%s\nlog:\n%s", got, readLog(h, "default.watch.log"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("%d heals of 60 deletions", heals)
+	h.mustHelper("kvmnet-natdown", tap)
+}
+
 // reachesWithin pings the outside host from g until it answers or wait has
 // passed, and says how long it took.
 func reachesWithin(g *testns.NS, wait time.Duration) (time.Duration, bool) {

@@ -86,8 +86,10 @@ func TestDoctor(t *testing.T) {
 	t.Run("rules", func(t *testing.T) {
 		h := upHost(t)
 		want := h.IptablesSave()
+		resume := h.Hold("default") // or its daemon heals the rules first
 		h.MustRun("iptables", "-t", "nat", "-F")
 		h.expectFinding("problem", "of kvmnet's rules are missing", 1)
+		resume()
 		h.fix()
 		if got := h.IptablesSave(); got != want {
 			t.Errorf("--fix did not restore the rules:\n--- want\n%s\n--- got\n%s", want, got)
@@ -114,6 +116,7 @@ func TestDoctor(t *testing.T) {
 		if strings.TrimSpace(h.MustRun("cat", "/proc/sys/net/bridge/bridge-nf-call-iptables")) != "1" {
 			t.Skip("br_netfilter not loaded, or bridge-nf-call-iptables off in a new namespace")
 		}
+		h.Hold("default") // or its daemon heals the rules first
 		h.MustRun("iptables", "-P", "FORWARD", "DROP")
 		h.expectFinding("info", "kvmnet's jump to KVMNET-FWD-default comes first", 0)
 		h.MustRun("iptables", "-D", "FORWARD", "-m", "comment", "--comment", "kvmnet:default", "-j", "KVMNET-FWD-default")
@@ -167,6 +170,7 @@ func TestDoctor(t *testing.T) {
 		h := newHost(t, "")
 		rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 		h.must("up", "default")
+		resume := h.Hold("default") // or its daemon heals the rules first
 		h.MustRun("iptables", "-t", "nat", "-F")
 		if err := h.Do(func() error {
 			d, err := state.Open()
@@ -180,6 +184,7 @@ func TestDoctor(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.expectFinding("problem", "an up was killed halfway", 1)
+		resume()
 		if out, code := h.doctor(nil, "--fix"); code != 0 {
 			t.Fatalf("doctor --fix: exit %d:\n%s", code, out)
 		}
@@ -345,11 +350,13 @@ func TestNFTables(t *testing.T) {
 		t.Errorf("status table does not name the backend:\n%s", out)
 	}
 	want := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet")
+	resume := h.Hold("default") // or its daemon heals the rules first
 	h.MustRun("nft", "flush", "chain", "inet", "kvmnet", "nat-default")
 	out := h.expectFinding("problem", "of kvmnet's rules are missing (nftables backend", 1)
 	if !strings.Contains(out, "inet kvmnet nat-default: ip saddr 192.168.100.0/24") {
 		t.Errorf("the evidence does not show a missing rule:\n%s", out)
 	}
+	resume()
 	h.fix()
 	if got := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"); got != want {
 		t.Errorf("--fix did not restore the table:\n--- want\n%s\n--- got\n%s", want, got)
