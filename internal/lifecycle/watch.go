@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
@@ -57,4 +58,35 @@ func watcherPart(d state.Dir, rec state.Network) []part {
 		return nil
 	}
 	return []part{{"stop the rule watcher of " + rec.Name, func() (bool, error) { return true, stopWatcher(d, rec.Name) }}}
+}
+
+// HealRules is the watchers' heal (kvmnet-heal): it first checks, reading
+// only, whether network n's rules are whole, by an nf_tables generation
+// unchanged since they were last seen whole or else by the backend's Check,
+// and only when they are not runs Heal, doctor --fix's steps. Most changes
+// of other programs leave kvmnet's rules be (a container's rules, the
+// iptables-restore or iptables-legacy of another network's up, which the
+// watchers cannot tell from a stranger's), and their heals then write
+// nothing, not even the network's hot file. A network that is not up stays
+// down.
+func HealRules(d state.Dir, n config.Net) (Result, error) {
+	rec, ok, err := d.Load(n.Name)
+	if err != nil || !ok || !rec.Rules {
+		return Result{}, err
+	}
+	fw, err := firewall.New(firewall.Backend(rec.Firewall))
+	if err != nil {
+		return Result{}, err
+	}
+	if rec.Doing == "" && rec.RulesGen != 0 && fw.Unchanged(rec.RulesGen) {
+		return Result{}, nil
+	}
+	forwards, err := d.LoadForwards(n.Name)
+	if err != nil {
+		return Result{}, err
+	}
+	if missing, err := fw.Check(fwNetwork(rec, rec.Services, forwards)); rec.Doing == "" && err == nil && len(missing) == 0 {
+		return Result{}, nil
+	}
+	return Heal(d, n)
 }

@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/internal/testhost"
@@ -175,13 +179,10 @@ func TestNoExecOnNFTPath(t *testing.T) {
 	}
 	env := []string{"PATH=" + stubs}
 	taps := h.taps("vnet", 2)
-	var wrap []string
+	strace, _ := exec.LookPath("strace")
 	trace := filepath.Join(t.TempDir(), "strace")
-	if strace, err := exec.LookPath("strace"); err == nil {
-		wrap = []string{strace, "-f", "-qq", "-e", "trace=execve", "-o", trace}
-	}
 	for _, step := range []struct{ prog, tap string }{{"kvmnet-natup", taps[0]}, {"kvmnet-natup", taps[1]}, {"kvmnet-natdown", taps[0]}, {"kvmnet-natdown", taps[1]}} {
-		if stderr, err := h.helperAs(wrap, step.prog, step.tap, env...); err != nil {
+		if stderr, err := h.traced(strace, trace, step.prog, step.tap, env...); err != nil {
 			t.Fatalf("%s %s: %v\n%s", step.prog, step.tap, err, stderr)
 		}
 		if step.prog == "kvmnet-natup" && !strings.Contains(h.IptablesSave(), "kvmnet:default") {
@@ -189,11 +190,13 @@ func TestNoExecOnNFTPath(t *testing.T) {
 		}
 		if b, err := os.ReadFile(trace); err == nil {
 			// The helper's own; for any run but a warm one, its hand-over
-			// to kvmnet beside it (package warm); and for a last down, the
-			// teardown child, kvmnet again.
+			// to kvmnet beside it (package warm); for the first up, the
+			// network's rule watcher, kvmnet-netsvc; and for a last down,
+			// the teardown child, kvmnet again.
 			own := `execve("` + h.Program(step.prog) + `"`
 			engine := `execve("` + filepath.Join(bin, "kvmnet") + `"`
-			if n := strings.Count(string(b), "execve("); n != strings.Count(string(b), own)+strings.Count(string(b), engine) || n > 3 {
+			watcher := `execve("` + filepath.Join(bin, "kvmnet-netsvc") + `"`
+			if n := strings.Count(string(b), "execve("); n != strings.Count(string(b), own)+strings.Count(string(b), engine)+strings.Count(string(b), watcher) || n > 3 {
 				t.Errorf("%s %s: strace saw %d execs, want the helper's own (and kvmnet's):\n%s", step.prog, step.tap, n, b)
 			}
 		}
@@ -205,6 +208,48 @@ func TestNoExecOnNFTPath(t *testing.T) {
 		h.MustRun("ip", "link", "del", tap)
 	}
 	h.assertClean(rules, fwd)
+}
+
+// traced runs helper prog under strace (when there is one; "" runs it
+// alone), following its children, into trace. It returns once the helper
+// has exited, not the processes it started (the network's rule watcher,
+// which lives until the last down): strace then lets go of them.
+func (h *host) traced(strace, trace, prog, tap string, env ...string) (stderr string, err error) {
+	if strace == "" {
+		return h.helper(prog, tap, env...)
+	}
+	if err := os.Remove(trace); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	argv := append(append([]string{"env", "KVMNET_CONFIG=" + h.Config}, env...),
+		strace, "-f", "-q", "-I", "1", "-e", "trace=execve", "-o", trace, h.Program(prog), tap)
+	var e testhost.Buffer
+	c := h.Cmd(argv...)
+	c.Stderr = &e
+	if err := c.Start(); err != nil {
+		return "", err
+	}
+	// strace -q still prints each process's end: "PID +++ exited with N +++",
+	// the helper's first, its first line's PID.
+	exited := regexp.MustCompile(`(?m)^(\d+) \+\+\+ exited with (\d+) \+\+\+$`)
+	var status string
+	testhost.WaitFor(h.T, func() bool {
+		b, _ := os.ReadFile(trace)
+		pid, _, _ := strings.Cut(string(b), " ")
+		for _, m := range exited.FindAllStringSubmatch(string(b), -1) {
+			if m[1] == pid {
+				status = m[2]
+				return true
+			}
+		}
+		return false
+	}, &e)
+	_ = c.Process.Signal(syscall.SIGINT) // -I 1: strace detaches what it still traces, and exits
+	_ = c.Wait()
+	if status != "0" {
+		return e.String(), fmt.Errorf("exit status %s", status)
+	}
+	return e.String(), nil
 }
 
 // TestSwitchRefused: a network up with one backend refuses an up whose

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
+	"github.com/kvmnet/kvmnet/internal/warm"
 )
 
 // healWithin is how soon a guest must reach the outside again after another
@@ -176,6 +177,34 @@ func TestHealBacksOff(t *testing.T) {
 	}
 	t.Logf("%d heals of 60 deletions", heals)
 	h.mustHelper("kvmnet-natdown", tap)
+}
+
+// TestHealQuiet: kvmnet's own changes (another network's up, which on the
+// iptables backend execs iptables-restore, and writes the legacy shim) make
+// no heal restore or rewrite anything: not the rules, not the hot file a
+// warm up proves against.
+func TestHealQuiet(t *testing.T) {
+	matrix(t, func(t *testing.T, fw string) {
+		h := newHost(t, fw, "[network.default]\nports = \"any\"\n[network.lab]\nbridge = \"kvlab0\"\nmode = \"hostonly\"\naddress = \"10.77.0.1/24\"\ndhcp = false\ndns = false\n")
+		h.dockerLike("iptables-legacy")
+		taps := h.taps("vnet", 3)
+		h.mustHelper("kvmnet-natup", taps[0])
+		h.mustHelper("kvmnet-ifup@lab", taps[1])
+		h.mustHelper("kvmnet-natup", taps[2])
+		hot, hotErr := os.Stat(h.stateFile(warm.Ext)) // none on the iptables backend
+		time.Sleep(1500 * time.Millisecond)
+		if now, err := os.Stat(h.stateFile(warm.Ext)); hotErr == nil && (err != nil || !now.ModTime().Equal(hot.ModTime())) {
+			t.Errorf("the network's hot file was rewritten with no other program about (%v)", err)
+		}
+		for _, log := range []string{"default.netsvc.log", "lab.watch.log"} {
+			if l := readLog(h, log); strings.Contains(l, "rules restored") || strings.Contains(l, "heal failed") {
+				t.Errorf("%s: heals with no other program about:\n%s", log, l)
+			}
+		}
+		h.mustHelper("kvmnet-natdown", taps[0])
+		h.mustHelper("kvmnet-ifdown@lab", taps[1])
+		h.mustHelper("kvmnet-natdown", taps[2])
+	})
 }
 
 // reachesWithin pings the outside host from g until it answers or wait has
