@@ -32,7 +32,7 @@ func (h *host) guest(tap, addr, gw string) *testns.NS {
 
 // outside is a host beyond the hypervisor's uplink, 203.0.113.2, with no
 // route back to any guest subnet: only masqueraded packets get answers.
-func (h *host) outside() {
+func (h *host) outside() *testns.NS {
 	h.T.Helper()
 	o := testns.New(h.T)
 	h.MustRun("ip", "link", "add", "uplink", "type", "veth", "peer", "name", "eth0", "netns", o.Name)
@@ -43,6 +43,7 @@ func (h *host) outside() {
 	// The uplink shows UP once its peer is up, a moment later: wait, so that
 	// the links the test takes as "before" are settled.
 	testhost.WaitFor(h.T, func() bool { return strings.Contains(h.Links(), "uplink@if2 UP") }, &testhost.Buffer{})
+	return o
 }
 
 // reaches reports whether g gets an answer from the outside host, to any of
