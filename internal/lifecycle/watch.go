@@ -20,6 +20,17 @@ const (
 // it has rules (it is not bridged) and no daemon to watch them.
 func watchesAlone(n config.Net) bool { return n.Mode != config.Bridged && !serves(n) }
 
+// WatcherPID returns the pid of a network's rule watcher, if it runs.
+func WatcherPID(d state.Dir, network string) (int, bool) {
+	return ctl.Alive(d.File(network, watchPID))
+}
+
+// Watched reports whether a network up as rec has a rule watcher of its
+// own: it has rules and no DHCP/DNS daemon, which watches them otherwise.
+func Watched(rec state.Network) bool {
+	return rec.Rules && !rec.Services && config.Mode(rec.Mode) != config.Bridged
+}
+
 // watch starts the network's rule watcher unless it runs. It needs no
 // record of its own: its pid file is the record, and a teardown stops what
 // it names (stopWatcher).

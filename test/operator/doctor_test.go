@@ -241,7 +241,9 @@ func TestDoctor(t *testing.T) {
 			`for d in /usr/sbin /sbin /bin /usr/bin; do [ -L $d ] || mount -t tmpfs none $d || exit 9; done; exec "$@"`, "sh")
 	})
 	t.Run("firewalld", func(t *testing.T) {
-		h := newHost(t, "")
+		// firewalld running is no finding: the network's daemon heals what
+		// a reload takes (test/integration's TestFirewalld).
+		h := upHost(t)
 		fake := filepath.Join(t.TempDir(), "firewalld")
 		sleep, err := exec.LookPath("sleep")
 		if err != nil {
@@ -259,7 +261,29 @@ func TestDoctor(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = fw.Process.Kill(); _ = fw.Wait() })
-		h.expectFinding("problem", "firewalld is running", 1)
+		if out, code := h.doctor(nil); code != 0 || strings.Contains(out, "firewalld") {
+			t.Errorf("doctor with firewalld running: exit %d:\n%s", code, out)
+		}
+	})
+	t.Run("watcher", func(t *testing.T) {
+		h := newHost(t, "[network.default]\ndhcp = false\ndns = false\n")
+		h.taps("vnet0")
+		h.helper("kvmnet-natup", "vnet0")
+		pid := strings.TrimSpace(h.MustRun("cat", h.State+"/default.watch.pid"))
+		h.MustRun("kill", "-9", pid)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if s, ok := testhost.ProcState(pid); !ok || s == 'Z' {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the rule watcher survived SIGKILL")
+			}
+		}
+		h.expectFinding("problem", "its rule watcher is not running", 1)
+		h.fix()
+		if now := strings.TrimSpace(h.MustRun("cat", h.State+"/default.watch.pid")); now == pid {
+			t.Errorf("--fix did not start another rule watcher (pid %s)", now)
+		}
 	})
 }
 
