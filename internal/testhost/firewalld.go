@@ -26,10 +26,11 @@ type Firewalld struct {
 	Dir    string // the configuration's copies and the logs
 }
 
-// StartFirewalld starts the bus and firewalld, and waits until firewalld
-// answers (`firewall-cmd --state`). It skips the test when firewalld is not
+// StartFirewalld starts the bus and firewalld, without the shipped zones
+// named in drop ("libvirt"), and waits until firewalld answers
+// (`firewall-cmd --state`). It skips the test when firewalld is not
 // installed (scripts/deps.sh installs it).
-func (h *Host) StartFirewalld() *Firewalld {
+func (h *Host) StartFirewalld(drop ...string) *Firewalld {
 	h.T.Helper()
 	if _, err := exec.LookPath("firewalld"); err != nil {
 		h.T.Skip("firewalld not installed")
@@ -42,6 +43,11 @@ func (h *Host) StartFirewalld() *Firewalld {
 	} {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 			h.T.Fatalf("%s: %v: %s", strings.Join(c, " "), err, out)
+		}
+	}
+	for _, z := range drop {
+		if err := os.Remove(filepath.Join(dir, "usr", "zones", z+".xml")); err != nil {
+			h.T.Fatal(err)
 		}
 	}
 	script := fmt.Sprintf(`set -e

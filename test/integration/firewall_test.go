@@ -230,25 +230,24 @@ func (h *host) traced(strace, trace, prog, tap string, env ...string) (stderr st
 	if err := c.Start(); err != nil {
 		return "", err
 	}
-	// strace -q still prints each process's end: "PID +++ exited with N +++",
-	// the helper's first, its first line's PID.
-	exited := regexp.MustCompile(`(?m)^(\d+) \+\+\+ exited with (\d+) \+\+\+$`)
-	var status string
+	// The helper is strace's only child, which it makes before it writes
+	// the trace's first line. Once it is gone, SIGINT makes strace (-I 1)
+	// let go of what it still traces (the helper's children), write its
+	// trace and exit. The helper's exit status is strace's, and may not be
+	// in the trace yet: the helper's own line tells success.
 	testhost.WaitFor(h.T, func() bool {
-		b, _ := os.ReadFile(trace)
-		pid, _, _ := strings.Cut(string(b), " ")
-		for _, m := range exited.FindAllStringSubmatch(string(b), -1) {
-			if m[1] == pid {
-				status = m[2]
-				return true
-			}
-		}
-		return false
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", c.Process.Pid, c.Process.Pid))
+		st, err := os.Stat(trace)
+		return err == nil && st.Size() > 0 && len(strings.TrimSpace(string(children))) == 0
 	}, &e)
-	_ = c.Process.Signal(syscall.SIGINT) // -I 1: strace detaches what it still traces, and exits
+	_ = c.Process.Signal(syscall.SIGINT)
 	_ = c.Wait()
-	if status != "0" {
-		return e.String(), fmt.Errorf("exit status %s", status)
+	verb := "up"
+	if strings.HasSuffix(prog, "down") {
+		verb = "down"
+	}
+	if !regexp.MustCompile(`(?m)^` + prog + `: ` + verb + ` tap=` + tap + ` `).MatchString(e.String()) {
+		return e.String(), fmt.Errorf("%s %s failed", prog, tap)
 	}
 	return e.String(), nil
 }

@@ -32,20 +32,47 @@ ports = "any"
 // TestFirewalld: with a real firewalld running (nftables backend, default
 // zone public, which rejects guests' DHCP and DNS and everything routed), a
 // NAT guest gets its lease, DNS answers and the outside, and is reached
-// through a forward; a host-only guest gets its lease. `firewall-cmd
-// --reload` (which rebuilds firewalld's table without kvmnet's accepts in
-// it) cuts the NAT guest off for less than a second, with no VM event, and
-// leases, DNS and the forward work after it. The last downs take kvmnet's
-// rules and its bridges out of firewalld's zones.
+// through a forward; a host-only guest gets its lease; `firewall-cmd
+// --reload` cuts the NAT guest off for less than a second, with no VM
+// event, and leases, DNS and the forward work after it. With libvirt's zone
+// installed, kvmnet binds its bridges to it over D-Bus, and binds them again
+// after a reload, which forgets them; without it, the bridges stay in the
+// default zone. Either way the reload takes kvmnet's accepts from
+// firewalld's chains, and only the heal puts them back (the guest stays cut
+// off with the network's daemon held). The last downs take kvmnet's rules
+// out, and its bridges out of the zone.
 func TestFirewalld(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drop []string // zones firewalld is started without
+		zone string   // the bridges' zone, "" for the default
+	}{
+		{"libvirt zone", nil, "libvirt"},
+		{"default zone", []string{"libvirt"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFirewalld(t, tc.drop, tc.zone) })
+	}
+}
+
+func testFirewalld(t *testing.T, drop []string, zone string) {
 	h := newHost(t, "", firewalldConf)
-	f := h.StartFirewalld()
+	f := h.StartFirewalld(drop...)
 	o := h.outside()
 	g := h.guest("vnet0", "", "")
 	g.MustRun("ip", "link", "set", "eth0", "address", "52:54:00:00:00:10")
 	l := h.guest("vnet1", "", "")
 	h.fwHelper(f, "kvmnet-natup", "vnet0")
 	h.fwHelper(f, "kvmnet-ifup@lab", "vnet1")
+	zones := func(when string, want string) {
+		t.Helper()
+		for _, br := range []string{"br0", "kvlab0"} {
+			out, _, _ := f.Run("firewall-cmd", "--get-zone-of-interface="+br)
+			if got := strings.TrimSpace(out); got != want && !(want == "" && got == "no zone") {
+				t.Errorf("%s: %s is in firewalld zone %q, want %q", when, br, got, want)
+			}
+		}
+	}
+	zones("up", zone)
 	g.EchoSource(t, "tcp4", ":80")
 	works := func(when string) {
 		t.Helper()
@@ -71,8 +98,9 @@ func TestFirewalld(t *testing.T) {
 	g.MustRun("ip", "route", "add", "default", "via", "192.168.100.1")
 	works("up")
 
-	// Without its daemon to heal them, the reload takes the accepts kvmnet
-	// put into firewalld's chains, and the guest stays cut off.
+	// With its daemon held, the reload takes the accepts kvmnet put into
+	// firewalld's chains, and the bridge's zone too (firewalld forgets an
+	// interface's zone given at runtime): the guest stays cut off.
 	resume := h.Hold("default")
 	f.MustRun("firewall-cmd", "--reload")
 	if reaches(g) {
@@ -88,6 +116,7 @@ func TestFirewalld(t *testing.T) {
 	if gap >= time.Second {
 		t.Errorf("firewall-cmd --reload cut the NAT guest off for %s, want less than a second", gap.Round(time.Millisecond))
 	}
+	zones("after firewall-cmd --reload", zone)
 	works("after firewall-cmd --reload")
 
 	h.fwHelper(f, "kvmnet-natdown", "vnet0")
@@ -96,6 +125,7 @@ func TestFirewalld(t *testing.T) {
 	if got := h.MustRun("nft", "list", "ruleset"); strings.Contains(got, "kvmnet") {
 		t.Errorf("kvmnet's rules left after the last downs:\n%s", got)
 	}
+	zones("after the last downs", "")
 }
 
 // fwHelper runs a helper where it reaches firewalld's bus.
