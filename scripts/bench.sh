@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the helpers as whole processes, next to the seed scripts they
 # replace, in fresh network namespaces; then the DHCP/DNS daemon's own
-# benchmarks. Every figure is a median of one run, measured side by side.
+# benchmarks, and its DNS forwarder beside dnsmasq under dnsperf. Every
+# figure is a median of one run, measured side by side.
 #
 # The helpers run in a mount namespace of their own with a tmpfs on
 # /run/kvmnet, where they keep their state: /run is a tmpfs on every Debian
@@ -22,4 +23,10 @@ fi
 echo "== helpers (median wall time of one process, ${n} runs of each side, interleaved)"
 "${helpers[@]}" | grep -E 'Benchmark|^ok|FAIL'
 echo "== DHCP/DNS daemon"
-go test -run '^$' -bench . -benchtime 2s ./internal/netsvc | grep -E 'Benchmark|^ok|FAIL'
+go test -run '^$' -bench 'DHCP|DNSGuestName|DaemonRSS' -benchtime 2s ./internal/netsvc | grep -E 'Benchmark|^ok|FAIL'
+# dnsperf against kvmnet's forwarder and dnsmasq (libvirt's flags) in turn,
+# three rounds of ${KVMNET_BENCH_DNS_SECONDS:-2} s each per kind of name:
+# the median qps ratio (-qps-x-dnsmasq), average latencies, and both
+# daemons' memory.
+echo "== DNS forwarder beside dnsmasq (dnsperf; ratios over 1 are kvmnet faster)"
+go test -run '^$' -bench DNSVersusDnsmasq -benchtime 1x -v ./internal/netsvc | grep -E 'Benchmark|kvmnet |^ok|FAIL' | tr '\t' ' ' | sed 's/  */ /g'

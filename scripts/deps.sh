@@ -20,6 +20,9 @@ pkgs=(
 	curl socat bind9-dnsutils # the README's common tasks, as test/operator runs them
 	radvd                     # a router advertiser in the outside namespace: the host keeps its RA-learnt route
 	strace                    # proof that the nftables path runs no program
+	frr                       # zebra and bgpd: the EVPN tests run them in their own namespaces (never started here: see below)
+	dnsmasq-base systemd      # dnsmasq and systemd-networkd, run by hand in a test's namespaces beside kvmnet's DHCP (nothing started)
+	dnsperf                   # make bench: the DNS forwarder beside dnsmasq
 	gcc libc6-dev             # go test -race: the race detector needs cgo (the binaries stay static, CGO_ENABLED=0)
 )
 
@@ -36,6 +39,18 @@ if [ ${#missing[@]} -gt 0 ]; then
 		exit 1
 	fi
 	echo "deps: installing ${missing[*]}" >&2
+	# frr's postinst would start zebra in the machine's own namespace: every
+	# service start is refused (policy-rc.d exit 101) for the install's
+	# duration; the tests start FRR by hand in namespaces of their own.
+	policy=/usr/sbin/policy-rc.d
+	if [ -e "$policy" ]; then
+		mv "$policy" "$policy.kvmnet-deps"
+		trap 'mv -f "$policy.kvmnet-deps" "$policy"' EXIT
+	else
+		trap 'rm -f "$policy"' EXIT
+	fi
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
 	export DEBIAN_FRONTEND=noninteractive
 	apt_opts=(-q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 	apt-get "${apt_opts[@]}" update >&2

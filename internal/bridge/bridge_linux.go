@@ -83,9 +83,11 @@ func Find(name string) (*netlink.Bridge, error) {
 
 // Create makes a bridge with kvmnet's settings and brings it up: a stable MAC,
 // STP off and forward delay 0 (a guest's first DHCP request is not lost to a
-// listening port), and mtu when not zero.
+// listening port), mtu when not zero, and no router advertisement taken
+// (NoRA) before it has a port.
 //
 //	ip link add NAME address MAC [mtu MTU] up type bridge stp_state 0 forward_delay 0
+//	sysctl -w net.ipv6.conf.NAME.accept_ra=0 net.ipv6.conf.NAME.autoconf=0
 //	ip link set NAME alias kvmnet
 func Create(name string, mtu int) (*netlink.Bridge, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
@@ -112,6 +114,9 @@ func Create(name string, mtu int) (*netlink.Bridge, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := NoRA(name); err != nil {
+		return br, err
 	}
 	if err := nlh.LinkSetAlias(br, Alias); err != nil {
 		return br, fmt.Errorf("set alias of %s: %w", name, err)

@@ -29,6 +29,7 @@ type VXLAN struct {
 	Local    netip.Addr // invalid: the kernel picks the route's source
 	DevIndex int        // 0: no underlay link of its own
 	MTU      int
+	EVPN     bool // FRR's zebra fills its FDB: no learning, ARP/ND suppression
 }
 
 // FindVXLAN returns the VXLAN link called name, or nil when no link has that
@@ -53,14 +54,20 @@ func FindVXLAN(name string) (*netlink.Vxlan, error) {
 // CreateVXLAN makes the VXLAN link with address learning on (so that a
 // guest's frames go straight to the host it was heard from), with v's MTU,
 // marked as kvmnet's like a bridge it makes, attaches it to br and brings it up.
+// With v.EVPN it learns nothing, neither the link nor its bridge port (FRR's
+// zebra installs the remote MACs), and is up only once its port is so.
 //
-//	ip link add NAME mtu MTU up type vxlan id VNI dstport PORT [local LOCAL] [dev DEV] learning
+//	ip link add NAME mtu MTU up type vxlan id VNI dstport PORT [local LOCAL] [dev DEV] learning|nolearning
 //	ip link set NAME master BRIDGE alias kvmnet
+//	[ip link set NAME type bridge_slave learning off neigh_suppress on; ip link set NAME up]
 func CreateVXLAN(v VXLAN, br *netlink.Bridge) (*netlink.Vxlan, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name, attrs.MTU, attrs.Flags = v.Name, v.MTU, net.FlagUp
+	if v.EVPN {
+		attrs.Flags = 0
+	}
 	attrs.MasterIndex = br.Index
-	vx := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: int(v.VNI), Port: v.Port, VtepDevIndex: v.DevIndex, Learning: true}
+	vx := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: int(v.VNI), Port: v.Port, VtepDevIndex: v.DevIndex, Learning: !v.EVPN}
 	if v.Local.IsValid() {
 		vx.SrcAddr = v.Local.AsSlice()
 	}
@@ -68,6 +75,11 @@ func CreateVXLAN(v VXLAN, br *netlink.Bridge) (*netlink.Vxlan, error) {
 	if err == nil {
 		// The kernel takes an alias only from a change, not with the link's creation.
 		err = nlh.LinkSetAlias(vx, Alias)
+	}
+	if err == nil && v.EVPN {
+		if err = EVPNPort(vx); err == nil {
+			err = nlh.LinkSetUp(vx)
+		}
 	}
 	if err != nil {
 		if vx.Index != 0 {

@@ -112,7 +112,7 @@ func runBridgeHelper(args []string, who caller) (helperResult, error) {
 		return helperResult{}, err
 	}
 	f, stamp, err := loadRootConfigStamp(config.DefaultPath)
-	if err != nil {
+	if f == nil { // a broken network is bridgeNetwork's to report, if it is --br's
 		return helperResult{}, usageError{err.Error()}
 	}
 	n, err := bridgeNetwork(f, a.br)

@@ -183,10 +183,11 @@ func resolveForHelper(d state.Dir, name string, mode config.Mode, cached bool) (
 }
 
 // loadNetwork reads the configuration and resolves a network in it; its
-// errors are the caller's to fix.
+// errors are the caller's to fix. A mistake in another network's section
+// is not this network's: only a file-wide one (no File) stops it.
 func loadNetwork(name string, mode config.Mode) (config.Net, error) {
 	f, err := config.Load(config.Path())
-	if err != nil {
+	if f == nil {
 		return config.Net{}, usageError{err.Error()}
 	}
 	n, err := f.Network(name, mode)

@@ -86,18 +86,21 @@ type netResult struct {
 
 // domainXML is what the hook reads of libvirt's domain XML.
 type domainXML struct {
-	XMLName    xml.Name `xml:"domain"`
-	Name       string   `xml:"name"`
-	UUID       string   `xml:"uuid"`
-	Interfaces []struct {
-		Type   string `xml:"type,attr"`
-		Source struct {
-			Bridge string `xml:"bridge,attr"`
-		} `xml:"source"`
-		Target struct {
-			Dev string `xml:"dev,attr"`
-		} `xml:"target"`
-	} `xml:"devices>interface"`
+	XMLName    xml.Name      `xml:"domain"`
+	Name       string        `xml:"name"`
+	UUID       string        `xml:"uuid"`
+	Interfaces []domainIface `xml:"devices>interface"`
+}
+
+// domainIface is one <interface> of the domain.
+type domainIface struct {
+	Type   string `xml:"type,attr"`
+	Source struct {
+		Bridge string `xml:"bridge,attr"`
+	} `xml:"source"`
+	Target struct {
+		Dev string `xml:"dev,attr"`
+	} `xml:"target"`
 }
 
 func runHook(args []string, stdin *os.File) (hookResult, error) {
@@ -128,10 +131,17 @@ func runHook(args []string, stdin *os.File) (hookResult, error) {
 		return res, err
 	}
 	f, err := config.Load(config.Path())
-	if err != nil {
+	if f == nil {
+		// The file is wrong as a whole: a domain on no bridge the file could
+		// name is none of kvmnet's, and starts whatever the file holds.
+		if !slices.ContainsFunc(dom.Interfaces, func(i domainIface) bool {
+			return i.Type == "bridge" && config.Mentions(config.Path(), i.Source.Bridge)
+		}) {
+			return res, nil
+		}
 		return res, usageError{err.Error()}
 	}
-	uses, err := domainNetworks(f, dom)
+	uses, err := domainNetworks(f, dom) // a broken network fails only its domains
 	if err != nil || len(uses) == 0 {
 		return res, err
 	}

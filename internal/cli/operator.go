@@ -27,6 +27,7 @@ type command struct {
 	name, args, short string
 	min, max          int                 // how many positional arguments it takes
 	flags             []string            // boolean flags it takes, e.g. "--json"
+	options           []string            // flags that take a value, "--host IP" or "--host=IP"
 	help              string              // what `kvmnet COMMAND --help` adds to the synopsis
 	check             func(c *call) error // what the counts above cannot say about its arguments
 	run               func(c *call) (int, error)
@@ -34,10 +35,11 @@ type command struct {
 
 // call is one run of a command: its positional arguments and flags.
 type call struct {
-	args  []string
-	flags map[string]bool
-	out   io.Writer
-	log   *runlog.Logger
+	args    []string
+	flags   map[string]bool
+	options map[string]string
+	out     io.Writer
+	log     *runlog.Logger
 }
 
 // Commands lists the operator tool's commands, in the order --help shows them.
@@ -57,8 +59,9 @@ func commands() []command {
 			help: reloadHelp, run: runReload},
 		{name: "link", args: "[NETWORK...] [--prune]", max: maxArgs, short: "make the kvmnet-HELPER@NETWORK links that pick a network in QEMU's script=", flags: []string{"--prune"},
 			help: linkHelp, run: runLink},
-		{name: "mac", args: "NAME", min: 1, max: 1, short: "print a stable, locally administered MAC for the VM called NAME",
-			help: macHelp, run: runMAC},
+		{name: "mac", args: "NAME [--host ADDRESS [--network NETWORK]]", min: 1, max: 1, options: []string{"--host", "--network"},
+			short: "print a stable, locally administered MAC for the VM called NAME, or a static host's lines giving it ADDRESS",
+			help:  macHelp, check: checkMAC, run: runMAC},
 		{name: "version", short: "print kvmnet's version", run: runVersion},
 	}
 }
@@ -115,17 +118,27 @@ var errHelp = errors.New("help")
 // parse splits args into positional arguments and the command's boolean
 // flags, which may come anywhere ("status lab --json").
 func parse(cmd command, args []string) (*call, error) {
-	c := &call{flags: map[string]bool{}, out: os.Stdout}
-	for _, a := range args {
+	c := &call{flags: map[string]bool{}, options: map[string]string{}, out: os.Stdout}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
 		switch {
 		case a == "-h" || a == "--help":
 			return nil, errHelp
 		case strings.HasPrefix(a, "-") && a != "-":
-			long := "--" + strings.TrimLeft(a, "-")
-			if !slices.Contains(cmd.flags, long) {
+			long, val, hasVal := strings.Cut("--"+strings.TrimLeft(a, "-"), "=")
+			switch {
+			case slices.Contains(cmd.options, long) && hasVal:
+				c.options[long] = val
+			case slices.Contains(cmd.options, long) && i+1 < len(args):
+				i++
+				c.options[long] = args[i]
+			case slices.Contains(cmd.options, long):
+				return nil, fmt.Errorf("flag %s wants a value", long)
+			case !slices.Contains(cmd.flags, long) || hasVal:
 				return nil, fmt.Errorf("unknown flag %s", a)
+			default:
+				c.flags[long] = true
 			}
-			c.flags[long] = true
 		default:
 			c.args = append(c.args, a)
 		}
@@ -142,9 +155,11 @@ func parse(cmd command, args []string) (*call, error) {
 }
 
 // host opens the caller's namespace's state directory and the configuration.
+// A broken network's section leaves the others usable: status and doctor
+// list it with its error (config.File.Broken).
 func host() (ops.Host, error) {
 	f, err := config.Load(config.Path())
-	if err != nil {
+	if f == nil {
 		return ops.Host{}, usageError{err.Error()}
 	}
 	d, err := state.Open()
@@ -194,12 +209,16 @@ func runStatus(c *call) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	code := ExitOK
+	if s.AnyBroken() {
+		code = ExitFail // a network shown cannot come up as the file stands
+	}
 	if c.flags["--json"] {
 		enc := json.NewEncoder(c.out)
 		enc.SetIndent("", "  ")
-		return ExitOK, enc.Encode(s)
+		return code, enc.Encode(s)
 	}
-	return ExitOK, ops.WriteTable(c.out, s)
+	return code, ops.WriteTable(c.out, s)
 }
 
 func runDoctor(c *call) (int, error) {
@@ -263,7 +282,11 @@ func runGC(c *call) (int, error) {
 		gone, err = h.GC()
 	}
 	for _, r := range gone {
-		c.log.Info("gc", "network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start))
+		kv := []string{"network", r.Network, "changes", strings.Join(r.Changes, ","), "took", since(start)}
+		if r.Note != "" {
+			kv = append(kv, "note", r.Note)
+		}
+		c.log.Info("gc", kv...)
 	}
 	return ExitOK, err
 }
@@ -372,20 +395,23 @@ const maxArgs = 1 << 16
 // It reads only the file: links are no namespace's state.
 func runLink(c *call) (int, error) {
 	f, err := config.Load(config.Path())
-	if err != nil {
+	if f == nil {
 		return 0, usageError{err.Error()}
 	}
+	// A broken network's links are made too (a link is only its name), so
+	// that fixing its section is all it takes; the error is still told.
+	defined := slices.Concat(slices.Collect(maps.Keys(f.Networks)), f.BrokenNames())
 	names := c.args
 	for _, n := range names {
 		if _, err := network(n); err != nil {
 			return 0, err
 		}
-		if _, ok := f.Networks[n]; !ok && n != config.DefaultNetwork {
+		if !slices.Contains(defined, n) && n != config.DefaultNetwork {
 			return 0, usagef("network %s: not defined in %s", n, f.Path)
 		}
 	}
 	if len(names) == 0 {
-		names = slices.Sorted(maps.Keys(f.Networks))
+		names = slices.Sorted(slices.Values(defined))
 	}
 	dir, err := helperDir()
 	if err != nil {
@@ -395,12 +421,15 @@ func runLink(c *call) (int, error) {
 	changes, err := l.Make(names)
 	if err == nil && c.flags["--prune"] {
 		var gone []string
-		keep := slices.Concat(names, slices.Collect(maps.Keys(f.Networks)))
+		keep := slices.Concat(names, defined)
 		gone, err = l.Prune(keep)
 		changes = append(changes, gone...)
 	}
 	if len(changes) > 0 {
 		c.log.Info("link", "dir", dir, "changes", strings.Join(changes, ","))
+	}
+	if err == nil && f.Err() != nil {
+		return 0, usageError{f.Err().Error()} // links made; the file still needs fixing
 	}
 	return ExitOK, err
 }
@@ -437,6 +466,9 @@ func helperNames() []string {
 func runMAC(c *call) (int, error) {
 	if c.args[0] == "" {
 		return 0, usagef("the VM's name is empty")
+	}
+	if _, ok := c.options["--host"]; ok {
+		return runMACHost(c)
 	}
 	fmt.Fprintln(c.out, GuestMAC(c.args[0]))
 	return ExitOK, nil

@@ -219,7 +219,7 @@ func permitted(n config.Net, who caller, acc accounts) error {
 // the part that changes the host: the caller can then neither signal the
 // helper nor the daemon and iptables it starts, and those run as root with
 // no trace of the caller's groups. It needs effective root, which the setuid
-// bit gives (file capabilities would not do: see README, "Why setuid root").
+// bit gives (file capabilities would not do: see docs/security.md, "Why setuid root").
 func becomeRoot() error {
 	if os.Geteuid() != 0 {
 		return usagef("needs root: install it setuid root (make install does)")

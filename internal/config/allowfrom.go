@@ -14,13 +14,13 @@ func (f *File) checkAllowFrom(b []byte) error {
 			switch {
 			case from == name:
 				why = "a network always reaches itself"
-			case f.Networks[from] == nil && from != DefaultNetwork:
+			case f.Networks[from] == nil && f.Broken[from] == nil && from != DefaultNetwork:
 				why = "no such network in " + f.Path
 			case seen[from]:
 				why = "named twice"
 			}
 			if why != "" {
-				return fmt.Errorf("%s: network.%s.allow_from: %s: %s", whereIn(f.Path, b, "network."+name, "allow_from"), name, Quote(from), why)
+				return &netError{name, fmt.Errorf("%s: network.%s.allow_from: %s: %s", whereIn(f.Path, b, "network."+name, "allow_from"), name, Quote(from), why)}
 			}
 			seen[from] = true
 		}
@@ -33,6 +33,9 @@ func (f *File) checkAllowFrom(b []byte) error {
 func (f *File) allowFromBridges(n *Network) []string {
 	var bridges []string
 	for _, from := range n.AllowFrom {
+		if f.Broken[from] != nil {
+			continue // its bridge is unknown; it cannot come up anyway
+		}
 		other := f.Networks[from]
 		if other == nil {
 			other = &Network{Name: from}

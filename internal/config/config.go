@@ -11,13 +11,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -336,6 +339,8 @@ type Network struct {
 	VXLAN     *VXLAN     `toml:"vxlan"`
 	Allow     []Allowed  `toml:"allow"`      // who may use it through kvmnet-bridge-helper; see allow.go
 	AllowFrom []string   `toml:"allow_from"` // networks whose guests may open connections into it; see allowfrom.go
+
+	set map[string]bool // the keys the file gives it (see keys.go)
 }
 
 // names returns the names of the file's networks, sorted, so that checks
@@ -354,7 +359,15 @@ type File struct {
 	Path     string              `toml:"-"`
 	LeaseDir string              `toml:"lease_dir"`
 	Firewall Firewall            `toml:"firewall"`
-	Networks map[string]*Network `toml:"network"`
+	Networks map[string]*Network `toml:"network"` // the usable networks
+
+	// Broken holds the networks whose sections are wrong, each with its
+	// error (FILE:LINE: ...); they are not in Networks.
+	Broken map[string]error `toml:"-"`
+
+	text []byte // the file's contents, to find a mistake's line
+	// brokenBridges maps the bridges of broken networks to them.
+	brokenBridges map[string]string
 }
 
 // Firewall is the rule engine networks get: "auto" (the default: from what
@@ -403,18 +416,37 @@ func Load(path string) (*File, error) {
 
 // Parse decodes b, the contents of the file at path, and checks every network.
 // Its size and nesting are bounded before it is decoded (see checkBounds).
+// A mistake outside the networks' sections returns no File. A mistake in a
+// network's section breaks that network only: the File is returned with the
+// network in Broken, and so is the first broken network's error (Err), for
+// callers that need the whole file right.
 func Parse(path string, b []byte) (*File, error) {
 	if err := checkBounds(path, b); err != nil {
 		return nil, err
 	}
-	f := &File{Path: path}
-	md, err := toml.Decode(string(b), f)
+	var raw rawFile
+	md, err := toml.Decode(string(b), &raw)
 	if err != nil {
 		return nil, posError(path, err)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		key := und[0]
-		return nil, fmt.Errorf("%s: unknown key %s", where(path, b, key[len(key)-1]), Quote(key.String()))
+	f := &File{Path: path, LeaseDir: raw.LeaseDir, Firewall: raw.Firewall, Networks: map[string]*Network{}, text: b}
+	values := sync.OnceValue(func() map[string]any { return decodeValues(b) })
+	for _, name := range slices.Sorted(maps.Keys(raw.Networks)) {
+		n := &Network{Name: name}
+		if err := f.decodeNetwork(md, raw.Networks[name], n, values); err != nil {
+			f.breakNetwork(name, err)
+			continue
+		}
+		f.Networks[name] = n
+	}
+	for _, key := range md.Undecoded() {
+		err := fmt.Errorf("%s: unknown key %s", where(path, b, key[len(key)-1]), Quote(key.String()))
+		if len(key) < 2 || key[0] != "network" {
+			return nil, err
+		}
+		if _, broken := f.Broken[key[1]]; !broken {
+			f.breakNetwork(key[1], err)
+		}
 	}
 	if f.LeaseDir == "" {
 		f.LeaseDir = DefaultLeaseDir
@@ -422,38 +454,20 @@ func Parse(path string, b []byte) (*File, error) {
 	if !filepath.IsAbs(f.LeaseDir) {
 		return nil, fmt.Errorf("%s: lease_dir: %s: want an absolute path (helpers run from any directory)", where(path, b, "lease_dir"), Quote(f.LeaseDir))
 	}
-	for name, n := range f.Networks {
-		n.Name = name
-	}
-	names := f.names()
 	if n, ok := f.Networks[DefaultNetwork]; ok && !n.Address.IsValid() {
 		// Its static hosts and DHCP range are checked against the address it will have.
 		n.Address.Prefix = DefaultGateway
 	}
 	dns := f.dnsServers()
-	for _, name := range names {
-		err := f.Networks[name].check(dns)
-		var ke *keyError
-		if errors.As(err, &ke) {
-			return nil, fmt.Errorf("%s: network.%s.%s: %s", ke.where(path, b, "network."+name), name, ke.key, ke.msg)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: network %s: %w", where(path, b, "network."+name), name, err)
+	for _, name := range f.names() {
+		if err := f.checkNetwork(f.Networks[name], dns); err != nil {
+			f.breakNetwork(name, err)
 		}
 	}
-	if err := f.checkVXLAN(b); err != nil {
+	if err := f.checkAcross(); err != nil {
 		return nil, err
 	}
-	if err := f.checkAllowFrom(b); err != nil {
-		return nil, err
-	}
-	if err := f.checkShared6(b); err != nil {
-		return nil, err
-	}
-	if err := f.checkForwardClaims(b, names); err != nil {
-		return nil, err
-	}
-	return f, f.checkShared(b)
+	return f, f.Err()
 }
 
 // dnsServers maps the gateway addresses where kvmnet's DNS forwarders listen
@@ -476,8 +490,8 @@ func (f *File) dnsServers() map[netip.Addr]string {
 
 // checkShared rejects two networks on one bridge or with overlapping subnets.
 // It sorts rather than compares every pair, so that a file of many networks
-// costs n log n. Of two networks in conflict the error names the one later
-// in name order, at its line.
+// costs n log n. Of two networks in conflict the error names the one blame
+// picks, at its key's line (conflict.go).
 func (f *File) checkShared(b []byte) error {
 	type entry struct {
 		name string
@@ -488,8 +502,8 @@ func (f *File) checkShared(b []byte) error {
 	for name, n := range f.Networks {
 		br := n.bridge()
 		if prev, dup := bridges[br]; dup {
-			a, bn := min(prev, name), max(prev, name)
-			return fmt.Errorf("%s: network %s: bridge %s is already network %s's", where(f.Path, b, "network."+bn), bn, br, a)
+			other, blamed := blame(b, prev, name, "bridge")
+			return f.conflict(b, blamed, "bridge", br, "want a bridge of its own, not network %s's", other)
 		}
 		bridges[br] = name
 		if n.Address.IsValid() {
@@ -507,10 +521,11 @@ func (f *File) checkShared(b []byte) error {
 	for i, reach := 1, 0; i < len(subs); i++ {
 		if subs[reach].sub.Contains(subs[i].sub.Addr()) {
 			x, y := subs[reach], subs[i]
-			if y.name < x.name {
+			other, blamed := blame(b, x.name, y.name, "address")
+			if blamed == x.name {
 				x, y = y, x
 			}
-			return fmt.Errorf("%s: network %s: subnet %s overlaps network %s's %s", where(f.Path, b, "network."+y.name), y.name, y.sub, x.name, x.sub)
+			return f.conflict(b, blamed, "address", f.Networks[blamed].Address.String(), "want a subnet of its own: %s overlaps network %s's %s", y.sub, other, x.sub)
 		}
 		if lastAddr(subs[i].sub).Compare(lastAddr(subs[reach].sub)) > 0 {
 			reach = i
@@ -577,8 +592,11 @@ func (n *Network) checkRange() error {
 			return keyErrorf(r.key, nil, "%s is the network or broadcast address of %s, not a guest's", r.a, sub)
 		}
 	}
-	if n.RangeFrom.IsValid() != n.RangeTo.IsValid() {
-		return errors.New("dhcp_from and dhcp_to: give both or neither")
+	switch {
+	case n.RangeTo.IsValid() && !n.RangeFrom.IsValid():
+		return keyErrorf("dhcp_to", nil, "%s: want dhcp_from beside it: a DHCP pool is given by both ends or neither", n.RangeTo)
+	case n.RangeFrom.IsValid() && !n.RangeTo.IsValid():
+		return keyErrorf("dhcp_from", nil, "%s: want dhcp_to beside it: a DHCP pool is given by both ends or neither", n.RangeFrom)
 	}
 	if !n.RangeFrom.IsValid() {
 		return nil

@@ -105,12 +105,16 @@ func TestParseErrorsNameFileLineAndValue(t *testing.T) {
 		{"[network.a\n", `k.toml:2: expected '.' or ']'`},
 		{"[network.a]\naddress = \"10.0.0.1/24\"\ndhcp_from = \"10.1.0.5\"\ndhcp_to = \"10.0.0.9\"\n", `k.toml:3: network.a.dhcp_from: dhcp range address 10.1.0.5: not inside`},
 		{"[network.a]\naddress = \"10.0.0.0/24\"\n", `is the network or broadcast address`},
-		{"[network.a]\naddress = \"10.0.0.1/24\"\n[network.b]\naddress = \"10.0.0.129/25\"\n", `k.toml:3: network b: subnet 10.0.0.128/25 overlaps network a's 10.0.0.0/24`},
-		{"[network.a]\nbridge = \"x\"\n[network.b]\nbridge = \"x\"\n", `network b: bridge x is already network a's`},
+		{"[network.a]\naddress = \"10.0.0.1/24\"\n[network.b]\naddress = \"10.0.0.129/25\"\n", `k.toml:4: network.b.address: 10.0.0.129/25: want a subnet of its own: 10.0.0.128/25 overlaps network a's 10.0.0.0/24`},
+		{"[network.a]\nbridge = \"x\"\n[network.b]\nbridge = \"x\"\n", `k.toml:4: network.b.bridge: x: want a bridge of its own, not network a's`},
 		{"[network.a]\naddress = \"10.0.0.1/24\"\n[[network.a.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n", `k.toml:5: network.a.host.ip: 10.0.1.5 is not a guest address of 10.0.0.1/24`},
 		{"[network.a]\nlease_time = \"5s\"\n", `duration "5s": want`},
-		{"[network.lab]\n[network.b]\nbridge = \"lab\"\n", `k.toml:1: network lab: bridge lab is already network b's`},
-		{"[network.default]\n[network.b]\nbridge = \"br0\"\n", `network default: bridge br0 is already network b's`},
+		{"[network.lab]\n[network.b]\nbridge = \"lab\"\n", `k.toml:3: network.b.bridge: lab: want a bridge of its own, not network lab's`},
+		{"[network.default]\n[network.b]\nbridge = \"br0\"\n", `k.toml:3: network.b.bridge: br0: want a bridge of its own, not network default's`},
+		// The network that writes the key is blamed, not the one left at its default.
+		{"[network.default]\n[network.b]\naddress = \"192.168.100.5/24\"\n", `k.toml:3: network.b.address: 192.168.100.5/24: want a subnet of its own: 192.168.100.0/24 overlaps network default's 192.168.100.0/24`},
+		{"[network.b]\naddress = \"192.168.100.5/24\"\n[network.default]\n", `k.toml:2: network.b.address: 192.168.100.5/24: want a subnet of its own`},
+		{"[network.z]\nbridge = \"x\"\n[network.a]\nbridge = \"x\"\n", `k.toml:2: network.z.bridge: x: want a bridge of its own, not network a's`},
 		{"[[network.default.host]]\nmac = \"52:54:00:00:00:01\"\nip = \"10.0.1.5\"\n",
 			`k.toml:3: network.default.host.ip: 10.0.1.5 is not a guest address of 192.168.100.1/24`},
 	} {
@@ -140,13 +144,28 @@ func TestDefaultNetworkStaticHosts(t *testing.T) {
 	}
 }
 
+// TestRoutedNetworkNeedsAddress: a nat or hostonly network without an
+// address is broken, at its mode's line, or at its table's when the helper
+// gives the mode.
 func TestRoutedNetworkNeedsAddress(t *testing.T) {
-	f, err := Parse("k.toml", []byte("[network.a]\nmode = \"nat\"\n"))
+	want := `k.toml:3: network.a.mode: "nat": want an address beside it (e.g. address = "10.0.0.1/24")`
+	f, err := Parse("k.toml", []byte("[network.a]\nbridge = \"kva\"\nmode = \"nat\"\n"))
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse: %v, want %s", err, want)
+	}
+	if _, err := f.Network("a", NAT); err == nil || err.Error() != want {
+		t.Errorf("Network: %v, want %s", err, want)
+	}
+	f, err = Parse("k.toml", []byte("[network.a]\nbridge = \"kva\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Network("a", NAT); err == nil || !strings.Contains(err.Error(), "network a: mode nat needs an address") {
-		t.Errorf("got %v", err)
+	want = `k.toml:1: network.a.address: missing: want one for mode hostonly (the helper's), e.g. address = "10.0.0.1/24"`
+	if _, err := f.Network("a", HostOnly); err == nil || err.Error() != want {
+		t.Errorf("Network(a, hostonly): %v, want %s", err, want)
+	}
+	if _, err := f.Network("a", Isolated); err != nil {
+		t.Errorf("Network(a, isolated): %v", err)
 	}
 }
 

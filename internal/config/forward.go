@@ -287,8 +287,8 @@ func (f *File) checkForwardClaims(b []byte, names []string) error {
 				c := claim{name, i, pf}
 				for _, o := range all {
 					if c.overlaps(o) {
-						return fmt.Errorf("%s: network.%s.forward.port: %s %s is already forwarded by network %s's forward %d (%s)",
-							forwardWhere(f.Path, b, name, i+1, "port"), name, c.f.Proto, fw.Port, o.network, o.index+1, o.f)
+						return &netError{name, fmt.Errorf("%s: network.%s.forward.port: %s %s is already forwarded by network %s's forward %d (%s)",
+							forwardWhere(f.Path, b, name, i+1, "port"), name, c.f.Proto, fw.Port, o.network, o.index+1, o.f)}
 					}
 				}
 				mine = append(mine, c)

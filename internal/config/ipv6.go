@@ -89,7 +89,8 @@ func (f *File) checkShared6(b []byte) error {
 		}
 		sub := n.Address6.Masked()
 		if prev, dup := seen[sub]; dup {
-			return fmt.Errorf("%s: network %s: address6 prefix %s overlaps network %s's", where(f.Path, b, "network."+name), name, sub, prev)
+			other, blamed := blame(b, prev, name, "address6")
+			return f.conflict(b, blamed, "address6", f.Networks[blamed].Address6.String(), "want a prefix of its own: %s is network %s's", sub, other)
 		}
 		seen[sub] = name
 	}

@@ -18,7 +18,7 @@ func TestAddress6Mistakes(t *testing.T) {
 		{lab + "address6 = \"ff02::1/64\"\n", `link-local, multicast`},
 		{lab + "address6 = \"::ffff:10.0.0.1/64\"\n", `want an IPv6 address`},
 		{lab6 + "[network.dmz]\naddress = \"10.8.0.1/24\"\naddress6 = \"fd00:7::2/64\"\n",
-			`k.toml:1: network lab: address6 prefix fd00:7::/64 overlaps network dmz's`},
+			`k.toml:3: network.lab.address6: fd00:7::1/64: want a prefix of its own: fd00:7::/64 is network dmz's`},
 		{lab6 + host("52:54:00:00:00:01", "10.7.0.10", "a") + "ip6 = \"fd00:8::5\"\n", `k.toml:8: network.lab.host.ip6: fd00:8::5 is not a guest address of fd00:7::1/64`},
 		{lab6 + host("52:54:00:00:00:01", "10.7.0.10", "a") + "ip6 = \"fd00:7::1\"\n", `network.lab.host.ip6: fd00:7::1 is not a guest address`},
 		{lab + host("52:54:00:00:00:01", "10.7.0.10", "a") + "ip6 = \"fd00:7::5\"\n", `network.lab.host.ip6: fd00:7::5: the network has no address6`},

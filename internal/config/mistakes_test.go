@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -154,6 +155,98 @@ func TestCheckIfNameControls(t *testing.T) {
 	for _, good := range []string{"--help", "vnet-é", "tap.1"} {
 		if err := CheckIfName(good); err != nil {
 			t.Errorf("CheckIfName(%q): %v", good, err)
+		}
+	}
+}
+
+// TestMistakesInOneForm: every mistake reads FILE:LINE: KEY: value: want …,
+// at the key's own line: wrong types, a DHCP pool given by one end, a routed
+// network without an address, keys that do not apply to the network's mode.
+func TestMistakesInOneForm(t *testing.T) {
+	for _, tc := range []struct{ name, file, want string }{
+		{"dhcp a string", lab + "dhcp = \"yes\"\n", `k.toml:3: network.lab.dhcp: "yes": want true or false`},
+		{"dns a string", lab + "\ndns = \"no\"\n", `k.toml:4: network.lab.dns: "no": want true or false`},
+		{"dhcp_router a number", lab + "dhcp_router = 1\n", `k.toml:3: network.lab.dhcp_router: 1: want true or false`},
+		{"address a number", "[network.lab]\naddress = 5\n", `k.toml:2: network.lab.address: 5: want an address in quotes, like "10.0.0.1/24"`},
+		{"upstreams a string", lab + "upstreams = \"1.1.1.1\"\n", `k.toml:3: network.lab.upstreams: "1.1.1.1": want an array of strings`},
+		{"allow with a number", lab + "allow = [\"@kvm\", 1000]\n", `k.toml:3: network.lab.allow: an array: want an array of strings`},
+		{"host a number", lab + "host = 3\n", `k.toml:3: network.lab.host: 3: want an array of tables`},
+		{"host's name a number", lab + host("52:54:00:00:00:01", "10.7.0.10", "a") + "[[network.lab.host]]\nmac = \"52:54:00:00:00:02\"\nip = \"10.7.0.11\"\nname = 7\n",
+			`k.toml:10: network.lab.host.name: 7: want a string`},
+		{"mode a boolean", "[network.lab]\nmode = true\n", `k.toml:2: network.lab.mode: true: want isolated, hostonly, nat or bridged, in quotes`},
+		{"dhcp_to alone", lab + "dhcp_to = \"10.7.0.99\"\n", `k.toml:3: network.lab.dhcp_to: 10.7.0.99: want dhcp_from beside it: a DHCP pool is given by both ends or neither`},
+		{"dhcp_from alone", lab + "dhcp_from = \"10.7.0.9\"\n", `k.toml:3: network.lab.dhcp_from: 10.7.0.9: want dhcp_to beside it: a DHCP pool is given by both ends or neither`},
+		{"nat without address", "[network.lab]\nmode = \"nat\"\n", `k.toml:2: network.lab.mode: "nat": want an address beside it (e.g. address = "10.0.0.1/24")`},
+		{"hostonly without address", "[network.lab]\nbridge = \"kvlab0\"\nmode = \"host-only\"\n", `k.toml:3: network.lab.mode: "hostonly": want an address beside it (e.g. address = "10.0.0.1/24")`},
+		{"address on isolated", "[network.lab]\nmode = \"isolated\"\naddress = \"10.7.0.1/24\"\n",
+			`k.toml:3: network.lab.address: "10.7.0.1/24": want it only on hostonly and nat networks, not on mode isolated`},
+		{"dhcp on isolated", "[network.lab]\nmode = \"isolated\"\ndhcp = true\n",
+			`k.toml:3: network.lab.dhcp: true: want it only on hostonly and nat networks, not on mode isolated`},
+		{"lease_time on isolated", "[network.lab]\nlease_time = \"2h\"\nmode = \"isolated\"\n",
+			`k.toml:2: network.lab.lease_time: "2h": want it only on hostonly and nat networks, not on mode isolated`},
+		{"address on bridged", "[network.lan]\nbridge = \"br-lan\"\nmode = \"bridged\"\naddress = \"10.7.0.1/24\"\n",
+			`k.toml:4: network.lan.address: "10.7.0.1/24": want it only on hostonly and nat networks, not on mode bridged`},
+		{"mtu on bridged", "[network.lan]\nmode = \"bridged\"\nmtu = 9000\n",
+			`k.toml:3: network.lan.mtu: 9000: want it only on isolated, hostonly and nat networks, not on mode bridged`},
+	} {
+		_, err := Parse("k.toml", []byte(tc.file))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s:\n got %v\nwant %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestModeFromHelper: a network with no mode in the file gets the helper's,
+// and the keys that mode has no use for are refused then, at their line.
+func TestModeFromHelper(t *testing.T) {
+	f, err := Parse("k.toml", []byte("[network.lab]\naddress = \"10.7.0.1/24\"\ndhcp = false\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Network("lab", NAT); err != nil {
+		t.Errorf("lab as nat: %v", err)
+	}
+	want := `k.toml:2: network.lab.address: "10.7.0.1/24": want it only on hostonly and nat networks, not on mode isolated`
+	if _, err := f.Network("lab", Isolated); err == nil || err.Error() != want {
+		t.Errorf("lab as isolated: %v, want %s", err, want)
+	}
+}
+
+// TestBrokenNetworkIsLocal: a mistake in one network's section breaks that
+// network only; the others resolve. A mistake outside the sections breaks
+// the file.
+func TestBrokenNetworkIsLocal(t *testing.T) {
+	file := "[network.good]\naddress = \"10.8.0.1/24\"\n" +
+		"[network.bad]\naddress = \"10.9.0.1/24\"\nmtu = 12\n" +
+		"[network.typo]\nadress = \"10.10.0.1/24\"\n" +
+		"[network.zclash]\nbridge = \"good\"\n"
+	f, err := Parse("k.toml", []byte(file))
+	if f == nil {
+		t.Fatalf("the file was refused whole: %v", err)
+	}
+	if want := "k.toml:5: network.bad.mtu: mtu 12: want an integer from 576 to 65521"; err == nil || err.Error() != want {
+		t.Errorf("Parse's error: %v, want the first broken network's, %s", err, want)
+	}
+	for name, want := range map[string]string{
+		"bad":    "k.toml:5: network.bad.mtu: mtu 12: want an integer from 576 to 65521",
+		"typo":   `k.toml:7: unknown key "network.typo.adress"`,
+		"zclash": "k.toml:9: network.zclash.bridge: good: want a bridge of its own, not network good's",
+	} {
+		if _, err := f.Network(name, NAT); err == nil || err.Error() != want {
+			t.Errorf("network %s: %v, want %s", name, err, want)
+		}
+	}
+	if got := f.BrokenNames(); !slices.Equal(got, []string{"bad", "typo", "zclash"}) {
+		t.Errorf("broken: %v", got)
+	}
+	for _, name := range []string{"good", "default"} {
+		if _, err := f.Network(name, NAT); err != nil {
+			t.Errorf("network %s beside broken ones: %v", name, err)
+		}
+	}
+	for _, file := range []string{"[network.a]\nmtu = \n", "firewall = \"pf\"\n[network.a]\n", "colour = 1\n"} {
+		if f, err := Parse("k.toml", []byte(file)); f != nil || err == nil {
+			t.Errorf("file %q: %v, want refused whole", file, err)
 		}
 	}
 }

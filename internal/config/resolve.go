@@ -49,6 +49,12 @@ type Net struct {
 	Firewall  Firewall // the file's top-level choice; "" is auto
 	AllowFrom []string // the bridges of the networks whose guests may open connections into this one
 
+	// BridgeNamed: the file names the bridge in the network's section
+	// (bridge = "..."), rather than the network taking its default one:
+	// only then does kvmnet make a nat or hostonly network on a bridge it
+	// did not make that carries something of the host's (see lifecycle's adopt).
+	BridgeNamed bool
+
 	// Hash identifies what a running network takes from the file besides its
 	// bridge, subnet and mode (forwards, the daemon's settings): a network
 	// up with another hash runs an older configuration.
@@ -102,6 +108,9 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	if err := CheckNetworkName(name); err != nil {
 		return Net{}, err
 	}
+	if err := f.Broken[name]; err != nil {
+		return Net{}, err
+	}
 	n, ok := f.Networks[name]
 	if !ok {
 		if name != DefaultNetwork {
@@ -109,7 +118,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 		}
 		n = &Network{Name: name}
 	}
-	r := Net{Name: name, Bridge: n.bridge(), Mode: n.Mode, MTU: int(n.MTU), Ports: n.Ports, Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
+	r := Net{Name: name, Bridge: n.bridge(), BridgeNamed: n.Bridge != "", Mode: n.Mode, MTU: int(n.MTU), Ports: n.Ports, Domain: n.Domain, Hosts: n.Hosts, Firewall: f.Firewall}
 	if r.Mode == "" {
 		r.Mode = mode
 	}
@@ -122,6 +131,9 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	if len(n.Forwards) > 0 && r.Mode != NAT && r.Mode != "" { // "": undecided (status of a network that is down)
 		return Net{}, fmt.Errorf("network %s: its forwards need mode nat, not %s (forwards are DNAT into a nat network)", name, r.Mode)
 	}
+	if ke := n.checkModeKeys(r.Mode, f.text); n.Mode == "" && ke != nil { // a mode in the file was checked by Parse
+		return Net{}, f.located(name, ke)
+	}
 	for _, f := range n.Forwards {
 		r.Forwards = append(r.Forwards, f.resolved()...)
 	}
@@ -132,7 +144,7 @@ func (f *File) Network(name string, mode Mode) (Net, error) {
 	r.Gateway = n.Address.Prefix
 	if !r.Gateway.IsValid() {
 		if name != DefaultNetwork {
-			return Net{}, fmt.Errorf("network %s: mode %s needs an address (e.g. address = \"10.0.0.1/24\") in %s", name, r.Mode, f.Path)
+			return Net{}, f.located(name, keyErrorf("address", nil, "missing: want one for mode %s (the helper's), e.g. address = \"10.0.0.1/24\"", r.Mode))
 		}
 		r.Gateway = DefaultGateway
 	}

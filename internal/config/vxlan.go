@@ -1,8 +1,6 @@
 package config
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -21,6 +19,7 @@ type VXLAN struct {
 	Port  Port   `toml:"port"`  // 0: VXLANPort
 	Local Peer   `toml:"local"` // the source address; zero: the route's
 	Dev   IfName `toml:"dev"`   // the underlay link; "": the route's
+	EVPN  bool   `toml:"evpn"`  // VTEPs and MACs from FRR's BGP EVPN, not Peers
 }
 
 // VNI is a VXLAN network identifier, 1 to 16777215 (24 bits; 0 is reserved).
@@ -83,6 +82,7 @@ type Overlay struct {
 	Local  netip.Addr // invalid: the route's source
 	Dev    string     // "": the route's link
 	Device string     // the VXLAN link kvmnet makes, e.g. vx-lab
+	EVPN   bool       // FRR's zebra fills the FDB; Peers is empty
 }
 
 // overlay resolves v for the network called name; nil when v is.
@@ -90,7 +90,7 @@ func (v *VXLAN) overlay(name string) *Overlay {
 	if v == nil {
 		return nil
 	}
-	o := &Overlay{VNI: uint32(v.ID), Port: int(v.Port), Local: v.Local.Addr, Dev: string(v.Dev), Device: VXLANDevice(name)}
+	o := &Overlay{VNI: uint32(v.ID), Port: int(v.Port), Local: v.Local.Addr, Dev: string(v.Dev), Device: VXLANDevice(name), EVPN: v.EVPN}
 	if o.Port == 0 {
 		o.Port = VXLANPort
 	}
@@ -114,14 +114,20 @@ func VXLANDevice(network string) string {
 	return fmt.Sprintf("vx-%s-%04x", network[:7], h&0xffff)
 }
 
-// check validates what decoding alone cannot: a VNI and a peer present, no
-// peer twice, the local address not a peer.
+// check validates what decoding alone cannot: a VNI present, peers or evpn
+// (never both), no peer twice, the local address not a peer.
 func (v *VXLAN) check() error {
 	if v.ID == 0 {
 		return errors.New("id: missing: give the VNI, e.g. id = 4242")
 	}
+	if v.EVPN && len(v.Peers) > 0 {
+		return errors.New("peers: with evpn = true FRR's BGP EVPN finds the other hypervisors: leave peers out, or evpn")
+	}
+	if v.EVPN {
+		return nil
+	}
 	if len(v.Peers) == 0 {
-		return errors.New("peers: missing: give the other hypervisors' underlay addresses")
+		return errors.New("peers: missing: give the other hypervisors' underlay addresses, or evpn = true to have FRR's BGP EVPN find them")
 	}
 	seen := map[netip.Addr]bool{}
 	for _, p := range v.Peers {
@@ -148,42 +154,14 @@ func (f *File) checkVXLAN(b []byte) error {
 		table := "network." + name + ".vxlan"
 		if err := v.check(); err != nil {
 			key, _, _ := strings.Cut(err.Error(), ":")
-			return fmt.Errorf("%s: %s: %w", whereIn(f.Path, b, table, key), table, err)
+			return &netError{name, fmt.Errorf("%s: %s: %w", whereIn(f.Path, b, table, key), table, err)}
 		}
 		o := v.overlay(name)
 		k := [2]int{int(o.VNI), o.Port}
 		if prev, dup := owner[k]; dup {
-			return fmt.Errorf("%s: %s: id %d on port %d is already network %s's: one VNI per network",
-				whereIn(f.Path, b, table, "id"), table, o.VNI, o.Port, prev)
+			return f.conflict(b, name, "vxlan.id", fmt.Sprint(o.VNI), "want a VNI of its own on port %d, not network %s's: one VNI per network", o.Port, prev)
 		}
 		owner[k] = name
 	}
 	return nil
-}
-
-// whereIn is "path:line" of key inside the TOML table called table, else
-// of the table's header, else just path.
-func whereIn(path string, b []byte, table, key string) string {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	header := 0
-	for line := 1; sc.Scan(); line++ {
-		t, _, _ := strings.Cut(sc.Text(), "#")
-		t = strings.TrimSpace(t)
-		if strings.HasPrefix(t, "[") {
-			if header > 0 {
-				break
-			}
-			if strings.Trim(t, "[] ") == table {
-				header = line
-			}
-			continue
-		}
-		if rest, ok := strings.CutPrefix(t, key); header > 0 && ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
-			return fmt.Sprintf("%s:%d", path, line)
-		}
-	}
-	if header > 0 {
-		return fmt.Sprintf("%s:%d", path, header)
-	}
-	return where(path, b, table)
 }

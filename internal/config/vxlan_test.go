@@ -63,7 +63,7 @@ func TestVXLANErrorsNameFileLineAndValue(t *testing.T) {
 		{head + "id = 7\npeers = [\"198.51.100.2\"]\ndev = \"a/b\"\n", `k.toml:6: network.a.vxlan.dev: interface name "a/b"`},
 		{head + "id = 7\npeers = [\"198.51.100.2\"]\ngroup = \"239.1.1.1\"\n", `k.toml:6: unknown key "network.a.vxlan.group"`},
 		{head + "id = 7\npeers = [\"198.51.100.2\"]\n[network.b.vxlan]\nid = 7\npeers = [\"198.51.100.3\"]\n",
-			`k.toml:7: network.b.vxlan: id 7 on port 4789 is already network a's: one VNI per network`},
+			`k.toml:7: network.b.vxlan.id: 7: want a VNI of its own on port 4789, not network a's: one VNI per network`},
 	} {
 		_, err := Parse("k.toml", []byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -69,6 +69,9 @@ type Network struct {
 	// prefix (address6), e.g. fd00:6b76:6d6e::1/64; hostonly and nat only,
 	// optional. With it, the network's rules cover its IPv6 traffic too.
 	Gateway6 netip.Prefix
+	// Overlay is the network's VXLAN, nil when it has none: only its
+	// peers' datagrams of its VNI reach its UDP port (overlay.go).
+	Overlay *Overlay
 }
 
 // Subnet is the guests' prefix, e.g. 192.168.100.0/24.
@@ -109,6 +112,9 @@ func (n Network) Validate() error {
 	}
 	if len(n.Forwards) > 0 && n.Mode != NAT {
 		return fmt.Errorf("network %s: port forwards need mode nat, not %s", n.Name, n.Mode)
+	}
+	if err := n.Overlay.Validate(n.Name); err != nil {
+		return err
 	}
 	for _, f := range n.Forwards {
 		s := n.Subnet()

@@ -48,7 +48,7 @@ func natNetwork(n Network) nat.Network {
 	if m != HostOnly && m != NAT { // an unknown mode reaches nat as the most closed one
 		m = Isolated
 	}
-	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom, Forwards: n.Forwards}
+	nn := nat.Network{Name: n.Name, Bridge: n.Bridge, Mode: m, Services: n.Services, AllowFrom: n.AllowFrom, Forwards: n.Forwards, Overlay: n.Overlay}
 	if n.Gateway.IsValid() {
 		nn.Subnet, nn.Gateway = n.Gateway.Masked(), n.Gateway.Addr()
 	}

@@ -39,7 +39,12 @@ var fixtures = []fixture{
 		{Proto: "tcp", First: 9000, Last: 9009, Guest: netip.MustParseAddr("192.168.100.6"), GuestPort: 9000},
 	}}},
 	{"nft-allow", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, AllowFrom: []string{"kvmbr0", "kvmbr1"}}},
+	{"nft-isolated-vxlan", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, Overlay: testOverlay}},
+	{"nft-hostonly-services-vxlan", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24"), Services: true, Overlay: testOverlay}},
 }
+
+// testOverlay is a VXLAN with two peers on a port other than the IANA one.
+var testOverlay = &Overlay{VNI: 4242, Port: 8472, Peers: []netip.Addr{netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")}}
 
 var (
 	netA = Network{Name: "a", Bridge: "kvmbr0", Mode: NAT, Gateway: netip.MustParsePrefix("10.10.0.1/24"), Services: true}

@@ -176,7 +176,7 @@ func acceptRules(n Network, inet, ct bool) []*spec {
 func inputRules(n Network) []*spec {
 	b := n.Bridge
 	if n.Mode == Isolated {
-		return []*spec{newSpec(true).iif(b, false).drop()}
+		return append([]*spec{newSpec(true).iif(b, false).drop()}, overlayRules(n)...)
 	}
 	gw := netip.PrefixFrom(n.Gateway.Addr(), 32)
 	rs := loopbackGuard(n)
@@ -190,7 +190,7 @@ func inputRules(n Network) []*spec {
 	if n.Mode == HostOnly {
 		rs = append(rs, newSpec(true).iif(b, false).daddr(gw, true).reject())
 	}
-	return rs
+	return append(rs, overlayRules(n)...)
 }
 
 // natRules is libvirt's scheme: multicast and broadcast leave unmasqueraded,

@@ -422,6 +422,18 @@ func ours(r []string, network string) bool {
 	return i >= 0 && i+1 < len(r) && r[i+1] == "kvmnet:"+network
 }
 
+// shimOwner names the network whose shim accept legacy rule r is: one that
+// carries its comment and accepts. The iptables backend's jumps into its
+// KVMNET-* chains carry the comment too, but are never a shim's.
+func shimOwner(r []string) (string, bool) {
+	i := slices.Index(r, "--comment")
+	if i < 0 || i+1 >= len(r) || !slices.Equal(r[len(r)-2:], []string{"-j", "ACCEPT"}) {
+		return "", false
+	}
+	n, ok := strings.CutPrefix(r[i+1], "kvmnet:")
+	return n, ok && nat.CheckName(n) == nil
+}
+
 // legacyView reads legacy CHAIN as it bears on n.
 func (f *nft) legacyView(n Network, chain string) (Forward, error) {
 	fw := Forward{Policy: "ACCEPT", Jump: -1, Blocker: -1, Kind: "accept", Ours: "accept for " + n.Bridge + " (its shim in legacy iptables)"}
@@ -482,8 +494,8 @@ func (f *nft) shimLegacy(n Network) (bool, error) {
 	return changed, nil
 }
 
-// unshimLegacy deletes every rule of n's from legacy FORWARD and INPUT:
-// `iptables-legacy -D CHAIN ...` for each that carries its comment.
+// unshimLegacy deletes every shim accept of n's from legacy FORWARD and
+// INPUT: `iptables-legacy -D CHAIN ...` for each that carries its comment.
 func (f *nft) unshimLegacy(n Network) error {
 	if !f.host.legacyFilter() || f.host.lookPath("iptables-legacy") == "" {
 		return nil
@@ -494,8 +506,8 @@ func (f *nft) unshimLegacy(n Network) error {
 			return err
 		}
 		for _, r := range rules {
-			if !ours(r, n.Name) {
-				continue
+			if owner, ok := shimOwner(r); !ok || owner != n.Name {
+				continue // not a shim accept: an iptables backend's jump is its own
 			}
 			if _, err := f.legacy(append([]string{"-D", h.chain}, r...)...); err != nil {
 				return err

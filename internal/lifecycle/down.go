@@ -241,6 +241,7 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 	if rec.AllowFrom != "" {
 		n.AllowFrom = strings.Split(rec.AllowFrom, ",")
 	}
+	n.Overlay = overlayOf(rec.VXLANGuard)
 	return n
 }
 

@@ -52,8 +52,8 @@ func TestForwarding6KeepsHostRARoute(t *testing.T) {
 	if got := h.Sysctl("net.ipv6.conf.ul0.accept_ra"); got != "2" {
 		t.Errorf("uplink accept_ra = %s after up, want 2", got)
 	}
-	if got := h.Sysctl("net.ipv6.conf." + n.Bridge + ".accept_ra"); got != "1" {
-		t.Errorf("kvmnet's bridge accept_ra = %s, want 1 as made (its RAs come from guests)", got)
+	if got := h.Sysctl("net.ipv6.conf." + n.Bridge + ".accept_ra"); got != "0" {
+		t.Errorf("kvmnet's bridge accept_ra = %s, want 0 as made (its RAs come from guests)", got)
 	}
 	time.Sleep((2*raLifetime + 2) * time.Second)
 	if !hasRADefault(h) {
@@ -160,7 +160,7 @@ func TestAddress6OverlapRefused(t *testing.T) {
 
 // TestForwarding6AdminBridgeTakesRAs: a bridge an admin made and named in a
 // network (an uplink bridge) is the host's own: kvmnet raises its accept_ra
-// like any interface's, and leaves those of the bridges it made at 1.
+// like any interface's, and leaves those of the bridges it made at 0.
 func TestForwarding6AdminBridgeTakesRAs(t *testing.T) {
 	h := testhost.New(t, "", "")
 	h.MustRun("ip", "link", "add", "lanbr", "type", "bridge")
@@ -184,8 +184,8 @@ func TestForwarding6AdminBridgeTakesRAs(t *testing.T) {
 	if got := h.Sysctl("net.ipv6.conf.lanbr.accept_ra"); got != "2" {
 		t.Errorf("the admin's bridge: accept_ra = %s, want 2", got)
 	}
-	if got := h.Sysctl("net.ipv6.conf." + n.Bridge + ".accept_ra"); got != "1" {
-		t.Errorf("kvmnet's bridge: accept_ra = %s, want 1", got)
+	if got := h.Sysctl("net.ipv6.conf." + n.Bridge + ".accept_ra"); got != "0" {
+		t.Errorf("kvmnet's bridge: accept_ra = %s, want 0", got)
 	}
 	inNS(t, h, func(d state.Dir) error {
 		if _, err := Release(d, n.Name, false); err != nil {

@@ -83,9 +83,19 @@ func findDaemonBinary() (string, error) {
 	return p, err
 }
 
-// stopServices stops the network's daemon, if it runs.
+// stopServices stops the network's daemon, if it runs. Once it has exited
+// (it writes its leases on the way out), its lease file follows the name
+// this release gives it (ctl.FollowLeaseFile): a daemon an older release
+// started kept its leases under the older name.
 func stopServices(d state.Dir, network string) error {
-	return ctl.Stop(d.File(network, svcPID), stopTimeout)
+	c, _, _ := ServicesConfig(d, network)
+	if err := ctl.Stop(d.File(network, svcPID), stopTimeout); err != nil {
+		return err
+	}
+	// A file that cannot follow costs its guests their addresses, as before
+	// lease files followed; failing the stop for it would strand a teardown.
+	_, _ = ctl.FollowLeaseFile(c.LeaseFile)
+	return nil
 }
 
 // killStrays ends the network's daemons that its pid file does not name: one

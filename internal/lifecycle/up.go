@@ -15,6 +15,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
+	"github.com/kvmnet/kvmnet/internal/version"
 )
 
 // ErrConflict is returned when a network is up with settings other than the ones asked for.
@@ -228,6 +229,8 @@ type upCall struct {
 
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 
+	tapWas bridge.Port // the tap as attach found it, for its undo
+
 	// reconfig: the configuration differs from the one the network last
 	// applied (or `kvmnet reload` asks), so rules and daemon are checked
 	// anew; forwards are the network's (recorded in their own file).
@@ -375,6 +378,12 @@ func (u *upCall) bridge() (outcome, error) {
 			}
 		}
 		u.br, u.rec.BridgeIndex = br, br.Index
+		if u.recovering && u.rec.MadeBridge {
+			// A bridge made by a kvmnet older than NoRA, or set back by hand.
+			if err := bridge.NoRA(br.Name); err != nil {
+				return unchanged, err
+			}
+		}
 		return unchanged, bridge.Up(br)
 	}
 	u.rec.MadeBridge, u.rec.BridgeIndex = true, 0
@@ -389,34 +398,56 @@ func (u *upCall) bridge() (outcome, error) {
 	return changed, err
 }
 
-// adopt checks a bridge kvmnet did not make before a network first uses it.
-// An isolated network's rules reject all traffic routed through its bridge,
-// which would cut off a bridge that carries the host's address or an uplink.
+// adopt checks a bridge kvmnet did not make before a network first uses it,
+// when it carries an address or a port that is not kvmnet's (an admin's LAN
+// bridge). An isolated network's rules reject all traffic routed through
+// its bridge, which would cut it off. A nat or hostonly network would put
+// its gateway and DHCP on the admin's LAN: only when the file names the
+// bridge in the network's section, never for the default name a network
+// (the default one's br0) takes unasked, which a user in group kvm can
+// make a helper use (kvmnet-bridge-helper --br=br0).
 func (u *upCall) adopt(br *netlink.Bridge) error {
-	if u.n.Mode != config.Isolated {
+	var why string
+	switch {
+	case u.n.Mode == config.Isolated:
+		why = "an isolated network would cut it off; for guests on that bridge's LAN use mode = \"bridged\""
+	case u.n.Mode.Routed() && !u.n.BridgeNamed:
+		why = fmt.Sprintf("network %s would add %s to it unasked; for guests on that bridge's LAN use mode = \"bridged\", or name it (bridge = %q) in [network.%s]",
+			u.n.Name, u.n.Gateway, br.Name, u.n.Name)
+	default:
 		return nil
 	}
-	addrs, err := bridge.Addresses(br)
-	if err != nil {
+	foreign, err := u.foreign(br)
+	if err != nil || foreign == "" {
 		return err
 	}
+	return fmt.Errorf("bridge %s %s: %s", br.Name, foreign, why)
+}
+
+// foreign says what of br is not kvmnet's: an address, or a port kvmnet did
+// not attach for this network; "" when there is none.
+func (u *upCall) foreign(br *netlink.Bridge) (string, error) {
+	addrs, err := bridge.Addresses(br)
+	if err != nil {
+		return "", err
+	}
 	if len(addrs) > 0 {
-		return fmt.Errorf("bridge %s carries the host's address %s: an isolated network would cut it off; for guests on that bridge's LAN use mode = \"bridged\"", br.Name, addrs[0])
+		return fmt.Sprintf("carries the host's address %s", addrs[0]), nil
 	}
 	ports, err := bridge.Ports(br)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, p := range ports {
 		ours, err := u.d.HasPort(u.n.Name, p.Attrs().Name)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !ours {
-			return fmt.Errorf("bridge %s has a port kvmnet did not attach, %s: an isolated network would cut it off; for guests on that bridge's LAN use mode = \"bridged\"", br.Name, p.Attrs().Name)
+			return "has a port kvmnet did not attach, " + p.Attrs().Name, nil
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // findBridge returns the network's bridge (nil: none): the one current found
@@ -501,13 +532,17 @@ func (u *upCall) unforwarding() error {
 
 // rules makes sure the network's rules are whole. On nf_tables an unchanged
 // ruleset generation since they were last seen whole proves they still are,
-// at the cost of one netlink round trip instead of an iptables-save exec.
+// at the cost of one netlink round trip instead of an iptables-save exec;
+// not rules another kvmnet version made (an upgrade), which it rewrites.
 func (u *upCall) rules() (outcome, error) {
 	fw, err := u.firewall()
 	if err != nil {
 		return unchanged, err
 	}
-	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && fw.Unchanged(u.rec.RulesGen) {
+	// A VXLAN's peers are no part of the configuration's hash: a change of
+	// them is seen here.
+	if u.rec.Rules && u.rec.RulesGen != 0 && !u.recovering && !u.reconfig && u.rec.VXLANGuard == vxlanGuard(u.n) &&
+		u.rec.RulesVersion == version.Version && fw.Unchanged(u.rec.RulesGen) {
 		return unchanged, nil
 	}
 	if !u.reconfig {
@@ -525,7 +560,7 @@ func (u *upCall) rules() (outcome, error) {
 			return unchanged, err
 		}
 	}
-	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
 	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
@@ -558,7 +593,7 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	if err := u.intend("install rules for " + u.n.Name); err != nil {
 		return unchanged, err
 	}
-	u.rec.AllowFrom = strings.Join(u.n.AllowFrom, ",")
+	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
 	return noted, nil
@@ -578,7 +613,7 @@ func (u *upCall) rulesJoin() (outcome, error) {
 // for forwards once the rules that guard it are in.
 func (u *upCall) rulesIn(r firewall.Result) (outcome, error) {
 	u.rec.Rules, u.rec.Services = true, serves(u.n)
-	u.rec.RulesGen = 0
+	u.rec.RulesGen, u.rec.RulesVersion = 0, version.Version
 	if r.GenOK {
 		u.rec.RulesGen = r.Gen
 	}
@@ -729,14 +764,20 @@ func (u *upCall) unservices() error {
 	return errors.Join(u.d.RemoveFile(u.n.Name+svcConf), u.d.RemoveFile(u.n.Name+svcLog))
 }
 
+// attach makes the VM's port a port of the bridge, with a MAC that never
+// becomes the bridge's (bridge.PortMAC).
 func (u *upCall) attach() (outcome, error) {
 	if u.tap.Attrs().MasterIndex == u.br.Index && u.tap.Attrs().Flags&net.FlagUp != 0 {
 		return unchanged, nil
 	}
-	return changed, bridge.Attach(u.tap, u.br)
+	var err error
+	u.tapWas, err = bridge.AttachPort(u.tap, u.br)
+	return changed, err
 }
 
-func (u *upCall) detach() error { return bridge.Detach(u.tap, u.br) }
+// detach, a failed up's undo, leaves the port as the up found it: down, off
+// the bridge, its MTU and MAC its own again.
+func (u *upCall) detach() error { return bridge.Restore(u.tapWas) }
 
 // record notes the tap before it is attached. The first VM of a network
 // that made nothing else (a bridged one) writes the network's record first,

@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
+	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -24,10 +25,7 @@ func (u *upCall) overlay() (outcome, error) {
 	if vx != nil {
 		return unchanged, u.adoptOverlay(vx)
 	}
-	if err := bridge.CheckNotLocal(o.Peers); err != nil {
-		return unchanged, err
-	}
-	ul, err := bridge.ReadUnderlay(o.Dev, o.Peers)
+	ul, err := readUnderlay(o)
 	if err != nil {
 		return unchanged, err
 	}
@@ -46,13 +44,17 @@ func (u *upCall) overlay() (outcome, error) {
 	if err := u.intend("make vxlan " + o.Device); err != nil {
 		return unchanged, err
 	}
-	vx, err = bridge.CreateVXLAN(bridge.VXLAN{Name: o.Device, VNI: o.VNI, Port: o.Port, Local: o.Local, DevIndex: ul.DevIndex, MTU: mtu}, u.br)
+	local := o.Local
+	if o.EVPN {
+		local = ul.Source // zebra takes the link's local address as this host's VTEP
+	}
+	vx, err = bridge.CreateVXLAN(bridge.VXLAN{Name: o.Device, VNI: o.VNI, Port: o.Port, Local: local, DevIndex: ul.DevIndex, MTU: mtu, EVPN: o.EVPN}, u.br)
 	if err != nil {
 		u.rec.MadeVXLAN = false
 		return unchanged, err
 	}
 	u.rec.VXLANIndex = vx.Index
-	if _, _, err := bridge.SyncPeers(vx, o.Peers); err != nil {
+	if err := syncPeers(vx, o); err != nil {
 		return changed, err // the undo deletes the link
 	}
 	u.n.MTU = mtu
@@ -80,6 +82,12 @@ func (u *upCall) sizeBridge(mtu int, ul bridge.Underlay) error {
 		host = ul.Source
 	}
 	id := fmt.Sprintf("%s on %s peers %v", u.n.Bridge, host, u.n.VXLAN.Peers)
+	if u.n.VXLAN.EVPN {
+		// No peer list: the host's own VTEP address tells the hosts apart,
+		// and it stays the same across restarts as zebra needs (it advertises
+		// the bridge's MAC with advertise-svi-ip).
+		id = fmt.Sprintf("%s on %s vni %d", u.n.Bridge, ul.Source, u.n.VXLAN.VNI)
+	}
 	return bridge.SetMAC(u.br, bridge.MAC(id))
 }
 
@@ -101,12 +109,16 @@ func (u *upCall) adoptOverlay(vx *netlink.Vxlan) error {
 		return fmt.Errorf("network %s is up with VNI %d on port %d, asked for VNI %d on port %d: %w (take its VMs down or run `kvmnet down %s` first)",
 			u.n.Name, vx.VxlanId, vx.Port, o.VNI, o.Port, ErrConflict, u.n.Name)
 	}
+	if vx.Learning == o.EVPN {
+		return fmt.Errorf("network %s is up with %s, asked for %s: %w (take its VMs down or run `kvmnet down %s` first)",
+			u.n.Name, overlayKind(!o.EVPN), overlayKind(o.EVPN), ErrConflict, u.n.Name)
+	}
 	u.n.MTU = vx.MTU
-	if u.tap == nil {
+	if u.tap == nil && !o.EVPN {
 		if err := bridge.CheckNotLocal(o.Peers); err != nil {
 			return err
 		}
-		if _, _, err := bridge.SyncPeers(vx, o.Peers); err != nil {
+		if err := syncPeers(vx, o); err != nil {
 			return err
 		}
 	}
@@ -115,7 +127,7 @@ func (u *upCall) adoptOverlay(vx *netlink.Vxlan) error {
 	}
 	// Someone took it off the bridge, or deleted the bridge: put it back.
 	if u.rec.MadeBridge {
-		ul, err := bridge.ReadUnderlay(o.Dev, o.Peers)
+		ul, err := readUnderlay(o)
 		if err != nil {
 			return err
 		}
@@ -123,7 +135,40 @@ func (u *upCall) adoptOverlay(vx *netlink.Vxlan) error {
 			return err
 		}
 	}
-	return bridge.Attach(vx, u.br)
+	if err := bridge.Attach(vx, u.br); err != nil || !o.EVPN {
+		return err
+	}
+	return bridge.EVPNPort(vx) // a new port has the bridge's defaults
+}
+
+// overlayKind names how an overlay finds the other hosts, for errors.
+func overlayKind(evpn bool) string {
+	if evpn {
+		return "evpn"
+	}
+	return "static peers"
+}
+
+// readUnderlay reads what carries the overlay: towards the file's peers, or
+// for EVPN, which has none, from this host's own underlay address.
+func readUnderlay(o *config.Overlay) (bridge.Underlay, error) {
+	if o.EVPN {
+		return bridge.ReadEVPNUnderlay(o.Dev, o.Local)
+	}
+	if err := bridge.CheckNotLocal(o.Peers); err != nil {
+		return bridge.Underlay{}, err
+	}
+	return bridge.ReadUnderlay(o.Dev, o.Peers)
+}
+
+// syncPeers sets the link's flood entries to the file's peers; with EVPN
+// they are zebra's, and kvmnet leaves them alone.
+func syncPeers(vx netlink.Link, o *config.Overlay) error {
+	if o.EVPN {
+		return nil
+	}
+	_, _, err := bridge.SyncPeers(vx, o.Peers)
+	return err
 }
 
 // overlayMTU is the MTU of the bridge and its taps: what the underlay's MTU

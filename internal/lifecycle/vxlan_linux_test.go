@@ -20,6 +20,12 @@ import (
 // addressed a host-only one with host i's address 10.99.0.i+1/24, so that the
 // hosts can ping across (an isolated host drops all that reaches it).
 func overlayPair(t *testing.T, addressed bool) (hosts [2]*testhost.Host, nets [2]config.Net) {
+	return overlayPairOn(t, addressed, "")
+}
+
+// overlayPairOn is overlayPair with the hosts' rules in firewall backend fw
+// ("": auto).
+func overlayPairOn(t *testing.T, addressed bool, fw string) (hosts [2]*testhost.Host, nets [2]config.Net) {
 	for i := range hosts {
 		hosts[i] = testhost.New(t, "", "")
 	}
@@ -32,8 +38,12 @@ func overlayPair(t *testing.T, addressed bool) (hosts [2]*testhost.Host, nets [2
 		if addressed {
 			mode = fmt.Sprintf("mode = \"hostonly\"\naddress = \"10.99.0.%d/24\"\ndhcp = false\ndns = false\n", i+1)
 		}
+		top := ""
+		if fw != "" {
+			top = fmt.Sprintf("firewall = %q\n", fw)
+		}
 		f, err := config.Parse("k.toml", []byte(fmt.Sprintf(
-			"[network.lab]\nbridge = \"kvlab0\"\n%s[network.lab.vxlan]\nid = 4242\npeers = [\"198.51.100.%d\"]\n", mode, 2-i)))
+			"%s[network.lab]\nbridge = \"kvlab0\"\n%s[network.lab.vxlan]\nid = 4242\npeers = [\"198.51.100.%d\"]\n", top, mode, 2-i)))
 		if err != nil {
 			t.Fatal(err)
 		}

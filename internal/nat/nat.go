@@ -73,6 +73,9 @@ type Network struct {
 	// same rules in ip6tables.
 	Subnet6  netip.Prefix
 	Gateway6 netip.Addr
+	// Overlay is the network's VXLAN, nil when it has none: only its
+	// peers' datagrams reach its port (overlay.go).
+	Overlay *Overlay
 
 	family6 bool // this value describes the ip6tables rules (see ipv6)
 }
@@ -115,6 +118,9 @@ func (n Network) Validate() error {
 		}
 	}
 	if err := n.validate6(); err != nil {
+		return err
+	}
+	if err := n.Overlay.Validate(n.Name); err != nil {
 		return err
 	}
 	if len(n.Forwards) > 0 && n.Mode != NAT {

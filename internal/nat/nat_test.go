@@ -40,7 +40,12 @@ var fixtures = []struct {
 	{"nat-forwards", withForwards(Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1"), Services: true})},
 	{"nat-forwards-no-services", withForwards(Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Subnet: netip.MustParsePrefix("192.168.100.0/24"), Gateway: netip.MustParseAddr("192.168.100.1")})},
 	{"hostonly-allow-from", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1"), AllowFrom: []string{"kvmbr0", "virbr0"}}},
+	{"isolated-vxlan", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, Overlay: testOverlay}},
+	{"hostonly-services-vxlan", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Gateway: netip.MustParseAddr("192.168.101.1"), Services: true, Overlay: testOverlay}},
 }
+
+// testOverlay is a VXLAN with two peers on a port other than the IANA one.
+var testOverlay = &Overlay{VNI: 4242, Port: 8472, Peers: []netip.Addr{netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")}}
 
 // withForwards gives n a tcp forward on every host address, a udp range
 // mapped to another range on one host address, and a range onto the same ports.
@@ -188,6 +193,9 @@ func goldenHeader(n Network) string {
 	allow := ""
 	if len(n.AllowFrom) > 0 {
 		allow = " allow_from=" + strings.Join(n.AllowFrom, ",")
+	}
+	if n.Overlay != nil {
+		allow += "\n#   vxlan " + n.Overlay.String()
 	}
 	for _, f := range n.Forwards {
 		host := ""

@@ -198,7 +198,7 @@ func masqueradeRules(n Network, keep ...string) [][]string {
 func inputRules(n Network) [][]string {
 	b, reject := n.Bridge, reject4
 	if n.Mode == Isolated {
-		return [][]string{rule(n, []string{"-i", b}, "-j", "DROP")}
+		return append([][]string{rule(n, []string{"-i", b}, "-j", "DROP")}, overlayRules(n)...)
 	}
 	rs := loopbackGuard(n)
 	if n.Services {
@@ -211,7 +211,7 @@ func inputRules(n Network) [][]string {
 	if n.Mode == HostOnly {
 		rs = append(rs, rule(n, []string{"!", "-d", hostAddr(n.Gateway), "-i", b}, reject...))
 	}
-	return rs
+	return append(rs, overlayRules(n)...)
 }
 
 // jump is the rule in c.parent that sends traffic into c.
@@ -231,12 +231,13 @@ func line(cmd, chain string, args []string) string {
 	return cmd + " " + chain + " " + quoteArgs(args)
 }
 
-// quoteArgs joins args as iptables-save does: the value of --comment is always
-// in double quotes, and anything else that would not survive word splitting is too.
+// quoteArgs joins args as iptables-save does: the values of --comment and
+// --u32 are always in double quotes, and anything else that would not
+// survive word splitting is too.
 func quoteArgs(args []string) string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		if (i > 0 && args[i-1] == "--comment") || a == "" || strings.ContainsAny(a, " \t\"\\'") {
+		if (i > 0 && (args[i-1] == "--comment" || args[i-1] == "--u32")) || a == "" || strings.ContainsAny(a, " \t\"\\'") {
 			a = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + `"`
 		}
 		out[i] = a

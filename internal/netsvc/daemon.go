@@ -31,6 +31,7 @@ type Watchers struct {
 
 // MainWatching is Main, with the watchers w.
 func MainWatching(args []string, w Watchers) int {
+	lean()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if len(args) != 2 {
 		closeInheritedFDs()
@@ -65,6 +66,7 @@ func daemon(configPath string, log *slog.Logger, w Watchers) error {
 	s.watch, s.vacated, s.heal = true, w.Vacated, w.Heal
 	defer ctl.RemovePIDFile(c.PIDFile, os.Getpid())
 	ctl.Ready()
+	shed()
 	return s.Serve(ctx)
 }
 

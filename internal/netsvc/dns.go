@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // Timeouts of the forwarder.
@@ -43,8 +44,8 @@ type dnsd struct {
 	domain     string // lowercase, no dots at the ends
 	revZone    string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
 	pool       *pool
-	upstreams  []string
-	exchange   exchangeFunc
+	ups        *upstreamSet
+	send       sendFunc
 	log        *slog.Logger
 	now        func() time.Time
 	failures   throttle // of "no upstream answered"
@@ -56,18 +57,19 @@ type dnsd struct {
 	inflight chan struct{}
 }
 
-// maxInflight is how many forwards may wait for upstreams at once.
-const maxInflight = 256
+// maxInflight is how many forwards may wait for upstreams at once (each a
+// kilobyte or two; dnsmasq's dns-forward-max is 150).
+const maxInflight = 1024
 
 // newDNSd makes the handler of a validated config around pool p.
-func newDNSd(c Config, p *pool, upstreams []string, log *slog.Logger) *dnsd {
+func newDNSd(c Config, p *pool, ups *upstreamSet, log *slog.Logger) *dnsd {
 	var prefix6 netip.Prefix
 	if c.Gateway6.IsValid() {
 		prefix6 = c.Gateway6.Masked()
 	}
 	return &dnsd{
 		prefix: c.Gateway.Masked(), prefix6: prefix6, domain: c.Domain, revZone: reverseZone(c.Gateway.Masked()), pool: p,
-		upstreams: upstreams, exchange: exchangeUpstream, log: log, now: time.Now,
+		ups: ups, send: sendUpstream, log: log, now: time.Now,
 		failures: throttle{period: time.Minute}, loops: throttle{period: time.Minute},
 		busy: throttle{period: time.Minute}, cache: newDNSCache(cacheSize),
 		inflight: make(chan struct{}, maxInflight),
@@ -77,7 +79,7 @@ func newDNSd(c Config, p *pool, upstreams []string, log *slog.Logger) *dnsd {
 // ServeDNS implements dns.Handler.
 func (d *dnsd) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	src, proto := remoteOf(w.RemoteAddr())
-	resp := d.answer(context.Background(), r, src, proto)
+	resp := d.answer(r, src, proto)
 	if resp == nil {
 		return
 	}
@@ -110,14 +112,14 @@ func udpSize(r *dns.Msg) int {
 
 // answer returns the reply to r from src, or nil to drop it (r is itself a
 // reply). It never fails: every error becomes an rcode.
-func (d *dnsd) answer(ctx context.Context, r *dns.Msg, src netip.Addr, proto string) *dns.Msg {
+func (d *dnsd) answer(r *dns.Msg, src netip.Addr, proto string) *dns.Msg {
 	if r.Response {
 		return nil
 	}
 	if resp := d.answerOwn(r, src); resp != nil {
 		return withEDNS(r, resp)
 	}
-	return d.forward(ctx, r, proto)
+	return d.forward(r, proto)
 }
 
 // answerOwn returns the answers the server makes itself: refusals, errors and
@@ -289,7 +291,7 @@ func reverseName(name string) (netip.Addr, bool) {
 // dnsListeners are the UDP and TCP sockets of the forwarder, opened before
 // the daemon reports ready.
 type dnsListeners struct {
-	udp net.PacketConn
+	udp *net.UDPConn
 	tcp net.Listener
 }
 
@@ -297,9 +299,14 @@ type dnsListeners struct {
 // of a gateway address (with IP_FREEBIND, so that the daemon can start while
 // the bridge is still getting its address).
 func dnsConns(udp, tcp *os.File) (*dnsListeners, error) {
-	pc, err := net.FilePacketConn(udp) // dups: the caller closes the files
+	c, err := net.FilePacketConn(udp) // dups: the caller closes the files
 	if err != nil {
 		return nil, fmt.Errorf("dns udp socket: %w", err)
+	}
+	pc, ok := c.(*net.UDPConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("dns udp socket: %w", unix.EPROTOTYPE)
 	}
 	l, err := net.FileListener(tcp)
 	if err != nil {

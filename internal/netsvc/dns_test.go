@@ -50,8 +50,8 @@ func dnsFor(t testing.TB, ups []string, f *fakeUpstreams) (*dnsd, netip.Addr) {
 	off := d.handle(newReq(t, dhcpv4.MessageTypeDiscover, macN(1)), now)
 	ip := addrOf(off.msg.YourIPAddr)
 	d.handle(newReq(t, dhcpv4.MessageTypeRequest, macN(1), optReqIP(ip), optServerID(testGW), withHostname("web")), now)
-	s := newDNSd(c, p, ups, discardLog())
-	s.exchange = f.exchange
+	s := newDNSd(c, p, newUpstreamSet(ups, nil), discardLog())
+	s.send = sendVia(f.exchange)
 	return s, ip
 }
 
@@ -79,30 +79,29 @@ func aOf(t testing.TB, r *dns.Msg) string {
 func TestDNSLocalNames(t *testing.T) {
 	f := &fakeUpstreams{}
 	d, ip := dnsFor(t, []string{"192.0.2.1:53"}, f)
-	ctx := context.Background()
 	for _, name := range []string{"web.kvm", "WEB.Kvm", "web"} {
-		r := d.answer(ctx, query(name, dns.TypeA), guestSrc, "udp")
+		r := d.answer(query(name, dns.TypeA), guestSrc, "udp")
 		if got := aOf(t, r); got != ip.String() || !r.Authoritative {
 			t.Errorf("%s: %s, want %s", name, got, ip)
 		}
 	}
-	if got := aOf(t, d.answer(ctx, query("fixed.kvm", dns.TypeA), guestSrc, "udp")); got != testStatic.IP.String() {
+	if got := aOf(t, d.answer(query("fixed.kvm", dns.TypeA), guestSrc, "udp")); got != testStatic.IP.String() {
 		t.Errorf("static host: %s", got)
 	}
-	if r := d.answer(ctx, query("web.kvm", dns.TypeAAAA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+	if r := d.answer(query("web.kvm", dns.TypeAAAA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
 		t.Errorf("AAAA of a guest: %v, want NODATA", r)
 	}
 	for _, name := range []string{"nobody.kvm", "a.b.kvm"} {
-		if r := d.answer(ctx, query(name, dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
+		if r := d.answer(query(name, dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
 			t.Errorf("%s: rcode %d, want NXDOMAIN", name, r.Rcode)
 		}
 	}
 	rev, _ := dns.ReverseAddr(ip.String())
-	if got := aOf(t, d.answer(ctx, query(rev, dns.TypePTR), guestSrc, "udp")); got != "web.kvm." {
+	if got := aOf(t, d.answer(query(rev, dns.TypePTR), guestSrc, "udp")); got != "web.kvm." {
 		t.Errorf("PTR: %s", got)
 	}
 	rev, _ = dns.ReverseAddr("192.168.100.222")
-	if r := d.answer(ctx, query(rev, dns.TypePTR), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
+	if r := d.answer(query(rev, dns.TypePTR), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
 		t.Errorf("PTR of an unknown subnet address: %v", r)
 	}
 	if len(f.calls) != 0 {
@@ -113,34 +112,33 @@ func TestDNSLocalNames(t *testing.T) {
 func TestDNSForwardRefuseFail(t *testing.T) {
 	f := &fakeUpstreams{down: map[string]bool{"192.0.2.1:53": true}}
 	d, _ := dnsFor(t, []string{"192.0.2.1:53", "192.0.2.2:53"}, f)
-	ctx := context.Background()
 	q := query("example.org", dns.TypeA)
-	if got := aOf(t, d.answer(ctx, q, guestSrc, "tcp")); got != "203.0.113.7" {
+	if got := aOf(t, d.answer(q, guestSrc, "tcp")); got != "203.0.113.7" {
 		t.Errorf("forwarded answer %s", got)
 	}
 	if strings.Join(f.calls, " ") != "192.0.2.1:53/tcp 192.0.2.2:53/tcp" {
 		t.Errorf("upstream calls %v, want each upstream in order over tcp", f.calls)
 	}
-	if r := d.answer(ctx, query("unknownhost", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
+	if r := d.answer(query("unknownhost", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
 		t.Errorf("an unknown bare name is forwarded: %v", r)
 	}
 	for _, src := range []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1"), {}} {
-		if r := d.answer(ctx, query("web.kvm", dns.TypeA), src, "udp"); r.Rcode != dns.RcodeRefused {
+		if r := d.answer(query("web.kvm", dns.TypeA), src, "udp"); r.Rcode != dns.RcodeRefused {
 			t.Errorf("query from %s: rcode %d, want REFUSED", src, r.Rcode)
 		}
 	}
 	f.down["192.0.2.2:53"] = true
-	if r := d.answer(ctx, query("uncached.example.org", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure {
+	if r := d.answer(query("uncached.example.org", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("all upstreams down: rcode %d, want SERVFAIL", r.Rcode)
 	}
 	resp := query("x.org", dns.TypeA)
 	resp.Response = true
-	if d.answer(ctx, resp, guestSrc, "udp") != nil {
+	if d.answer(resp, guestSrc, "udp") != nil {
 		t.Errorf("a response was answered")
 	}
 	two := query("x.org", dns.TypeA)
 	two.Question = append(two.Question, two.Question[0])
-	if r := d.answer(ctx, two, guestSrc, "udp"); r.Rcode != dns.RcodeFormatError {
+	if r := d.answer(two, guestSrc, "udp"); r.Rcode != dns.RcodeFormatError {
 		t.Errorf("two questions: rcode %d", r.Rcode)
 	}
 }
@@ -163,8 +161,8 @@ func TestResolvConfServers(t *testing.T) {
 	}
 }
 
-// upstream is a DNS server playing the host's resolver in a test namespace.
-type upstream struct {
+// upServer is a DNS server playing the host's resolver in a test namespace.
+type upServer struct {
 	addr  string
 	mu    sync.Mutex
 	nets  []string
@@ -173,9 +171,9 @@ type upstream struct {
 
 // startUpstream serves outside.example (203.0.113.7) on 127.0.0.1 of ns,
 // UDP and TCP on one port.
-func startUpstream(t testing.TB, ns *testns.NS) *upstream {
+func startUpstream(t testing.TB, ns *testns.NS) *upServer {
 	t.Helper()
-	u := &upstream{}
+	u := &upServer{}
 	var pc net.PacketConn
 	var l net.Listener
 	err := ns.Do(func() error {
@@ -286,7 +284,6 @@ func TestNetDNS(t *testing.T) {
 // had one (RFC 6891), and negative ones the SOA of the zone (RFC 2308).
 func TestDNSEDNSAndSOA(t *testing.T) {
 	d, ip := dnsFor(t, []string{"192.0.2.1:53"}, &fakeUpstreams{})
-	ctx := context.Background()
 	edns := func(name string, qtype uint16) *dns.Msg {
 		q := query(name, qtype)
 		q.SetEdns0(4096, true)
@@ -309,7 +306,7 @@ func TestDNSEDNSAndSOA(t *testing.T) {
 		{func() *dns.Msg { q := edns("web.kvm", dns.TypeA); q.IsEdns0().SetVersion(1); return q }(), dns.RcodeBadVers, true, ""},
 	} {
 		name := tc.q.Question[0].Name + " " + dns.TypeToString[tc.q.Question[0].Qtype]
-		r := d.answer(ctx, tc.q, guestSrc, "udp")
+		r := d.answer(tc.q, guestSrc, "udp")
 		if r.Rcode != tc.rcode {
 			t.Errorf("%s: rcode %s, want %s", name, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
 		}
@@ -360,11 +357,11 @@ func (u *ttlUpstream) exchange(_ context.Context, m *dns.Msg, _, _ string) (*dns
 func TestDNSCache(t *testing.T) {
 	u := &ttlUpstream{ttl: 60, minttl: 86400}
 	d, _ := dnsFor(t, []string{"192.0.2.1:53"}, &fakeUpstreams{})
-	d.exchange = u.exchange
+	d.send = sendVia(u.exchange)
 	clk := &fixedClock{t: time.Now()}
 	d.now = clk.now
 	ask := func(name string) *dns.Msg {
-		return d.answer(context.Background(), query(name, dns.TypeA), guestSrc, "udp")
+		return d.answer(query(name, dns.TypeA), guestSrc, "udp")
 	}
 	ask("a.example")
 	clk.add(20 * time.Second)
@@ -404,18 +401,18 @@ func TestDNSForwardingLoopEnds(t *testing.T) {
 	a, _ := dnsFor(t, []string{"b:53"}, &fakeUpstreams{})
 	b, _ := dnsFor(t, []string{"a:53"}, &fakeUpstreams{})
 	var hops int
-	a.exchange = func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
+	a.send = sendVia(func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
 		hops++
-		return b.answer(ctx, m, guestSrc, proto), nil
-	}
-	b.exchange = func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
+		return b.answer(m, guestSrc, proto), nil
+	})
+	b.send = sendVia(func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
 		hops++
 		if hops > 100 {
 			return nil, errors.New("loop not broken")
 		}
-		return a.answer(ctx, m, guestSrc, proto), nil
-	}
-	r := a.answer(context.Background(), query("example.org", dns.TypeA), guestSrc, "udp")
+		return a.answer(m, guestSrc, proto), nil
+	})
+	r := a.answer(query("example.org", dns.TypeA), guestSrc, "udp")
 	if r.Rcode != dns.RcodeServerFailure || hops != maxHops {
 		t.Errorf("loop: rcode %s after %d forwards, want SERVFAIL after %d", dns.RcodeToString[r.Rcode], hops, maxHops)
 	}
@@ -474,11 +471,11 @@ func TestDNSInflightBounded(t *testing.T) {
 	for range maxInflight {
 		d.inflight <- struct{}{}
 	}
-	if r := d.answer(context.Background(), query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure || len(f.calls) != 0 {
+	if r := d.answer(query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure || len(f.calls) != 0 {
 		t.Errorf("full: rcode %s, %d upstream calls; want SERVFAIL and none", dns.RcodeToString[r.Rcode], len(f.calls))
 	}
 	<-d.inflight
-	if r := d.answer(context.Background(), query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
+	if r := d.answer(query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
 		t.Errorf("room again: rcode %s", dns.RcodeToString[r.Rcode])
 	}
 }

@@ -34,48 +34,68 @@ func hopsOf(r *dns.Msg) int {
 // forward answers r from the cache or from the first upstream that answers,
 // over the client's transport; SERVFAIL when none answers in forwardTimeout,
 // when r has come round a forwarding loop, or when too many forwards wait.
-func (d *dnsd) forward(ctx context.Context, r *dns.Msg, proto string) *dns.Msg {
+// It waits for forwardAsync, for the TCP server and tests.
+func (d *dnsd) forward(r *dns.Msg, proto string) *dns.Msg {
+	ch := make(chan *dns.Msg, 1)
+	d.forwardAsync(r, proto, func(m *dns.Msg) { ch <- m })
+	return <-ch
+}
+
+// forwardAsync is forward, calling reply once with the answer instead of
+// returning it: at once when the cache or a refusal answers, else from the
+// goroutine that read the upstream's answer or saw the time run out. No
+// goroutine waits for the upstream: that cost a thread wakeup per query.
+func (d *dnsd) forwardAsync(r *dns.Msg, proto string, reply func(*dns.Msg)) {
 	key := keyOf(r)
-	if m := d.cache.get(key, d.now()); m != nil {
-		m.Id = r.Id
-		return withEDNS(r, m)
+	if m := d.cached(r, key); m != nil {
+		reply(m)
+		return
 	}
 	hops := hopsOf(r)
 	if hops >= maxHops {
 		if ok, held := d.loops.allow(d.now()); ok {
 			d.log.Warn("dns: forwarding loop: query passed too many kvmnet forwarders; check upstreams",
-				"name", r.Question[0].Name, "hops", hops, "upstreams", d.upstreams, "since_last_warning", held)
+				"name", r.Question[0].Name, "hops", hops, "upstreams", d.ups.addrs(), "since_last_warning", held)
 		}
-		return withEDNS(r, rcode(r, dns.RcodeServerFailure))
+		reply(withEDNS(r, rcode(r, dns.RcodeServerFailure)))
+		return
 	}
 	select {
 	case d.inflight <- struct{}{}:
-		defer func() { <-d.inflight }()
 	default:
 		if ok, held := d.busy.allow(d.now()); ok {
 			d.log.Warn("dns: too many queries waiting for upstreams; answering SERVFAIL", "limit", maxInflight, "since_last_warning", held)
 		}
+		reply(withEDNS(r, rcode(r, dns.RcodeServerFailure)))
+		return
+	}
+	d.race(upstreamQuery(r, hops+1), proto, func(resp *dns.Msg) {
+		<-d.inflight
+		reply(d.finish(r, key, resp))
+	})
+}
+
+// finish turns an upstream's answer (nil: none) into the client's.
+func (d *dnsd) finish(r *dns.Msg, key cacheKey, resp *dns.Msg) *dns.Msg {
+	if resp == nil {
+		if ok, held := d.failures.allow(d.now()); ok {
+			d.log.Warn("dns: no upstream answered", "name", r.Question[0].Name, "upstreams", d.ups.addrs(), "since_last_warning", held)
+		}
 		return withEDNS(r, rcode(r, dns.RcodeServerFailure))
 	}
-	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
-	defer cancel()
-	q := upstreamQuery(r, hops+1)
-	for _, up := range d.upstreams {
-		if ctx.Err() != nil {
-			break
-		}
-		resp, err := d.exchange(ctx, q, proto, up)
-		if err == nil && resp != nil {
-			d.cache.put(key, resp, d.now())
-			resp.Id = r.Id
-			return withEDNS(r, resp)
-		}
-		d.log.Debug("dns upstream failed", "upstream", up, "proto", proto, "err", errText(err))
+	d.cache.put(key, resp, d.now())
+	resp.Id = r.Id
+	return withEDNS(r, resp)
+}
+
+// cached returns the cache's answer to r, or nil.
+func (d *dnsd) cached(r *dns.Msg, key cacheKey) *dns.Msg {
+	m := d.cache.get(key, d.now())
+	if m == nil {
+		return nil
 	}
-	if ok, held := d.failures.allow(d.now()); ok {
-		d.log.Warn("dns: no upstream answered", "name", r.Question[0].Name, "upstreams", len(d.upstreams), "since_last_warning", held)
-	}
-	return withEDNS(r, rcode(r, dns.RcodeServerFailure))
+	m.Id = r.Id
+	return withEDNS(r, m)
 }
 
 // upstreamQuery is r as sent upstream: a fresh id, EDNS (so that large
@@ -89,6 +109,9 @@ func upstreamQuery(r *dns.Msg, hops int) *dns.Msg {
 		q.SetEdns0(ednsSize, false)
 		o = q.IsEdns0()
 	}
+	if o.UDPSize() > maxUpstreamUDP {
+		o.SetUDPSize(maxUpstreamUDP) // what the upstream sockets read
+	}
 	opts := o.Option[:0]
 	for _, opt := range o.Option {
 		if opt.Option() != hopOption {
@@ -99,11 +122,46 @@ func upstreamQuery(r *dns.Msg, hops int) *dns.Msg {
 	return q
 }
 
-func errText(err error) string {
-	if err == nil {
+func errText(res udpResult) string {
+	switch {
+	case res.err != nil:
+		return res.err.Error()
+	case res.msg == nil:
 		return "empty reply"
 	}
-	return err.Error()
+	return "rcode " + dns.RcodeToString[res.msg.Rcode]
+}
+
+// sendFunc sends q to u over proto; the answer or error comes to deliver,
+// at most once, from another goroutine. An error to send comes back at once
+// instead. The caller calls the cancel it returns when it no longer waits.
+type sendFunc func(q *dns.Msg, proto string, u *upstream, deliver func(udpResult)) (cancel func(), err error)
+
+// sendUpstream is the real sendFunc: UDP over the upstream's shared sockets,
+// TCP over a connection of the query's own.
+func sendUpstream(q *dns.Msg, proto string, u *upstream, deliver func(udpResult)) (func(), error) {
+	if proto != "udp" || u.udp == nil {
+		return sendVia(exchangeUpstream)(q, proto, u, deliver)
+	}
+	b, err := q.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("pack query: %w", err)
+	}
+	return u.udp.send(b, q.Question[0], deliver)
+}
+
+// sendVia makes a sendFunc of a blocking exchangeFunc, run in a goroutine
+// bounded by upstreamTimeout.
+func sendVia(exchange exchangeFunc) sendFunc {
+	return func(q *dns.Msg, proto string, u *upstream, deliver func(udpResult)) (func(), error) {
+		ctx, cancel := context.WithTimeout(context.Background(), upstreamTimeout)
+		go func() {
+			defer cancel()
+			m, err := exchange(ctx, q, proto, u.addr)
+			deliver(udpResult{msg: m, err: err})
+		}()
+		return cancel, nil
+	}
 }
 
 // exchangeUpstream is the real exchangeFunc.

@@ -1,7 +1,6 @@
 package netsvc
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -125,7 +124,7 @@ func FuzzDNSAnswer(f *testing.F) {
 		if inside {
 			src = guestSrc
 		}
-		resp := d.answer(context.Background(), m, src, "udp")
+		resp := d.answer(m, src, "udp")
 		if resp == nil {
 			return
 		}

@@ -32,6 +32,8 @@ type testNet struct {
 	dir    string
 	pid    int
 	nPorts int
+	// exe is the daemon's binary; "" runs the test binary as the daemon.
+	exe string
 }
 
 // newTestNet builds the namespaces; the daemon is not started.
@@ -65,6 +67,9 @@ func (n *testNet) start() {
 	exe, err := os.Executable()
 	if err != nil {
 		n.t.Fatal(err)
+	}
+	if n.exe != "" {
+		exe = n.exe
 	}
 	cfgPath := filepath.Join(n.dir, "netsvc.json")
 	if err := ctl.WriteConfig(cfgPath, n.cfg); err != nil {

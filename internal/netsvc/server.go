@@ -141,11 +141,7 @@ func (s *Server) open(socks *ctl.Sockets) error {
 		}
 	}
 	if s.cfg.DNS {
-		ups, err := s.upstreams()
-		if err != nil {
-			return err
-		}
-		s.dns = newDNSd(s.cfg, s.pool, ups, s.log)
+		s.dns = newDNSd(s.cfg, s.pool, s.upstreams(), s.log)
 		if s.dnsL, err = dnsConns(socks.DNS, socks.DNSTCP); err != nil {
 			return err
 		}
@@ -160,31 +156,36 @@ func (s *Server) open(socks *ctl.Sockets) error {
 }
 
 // upstreams returns the configured upstreams (Validate refuses our own
-// address among them), or else the host's resolvers minus our own address:
-// forwarding to ourselves would loop.
-func (s *Server) upstreams() ([]string, error) {
-	ups := s.cfg.Upstreams
-	if len(ups) == 0 {
-		var err error
-		if ups, err = resolvConfServers("/etc/resolv.conf"); err != nil {
-			s.log.Warn("dns: no upstream from /etc/resolv.conf; names not ours get SERVFAIL", "err", err.Error())
-		}
+// address among them), or else the host's resolvers minus our own address,
+// followed as resolv.conf changes: forwarding to ourselves would loop.
+func (s *Server) upstreams() *upstreamSet {
+	if len(s.cfg.Upstreams) > 0 {
+		ups := s.notSelf(s.cfg.Upstreams)
+		s.log.Info("dns upstreams", "upstreams", ups)
+		return newUpstreamSet(ups, nil)
 	}
+	f, ups := newResolvFollower(resolvConfPath(), s.notSelf, s.log)
+	s.log.Info("dns upstreams", "upstreams", ups, "from", f.path)
+	return newUpstreamSet(ups, f)
+}
+
+// notSelf returns the upstreams that parse and are not this network's own
+// DNS address.
+func (s *Server) notSelf(ups []string) []string {
 	self := netip.AddrPortFrom(s.cfg.Gateway.Addr(), 53)
 	self6 := netip.AddrPortFrom(s.cfg.Gateway6.Addr(), 53)
 	var out []string
 	for _, u := range ups {
 		ap, err := netip.ParseAddrPort(u)
 		if err == nil && (ap == self || s.cfg.Gateway6.IsValid() && ap == self6) {
-			s.log.Warn("dns: /etc/resolv.conf names this network's own gateway; not used as upstream", "upstream", u)
+			s.log.Warn("dns: resolv.conf names this network's own gateway; not used as upstream", "upstream", u)
 			continue
 		}
 		if err == nil {
 			out = append(out, u)
 		}
 	}
-	s.log.Info("dns upstreams", "upstreams", out)
-	return out, nil
+	return out
 }
 
 // watchBridge returns an error once the bridge is gone or re-created: the
@@ -286,6 +287,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	close(errc)
 	err := s.writeLeases()
+	if s.cfg.LeaseFile != "" {
+		// Where a release before per-namespace lease files would look for
+		// them, should it run this network next (a downgrade).
+		if lerr := ctl.LeaveForOlder(s.cfg.LeaseFile); lerr != nil {
+			s.log.Warn("leases not left for an older kvmnet", "err", lerr.Error())
+		}
+	}
 	s.unlock()
 	for e := range errc {
 		err = errors.Join(err, e)
@@ -312,6 +320,9 @@ func (s *Server) close() {
 			l.udp.Close()
 			l.tcp.Close()
 		}
+	}
+	if s.dns != nil {
+		s.dns.ups.close()
 	}
 }
 
@@ -399,20 +410,20 @@ func (s *Server) send(rep *reply) error {
 	}
 }
 
-// serveDNS runs the UDP and TCP servers on the bound sockets until ctx ends.
+// serveDNS serves UDP with the forwarder's own loop (serveUDP) and TCP with
+// miekg/dns's server, on the bound sockets, until ctx ends.
 func (s *Server) serveDNS(ctx context.Context) error {
-	servers := []*dns.Server{
-		{PacketConn: s.dnsL.udp, Handler: s.dns},
-		{Listener: s.dnsL.tcp, Handler: s.dns, ReadTimeout: upstreamTimeout},
-	}
+	ls := []*dnsListeners{s.dnsL}
 	if s.dnsL6 != nil {
-		servers = append(servers,
-			&dns.Server{PacketConn: s.dnsL6.udp, Handler: s.dns},
-			&dns.Server{Listener: s.dnsL6.tcp, Handler: s.dns, ReadTimeout: upstreamTimeout})
+		ls = append(ls, s.dnsL6)
 	}
-	errc := make(chan error, len(servers))
-	for _, srv := range servers {
+	var servers []*dns.Server
+	errc := make(chan error, 2*len(ls))
+	for _, l := range ls {
+		srv := &dns.Server{Listener: l.tcp, Handler: s.dns, ReadTimeout: upstreamTimeout}
+		servers = append(servers, srv)
 		go func() { errc <- srv.ActivateAndServe() }()
+		go func() { errc <- s.dns.serveUDP(l.udp) }()
 	}
 	var err error
 	select {

@@ -17,6 +17,7 @@ import (
 // starts it. It only heals the network's rules (watchRules) until SIGTERM or
 // SIGINT, then removes its pid file. It logs to stderr.
 func WatchOnly(args []string, heal Heal) int {
+	lean()
 	closeInheritedFDs()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	gen, err := strconv.ParseUint(args[len(args)-1], 10, 32)

@@ -67,7 +67,20 @@ func (h Host) Diagnose() ([]Finding, error) {
 	}
 	fws := firewalls{}
 	fs := h.iptablesFindings(names, fws)
+	fs = append(fs, h.orphanFindings()...)
 	for _, name := range names {
+		if f, broken := h.brokenFinding(name); broken {
+			fs = append(fs, f)
+			if !h.upBroken(name) {
+				continue
+			}
+		}
+		// A doctor run right after a last down (natdown; kvmnet doctor)
+		// finds its teardown at work: wait for it rather than report half a network.
+		if td, err := h.awaitTeardown(name, teardownWait); err == nil && td == teardownInProgress {
+			fs = append(fs, h.teardownFinding(name))
+			continue
+		}
 		c, err := h.check(name, fws, fwdOn)
 		if err != nil {
 			fs = append(fs, Finding{Network: name, Problem: "cannot be checked", Evidence: err.Error(), Fix: "see the evidence"})
@@ -206,11 +219,14 @@ func (c *netCheck) findings() []Finding {
 func (c *netCheck) interrupted() Finding {
 	n, confE := c.conf, c.confE
 	problem, who := "an up was killed halfway: the network is half made", "the up"
+	ev := fmt.Sprintf("%s: %s was about to %s", c.h.Dir.File(c.name, ".json"), who, c.rec.Doing)
 	if c.rec.TearingDown {
 		problem, who = "a last down's teardown was cut short: the network is half gone", "the teardown"
+		ev = fmt.Sprintf("%s: %s was about to %s, and no process holds %s (its child was killed)",
+			c.h.Dir.File(c.name, ".json"), who, c.rec.Doing, c.h.Dir.File(c.name, ".lock"))
 	}
 	return Finding{Network: c.name, Problem: problem,
-		Evidence: fmt.Sprintf("%s: %s was about to %s", c.h.Dir.File(c.name, ".json"), who, c.rec.Doing),
+		Evidence: ev,
 		Fix:      "kvmnet doctor --fix (or kvmnet gc) undoes it when no VM uses the network, else finishes it",
 		key:      "heal " + c.name,
 		repair: func() ([]string, error) {
@@ -247,6 +263,9 @@ func (c *netCheck) heal(f Finding) Finding {
 }
 
 func (c *netCheck) overlap(brIndex int) []Finding {
+	if f, ok := c.leftover(); ok {
+		return []Finding{f}
+	}
 	gw := c.rec.Gateway
 	if !c.up {
 		gw = c.conf.Gateway
@@ -319,6 +338,9 @@ func (c *netCheck) rules() []Finding {
 	}
 	if len(missing) == 0 {
 		return nil
+	}
+	if f, ok := c.olderRules(missing); ok {
+		return []Finding{f}
 	}
 	problem, lacks := "(a firewall reload, iptables -F?)", "iptables-save lacks: "
 	if c.fw.Backend() == firewall.NFTables {

@@ -12,13 +12,16 @@ import (
 // `kvmnet down --all` does (the package's prerm, before its helpers go).
 // Unless force, it first checks that no VM uses any of them and, if one does,
 // changes nothing and names them all: a package removal must not cut VMs off,
-// nor leave some networks torn down and others not.
+// nor leave some networks torn down and others not. Rules of networks that
+// are not up (orphans) go too.
 func (h Host) DownAll(force bool) ([]Reclaimed, error) {
 	names, err := h.Dir.Networks()
-	if err != nil || len(names) == 0 {
+	if err != nil {
 		return nil, err
 	}
-	if !force {
+	// With no network up there is no VM to protect, and nothing to read of
+	// the namespace: a package's prerm in a chroot has no /proc.
+	if !force && len(names) > 0 {
 		if err := h.checkUnused(names); err != nil {
 			return nil, err
 		}
@@ -32,7 +35,9 @@ func (h Host) DownAll(force bool) ([]Reclaimed, error) {
 			errs = append(errs, fmt.Errorf("tear down %s: %w", name, err))
 		}
 	}
-	return out, errors.Join(errs...)
+	// Rules no record accounts for (a crash's, a downgrade's) go too.
+	orphans, err := h.removeOrphans()
+	return append(out, orphans...), errors.Join(append(errs, err)...)
 }
 
 // checkUnused fails with ErrBusy naming every network a VM's tap is attached to.

@@ -11,6 +11,9 @@ import (
 type Reclaimed struct {
 	Network string
 	Changes []string
+	// Note says what gc found of a last down's teardown: one in progress
+	// that it waited for, or one cut short that it finished.
+	Note string
 }
 
 // GC tears down every network no live VM uses any more (its VMs were killed
@@ -30,15 +33,23 @@ func (h Host) GC() ([]Reclaimed, error) {
 	var out []Reclaimed
 	var errs []error
 	for _, name := range names {
+		td, _ := h.teardownState(name)
+		// Reclaim waits for the lock, so for a teardown in progress too.
 		res, gone, err := lifecycle.Reclaim(h.Dir, name)
-		if gone {
+		switch {
+		case td == teardownInProgress && !gone && err == nil:
+			out = append(out, Reclaimed{Network: name, Note: "its last down's teardown was in progress: gc waited for it to finish"})
+		case td == teardownCutShort && gone:
+			out = append(out, Reclaimed{Network: name, Changes: res.Changes, Note: "its last down's teardown was cut short: gc finished it"})
+		case gone:
 			out = append(out, Reclaimed{Network: name, Changes: res.Changes})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reclaim %s: %w", name, err))
 		}
 	}
-	return out, errors.Join(errs...)
+	orphans, err := h.removeOrphans()
+	return append(out, orphans...), errors.Join(append(errs, err)...)
 }
 
 // GCNetwork is GC for one network, leaving one a libvirt domain is recorded

@@ -28,6 +28,7 @@ func (h Host) Names() ([]string, error) {
 	for n := range h.File.Networks {
 		names = append(names, n)
 	}
+	names = append(names, h.File.BrokenNames()...)
 	live, err := h.Dir.Networks()
 	if err != nil {
 		return nil, err
@@ -53,7 +54,7 @@ func (h Host) Resolve(name string, mode config.Mode) (config.Net, error) {
 // file defines it, or it is the built-in default.
 func (h Host) Configured(name string) bool {
 	_, ok := h.File.Networks[name]
-	return ok || name == config.DefaultNetwork
+	return ok || h.File.Broken[name] != nil || name == config.DefaultNetwork
 }
 
 // ConfigError is an error in the configuration: the caller's to fix.

@@ -26,6 +26,10 @@ type VXLANStatus struct {
 	Port   int          `json:"port"`
 	MTU    int          `json:"mtu"`
 	Peers  []PeerStatus `json:"peers"`
+	// With evpn: Peers are the remote VTEPs zebra installed, MACs the
+	// remote guests it installed (each at its VTEP).
+	EVPN bool        `json:"evpn"`
+	MACs []MACStatus `json:"macs"`
 }
 
 // PeerStatus is one hypervisor of an overlay. Flood: frames for unknown
@@ -44,10 +48,10 @@ func overlayStatus(rec state.Network, o *config.Overlay, fail func(error)) *VXLA
 	if o == nil && rec.VXLAN == "" {
 		return nil
 	}
-	s := &VXLANStatus{Device: rec.VXLAN, Owned: rec.MadeVXLAN, Peers: []PeerStatus{}}
+	s := &VXLANStatus{Device: rec.VXLAN, Owned: rec.MadeVXLAN, Peers: []PeerStatus{}, MACs: []MACStatus{}}
 	var want []netip.Addr
 	if o != nil {
-		s.VNI, s.Port, want = o.VNI, o.Port, o.Peers
+		s.VNI, s.Port, want, s.EVPN = o.VNI, o.Port, o.Peers, o.EVPN
 		if s.Device == "" {
 			s.Device = o.Device
 		}
@@ -66,6 +70,9 @@ func overlayStatus(rec state.Network, o *config.Overlay, fail func(error)) *VXLA
 		return withPeers(s, want, nil, nil)
 	}
 	s.Exists, s.VNI, s.Port, s.MTU = true, uint32(vx.VxlanId), vx.Port, vx.MTU
+	if s.EVPN {
+		return evpnStatus(s, vx, fail)
+	}
 	flood, heard, err := bridge.Remotes(vx)
 	if err != nil {
 		fail(err)
@@ -102,6 +109,9 @@ func overlayRow(n NetworkStatus) string {
 	default:
 		dev += " (found)"
 	}
+	if v.EVPN {
+		return evpnRow(dev, n)
+	}
 	var peers []string
 	for _, p := range v.Peers {
 		state := "silent"
@@ -133,6 +143,8 @@ func (c *netCheck) underlay() []Finding {
 		case errors.Is(err, bridge.ErrNoLink):
 			fs = append(fs, c.heal(Finding{Problem: "the overlay's link " + c.rec.VXLAN + " is gone: guests here reach no other host",
 				Evidence: "ip link show " + c.rec.VXLAN + ": no such device", Fix: "kvmnet doctor --fix makes it again"}))
+		case err == nil && o != nil && o.EVPN:
+			fs = append(fs, c.evpnFindings(vx, o)...)
 		case err == nil && o != nil:
 			fs = append(fs, c.floodFindings(vx, o)...)
 		}
@@ -140,7 +152,10 @@ func (c *netCheck) underlay() []Finding {
 	if o == nil {
 		return fs
 	}
-	ul, err := bridge.ReadUnderlay(o.Dev, o.Peers)
+	if o.EVPN {
+		fs = append(fs, c.frrFindings()...)
+	}
+	ul, err := readUnderlay(o)
 	if err != nil {
 		return append(fs, Finding{Network: c.name, Problem: "the overlay's underlay cannot be read", Evidence: err.Error(), Fix: "see the evidence"})
 	}

@@ -41,7 +41,9 @@ import (
 //	    "address": {"prefix": "192.168.100.1/24", "present": true, "owned": true},
 //	    "forwarding": {"needed": true, "held": true},
 //	    "rules": {"checked": true, "owned": true, "missing": [],
-//	              "firewall": "nftables"},   // the rule engine: nftables or iptables; "" when not up
+//	              "firewall": "nftables",    // the rule engine: nftables or iptables; "" when not up
+//	              "older": "kvmnet v1.2.0"}, // an older kvmnet made them: what is missing is what
+//	                                      // it wrote otherwise (next up rewrites them); absent else
 //	    "services": {"enabled": true, "running": true, "pid": 4242,
 //	                 "leases": [{"ip": "192.168.100.2", "mac": "52:54:00:3c:a1:07",
 //	                             "hostname": "web1", "expires": "2025-01-01T10:00:00Z", "static": false}]},
@@ -53,14 +55,18 @@ import (
 //	    "forwards": [{"proto": "tcp", "host_ip": "", "port": "8080", "to": "192.168.100.21:80",
 //	                  "leased": true}],   // port forwards: the rules' when up, else the file's
 //	    "vxlan": {"device": "vx-lab", "exists": true, "owned": true, "vni": 4242, "port": 4789, "mtu": 1450,
-//	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}]},
-//	                                      // only for a network with an overlay
+//	              "evpn": false,          // true: peers are the VTEPs FRR's zebra installed
+//	              "peers": [{"address": "198.51.100.2", "flood": true, "heard": true}],
+//	              "macs": [{"mac": "52:54:00:77:00:03", "vtep": "198.51.100.3"}]},
+//	                                      // only for a network with an overlay; macs: evpn's remote guests
 //	    "ipv6": {"address": {"prefix": "fd00:6b76:6d6e::1/64", "present": true, "owned": true},
 //	             "ra": true, "forwarding": {"needed": true, "held": true}, "forwarding_on": true},
 //	                                      // only for a network with address6
 //	    "domains": [{"name": "web1", "uuid": "71e034e8-…", "taps": ["vnet0"],  // libvirt domains
 //	                 "since": "2025-01-01T09:00:00Z"}],                         // using it (the hook)
-//	    "errors": []                      // what could not be read
+//	    "errors": [],                     // what could not be read
+//	    "teardown": "in progress"         // a last down's teardown: "in progress" (its process
+//	                                      // holds the lock) or "cut short"; absent otherwise
 //	  }]
 //	}
 //
@@ -97,6 +103,15 @@ type NetworkStatus struct {
 	IPv6     *IPv6Status         `json:"ipv6,omitempty"`
 	Domains  []DomainStatus      `json:"domains"`
 	Errors   []string            `json:"errors"`
+	// Teardown is a last down's background teardown: "in progress" while
+	// its process holds the network's lock, "cut short" when it was killed
+	// (gc or the next up finishes it); absent otherwise.
+	Teardown string `json:"teardown,omitempty"`
+	// Broken is the configuration's error for the network's section
+	// (FILE:LINE: ...): no VM can start on it. Empty when it is right.
+	Broken string `json:"broken,omitempty"`
+	// rulesNeedRoot: the rules were not read, as only root may (Rules.Checked is false).
+	rulesNeedRoot bool
 }
 
 // DomainStatus is a libvirt domain that uses the network through kvmnet's
@@ -138,6 +153,11 @@ type RulesStatus struct {
 	Owned    bool     `json:"owned"`
 	Missing  []string `json:"missing"`
 	Firewall string   `json:"firewall"`
+	// Older names the older kvmnet that made the rules ("kvmnet VERSION",
+	// or "an older kvmnet (…)") when what is missing is only what that
+	// release wrote differently: the next up or doctor --fix replaces them.
+	// Absent otherwise.
+	Older string `json:"older,omitempty"`
 }
 
 // ServicesStatus is a network's DHCP/DNS daemon and its leases.
@@ -240,13 +260,21 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		}
 	}
 	conf, err := h.Resolve(name, "")
-	if err != nil && ns.Configured {
+	if broken := h.File.Broken[name]; broken != nil {
+		ns.Broken = broken.Error()
+	} else if err != nil && ns.Configured {
 		fail(err)
 	}
 	if !up {
 		rec = state.Network{Name: name, Bridge: conf.Bridge, Mode: string(conf.Mode), Gateway: conf.Gateway, Gateway6: conf.Gateway6}
+		if ns.Broken != "" {
+			rec.Bridge = h.File.BrokenBridge(name)
+		}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
+	if ns.Teardown, err = h.teardownState(name); err != nil {
+		fail(err)
+	}
 	ns.Forwarding = ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding}
 	ns.Rules = RulesStatus{Owned: rec.Rules, Missing: []string{}}
 	ns.Services = ServicesStatus{Enabled: rec.Services || (!up && config.Mode(rec.Mode).Routed() && (conf.DHCP || conf.DNS)), Leases: []LeaseStatus{}}
@@ -259,13 +287,19 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		ns.Ports = h.ports(rec, br, fail)
 	}
 	ns.Domains = h.domains(name, ns.Ports, fail)
-	if up && config.Mode(rec.Mode) != config.Bridged { // a bridged network has no rules
+	switch {
+	case !up || config.Mode(rec.Mode) == config.Bridged: // a bridged network has no rules
+	case os.Geteuid() != 0:
+		// Reading nftables or iptables takes root: an ordinary user's
+		// status says so rather than failing on it.
+		ns.Rules.Firewall, ns.rulesNeedRoot = recordedBackend(rec), true
+	default:
 		fw, fwErr := fws.of(rec)
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(lifecycle.FirewallNetwork(rec, forwards), fw, fwErr, fail)
-		ns.Rules.Firewall = string(firewall.IPTables)
-		if rec.Firewall != "" {
-			ns.Rules.Firewall = rec.Firewall
+		if len(ns.Rules.Missing) > 0 {
+			ns.Rules.Older, _ = olderMaker(name, rec, fw.Backend())
 		}
+		ns.Rules.Firewall = recordedBackend(rec)
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
@@ -394,6 +428,15 @@ func userCell(p PortStatus) string {
 	return "uid " + strconv.Itoa(*p.UID)
 }
 
+// recordedBackend is the rule engine a record names; records from before
+// the nftables backend name none.
+func recordedBackend(rec state.Network) string {
+	if rec.Firewall == "" {
+		return string(firewall.IPTables)
+	}
+	return rec.Firewall
+}
+
 // checkRules lists the recorded network's rules that are missing now.
 func checkRules(n firewall.Network, fw firewall.Firewall, fwErr error, fail func(error)) (bool, []string) {
 	if fwErr != nil {
@@ -478,7 +521,11 @@ func WriteTable(w io.Writer, s Status) error {
 		fmt.Fprintln(tw, "\nVXLAN\tNETWORK\tVNI\tPORT\tMTU\tPEERS")
 		fmt.Fprintln(tw, strings.Join(overlays, "\n"))
 	}
+	writeEVPNTable(tw, s)
 	for _, n := range s.Networks {
+		if n.Broken != "" {
+			fmt.Fprintf(tw, "%s: broken: %s\n", n.Name, n.Broken)
+		}
 		for _, e := range n.Errors {
 			fmt.Fprintf(tw, "%s: %s\n", n.Name, e)
 		}
@@ -488,6 +535,14 @@ func WriteTable(w io.Writer, s Status) error {
 
 func stateCell(n NetworkStatus) string {
 	switch {
+	case n.Teardown == teardownInProgress:
+		return "tearing-down"
+	case n.Teardown == teardownCutShort:
+		return "teardown-cut-short"
+	case n.Broken != "" && n.Up:
+		return "up,broken"
+	case n.Broken != "":
+		return "broken"
 	case n.Up && n.Pinned:
 		return "up,pinned"
 	case n.Up:
@@ -538,8 +593,12 @@ func rulesCell(n NetworkStatus) string {
 	switch {
 	case !n.Up || config.Mode(n.Mode) == config.Bridged:
 		return "-"
+	case n.rulesNeedRoot:
+		return "unknown (needs root)"
 	case !n.Rules.Checked:
 		return "unknown"
+	case n.Rules.Older != "":
+		return "from " + n.Rules.Older + ", replaced at next up or doctor --fix (" + n.Rules.Firewall + ")"
 	case len(n.Rules.Missing) > 0:
 		return fmt.Sprintf("%d MISSING (%s)", len(n.Rules.Missing), n.Rules.Firewall)
 	}

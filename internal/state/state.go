@@ -216,6 +216,15 @@ type Network struct {
 	VXLAN      string `json:"vxlan,omitempty"`       // its name
 	VXLANIndex int    `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
 	MadeVXLAN  bool   `json:"made_vxlan,omitempty"`  // kvmnet created it: the last down deletes it
+	// VXLANGuard is whose datagrams the rules let through to the VXLAN's
+	// port: "VNI PORT PEER,PEER…" ("": the network has no VXLAN).
+	VXLANGuard string `json:"vxlan_guard,omitempty"`
+
+	// RulesVersion is the kvmnet version (version.Version) that last made
+	// the network's rules whole; "" in a record of a release before it.
+	// Another version's rules may differ from this one's: the next up
+	// rewrites them, and doctor says whose they are rather than "missing".
+	RulesVersion string `json:"rules_version,omitempty"`
 }
 
 // Forward is a port forward as recorded: host ports First-Last (on HostIP,

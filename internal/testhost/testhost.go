@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
@@ -169,10 +170,21 @@ func (h *Host) AssertClean(rulesBefore, fwdBefore string) {
 	if left := h.stateLeft(); len(left) > 0 {
 		h.T.Errorf("state left in /run/kvmnet besides the locks: %s", strings.Join(left, " "))
 	}
-	if pids := h.Live(); len(pids) > 0 {
+	if pids := h.lingering(); len(pids) > 0 {
 		ps, _ := exec.Command("ps", "-o", "pid,args", "-p", strings.Join(pids, ",")).CombinedOutput()
 		h.T.Errorf("processes left in the namespace:\n%s", ps)
 	}
+}
+
+// lingering is Live, given a moment: a teardown child has unlocked the
+// network once its work is done, but on a loaded machine it may not have
+// exited yet when Settle returns. One still alive after 3 s is left behind.
+func (h *Host) lingering() []string {
+	pids := h.Live()
+	for deadline := time.Now().Add(3 * time.Second); len(pids) > 0 && time.Now().Before(deadline); pids = h.Live() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return pids
 }
 
 // stateLeft lists the files of kvmnet's state directory for the namespace

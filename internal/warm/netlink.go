@@ -144,6 +144,20 @@ type link struct {
 	mtu    uint32
 	master int    // 0: none
 	kind   string // IFLA_INFO_KIND: "bridge", "tun", ...; "" for a plain device
+	mac    [6]byte
+	hasMAC bool // an Ethernet MAC (IFLA_ADDRESS of 6 bytes)
+}
+
+// portMAC is the MAC the port gets as it is attached, as bridge.PortMAC: its
+// own with the first byte fe, so that it never becomes a bridge's; nil when
+// it needs none (fe already, loopback, no Ethernet MAC).
+func (l link) portMAC() []byte {
+	if !l.hasMAC || l.mac[0] == 0xfe || l.flags&unix.IFF_LOOPBACK != 0 {
+		return nil
+	}
+	mac := l.mac
+	mac[0] = 0xfe
+	return mac[:]
 }
 
 func (l link) up() bool { return l.flags&unix.IFF_UP != 0 }
@@ -173,6 +187,9 @@ func (s *sock) getLink(name string) (link, error) {
 				l.mtu = getU32(v)
 			case unix.IFLA_MASTER:
 				l.master = int(getU32(v))
+			case unix.IFLA_ADDRESS:
+				l.hasMAC = len(v) == 6
+				copy(l.mac[:], v)
 			case unix.IFLA_LINKINFO:
 				attrs(v, func(typ uint16, v []byte) {
 					if typ == unix.IFLA_INFO_KIND {
@@ -198,16 +215,20 @@ func cstring(b []byte) string {
 	return string(b)
 }
 
-// setLink changes the link with index: its MTU when mtu is not zero, its
-// master when master is not negative (0: none), and IFF_UP when up.
+// setLink changes the link with index: its MAC when mac is not nil, its MTU
+// when mtu is not zero, its master when master is not negative (0: none), and
+// IFF_UP when up. The kernel applies them in that order.
 //
-//	ip link set dev PORT [mtu MTU] [master BRIDGE | nomaster] [up]
-func (s *sock) setLink(index int, mtu uint32, master int, up bool) error {
+//	ip link set dev PORT [address MAC] [mtu MTU] [master BRIDGE | nomaster] [up]
+func (s *sock) setLink(index int, mac []byte, mtu uint32, master int, up bool) error {
 	var flags, change uint32
 	if up {
 		flags, change = unix.IFF_UP, unix.IFF_UP
 	}
 	body := ifinfo(index, flags, change)
+	if mac != nil {
+		body = attr(body, unix.IFLA_ADDRESS, mac)
+	}
 	if mtu != 0 {
 		body = attr(body, unix.IFLA_MTU, u32(mtu))
 	}

@@ -43,28 +43,35 @@ func (r *run) up() (changes string, err error) {
 	return "attach " + r.tap + " to " + r.hot.Bridge, nil
 }
 
-// attach makes tap a port of the bridge as bridge.Attach does: the bridge's
-// MTU first (one MTU for every guest), the bridge as master, then up. A port
-// the bridge refuses gets its MTU back.
+// attach makes tap a port of the bridge as bridge.AttachPort does: its port
+// MAC (which never becomes the bridge's) and the bridge's MTU first (one MTU
+// for every guest), the bridge as master, then up. A port the bridge refuses
+// gets its MTU and MAC back.
 //
-//	ip link set TAP mtu $(BRIDGE's mtu) master BRIDGE; ip link set TAP up
+//	ip link set TAP address fe:… mtu $(BRIDGE's mtu) master BRIDGE; ip link set TAP up
 func (r *run) attach(tap link) error {
 	var mtu uint32
 	if tap.mtu != r.br.mtu {
 		mtu = r.br.mtu
 	}
+	mac := tap.portMAC()
 	if tap.master != r.br.index || mtu != 0 {
-		if err := r.nl.setLink(tap.index, mtu, r.br.index, false); err != nil {
-			if mtu != 0 {
-				_ = r.nl.setLink(tap.index, tap.mtu, -1, false)
+		if err := r.nl.setLink(tap.index, mac, mtu, r.br.index, false); err != nil {
+			var own []byte
+			if mac != nil {
+				own = tap.mac[:]
+			}
+			if mtu != 0 || mac != nil {
+				_ = r.nl.setLink(tap.index, own, tap.mtu, -1, false)
 			}
 			return err
 		}
+		mac = nil
 	}
-	if tap.up() {
+	if tap.up() && mac == nil {
 		return nil
 	}
-	return r.nl.setLink(tap.index, 0, -1, true)
+	return r.nl.setLink(tap.index, mac, 0, -1, true)
 }
 
 // down is a VM's down that is not the network's last: a recorded tap on the
@@ -87,7 +94,7 @@ func (r *run) down() (changes string, err error) {
 		}
 	}
 	// ip link set TAP nomaster
-	if err := r.nl.setLink(tap.index, 0, 0, false); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := r.nl.setLink(tap.index, nil, 0, 0, false); err != nil && !errors.Is(err, unix.ENODEV) {
 		return "", err
 	}
 	if err := unix.Unlink(r.portsDir() + "/" + r.tap); err != nil && !errors.Is(err, unix.ENOENT) {

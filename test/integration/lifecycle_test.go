@@ -62,12 +62,14 @@ func testNATLifecycle(t *testing.T, fw string) {
 	h.assertClean(rules, fwd)
 }
 
-// TestAdminBridgeKept: a bridge the admin made, with a port of its own, is
-// used and never deleted, and ip_forward the admin turned on stays on.
+// TestAdminBridgeKept: a bridge the admin made, with a port of its own, and
+// named in the network's section, is used and never deleted, and ip_forward
+// the admin turned on stays on. (Not named, it is refused:
+// TestAdminBridgeNotTaken.)
 func TestAdminBridgeKept(t *testing.T) { matrix(t, testAdminBridgeKept) }
 
 func testAdminBridgeKept(t *testing.T, fw string) {
-	h := newHost(t, fw, "")
+	h := newHost(t, fw, "[network.default]\nbridge = \"br0\"\n")
 	h.MustRun("ip", "link", "add", "br0", "type", "bridge")
 	h.MustRun("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
 	h.MustRun("ip", "link", "set", "eth1", "master", "br0")

@@ -20,15 +20,15 @@ func TestDeb(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	// The real version, so that the bin/ make rebuilds is what `make build` makes.
+	// The tree's own version, as `make deb` would take it from git describe.
 	version := strings.TrimSpace(run(t, "git", "-C", "../..", "describe", "--tags", "--always", "--dirty"))
 	debVersion := strings.TrimSpace(run(t, "../../packaging/debversion.sh", version))
 	dist := t.TempDir()
-	run(t, "make", "-s", "-C", "../..", "deb", "VERSION="+version, "DISTDIR="+dist)
+	run(t, "make", "-s", "-C", "../..", "deb", "VERSION="+version, "DISTDIR="+dist, "BUILDDIR="+filepath.Join(dist, "bin"))
 	deb := filepath.Join(dist, "kvmnet_"+debVersion+"_amd64.deb")
 
 	for field, want := range map[string]string{
-		"Package": "kvmnet", "Version": debVersion, "Architecture": "amd64", "Depends": "iptables",
+		"Package": "kvmnet", "Version": debVersion, "Architecture": "amd64", "Recommends": "iptables", "Depends": "",
 	} {
 		if got := strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, field)); got != want {
 			t.Errorf("%s: %q, want %q", field, got, want)
@@ -42,6 +42,7 @@ func TestDeb(t *testing.T) {
 		"usr/libexec/kvmnet-libvirt-hook": 0o755, "usr/share/man/man8/kvmnet-libvirt-hook.8.gz": 0o644,
 		"etc/kvmnet/kvmnet.toml.example": 0o644, "lib/systemd/system/kvmnet-up@.service": 0o644,
 		"usr/share/man/man1/kvmnet.1.gz": 0o644, "usr/share/man/man8/kvmnet-natup.8.gz": 0o644,
+		"usr/share/doc/kvmnet/README.md": 0o644, "usr/share/doc/kvmnet/docs/security.md": 0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(root, path))
 		if err != nil || fi.Mode().Perm() != mode {
@@ -139,7 +140,7 @@ func TestDebVersion(t *testing.T) {
 func buildDeb(t *testing.T, version string) string {
 	t.Helper()
 	dist := t.TempDir()
-	run(t, "make", "-s", "-C", "../..", "deb", "VERSION="+version, "DISTDIR="+dist)
+	run(t, "make", "-s", "-C", "../..", "deb", "VERSION="+version, "DISTDIR="+dist, "BUILDDIR="+filepath.Join(dist, "bin"))
 	deb := strings.TrimSpace(run(t, "../../packaging/debversion.sh", version))
 	return filepath.Join(dist, "kvmnet_"+deb+"_amd64.deb")
 }

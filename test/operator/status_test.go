@@ -2,7 +2,9 @@ package operator
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -46,6 +48,7 @@ type statusJSON struct {
 			Owned    bool     `json:"owned"`
 			Missing  []string `json:"missing"`
 			Firewall string   `json:"firewall"`
+			Older    string   `json:"older,omitempty"`
 		} `json:"rules"`
 		Services struct {
 			Enabled bool `json:"enabled"`
@@ -75,17 +78,26 @@ type statusJSON struct {
 		} `json:"domains"`
 		VXLAN  *vxlanJSON `json:"vxlan,omitempty"`
 		Errors []string   `json:"errors"`
+		Broken string     `json:"broken,omitempty"`
 	} `json:"networks"`
+}
+
+// macJSON is a guest on another host that FRR's zebra installed.
+type macJSON struct {
+	MAC  string `json:"mac"`
+	VTEP string `json:"vtep"`
 }
 
 // vxlanJSON is a network's overlay, present only for a network with one.
 type vxlanJSON struct {
-	Device string `json:"device"`
-	Exists bool   `json:"exists"`
-	Owned  bool   `json:"owned"`
-	VNI    uint32 `json:"vni"`
-	Port   int    `json:"port"`
-	MTU    int    `json:"mtu"`
+	Device string    `json:"device"`
+	Exists bool      `json:"exists"`
+	Owned  bool      `json:"owned"`
+	VNI    uint32    `json:"vni"`
+	Port   int       `json:"port"`
+	MTU    int       `json:"mtu"`
+	EVPN   bool      `json:"evpn"`
+	MACs   []macJSON `json:"macs"`
 	Peers  []struct {
 		Address string `json:"address"`
 		Flood   bool   `json:"flood"`
@@ -268,4 +280,25 @@ func busybox(t *testing.T) string {
 	}
 	t.Skip("busybox not installed (busybox-static)")
 	return ""
+}
+
+// TestStatusAsUser: the README's `kvmnet status` in another terminal, as an
+// ordinary user, shows the network, its tap and its leases; the rules, which
+// only root may read, are "unknown (needs root)" rather than an error line.
+func TestStatusAsUser(t *testing.T) {
+	h := newHostFW(t, "nftables", "")
+	// lease_dir as on a host: readable by all (t.TempDir's are root's only).
+	for _, d := range []string{filepath.Dir(h.Config), filepath.Dir(filepath.Dir(h.Config))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.taps("vnet0")
+	h.helper("kvmnet-natup", "vnet0")
+	out, e, err := h.Run("env", "KVMNET_CONFIG="+h.Config, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", filepath.Join(bin, "kvmnet"), "status")
+	if err != nil || e != "" || !regexpLine(out, `^default\s+nat\s+up\s+br0 \(made\)\s+1500\s+192\.168\.100\.1/24 \(made\)\s+on\s+unknown \(needs root\)\s+pid \d+`) ||
+		!regexpLine(out, `^vnet0\s+default\s+tuntap\s+kvmnet\s+attached`) || regexpLine(out, `^default: `) {
+		t.Errorf("kvmnet status as uid 65534: %v\nstdout:\n%s\nstderr:\n%s", err, out, e)
+	}
+	h.helper("kvmnet-natdown", "vnet0")
 }

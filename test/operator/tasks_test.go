@@ -13,57 +13,76 @@ import (
 	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
-// readmeTasks are the commands of the README's "Common tasks" section, each
-// with the test that runs it. TestCommonTasks runs them as root (so without
-// sudo), on the network default, with 192.168.100.23 standing for the
-// address the test guest leased.
+// readmeTasks are the commands of the README's "A first VM" and "Common
+// tasks" sections, each with the test that runs it. TestCommonTasks runs its
+// ones as root (so without sudo), on the network default, with
+// 192.168.100.23 standing for the address the test guest leased.
 var readmeTasks = map[string]string{
-	"kvmnet status":                                 "TestCommonTasks",
-	"dig +short @192.168.100.1 web1.kvm":            "TestCommonTasks",
-	"curl http://192.168.100.23/":                   "TestCommonTasks",
-	"sudo kvmnet reload":                            "TestCommonTasks",
-	"curl http://HOST:8080/":                        "TestCommonTasks (HOST is the host's LAN address)",
-	"sudo systemctl enable --now kvmnet-up@default": "TestCommonTasks runs the unit's ExecStart and ExecStop",
-	"sudo kvmnet down --all":                        "TestCommonTasks, TestDownAll",
-	"sudo make uninstall":                           "TestMakeInstall",
-	"sudo dpkg -r kvmnet":                           "TestDebLifecycle",
-	"sudo dpkg --purge kvmnet":                      "TestDebLifecycle",
+	"make build && sudo make install": "TestMakeInstall",
+	"sudo qemu-system-x86_64 -enable-kvm -m 1G -drive file=disk.qcow2 -netdev tap,id=n0,script=/usr/libexec/kvmnet-natup,downscript=/usr/libexec/kvmnet-natdown -device virtio-net-pci,netdev=n0,mac=$(kvmnet mac web1)": "TestFirstVM",
+	"kvmnet status": "TestCommonTasks, TestFirstVM",
+	"kvmnet mac web1 --host 192.168.100.10 | sudo tee -a /etc/kvmnet/kvmnet.toml": "TestFixedAddress",
+	"dig +short @192.168.100.1 web1.kvm":                                          "TestCommonTasks",
+	"curl http://192.168.100.23/":                                                 "TestCommonTasks",
+	"sudo kvmnet reload":                                                          "TestCommonTasks, TestFixedAddress",
+	"curl http://HOST:8080/":                                                      "TestCommonTasks (HOST is the host's LAN address)",
+	"sudo systemctl enable --now kvmnet-up@default":                               "TestCommonTasks runs the unit's ExecStart and ExecStop",
+	"sudo kvmnet down --all":                                                      "TestCommonTasks, TestDownAll",
+	"sudo make uninstall":                                                         "TestMakeInstall",
+	"sudo dpkg -r kvmnet":                                                         "TestDebLifecycle",
+	"sudo dpkg --purge kvmnet":                                                    "TestDebLifecycle",
+	"sudo rm -rf /var/lib/kvmnet /run/kvmnet /etc/kvmnet":                         "TestMakeInstall",
 }
 
-// TestCommonTasksListed: the README's "Common tasks" shows exactly the
-// commands readmeTasks lists, so that none goes untested.
-func TestCommonTasksListed(t *testing.T) {
+// readmeCommands returns the commands of the README's sh blocks in the
+// sections titled as given: a line ending in a backslash joined with the
+// next, a trailing "# comment" cut off.
+func readmeCommands(t *testing.T, sections ...string) []string {
+	t.Helper()
 	f, err := os.Open("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	var got []string
-	section, block := false, false
+	section, block, cont := false, false, ""
 	for sc := bufio.NewScanner(f); sc.Scan(); {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "## "):
-			section = line == "## Common tasks"
+			section = slices.Contains(sections, strings.TrimPrefix(line, "## "))
 		case section && block && line == "```":
 			block = false
 		case section && line == "```sh":
 			block = true
 		case section && block:
 			cmd, _, _ := strings.Cut(line, " # ")
-			if cmd = strings.TrimSpace(cmd); cmd != "" {
+			cmd = strings.TrimSpace(cmd)
+			if c, ok := strings.CutSuffix(cmd, "\\"); ok {
+				cont += strings.TrimSpace(c) + " "
+				continue
+			}
+			if cmd = cont + cmd; cmd != "" {
 				got = append(got, cmd)
 			}
+			cont = ""
 		}
 	}
+	return got
+}
+
+// TestCommonTasksListed: the README's "A first VM" and "Common tasks" show
+// exactly the commands readmeTasks lists, so that none goes untested.
+func TestCommonTasksListed(t *testing.T) {
+	got := readmeCommands(t, "A first VM", "Common tasks")
 	var want []string
 	for cmd := range readmeTasks {
 		want = append(want, cmd)
 	}
-	slices.Sort(got)
+	got = slices.Compact(slices.Sorted(slices.Values(got)))
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Errorf("README's Common tasks shows\n  %s\nthe tests run\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		t.Errorf("README's first VM and common tasks show\n  %s\nthe tests run\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
 
@@ -83,23 +102,18 @@ esac
 // "tap") in h, with a stable MAC, that leases an address as web1.
 func guest(t *testing.T, h *host, port string) (g *testns.NS, lease func() string) {
 	t.Helper()
-	udhcpc := busybox(t)
+	return guestWith(t, h, port, "52:54:00:3c:a1:07", "web1")
+}
+
+// guestWith is guest with the given MAC and host name.
+func guestWith(t *testing.T, h *host, port, mac, name string) (g *testns.NS, lease func() string) {
+	t.Helper()
 	g = testns.New(t)
 	h.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", g.Name)
-	script := filepath.Join(t.TempDir(), "udhcpc.sh")
-	if err := os.WriteFile(script, []byte(guestScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	return g, func() string {
 		t.Helper()
-		g.MustRun("ip", "link", "set", "eth0", "address", "52:54:00:3c:a1:07", "up")
-		g.MustRun(udhcpc, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", script, "-x", "hostname:web1")
-		ip := strings.Fields(g.MustRun("ip", "-4", "-o", "addr", "show", "dev", "eth0"))
-		if len(ip) < 4 {
-			t.Fatalf("the guest has no address: %v", ip)
-		}
-		addr, _, _ := strings.Cut(ip[3], "/")
-		return addr
+		g.MustRun("ip", "link", "set", "eth0", "address", mac, "up")
+		return leaseAs(t, g, name, "")
 	}
 }
 

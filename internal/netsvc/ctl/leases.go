@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -49,6 +50,9 @@ type leaseFileJSON struct {
 	Version int         `json:"version"`
 	Leases  []leaseJSON `json:"leases"`
 	Held    []heldJSON  `json:"held,omitempty"`
+	// CopyOf marks a copy left for an older release (olderleases.go):
+	// the base name of the file it copies. Older daemons ignore it.
+	CopyOf string `json:"copy_of,omitempty"`
 }
 
 const leaseFileVersion = 1
@@ -68,6 +72,9 @@ type Held struct {
 type LeaseFile struct {
 	Leases []Lease
 	Held   []Held
+	// CopyOf is set in a copy of another lease file left for an older
+	// release (LeaveForOlder): the copied file's base name.
+	CopyOf string
 }
 
 // ErrBadLeaseFile marks a lease file that exists but is not one kvmnet wrote:
@@ -113,7 +120,12 @@ func ReadLeaseFile(path string) (LeaseFile, error) {
 	if f.Version != leaseFileVersion {
 		return LeaseFile{}, fmt.Errorf("parse leases %s: %w: version %d", path, ErrBadLeaseFile, f.Version)
 	}
-	var out LeaseFile
+	if f.CopyOf != "" && f.CopyOf != filepath.Base(path) {
+		// Another namespace's leases, left under this name for an older
+		// release: none of them are this network's.
+		return LeaseFile{CopyOf: f.CopyOf}, nil
+	}
+	out := LeaseFile{CopyOf: f.CopyOf}
 	for _, j := range f.Leases {
 		if l, ok := j.lease(); ok {
 			out.Leases = append(out.Leases, l)
@@ -175,7 +187,7 @@ func (j leaseJSON) lease() (Lease, bool) {
 func WriteLeaseFile(path string, lf LeaseFile) error {
 	ls := lf.Leases
 	sortLeases(ls)
-	f := leaseFileJSON{Version: leaseFileVersion, Leases: make([]leaseJSON, 0, len(ls))}
+	f := leaseFileJSON{Version: leaseFileVersion, Leases: make([]leaseJSON, 0, len(ls)), CopyOf: lf.CopyOf}
 	for _, h := range lf.Held {
 		f.Held = append(f.Held, heldJSON{IP: h.IP, Until: h.Until.UTC().Truncate(time.Second)})
 	}
@@ -226,6 +238,9 @@ func SetAside(path string) (string, error) {
 	return aside, nil
 }
 
+// ErrLeaseFileInUse: another daemon holds the lease file's lock.
+var ErrLeaseFileInUse = errors.New("in use by another netsvc daemon")
+
 // LockLeaseFile takes an exclusive flock on path.lock, which the daemon holds
 // while it runs, so that two daemons can never share a lease file (each would
 // overwrite the other's leases). The lease file itself cannot carry the lock:
@@ -240,7 +255,7 @@ func LockLeaseFile(path string) (*os.File, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lease file %s: in use by another netsvc daemon (%s is locked)", path, lock)
+			return nil, fmt.Errorf("lease file %s: %w (%s is locked)", path, ErrLeaseFileInUse, lock)
 		}
 		return nil, fmt.Errorf("lock lease file %s: %w", path, err)
 	}

@@ -117,3 +117,36 @@ func fileSafe(s string) bool {
 	}
 	return true
 }
+
+// FollowLeaseFile moves the lease file used, which a network's daemon that
+// has now exited was given (its configuration's lease_file), to the name
+// LeaseFileInNetns gives that network's leases in the calling thread's
+// namespace, so that its guests keep their addresses across a release that
+// names the file otherwise: releases before per-namespace lease files used
+// NAME.leases in every namespace. It moves nothing when the names agree, when
+// used is gone, or when the new name has leases of its own, unless used is
+// the older daemon's own and newer (a downgrade ran the network since:
+// olderleases.go). It returns the new name when it moved the file.
+//
+//	mv lease_dir/NAME.leases lease_dir/NAME@NETNS.leases
+func FollowLeaseFile(used string) (string, error) {
+	if used == "" {
+		return "", nil
+	}
+	dir, base := filepath.Split(used)
+	name, _, _ := strings.Cut(strings.TrimSuffix(base, ".leases"), "@") // a network's name has no '@'
+	want, err := LeaseFileInNetns(filepath.Join(dir, name+".leases"))
+	if err != nil || want == used {
+		return "", err
+	}
+	if _, err := os.Lstat(want); err == nil && !olderDaemonsFile(used, want) {
+		return "", nil
+	}
+	if fi, err := os.Lstat(used); err != nil || !fi.Mode().IsRegular() {
+		return "", nil
+	}
+	if err := os.Rename(used, want); err != nil {
+		return "", fmt.Errorf("move lease file %s to %s: %w", used, want, err)
+	}
+	return want, nil
+}

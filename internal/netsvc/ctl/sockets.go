@@ -137,19 +137,26 @@ func Inherit(c Config) *Sockets {
 }
 
 // bindDHCP opens udp 0.0.0.0:67 bound to ifname with SO_BINDTODEVICE, so
-// that the daemon hears and answers only its own bridge. It sets neither
-// SO_REUSEADDR nor SO_REUSEPORT: a second daemon on the same bridge must fail
-// to bind rather than share its clients, while daemons of other bridges can
-// all bind port 67 since each is bound to its own device.
+// that the daemon hears and answers only its own bridge, and with
+// SO_REUSEADDR, so that DHCP servers of other interfaces can bind port 67
+// beside it in either order (dhcpPortShared says who they are and why). It
+// never sets SO_REUSEPORT: a group would spread one device's requests
+// between its members. A second server on the same bridge is refused
+// (dhcpPortOwned), rather than left to share its clients.
 func bindDHCP(ifname string) (*os.File, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("dhcp socket: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "dhcp")
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("dhcp socket broadcast: %w", err)
+	for _, o := range []struct {
+		opt  int
+		name string
+	}{{unix.SO_BROADCAST, "broadcast"}, {unix.SO_REUSEADDR, "reuseaddr"}} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, 1); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("dhcp socket %s: %w", o.name, err)
+		}
 	}
 	if err := unix.BindToDevice(fd, ifname); err != nil {
 		f.Close()
@@ -157,7 +164,11 @@ func bindDHCP(ifname string) (*os.File, error) {
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: dhcpPort}); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("dhcp bind udp port %d on %s: %w", dhcpPort, ifname, err)
+		return nil, fmt.Errorf("dhcp bind udp port %d on %s: %w%s", dhcpPort, ifname, err, wildcardHint(err))
+	}
+	if err := dhcpPortOwned(fd, ifname); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return f, nil
 }

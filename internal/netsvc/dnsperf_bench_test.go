@@ -1,0 +1,248 @@
+package netsvc
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/kvmnet/kvmnet/internal/testns"
+)
+
+// The dnsperf comparison: kvmnet's forwarder and dnsmasq started with
+// libvirt's flags, each on a bridge of its own with the same upstream, asked
+// the same names by dnsperf from a guest namespace, one after the other.
+
+// dnsperfRounds is how many times each server is asked each kind of name,
+// in turn: the machine's load changes from one second to the next, so each
+// round's ratio compares two runs next to each other, and the median of the
+// rounds is reported.
+const dnsperfRounds = 3
+
+// median of xs (which it sorts).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// dnsperfSeconds is how long dnsperf asks each server each kind of name:
+// KVMNET_BENCH_DNS_SECONDS, else 2.
+func dnsperfSeconds() int {
+	if n, err := strconv.Atoi(os.Getenv("KVMNET_BENCH_DNS_SECONDS")); err == nil && n > 0 {
+		return n
+	}
+	return 2
+}
+
+// benchUpstream answers every name with an A record: names under
+// zero.example with TTL 0 (nothing to cache: every query is forwarded),
+// others with TTL 3600.
+func benchUpstream(b *testing.B, ns *testns.NS, asked *atomic.Int64) string {
+	b.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); return err }); err != nil {
+		b.Fatal(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		asked.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(r)
+		ttl := uint32(3600)
+		if strings.HasSuffix(r.Question[0].Name, ".zero.example.") {
+			ttl = 0
+		}
+		if r.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: net.IPv4(203, 0, 113, 7)})
+		}
+		_ = w.WriteMsg(m)
+	})
+	srv := &dns.Server{PacketConn: pc, Handler: h}
+	go func() { _ = srv.ActivateAndServe() }()
+	b.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// benchGuest gives n's guest an address to ask from.
+func benchGuest(n *testNet) {
+	n.guest.MustRun("ip", "addr", "add", "10.77.1.50/21", "dev", "eth0")
+}
+
+// startDnsmasq runs dnsmasq on n's bridge as libvirt starts it for a NAT
+// network (its generated conf-file, --leasefile-ro; the lease helper
+// script left out) forwarding to upstream, and returns its pid.
+func startDnsmasq(b *testing.B, n *testNet, upstream string) int {
+	b.Helper()
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		b.Skip("no dnsmasq (apt install dnsmasq-base)")
+	}
+	host, port, _ := net.SplitHostPort(upstream)
+	hosts := filepath.Join(n.dir, "dnsmasq.addnhosts")
+	conf := filepath.Join(n.dir, "dnsmasq.conf")
+	must(b, os.WriteFile(hosts, []byte("10.77.0.99 fixed.kvm fixed\n"), 0o644))
+	must(b, os.WriteFile(conf, []byte(strings.Join([]string{
+		"strict-order", "pid-file=" + filepath.Join(n.dir, "dnsmasq.pid"),
+		"except-interface=lo", "bind-dynamic", "interface=br0",
+		"domain=kvm", "local=/kvm/", "expand-hosts",
+		"no-resolv", "server=" + host + "#" + port,
+		"dhcp-range=10.77.0.2,10.77.7.254,255.255.248.0", "dhcp-no-override", "dhcp-authoritative",
+		"dhcp-lease-max=2045", "addn-hosts=" + hosts,
+		"log-facility=" + filepath.Join(n.dir, "dnsmasq.log"), "user=root", "",
+	}, "\n")), 0o644))
+	cmd := n.host.Cmd("dnsmasq", "--conf-file="+conf, "--leasefile-ro", "--keep-in-foreground")
+	must(b, cmd.Start())
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+func must(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// dnsperfResult is what one dnsperf run measured.
+type dnsperfResult struct {
+	qps, latencyMS float64
+	lost           int
+}
+
+var (
+	qpsRe  = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+	latRe  = regexp.MustCompile(`Average Latency \(s\):\s+([0-9.]+)`)
+	lostRe = regexp.MustCompile(`Queries lost:\s+([0-9]+)`)
+)
+
+// dnsperf asks server the names of file from n's guest for seconds.
+func dnsperf(b *testing.B, n *testNet, file string, seconds int) dnsperfResult {
+	b.Helper()
+	out, stderr, err := n.guest.Run("dnsperf", "-s", "10.77.0.1", "-d", file, "-l", strconv.Itoa(seconds), "-t", "2", "-q", "100")
+	if err != nil {
+		b.Fatalf("dnsperf: %v\n%s%s", err, out, stderr)
+	}
+	num := func(re *regexp.Regexp) float64 {
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			b.Fatalf("dnsperf output without %s:\n%s", re, out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	return dnsperfResult{qps: num(qpsRe), latencyMS: num(latRe) * 1000, lost: int(num(lostRe))}
+}
+
+// nameFile writes a dnsperf data file of count names made by format.
+func nameFile(b *testing.B, dir, base, format string, count int) string {
+	var s strings.Builder
+	for i := range count {
+		if strings.Contains(format, "%") {
+			fmt.Fprintf(&s, format+" A\n", i)
+		} else {
+			s.WriteString(format + " A\n")
+		}
+	}
+	p := filepath.Join(dir, base)
+	must(b, os.WriteFile(p, []byte(s.String()), 0o644))
+	return p
+}
+
+// BenchmarkDNSVersusDnsmasq: queries per second and average latency of
+// kvmnet's forwarder over dnsmasq's, for local names, cacheable forwarded
+// names (fewer than dnsmasq's default 150 cache entries, so that both answer
+// from their cache) and TTL-0 forwarded names (every query goes upstream);
+// then each daemon's memory. Run it alone (-benchtime 1x): it takes the CPU.
+func BenchmarkDNSVersusDnsmasq(b *testing.B) {
+	if _, err := exec.LookPath("dnsperf"); err != nil {
+		b.Skip("no dnsperf (apt install dnsperf)")
+	}
+	ours, _ := benchNet(b)
+	theirs := newTestNet(b, ours.cfg)
+	ours.stop()
+	var asked [2]atomic.Int64
+	ours.cfg.Upstreams = []string{benchUpstream(b, ours.host, &asked[0])}
+	ours.start()
+	dm := startDnsmasq(b, theirs, benchUpstream(b, theirs.host, &asked[1]))
+	benchGuest(ours)
+	benchGuest(theirs)
+	time.Sleep(time.Second) // dnsmasq's bind-dynamic binds once br0's address is seen
+	pids := [2]int{ours.pid, dm}
+	rest := memOf(b, pids)
+	kinds := []struct{ name, file string }{
+		{"local", nameFile(b, ours.dir, "local", "fixed.kvm", 1)},
+		{"cached", nameFile(b, ours.dir, "cached", "c%d.cache.example", 100)},
+		{"ttl0", nameFile(b, ours.dir, "ttl0", "t%d.zero.example", 1000)},
+	}
+	for b.Loop() {
+		for _, k := range kinds {
+			for _, n := range []*testNet{ours, theirs} {
+				if k.name == "cached" {
+					dnsperf(b, n, k.file, 1) // fill the cache
+				}
+			}
+			var ratio, lat, latDM []float64
+			for range dnsperfRounds {
+				var res [2]dnsperfResult
+				var up [2]int64
+				for i, n := range []*testNet{ours, theirs} {
+					before := asked[i].Load()
+					res[i] = dnsperf(b, n, k.file, dnsperfSeconds())
+					up[i] = asked[i].Load() - before
+				}
+				b.Logf("%s: kvmnet %.0f qps %.2f ms (%d lost, %d upstream), dnsmasq %.0f qps %.2f ms (%d lost, %d upstream)",
+					k.name, res[0].qps, res[0].latencyMS, res[0].lost, up[0], res[1].qps, res[1].latencyMS, res[1].lost, up[1])
+				ratio = append(ratio, res[0].qps/res[1].qps)
+				lat, latDM = append(lat, res[0].latencyMS), append(latDM, res[1].latencyMS)
+			}
+			b.ReportMetric(median(ratio), k.name+"-qps-x-dnsmasq")
+			b.ReportMetric(median(lat), k.name+"-ms-avg")
+			b.ReportMetric(median(latDM), k.name+"-ms-avg-dnsmasq")
+		}
+	}
+	time.Sleep(time.Second)
+	loaded := memOf(b, pids)
+	for i, side := range []string{"", "-dnsmasq"} {
+		b.ReportMetric(rest[i].rss, "MB-rss-rest"+side)
+		b.ReportMetric(rest[i].anon, "MB-anon-rest"+side)
+		b.ReportMetric(loaded[i].rss, "MB-rss-after"+side)
+		b.ReportMetric(loaded[i].anon, "MB-anon-after"+side)
+	}
+	b.Logf("daemon binary: %s", ours.exe)
+}
+
+// mem is a process's resident memory in MB: all of it, and its anonymous
+// part (heap, stacks): the rest is its binary's and libraries' pages, which
+// every process running the same files shares.
+type mem struct{ rss, anon float64 }
+
+func memOf(b *testing.B, pids [2]int) [2]mem {
+	var out [2]mem
+	for i, pid := range pids {
+		out[i] = mem{rss: statusKB(b, pid, "VmRSS") / 1024, anon: statusKB(b, pid, "RssAnon") / 1024}
+	}
+	return out
+}
+
+// daemonBinary is the kvmnet-netsvc that `make build` left in the
+// repository's bin/ (as `make bench` builds it): what a host runs, static
+// and stripped. Without it, the test binary, which is four times its size.
+func daemonBinary(b *testing.B) string {
+	p, err := filepath.Abs("../../bin/kvmnet-netsvc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		b.Logf("no %s (make build): the test binary serves", p)
+		return ""
+	}
+	return p
+}
