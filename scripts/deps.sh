@@ -77,6 +77,53 @@ if [ ! -x "$resolved_dir/lib/systemd/systemd-resolved" ]; then
 	echo "deps: unpacked systemd-resolved into $resolved_dir" >&2
 fi
 
+# Daemons the tests start by hand, each in namespaces of the test's own, that
+# must never run in the machine's: firewalld (test/integration's
+# TestFirewalld). Installed with a policy-rc.d that forbids starting any
+# service for the duration, and its unit disabled, so that neither the
+# install nor the next boot starts it.
+quiet_pkgs=(firewalld)
+quiet_missing=()
+for p in "${quiet_pkgs[@]}"; do
+	if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
+		quiet_missing+=("$p")
+	fi
+done
+if [ ${#quiet_missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing packages: ${quiet_missing[*]}; run as root (sudo make deps)" >&2
+		exit 1
+	fi
+	echo "deps: installing ${quiet_missing[*]} (not started)" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt_opts=(-q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+	policy=/usr/sbin/policy-rc.d
+	saved=""
+	if [ -e "$policy" ]; then
+		saved=$(mktemp)
+		cp -p "$policy" "$saved"
+	fi
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	status=0
+	apt-get "${apt_opts[@]}" install --no-install-recommends "${quiet_missing[@]}" </dev/null >&2 || status=$?
+	if [ -n "$saved" ]; then
+		mv "$saved" "$policy"
+	else
+		rm -f "$policy"
+	fi
+	[ $status = 0 ] || exit $status
+	for p in "${quiet_missing[@]}"; do
+		systemctl disable "$p.service" >/dev/null 2>&1 || true
+		for pid in $(pgrep -x "$p" || true); do
+			if [ "$(readlink "/proc/$pid/ns/net")" = "$(readlink /proc/1/ns/net)" ]; then
+				echo "deps: $p (pid $pid) runs in the machine's network namespace after its install; stop it (it must run only in the tests' namespaces)" >&2
+				exit 1
+			fi
+		done
+	done
+fi
+
 # The guest kernel: the package is a meta-package; its kernel must be in /boot.
 if ! ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1; then
 	echo "deps: linux-image-cloud-amd64 is installed but /boot/vmlinuz-*-cloud-amd64 is missing" >&2

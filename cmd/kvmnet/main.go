@@ -6,7 +6,10 @@
 // execs it with its own argv for every run it cannot prove warm. Started
 // with argv[0] kvmnet-bridge-helper, it is the bridge helper's engine, which
 // its setuid front execs with the caller's ids for every run it does not
-// take. The DHCP/DNS daemon is a binary of its own (cmd/kvmnet-netsvc).
+// take. Started as kvmnet-heal NETWORK, it heals the network (its rules
+// above all) for the network's DHCP/DNS daemon or rule watcher, which saw
+// another program change the firewall. The DHCP/DNS daemon is a binary of
+// its own (cmd/kvmnet-netsvc).
 package main
 
 import (
@@ -30,6 +33,8 @@ func main() {
 		os.Exit(cli.Teardown(os.Args))
 	case cli.BridgeHelperName:
 		os.Exit(cli.BridgeHelper(os.Args))
+	case cli.HealProc:
+		os.Exit(cli.Heal(os.Args))
 	}
 	if v, ok := helpers[strings.SplitN(base, "@", 2)[0]]; ok {
 		os.Exit(cli.Helper(v, os.Args))

@@ -182,6 +182,7 @@ type part struct {
 // made. Each link deletion waits 25-70 ms on the kernel (RCU grace periods,
 // whatever the order), which a VM's last down leaves to a child (lastDown).
 func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
+	parts = append(watcherPart(d, rec), zonePart(rec)...)
 	if rec.Services {
 		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) {
 			_, running := ServicesPID(d, rec.Name)

@@ -324,6 +324,10 @@ func (u *upCall) steps() []step {
 		steps = append(steps, step{name: "turn on IPv6 forwarding", do: u.forwarding6, undo: u.unforwarding6})
 	}
 	steps = append(steps, rules)
+	steps = append(steps, step{name: "put " + br + " into a firewalld zone", do: u.zone, undo: u.unzone})
+	if watchesAlone(u.n) {
+		steps = append(steps, step{name: "watch the rules of " + u.n.Name, do: u.watch, undo: u.unwatch})
+	}
 	if u.dom != nil {
 		steps = append(steps, step{name: "record domain " + u.dom.Name, do: u.recordDomain, undo: u.unrecordDomain})
 	}

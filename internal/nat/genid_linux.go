@@ -1,23 +1,6 @@
 package nat
 
-import (
-	"encoding/binary"
-	"errors"
-	"fmt"
-
-	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
-)
-
-// msgGetGen and msgNewGen are the nfnetlink message types of the nf_tables
-// "get generation" request and its reply: (NFNL_SUBSYS_NFTABLES<<8)|NFT_MSG_*GEN.
-const (
-	msgGetGen = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN
-	msgNewGen = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN
-)
-
-// errNoGenID reports a GETGEN reply without an NFTA_GEN_ID attribute.
-var errNoGenID = errors.New("reply has no NFTA_GEN_ID")
+import "github.com/kvmnet/kvmnet/internal/nfgen"
 
 // Generation returns the nf_tables ruleset generation id of the calling
 // thread's network namespace (`nft monitor` prints it as "# new generation N").
@@ -29,26 +12,4 @@ var errNoGenID = errors.New("reply has no NFTA_GEN_ID")
 // iptables-restore bumps it once per table section it commits.
 //
 // It says nothing about the legacy (x_tables) backend: see Firewall.NFT.
-func Generation() (uint32, error) {
-	req := nl.NewNetlinkRequest(msgGetGen, 0)
-	req.AddData(&nl.Nfgenmsg{NfgenFamily: unix.AF_UNSPEC, Version: unix.NFNETLINK_V0})
-	msgs, err := req.Execute(unix.NETLINK_NETFILTER, msgNewGen)
-	if err != nil {
-		return 0, fmt.Errorf("nf_tables getgen: %w", err)
-	}
-	for _, m := range msgs {
-		if len(m) < nl.SizeofNfgenmsg {
-			continue
-		}
-		attrs, err := nl.ParseRouteAttr(m[nl.SizeofNfgenmsg:])
-		if err != nil {
-			return 0, fmt.Errorf("nf_tables getgen: %w", err)
-		}
-		for _, a := range attrs {
-			if a.Attr.Type&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER) == unix.NFTA_GEN_ID && len(a.Value) >= 4 {
-				return binary.BigEndian.Uint32(a.Value), nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("nf_tables getgen: %w", errNoGenID)
-}
+func Generation() (uint32, error) { return nfgen.Generation() }

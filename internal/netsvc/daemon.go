@@ -20,11 +20,17 @@ import (
 // (ctl.Ready), serves until SIGTERM or SIGINT, and removes the pid file
 // Start wrote. It logs to stderr, which Start points at the log file. It
 // returns the exit status.
-func Main(args []string) int { return MainWatching(args, nil) }
+func Main(args []string) int { return MainWatching(args, Watchers{}) }
 
-// MainWatching is Main, and calls vacated whenever the network's last tap
-// leaves its bridge (see Vacated); nil watches nothing.
-func MainWatching(args []string, vacated Vacated) int {
+// Watchers are the daemon's jobs beside serving, each called when what it
+// watches happens; a nil one watches nothing.
+type Watchers struct {
+	Vacated Vacated // the network's last tap left its bridge (linkwatch.go)
+	Heal    Heal    // another program changed the firewall (rulewatch.go)
+}
+
+// MainWatching is Main, with the watchers w.
+func MainWatching(args []string, w Watchers) int {
 	lean()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if len(args) != 2 {
@@ -32,7 +38,7 @@ func MainWatching(args []string, vacated Vacated) int {
 		log.Error("usage: " + ctl.ProcName + " CONFIG.json")
 		return 2
 	}
-	if err := daemon(args[1], log, vacated); err != nil {
+	if err := daemon(args[1], log, w); err != nil {
 		log.Error("netsvc failed", "err", err.Error())
 		fmt.Fprintln(os.Stderr, "error:", err.Error())
 		return 1
@@ -41,7 +47,7 @@ func MainWatching(args []string, vacated Vacated) int {
 }
 
 // daemon is Main after the argument check.
-func daemon(configPath string, log *slog.Logger, vacated Vacated) error {
+func daemon(configPath string, log *slog.Logger, w Watchers) error {
 	c, err := ctl.ReadDaemonConfig(configPath)
 	if err != nil {
 		closeInheritedFDs()
@@ -57,7 +63,7 @@ func daemon(configPath string, log *slog.Logger, vacated Vacated) error {
 	if err != nil {
 		return err
 	}
-	s.watch, s.vacated = true, vacated
+	s.watch, s.vacated, s.heal = true, w.Vacated, w.Heal
 	defer ctl.RemovePIDFile(c.PIDFile, os.Getpid())
 	ctl.Ready()
 	shed()

@@ -6,13 +6,21 @@ import (
 	"os/exec"
 	"syscall"
 
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/selfbin"
 )
 
 // Daemon is the kvmnet-netsvc binary's main: Main, watching for the
 // network's last tap to leave its bridge, whereupon it starts `kvmnet gc
-// NETWORK` (startGC).
-func Daemon(args []string) int { return MainWatching(args, startGC) }
+// NETWORK` (startGC), and for other programs' changes to the firewall,
+// whereupon it heals the network's rules (startHeal). With ctl.WatchFlag it
+// is WatchOnly instead.
+func Daemon(args []string) int {
+	if len(args) > 1 && args[1] == ctl.WatchFlag {
+		return WatchOnly(args, startHeal)
+	}
+	return MainWatching(args, Watchers{Vacated: startGC, Heal: startHeal})
+}
 
 // startGC starts `kvmnet gc NETWORK` in a session of its own and does not
 // wait for it: the daemon only notices that the last tap left, and gc

@@ -54,6 +54,12 @@ type Server struct {
 	// vacated, when set, is called when the last tap leaves the bridge (linkwatch.go).
 	vacated   Vacated
 	guardFail throttle // of the guard's warnings (guard.go)
+	// heal, when set, puts the network's rules back when another program
+	// changes the firewall (rulewatch.go).
+	heal Heal
+	// rulesGen is the nf_tables generation at which the rules were whole
+	// when the watch-only role was started (0: unknown); nil for the daemon.
+	rulesGen *uint32
 }
 
 // Run serves c until ctx is done: Listen, then Serve.
@@ -271,6 +277,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.vacated != nil {
 		run(s.watchTaps)
+	}
+	if s.heal != nil {
+		run(s.watchRules)
 	}
 	// The logger names the network already (see daemon).
 	s.log.Info("netsvc serving", "bridge", s.cfg.Bridge,

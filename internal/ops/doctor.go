@@ -1,12 +1,10 @@
 package ops
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -69,7 +67,6 @@ func (h Host) Diagnose() ([]Finding, error) {
 	}
 	fws := firewalls{}
 	fs := h.iptablesFindings(names, fws)
-	fs = append(fs, firewalldFindings()...)
 	fs = append(fs, h.orphanFindings()...)
 	for _, name := range names {
 		if f, broken := h.brokenFinding(name); broken {
@@ -151,29 +148,6 @@ func (h Host) iptablesFindings(names []string, fws firewalls) []Finding {
 	return []Finding{{Problem: "iptables is unusable", Evidence: fwErr.Error(), Fix: "update-alternatives --config iptables"}}
 }
 
-// firewalldFindings: firewalld in this namespace rewrites the firewall on
-// every reload, which takes kvmnet's rules with it until the next up heals them.
-func firewalldFindings() []Finding {
-	self, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		return nil
-	}
-	pids, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range pids {
-		comm, err := os.ReadFile(p + "/comm")
-		if err != nil || string(bytes.TrimSpace(comm)) != "firewalld" {
-			continue
-		}
-		if ns, err := os.Readlink(p + "/ns/net"); err != nil || ns != self {
-			continue
-		}
-		return []Finding{{Problem: "firewalld is running: a reload (firewall-cmd --reload) removes kvmnet's rules",
-			Evidence: "process firewalld, pid " + filepath.Base(p),
-			Fix:      "run `kvmnet doctor --fix` after each reload (a VM's next up also heals), or stop firewalld"}}
-	}
-	return nil
-}
-
 // netCheck is one network as doctor sees it.
 type netCheck struct {
 	h     Host
@@ -232,7 +206,7 @@ func (c *netCheck) findings() []Finding {
 		// there, and its STP is theirs to choose.
 		return append(append(fs, c.mtu()...), c.macs()...)
 	}
-	for _, f := range [][]Finding{c.forwarding(), c.address(), c.ipv6(), c.quiet(), c.rules(), c.services(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.portForwards(), c.guardDrops()} {
+	for _, f := range [][]Finding{c.forwarding(), c.address(), c.ipv6(), c.quiet(), c.rules(), c.services(), c.watcher(), c.forwardChain(), c.stp(), c.mtu(), c.macs(), c.underlay(), c.portForwards(), c.guardDrops()} {
 		fs = append(fs, f...)
 	}
 	return fs

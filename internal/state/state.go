@@ -211,6 +211,10 @@ type Network struct {
 	// forwards from 127.0.0.1); the last down turns it off again.
 	RouteLocalnet bool `json:"route_localnet,omitempty"`
 
+	// FirewalldZone: kvmnet bound the bridge to this firewalld zone; the
+	// last down takes it out again.
+	FirewalldZone string `json:"firewalld_zone,omitempty"`
+
 	// The VXLAN link of a network that spans hypervisors, a port of its bridge.
 	VXLAN      string `json:"vxlan,omitempty"`       // its name
 	VXLANIndex int    `json:"vxlan_index,omitempty"` // its ifindex: a link of that name with another is not kvmnet's
@@ -264,7 +268,7 @@ func (d Dir) SaveForwards(name string, fs []Forward) error {
 // to make) that a teardown must undo.
 func (n Network) Owns() bool {
 	return n.MadeBridge || n.MadeAddress || n.Forwarding || n.Rules || n.Services || n.HostQuiet || n.MadeVXLAN ||
-		n.MadeAddress6 || n.Forwarding6 || n.RouteLocalnet
+		n.MadeAddress6 || n.Forwarding6 || n.RouteLocalnet || n.FirewalldZone != ""
 }
 
 func (d Dir) file(name, ext string) string { return filepath.Join(d.Path, name+ext) }

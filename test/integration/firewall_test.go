@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/internal/testhost"
@@ -99,8 +103,11 @@ func TestGuestsBesideForwardDrop(t *testing.T) {
 			}
 			if tc.fw != "iptables" && tc.ipt != "nft" {
 				// The shim is what gets the guest past the DROP, and the next
-				// up puts it back when someone takes it out.
+				// up puts it back when someone takes it out (the network's
+				// rule watcher, which would heal it first, held meanwhile:
+				// TestRulesHeal tests it).
 				shim := []string{"FORWARD", "-s", "192.168.100.0/24", "-i", "br0", "-m", "comment", "--comment", "kvmnet:default", "-j", "ACCEPT"}
+				resume := h.Hold("default")
 				h.MustRun(append([]string{tc.ipt, "-D"}, shim...)...)
 				if reaches(g) {
 					t.Errorf("the guest reaches the outside without kvmnet's accept in %s's FORWARD", tc.ipt)
@@ -109,6 +116,7 @@ func TestGuestsBesideForwardDrop(t *testing.T) {
 				if _, _, err := h.Run(append([]string{tc.ipt, "-C"}, shim...)...); err != nil || !reaches(g) {
 					t.Errorf("the next up did not put kvmnet's accept back in %s's FORWARD:\n%s", tc.ipt, h.save(tc.ipt))
 				}
+				resume()
 			}
 			h.mustHelper("kvmnet-natdown", "vnet0")
 			h.MustRun("ip", "link", "del", "vnet0")
@@ -173,13 +181,10 @@ func TestNoExecOnNFTPath(t *testing.T) {
 	}
 	env := []string{"PATH=" + stubs}
 	taps := h.taps("vnet", 2)
-	var wrap []string
+	strace, _ := exec.LookPath("strace")
 	trace := filepath.Join(t.TempDir(), "strace")
-	if strace, err := exec.LookPath("strace"); err == nil {
-		wrap = []string{strace, "-f", "-qq", "-e", "trace=execve", "-o", trace}
-	}
 	for _, step := range []struct{ prog, tap string }{{"kvmnet-natup", taps[0]}, {"kvmnet-natup", taps[1]}, {"kvmnet-natdown", taps[0]}, {"kvmnet-natdown", taps[1]}} {
-		if stderr, err := h.helperAs(wrap, step.prog, step.tap, env...); err != nil {
+		if stderr, err := h.traced(strace, trace, step.prog, step.tap, env...); err != nil {
 			t.Fatalf("%s %s: %v\n%s", step.prog, step.tap, err, stderr)
 		}
 		if step.prog == "kvmnet-natup" && !strings.Contains(h.IptablesSave(), "kvmnet:default") {
@@ -187,11 +192,13 @@ func TestNoExecOnNFTPath(t *testing.T) {
 		}
 		if b, err := os.ReadFile(trace); err == nil {
 			// The helper's own; for any run but a warm one, its hand-over
-			// to kvmnet beside it (package warm); and for a last down, the
-			// teardown child, kvmnet again.
+			// to kvmnet beside it (package warm); for the first up, the
+			// network's rule watcher, kvmnet-netsvc; and for a last down,
+			// the teardown child, kvmnet again.
 			own := `execve("` + h.Program(step.prog) + `"`
 			engine := `execve("` + filepath.Join(bin, "kvmnet") + `"`
-			if n := strings.Count(string(b), "execve("); n != strings.Count(string(b), own)+strings.Count(string(b), engine) || n > 3 {
+			watcher := `execve("` + filepath.Join(bin, "kvmnet-netsvc") + `"`
+			if n := strings.Count(string(b), "execve("); n != strings.Count(string(b), own)+strings.Count(string(b), engine)+strings.Count(string(b), watcher) || n > 3 {
 				t.Errorf("%s %s: strace saw %d execs, want the helper's own (and kvmnet's):\n%s", step.prog, step.tap, n, b)
 			}
 		}
@@ -203,6 +210,47 @@ func TestNoExecOnNFTPath(t *testing.T) {
 		h.MustRun("ip", "link", "del", tap)
 	}
 	h.assertClean(rules, fwd)
+}
+
+// traced runs helper prog under strace (when there is one; "" runs it
+// alone), following its children, into trace. It returns once the helper
+// has exited, not the processes it started (the network's rule watcher,
+// which lives until the last down): strace then lets go of them.
+func (h *host) traced(strace, trace, prog, tap string, env ...string) (stderr string, err error) {
+	if strace == "" {
+		return h.helper(prog, tap, env...)
+	}
+	if err := os.Remove(trace); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	argv := append(append([]string{"env", "KVMNET_CONFIG=" + h.Config}, env...),
+		strace, "-f", "-q", "-I", "1", "-e", "trace=execve", "-o", trace, h.Program(prog), tap)
+	var e testhost.Buffer
+	c := h.Cmd(argv...)
+	c.Stderr = &e
+	if err := c.Start(); err != nil {
+		return "", err
+	}
+	// The helper is strace's only child, which it makes before it writes
+	// the trace's first line. Once it is gone, SIGINT makes strace (-I 1)
+	// let go of what it still traces (the helper's children), write its
+	// trace and exit. The helper's exit status is strace's, and may not be
+	// in the trace yet: the helper's own line tells success.
+	testhost.WaitFor(h.T, func() bool {
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", c.Process.Pid, c.Process.Pid))
+		st, err := os.Stat(trace)
+		return err == nil && st.Size() > 0 && len(strings.TrimSpace(string(children))) == 0
+	}, &e)
+	_ = c.Process.Signal(syscall.SIGINT)
+	_ = c.Wait()
+	verb := "up"
+	if strings.HasSuffix(prog, "down") {
+		verb = "down"
+	}
+	if !regexp.MustCompile(`(?m)^` + prog + `: ` + verb + ` tap=` + tap + ` `).MatchString(e.String()) {
+		return e.String(), fmt.Errorf("%s %s failed", prog, tap)
+	}
+	return e.String(), nil
 }
 
 // TestSwitchRefused: a network up with one backend refuses an up whose

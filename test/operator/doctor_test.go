@@ -86,8 +86,10 @@ func TestDoctor(t *testing.T) {
 	t.Run("rules", func(t *testing.T) {
 		h := upHost(t)
 		want := h.IptablesSave()
+		resume := h.Hold("default") // or its daemon heals the rules first
 		h.MustRun("iptables", "-t", "nat", "-F")
 		h.expectFinding("problem", "of kvmnet's rules are missing", 1)
+		resume()
 		h.fix()
 		if got := h.IptablesSave(); got != want {
 			t.Errorf("--fix did not restore the rules:\n--- want\n%s\n--- got\n%s", want, got)
@@ -114,6 +116,7 @@ func TestDoctor(t *testing.T) {
 		if strings.TrimSpace(h.MustRun("cat", "/proc/sys/net/bridge/bridge-nf-call-iptables")) != "1" {
 			t.Skip("br_netfilter not loaded, or bridge-nf-call-iptables off in a new namespace")
 		}
+		h.Hold("default") // or its daemon heals the rules first
 		h.MustRun("iptables", "-P", "FORWARD", "DROP")
 		h.expectFinding("info", "kvmnet's jump to KVMNET-FWD-default comes first", 0)
 		h.MustRun("iptables", "-D", "FORWARD", "-m", "comment", "--comment", "kvmnet:default", "-j", "KVMNET-FWD-default")
@@ -167,6 +170,7 @@ func TestDoctor(t *testing.T) {
 		h := newHost(t, "")
 		rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 		h.must("up", "default")
+		resume := h.Hold("default") // or its daemon heals the rules first
 		h.MustRun("iptables", "-t", "nat", "-F")
 		if err := h.Do(func() error {
 			d, err := state.Open()
@@ -180,6 +184,7 @@ func TestDoctor(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.expectFinding("problem", "an up was killed halfway", 1)
+		resume()
 		if out, code := h.doctor(nil, "--fix"); code != 0 {
 			t.Fatalf("doctor --fix: exit %d:\n%s", code, out)
 		}
@@ -236,7 +241,9 @@ func TestDoctor(t *testing.T) {
 			`for d in /usr/sbin /sbin /bin /usr/bin; do [ -L $d ] || mount -t tmpfs none $d || exit 9; done; exec "$@"`, "sh")
 	})
 	t.Run("firewalld", func(t *testing.T) {
-		h := newHost(t, "")
+		// firewalld running is no finding: the network's daemon heals what
+		// a reload takes (test/integration's TestFirewalld).
+		h := upHost(t)
 		fake := filepath.Join(t.TempDir(), "firewalld")
 		sleep, err := exec.LookPath("sleep")
 		if err != nil {
@@ -254,7 +261,29 @@ func TestDoctor(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = fw.Process.Kill(); _ = fw.Wait() })
-		h.expectFinding("problem", "firewalld is running", 1)
+		if out, code := h.doctor(nil); code != 0 || strings.Contains(out, "firewalld") {
+			t.Errorf("doctor with firewalld running: exit %d:\n%s", code, out)
+		}
+	})
+	t.Run("watcher", func(t *testing.T) {
+		h := newHost(t, "[network.default]\ndhcp = false\ndns = false\n")
+		h.taps("vnet0")
+		h.helper("kvmnet-natup", "vnet0")
+		pid := strings.TrimSpace(h.MustRun("cat", h.State+"/default.watch.pid"))
+		h.MustRun("kill", "-9", pid)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if s, ok := testhost.ProcState(pid); !ok || s == 'Z' {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the rule watcher survived SIGKILL")
+			}
+		}
+		h.expectFinding("problem", "its rule watcher is not running", 1)
+		h.fix()
+		if now := strings.TrimSpace(h.MustRun("cat", h.State+"/default.watch.pid")); now == pid {
+			t.Errorf("--fix did not start another rule watcher (pid %s)", now)
+		}
 	})
 }
 
@@ -345,11 +374,13 @@ func TestNFTables(t *testing.T) {
 		t.Errorf("status table does not name the backend:\n%s", out)
 	}
 	want := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet")
+	resume := h.Hold("default") // or its daemon heals the rules first
 	h.MustRun("nft", "flush", "chain", "inet", "kvmnet", "nat-default")
 	out := h.expectFinding("problem", "of kvmnet's rules are missing (nftables backend", 1)
 	if !strings.Contains(out, "inet kvmnet nat-default: ip saddr 192.168.100.0/24") {
 		t.Errorf("the evidence does not show a missing rule:\n%s", out)
 	}
+	resume()
 	h.fix()
 	if got := h.MustRun("nft", "-s", "list", "table", "inet", "kvmnet"); got != want {
 		t.Errorf("--fix did not restore the table:\n--- want\n%s\n--- got\n%s", want, got)

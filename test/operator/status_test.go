@@ -220,6 +220,7 @@ func TestStatusJSON(t *testing.T) {
 		t.Errorf("lab: %+v", l)
 	}
 
+	resume := h.Hold("default") // or its daemon heals the rules first
 	h.MustRun("iptables", "-t", "nat", "-F")
 	if d := h.status("default").Networks; len(d) != 1 || len(d[0].Rules.Missing) == 0 {
 		t.Errorf("status default after iptables -t nat -F: %+v", d)
@@ -230,6 +231,7 @@ func TestStatusJSON(t *testing.T) {
 			t.Errorf("status table lacks %q:\n%s", want, out)
 		}
 	}
+	resume()
 	if _, e, code := h.kvmnet(nil, "status", "nosuch"); code != 2 || !strings.Contains(e, "not configured") {
 		t.Errorf("status nosuch: exit %d, %s", code, e)
 	}
