@@ -85,15 +85,6 @@ func writeEVPNTable(tw *tabwriter.Writer, s Status) {
 	}
 }
 
-// readUnderlay is what carries the overlay: the path to the file's peers,
-// or for EVPN this host's own underlay address and its link.
-func readUnderlay(o *config.Overlay) (bridge.Underlay, error) {
-	if o.EVPN {
-		return bridge.ReadEVPNUnderlay(o.Dev, o.Local)
-	}
-	return bridge.ReadUnderlay(o.Dev, o.Peers)
-}
-
 // frrFindings: zebra or bgpd is not running in this network namespace, so
 // no VNI of this host is advertised and no remote VTEP is installed.
 func (c *netCheck) frrFindings() []Finding {
