@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
@@ -69,17 +68,13 @@ func (h Host) teardownFinding(name string) Finding {
 // teardownHolder names the process finishing network name's last down: a
 // kvmnet binary run as lifecycle.TeardownProc for it, in this namespace.
 func teardownHolder(name string) string {
-	self, _ := os.Readlink("/proc/self/ns/net")
 	want := []byte(lifecycle.TeardownProc + "\x00" + name + "\x00")
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		cmdline, err := os.ReadFile(p + "/cmdline")
-		if err != nil || !bytes.Equal(cmdline, want) {
-			continue
-		}
-		if ns, err := os.Readlink(p + "/ns/net"); err == nil && ns == self {
-			return lifecycle.TeardownProc + " pid " + filepath.Base(p)
-		}
+	pid, _ := procHere(func(dir string) bool {
+		cmdline, err := os.ReadFile(dir + "/cmdline")
+		return err == nil && bytes.Equal(cmdline, want)
+	})
+	if pid == "" {
+		return "a kvmnet run"
 	}
-	return "a kvmnet run"
+	return lifecycle.TeardownProc + " pid " + pid
 }
