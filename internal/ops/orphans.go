@@ -31,10 +31,7 @@ func (h Host) orphans() []orphan {
 	if names, err := h.Dir.Networks(); err == nil {
 		for _, name := range names {
 			if rec, ok, err := h.Dir.Load(name); err == nil && ok {
-				b := firewall.Backend(rec.Firewall)
-				if b == "" {
-					b = firewall.IPTables
-				}
+				b := recordedBackend(rec)
 				recorded[b] = append(recorded[b], name)
 			}
 		}
@@ -109,7 +106,7 @@ func (h Host) removeOrphan(o orphan) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok && (firewall.Backend(rec.Firewall) == o.backend || rec.Firewall == "" && o.backend == firewall.IPTables) {
+	if ok && recordedBackend(rec) == o.backend {
 		return nil, nil
 	}
 	if err := firewall.RemoveAll(o.backend, o.name); err != nil {
