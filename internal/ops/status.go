@@ -269,7 +269,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
-	if ns.Teardown, err = h.teardownState(name); err != nil {
+	if ns.Teardown, err = h.teardownOf(name, rec); err != nil {
 		fail(err)
 	}
 	ns.Forwarding = ForwardStatus{Needed: rec.Mode == string(config.NAT), Held: rec.Forwarding}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
+	"github.com/kvmnet/kvmnet/internal/state"
 )
 
 // A last down hands the rest of its teardown (the daemon's exit, the bridge's
@@ -28,8 +29,16 @@ const teardownWait = 3 * time.Second
 // teardown, and whether it is in progress or was cut short ("" when neither).
 func (h Host) teardownState(name string) (string, error) {
 	rec, ok, err := h.Dir.Load(name)
-	if err != nil || !ok || !rec.TearingDown {
+	if err != nil || !ok {
 		return "", err
+	}
+	return h.teardownOf(name, rec)
+}
+
+// teardownOf is teardownState for a record the caller has just read.
+func (h Host) teardownOf(name string, rec state.Network) (string, error) {
+	if !rec.TearingDown {
+		return "", nil
 	}
 	busy, err := h.Dir.Busy(name)
 	switch {
