@@ -556,8 +556,7 @@ func (u *upCall) rules() (outcome, error) {
 			return unchanged, err
 		}
 	}
-	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
-	r, err := fw.Ensure(fwNetwork(u.rec, serves(u.n), u.forwards))
+	r, err := fw.Ensure(u.wantRules())
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
 			return noted, err
@@ -589,10 +588,17 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	if err := u.intend("install rules for " + u.n.Name); err != nil {
 		return unchanged, err
 	}
-	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
-	want := fwNetwork(u.rec, serves(u.n), u.forwards)
+	want := u.wantRules()
 	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
 	return noted, nil
+}
+
+// wantRules is the network's rules as Ensure takes them, built from the
+// record after noting in it what they let through (allowed sources, the
+// VXLAN's peers): a down and doctor rebuild them from the record alone.
+func (u *upCall) wantRules() firewall.Network {
+	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
+	return fwNetwork(u.rec, serves(u.n), u.forwards)
 }
 
 // rulesJoin waits for rulesEarly's rules. Its failure is undone by
