@@ -185,10 +185,13 @@ func Remotes(vx netlink.Link) (flood, heard []netip.Addr, err error) {
 }
 
 // CheckNotLocal refuses a peer that is an address of this host: the overlay
-// would send its frames to itself.
+// would send its frames to itself. With no peers (BGP EVPN) it reads nothing.
 //
 //	ip -4 addr
 func CheckNotLocal(peers []netip.Addr) error {
+	if len(peers) == 0 {
+		return nil
+	}
 	addrs, err := nlh.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)

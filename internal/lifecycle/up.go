@@ -572,11 +572,7 @@ func (u *upCall) rules() (outcome, error) {
 			return unchanged, err
 		}
 	}
-	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
-	u.rec.Peers = strings.Join(u.n.Peers, ",")
-	want := fwNetwork(u.rec, serves(u.n), u.forwards)
-	want.Guard = PortGuard(u.n)
-	r, err := fw.Ensure(want)
+	r, err := fw.Ensure(u.wantRules())
 	if err != nil {
 		if began { // iptables-restore commits table by table: undo what it may have committed
 			return noted, err
@@ -608,12 +604,20 @@ func (u *upCall) rulesEarly() (outcome, error) {
 	if err := u.intend("install rules for " + u.n.Name); err != nil {
 		return unchanged, err
 	}
+	want := u.wantRules()
+	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
+	return noted, nil
+}
+
+// wantRules is the network's rules as Ensure takes them, built from the
+// record after noting in it what they let through (allowed sources, the
+// VXLAN's peers): a down and doctor rebuild them from the record alone.
+func (u *upCall) wantRules() firewall.Network {
 	u.rec.AllowFrom, u.rec.VXLANGuard = strings.Join(u.n.AllowFrom, ","), vxlanGuard(u.n)
 	u.rec.Peers = strings.Join(u.n.Peers, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	want.Guard = PortGuard(u.n)
-	u.ensuring = inBackground(func() (firewall.Result, error) { return fw.Ensure(want) })
-	return noted, nil
+	return want
 }
 
 // rulesJoin waits for rulesEarly's rules. Its failure is undone by

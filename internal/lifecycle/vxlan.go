@@ -114,7 +114,7 @@ func (u *upCall) adoptOverlay(vx *netlink.Vxlan) error {
 			u.n.Name, overlayKind(!o.EVPN), overlayKind(o.EVPN), ErrConflict, u.n.Name)
 	}
 	u.n.MTU = vx.MTU
-	if u.tap == nil && !o.EVPN {
+	if u.tap == nil {
 		if err := bridge.CheckNotLocal(o.Peers); err != nil {
 			return err
 		}
@@ -149,16 +149,23 @@ func overlayKind(evpn bool) string {
 	return "static peers"
 }
 
-// readUnderlay reads what carries the overlay: towards the file's peers, or
-// for EVPN, which has none, from this host's own underlay address.
-func readUnderlay(o *config.Overlay) (bridge.Underlay, error) {
+// ReadUnderlay reads what carries the overlay: towards the file's peers, or
+// for EVPN, which has none, from this host's own underlay address. Status
+// and doctor read it so too.
+func ReadUnderlay(o *config.Overlay) (bridge.Underlay, error) {
 	if o.EVPN {
 		return bridge.ReadEVPNUnderlay(o.Dev, o.Local)
 	}
+	return bridge.ReadUnderlay(o.Dev, o.Peers)
+}
+
+// readUnderlay is ReadUnderlay for an up, which refuses a peer that is this
+// host's own address before it makes anything towards it.
+func readUnderlay(o *config.Overlay) (bridge.Underlay, error) {
 	if err := bridge.CheckNotLocal(o.Peers); err != nil {
 		return bridge.Underlay{}, err
 	}
-	return bridge.ReadUnderlay(o.Dev, o.Peers)
+	return ReadUnderlay(o)
 }
 
 // syncPeers sets the link's flood entries to the file's peers; with EVPN

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // resolvCheckEvery is how often, at most, a query makes the forwarder stat
@@ -22,23 +24,14 @@ const resolvCheckEvery = time.Second
 // /etc/resolv.conf. It names the file itself, not the bind mount: a file
 // replaced by rename would leave the mount on the old one.
 func resolvConfPath() string {
-	const def = "/etc/resolv.conf"
-	var self unix.Stat_t
-	if unix.Stat("/proc/thread-self/ns/net", &self) != nil {
-		return def
-	}
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		var st unix.Stat_t
-		if unix.Stat(filepath.Join("/run/netns", e.Name()), &st) != nil || st.Dev != self.Dev || st.Ino != self.Ino {
-			continue
-		}
-		p := filepath.Join("/etc/netns", e.Name(), "resolv.conf")
+	names, _ := ctl.NetnsNames()
+	for _, name := range names {
+		p := filepath.Join("/etc/netns", name, "resolv.conf")
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	return def
+	return "/etc/resolv.conf"
 }
 
 // fileSig tells a changed file: rewritten in place (size, mtime, ctime) or

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -85,21 +83,12 @@ func writeEVPNTable(tw *tabwriter.Writer, s Status) {
 	}
 }
 
-// readUnderlay is what carries the overlay: the path to the file's peers,
-// or for EVPN this host's own underlay address and its link.
-func readUnderlay(o *config.Overlay) (bridge.Underlay, error) {
-	if o.EVPN {
-		return bridge.ReadEVPNUnderlay(o.Dev, o.Local)
-	}
-	return bridge.ReadUnderlay(o.Dev, o.Peers)
-}
-
 // frrFindings: zebra or bgpd is not running in this network namespace, so
 // no VNI of this host is advertised and no remote VTEP is installed.
 func (c *netCheck) frrFindings() []Finding {
 	var fs []Finding
 	for _, d := range []string{"zebra", "bgpd"} {
-		if running, err := inOurNetns(d); err == nil && !running {
+		if pid, err := procHere(named(d)); err == nil && pid == "" {
 			fs = append(fs, Finding{Network: c.name,
 				Problem:  "FRR's " + d + " is not running in this network namespace: BGP EVPN neither advertises this host's VNIs nor installs the other hosts'",
 				Evidence: "no process " + d + " in /proc with this network namespace",
@@ -137,39 +126,6 @@ func (c *netCheck) evpnFindings(vx netlink.Link, o *config.Overlay) []Finding {
 		Problem:  fmt.Sprintf("VNI %d has no remote VTEP: it is not advertised, or no other host has it; guests here reach no other host", o.VNI),
 		Evidence: "bridge fdb show dev " + name + ": no 00:00:00:00:00:00 entry",
 		Fix:      "check bgpd's sessions (vtysh -c 'show bgp l2vpn evpn summary') and advertise-all-vni on every host"}}
-}
-
-// inOurNetns reports whether a process called comm runs in this process's
-// network namespace (an FRR in another namespace serves other links).
-func inOurNetns(comm string) (bool, error) {
-	own, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		return false, fmt.Errorf("read own network namespace: %w", err)
-	}
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		return false, fmt.Errorf("list processes: %w", err)
-	}
-	for _, d := range dirs {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
-		if err != nil || strings.TrimSpace(string(b)) != comm {
-			continue
-		}
-		if ns, err := os.Readlink(filepath.Join("/proc", d.Name(), "ns", "net")); err == nil && ns == own && !zombie(d.Name()) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// zombie reports whether process pid has exited and awaits its parent.
-func zombie(pid string) bool {
-	stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-	i := bytes.LastIndexByte(stat, ')')
-	return err != nil || i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z'
 }
 
 // frrRunDir is where FRR's daemons put their vty sockets (Debian's frr).

@@ -27,18 +27,7 @@ type orphan struct {
 // orphans lists the networks with rules in a backend that no record of this
 // namespace puts there. A backend that cannot be read (no iptables) has none.
 func (h Host) orphans() []orphan {
-	recorded := map[firewall.Backend][]string{}
-	if names, err := h.Dir.Networks(); err == nil {
-		for _, name := range names {
-			if rec, ok, err := h.Dir.Load(name); err == nil && ok {
-				b := firewall.Backend(rec.Firewall)
-				if b == "" {
-					b = firewall.IPTables
-				}
-				recorded[b] = append(recorded[b], name)
-			}
-		}
-	}
+	recorded := h.recordedByBackend()
 	var out []orphan
 	for _, b := range []firewall.Backend{firewall.NFTables, firewall.IPTables} {
 		owners, err := firewall.Owners(b)
@@ -51,14 +40,36 @@ func (h Host) orphans() []orphan {
 			}
 		}
 	}
-	// With a network recorded on nftables, an empty table is its rules
-	// missing, which its own check reports and its next up puts back.
-	if len(recorded[firewall.NFTables]) == 0 {
-		if empty, err := firewall.EmptyTable(); err == nil && empty {
-			out = append(out, orphan{backend: firewall.NFTables})
-		}
+	if emptyTableOrphan(recorded) {
+		out = append(out, orphan{backend: firewall.NFTables})
 	}
 	return out
+}
+
+// recordedByBackend lists the networks recorded in this namespace, by the
+// backend their rules are in.
+func (h Host) recordedByBackend() map[firewall.Backend][]string {
+	recorded := map[firewall.Backend][]string{}
+	if names, err := h.Dir.Networks(); err == nil {
+		for _, name := range names {
+			if rec, ok, err := h.Dir.Load(name); err == nil && ok {
+				b := recordedBackend(rec)
+				recorded[b] = append(recorded[b], name)
+			}
+		}
+	}
+	return recorded
+}
+
+// emptyTableOrphan: inet kvmnet is there holding no network while no record
+// names nftables. With a network recorded on nftables, an empty table is its
+// rules missing, which its own check reports and its next up puts back.
+func emptyTableOrphan(recorded map[firewall.Backend][]string) bool {
+	if len(recorded[firewall.NFTables]) > 0 {
+		return false
+	}
+	empty, err := firewall.EmptyTable()
+	return err == nil && empty
 }
 
 // where says where an orphan's rules are, as the tool that shows them names it.
@@ -109,7 +120,7 @@ func (h Host) removeOrphan(o orphan) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok && (firewall.Backend(rec.Firewall) == o.backend || rec.Firewall == "" && o.backend == firewall.IPTables) {
+	if ok && recordedBackend(rec) == o.backend {
 		return nil, nil
 	}
 	if err := firewall.RemoveAll(o.backend, o.name); err != nil {
@@ -147,7 +158,8 @@ func (h Host) removeOrphans() ([]Reclaimed, error) {
 			errs = append(errs, err)
 		}
 	}
-	if slices.ContainsFunc(h.orphans(), func(o orphan) bool { return o.name == "" }) {
+	// Only the table is read again, not every backend's rules.
+	if emptyTableOrphan(h.recordedByBackend()) {
 		ch, err := h.removeEmptyTable()
 		if len(ch) > 0 {
 			out = append(out, Reclaimed{Network: "-", Changes: ch, Note: "no network's rules were in it"})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
+	"github.com/kvmnet/kvmnet/internal/lifecycle"
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
@@ -155,7 +156,7 @@ func (c *netCheck) underlay() []Finding {
 	if o.EVPN {
 		fs = append(fs, c.frrFindings()...)
 	}
-	ul, err := readUnderlay(o)
+	ul, err := lifecycle.ReadUnderlay(o)
 	if err != nil {
 		return append(fs, Finding{Network: c.name, Problem: "the overlay's underlay cannot be read", Evidence: err.Error(), Fix: "see the evidence"})
 	}

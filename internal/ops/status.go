@@ -241,10 +241,7 @@ type firewalls map[firewall.Backend]struct {
 
 // of returns the rule engine a network's record names.
 func (fws firewalls) of(rec state.Network) (firewall.Firewall, error) {
-	b := firewall.Backend(rec.Firewall)
-	if b == "" {
-		b = firewall.IPTables
-	}
+	b := recordedBackend(rec)
 	if f, ok := fws[b]; ok {
 		return f.fw, f.err
 	}
@@ -283,7 +280,7 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 		}
 	}
 	ns.Up, ns.Pinned, ns.Mode = up, rec.Pinned, rec.Mode
-	if ns.Teardown, err = h.teardownState(name); err != nil {
+	if ns.Teardown, err = h.teardownOf(name, rec); err != nil {
 		fail(err)
 	}
 	ns.Forwarding = ForwardStatus{Needed: config.Mode(rec.Mode).Forwards(), Held: rec.Forwarding}
@@ -306,14 +303,14 @@ func (h Host) network(name string, fws firewalls) NetworkStatus {
 	case os.Geteuid() != 0:
 		// Reading nftables or iptables takes root: an ordinary user's
 		// status says so rather than failing on it.
-		ns.Rules.Firewall, ns.rulesNeedRoot = recordedBackend(rec), true
+		ns.Rules.Firewall, ns.rulesNeedRoot = string(recordedBackend(rec)), true
 	default:
 		fw, fwErr := fws.of(rec)
 		ns.Rules.Checked, ns.Rules.Missing = checkRules(lifecycle.FirewallNetwork(rec, forwards), fw, fwErr, fail)
 		if len(ns.Rules.Missing) > 0 {
 			ns.Rules.Older, _ = olderMaker(name, rec, fw.Backend())
 		}
-		ns.Rules.Firewall = recordedBackend(rec)
+		ns.Rules.Firewall = string(recordedBackend(rec))
 	}
 	ns.Services.PID, ns.Services.Running = lifecycle.ServicesPID(h.Dir, name)
 	ns.Services.Leases = h.leases(name, conf.LeaseFile, fail)
@@ -447,11 +444,11 @@ func userCell(p PortStatus) string {
 
 // recordedBackend is the rule engine a record names; records from before
 // the nftables backend name none.
-func recordedBackend(rec state.Network) string {
+func recordedBackend(rec state.Network) firewall.Backend {
 	if rec.Firewall == "" {
-		return string(firewall.IPTables)
+		return firewall.IPTables
 	}
-	return rec.Firewall
+	return firewall.Backend(rec.Firewall)
 }
 
 // checkRules lists the recorded network's rules that are missing now.

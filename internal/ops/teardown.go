@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/kvmnet/kvmnet/internal/lifecycle"
+	"github.com/kvmnet/kvmnet/internal/state"
 )
 
 // A last down hands the rest of its teardown (the daemon's exit, the bridge's
@@ -29,8 +29,16 @@ const teardownWait = 3 * time.Second
 // teardown, and whether it is in progress or was cut short ("" when neither).
 func (h Host) teardownState(name string) (string, error) {
 	rec, ok, err := h.Dir.Load(name)
-	if err != nil || !ok || !rec.TearingDown {
+	if err != nil || !ok {
 		return "", err
+	}
+	return h.teardownOf(name, rec)
+}
+
+// teardownOf is teardownState for a record the caller has just read.
+func (h Host) teardownOf(name string, rec state.Network) (string, error) {
+	if !rec.TearingDown {
+		return "", nil
 	}
 	busy, err := h.Dir.Busy(name)
 	switch {
@@ -69,17 +77,13 @@ func (h Host) teardownFinding(name string) Finding {
 // teardownHolder names the process finishing network name's last down: a
 // kvmnet binary run as lifecycle.TeardownProc for it, in this namespace.
 func teardownHolder(name string) string {
-	self, _ := os.Readlink("/proc/self/ns/net")
 	want := []byte(lifecycle.TeardownProc + "\x00" + name + "\x00")
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		cmdline, err := os.ReadFile(p + "/cmdline")
-		if err != nil || !bytes.Equal(cmdline, want) {
-			continue
-		}
-		if ns, err := os.Readlink(p + "/ns/net"); err == nil && ns == self {
-			return lifecycle.TeardownProc + " pid " + filepath.Base(p)
-		}
+	pid, _ := procHere(func(dir string) bool {
+		cmdline, err := os.ReadFile(dir + "/cmdline")
+		return err == nil && bytes.Equal(cmdline, want)
+	})
+	if pid == "" {
+		return "a kvmnet run"
 	}
-	return "a kvmnet run"
+	return lifecycle.TeardownProc + " pid " + pid
 }

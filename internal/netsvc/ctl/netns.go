@@ -79,16 +79,40 @@ func nsID(path string) (nsIdent, error) {
 // netnsName returns the name of the namespace self under /run/netns, or ""
 // when it has none fit for a file name.
 func netnsName(self nsIdent) (string, error) {
-	ents, err := os.ReadDir(netnsDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read %s: %w", netnsDir, err)
-	}
-	for _, e := range ents {
-		if id, err := nsID(filepath.Join(netnsDir, e.Name())); err == nil && id == self && fileSafe(e.Name()) {
-			return e.Name(), nil
+	names, err := netnsNames(self)
+	for _, n := range names {
+		if fileSafe(n) {
+			return n, nil
 		}
 	}
-	return "", nil
+	return "", err
+}
+
+// NetnsNames lists the names `ip netns` gives the calling thread's network
+// namespace (its files in /run/netns); none for an unnamed one.
+//
+//	ip netns identify
+func NetnsNames() ([]string, error) {
+	self, err := nsID("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	return netnsNames(self)
+}
+
+// netnsNames lists the names of namespace self under /run/netns.
+func netnsNames(self nsIdent) ([]string, error) {
+	ents, err := os.ReadDir(netnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", netnsDir, err)
+	}
+	var names []string
+	for _, e := range ents {
+		if id, err := nsID(filepath.Join(netnsDir, e.Name())); err == nil && id == self {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
 }
 
 // netnsCookie names the calling thread's namespace by its cookie.

@@ -139,7 +139,7 @@ func Inherit(c Config) *Sockets {
 // bindDHCP opens udp 0.0.0.0:67 bound to ifname with SO_BINDTODEVICE, so
 // that the daemon hears and answers only its own bridge, and with
 // SO_REUSEADDR, so that DHCP servers of other interfaces can bind port 67
-// beside it in either order (dhcpPortShared says who they are and why). It
+// beside it in either order (dhcpport.go says who they are and why). It
 // never sets SO_REUSEPORT: a group would spread one device's requests
 // between its members. A second server on the same bridge is refused
 // (dhcpPortOwned), rather than left to share its clients.
