@@ -9,6 +9,11 @@ export PATH=$PATH:/usr/local/go/bin
 echo "== go vet ./..."
 go vet ./...
 
+# go.mod and go.sum as go mod tidy leaves them: a merge that requires a
+# module twice builds here but fails `go mod vendor` (TestMakeInstall).
+echo "== go mod tidy -diff"
+go mod tidy -diff
+
 # staticcheck at a pinned version, from the Go module proxy like the modules.
 echo "== staticcheck ./..."
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
