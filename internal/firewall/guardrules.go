@@ -60,6 +60,7 @@ var (
 	fIIF      = field{"meta iif", 4, func(reg uint32) expr.Any { return &expr.Meta{Key: expr.MetaKeyIIF, Register: reg} }}
 	fEtherSrc = field{"ether saddr", 6, payload(expr.PayloadBaseLLHeader, 6, 6)}
 	fIPSrc    = field{"ip saddr", 4, payload(expr.PayloadBaseNetworkHeader, 12, 4)}
+	fIPDst    = field{"ip daddr", 4, payload(expr.PayloadBaseNetworkHeader, 16, 4)}
 	fARPSha   = field{"arp saddr ether", 6, payload(expr.PayloadBaseNetworkHeader, 8, 6)}
 	fARPSpa   = field{"arp saddr ip", 4, payload(expr.PayloadBaseNetworkHeader, 14, 4)}
 )
@@ -204,9 +205,8 @@ func guestRules(n Network) []*brule {
 		br().etherType(unix.ETH_P_IPV6).l4(unix.IPPROTO_ICMPV6, "icmpv6 type nd-router-advert", 0, []byte{icmp6RA}).drop(),
 		br().etherType(unix.ETH_P_IPV6).l4(unix.IPPROTO_ICMPV6, "icmpv6 type nd-redirect", 0, []byte{icmp6Redirect}).drop(),
 		br().etherType(unix.ETH_P_IP).l4(unix.IPPROTO_ICMP, "icmp type redirect", 0, []byte{icmpRedirect}).drop(),
-		br().etherType(unix.ETH_P_IP).l4(unix.IPPROTO_UDP, "udp sport 67", 0, port16(67)).drop(),
-		br().etherType(unix.ETH_P_IPV6).l4(unix.IPPROTO_UDP, "udp sport 547", 0, port16(547)).drop(),
 	}
+	rs = append(rs, dhcpServerRules(n)...)
 	if !n.Guard.On {
 		return rs
 	}
@@ -218,6 +218,33 @@ func guestRules(n Network) []*brule {
 			br().etherType(unix.ETH_P_IPV6).jump(gIP6))
 	}
 	return rs
+}
+
+// dhcpServerRules drop what a DHCP server sends: answers to clients (port
+// 68, 546) and to relays (67, 547). The source port alone would also drop
+// the answers of a guest's service on port 67 that a forward exposes to a
+// relay beyond the host (udp 6767 -> 67 in TestForwards), so on a network
+// with a subnet an IPv4 answer to a relay is dropped only when it is for
+// the subnet (the gateway's own server included) or its broadcast.
+func dhcpServerRules(n Network) []*brule {
+	udp := func(sport, dport uint16) (string, []byte) {
+		return "udp sport " + strconv.Itoa(int(sport)) + " udp dport " + strconv.Itoa(int(dport)), append(port16(sport), port16(dport)...)
+	}
+	toClient, toClientV := udp(67, 68)
+	toRelay, toRelayV := udp(67, 67)
+	toClient6, toClient6V := udp(547, 546)
+	toRelay6, toRelay6V := udp(547, 547)
+	rs := []*brule{br().etherType(unix.ETH_P_IP).l4(unix.IPPROTO_UDP, toClient, 0, toClientV).drop()}
+	if n.Gateway.IsValid() {
+		for _, p := range []netip.Prefix{n.Subnet(), netip.MustParsePrefix("255.255.255.255/32")} {
+			rs = append(rs, br().etherType(unix.ETH_P_IP).prefix(fIPDst, p, false).l4(unix.IPPROTO_UDP, toRelay, 0, toRelayV).drop())
+		}
+	} else {
+		rs = append(rs, br().etherType(unix.ETH_P_IP).l4(unix.IPPROTO_UDP, toRelay, 0, toRelayV).drop())
+	}
+	return append(rs,
+		br().etherType(unix.ETH_P_IPV6).l4(unix.IPPROTO_UDP, toClient6, 0, toClient6V).drop(),
+		br().etherType(unix.ETH_P_IPV6).l4(unix.IPPROTO_UDP, toRelay6, 0, toRelay6V).drop())
 }
 
 // macRules: a port's first unicast source MAC that no other port owns
