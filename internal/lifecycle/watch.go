@@ -5,6 +5,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
+	"github.com/kvmnet/kvmnet/internal/warm"
 )
 
 // Files of a network's rule watcher in the state directory: the daemon's
@@ -43,7 +44,8 @@ func (u *upCall) watch() (outcome, error) {
 	// program breaks: a watcher that cannot start is a warning, not a failed up.
 	exe, err := findDaemonBinary()
 	if err == nil {
-		err = ctl.StartWatcher(exe, u.n.Name, pidFile, u.d.File(u.n.Name, watchLog), u.rec.RulesGen)
+		err = ctl.StartWatcher(exe, ctl.Watcher{Network: u.n.Name, PIDFile: pidFile, LogPath: u.d.File(u.n.Name, watchLog),
+			GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen})
 	}
 	if err != nil {
 		u.warnings = append(u.warnings, "rules not watched (another program's changes stay until the next up or doctor --fix): "+err.Error())
