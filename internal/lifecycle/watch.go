@@ -37,8 +37,14 @@ func Watched(rec state.Network) bool {
 // it names (stopWatcher).
 func (u *upCall) watch() (outcome, error) {
 	pidFile := u.d.File(u.n.Name, watchPID)
-	if _, running := ctl.Alive(pidFile); running {
-		return unchanged, nil
+	if pid, running := ctl.Alive(pidFile); running {
+		if ctl.WatcherCurrent(pid) {
+			return unchanged, nil
+		}
+		// An older version's, which does not forget the guard's ports.
+		if err := stopWatcher(u.d, u.n.Name); err != nil {
+			return unchanged, err
+		}
 	}
 	// The network works without its watcher, which only heals what another
 	// program breaks: a watcher that cannot start is a warning, not a failed up.

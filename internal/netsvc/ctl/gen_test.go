@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestAdvanceGen: the daemon's and the watcher's moves of the generation
@@ -27,5 +28,33 @@ func TestAdvanceGen(t *testing.T) {
 	}
 	if g, err := ReadGen(path); err != nil || g != 8 {
 		t.Errorf("ReadGen = %d, %v, want 8", g, err)
+	}
+}
+
+// TestWatcherCurrent: a watcher with this version's six arguments is
+// current; one with an older version's five (no GENFILE) is not, and the up
+// starts it again.
+func TestWatcherCurrent(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want bool
+	}{
+		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab", "/run/x.gen"}, true},
+		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab"}, false},
+	} {
+		p, err := os.StartProcess("/bin/sh", c.argv, &os.ProcAttr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The exec returns before the new program's arguments are in
+		// place: wait for them.
+		for i := 0; i < 100 && !isDaemon(p.Pid); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := WatcherCurrent(p.Pid); got != c.want {
+			t.Errorf("argv %q: WatcherCurrent = %v, want %v", c.argv, got, c.want)
+		}
+		_ = p.Kill()
+		_, _ = p.Wait()
 	}
 }

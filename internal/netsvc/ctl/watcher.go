@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -59,4 +60,16 @@ func StartWatcher(exe string, w Watcher) error {
 		return err
 	}
 	return nil
+}
+
+// watcherArgs is how many arguments StartWatcher gives the watcher (its argv
+// above, argv[0] included).
+const watcherArgs = 6
+
+// WatcherCurrent reports whether the watcher pid runs with the arguments
+// this version gives it: one an older version started (no GENFILE; it does
+// not forget the guard's ports) must be started again.
+func WatcherCurrent(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && bytes.Count(b, []byte{0}) == watcherArgs
 }
