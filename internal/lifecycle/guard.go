@@ -8,6 +8,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/bridge"
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/firewall"
+	"github.com/kvmnet/kvmnet/internal/nfgen"
 	"github.com/kvmnet/kvmnet/internal/portguard"
 )
 
@@ -42,8 +43,16 @@ func (u *upCall) guardSteps() []step {
 
 func (u *upCall) guardPort() (outcome, error) {
 	if u.n.Guard {
-		if _, err := portguard.Forget(u.n.Name, nil); err != nil {
+		// Forgetting is a transaction of set elements only: when it was
+		// the only one since the rules were seen whole, they still are,
+		// and the hot file this up writes need not wait for the next.
+		forget := func() error { _, err := portguard.Forget(u.n.Name, nil); return err }
+		to, ok, err := nfgen.Follow(u.rec.RulesGen, forget)
+		if err != nil {
 			return unchanged, err
+		}
+		if ok {
+			u.rec.RulesGen = to
 		}
 	}
 	g := portguard.Group(u.n.Name)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvmnet/kvmnet/internal/config"
 	"github.com/kvmnet/kvmnet/internal/firewall"
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/portguard"
 	"github.com/kvmnet/kvmnet/internal/safefile"
 	"github.com/kvmnet/kvmnet/internal/state"
@@ -41,11 +42,6 @@ func (u *upCall) writeHot() {
 	n, rec := u.n, u.rec
 	if n.Source == "" || len(u.warnings) > 0 || n.VXLAN != nil || rec.Doing != "" || u.br == nil || n.Shaped() ||
 		(n.Mode == config.Isolated && !rec.HostQuiet && len(u.quietFound) == 0) {
-		return
-	}
-	// A guarded network with no daemon to forget its ports as they go
-	// (guard.go) needs the engine's up, which forgets them.
-	if n.Guard && !serves(n) {
 		return
 	}
 	h := &warm.Hot{
@@ -83,6 +79,17 @@ func (u *upCall) writeHot() {
 		}
 		h.DaemonPID, h.DaemonConf = pid, u.d.File(n.Name, svcConf)
 	}
+	if n.Guard && watchesAlone(n) {
+		// The guard's ports are forgotten as they go by the daemon, or
+		// with none by the rule watcher (guard.go); without either only
+		// the engine's up forgets them, and a VM started again on a warm
+		// run would find its MAC another port's.
+		pid, running := WatcherPID(u.d, n.Name)
+		if !running {
+			return
+		}
+		h.WatcherPID = pid
+	}
 	if rec.Rules {
 		// Only the nftables backend proves its rules whole by the
 		// generation alone; Unchanged also looks for a legacy filter table.
@@ -91,6 +98,10 @@ func (u *upCall) writeHot() {
 			return
 		}
 		h.NFTGen, h.HasRules = rec.RulesGen, true
+		// The generation file the daemon or watcher moves past its own
+		// guard transactions starts here (ctl.WriteGen). Unwritten, the
+		// front still has the hot file's.
+		_ = ctl.WriteGen(u.d.File(n.Name, warm.GenExt), rec.RulesGen)
 	}
 	_ = safefile.WriteAtomic(u.d.File(n.Name, warm.Ext), h.Marshal(), 0o644)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/selfbin"
 	"github.com/kvmnet/kvmnet/internal/state"
+	"github.com/kvmnet/kvmnet/internal/warm"
 )
 
 // Files of a network's DHCP/DNS daemon in the state directory.
@@ -47,7 +48,7 @@ func servicesConfig(d state.Dir, n config.Net) (ctl.Config, error) {
 		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, Gateway6: n.Gateway6, MTU: n.MTU,
 		DHCP: n.DHCP, Router: n.Router, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
 		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: leaseFile,
-		PIDFile: d.File(n.Name, svcPID),
+		PIDFile: d.File(n.Name, svcPID), GenFile: d.File(n.Name, warm.GenExt),
 	}
 	for _, h := range n.Hosts {
 		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, IP6: h.IP6.Addr, Name: h.Name})

@@ -5,6 +5,7 @@ import (
 	"github.com/kvmnet/kvmnet/internal/firewall"
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 	"github.com/kvmnet/kvmnet/internal/state"
+	"github.com/kvmnet/kvmnet/internal/warm"
 )
 
 // Files of a network's rule watcher in the state directory: the daemon's
@@ -36,14 +37,21 @@ func Watched(rec state.Network) bool {
 // it names (stopWatcher).
 func (u *upCall) watch() (outcome, error) {
 	pidFile := u.d.File(u.n.Name, watchPID)
-	if _, running := ctl.Alive(pidFile); running {
-		return unchanged, nil
+	if pid, running := ctl.Alive(pidFile); running {
+		if ctl.WatcherCurrent(pid) {
+			return unchanged, nil
+		}
+		// An older version's, which does not forget the guard's ports.
+		if err := stopWatcher(u.d, u.n.Name); err != nil {
+			return unchanged, err
+		}
 	}
 	// The network works without its watcher, which only heals what another
 	// program breaks: a watcher that cannot start is a warning, not a failed up.
 	exe, err := findDaemonBinary()
 	if err == nil {
-		err = ctl.StartWatcher(exe, u.n.Name, pidFile, u.d.File(u.n.Name, watchLog), u.rec.RulesGen)
+		err = ctl.StartWatcher(exe, ctl.Watcher{Network: u.n.Name, PIDFile: pidFile, LogPath: u.d.File(u.n.Name, watchLog),
+			GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen})
 	}
 	if err != nil {
 		u.warnings = append(u.warnings, "rules not watched (another program's changes stay until the next up or doctor --fix): "+err.Error())

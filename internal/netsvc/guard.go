@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
+	"github.com/kvmnet/kvmnet/internal/nfgen"
 	"github.com/kvmnet/kvmnet/internal/portguard"
 )
 
@@ -18,23 +20,54 @@ import (
 
 // guardLease tells the guard of a new lease. Renewals are not told: each
 // tell is an nf_tables transaction, which moves the ruleset generation that
-// proves a network warm; once a lease's element expires the port keeps the
-// address it learned by using it.
+// proves a network warm (followGen then moves the record with it, when it
+// can); once a lease's element expires the port keeps the address it
+// learned by using it.
 func (s *Server) guardLease(mac net.HardwareAddr, ip netip.Addr, ttl time.Duration) {
-	if err := portguard.Lease(s.cfg.Network, mac, ip, ttl); err != nil {
+	if err := s.followGen(func() error { return portguard.Lease(s.cfg.Network, mac, ip, ttl) }); err != nil {
 		s.guardWarn("guard: could not record the lease", err)
 	}
 }
 
 // guardForget forgets the ports that are gone, after a link was deleted.
 func (s *Server) guardForget() {
-	n, err := portguard.Forget(s.cfg.Network, nil)
+	var n int
+	err := s.followGen(func() (err error) {
+		n, err = portguard.Forget(s.cfg.Network, nil)
+		return err
+	})
 	switch {
 	case err != nil:
 		s.guardWarn("guard: could not forget the ports that left", err)
 	case n > 0:
 		s.log.Debug("guard: forgot ports that left", "ports", n)
 	}
+}
+
+// followGen runs commit, one of the guard's transactions, and moves the
+// network's generation file (Config.GenFile, ctl.WriteGen) to the
+// generation it made when nfgen.Follow proves it was the only transaction
+// since the one recorded: a front then still finds the rules whole, and the
+// next VM's up stays warm. Unproved, the file stays, and the next up is the
+// engine's, which records the generation again. The file's failures are
+// not commit's: a stale file costs only that one cold up.
+func (s *Server) followGen(commit func() error) error {
+	if s.cfg.GenFile == "" {
+		return commit()
+	}
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	from, err := ctl.ReadGen(s.cfg.GenFile)
+	if err != nil {
+		return commit()
+	}
+	to, ok, err := nfgen.Follow(from, commit)
+	if ok {
+		if werr := ctl.AdvanceGen(s.cfg.GenFile, to); werr != nil {
+			s.guardWarn("guard: could not record the generation", werr)
+		}
+	}
+	return err
 }
 
 // guardWarn logs a guard failure, at most once a minute.

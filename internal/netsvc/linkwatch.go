@@ -24,36 +24,62 @@ const resubscribeDelay = 100 * time.Millisecond
 // (RTNLGRP_LINK, as `ip monitor link`) and calls s.vacated each time the
 // last one is deleted while on the bridge: the kernel deletes a VM's tap when
 // its QEMU exits or is killed, and a downscript, which detaches the tap
-// first, has then already had its say. It never fails the daemon: when the
+// first, has then already had its say. Each deletion also makes the guard
+// forget the ports that are gone. It never fails the daemon: when the
 // subscription breaks it says so with a call, whose receiver checks for
 // itself, and subscribes again.
 func (s *Server) watchTaps(ctx context.Context) error {
+	s.watchLinks(ctx, true, s.tapFollower, func() {
+		s.log.Warn("link subscription lost; checking the network and subscribing again")
+		s.vacated(s.cfg.Network)
+	})
+	return nil
+}
+
+// watchGone is the watch-only role's share of watchTaps: with no daemon,
+// the network's rule watcher makes the guard forget the ports that are gone
+// as their links are deleted, so that a VM started again on a warm run may
+// take its MAC and address back. It forgets once on each subscription too:
+// a port may have gone while it was not subscribed.
+func (s *Server) watchGone(ctx context.Context) error {
+	forgetting := func() func(netlink.LinkUpdate) {
+		s.guardForget()
+		return s.forgetDeleted
+	}
+	s.watchLinks(ctx, false, forgetting, func() {
+		s.log.Warn("link subscription lost; subscribing again")
+	})
+	return nil
+}
+
+// watchLinks runs link subscriptions until ctx is done: each calls
+// subscribed once it receives events, and the handler that returns with
+// each event; lost is called each time one breaks, before the next.
+func (s *Server) watchLinks(ctx context.Context, listExisting bool, subscribed func() func(netlink.LinkUpdate), lost func()) {
 	for ctx.Err() == nil {
-		s.followTaps(ctx)
+		s.followLinks(ctx, listExisting, subscribed)
 		if ctx.Err() != nil {
 			break
 		}
-		s.log.Warn("link subscription lost; checking the network and subscribing again")
-		s.vacated(s.cfg.Network)
+		lost()
 		select {
 		case <-ctx.Done():
 		case <-time.After(resubscribeDelay):
 		}
 	}
-	return nil
 }
 
-// followTaps runs one link subscription until ctx is done or it breaks.
-func (s *Server) followTaps(ctx context.Context) {
+// followLinks runs one link subscription until ctx is done or it breaks.
+func (s *Server) followLinks(ctx context.Context, listExisting bool, subscribed func() func(netlink.LinkUpdate)) {
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: true})
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ListExisting: listExisting})
 	if err != nil {
 		s.log.Warn("subscribe to link events", "err", err.Error())
 		return
 	}
-	taps := map[int32]bool{}
+	event := subscribed()
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,16 +88,31 @@ func (s *Server) followTaps(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if s.tapEvent(taps, u) && len(taps) == 0 {
-				s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
-				s.vacated(s.cfg.Network)
-			}
-			// After vacated, which starts gc: a teardown does not wait for
-			// it; a pinned network, which stays, still forgets the port.
-			if u.Header.Type == unix.RTM_DELLINK && u.Family != unix.AF_BRIDGE {
-				s.guardForget()
-			}
+			event(u)
 		}
+	}
+}
+
+// tapFollower returns the daemon's handler of one subscription's events,
+// which begins with every link (ListExisting).
+func (s *Server) tapFollower() func(netlink.LinkUpdate) {
+	taps := map[int32]bool{}
+	return func(u netlink.LinkUpdate) {
+		if s.tapEvent(taps, u) && len(taps) == 0 {
+			s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
+			s.vacated(s.cfg.Network)
+		}
+		// After vacated, which starts gc: a teardown does not wait for
+		// it; a pinned network, which stays, still forgets the port.
+		s.forgetDeleted(u)
+	}
+}
+
+// forgetDeleted makes the guard forget the ports that are gone when u is
+// a link's deletion: its own (AF_UNSPEC) news, not the bridge's of its port.
+func (s *Server) forgetDeleted(u netlink.LinkUpdate) {
+	if u.Header.Type == unix.RTM_DELLINK && u.Family != unix.AF_BRIDGE {
+		s.guardForget()
 	}
 }
 

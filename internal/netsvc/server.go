@@ -54,6 +54,9 @@ type Server struct {
 	// vacated, when set, is called when the last tap leaves the bridge (linkwatch.go).
 	vacated   Vacated
 	guardFail throttle // of the guard's warnings (guard.go)
+	// genMu orders the guard's transactions (a lease, a forget), each of
+	// which may move the generation file past itself (followGen).
+	genMu sync.Mutex
 	// heal, when set, puts the network's rules back when another program
 	// changes the firewall (rulewatch.go).
 	heal Heal

@@ -6,23 +6,31 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // WatchOnly is the daemon's binary in its other role, for a network that has
 // rules but no DHCP/DNS to serve (isolated, or dhcp and dns off): args are
-// {ctl.ProcName, ctl.WatchFlag, NETWORK, PIDFILE, GEN}, as ctl.StartWatcher
-// starts it. It only heals the network's rules (watchRules) until SIGTERM or
-// SIGINT, then removes its pid file. It logs to stderr.
+// {ctl.ProcName, ctl.WatchFlag, NETWORK, PIDFILE, GEN, GENFILE}, as
+// ctl.StartWatcher starts it. Until SIGTERM or SIGINT it heals the network's
+// rules (watchRules) and, as the daemon does, makes the guard forget the
+// ports that are gone (watchGone), following the generation file GENFILE;
+// then it removes its pid file. It logs to stderr.
 func WatchOnly(args []string, heal Heal) int {
 	lean()
 	closeInheritedFDs()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	gen, err := strconv.ParseUint(args[len(args)-1], 10, 32)
-	if len(args) != 5 || args[1] != ctl.WatchFlag || err != nil {
-		log.Error("usage: " + ctl.ProcName + " " + ctl.WatchFlag + " NETWORK PIDFILE GEN")
+	if len(args) != 6 || args[1] != ctl.WatchFlag {
+		log.Error("usage: " + ctl.ProcName + " " + ctl.WatchFlag + " NETWORK PIDFILE GEN GENFILE")
+		return 2
+	}
+	gen, err := strconv.ParseUint(args[4], 10, 32)
+	if err != nil {
+		log.Error("usage: " + ctl.ProcName + " " + ctl.WatchFlag + " NETWORK PIDFILE GEN GENFILE: GEN: " + err.Error())
 		return 2
 	}
 	network, pidFile := args[2], args[3]
@@ -30,8 +38,16 @@ func WatchOnly(args []string, heal Heal) int {
 	defer stop()
 	defer ctl.RemovePIDFile(pidFile, os.Getpid())
 	g := uint32(gen)
-	s := &Server{cfg: Config{Network: network}, log: log.With("network", network), heal: heal, rulesGen: &g}
+	s := &Server{cfg: Config{Network: network, GenFile: args[5]}, log: log.With("network", network), heal: heal, rulesGen: &g,
+		guardFail: throttle{period: time.Minute}}
 	s.log.Info("watching the rules")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = s.watchGone(ctx)
+	}()
 	_ = s.watchRules(ctx)
+	wg.Wait()
 	return 0
 }

@@ -11,6 +11,12 @@ import (
 // state directory: NETWORK.hot.
 const Ext = ".hot"
 
+// GenExt is the network's generation file's extension, NETWORK.gen: a
+// generation of whole rules later than the hot file's nftgen, which the
+// daemon or the rule watcher moves past its own guard transactions
+// (ctl.WriteGen writes it, docs/guard.md says what holds).
+const GenExt = ".gen"
+
 // maxHot bounds a hot file read; a real one is a few hundred bytes.
 const maxHot = 4 << 10
 
@@ -40,6 +46,11 @@ type Hot struct {
 	// pid and that command line is the daemon the pid file names.
 	DaemonPID  int
 	DaemonConf string
+	// WatcherPID is the network's rule watcher (kvmnet-netsvc --watch
+	// NETWORK …; 0: none), which forgets what the guard learned of ports
+	// that are gone, as the daemon does: without it only the engine's up
+	// forgets them.
+	WatcherPID int
 	// NFTGen: the network's rules are in nf_tables and were whole at this
 	// ruleset generation; unchanged, and no legacy iptables filter table in
 	// the way, it proves they still are. HasRules false: no rules at all.
@@ -82,6 +93,9 @@ func (h *Hot) Marshal() []byte {
 	}
 	if h.DaemonPID != 0 {
 		line("daemon", strconv.Itoa(h.DaemonPID), h.DaemonConf)
+	}
+	if h.WatcherPID != 0 {
+		line("watcher", strconv.Itoa(h.WatcherPID))
 	}
 	if h.HasRules {
 		line("nftgen", strconv.FormatUint(uint64(h.NFTGen), 10))
@@ -180,6 +194,9 @@ func Parse(b []byte) (*Hot, error) {
 			h.DaemonPID, ok = atoi(f[0])
 			h.DaemonConf = f[1]
 			ok = ok && h.DaemonPID > 0
+		case k == "watcher" && n == 1:
+			h.WatcherPID, ok = atoi(f[0])
+			ok = ok && h.WatcherPID > 0
 		case k == "isolate" && n == 1:
 			h.Isolate, ok = true, f[0] == "yes"
 		case k == "group" && n == 1:

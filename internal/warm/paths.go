@@ -172,15 +172,42 @@ func (r *run) whole() error {
 	if r.hot.DaemonPID != 0 && !daemonAlive(r.hot.DaemonPID, r.hot.DaemonConf, r.buf) {
 		return errCold
 	}
+	if r.hot.WatcherPID != 0 && !watcherAlive(r.hot.WatcherPID, r.hot.Network, r.buf) {
+		return errCold
+	}
 	if r.hot.HasRules {
 		if legacyFilter(r.buf) {
 			return errCold
 		}
-		if gen, err := nftGeneration(r.buf); err != nil || gen != r.hot.NFTGen {
+		gen, err := nftGeneration(r.buf)
+		if err != nil || (gen != r.hot.NFTGen && gen != r.followedGen()) {
 			return errCold
 		}
 	}
 	return nil
+}
+
+// followedGen reads the network's generation file: the generation the
+// daemon or the rule watcher moved the hot file's nftgen to, past their
+// own guard transactions (a lease, ports forgotten); 0 when there is none.
+func (r *run) followedGen() uint32 {
+	b, err := readSmall(r.dir+"/"+r.hot.Network+GenExt, 16, r.buf)
+	if err != nil || len(b) < 2 || b[len(b)-1] != '\n' {
+		return 0
+	}
+	g, err := strconv.ParseUint(string(b[:len(b)-1]), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(g)
+}
+
+// watcherAlive reports whether pid is network's rule watcher, as
+// ctl.StartWatcher started it: its argv begins ctl.ProcName, ctl.WatchFlag,
+// NETWORK.
+func watcherAlive(pid int, network string, buf []byte) bool {
+	cmd, err := readSmall("/proc/"+strconv.Itoa(pid)+"/cmdline", 4096, buf)
+	return err == nil && strings.HasPrefix(string(cmd), daemonName+"\x00"+watchFlag+"\x00"+network+"\x00")
 }
 
 // daemonAlive reports whether pid is the DHCP/DNS daemon started with conf
@@ -190,8 +217,12 @@ func daemonAlive(pid int, conf string, buf []byte) bool {
 	return err == nil && string(cmd) == daemonName+"\x00"+conf+"\x00"
 }
 
-// daemonName is the daemon's argv[0] (ctl.ProcName).
-const daemonName = "kvmnet-netsvc"
+// daemonName is the daemon's argv[0] (ctl.ProcName), watchFlag the rule
+// watcher's argv[1] (ctl.WatchFlag).
+const (
+	daemonName = "kvmnet-netsvc"
+	watchFlag  = "--watch"
+)
 
 // legacyFilter reports whether legacy iptables has a filter table in this
 // namespace, whose changes do not move nf_tables' generation (the nftables

@@ -20,7 +20,7 @@ import (
 func TestSameAsEngine(t *testing.T) {
 	for _, c := range []struct{ front, engine string }{
 		{configPath, config.DefaultPath}, {configEnv, config.EnvPath}, {defaultNetwork, config.DefaultNetwork},
-		{stateRoot, state.Root}, {daemonName, ctl.ProcName},
+		{stateRoot, state.Root}, {daemonName, ctl.ProcName}, {watchFlag, ctl.WatchFlag},
 		{NatUp.Mode, string(config.NAT)}, {IfUp.Mode, string(config.Isolated)},
 	} {
 		if c.front != c.engine {
@@ -54,7 +54,7 @@ func TestHotRoundTrip(t *testing.T) {
 		Addresses: []Address{{Text: "10.0.0.1/24", IP: []byte{10, 0, 0, 1}, Bits: 24}},
 		Sysctls:   []Sysctl{{Path: "/proc/sys/net/ipv4/ip_forward", Value: "1"}},
 		DaemonPID: 42, DaemonConf: "/run/kvmnet/netns-1/lab.netsvc.conf", NFTGen: 9, HasRules: true,
-		Group: 2147483649, Isolate: true,
+		Group: 2147483649, Isolate: true, WatcherPID: 43,
 	}
 	got, err := Parse(h.Marshal())
 	if err != nil || !reflect.DeepEqual(got, h) {
@@ -73,6 +73,7 @@ func TestHotRoundTrip(t *testing.T) {
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\ngroup 0\n",                         // no group is no line
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\ngroup 4294967296\n",                // not 32 bits
 		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\nisolate no\n",
+		"kvmnet-hot 1\nkey k\nnetwork n\nbridge b 1\nmode nat\nwatcher 0\n", // no watcher is no line
 	} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%q) took it", bad)
@@ -145,6 +146,35 @@ func TestStartEnv(t *testing.T) {
 	for _, name := range []string{"PATH", "HOME", "NO_SUCH_VARIABLE_HERE"} {
 		if got, want := startEnv(name, newBuf()), os.Getenv(name); got != want {
 			t.Errorf("startEnv(%s) = %q, os.Getenv %q", name, got, want)
+		}
+	}
+}
+
+// TestFollowedGen: the front reads the generation file as ctl.WriteGen
+// writes it, and anything else, or none, as no generation (0, which the
+// kernel never has).
+func TestFollowedGen(t *testing.T) {
+	dir := t.TempDir()
+	r := &run{dir: dir, hot: &Hot{Network: "lab"}, buf: make([]byte, 64)}
+	if g := r.followedGen(); g != 0 {
+		t.Errorf("no file: %d, want 0", g)
+	}
+	path := filepath.Join(dir, "lab"+GenExt)
+	if err := ctl.WriteGen(path, 4294967295); err != nil {
+		t.Fatal(err)
+	}
+	if g := r.followedGen(); g != 4294967295 {
+		t.Errorf("written 4294967295, read %d", g)
+	}
+	if g, err := ctl.ReadGen(path); err != nil || g != 4294967295 {
+		t.Errorf("ctl.ReadGen = %d, %v", g, err)
+	}
+	for _, bad := range []string{"", "12", "12\n\n", "-1\n", "4294967296\n", " 12\n", "0x10\n"} {
+		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if g := r.followedGen(); g != 0 {
+			t.Errorf("file %q: %d, want 0", bad, g)
 		}
 	}
 }

@@ -269,13 +269,7 @@ func TestWarmWithoutEngine(t *testing.T) {
 }
 
 func testWarmWithoutEngine(t *testing.T, up, down string) {
-	// An isolated network has no daemon to forget the ports the guard
-	// learned as they go: with the guard on, its ups take the engine.
-	conf := ""
-	if up == "kvmnet-ifup" {
-		conf = "[network.default]\nguard = false\n"
-	}
-	h := newHost(t, "nftables", conf)
+	h := newHost(t, "nftables", "")
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
 	dir := t.TempDir()
 	for _, name := range []string{"kvmnet", "kvmnet-netsvc", up, down} {

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,14 +22,25 @@ const WatchFlag = "--watch"
 // it (cli.Heal).
 const HealProc = "kvmnet-heal"
 
+// Watcher is what the rule watcher of one network is started with.
+type Watcher struct {
+	Network string
+	PIDFile string // its pid goes here before StartWatcher returns
+	LogPath string
+	GenFile string // the network's generation file (gen.go), which its forgetting moves
+	// Gen is the nf_tables generation at which the network's rules were
+	// whole (0: unknown): a watcher that finds another once it has
+	// subscribed heals at once.
+	Gen uint32
+}
+
 // StartWatcher starts exe, the daemon's binary, in its watch-only role for
-// network, logging to logPath, and writes its pid into pidFile before it
+// w.Network, logging to w.LogPath, and writes its pid into w.PIDFile before it
 // returns, so that the next look under the network's lock finds it. It does
-// not wait for the watcher to subscribe: gen is the nf_tables generation at
-// which the network's rules were whole (0: unknown), and a watcher that finds
-// another once it has subscribed heals at once.
-func StartWatcher(exe, network, pidFile, logPath string, gen uint32) error {
-	logf, err := safefile.Open(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+// not wait for the watcher to subscribe. Its argv is {ProcName, WatchFlag,
+// NETWORK, PIDFILE, GEN, GENFILE}.
+func StartWatcher(exe string, w Watcher) error {
+	logf, err := safefile.Open(w.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("open rule watcher log: %w", err)
 	}
@@ -38,13 +50,26 @@ func StartWatcher(exe, network, pidFile, logPath string, gen uint32) error {
 		return fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
-	pid, err := selfbin.Start(exe, []string{ProcName, WatchFlag, network, pidFile, strconv.FormatUint(uint64(gen), 10)}, []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
+	argv := []string{ProcName, WatchFlag, w.Network, w.PIDFile, strconv.FormatUint(uint64(w.Gen), 10), w.GenFile}
+	pid, err := selfbin.Start(exe, argv, []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
 	if err != nil {
 		return fmt.Errorf("start rule watcher: %w", err)
 	}
-	if err := WritePIDFile(pidFile, pid); err != nil {
+	if err := WritePIDFile(w.PIDFile, pid); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return err
 	}
 	return nil
+}
+
+// watcherArgs is how many arguments StartWatcher gives the watcher (its argv
+// above, argv[0] included).
+const watcherArgs = 6
+
+// WatcherCurrent reports whether the watcher pid runs with the arguments
+// this version gives it: one an older version started (no GENFILE; it does
+// not forget the guard's ports) must be started again.
+func WatcherCurrent(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && bytes.Count(b, []byte{0}) == watcherArgs
 }

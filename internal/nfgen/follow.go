@@ -1,0 +1,30 @@
+package nfgen
+
+// Follow runs commit, an nf_tables transaction of set elements only (a
+// guard's lease or forgotten ports), and says whether the rules, which were
+// whole at generation from, are still whole after it: the generation was
+// from just before commit and is from+1 just after. The kernel moves the
+// generation by exactly one per committed transaction, whoever commits it,
+// so from+1 means commit's was the only one in between, and a set's
+// elements are no rule. to is that generation; ok false (another program's
+// transaction between, nothing committed, a generation unknown or from
+// unknown, 0) proves nothing and costs only the next warm run. Its error is
+// commit's.
+func Follow(from uint32, commit func() error) (to uint32, ok bool, err error) {
+	if from == 0 {
+		return 0, false, commit()
+	}
+	if before, err := Generation(); err != nil || before != from {
+		return 0, false, commit()
+	}
+	if err := commit(); err != nil {
+		return 0, false, err
+	}
+	after, err := Generation()
+	// The kernel skips 0 when its counter wraps: from+1 is then 1, not
+	// taken here, and the next cold run records the generation again.
+	if err != nil || after != from+1 || after == 0 {
+		return 0, false, nil
+	}
+	return after, true, nil
+}
