@@ -43,7 +43,7 @@ func (u *upCall) watch() (outcome, error) {
 	// program breaks: a watcher that cannot start is a warning, not a failed up.
 	exe, err := findDaemonBinary()
 	if err == nil {
-		err = ctl.StartWatcher(exe, u.n.Name, pidFile, u.d.File(u.n.Name, watchLog), u.rec.RulesGen)
+		err = ctl.StartWatcher(exe, u.n.Name, pidFile, u.d.File(u.n.Name, watchLog), u.rec.RulesGen, u.evpnLink())
 	}
 	if err != nil {
 		u.warnings = append(u.warnings, "rules not watched (another program's changes stay until the next up or doctor --fix): "+err.Error())

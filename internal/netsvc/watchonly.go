@@ -13,16 +13,22 @@ import (
 
 // WatchOnly is the daemon's binary in its other role, for a network that has
 // rules but no DHCP/DNS to serve (isolated, or dhcp and dns off): args are
-// {ctl.ProcName, ctl.WatchFlag, NETWORK, PIDFILE, GEN}, as ctl.StartWatcher
-// starts it. It only heals the network's rules (watchRules) until SIGTERM or
-// SIGINT, then removes its pid file. It logs to stderr.
+// {ctl.ProcName, ctl.WatchFlag, NETWORK, PIDFILE, GEN[, EVPNLINK]}, as
+// ctl.StartWatcher starts it. It heals the network's rules (watchRules) and,
+// given the network's EVPN VXLAN link, keeps its VTEP set current
+// (followVTEPs), until SIGTERM or SIGINT, then removes its pid file. It logs
+// to stderr.
 func WatchOnly(args []string, heal Heal) int {
 	lean()
 	closeInheritedFDs()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	gen, err := strconv.ParseUint(args[len(args)-1], 10, 32)
-	if len(args) != 5 || args[1] != ctl.WatchFlag || err != nil {
-		log.Error("usage: " + ctl.ProcName + " " + ctl.WatchFlag + " NETWORK PIDFILE GEN")
+	if len(args) < 5 || len(args) > 6 || args[1] != ctl.WatchFlag {
+		log.Error("usage: " + ctl.ProcName + " " + ctl.WatchFlag + " NETWORK PIDFILE GEN [EVPNLINK]")
+		return 2
+	}
+	gen, err := strconv.ParseUint(args[4], 10, 32)
+	if err != nil {
+		log.Error("usage: " + ctl.ProcName + " " + ctl.WatchFlag + " NETWORK PIDFILE GEN [EVPNLINK]")
 		return 2
 	}
 	network, pidFile := args[2], args[3]
@@ -31,6 +37,10 @@ func WatchOnly(args []string, heal Heal) int {
 	defer ctl.RemovePIDFile(pidFile, os.Getpid())
 	g := uint32(gen)
 	s := &Server{cfg: Config{Network: network}, log: log.With("network", network), heal: heal, rulesGen: &g}
+	if len(args) == 6 {
+		s.cfg.EVPNLink = args[5]
+		go func() { _ = s.followVTEPs(ctx) }()
+	}
 	s.log.Info("watching the rules")
 	_ = s.watchRules(ctx)
 	return 0

@@ -26,8 +26,10 @@ const HealProc = "kvmnet-heal"
 // returns, so that the next look under the network's lock finds it. It does
 // not wait for the watcher to subscribe: gen is the nf_tables generation at
 // which the network's rules were whole (0: unknown), and a watcher that finds
-// another once it has subscribed heals at once.
-func StartWatcher(exe, network, pidFile, logPath string, gen uint32) error {
+// another once it has subscribed heals at once. evpnLink, when not empty, is
+// the network's EVPN VXLAN link, whose VTEPs the watcher keeps in the
+// network's VTEP set.
+func StartWatcher(exe, network, pidFile, logPath string, gen uint32, evpnLink string) error {
 	logf, err := safefile.Open(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("open rule watcher log: %w", err)
@@ -38,7 +40,11 @@ func StartWatcher(exe, network, pidFile, logPath string, gen uint32) error {
 		return fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
-	pid, err := selfbin.Start(exe, []string{ProcName, WatchFlag, network, pidFile, strconv.FormatUint(uint64(gen), 10)}, []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
+	args := []string{ProcName, WatchFlag, network, pidFile, strconv.FormatUint(uint64(gen), 10)}
+	if evpnLink != "" {
+		args = append(args, evpnLink)
+	}
+	pid, err := selfbin.Start(exe, args, []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
 	if err != nil {
 		return fmt.Errorf("start rule watcher: %w", err)
 	}
