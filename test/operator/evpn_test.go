@@ -84,10 +84,17 @@ type fabricHost struct {
 	lease func() string
 }
 
-// fabricHost makes host i on the underlay ul, its FRR running.
+// fabricHost makes host i on the underlay ul, its FRR running, on the
+// iptables backend.
 func newFabricHost(t *testing.T, ul *testns.NS, i int) *fabricHost {
 	t.Helper()
-	h := &fabricHost{host: newHost(t, evpnConf(i)), i: i, mac: fmt.Sprintf("52:54:00:77:00:%02x", i)}
+	return newFabricHostFW(t, ul, i, "iptables")
+}
+
+// newFabricHostFW is newFabricHost on firewall backend fw.
+func newFabricHostFW(t *testing.T, ul *testns.NS, i int, fw string) *fabricHost {
+	t.Helper()
+	h := &fabricHost{host: newHostFW(t, fw, evpnConf(i)), i: i, mac: fmt.Sprintf("52:54:00:77:00:%02x", i)}
 	port := fmt.Sprintf("h%d", i)
 	ul.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "ul0", "netns", h.Name)
 	ul.MustRun("ip", "link", "set", port, "addrgenmode", "none", "master", "ulbr", "up")
