@@ -109,6 +109,25 @@ func newFabricHostFW(t *testing.T, ul *testns.NS, i int, fw string) *fabricHost 
 	return h
 }
 
+// newFabric is the underlay bridge and hosts 1 to 3 on it, on firewall
+// backend fw.
+func newFabric(t *testing.T, fw string) (*testns.NS, []*fabricHost) {
+	t.Helper()
+	ul := testns.New(t)
+	ul.MustRun("ip", "link", "add", "ulbr", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+	ul.MustRun("ip", "link", "set", "ulbr", "up")
+	var hs []*fabricHost
+	for i := 1; i <= 3; i++ {
+		hs = append(hs, newFabricHostFW(t, ul, i, fw))
+	}
+	return ul, hs
+}
+
+// clean is what AssertClean compares the host with at the end.
+func (h *fabricHost) clean() [2]string {
+	return [2]string{h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")}
+}
+
 // startFRR runs zebra and bgpd as Debian's frr.service would, in the
 // host's namespace but a mount namespace of their own, with the test's own
 // /etc/frr and /var/run/frr bound over the machine's: nothing of them is
@@ -312,17 +331,11 @@ func fabricOutside(t *testing.T, h *fabricHost) {
 // on the others. A host whose last guest leaves removes its link, and its
 // VTEP and MAC leave the others' links. Then nothing of kvmnet is left.
 func TestEVPNFabric(t *testing.T) {
-	ul := testns.New(t)
-	ul.MustRun("ip", "link", "add", "ulbr", "type", "bridge", "stp_state", "0", "forward_delay", "0")
-	ul.MustRun("ip", "link", "set", "ulbr", "up")
-	var hs []*fabricHost
-	for i := 1; i <= 3; i++ {
-		hs = append(hs, newFabricHost(t, ul, i))
-	}
+	ul, hs := newFabric(t, "iptables")
 	fabricOutside(t, hs[0])
 	var before [][2]string
 	for _, h := range hs {
-		before = append(before, [2]string{h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")})
+		before = append(before, h.clean())
 	}
 	defer func() {
 		if t.Failed() {
@@ -338,12 +351,7 @@ func TestEVPNFabric(t *testing.T) {
 	// zebra installs a remote VTEP for a VNI it has itself: each host's
 	// VXLAN link gets the others' once its own is there.
 	for _, h := range hs {
-		var others []int
-		for _, o := range hs {
-			if o != h {
-				others = append(others, o.i)
-			}
-		}
+		others := otherHosts(hs, h)
 		waitUntil(t, 20*time.Second, fmt.Sprintf("host %d's VTEPs %v", h.i, others), func() bool { return h.vteps(others...) })
 	}
 	for _, h := range hs {
@@ -391,7 +399,7 @@ func TestEVPNFabric(t *testing.T) {
 	// A fourth host: its own FRR names only the route reflector.
 	h4 := newFabricHost(t, ul, 4)
 	hs = append(hs, h4)
-	before = append(before, [2]string{h4.IptablesSave(), h4.Sysctl("net.ipv4.ip_forward")})
+	before = append(before, h4.clean())
 	h4.attach(t)
 	waitUntil(t, 20*time.Second, "host 4's VTEPs", func() bool { return h4.vteps(1, 2, 3) })
 	h4.leased(t)

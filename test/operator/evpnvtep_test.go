@@ -28,6 +28,17 @@ func (h *fabricHost) allowed() []int {
 	return hosts
 }
 
+// otherHosts are the numbers of the hosts of hs but h.
+func otherHosts(hs []*fabricHost, h *fabricHost) []int {
+	var others []int
+	for _, o := range hs {
+		if o != h {
+			others = append(others, o.i)
+		}
+	}
+	return others
+}
+
 // waitAllowed waits until the host's VTEP set is exactly want.
 func (h *fabricHost) waitAllowed(t *testing.T, want ...int) {
 	t.Helper()
@@ -91,17 +102,11 @@ func reaches(t *testing.T, s *testns.NS, h *fabricHost) bool {
 // others; a host that leaves is taken out of the others' sets. A set that
 // another program removed comes back whole with the rule watcher's heal.
 func TestEVPNVTEPFilter(t *testing.T) {
-	ul := testns.New(t)
-	ul.MustRun("ip", "link", "add", "ulbr", "type", "bridge", "stp_state", "0", "forward_delay", "0")
-	ul.MustRun("ip", "link", "set", "ulbr", "up")
-	var hs []*fabricHost
-	for i := 1; i <= 3; i++ {
-		hs = append(hs, newFabricHostFW(t, ul, i, "nftables"))
-	}
+	ul, hs := newFabric(t, "nftables")
 	s := stranger(t, ul)
 	var before [][2]string
 	for _, h := range hs {
-		before = append(before, [2]string{h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")})
+		before = append(before, h.clean())
 	}
 	defer func() {
 		if t.Failed() {
@@ -116,13 +121,7 @@ func TestEVPNVTEPFilter(t *testing.T) {
 		h.attach(t)
 	}
 	for _, h := range hs {
-		var others []int
-		for _, o := range hs {
-			if o != h {
-				others = append(others, o.i)
-			}
-		}
-		h.waitAllowed(t, others...)
+		h.waitAllowed(t, otherHosts(hs, h)...)
 	}
 	for _, h := range hs {
 		h.leased(t)
@@ -163,7 +162,7 @@ func TestEVPNVTEPFilter(t *testing.T) {
 	// A fourth host: the others' residents let it in, their files untouched.
 	h4 := newFabricHostFW(t, ul, 4, "nftables")
 	hs = append(hs, h4)
-	before = append(before, [2]string{h4.IptablesSave(), h4.Sysctl("net.ipv4.ip_forward")})
+	before = append(before, h4.clean())
 	h4.attach(t)
 	// How long host 1's set lags zebra's entry for host 4, polled every 5 ms.
 	var installed time.Time
@@ -180,13 +179,7 @@ func TestEVPNVTEPFilter(t *testing.T) {
 	}
 	h4.waitAllowed(t, 1, 2, 3)
 	for _, h := range hs[:3] {
-		var others []int
-		for _, o := range hs {
-			if o != h {
-				others = append(others, o.i)
-			}
-		}
-		h.waitAllowed(t, others...)
+		h.waitAllowed(t, otherHosts(hs, h)...)
 	}
 	h4.leased(t)
 	if !pingsFrom(h4.guest, hs[1].ip) || !pingsFrom(hs[2].guest, h4.ip) {
@@ -197,13 +190,7 @@ func TestEVPNVTEPFilter(t *testing.T) {
 	hs[2].detach()
 	hs[2].Settle()
 	for _, h := range []*fabricHost{hs[0], hs[1], h4} {
-		var others []int
-		for _, o := range []*fabricHost{hs[0], hs[1], h4} {
-			if o != h {
-				others = append(others, o.i)
-			}
-		}
-		h.waitAllowed(t, others...)
+		h.waitAllowed(t, otherHosts([]*fabricHost{hs[0], hs[1], h4}, h)...)
 	}
 
 	for _, h := range []*fabricHost{hs[1], h4, hs[0]} {

@@ -11,8 +11,8 @@ import (
 )
 
 // WatchFlag is the daemon's argv[1] in its watch-only role: it serves
-// nothing and only heals the rules of a network that has no DHCP/DNS
-// (netsvc.WatchOnly). Alive and Stop find and end it by its pid file as they
+// nothing, heals the rules of a network that has no DHCP/DNS and, for an
+// EVPN network, keeps its VTEP set (netsvc.WatchOnly). Alive and Stop find and end it by its pid file as they
 // do the daemon.
 const WatchFlag = "--watch"
 
