@@ -381,8 +381,15 @@ func TestEVPNFabric(t *testing.T) {
 	// advertise-svi-ip on host 1: its bridge's MAC and address (the guests'
 	// gateway) are zebra's on the others, so they answer ARP for it
 	// themselves (neigh_suppress) and never flood for it.
+	// zebra advertises them on its own time after the guests' MACs: wait.
 	gw := strings.Fields(hs[0].MustRun("cat", "/sys/class/net/kvlab0/address"))[0]
-	if !hs[1].remote(gw, 1) || !strings.Contains(hs[1].MustRun("ip", "neigh", "show", "10.77.0.1"), gw+" extern_learn NOARP proto zebra") {
+	sviIsZebras := func() bool {
+		return hs[1].remote(gw, 1) && strings.Contains(hs[1].MustRun("ip", "neigh", "show", "10.77.0.1"), gw+" extern_learn NOARP proto zebra")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !sviIsZebras() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !sviIsZebras() {
 		t.Errorf("host 1's bridge %s (10.77.0.1) is not zebra's on host 2:\n%s%s", gw, hs[1].fdb(), hs[1].MustRun("ip", "neigh"))
 	}
 	if a, b := hs[1].MustRun("cat", "/sys/class/net/kvlab0/address"), hs[2].MustRun("cat", "/sys/class/net/kvlab0/address"); a == b || a == gw+"\n" {
