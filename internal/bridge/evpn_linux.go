@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/kvmnet/kvmnet/internal/vtepset"
 )
 
 // What a VXLAN link needs for FRR's zebra to run BGP EVPN over it, and what
@@ -57,7 +59,7 @@ func EVPNRemotes(vx netlink.Link) (vteps []netip.Addr, macs []RemoteMAC, err err
 			continue
 		}
 		switch {
-		case n.HardwareAddr.String() == zeroMAC.String():
+		case vtepset.IsVTEP(n.HardwareAddr):
 			vteps = append(vteps, ip.Unmap())
 		case n.Flags&netlink.NTF_EXT_LEARNED != 0:
 			macs = append(macs, RemoteMAC{MAC: n.HardwareAddr, VTEP: ip.Unmap()})

@@ -10,11 +10,12 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
+	"github.com/kvmnet/kvmnet/internal/vtepset"
 )
 
 // TestEVPNLinkAndVTEPWatch: an EVPN VXLAN link is made as zebra needs it
 // (local, nolearning, its port learning off and neigh_suppress on), and
-// WatchVTEPs reports its all-zero FDB entries as zebra would add and remove
+// vtepset.Watch reports its all-zero FDB entries as zebra would add and remove
 // them (here `bridge fdb append/del`), ignoring a remote MAC's.
 func TestEVPNLinkAndVTEPWatch(t *testing.T) {
 	ns := testns.New(t)
@@ -47,7 +48,7 @@ func TestEVPNLinkAndVTEPWatch(t *testing.T) {
 	done := make(chan struct{})
 	watching := make(chan error, 1)
 	go func() {
-		watching <- ns.Do(func() error { return WatchVTEPs(vx, done, func(v []netip.Addr) { seen <- v }) })
+		watching <- ns.Do(func() error { return vtepset.Watch(vx, done, func(v []netip.Addr) { seen <- v }) })
 	}()
 	next := func(want ...string) {
 		t.Helper()
@@ -83,6 +84,6 @@ func TestEVPNLinkAndVTEPWatch(t *testing.T) {
 	}
 	close(done)
 	if err := <-watching; err != nil {
-		t.Errorf("WatchVTEPs: %v", err)
+		t.Errorf("vtepset.Watch: %v", err)
 	}
 }

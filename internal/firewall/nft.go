@@ -172,10 +172,17 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	sets, err := vtepSets(r, lv.table)
+	if err != nil {
+		return Result{}, err
+	}
 	p := &plan{c: c, t: kvmnetTable()}
 	if !lv.table {
 		c.AddTable(p.t)
 		p.changed = true
+	}
+	if err := ensureVTEPSet(sets, n, p); err != nil {
+		return Result{}, err
 	}
 	wanted := map[string]bool{}
 	for _, nc := range netChains(n) {
@@ -210,6 +217,9 @@ func (f *nft) Ensure(n Network) (Result, error) {
 			c.DelChain(ch)
 			p.changed = true
 		}
+	}
+	if dropVTEPSet(sets, n.Name, n.Overlay != nil && n.Overlay.EVPN, c) {
+		p.changed = true
 	}
 	legacy, err := f.shim(r, n, p)
 	if err != nil {
@@ -303,6 +313,11 @@ func (f *nft) Remove(n Network) error {
 				changed = true
 			}
 		}
+		sets, err := vtepSets(r, lv.table)
+		if err != nil {
+			return err
+		}
+		changed = dropVTEPSet(sets, n.Name, false, c) || changed
 	}
 	shimChanged, err := f.unshim(r, n)
 	if err != nil {
@@ -337,7 +352,11 @@ func (f *nft) Check(n Network) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
+	sets, err := vtepSets(r, lv.table)
+	if err != nil {
+		return nil, err
+	}
+	missing := checkVTEPSet(sets, n)
 	t := kvmnetTable()
 	present := func(chain string, r *nftables.Rule) bool {
 		return slices.ContainsFunc(lv.rules[chain], func(h *nftables.Rule) bool {

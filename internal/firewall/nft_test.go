@@ -41,10 +41,15 @@ var fixtures = []fixture{
 	{"nft-allow", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, AllowFrom: []string{"kvmbr0", "kvmbr1"}}},
 	{"nft-isolated-vxlan", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, Overlay: testOverlay}},
 	{"nft-hostonly-services-vxlan", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24"), Services: true, Overlay: testOverlay}},
+	{"nft-isolated-evpn", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, Overlay: testEVPN}},
+	{"nft-nat-services-evpn", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Gateway: netip.MustParsePrefix("192.168.100.1/24"), Services: true, Overlay: testEVPN}},
 }
 
 // testOverlay is a VXLAN with two peers on a port other than the IANA one.
 var testOverlay = &Overlay{VNI: 4242, Port: 8472, Peers: []netip.Addr{netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")}}
+
+// testEVPN is an EVPN VXLAN on the IANA port, two VTEPs installed at the up.
+var testEVPN = &Overlay{VNI: 4242, Port: 4789, EVPN: true, Peers: []netip.Addr{netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")}}
 
 var (
 	netA = Network{Name: "a", Bridge: "kvmbr0", Mode: NAT, Gateway: netip.MustParsePrefix("10.10.0.1/24"), Services: true}

@@ -265,6 +265,7 @@ func fwNetwork(rec state.Network, services bool, forwards []state.Forward) firew
 		n.Peers = strings.Split(rec.Peers, ",")
 	}
 	n.Overlay = overlayOf(rec.VXLANGuard)
+	installedVTEPs(n.Overlay, rec)
 	return n
 }
 

@@ -143,8 +143,8 @@ func (u *upCall) localnetAfter() error {
 
 // servicesCurrent reports whether the running daemon's configuration is the
 // one n asks for now.
-func servicesCurrent(d state.Dir, n config.Net) (bool, error) {
-	want, err := servicesConfig(d, n)
+func servicesCurrent(d state.Dir, n config.Net, evpnLink string) (bool, error) {
+	want, err := servicesConfig(d, n, evpnLink)
 	if err != nil {
 		return false, err
 	}

@@ -35,8 +35,9 @@ func ServicesPID(d state.Dir, network string) (int, bool) {
 	return ctl.Alive(d.File(network, svcPID))
 }
 
-// servicesConfig is the configuration of network n's daemon.
-func servicesConfig(d state.Dir, n config.Net) (ctl.Config, error) {
+// servicesConfig is the configuration of network n's daemon; evpnLink is
+// the VXLAN link whose VTEPs it keeps in the network's set (evpnLink), or "".
+func servicesConfig(d state.Dir, n config.Net, evpnLink string) (ctl.Config, error) {
 	leaseFile := n.LeaseFile
 	if leaseFile != "" {
 		var err error
@@ -48,7 +49,7 @@ func servicesConfig(d state.Dir, n config.Net) (ctl.Config, error) {
 		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, Gateway6: n.Gateway6, MTU: n.MTU,
 		DHCP: n.DHCP, Router: n.Router, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
 		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: leaseFile,
-		PIDFile: d.File(n.Name, svcPID), GenFile: d.File(n.Name, warm.GenExt),
+		PIDFile: d.File(n.Name, svcPID), GenFile: d.File(n.Name, warm.GenExt), EVPNLink: evpnLink,
 	}
 	for _, h := range n.Hosts {
 		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, IP6: h.IP6.Addr, Name: h.Name})
@@ -58,8 +59,8 @@ func servicesConfig(d state.Dir, n config.Net) (ctl.Config, error) {
 
 // startServices writes the network's daemon configuration and starts the
 // daemon exe (binding its sockets first), without waiting for it to serve.
-func startServices(d state.Dir, n config.Net, exe string) (*ctl.Process, error) {
-	c, err := servicesConfig(d, n)
+func startServices(d state.Dir, n config.Net, exe, evpnLink string) (*ctl.Process, error) {
+	c, err := servicesConfig(d, n, evpnLink)
 	if err != nil {
 		return nil, err
 	}

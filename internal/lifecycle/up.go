@@ -617,6 +617,9 @@ func (u *upCall) wantRules() firewall.Network {
 	u.rec.Peers = strings.Join(u.n.Peers, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	want.Guard = PortGuard(u.n)
+	if o := want.Overlay; o != nil && o.EVPN && firewall.Backend(u.rec.Firewall) != firewall.NFTables {
+		u.warnings = append(u.warnings, "vxlan port of "+u.n.Name+" not filtered: the evpn VTEP filter needs the nftables backend")
+	}
 	return want
 }
 
@@ -720,7 +723,7 @@ func (u *upCall) services() (outcome, error) {
 		}
 		// Static hosts, names, the pool: the daemon reads them at start, and
 		// its leases from its lease file, so a restart keeps them.
-		if same, err := servicesCurrent(u.d, u.n); err != nil || same {
+		if same, err := servicesCurrent(u.d, u.n, u.evpnLink()); err != nil || same {
 			return unchanged, err
 		}
 		if !HasCap(unix.CAP_NET_BIND_SERVICE) {
@@ -751,7 +754,8 @@ func (u *upCall) services() (outcome, error) {
 			return noted, err
 		}
 	}
-	u.starting = inBackground(func() (*ctl.Process, error) { return startServices(u.d, u.n, exe) })
+	link := u.evpnLink()
+	u.starting = inBackground(func() (*ctl.Process, error) { return startServices(u.d, u.n, exe, link) })
 	return changed, nil
 }
 

@@ -51,7 +51,7 @@ func (u *upCall) watch() (outcome, error) {
 	exe, err := findDaemonBinary()
 	if err == nil {
 		err = ctl.StartWatcher(exe, ctl.Watcher{Network: u.n.Name, PIDFile: pidFile, LogPath: u.d.File(u.n.Name, watchLog),
-			GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen})
+			GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen, EVPNLink: u.evpnLink()})
 	}
 	if err != nil {
 		u.warnings = append(u.warnings, "rules not watched (another program's changes stay until the next up or doctor --fix): "+err.Error())

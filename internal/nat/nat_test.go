@@ -42,6 +42,7 @@ var fixtures = []struct {
 	{"hostonly-allow-from", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParseAddr("192.168.101.1"), AllowFrom: []string{"kvmbr0", "virbr0"}}},
 	{"isolated-vxlan", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, Overlay: testOverlay}},
 	{"hostonly-services-vxlan", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Subnet: netip.MustParsePrefix("192.168.101.0/24"), Gateway: netip.MustParseAddr("192.168.101.1"), Services: true, Overlay: testOverlay}},
+	{"isolated-evpn", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, Overlay: &Overlay{VNI: 4242, Port: 4789, EVPN: true, Peers: testOverlay.Peers}}},
 }
 
 // testOverlay is a VXLAN with two peers on a port other than the IANA one.

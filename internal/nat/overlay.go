@@ -14,12 +14,21 @@ type Overlay struct {
 	VNI   uint32       // 1 to 16777215
 	Port  uint16       // the UDP port of the VXLAN link
 	Peers []netip.Addr // IPv4 addresses of the other hypervisors
+	// EVPN: the VTEPs come from BGP EVPN, not the file, and change while
+	// the network is up. nftables lets through those of a set the resident
+	// process keeps equal to zebra's (package vtepset), and Peers are its
+	// first elements, the VTEPs installed at the up. iptables, which would
+	// need a rule per VTEP rewritten on every change, has no rules for it.
+	EVPN bool
 }
 
 // String is o as a golden file's header shows it.
 func (o *Overlay) String() string {
 	if o == nil {
 		return "none"
+	}
+	if o.EVPN {
+		return fmt.Sprintf("vni %d port %d evpn vteps %v", o.VNI, o.Port, o.Peers)
 	}
 	return fmt.Sprintf("vni %d port %d peers %v", o.VNI, o.Port, o.Peers)
 }
@@ -49,10 +58,11 @@ func vniU32(vni uint32) []string {
 
 // overlayRules return each peer's VXLAN datagrams of the network's VNI (on
 // to the network's other rules and the host's), and drop every other host's.
-// IPv4 only: the VXLAN link's socket is one, as its peers are.
+// IPv4 only: the VXLAN link's socket is one, as its peers are. None for
+// EVPN (see Overlay.EVPN).
 func overlayRules(n Network) [][]string {
 	o := n.Overlay
-	if o == nil || n.family6 {
+	if o == nil || o.EVPN || n.family6 {
 		return nil
 	}
 	vxlan := append(port("udp", strconv.Itoa(int(o.Port))), vniU32(o.VNI)...)

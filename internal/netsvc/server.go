@@ -284,6 +284,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.heal != nil {
 		run(s.watchRules)
 	}
+	if s.cfg.EVPNLink != "" {
+		run(s.followVTEPs)
+	}
 	// The logger names the network already (see daemon).
 	s.log.Info("netsvc serving", "bridge", s.cfg.Bridge,
 		"gateway", s.cfg.Gateway.String(), "dhcp", s.cfg.DHCP, "dns", s.cfg.DNS, "ra", s.ra != nil)

@@ -22,7 +22,7 @@ var floor = map[string]int{
 	"internal/firewall": 4, "internal/nat": 4, "internal/bridge": 4, "internal/state": 4,
 	"internal/netsvc": 4, "internal/netsvc/ctl": 4, "internal/config": 4,
 	"internal/firewalld": 4, "internal/resolved": 4,
-	"internal/portguard": 5, "internal/nfgen": 5,
+	"internal/portguard": 5, "internal/nfgen": 5, "internal/vtepset": 5,
 	"internal/runlog": 5, "internal/version": 5, "internal/selfbin": 5, "internal/safefile": 5,
 	"internal/nslock": 5,
 }

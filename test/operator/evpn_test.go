@@ -84,10 +84,17 @@ type fabricHost struct {
 	lease func() string
 }
 
-// fabricHost makes host i on the underlay ul, its FRR running.
+// fabricHost makes host i on the underlay ul, its FRR running, on the
+// iptables backend.
 func newFabricHost(t *testing.T, ul *testns.NS, i int) *fabricHost {
 	t.Helper()
-	h := &fabricHost{host: newHost(t, evpnConf(i)), i: i, mac: fmt.Sprintf("52:54:00:77:00:%02x", i)}
+	return newFabricHostFW(t, ul, i, "iptables")
+}
+
+// newFabricHostFW is newFabricHost on firewall backend fw.
+func newFabricHostFW(t *testing.T, ul *testns.NS, i int, fw string) *fabricHost {
+	t.Helper()
+	h := &fabricHost{host: newHostFW(t, fw, evpnConf(i)), i: i, mac: fmt.Sprintf("52:54:00:77:00:%02x", i)}
 	port := fmt.Sprintf("h%d", i)
 	ul.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "ul0", "netns", h.Name)
 	ul.MustRun("ip", "link", "set", port, "addrgenmode", "none", "master", "ulbr", "up")
@@ -100,6 +107,25 @@ func newFabricHost(t *testing.T, ul *testns.NS, i int) *fabricHost {
 	h.SetLinks(h.Links())
 	h.startFRR(bgpdConf(i))
 	return h
+}
+
+// newFabric is the underlay bridge and hosts 1 to 3 on it, on firewall
+// backend fw.
+func newFabric(t *testing.T, fw string) (*testns.NS, []*fabricHost) {
+	t.Helper()
+	ul := testns.New(t)
+	ul.MustRun("ip", "link", "add", "ulbr", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+	ul.MustRun("ip", "link", "set", "ulbr", "up")
+	var hs []*fabricHost
+	for i := 1; i <= 3; i++ {
+		hs = append(hs, newFabricHostFW(t, ul, i, fw))
+	}
+	return ul, hs
+}
+
+// clean is what AssertClean compares the host with at the end.
+func (h *fabricHost) clean() [2]string {
+	return [2]string{h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")}
 }
 
 // startFRR runs zebra and bgpd as Debian's frr.service would, in the
@@ -305,17 +331,11 @@ func fabricOutside(t *testing.T, h *fabricHost) {
 // on the others. A host whose last guest leaves removes its link, and its
 // VTEP and MAC leave the others' links. Then nothing of kvmnet is left.
 func TestEVPNFabric(t *testing.T) {
-	ul := testns.New(t)
-	ul.MustRun("ip", "link", "add", "ulbr", "type", "bridge", "stp_state", "0", "forward_delay", "0")
-	ul.MustRun("ip", "link", "set", "ulbr", "up")
-	var hs []*fabricHost
-	for i := 1; i <= 3; i++ {
-		hs = append(hs, newFabricHost(t, ul, i))
-	}
+	ul, hs := newFabric(t, "iptables")
 	fabricOutside(t, hs[0])
 	var before [][2]string
 	for _, h := range hs {
-		before = append(before, [2]string{h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")})
+		before = append(before, h.clean())
 	}
 	defer func() {
 		if t.Failed() {
@@ -331,12 +351,7 @@ func TestEVPNFabric(t *testing.T) {
 	// zebra installs a remote VTEP for a VNI it has itself: each host's
 	// VXLAN link gets the others' once its own is there.
 	for _, h := range hs {
-		var others []int
-		for _, o := range hs {
-			if o != h {
-				others = append(others, o.i)
-			}
-		}
+		others := otherHosts(hs, h)
 		waitUntil(t, 20*time.Second, fmt.Sprintf("host %d's VTEPs %v", h.i, others), func() bool { return h.vteps(others...) })
 	}
 	for _, h := range hs {
@@ -366,8 +381,15 @@ func TestEVPNFabric(t *testing.T) {
 	// advertise-svi-ip on host 1: its bridge's MAC and address (the guests'
 	// gateway) are zebra's on the others, so they answer ARP for it
 	// themselves (neigh_suppress) and never flood for it.
+	// zebra advertises them on its own time after the guests' MACs: wait.
 	gw := strings.Fields(hs[0].MustRun("cat", "/sys/class/net/kvlab0/address"))[0]
-	if !hs[1].remote(gw, 1) || !strings.Contains(hs[1].MustRun("ip", "neigh", "show", "10.77.0.1"), gw+" extern_learn NOARP proto zebra") {
+	sviIsZebras := func() bool {
+		return hs[1].remote(gw, 1) && strings.Contains(hs[1].MustRun("ip", "neigh", "show", "10.77.0.1"), gw+" extern_learn NOARP proto zebra")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !sviIsZebras() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !sviIsZebras() {
 		t.Errorf("host 1's bridge %s (10.77.0.1) is not zebra's on host 2:\n%s%s", gw, hs[1].fdb(), hs[1].MustRun("ip", "neigh"))
 	}
 	if a, b := hs[1].MustRun("cat", "/sys/class/net/kvlab0/address"), hs[2].MustRun("cat", "/sys/class/net/kvlab0/address"); a == b || a == gw+"\n" {
@@ -384,7 +406,7 @@ func TestEVPNFabric(t *testing.T) {
 	// A fourth host: its own FRR names only the route reflector.
 	h4 := newFabricHost(t, ul, 4)
 	hs = append(hs, h4)
-	before = append(before, [2]string{h4.IptablesSave(), h4.Sysctl("net.ipv4.ip_forward")})
+	before = append(before, h4.clean())
 	h4.attach(t)
 	waitUntil(t, 20*time.Second, "host 4's VTEPs", func() bool { return h4.vteps(1, 2, 3) })
 	h4.leased(t)

@@ -75,6 +75,9 @@ type Config struct {
 	LeaseFile  string   // leases persisted here; empty: kept in memory only
 	PIDFile    string
 	GenFile    string // the network's generation file (gen.go); empty: none to follow
+	// EVPNLink is the network's EVPN VXLAN link, whose VTEPs the daemon
+	// keeps in the network's VTEP set (package vtepset); empty: none.
+	EVPNLink string
 }
 
 // configJSON is the file form of Config: snake_case keys and a lease time
@@ -97,6 +100,7 @@ type configJSON struct {
 	LeaseFile  string       `json:"lease_file,omitempty"`
 	PIDFile    string       `json:"pid_file,omitempty"`
 	GenFile    string       `json:"gen_file,omitempty"`
+	EVPNLink   string       `json:"evpn_link,omitempty"`
 }
 
 // MarshalJSON writes the file form of c.
@@ -105,7 +109,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		Network: c.Network, Bridge: c.Bridge, Gateway: c.Gateway, Gateway6: c.Gateway6, MTU: c.MTU,
 		DHCP: c.DHCP, Router: c.Router, RangeStart: c.RangeStart, RangeEnd: c.RangeEnd,
 		Domain: c.Domain, Hosts: c.Hosts, DNS: c.DNS, Upstreams: c.Upstreams,
-		LeaseFile: c.LeaseFile, PIDFile: c.PIDFile, GenFile: c.GenFile,
+		LeaseFile: c.LeaseFile, PIDFile: c.PIDFile, GenFile: c.GenFile, EVPNLink: c.EVPNLink,
 	}
 	if c.LeaseTime != 0 {
 		j.LeaseTime = c.LeaseTime.String()
@@ -130,7 +134,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		Network: j.Network, Bridge: j.Bridge, Gateway: j.Gateway, Gateway6: j.Gateway6, MTU: j.MTU,
 		DHCP: j.DHCP, Router: j.Router, RangeStart: j.RangeStart, RangeEnd: j.RangeEnd, LeaseTime: lt,
 		Domain: j.Domain, Hosts: j.Hosts, DNS: j.DNS, Upstreams: j.Upstreams,
-		LeaseFile: j.LeaseFile, PIDFile: j.PIDFile, GenFile: j.GenFile,
+		LeaseFile: j.LeaseFile, PIDFile: j.PIDFile, GenFile: j.GenFile, EVPNLink: j.EVPNLink,
 	}
 	return nil
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // WatchFlag is the daemon's argv[1] in its watch-only role: it serves
-// nothing and only heals the rules of a network that has no DHCP/DNS
-// (netsvc.WatchOnly). Alive and Stop find and end it by its pid file as they
+// nothing, heals the rules of a network that has no DHCP/DNS and, for an
+// EVPN network, keeps its VTEP set (netsvc.WatchOnly). Alive and Stop find and end it by its pid file as they
 // do the daemon.
 const WatchFlag = "--watch"
 
@@ -28,6 +28,9 @@ type Watcher struct {
 	PIDFile string // its pid goes here before StartWatcher returns
 	LogPath string
 	GenFile string // the network's generation file (gen.go), which its forgetting moves
+	// EVPNLink is the network's EVPN VXLAN link, whose VTEPs the watcher
+	// keeps in the network's VTEP set; empty: none.
+	EVPNLink string
 	// Gen is the nf_tables generation at which the network's rules were
 	// whole (0: unknown): a watcher that finds another once it has
 	// subscribed heals at once.
@@ -38,7 +41,7 @@ type Watcher struct {
 // w.Network, logging to w.LogPath, and writes its pid into w.PIDFile before it
 // returns, so that the next look under the network's lock finds it. It does
 // not wait for the watcher to subscribe. Its argv is {ProcName, WatchFlag,
-// NETWORK, PIDFILE, GEN, GENFILE}.
+// NETWORK, PIDFILE, GEN, GENFILE[, EVPNLINK]}.
 func StartWatcher(exe string, w Watcher) error {
 	logf, err := safefile.Open(w.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -51,6 +54,9 @@ func StartWatcher(exe string, w Watcher) error {
 	}
 	defer devnull.Close()
 	argv := []string{ProcName, WatchFlag, w.Network, w.PIDFile, strconv.FormatUint(uint64(w.Gen), 10), w.GenFile}
+	if w.EVPNLink != "" {
+		argv = append(argv, w.EVPNLink)
+	}
 	pid, err := selfbin.Start(exe, argv, []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
 	if err != nil {
 		return fmt.Errorf("start rule watcher: %w", err)
@@ -63,7 +69,7 @@ func StartWatcher(exe string, w Watcher) error {
 }
 
 // watcherArgs is how many arguments StartWatcher gives the watcher (its argv
-// above, argv[0] included).
+// above, argv[0] included), without and with EVPNLINK.
 const watcherArgs = 6
 
 // WatcherCurrent reports whether the watcher pid runs with the arguments
@@ -71,5 +77,6 @@ const watcherArgs = 6
 // not forget the guard's ports) must be started again.
 func WatcherCurrent(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return err == nil && bytes.Count(b, []byte{0}) == watcherArgs
+	n := bytes.Count(b, []byte{0})
+	return err == nil && (n == watcherArgs || n == watcherArgs+1)
 }

@@ -1,4 +1,4 @@
-package bridge
+package vtepset
 
 import (
 	"fmt"
@@ -9,14 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WatchVTEPs calls changed with the VXLAN link's remote VTEPs (its all-zero
-// FDB entries, which zebra adds and removes as hosts join and leave an EVPN
-// overlay) once now and then after every change of them, until done is
-// closed or the subscription fails. It is what keeps a set of the sources
-// allowed on the VXLAN port current; the caller owns the set.
+// Watch calls changed with the VXLAN link's remote VTEPs (Remotes) once now
+// and then after every change of them, until done is closed or the
+// subscription fails. It is what keeps the set current (Sync); the caller
+// owns the set.
 //
 //	bridge monitor fdb dev NAME
-func WatchVTEPs(vx netlink.Link, done <-chan struct{}, changed func([]netip.Addr)) error {
+func Watch(vx netlink.Link, done <-chan struct{}, changed func([]netip.Addr)) error {
 	updates := make(chan netlink.NeighUpdate, 64)
 	failed := make(chan error, 1)
 	opts := netlink.NeighSubscribeOptions{ErrorCallback: func(err error) {
@@ -31,11 +30,10 @@ func WatchVTEPs(vx netlink.Link, done <-chan struct{}, changed func([]netip.Addr
 	}
 	var last []netip.Addr
 	report := func() error {
-		vteps, _, err := EVPNRemotes(vx)
+		vteps, err := Remotes(vx)
 		if err != nil {
 			return err
 		}
-		slices.SortFunc(vteps, netip.Addr.Compare)
 		if last == nil || !slices.Equal(vteps, last) {
 			last = append([]netip.Addr{}, vteps...)
 			changed(vteps)
@@ -55,7 +53,7 @@ func WatchVTEPs(vx netlink.Link, done <-chan struct{}, changed func([]netip.Addr
 			if !ok {
 				return nil
 			}
-			if u.Family != unix.AF_BRIDGE || u.LinkIndex != vx.Attrs().Index || u.HardwareAddr.String() != zeroMAC.String() {
+			if u.Family != unix.AF_BRIDGE || u.LinkIndex != vx.Attrs().Index || !IsVTEP(u.HardwareAddr) {
 				continue
 			}
 			if err := report(); err != nil {
