@@ -33,6 +33,16 @@ type reader struct {
 	read   bool
 }
 
+// lasting opens one netlink connection for several reads (and perhaps one
+// batch); close releases it.
+func lasting() (r *reader, close func(), err error) {
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return nil, nil, fmt.Errorf("nftables: %w", err)
+	}
+	return &reader{c: c}, func() { _ = c.CloseLasting() }, nil
+}
+
 // allChains equals `nft list chains`.
 func (r *reader) allChains() ([]*nftables.Chain, error) {
 	if !r.read {
@@ -342,12 +352,11 @@ func (f *nft) Check(n Network) ([]string, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := nftables.New(nftables.AsLasting())
+	r, closeConn, err := lasting()
 	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
+		return nil, err
 	}
-	defer c.CloseLasting()
-	r := &reader{c: c}
+	defer closeConn()
 	lv, err := readTable(r)
 	if err != nil {
 		return nil, err

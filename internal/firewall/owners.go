@@ -55,12 +55,11 @@ func RemoveAll(b Backend, name string) error {
 //
 //	nft list ruleset | grep -o 'kvmnet:[a-z0-9_-]*'
 func (f *nft) owners() ([]string, error) {
-	c, err := nftables.New(nftables.AsLasting())
+	r, closeConn, err := lasting()
 	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
+		return nil, err
 	}
-	defer c.CloseLasting()
-	r := &reader{c: c}
+	defer closeConn()
 	lv, err := readTable(r)
 	if err != nil {
 		return nil, err
@@ -127,12 +126,12 @@ func (f *nft) legacyOwners() ([]string, error) {
 //
 //	nft list table inet kvmnet
 func EmptyTable() (bool, error) {
-	c, err := nftables.New(nftables.AsLasting())
+	r, closeConn, err := lasting()
 	if err != nil {
-		return false, fmt.Errorf("nftables: %w", err)
+		return false, err
 	}
-	defer c.CloseLasting()
-	lv, err := readTable(&reader{c: c})
+	defer closeConn()
+	lv, err := readTable(r)
 	if err != nil {
 		return false, err
 	}
@@ -149,17 +148,17 @@ func RemoveEmptyTable() (bool, error) {
 		return false, err
 	}
 	defer unlock()
-	c, err := nftables.New(nftables.AsLasting())
+	r, closeConn, err := lasting()
 	if err != nil {
-		return false, fmt.Errorf("nftables: %w", err)
+		return false, err
 	}
-	defer c.CloseLasting()
-	lv, err := readTable(&reader{c: c})
+	defer closeConn()
+	lv, err := readTable(r)
 	if err != nil || !lv.empty() {
 		return false, err
 	}
-	c.DelTable(kvmnetTable())
-	if err := c.Flush(); err != nil {
+	r.c.DelTable(kvmnetTable())
+	if err := r.c.Flush(); err != nil {
 		return false, fmt.Errorf("nft delete table inet %s: %w", tableName, err)
 	}
 	return true, nil

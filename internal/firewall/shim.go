@@ -294,12 +294,12 @@ func (f *nft) checkShim(r *reader, n Network) ([]string, error) {
 // first), else legacy iptables' FORWARD when a legacy filter table exists,
 // else iptables-nft's FORWARD as it is.
 func (f *nft) Forward(n Network) (Forward, error) {
-	c, err := nftables.New(nftables.AsLasting())
+	r, closeConn, err := lasting()
 	if err != nil {
-		return Forward{}, fmt.Errorf("nftables: %w", err)
+		return Forward{}, err
 	}
-	defer c.CloseLasting()
-	fcs, err := foreignChains(&reader{c: c}, nftables.ChainHookForward, n.Gateway6.IsValid())
+	defer closeConn()
+	fcs, err := foreignChains(r, nftables.ChainHookForward, n.Gateway6.IsValid())
 	if err != nil {
 		return Forward{}, err
 	}
