@@ -156,28 +156,32 @@ func runHook(args []string, stdin *os.File) (hookResult, error) {
 	if res.op == "prepare" {
 		res.done, err = hookPrepare(d, f, rec, uses)
 	} else {
-		res.done, err = hookStart(d, rec, uses)
+		res.done, err = hookStart(d, f, rec, uses)
 	}
 	return res, err
 }
 
-// hookStart records the taps libvirt made for the domain on each network.
-func hookStart(d state.Dir, dom state.Domain, uses []netUse) ([]netResult, error) {
+// hookStart records the taps libvirt made for the domain on each network,
+// and puts them under the network's guard and bandwidth. A network that
+// fails does not keep the others' taps from theirs.
+func hookStart(d state.Dir, f *config.File, dom state.Domain, uses []netUse) ([]netResult, error) {
 	var done []netResult
+	var errs []error
 	for _, u := range uses {
-		recorded, err := lifecycle.AddTaps(d, u.network, dom, u.taps)
+		n, err := f.Network(u.network, config.NAT)
 		if err != nil {
-			return done, fmt.Errorf("network %s: record the taps of domain %s: %w", u.network, dom.Name, err)
+			errs = append(errs, usageError{err.Error()})
+			continue
 		}
+		r, recorded, err := lifecycle.AddTaps(d, n, dom, u.taps)
 		if recorded {
-			r := netResult{network: u.network}
-			for _, tap := range u.taps {
-				r.Changes = append(r.Changes, "record "+tap)
-			}
-			done = append(done, r)
+			done = append(done, netResult{Result: r, network: u.network})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s: the taps of domain %s: %w", u.network, dom.Name, err))
 		}
 	}
-	return done, nil
+	return done, errors.Join(errs...)
 }
 
 // netUse is a kvmnet network a domain has interfaces on, and libvirt's taps
