@@ -1,12 +1,16 @@
 package libvirt
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kvmnet/kvmnet/internal/portguard"
 	"github.com/kvmnet/kvmnet/internal/testhost"
+	"github.com/kvmnet/kvmnet/internal/testns"
 )
 
 // The hook puts libvirt's taps under the network's guard, isolation and
@@ -19,7 +23,9 @@ mode = "nat"
 address = "10.77.0.1/24"
 dhcp = false
 dns = false
-isolate_guests = true
+` + guardedKeys
+
+const guardedKeys = `isolate_guests = true
 bandwidth = { in = "20mbit", out = "10mbit" }
 `
 
@@ -34,7 +40,7 @@ func domainXML(br string, taps ...string) string {
 
 // portOf is what the test reads of a link: its group, whether it is an
 // isolated bridge port, and its root qdisc's kind.
-func portOf(h *testhost.Host, link string) (group string, isolated bool, qdisc string) {
+func portOf(h *testns.NS, link string) (group string, isolated bool, qdisc string) {
 	d := h.MustRun("ip", "-d", "link", "show", link)
 	if f := strings.Fields(d[strings.Index(d, " group ")+1:]); len(f) > 1 {
 		group = f[1]
@@ -52,9 +58,12 @@ func TestHookGuardsTaps(t *testing.T) {
 	l := &lab{t: t}
 	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
 	l.hookMust(h, "prepare", domainXML("kvlab0", "vnet7"))
-	// libvirt's tap; an uplink the XML names (a veth); a tap on another bridge.
+	// libvirt's tap (down, with a noqueue root qdisc: libvirt sets it up only
+	// once QEMU runs); an
+	// uplink the XML names (a veth); a tap on another bridge.
 	h.MustRun("ip", "tuntap", "add", "vnet7", "mode", "tap")
-	h.MustRun("ip", "link", "set", "vnet7", "master", "kvlab0", "up")
+	h.MustRun("ip", "link", "set", "vnet7", "master", "kvlab0")
+	h.MustRun("tc", "qdisc", "add", "dev", "vnet7", "root", "noqueue") // as libvirt 6.0 on does
 	h.MustRun("ip", "link", "add", "up7", "type", "veth", "peer", "name", "up7p")
 	h.MustRun("ip", "link", "set", "up7", "master", "kvlab0", "up")
 	h.MustRun("ip", "link", "add", "brx", "type", "bridge")
@@ -66,11 +75,11 @@ func TestHookGuardsTaps(t *testing.T) {
 		t.Errorf("start logged %q", out)
 	}
 	want := fmt.Sprint(int32(portguard.Group("lab"))) // as ip prints it
-	if g, iso, q := portOf(h, "vnet7"); g != want || !iso || q != "htb" {
+	if g, iso, q := portOf(h.NS, "vnet7"); g != want || !iso || q != "htb" {
 		t.Errorf("vnet7: group %s, isolated %v, root qdisc %q; want group %s, isolated, htb", g, iso, q, want)
 	}
 	for _, other := range []string{"up7", "vnet9"} {
-		if g, iso, q := portOf(h, other); g != "default" || iso || q == "htb" {
+		if g, iso, q := portOf(h.NS, other); g != "default" || iso || q == "htb" {
 			t.Errorf("%s, no tap of the network's bridge, was touched: group %s, isolated %v, root qdisc %q", other, g, iso, q)
 		}
 	}
@@ -79,14 +88,14 @@ func TestHookGuardsTaps(t *testing.T) {
 	}
 	// reconnect (libvirtd restarted) finds it all in place.
 	l.hookMust(h, "reconnect", xml)
-	if g, iso, q := portOf(h, "vnet7"); g != want || !iso || q != "htb" {
+	if g, iso, q := portOf(h.NS, "vnet7"); g != want || !iso || q != "htb" {
 		t.Errorf("after reconnect vnet7: group %s, isolated %v, root qdisc %q", g, iso, q)
 	}
 	// A tap release finds still there is given back its group and qdiscs;
 	// one gone leaves its ifb, which release deletes.
 	h.MustRun("ip", "link", "set", "vnet7", "down")
 	out = l.hookMust(h, "release", xml)
-	if g, _, q := portOf(h, "vnet7"); g != "default" || q == "htb" {
+	if g, _, q := portOf(h.NS, "vnet7"); g != "default" || q == "htb" {
 		t.Errorf("after release vnet7 keeps group %s, root qdisc %q", g, q)
 	}
 	if !strings.Contains(out, "delete kvifb") {
@@ -124,4 +133,42 @@ func TestHookReleaseGoneTap(t *testing.T) {
 		t.Errorf("release logged %q", out)
 	}
 	h.AssertClean(rules, fwd)
+}
+
+// hookGuards: a domain that libvirtd starts on a guarded, isolated, shaped
+// network has its tap in the network's group, isolated and limited once
+// `virsh create` returns, and its end leaves nothing (its ifb included). The
+// guest boots but is not waited for: what the hook did is on the host.
+func hookGuards(l *lab) {
+	t := l.t
+	conf := "[network.lab]\nbridge = \"kvlab0\"\naddress = \"10.78.0.1/24\"\n" + guardedKeys
+	l.inLibvirt("sh", "-c", "printf '%s' \"$1\" >>/etc/kvmnet/kvmnet.toml", "-", conf)
+	if err := appendFile(filepath.Join(l.dir, "kvmnet.toml"), conf); err != nil {
+		t.Fatal(err)
+	}
+	l.start(guest{name: "g1", iface: bridgeIface("kvlab0")})
+	ports := strings.Fields(l.host.MustRun("ip", "-br", "link", "show", "master", "kvlab0"))
+	if len(ports) == 0 {
+		t.Fatal("no port on kvlab0 after virsh create")
+	}
+	tap, _, _ := strings.Cut(ports[0], "@")
+	want := fmt.Sprint(int32(portguard.Group("lab")))
+	if g, iso, q := portOf(l.host, tap); g != want || !iso || q != "htb" {
+		t.Errorf("libvirt's %s: group %s, isolated %v, root qdisc %q; want group %s, isolated, htb\n%s",
+			tap, g, iso, q, want, l.host.MustRun("ip", "-d", "link", "show", tap))
+	}
+	if ifbs := l.host.MustRun("ip", "-br", "link", "show", "type", "ifb"); strings.Count(ifbs, "\n") != 1 {
+		t.Errorf("want one ifb (%s's), have:\n%s", tap, ifbs)
+	}
+	l.destroy("g1")
+	l.restored()
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
 }

@@ -485,6 +485,7 @@ func TestLibvirt(t *testing.T) {
 	t.Run("hand-made bridges", func(t *testing.T) { handMade(l.with(t)) })
 	t.Run("prepare fails", func(t *testing.T) { prepareFails(l.with(t)) })
 	t.Run("script fails", func(t *testing.T) { scriptFails(l.with(t)) })
+	t.Run("hook guards", func(t *testing.T) { hookGuards(l.with(t)) })
 }
 
 // with returns l reporting to subtest t.
