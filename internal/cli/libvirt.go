@@ -334,8 +334,10 @@ For each <interface type='bridge'> whose <source bridge=…/> is a kvmnet
 network's bridge (br0 is the "default" network, which needs no configuration):
   prepare   set the network up (bridge, address, DHCP/DNS, rules), so that
             libvirt can attach the domain's tap; a failure stops the start
-  start     record libvirt's taps (<target dev=…/>) as the network's users
-            (again at reconnect, when libvirtd restarts under running domains)
+  start     record libvirt's taps (<target dev=…/>) as the network's users, and
+            put each on the bridge under the network's guard, isolate_guests and
+            bandwidth (again at reconnect, when libvirtd restarts under running
+            domains)
   release   forget the domain, and tear the network down with its last user
 Other bridges and operations are left alone. The hook never calls libvirt.
 
