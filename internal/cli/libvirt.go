@@ -34,10 +34,12 @@ const (
 )
 
 // LibvirtHook runs the libvirt hook with args (os.Args) and the domain XML on
-// stdin, and returns its exit code. Only a failure at `prepare` (the network
-// cannot come up) exits non-zero there, which makes libvirt refuse to start
-// the domain with kvmnet's message; a failure to keep the books on a running
-// domain is logged, as a non-zero exit there would make libvirt kill it.
+// stdin, and returns its exit code. Only a failure before the guest runs
+// exits non-zero: at `prepare` (the network cannot come up) and at `start`
+// (a tap cannot be guarded or limited: the guest must not run unguarded),
+// which makes libvirt refuse to start the domain with kvmnet's message and
+// run `release`; a failure to keep the books on a running domain is logged,
+// as a non-zero exit there would make libvirt kill it.
 func LibvirtHook(args []string, stdin *os.File) int {
 	switch {
 	case len(args) == 2 && (args[1] == "--help" || args[1] == "-h"):
@@ -66,7 +68,7 @@ func LibvirtHook(args []string, stdin *os.File) int {
 	}
 	log.Error(err)
 	switch {
-	case res.op != "" && res.op != "prepare" && res.op != "release":
+	case res.op != "" && res.op != "prepare" && res.op != "start" && res.op != "release":
 		return ExitOK
 	case errors.Is(err, errUsage):
 		return ExitUsage
@@ -336,8 +338,8 @@ network's bridge (br0 is the "default" network, which needs no configuration):
             libvirt can attach the domain's tap; a failure stops the start
   start     record libvirt's taps (<target dev=…/>) as the network's users, and
             put each on the bridge under the network's guard, isolate_guests and
-            bandwidth (again at reconnect, when libvirtd restarts under running
-            domains)
+            bandwidth; a failure stops the start (again at reconnect, when
+            libvirtd restarts under running domains, where a failure is logged)
   release   forget the domain, and tear the network down with its last user
 Other bridges and operations are left alone. The hook never calls libvirt.
 

@@ -172,3 +172,32 @@ func appendFile(path, text string) error {
 	_, err = f.WriteString(text)
 	return errors.Join(err, f.Close())
 }
+
+// A tap that cannot be limited at `start` fails the start (libvirt then
+// refuses the domain and runs release): the guest never runs unguarded, and
+// the tap is left as libvirt made it.
+func TestHookStartFailsClosed(t *testing.T) {
+	testhost.LoadIfb(t)
+	h := testhost.New(t, bin, guardedConf)
+	l := &lab{t: t}
+	rules, fwd := h.IptablesSave(), h.Sysctl("net.ipv4.ip_forward")
+	xml := domainXML("kvlab0", "vnet7")
+	l.hookMust(h, "prepare", xml)
+	h.MustRun("ip", "tuntap", "add", "vnet7", "mode", "tap")
+	h.MustRun("ip", "link", "set", "vnet7", "master", "kvlab0")
+	// A link by the name of vnet7's ifb: the limit's step cannot make it.
+	idx := strings.TrimSpace(h.MustRun("cat", "/sys/class/net/vnet7/ifindex"))
+	h.MustRun("ip", "link", "add", "kvifb"+idx, "type", "bridge")
+	out, err := runHook(h, "start", xml)
+	t.Logf("start: %v: %s", err, out)
+	if err == nil || !strings.Contains(out, "network lab: the taps of domain g1: limit vnet7") {
+		t.Errorf("start with vnet7's ifb taken: %v, output %q", err, out)
+	}
+	if g, _, q := portOf(h.NS, "vnet7"); g != "default" || q == "htb" {
+		t.Errorf("vnet7 after the failed start: group %s, root qdisc %q; want as libvirt made it", g, q)
+	}
+	h.MustRun("ip", "link", "del", "vnet7")
+	h.MustRun("ip", "link", "del", "kvifb"+idx)
+	l.hookMust(h, "release", xml)
+	h.AssertClean(rules, fwd)
+}
