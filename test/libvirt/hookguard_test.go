@@ -141,6 +141,7 @@ func TestHookReleaseGoneTap(t *testing.T) {
 // guest boots but is not waited for: what the hook did is on the host.
 func hookGuards(l *lab) {
 	t := l.t
+	testhost.LoadIfb(t)
 	conf := "[network.lab]\nbridge = \"kvlab0\"\naddress = \"10.78.0.1/24\"\n" + guardedKeys
 	l.inLibvirt("sh", "-c", "printf '%s' \"$1\" >>/etc/kvmnet/kvmnet.toml", "-", conf)
 	if err := appendFile(filepath.Join(l.dir, "kvmnet.toml"), conf); err != nil {
