@@ -68,12 +68,12 @@ const (
 
 // Shape puts s on port, replacing what Shape put there before.
 //
-//	tc qdisc add dev PORT root handle 1: htb default 1
+//	tc qdisc replace dev PORT root handle 1: htb default 1
 //	tc class add dev PORT parent 1: classid 1:1 htb rate IN
 //	tc filter add dev PORT parent 1: protocol all u32 match ether dst MAC flowid 1:10
 //	ip link add kvifbINDEX type ifb; tc qdisc add dev PORT ingress
 //	tc filter add dev PORT parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev kvifbINDEX
-//	tc qdisc add dev kvifbINDEX root handle 1: htb default 1 (and its classes, filters on ether src)
+//	tc qdisc replace dev kvifbINDEX root handle 1: htb default 1 (and its classes, filters on ether src)
 func Shape(port netlink.Link, s Shaping) error {
 	if err := Unshape(port); err != nil {
 		return err
@@ -130,7 +130,9 @@ func (t *htbTree) install(index int, mac int32) error {
 	if t.rate != 0 {
 		q.Defcls = 1 // else unclassified traffic goes unshaped (HTB's direct queue)
 	}
-	if err := nlh.QdiscAdd(q); err != nil {
+	// Replace, not add: libvirt (6.0 on) gives its taps a root qdisc of
+	// their own, noqueue, which an add finds in place (EEXIST).
+	if err := nlh.QdiscReplace(q); err != nil {
 		return fmt.Errorf("add htb qdisc: %w", err)
 	}
 	if t.rate != 0 {

@@ -34,10 +34,12 @@ const (
 )
 
 // LibvirtHook runs the libvirt hook with args (os.Args) and the domain XML on
-// stdin, and returns its exit code. Only a failure at `prepare` (the network
-// cannot come up) exits non-zero there, which makes libvirt refuse to start
-// the domain with kvmnet's message; a failure to keep the books on a running
-// domain is logged, as a non-zero exit there would make libvirt kill it.
+// stdin, and returns its exit code. Only a failure before the guest runs
+// exits non-zero: at `prepare` (the network cannot come up) and at `start`
+// (a tap cannot be guarded or limited: the guest must not run unguarded),
+// which makes libvirt refuse to start the domain with kvmnet's message and
+// run `release`; a failure to keep the books on a running domain is logged,
+// as a non-zero exit there would make libvirt kill it.
 func LibvirtHook(args []string, stdin *os.File) int {
 	switch {
 	case len(args) == 2 && (args[1] == "--help" || args[1] == "-h"):
@@ -66,7 +68,7 @@ func LibvirtHook(args []string, stdin *os.File) int {
 	}
 	log.Error(err)
 	switch {
-	case res.op != "" && res.op != "prepare" && res.op != "release":
+	case res.op != "" && res.op != "prepare" && res.op != "start" && res.op != "release":
 		return ExitOK
 	case errors.Is(err, errUsage):
 		return ExitUsage
@@ -156,28 +158,32 @@ func runHook(args []string, stdin *os.File) (hookResult, error) {
 	if res.op == "prepare" {
 		res.done, err = hookPrepare(d, f, rec, uses)
 	} else {
-		res.done, err = hookStart(d, rec, uses)
+		res.done, err = hookStart(d, f, rec, uses)
 	}
 	return res, err
 }
 
-// hookStart records the taps libvirt made for the domain on each network.
-func hookStart(d state.Dir, dom state.Domain, uses []netUse) ([]netResult, error) {
+// hookStart records the taps libvirt made for the domain on each network,
+// and puts them under the network's guard and bandwidth. A network that
+// fails does not keep the others' taps from theirs.
+func hookStart(d state.Dir, f *config.File, dom state.Domain, uses []netUse) ([]netResult, error) {
 	var done []netResult
+	var errs []error
 	for _, u := range uses {
-		recorded, err := lifecycle.AddTaps(d, u.network, dom, u.taps)
+		n, err := f.Network(u.network, config.NAT)
 		if err != nil {
-			return done, fmt.Errorf("network %s: record the taps of domain %s: %w", u.network, dom.Name, err)
+			errs = append(errs, usageError{err.Error()})
+			continue
 		}
+		r, recorded, err := lifecycle.AddTaps(d, n, dom, u.taps)
 		if recorded {
-			r := netResult{network: u.network}
-			for _, tap := range u.taps {
-				r.Changes = append(r.Changes, "record "+tap)
-			}
-			done = append(done, r)
+			done = append(done, netResult{Result: r, network: u.network})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s: the taps of domain %s: %w", u.network, dom.Name, err))
 		}
 	}
-	return done, nil
+	return done, errors.Join(errs...)
 }
 
 // netUse is a kvmnet network a domain has interfaces on, and libvirt's taps
@@ -330,8 +336,10 @@ For each <interface type='bridge'> whose <source bridge=…/> is a kvmnet
 network's bridge (br0 is the "default" network, which needs no configuration):
   prepare   set the network up (bridge, address, DHCP/DNS, rules), so that
             libvirt can attach the domain's tap; a failure stops the start
-  start     record libvirt's taps (<target dev=…/>) as the network's users
-            (again at reconnect, when libvirtd restarts under running domains)
+  start     record libvirt's taps (<target dev=…/>) as the network's users, and
+            put each on the bridge under the network's guard, isolate_guests and
+            bandwidth; a failure stops the start (again at reconnect, when
+            libvirtd restarts under running domains, where a failure is logged)
   release   forget the domain, and tear the network down with its last user
 Other bridges and operations are left alone. The hook never calls libvirt.
 

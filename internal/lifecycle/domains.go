@@ -35,40 +35,57 @@ func Join(d state.Dir, n config.Net, dom state.Domain) (Result, error) {
 	return upFor(d, n, "", domainUp, &dom)
 }
 
-// AddTaps records taps, which libvirt attached to network name's bridge for
-// domain dom, as ports of the network and as the domain's, and reports
-// whether it did: only while the network is up (a domain the hook never
-// prepared, as it was installed while the domain ran, gets a record then too).
-func AddTaps(d state.Dir, name string, dom state.Domain, taps []string) (bool, error) {
-	lk, err := d.Lock(name)
+// AddTaps records taps, which libvirt attached to network n's bridge for
+// domain dom, as ports of the network and as the domain's, and puts each
+// that is a tap on the bridge under n's guard and bandwidth as a VM's up
+// does (guardTaps). It reports whether it recorded them, which it does only
+// while the network is up (a domain the hook never prepared, as it was
+// installed while the domain ran, gets a record then too), and the changes
+// it made.
+func AddTaps(d state.Dir, n config.Net, dom state.Domain, taps []string) (Result, bool, error) {
+	lk, err := d.Lock(n.Name)
 	if err != nil {
-		return false, err
+		return Result{}, false, err
 	}
 	defer lk.Unlock()
-	if _, ok, err := d.Load(name); err != nil || !ok {
-		return false, err
+	nrec, ok, err := d.Load(n.Name)
+	if err != nil || !ok {
+		return Result{}, false, err
 	}
-	rec, ok, err := d.LoadDomain(name, dom.UUID)
+	rec, ok, err := d.LoadDomain(n.Name, dom.UUID)
 	if err != nil {
-		return false, err
+		return Result{}, false, err
 	}
 	if ok {
 		dom.Since = rec.Since
 	}
+	var res Result
 	for _, tap := range taps {
-		if err := d.AddPort(name, tap); err != nil {
-			return false, err
+		if err := d.AddPort(n.Name, tap); err != nil {
+			return res, false, err
 		}
+		res.Changes = append(res.Changes, "record "+tap)
 	}
 	for _, tap := range rec.Taps {
 		if !slices.Contains(taps, tap) {
-			if err := d.DelPort(name, tap); err != nil {
-				return false, err
+			if err := d.DelPort(n.Name, tap); err != nil {
+				return res, false, err
 			}
 		}
 	}
 	dom.Taps = taps
-	return true, d.SaveDomain(name, dom)
+	if err := d.SaveDomain(n.Name, dom); err != nil {
+		return res, false, err
+	}
+	// The record first: the taps are the domain's whether or not their
+	// limits took, and a release undoes what they got.
+	br, err := bridge.Find(nrec.Bridge)
+	if err != nil {
+		return res, true, err
+	}
+	_, more, err := guardTaps(d, n, nrec, br, taps)
+	res.Changes = append(res.Changes, more...)
+	return res, true, err
 }
 
 // Leave forgets domain uuid on network name, whose taps libvirt has already
@@ -85,28 +102,37 @@ func Leave(d state.Dir, name, uuid string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	for _, tap := range dom.Taps {
-		if err := d.DelPort(name, tap); err != nil {
-			return Result{}, err
-		}
-	}
-	if err := d.DelDomain(name, uuid); err != nil {
-		return Result{}, err
-	}
 	rec, ok, err := d.Load(name)
-	if err != nil || !ok || !known || rec.Pinned {
-		return Result{}, err
-	}
-	br, err := bridge.Find(rec.Bridge)
 	if err != nil {
 		return Result{}, err
 	}
+	var br *netlink.Bridge
+	var changes []string
+	if ok {
+		if br, err = bridge.Find(rec.Bridge); err != nil {
+			return Result{}, err
+		}
+		if changes, err = releaseTaps(rec, br, dom.Taps); err != nil {
+			return Result{Changes: changes}, err
+		}
+	}
+	for _, tap := range dom.Taps {
+		if err := d.DelPort(name, tap); err != nil {
+			return Result{Changes: changes}, err
+		}
+	}
+	if err := d.DelDomain(name, uuid); err != nil {
+		return Result{Changes: changes}, err
+	}
+	if !ok || !known || rec.Pinned {
+		return Result{Changes: changes}, nil
+	}
 	last, err := lastUser(d, rec, br)
 	if err != nil || !last {
-		return Result{}, err
+		return Result{Changes: changes}, err
 	}
-	changes, err := Teardown(d, rec)
-	return Result{Changes: changes}, err
+	more, err := Teardown(d, rec)
+	return Result{Changes: append(changes, more...)}, err
 }
 
 // domainLive is the liveness rule of a recorded domain: it uses the network

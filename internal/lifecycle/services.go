@@ -129,20 +129,25 @@ func killStrays(d state.Dir, network string) error {
 // exited: a zombie, which is as gone as it gets (nothing reaps an orphan
 // here), with its descriptors closed, so that its sockets and its lock on the
 // lease file are free for the daemon the caller starts next. A pidfd tells
-// exactly that; without one (before Linux 5.3) the command line, which
-// empties a moment before the descriptors close, is all there is.
+// exactly that; without one (before Linux 5.3), /proc does: the command line
+// and the exiting threads (ctl.Exiting). One already exiting is only waited for.
 func killStray(pid int, want string) error {
 	pidfd, pidfdErr := unix.PidfdOpen(pid, 0)
 	if pidfdErr == nil {
 		defer unix.Close(pidfd)
 	}
-	if !cmdlineIs(pid, want) { // gone, or the pid reused before the pidfd held it
+	running := cmdlineIs(pid, want)
+	if !running && !ctl.Exiting(pid) { // gone, or the pid reused before the pidfd held it
 		return nil
 	}
-	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("kill stray daemon %d: %w", pid, err)
+	if running {
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("kill stray daemon %d: %w", pid, err)
+		}
 	}
-	gone := func() bool { return !cmdlineIs(pid, want) }
+	// Not the command line: it empties as the main thread exits, before the
+	// other threads close the descriptors (ctl.Exiting).
+	gone := func() bool { return !cmdlineIs(pid, want) && !ctl.Exiting(pid) }
 	if pidfdErr == nil {
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 		gone = func() bool { n, _ := unix.Poll(fds, 1); return n > 0 }

@@ -350,7 +350,14 @@ func (u *upCall) tapSteps() []step {
 	tap := u.tap.Attrs().Name
 	steps := append([]step{{name: "record " + tap, do: u.record, undo: u.unrecord}}, u.guardSteps()...)
 	steps = append(steps, step{name: fmt.Sprintf("attach %s to %s", tap, u.n.Bridge), do: u.attach, undo: u.detach, named: true})
-	steps = append(steps, u.isolateSteps()...)
+	return append(steps, u.attachedSteps()...)
+}
+
+// attachedSteps are what an attached port of the network gets: isolation
+// and bandwidth. The libvirt hook takes them too, for the taps libvirt
+// attached itself (domainports.go).
+func (u *upCall) attachedSteps() []step {
+	steps := u.isolateSteps()
 	if u.n.Shaped() {
 		steps = append(steps, u.shapeStep())
 	}

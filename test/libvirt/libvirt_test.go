@@ -365,6 +365,7 @@ type statusNet struct {
 		Name, Domain string
 		KVMnet       bool
 		Attached     bool
+		Guard        *struct{ MAC string }
 	}
 	Domains []statusDomain
 }
@@ -485,6 +486,7 @@ func TestLibvirt(t *testing.T) {
 	t.Run("hand-made bridges", func(t *testing.T) { handMade(l.with(t)) })
 	t.Run("prepare fails", func(t *testing.T) { prepareFails(l.with(t)) })
 	t.Run("script fails", func(t *testing.T) { scriptFails(l.with(t)) })
+	t.Run("hook guards", func(t *testing.T) { hookGuards(l.with(t)) })
 }
 
 // with returns l reporting to subtest t.
@@ -540,6 +542,13 @@ func hook(l *lab) {
 	}
 	if out, err := l.kvmnet("status"); err == nil {
 		t.Logf("kvmnet status:\n%s", out)
+	}
+	// The hook put the taps in the guard's group: the guard learned each
+	// guest's MAC there, and the guests got leases through it all the same.
+	for _, p := range l.status().Ports {
+		if p.Domain != "" && (p.Guard == nil || p.Guard.MAC == "") {
+			t.Errorf("the guard learned no MAC on %s (domain %s): its tap is not guarded", p.Name, p.Domain)
+		}
 	}
 	// The domains' taps count as the network's users: gc leaves it alone.
 	if out, err := l.kvmnet("gc"); err != nil {

@@ -87,13 +87,30 @@ func isDaemon(pid int) bool {
 }
 
 // Stop ends the daemon of pidFile: SIGTERM, up to timeout for it to exit
-// (it writes its leases on the way out), then SIGKILL. It is not an error if
-// no daemon runs; a stale pid file is removed.
+// (it writes its leases on the way out), then SIGKILL. It returns once the
+// daemon's descriptors are closed, its lease file's lock and its ports free
+// for the next daemon. It is not an error if no daemon runs; a stale pid
+// file is removed. A daemon already on its way out (Exiting: its command
+// line is gone before its descriptors) is not signalled, only waited for.
 func Stop(pidFile string, timeout time.Duration) error {
-	pid, ok := Alive(pidFile)
-	if !ok {
-		return removeStale(pidFile)
+	if pid, err := readPID(pidFile); err == nil && isDaemon(pid) {
+		return kill(pidFile, pid, timeout)
 	}
+	return removeExited(pidFile, timeout)
+}
+
+// removeExited removes the pid file of a daemon that no longer runs, once
+// its descriptors are closed: one on its way out (Exiting) is waited for, up
+// to timeout, and not signalled.
+func removeExited(pidFile string, timeout time.Duration) error {
+	if pid, err := readPID(pidFile); err == nil && Exiting(pid) && !waitGone(pid, timeout) {
+		return fmt.Errorf("netsvc pid %d still exiting after %s", pid, timeout)
+	}
+	return removeStale(pidFile)
+}
+
+// kill ends daemon pid of pidFile: SIGTERM, up to timeout, then SIGKILL.
+func kill(pidFile string, pid int, timeout time.Duration) error {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop netsvc pid %d: %w", pid, err)
 	}
@@ -117,13 +134,14 @@ func removeStale(pidFile string) error {
 	return nil
 }
 
-// waitGone waits until pid is no longer our daemon or timeout passes. A pidfd
-// wakes it the moment the daemon exits; polling /proc is the fallback for
-// kernels without pidfd_open (before 5.3).
+// waitGone waits until pid, our daemon or exiting, is gone with its
+// descriptors closed, or timeout passes. A pidfd wakes it the moment the
+// last thread has exited, after it closed the descriptors; polling /proc is
+// the fallback for kernels without pidfd_open (before 5.3).
 func waitGone(pid int, timeout time.Duration) bool {
 	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
 		defer unix.Close(fd)
-		if !isDaemon(pid) { // the pid may have been reused before we opened it
+		if !isDaemon(pid) && !Exiting(pid) { // the pid may have been reused before we opened it
 			return true
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -142,7 +160,7 @@ func waitGone(pid int, timeout time.Duration) bool {
 		}
 	}
 	deadline := time.Now().Add(timeout)
-	for isDaemon(pid) {
+	for isDaemon(pid) || Exiting(pid) {
 		if time.Now().After(deadline) {
 			return false
 		}
@@ -150,6 +168,39 @@ func waitGone(pid int, timeout time.Duration) bool {
 	}
 	return true
 }
+
+// Exiting reports whether process pid is on its way out with descriptors
+// still open. Its main thread often leaves first: from then on its command line
+// reads empty (isDaemon says no), while the other threads still hold the
+// descriptors (the lease file's lock, the sockets) until the last of them
+// has exited. That is PF_EXITING set, and not yet a zombie alone (state Z,
+// one thread), in /proc/PID/stat. Whose process it is cannot be told any
+// more; a caller only waits for it, never signals it.
+func Exiting(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')') // the command name may hold spaces and ')'
+	if i < 0 {
+		return false
+	}
+	// After the name: state ppid pgrp session tty_nr tpgid flags ... num_threads (the 18th).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 18 {
+		return false
+	}
+	flags, err1 := strconv.ParseUint(f[6], 10, 64)
+	threads, err2 := strconv.Atoi(f[17])
+	if err1 != nil || err2 != nil || flags&pfExiting == 0 {
+		return false
+	}
+	return f[0] != "Z" || threads > 1
+}
+
+// pfExiting is the kernel's PF_EXITING task flag (include/linux/sched.h),
+// set as a thread starts to exit.
+const pfExiting = 0x4
 
 // Process is a daemon Start has started, ready or not yet.
 type Process struct {
@@ -189,7 +240,8 @@ func Start(exe string, configPath string, logPath string) (*Process, error) {
 	if pid, ok := Alive(c.PIDFile); ok {
 		return nil, fmt.Errorf("%w: pid %d (%s)", ErrAlreadyRunning, pid, c.PIDFile)
 	}
-	if err := removeStale(c.PIDFile); err != nil {
+	// The last daemon may still be exiting, its lease file's lock held.
+	if err := removeExited(c.PIDFile, spawnTimeout); err != nil {
 		return nil, err
 	}
 	p, err := spawn(exe, configPath, logPath, c)
