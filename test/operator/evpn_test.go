@@ -169,10 +169,22 @@ func (h *fabricHost) startFRR(bgpd string) {
 			t.Fatal(err)
 		}
 	}
+	// bgpd only once zebra listens, as frr.service starts them (zebra
+	// first, each daemon's -d returning once it is up). A bgpd that finds
+	// no zebra connects again 10 s later, and zebra never hears of
+	// advertise-svi-ip: bgpd sends it once, as it reads the command, and
+	// FRR 8.4's bgpd sends advertise-all-vni again on connecting but not
+	// advertise-svi-ip (TestEVPNFabric failed so under load). zebra makes
+	// its vty after its API socket.
 	script := fmt.Sprintf(`set -e
 mount --bind %[1]s/etc /etc/frr
 mount --bind %[1]s/run /var/run/frr
 %[2]s/zebra -F datacenter &
+i=0
+until [ -S /var/run/frr/zebra.vty ]; do
+	i=$((i+1)); [ $i -lt 200 ] || exit 1
+	sleep 0.05
+done
 %[2]s/bgpd -F datacenter &
 wait`, h.frrIn, frrd)
 	h.frr = h.Cmd("unshare", "-m", "--propagation", "private", "sh", "-c", script)
@@ -381,7 +393,8 @@ func TestEVPNFabric(t *testing.T) {
 	// advertise-svi-ip on host 1: its bridge's MAC and address (the guests'
 	// gateway) are zebra's on the others, so they answer ARP for it
 	// themselves (neigh_suppress) and never flood for it.
-	// zebra advertises them on its own time after the guests' MACs: wait.
+	// zebra sends them to bgpd as the up adds the address; they reach host
+	// 2 through both bgpd and host 2's zebra: wait.
 	gw := strings.Fields(hs[0].MustRun("cat", "/sys/class/net/kvlab0/address"))[0]
 	sviIsZebras := func() bool {
 		return hs[1].remote(gw, 1) && strings.Contains(hs[1].MustRun("ip", "neigh", "show", "10.77.0.1"), gw+" extern_learn NOARP proto zebra")
