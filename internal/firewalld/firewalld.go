@@ -7,9 +7,11 @@
 package firewalld
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -20,6 +22,18 @@ const (
 	zoneIfc  = busName + ".zone"
 	sockPath = "/run/dbus/system_bus_socket"
 )
+
+// callTimeout bounds each call on the bus: a firewalld busy with its own
+// reload, or a hung bus, must not hold an up (and the network's lock) or a
+// heal for ever.
+const callTimeout = 5 * time.Second
+
+// call is o.Call, given at most callTimeout.
+func call(o dbus.BusObject, method string, args ...any) *dbus.Call {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	return o.CallWithContext(ctx, method, 0, args...)
+}
 
 // Zones are the zones kvmnet binds a bridge to, the first the host has: an
 // admin's own "kvmnet", else libvirt's, which its package installs and which
@@ -49,7 +63,7 @@ func Open() (*Conn, error) {
 		return nil, nil // no bus: no firewalld
 	}
 	var has bool
-	if err := bus.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&has); err != nil {
+	if err := call(bus.BusObject(), "org.freedesktop.DBus.NameHasOwner", busName).Store(&has); err != nil {
 		bus.Close()
 		return nil, fmt.Errorf("ask the system bus for firewalld: %w", err)
 	}
@@ -71,7 +85,7 @@ func Open() (*Conn, error) {
 //	busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus GetConnectionUnixProcessID s org.fedoraproject.FirewallD1
 func sameNetns(bus *dbus.Conn) (bool, error) {
 	var pid uint32
-	if err := bus.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, busName).Store(&pid); err != nil {
+	if err := call(bus.BusObject(), "org.freedesktop.DBus.GetConnectionUnixProcessID", busName).Store(&pid); err != nil {
 		return false, fmt.Errorf("ask the system bus for firewalld's pid: %w", err)
 	}
 	theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
@@ -94,7 +108,7 @@ func (c *Conn) Close() error { return c.bus.Close() }
 //	firewall-cmd --get-zones
 func (c *Conn) Zone() (string, error) {
 	var zones []string
-	if err := c.obj.Call(zoneIfc+".getZones", 0).Store(&zones); err != nil {
+	if err := call(c.obj, zoneIfc+".getZones").Store(&zones); err != nil {
 		return "", fmt.Errorf("firewalld zones: %w", err)
 	}
 	for _, z := range Zones {
@@ -111,7 +125,7 @@ func (c *Conn) Zone() (string, error) {
 //	firewall-cmd --get-zone-of-interface=IFACE
 func (c *Conn) ZoneOf(iface string) (string, error) {
 	var zone string
-	if err := c.obj.Call(zoneIfc+".getZoneOfInterface", 0, iface).Store(&zone); err != nil {
+	if err := call(c.obj, zoneIfc+".getZoneOfInterface", iface).Store(&zone); err != nil {
 		return "", fmt.Errorf("firewalld zone of %s: %w", iface, err)
 	}
 	return zone, nil
@@ -121,7 +135,7 @@ func (c *Conn) ZoneOf(iface string) (string, error) {
 //
 //	firewall-cmd --zone=ZONE --change-interface=IFACE
 func (c *Conn) Bind(zone, iface string) error {
-	if err := c.obj.Call(zoneIfc+".changeZoneOfInterface", 0, zone, iface).Err; err != nil {
+	if err := call(c.obj, zoneIfc+".changeZoneOfInterface", zone, iface).Err; err != nil {
 		return fmt.Errorf("firewalld: put %s into zone %s: %w", iface, zone, err)
 	}
 	return nil
@@ -135,7 +149,7 @@ func (c *Conn) Unbind(zone, iface string) error {
 	if err != nil || now != zone {
 		return err
 	}
-	if err := c.obj.Call(zoneIfc+".removeInterface", 0, zone, iface).Err; err != nil {
+	if err := call(c.obj, zoneIfc+".removeInterface", zone, iface).Err; err != nil {
 		return fmt.Errorf("firewalld: take %s out of zone %s: %w", iface, zone, err)
 	}
 	return nil
