@@ -46,7 +46,7 @@ func (u *upCall) guardPort() (outcome, error) {
 		// Forgetting is a transaction of set elements only: when it was
 		// the only one since the rules were seen whole, they still are,
 		// and the hot file this up writes need not wait for the next.
-		forget := func() error { _, err := portguard.Forget(u.n.Name, nil); return err }
+		forget := func() (bool, error) { n, err := portguard.Forget(u.n.Name, nil); return n > 0, err }
 		to, ok, err := nfgen.Follow(u.rec.RulesGen, forget)
 		if err != nil {
 			return unchanged, err

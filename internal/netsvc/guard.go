@@ -24,7 +24,7 @@ import (
 // can); once a lease's element expires the port keeps the address it
 // learned by using it.
 func (s *Server) guardLease(mac net.HardwareAddr, ip netip.Addr, ttl time.Duration) {
-	if err := s.followGen(func() error { return portguard.Lease(s.cfg.Network, mac, ip, ttl) }); err != nil {
+	if err := s.followGen(func() (bool, error) { return portguard.Lease(s.cfg.Network, mac, ip, ttl) }); err != nil {
 		s.guardWarn("guard: could not record the lease", err)
 	}
 }
@@ -32,9 +32,10 @@ func (s *Server) guardLease(mac net.HardwareAddr, ip netip.Addr, ttl time.Durati
 // guardForget forgets the ports that are gone, after a link was deleted.
 func (s *Server) guardForget() {
 	var n int
-	err := s.followGen(func() (err error) {
+	err := s.followGen(func() (bool, error) {
+		var err error
 		n, err = portguard.Forget(s.cfg.Network, nil)
-		return err
+		return n > 0, err
 	})
 	switch {
 	case err != nil:
@@ -51,19 +52,21 @@ func (s *Server) guardForget() {
 // next VM's up stays warm. Unproved, the file stays, and the next up is the
 // engine's, which records the generation again. The file's failures are
 // not commit's: a stale file costs only that one cold up.
-func (s *Server) followGen(commit func() error) error {
+func (s *Server) followGen(commit func() (committed bool, err error)) error {
 	if s.cfg.GenFile == "" {
-		return commit()
+		_, err := commit()
+		return err
 	}
 	s.genMu.Lock()
 	defer s.genMu.Unlock()
 	from, err := ctl.ReadGen(s.cfg.GenFile)
 	if err != nil {
-		return commit()
+		_, err := commit()
+		return err
 	}
 	to, ok, err := nfgen.Follow(from, commit)
 	if ok {
-		if werr := ctl.AdvanceGen(s.cfg.GenFile, to); werr != nil {
+		if werr := ctl.AdvanceGen(s.cfg.GenFile, from, to); werr != nil {
 			s.guardWarn("guard: could not record the generation", werr)
 		}
 	}

@@ -6,18 +6,24 @@ package nfgen
 // from just before commit and is from+1 just after. The kernel moves the
 // generation by exactly one per committed transaction, whoever commits it,
 // so from+1 means commit's was the only one in between, and a set's
-// elements are no rule. to is that generation; ok false (another program's
+// elements are no rule. commit reports whether it committed a transaction:
+// one that committed nothing (no port gone, no guard table) did not move the
+// generation, so from+1 after it is another program's, which may have
+// flushed the rules. to is that generation; ok false (another program's
 // transaction between, nothing committed, a generation unknown or from
 // unknown, 0) proves nothing and costs only the next warm run. Its error is
 // commit's.
-func Follow(from uint32, commit func() error) (to uint32, ok bool, err error) {
+func Follow(from uint32, commit func() (committed bool, err error)) (to uint32, ok bool, err error) {
 	if from == 0 {
-		return 0, false, commit()
+		_, err := commit()
+		return 0, false, err
 	}
 	if before, err := Generation(); err != nil || before != from {
-		return 0, false, commit()
+		_, err := commit()
+		return 0, false, err
 	}
-	if err := commit(); err != nil {
+	committed, err := commit()
+	if err != nil || !committed {
 		return 0, false, err
 	}
 	after, err := Generation()

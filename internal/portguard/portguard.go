@@ -112,32 +112,36 @@ func LeaseKey(mac net.HardwareAddr, ip netip.Addr) []byte {
 
 // Lease tells network's guard that the DHCP daemon leased ip to mac for
 // ttl: the guest may send from ip until the lease ends (a renewal extends
-// it). A network with no guard table (guard off, or not up) is no error.
+// it). A network with no guard table (guard off, or not up) is no error:
+// committed is false then, as the kernel committed nothing.
 //
 //	nft add element bridge kvmnet-NAME leases '{ MAC . IP timeout TTL }'
 //	nft add element bridge kvmnet-NAME leased '{ IP timeout TTL }'
-func Lease(network string, mac net.HardwareAddr, ip netip.Addr, ttl time.Duration) error {
+func Lease(network string, mac net.HardwareAddr, ip netip.Addr, ttl time.Duration) (committed bool, err error) {
 	if len(mac) != 6 || !ip.Is4() || ttl <= 0 {
-		return fmt.Errorf("guard lease %s %s: want a MAC, an IPv4 address and a lease time", mac, ip)
+		return false, fmt.Errorf("guard lease %s %s: want a MAC, an IPv4 address and a lease time", mac, ip)
 	}
 	c, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+		return false, fmt.Errorf("nftables: %w", err)
 	}
 	t := Table(network)
 	leases := &nftables.Set{Table: t, Name: Leases, KeyType: leaseType, HasTimeout: true}
 	leased := &nftables.Set{Table: t, Name: Leased, KeyType: nftables.TypeIPAddr, HasTimeout: true}
 	a := ip.As4()
 	if err := c.SetAddElements(leases, []nftables.SetElement{{Key: LeaseKey(mac, ip), Timeout: ttl}}); err != nil {
-		return err
+		return false, err
 	}
 	if err := c.SetAddElements(leased, []nftables.SetElement{{Key: a[:], Timeout: ttl}}); err != nil {
-		return err
+		return false, err
 	}
-	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("guard lease %s %s on %s: %w", mac, ip, network, err)
+	if err := c.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("guard lease %s %s on %s: %w", mac, ip, network, err)
 	}
-	return nil
+	return true, nil
 }
 
 // Port is what a port owns: its MAC and (nat, hostonly) IPv4 address, as

@@ -1,6 +1,7 @@
 package portguard
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -29,8 +30,8 @@ func TestLeaseForgetPorts(t *testing.T) {
 		if _, err := Forget("none", func(int) bool { return false }); err != nil {
 			return err
 		}
-		if err := Lease("none", live, netip.MustParseAddr("10.0.0.9"), time.Minute); err != nil {
-			return err
+		if committed, err := Lease("none", live, netip.MustParseAddr("10.0.0.9"), time.Minute); err != nil || committed {
+			return fmt.Errorf("lease on a network with no guard table: committed %v, err %w, want nothing committed", committed, err)
 		}
 		c, err := nftables.New()
 		if err != nil {
@@ -60,7 +61,10 @@ func TestLeaseForgetPorts(t *testing.T) {
 		if err := c.Flush(); err != nil {
 			return err
 		}
-		return Lease("lab", live, netip.MustParseAddr("10.0.0.8"), time.Hour)
+		if committed, err := Lease("lab", live, netip.MustParseAddr("10.0.0.8"), time.Hour); err != nil || !committed {
+			return fmt.Errorf("lease: committed %v, err %w, want committed", committed, err)
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

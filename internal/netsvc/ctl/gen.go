@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 
@@ -40,11 +39,20 @@ func ReadGen(path string) (uint32, error) {
 	return uint32(g), nil
 }
 
-// AdvanceGen records gen in the generation file at path only if it is
-// there: the down removes it after it stopped the daemon or watcher that
-// moves it, and one of theirs in flight must not leave it behind.
-func AdvanceGen(path string, gen uint32) error {
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+// AdvanceGen moves the generation file at path from from to gen, only if it
+// still holds from: the down removes it after it stopped the daemon or
+// watcher that moves it, and one of theirs in flight must not leave it
+// behind; an up, which does not take the daemon's lock, may have written a
+// newer generation since from was read, which gen must not overwrite.
+func AdvanceGen(path string, from, gen uint32) error {
+	have, err := ReadGen(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if have != from {
 		return nil
 	}
 	return WriteGen(path, gen)

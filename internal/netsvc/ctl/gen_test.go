@@ -11,10 +11,11 @@ import (
 
 // TestAdvanceGen: the daemon's and the watcher's moves of the generation
 // file write only a file the up wrote, so that one in flight when the down
-// removed it does not leave it behind.
+// removed it does not leave it behind, and only over the generation they
+// moved from, so that an up's newer one stays.
 func TestAdvanceGen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lab.gen")
-	if err := AdvanceGen(path, 7); err != nil {
+	if err := AdvanceGen(path, 6, 7); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
@@ -23,11 +24,22 @@ func TestAdvanceGen(t *testing.T) {
 	if err := WriteGen(path, 7); err != nil {
 		t.Fatal(err)
 	}
-	if err := AdvanceGen(path, 8); err != nil {
+	if err := AdvanceGen(path, 7, 8); err != nil {
 		t.Fatal(err)
 	}
 	if g, err := ReadGen(path); err != nil || g != 8 {
 		t.Errorf("ReadGen = %d, %v, want 8", g, err)
+	}
+	// An up wrote 12 since the daemon read 8: the daemon's 9 must not
+	// take it back.
+	if err := WriteGen(path, 12); err != nil {
+		t.Fatal(err)
+	}
+	if err := AdvanceGen(path, 8, 9); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := ReadGen(path); err != nil || g != 12 {
+		t.Errorf("after a stale advance: ReadGen = %d, %v, want the up's 12", g, err)
 	}
 }
 
