@@ -59,7 +59,8 @@ func (h *host) linkGroup(name string) string {
 
 // TestWarmForeignPortGoesCold: a tap someone else made a port of the
 // network's bridge (an admin, an older kvmnet) is outside the guard's device
-// group; the front does not report it up, it hands it to the engine.
+// group; the front does not report it up, it hands it to the engine, which
+// puts it in.
 func TestWarmForeignPortGoesCold(t *testing.T) {
 	h := newHost(t, "nftables", "")
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
@@ -72,7 +73,11 @@ func TestWarmForeignPortGoesCold(t *testing.T) {
 	if stderr, err := run(taps[1]); err == nil || !strings.Contains(stderr, "engine ran") {
 		t.Errorf("the up of a port outside the guard's group did not go to the engine: %v, stderr %q, group %s", err, stderr, h.linkGroup(taps[1]))
 	}
-	h.MustRun("ip", "link", "set", taps[1], "nomaster")
+	h.mustHelper("kvmnet-natup", taps[1]) // the engine's own
+	if g, want := h.linkGroup(taps[1]), h.linkGroup(taps[0]); g != want {
+		t.Errorf("the engine left %s in group %s, want %s", taps[1], g, want)
+	}
+	h.mustHelper("kvmnet-natdown", taps[1])
 	h.mustHelper("kvmnet-natdown", taps[0])
 	for _, tap := range taps {
 		h.MustRun("ip", "link", "del", tap)
