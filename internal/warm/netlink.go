@@ -143,6 +143,7 @@ type link struct {
 	flags  uint32 // IFF_*
 	mtu    uint32
 	master int    // 0: none
+	group  uint32 // IFLA_GROUP: the device group, 0 the default
 	kind   string // IFLA_INFO_KIND: "bridge", "tun", ...; "" for a plain device
 	mac    [6]byte
 	hasMAC bool // an Ethernet MAC (IFLA_ADDRESS of 6 bytes)
@@ -187,6 +188,8 @@ func (s *sock) getLink(name string) (link, error) {
 				l.mtu = getU32(v)
 			case unix.IFLA_MASTER:
 				l.master = int(getU32(v))
+			case unix.IFLA_GROUP:
+				l.group = getU32(v)
 			case unix.IFLA_ADDRESS:
 				l.hasMAC = len(v) == 6
 				copy(l.mac[:], v)

@@ -31,8 +31,10 @@ func (r *run) up() (changes string, err error) {
 		tap.master != 0 && tap.master != r.br.index:
 		return "", errCold
 	}
-	if tap.master == r.br.index && r.hot.Isolate {
-		return "", errCold // whether it is isolated is the engine's to read
+	// A port someone else attached may be outside the guard's group;
+	// whether it is isolated is the engine's to read.
+	if tap.master == r.br.index && (r.hot.Isolate || tap.group != r.hot.Group) {
+		return "", errCold
 	}
 	if err := r.recordPort(); err != nil {
 		return "", err
@@ -49,7 +51,7 @@ func (r *run) up() (changes string, err error) {
 // attach makes tap a port of the bridge as bridge.AttachPort does: its port
 // MAC (which never becomes the bridge's) and the bridge's MTU first (one MTU
 // for every guest), the bridge as master, then up. A port the bridge refuses
-// gets its MTU and MAC back.
+// gets its MTU, MAC and device group back.
 //
 //	ip link set TAP address fe:… mtu $(BRIDGE's mtu) master BRIDGE group G; ip link set TAP up
 //	bridge link set dev TAP isolated on  (isolate_guests)
@@ -69,8 +71,14 @@ func (r *run) attach(tap link) error {
 			if mac != nil {
 				own = tap.mac[:]
 			}
-			if mtu != 0 || mac != nil {
-				_ = r.nl.setLink(tap.index, own, tap.mtu, -1, -1, false)
+			// The kernel sets the group before it tries the master: out
+			// of the guard's group again, as the down leaves a port.
+			out := int64(-1)
+			if group >= 0 && tap.master != r.br.index {
+				out = 0
+			}
+			if mtu != 0 || mac != nil || out >= 0 {
+				_ = r.nl.setLink(tap.index, own, tap.mtu, -1, out, false)
 			}
 			return err
 		}
