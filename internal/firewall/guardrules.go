@@ -268,17 +268,23 @@ func macRules() []*brule {
 // to the port's: never the gateway's or outside the subnet; the one leased
 // to the frame's MAC (or a static host's); else the one the port learned;
 // else, for a port with none, the first that is no other port's and not
-// leased to another MAC, which the port then owns.
+// leased to another MAC, which the port then owns. A leased address is
+// learned too, on its first packet: else the port, owning none, could learn
+// a second, free address, and once the lease's element expires (renewals
+// are not told) its own would be free to a port that has none.
 func addrRules(n Network, a field) []*brule {
+	learn := func(r *brule) *brule {
+		return r.learn(portguard.IPPorts, fIIF).learn(portguard.IPs, a).learn(portguard.PortIP, fIIF, a).ret()
+	}
 	return []*brule{
 		br().prefix(a, netip.PrefixFrom(n.Gateway.Addr(), 32), false).drop(),
 		br().prefix(a, n.Subnet(), true).drop(),
-		br().in(portguard.Leases, false, fEtherSrc, a).ret(),
 		br().in(portguard.PortIP, false, fIIF, a).ret(),
+		learn(br().in(portguard.Leases, false, fEtherSrc, a)),
 		br().in(portguard.IPPorts, false, fIIF).drop(),
 		br().in(portguard.IPs, false, a).drop(),
 		br().in(portguard.Leased, false, a).drop(),
-		br().learn(portguard.IPPorts, fIIF).learn(portguard.IPs, a).learn(portguard.PortIP, fIIF, a).ret(),
+		learn(br()),
 	}
 }
 

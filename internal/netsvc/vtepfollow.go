@@ -92,6 +92,15 @@ func (s *Server) watchVTEPsOnce(ctx context.Context, changed func([]netip.Addr))
 	if err := netlink.LinkSubscribe(links, done); err != nil {
 		return fmt.Errorf("watch links: %w", err)
 	}
+	// netlink's reader sends on links without watching done, and closes
+	// links only once done has closed its socket: read them to the end, or
+	// a burst of events after this returns blocks that reader for ever.
+	defer func() {
+		go func() {
+			for range links {
+			}
+		}()
+	}()
 	vx, err := netlink.LinkByName(s.cfg.EVPNLink)
 	if err != nil {
 		return fmt.Errorf("vxlan link %s: %w", s.cfg.EVPNLink, err)
