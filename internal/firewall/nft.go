@@ -43,6 +43,21 @@ func lasting() (r *reader, close func(), err error) {
 	return &reader{c: c}, func() { _ = c.CloseLasting() }, nil
 }
 
+// lastingTable is lasting with inet kvmnet read through it, as most of
+// those reads begin.
+func lastingTable() (*reader, live, func(), error) {
+	r, closeConn, err := lasting()
+	if err != nil {
+		return nil, live{}, nil, err
+	}
+	lv, err := readTable(r)
+	if err != nil {
+		closeConn()
+		return nil, live{}, nil, err
+	}
+	return r, lv, closeConn, nil
+}
+
 // allChains equals `nft list chains`.
 func (r *reader) allChains() ([]*nftables.Chain, error) {
 	if !r.read {
@@ -352,15 +367,11 @@ func (f *nft) Check(n Network) ([]string, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
-	r, closeConn, err := lasting()
+	r, lv, closeConn, err := lastingTable()
 	if err != nil {
 		return nil, err
 	}
 	defer closeConn()
-	lv, err := readTable(r)
-	if err != nil {
-		return nil, err
-	}
 	sets, err := vtepSets(r, lv.table)
 	if err != nil {
 		return nil, err

@@ -55,15 +55,11 @@ func RemoveAll(b Backend, name string) error {
 //
 //	nft list ruleset | grep -o 'kvmnet:[a-z0-9_-]*'
 func (f *nft) owners() ([]string, error) {
-	r, closeConn, err := lasting()
+	r, lv, closeConn, err := lastingTable()
 	if err != nil {
 		return nil, err
 	}
 	defer closeConn()
-	lv, err := readTable(r)
-	if err != nil {
-		return nil, err
-	}
 	names := lv.networks()
 	var rules []*nftables.Rule
 	for _, b := range bases() {
@@ -126,15 +122,11 @@ func (f *nft) legacyOwners() ([]string, error) {
 //
 //	nft list table inet kvmnet
 func EmptyTable() (bool, error) {
-	r, closeConn, err := lasting()
+	_, lv, closeConn, err := lastingTable()
 	if err != nil {
 		return false, err
 	}
 	defer closeConn()
-	lv, err := readTable(r)
-	if err != nil {
-		return false, err
-	}
 	return lv.empty(), nil
 }
 
@@ -148,14 +140,13 @@ func RemoveEmptyTable() (bool, error) {
 		return false, err
 	}
 	defer unlock()
-	r, closeConn, err := lasting()
+	r, lv, closeConn, err := lastingTable()
 	if err != nil {
 		return false, err
 	}
 	defer closeConn()
-	lv, err := readTable(r)
-	if err != nil || !lv.empty() {
-		return false, err
+	if !lv.empty() {
+		return false, nil
 	}
 	r.c.DelTable(kvmnetTable())
 	if err := r.c.Flush(); err != nil {
