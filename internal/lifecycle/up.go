@@ -96,6 +96,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 			return Result{}, err
 		}
 	}
+	encoded := encodeNetwork(n)
 	changes, err := run(u.steps())
 	if err != nil {
 		return Result{Changes: changes}, errors.Join(err, u.settle())
@@ -119,7 +120,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	if err := u.save(); err != nil {
 		return res, err
 	}
-	cacheNetwork(d, n)
+	writeCache(d, n.Name, encoded)
 	u.writeHot()
 	return res, nil
 }
