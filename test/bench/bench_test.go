@@ -210,9 +210,9 @@ func BenchmarkNatupWarm(b *testing.B) {
 		return func() time.Duration {
 			d := w.run(s.up, tap)
 			w.run(s.down, tap)
-			// A tap comes from QEMU with the kernel's random MAC, which the
-			// up replaces with its port MAC (fe:…): give it one again.
-			w.ns.MustRun("ip", "link", "set", tap, "address", "02:00:00:00:00:01")
+			// A tap comes from QEMU down, with the kernel's random MAC,
+			// which the up replaces with its port MAC (fe:…): so again.
+			w.ns.MustRun("ip", "link", "set", tap, "down", "address", "02:00:00:00:00:01")
 			return d
 		}
 	}, floor)
@@ -279,6 +279,7 @@ func BenchmarkIfup(b *testing.B) {
 		return func() time.Duration {
 			d := w.run(up, tap)
 			w.run(down, tap)
+			w.ns.MustRun("ip", "link", "set", tap, "down") // as QEMU hands it over
 			return d
 		}
 	}
