@@ -43,6 +43,7 @@ type dnsd struct {
 	// bridge (see neighbours6); nil: none known.
 	neighbours func(netip.Prefix, net.HardwareAddr) []netip.Addr
 	domain     string // lowercase, no dots at the ends
+	dotDomain  string // "." + domain
 	revZone    string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
 	zoneSOA    *soaRecord
 	revSOA     *soaRecord
@@ -72,7 +73,7 @@ func newDNSd(c Config, p *pool, ups *upstreamSet, log *slog.Logger) *dnsd {
 	}
 	rev := reverseZone(c.Gateway.Masked())
 	return &dnsd{
-		prefix: c.Gateway.Masked(), prefix6: prefix6, domain: c.Domain, revZone: rev, pool: p,
+		prefix: c.Gateway.Masked(), prefix6: prefix6, domain: c.Domain, dotDomain: "." + c.Domain, revZone: rev, pool: p,
 		zoneSOA: newSOA(c.Domain + "."), revSOA: newSOA(rev),
 		ups: ups, send: sendUpstream, log: log, now: time.Now,
 		failures: throttle{period: time.Minute}, loops: throttle{period: time.Minute},
@@ -126,7 +127,7 @@ func replyHeader(r *dnsQuery, rc dnsmessage.RCode) dnsmessage.Header {
 
 // newReply starts our reply to r: header h and r's first question.
 func newReply(r *dnsQuery, h dnsmessage.Header) dnsmessage.Builder {
-	b := dnsmessage.NewBuilder(make([]byte, 0, minUDPSize), h)
+	b := dnsmessage.NewBuilder(make([]byte, 0, 128), h)
 	_ = b.StartQuestions()
 	if r.nq > 0 {
 		_ = b.Question(r.q)
@@ -159,7 +160,7 @@ func (d *dnsd) local(r *dnsQuery) []byte {
 		}
 		return d.localPTR(r, ip)
 	}
-	label, under := strings.CutSuffix(name, "."+d.domain)
+	label, under := strings.CutSuffix(name, d.dotDomain)
 	zone := d.zoneSOA
 	switch {
 	case name == d.domain:

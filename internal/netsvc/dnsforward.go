@@ -102,7 +102,7 @@ type outQuery struct {
 func upstreamQuery(r *dnsQuery, hops int) (*outQuery, error) {
 	h := r.hdr
 	h.ID = uint16(rand.N(1 << 16))
-	b := dnsmessage.NewBuilder(make([]byte, 0, minUDPSize), h)
+	b := dnsmessage.NewBuilder(make([]byte, 0, 128), h)
 	_ = b.StartQuestions()
 	if err := b.Question(r.q); err != nil {
 		return nil, err
