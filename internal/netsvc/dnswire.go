@@ -33,6 +33,8 @@ const (
 var (
 	errNotAnswer = errors.New("not an answer to one question")
 	errBadLabel  = errors.New("bad name label")
+	// errRecordLength: a record's data runs past the message's end.
+	errRecordLength = errors.New("record longer than the message")
 )
 
 // dnsQuery is what the forwarder reads of a query.
@@ -360,6 +362,9 @@ func (w *answerWalk) records(p *dnsmessage.Parser, msg []byte, a *dnsAnswer) err
 			}
 			ttlAt := start + n + 4
 			w.off = start + n + 10 + int(h.Length)
+			if w.off > len(msg) { // the parser checks it when it skips, not when it reads a body
+				return errRecordLength
+			}
 			if sec == 1 && h.Type == dnsmessage.TypeSOA && !w.soa {
 				soa, err := p.SOAResource()
 				if err != nil {

@@ -156,3 +156,28 @@ func TestNetDNSTCPConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestParseAnswerSOAPastEnd: an SOA record whose length runs past the
+// message's end is refused, not read beyond it.
+func TestParseAnswerSOAPastEnd(t *testing.T) {
+	q := query("nx.example", dns.TypeA)
+	m := new(dns.Msg)
+	m.SetReply(q)
+	m.Rcode = dns.RcodeNameError
+	m.Ns = append(m.Ns, &dns.SOA{Hdr: dns.RR_Header{Name: "example.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 60},
+		Ns: "ns.example.", Mbox: "h.example.", Minttl: 60})
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseAnswer(b); err != nil {
+		t.Fatalf("the answer as sent: %v", err)
+	}
+	at := len(b) - 2 // the SOA's RDLENGTH: the last record's data runs to the end
+	for ; at > headerLen && int(b[at])<<8|int(b[at+1]) != len(b)-at-2; at-- {
+	}
+	b[at+1]++ // one more than there is
+	if _, err := parseAnswer(b); err == nil {
+		t.Errorf("an SOA longer than the message taken")
+	}
+}
