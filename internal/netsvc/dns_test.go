@@ -365,8 +365,9 @@ func TestDNSCache(t *testing.T) {
 	}
 	ask("a.example")
 	clk.add(20 * time.Second)
-	if r := ask("A.example"); u.calls != 1 || r.Answer[0].Header().Ttl != 40 {
-		t.Errorf("after 20 s: %d upstream calls, TTL %d; want 1 call and TTL 40", u.calls, r.Answer[0].Header().Ttl)
+	if r := ask("A.example"); u.calls != 1 || r.Answer[0].Header().Ttl != 40 || r.Question[0].Name != "A.example." {
+		t.Errorf("after 20 s: %d upstream calls, TTL %d, question %s; want 1 call, TTL 40, the name as asked",
+			u.calls, r.Answer[0].Header().Ttl, r.Question[0].Name)
 	}
 	clk.add(41 * time.Second)
 	if ask("a.example"); u.calls != 2 {

@@ -41,6 +41,7 @@ func (d *dnsd) forwardAsync(r *dnsQuery, proto string, reply func(dnsReply)) {
 	var kb [maxKeyLen]byte
 	key := r.appendKey(kb[:0])
 	if b := d.cache.get(key, d.now()); b != nil {
+		setCase(b, r.q.Name)
 		reply(dnsReply{b: b})
 		return
 	}

@@ -146,6 +146,24 @@ func (r *dnsQuery) appendKey(b []byte) []byte {
 	return append(b, byte(r.q.Type>>8), byte(r.q.Type), byte(r.q.Class>>8), byte(r.q.Class), flags)
 }
 
+// setCase writes the letters of the question's name n over those of the
+// question in b, a cached answer to the same name in another case: a guest
+// that varies its names' case to spot forged answers (0x20, as unbound's
+// use-caps-for-id) must get its own back. b's question, at the header's end,
+// is never compressed, and its labels are n's (a dot in a label does not
+// parse).
+func setCase(b []byte, n dnsmessage.Name) {
+	name := n.Data[:n.Length]
+	for i, j := headerLen, 0; i < len(b) && b[i] != 0 && b[i]&0xC0 == 0; {
+		l := int(b[i])
+		if i+1+l > len(b) || j+l > len(name) {
+			return
+		}
+		copy(b[i+1:i+1+l], name[j:j+l])
+		i, j = i+1+l, j+l+1
+	}
+}
+
 // dnsReply is an answer on its way to a client: the message without OPT
 // record, which finish adds when the query had one.
 type dnsReply struct {
