@@ -131,10 +131,7 @@ func (r *dnsQuery) udpSize() int {
 // upstream returns.
 func (r *dnsQuery) appendKey(b []byte) []byte {
 	for _, c := range r.q.Name.Data[:r.q.Name.Length] {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b = append(b, c)
+		b = append(b, lowerASCII(c))
 	}
 	var flags byte
 	if r.do {

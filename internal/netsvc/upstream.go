@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -255,8 +254,27 @@ func (p *udpPool) close() {
 }
 
 // sameQuestion: names compare without case (RFC 4343), as an upstream may
-// answer in another case than asked.
+// answer in another case than asked; only ASCII letters have a case there
+// (strings.EqualFold would take any two bytes that are not UTF-8 for equal).
 func sameQuestion(a, b dnsmessage.Question) bool {
-	return a.Type == b.Type && a.Class == b.Class && a.Name.Length == b.Name.Length &&
-		strings.EqualFold(string(a.Name.Data[:a.Name.Length]), string(b.Name.Data[:b.Name.Length]))
+	return a.Type == b.Type && a.Class == b.Class && equalFoldASCII(a.Name.Data[:a.Name.Length], b.Name.Data[:b.Name.Length])
+}
+
+func equalFoldASCII(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

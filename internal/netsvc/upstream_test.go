@@ -250,6 +250,13 @@ func TestUpstreamTake(t *testing.T) {
 	if got, _ := s.take(pack(a)); got != nil {
 		t.Errorf("an answer taken twice")
 	}
+	// Bytes that are not letters compare as they are, even those that are
+	// not UTF-8 (which strings.EqualFold takes all for the same rune).
+	x, y := questionOf(q), questionOf(q)
+	x.Name.Data[0], y.Name.Data[0] = 0xfe, 0xff
+	if sameQuestion(x, y) {
+		t.Errorf("names differing in a byte 0xfe/0xff taken for the same")
+	}
 }
 
 // FuzzUpstreamAnswer feeds what an upstream (or anyone who can reach the
