@@ -180,8 +180,9 @@ type part struct {
 // parts that stop the network serving (the rule watcher, the daemon,
 // forwarding, the address on a bridge not kvmnet's) and, apart, those that
 // wait on the kernel or another daemon and matter to no guest once none is
-// on the bridge (the rules, the firewalld zone, the links it made), which a
-// VM's last down leaves to a child (lastDown). A link's deletion waits
+// on the bridge (the rules, unless rulesLater says otherwise, the firewalld
+// zone, the links it made), which a VM's last down leaves to a child
+// (lastDown). A link's deletion waits
 // 25-70 ms on the kernel (RCU grace periods, whatever the order); removing
 // rules, one grace period (the socket's close waits for nf_tables to free
 // what the transaction deleted).
@@ -200,13 +201,18 @@ func teardownParts(d state.Dir, rec state.Network) (parts, later []part) {
 		}})
 	}
 	if rec.Rules {
-		later = append(later, part{"remove rules for " + rec.Name, func() (bool, error) {
+		p := part{"remove rules for " + rec.Name, func() (bool, error) {
 			fw, err := firewall.New(firewall.Backend(rec.Firewall))
 			if err != nil {
 				return false, err
 			}
 			return true, fw.Remove(fwNetwork(rec, rec.Services, nil))
-		}})
+		}}
+		if rulesLater(rec) {
+			later = append(later, p)
+		} else {
+			parts = append(parts, p)
+		}
 	}
 	if rec.Forwarding {
 		parts = append(parts, part{"turn off ip_forward", func() (bool, error) { return releaseForwarding(d, rec.Name) }})
@@ -244,6 +250,12 @@ func teardownParts(d state.Dir, rec state.Network) (parts, later []part) {
 	}
 	return parts, later
 }
+
+// rulesLater reports whether network rec's rules may outlive its last VM's
+// down, left to the child: only once no guest reaches the bridge. A VXLAN
+// port stays on it until the child deletes the link, and guests of other
+// hosts reach the bridge through it meanwhile.
+func rulesLater(rec state.Network) bool { return rec.VXLAN == "" }
 
 // fwNetwork is what the rule engine needs to know of a network.
 // forwards are its port forwards (state.Dir.LoadForwards); Remove needs none.

@@ -24,7 +24,8 @@ const TeardownProc = "kvmnet-teardown"
 // free it), the daemon's exit after SIGTERM 3-30 ms. None of it matters to a
 // guest any more: no VM is on the bridge (Down detached the last tap, and
 // lastUser found no other port), so nothing reaches the network's rules,
-// address or daemon from a guest. So the down does here only what the host
+// address or daemon from a guest; but for a VXLAN port, through which other
+// hosts' guests still do until the child deletes it (rulesLater). So the down does here only what the host
 // sees beyond the bridge: it stops the rule watcher (which would put the
 // rules back), signals the daemon and releases ip_forward (and turns off the
 // route_localnet it turned on, in beginTeardown). It hands the rest (the
@@ -57,6 +58,7 @@ func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) 
 	}
 	left := rec // what the child finishes: the daemon's exit, the rules, the links
 	left.Forwarding, left.Forwarding6, left.RouteLocalnet = false, false, false
+	left.Rules = rec.Rules && rulesLater(rec)
 	names := make([]string, len(later))
 	for i, p := range later {
 		names[i] = p.name
