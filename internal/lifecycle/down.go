@@ -177,18 +177,17 @@ type part struct {
 }
 
 // teardownParts returns the undos of what the record says kvmnet did: the
-// parts that stop the network serving (the rule watcher, the daemon,
-// forwarding, the address on a bridge not kvmnet's) and, apart, those that
-// wait on the kernel or another daemon and matter to no guest once none is
-// on the bridge (the rules, unless rulesLater says otherwise, the firewalld
-// zone, the links it made), which a VM's last down leaves to a child
-// (lastDown). A link's deletion waits
+// parts that stop the network serving (the daemon, forwarding, the address
+// on a bridge not kvmnet's) and, apart, those that wait on the kernel or on
+// another process and matter to no guest once none is on the bridge (the
+// rule watcher's exit, the rules unless rulesLater says otherwise, the
+// firewalld zone, the links it made), which a VM's last down leaves to a
+// child (lastDown). A link's deletion waits
 // 25-70 ms on the kernel (RCU grace periods, whatever the order); removing
 // rules, one grace period (the socket's close waits for nf_tables to free
 // what the transaction deleted).
 func teardownParts(d state.Dir, rec state.Network) (parts, later []part) {
-	parts = watcherPart(d, rec)
-	later = zonePart(rec)
+	later = append(watcherPart(d, rec), zonePart(rec)...)
 	if rec.Services {
 		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) {
 			_, running := ServicesPID(d, rec.Name)

@@ -18,25 +18,29 @@ const TeardownProc = "kvmnet-teardown"
 
 // lastDown tears down network rec, whose bridge kvmnet made, as its last VM
 // leaves, holding lock lk. QEMU waits for its downscript, and most of a
-// teardown waits on the kernel: deleting a link 25-70 ms whatever the order,
-// removing rules one RCU grace period (8-20 ms here: closing the nf_tables
-// socket after a transaction that deleted anything waits for the kernel to
-// free it), the daemon's exit after SIGTERM 3-30 ms. None of it matters to a
-// guest any more: no VM is on the bridge (Down detached the last tap, and
-// lastUser found no other port), so nothing reaches the network's rules,
-// address or daemon from a guest; but for a VXLAN port, through which other
-// hosts' guests still do until the child deletes it (rulesLater). So the down does here only what the host
-// sees beyond the bridge: it stops the rule watcher (which would put the
-// rules back), signals the daemon and releases ip_forward (and turns off the
-// route_localnet it turned on, in beginTeardown). It hands the rest (the
-// daemon's exit, the rules, the firewalld zone, the bridge and a VXLAN link)
-// to a child, TeardownProc, which goes on holding lk: an flock belongs to the
-// open file description, which the child's descriptor shares. So the lock
-// stays held until the network is gone: a following up, heal or gc waits for
-// it and never sees half a network. Before the child starts, the record says
-// so (TearingDown, Doing) and no longer claims what is undone: a child killed
-// midway leaves a journal that the next up, down or gc finishes. Without the
-// kvmnet binary, or when the child cannot start, the down does it all itself.
+// teardown waits on the kernel or on other processes: deleting a link 25-70
+// ms whatever the order, removing rules one RCU grace period (8-20 ms here:
+// closing the nf_tables socket after a transaction that deleted anything
+// waits for the kernel to free it), the daemon's or the rule watcher's exit
+// after SIGTERM 3-30 ms. None of that matters to a guest any more: no VM is
+// on the bridge (Down detached the last tap, and lastUser found no other
+// port), so nothing reaches the network's rules, address or daemon from a
+// guest; but for a VXLAN port, through which other hosts' guests do until
+// the child deletes it (rulesLater). So the down does here what the host
+// sees beyond the bridge: it signals the daemon and releases ip_forward
+// (and turns off the route_localnet it turned on, in beginTeardown). It
+// hands the rest (the daemon's exit, the rule watcher, the rules, the
+// firewalld zone, the bridge and a VXLAN link) to a child, TeardownProc,
+// which goes on holding lk: an flock belongs to the open file description,
+// which the child's descriptor shares. So the lock stays held until the
+// network is gone: a following up, heal or gc waits for it and never sees
+// half a network. (The daemon and the watcher start no heal for the child's
+// transactions, which are kvmnet's; another program's start one that waits
+// for the lock, and then finds the network gone.) Before the child starts,
+// the record says so (TearingDown, Doing) and no longer claims what is
+// undone: a child killed midway leaves a journal that the next up, down or
+// gc finishes. Without the kvmnet binary, or when the child cannot start,
+// the down does it all itself.
 func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) {
 	exe, err := selfbin.Kvmnet()
 	if err != nil {
