@@ -13,9 +13,9 @@ import (
 // go (removing them waits a grace period on the kernel), but only once no
 // guest can use them: its tap is off the bridge, which has no port left,
 // and ip_forward is released. The record, tearing down, still claims the
-// rules for the child that holds the network's lock; a heal run meanwhile (a
-// daemon's, on seeing them go) waits for the child and puts nothing back;
-// and a child killed leaves them to gc.
+// rules for the child that holds the network's lock; a heal run meanwhile (as
+// a daemon or rule watcher runs one on another program's change) waits for
+// the child and puts nothing back; and a child killed leaves them to gc.
 func TestLastDownLeavesRulesToChild(t *testing.T) {
 	h := newHost(t, "", "")
 	rules, fwd := h.rules(), h.Sysctl("net.ipv4.ip_forward")
@@ -73,16 +73,9 @@ func TestLastDownLeavesRulesToChild(t *testing.T) {
 // record returns the default network's record; it must be there.
 func (h *host) record() state.Network {
 	h.T.Helper()
-	var rec state.Network
-	var ok bool
-	if err := h.Do(func() error {
-		d, err := state.Open()
-		if err == nil {
-			rec, ok, err = d.Load("default")
-		}
-		return err
-	}); err != nil || !ok {
-		h.T.Fatalf("the default network's record: found %v, %v", ok, err)
+	rec, ok := h.defaultRecord()
+	if !ok {
+		h.T.Fatal("no record of the default network")
 	}
 	return rec
 }
