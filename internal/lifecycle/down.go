@@ -182,10 +182,9 @@ type part struct {
 // another process and matter to no guest once none is on the bridge (the
 // rule watcher's exit, the rules unless rulesLater says otherwise, the
 // firewalld zone, the links it made), which a VM's last down leaves to a
-// child (lastDown). A link's deletion waits
-// 25-70 ms on the kernel (RCU grace periods, whatever the order); removing
-// rules, one grace period (the socket's close waits for nf_tables to free
-// what the transaction deleted).
+// child (lastDown). A link's deletion waits 25-70 ms on the kernel (RCU grace
+// periods, whatever the order); removing rules, one grace period (the
+// socket's close waits for nf_tables to free what the transaction deleted).
 func teardownParts(d state.Dir, rec state.Network) (parts, later []part) {
 	later = append(watcherPart(d, rec), zonePart(rec)...)
 	if rec.Services {
