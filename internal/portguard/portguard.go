@@ -68,7 +68,7 @@ var (
 	leaseType   = nftables.MustConcatSetType(nftables.TypeEtherAddr, nftables.TypeIPAddr)
 )
 
-// LearnedMax is the most elements a learned set holds (`size` in nft's
+// learnedMax is the most elements a learned set holds (`size` in nft's
 // terms): twice the most ports a bridge can have (the kernel's
 // BR_MAX_PORTS, 1024), each of which learns one MAC and, leases aside, one
 // address; the rest is for ports gone but not yet forgotten. A frame that
@@ -82,7 +82,7 @@ var (
 // first up: 25 ms of clear_page in its nf_tables batch on a loaded 2-core
 // VM, the largest part of a cold up (docs/speed.md). 2048 takes 32 KiB
 // each; the table still grows on its own past 75 % full.
-const LearnedMax = 2048
+const learnedMax = 2048
 
 // Sets are the guard table's sets, empty, as Ensure declares them: the
 // learned ones dynamic (the packet path adds to them), the leases with
@@ -92,7 +92,7 @@ const LearnedMax = 2048
 func Sets(network string, routed bool) []*nftables.Set {
 	t := Table(network)
 	dyn := func(name string, key nftables.SetDatatype) *nftables.Set {
-		s := &nftables.Set{Table: t, Name: name, KeyType: key, Dynamic: true, Size: LearnedMax,
+		s := &nftables.Set{Table: t, Name: name, KeyType: key, Dynamic: true, Size: learnedMax,
 			Concatenation: len(nftables.ConcatSetTypeElements(key)) > 1}
 		if key == nftables.TypeIFIndex {
 			s.KeyByteOrder = binaryutil.NativeEndian // as `meta iif` loads it: nft lists names, not numbers
