@@ -94,10 +94,14 @@ func (s *Server) followLinks(ctx context.Context, listExisting bool, subscribed 
 }
 
 // tapFollower returns the daemon's handler of one subscription's events,
-// which begins with every link (ListExisting).
+// which begins with every link (ListExisting): a tap that arrives on the
+// bridge outside the guard's group is guarded (hotplug.go).
 func (s *Server) tapFollower() func(netlink.LinkUpdate) {
 	taps := map[int32]bool{}
 	return func(u netlink.LinkUpdate) {
+		if tapArrived(taps, u, s.bridgeIndex) {
+			s.guardArrival(u.Link)
+		}
 		if s.tapEvent(taps, u) && len(taps) == 0 {
 			s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
 			s.vacated(s.cfg.Network)
