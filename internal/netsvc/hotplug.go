@@ -28,7 +28,7 @@ func tapArrived(taps map[int32]bool, u netlink.LinkUpdate, br int) bool {
 		return false
 	}
 	_, isTap := u.Link.(*netlink.Tuntap)
-	return isTap && u.Link.Attrs().MasterIndex == br
+	return isTap && br != 0 && u.Link.Attrs().MasterIndex == br
 }
 
 // guardArrival puts tap l, just arrived on the bridge, into the network's

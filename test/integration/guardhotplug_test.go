@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +95,21 @@ func TestGuardHotplugged(t *testing.T) {
 		}
 		if rb.seen([]byte("kvmnet-hotplug-spoof"), 700*time.Millisecond) {
 			t.Error("guest b received the hot-plugged NIC's frame from its address")
+		}
+	})
+	t.Run("isolated network's watcher", func(t *testing.T) {
+		h := newHost(t, "nftables", "[network.default]\nports = \"any\"\n")
+		h.vmGuest("vnetA", "10.70.0.10/24", "")
+		h.mustHelper("kvmnet-ifup", "vnetA") // no daemon: the rule watcher follows the links
+		h.MustRun("ip", "tuntap", "add", "vnetH", "mode", "tap")
+		h.MustRun("ip", "link", "set", "vnetH", "master", "br0")
+		logs, _ := os.ReadFile(filepath.Join(h.State, "default.watch.log"))
+		if g := waitGroup(h, "vnetH", want); g != want {
+			t.Fatalf("the hot-plugged tap is in group %s, want the guard's %s\n%s", g, want, logs)
+		}
+		logs, _ = os.ReadFile(filepath.Join(h.State, "default.watch.log"))
+		if !strings.Contains(string(logs), "port=vnetH") {
+			t.Errorf("the watcher does not say it guarded vnetH:\n%s", logs)
 		}
 	})
 	t.Run("isolate_guests", func(t *testing.T) {
