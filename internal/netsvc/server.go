@@ -128,7 +128,9 @@ func (s *Server) open(socks *ctl.Sockets) error {
 	s.bridgeIndex = ifc.Index
 	if s.cfg.DHCP {
 		s.dhcp = newDHCPd(s.cfg, s.pool, s.log)
-		s.dhcp.leased = s.guardLease
+		if s.cfg.Guard {
+			s.dhcp.leased = s.guardLease
+		}
 		if s.dhcpUDP, err = dhcpConn(socks.DHCP); err != nil {
 			return err
 		}
