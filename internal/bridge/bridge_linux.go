@@ -83,11 +83,13 @@ func Find(name string) (*netlink.Bridge, error) {
 
 // Create makes a bridge with kvmnet's settings and brings it up: a stable MAC,
 // STP off and forward delay 0 (a guest's first DHCP request is not lost to a
-// listening port), mtu when not zero, and no router advertisement taken
-// (NoRA) before it has a port.
+// listening port), mtu when not zero, no router advertisement taken
+// (NoRA) and a link-local address its MAC gives (deriveLinkLocal) before it
+// has a port.
 //
 //	ip link add NAME address MAC [mtu MTU] up type bridge stp_state 0 forward_delay 0
 //	sysctl -w net.ipv6.conf.NAME.accept_ra=0 net.ipv6.conf.NAME.autoconf=0
+//	sysctl -w net.ipv6.conf.NAME.addr_gen_mode=0
 //	ip link set NAME alias kvmnet
 func Create(name string, mtu int) (*netlink.Bridge, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
@@ -116,6 +118,9 @@ func Create(name string, mtu int) (*netlink.Bridge, error) {
 		return nil, err
 	}
 	if err := NoRA(name); err != nil {
+		return br, err
+	}
+	if err := deriveLinkLocal(name); err != nil {
 		return br, err
 	}
 	if err := nlh.LinkSetAlias(br, Alias); err != nil {

@@ -30,6 +30,12 @@ type PortGuard struct {
 	On bool
 	// Hosts are the static hosts: their MACs may send from their addresses.
 	Hosts []GuardHost
+	// Host6 are the host's own IPv6 addresses on the bridge (the IPv6
+	// gateway, the bridge's link-local): on nat, routed and hostonly no guest
+	// may send from one, advertise one as its own (a neighbour
+	// advertisement) or claim one (duplicate address detection). They go
+	// into the table's host6 set, which is only ever added to.
+	Host6 []netip.Addr
 }
 
 // GuardHost is a static host: MAC and IPv4 address.
@@ -63,6 +69,11 @@ func ensureGuard(r *reader, n Network, p *plan) error {
 		if err := staticLeases(r.c, t, n.Guard.Hosts, lv.sets[portguard.Leases], p); err != nil {
 			return err
 		}
+		added, err := portguard.AddHost6(r.c, n.Name, n.Guard.Host6, lv.sets[portguard.Host6])
+		if err != nil {
+			return err
+		}
+		p.changed = p.changed || added > 0
 	}
 	wanted := map[string]bool{}
 	for _, gc := range guardChains(n) {

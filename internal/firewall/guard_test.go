@@ -21,7 +21,8 @@ func mustMAC(s string) net.HardwareAddr {
 var guardFixtures = []fixture{
 	{"guard-nat", Network{Name: "lab", Bridge: "kvmbr0", Mode: NAT, Gateway: netip.MustParsePrefix("10.77.0.1/24"), Services: true,
 		Gateway6: netip.MustParsePrefix("fd00:6b76::1/64"),
-		Guard:    PortGuard{On: true, Hosts: []GuardHost{{mustMAC("52:54:00:00:00:05"), netip.MustParseAddr("10.77.0.5")}}}}},
+		Guard: PortGuard{On: true, Hosts: []GuardHost{{mustMAC("52:54:00:00:00:05"), netip.MustParseAddr("10.77.0.5")}},
+			Host6: []netip.Addr{netip.MustParseAddr("fd00:6b76::1"), netip.MustParseAddr("fe80::ac:1eff:fe2b:3c4d")}}}},
 	{"guard-hostonly-off", Network{Name: "host", Bridge: "kvmbr1", Mode: HostOnly, Gateway: netip.MustParsePrefix("192.168.101.1/24")}},
 	{"guard-isolated", Network{Name: "iso", Bridge: "kvmbr2", Mode: Isolated, Guard: PortGuard{On: true}}},
 }

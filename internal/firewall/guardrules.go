@@ -132,6 +132,11 @@ func (r *brule) l4(proto byte, words string, off uint32, v []byte) *brule {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: v})
 }
 
+// icmp6 matches `icmpv6 type T`.
+func (r *brule) icmp6(typ byte) *brule {
+	return r.l4(unix.IPPROTO_ICMPV6, "icmpv6 type "+icmp6Names[typ], 0, []byte{typ})
+}
+
 func port16(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
 
 // in matches `FIELDS [!=] @SET`.
@@ -307,13 +312,25 @@ func ipRules(n Network) []*brule {
 }
 
 // ip6Rules: IPv6 sources only link-local, the network's prefix (not its
-// gateway's address) or :: (duplicate address detection).
+// gateway's address) or :: (duplicate address detection); and nothing that
+// takes the host's own addresses on the bridge (host6: the IPv6 gateway,
+// the bridge's link-local): no packet from one, no neighbour advertisement
+// of one (which would move other guests' neighbour entry for their router
+// to the sender), no duplicate address detection of one (a claim the
+// host's address would lose while tentative). The ICMPv6 matches find the
+// header past extension headers (a hop-by-hop router alert), as the
+// kernel's `meta l4proto` does.
 func ip6Rules(n Network) []*brule {
 	src := field{"ip6 saddr", 16, payload(expr.PayloadBaseNetworkHeader, 8, 16)}
+	target := field{"@th,64,128", 16, payload(expr.PayloadBaseTransportHeader, 8, 16)} // an NS's or NA's target address
 	var rs []*brule
 	if n.Gateway6.IsValid() {
 		rs = append(rs, br().prefix(src, netip.PrefixFrom(n.Gateway6.Addr(), 128), false).drop())
 	}
+	rs = append(rs,
+		br().in(portguard.Host6, false, src).drop(),
+		br().icmp6(icmp6NA).in(portguard.Host6, false, target).drop(),
+		br().prefix(src, netip.MustParsePrefix("::/128"), false).icmp6(icmp6NS).in(portguard.Host6, false, target).drop())
 	rs = append(rs,
 		br().prefix(src, netip.MustParsePrefix("::/128"), false).ret(),
 		br().prefix(src, netip.MustParsePrefix("fe80::/10"), false).ret())

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 
@@ -47,12 +48,13 @@ func (u *upCall) guardPort() (outcome, error) {
 		// the only one since the rules were seen whole, they still are,
 		// and the hot file this up writes need not wait for the next.
 		forget := func() (bool, error) { n, err := portguard.Forget(u.n.Name, nil); return n > 0, err }
-		to, ok, err := nfgen.Follow(u.rec.RulesGen, forget)
-		if err != nil {
+		if err := u.followGen(forget); err != nil {
 			return unchanged, err
 		}
-		if ok {
-			u.rec.RulesGen = to
+		// The bridge as made: a VXLAN network's has its MAC only now,
+		// after its rules (usually nothing is missing, and nothing commits).
+		if err := u.followGen(func() (bool, error) { return portguard.RecordHost6(u.n.Name, host6(u.n)) }); err != nil {
+			return unchanged, err
 		}
 	}
 	g := portguard.Group(u.n.Name)
@@ -62,6 +64,34 @@ func (u *upCall) guardPort() (outcome, error) {
 	// Noted, not reported: the group is part of the attach, which a warm
 	// front logs as the attach alone, as the engine must.
 	return noted, bridge.SetGroup(u.tap, g)
+}
+
+// followGen runs commit, a transaction of the guard's set elements only, and
+// moves the recorded generation with it when it was the only one since
+// (nfgen.Follow).
+func (u *upCall) followGen(commit func() (bool, error)) error {
+	to, ok, err := nfgen.Follow(u.rec.RulesGen, commit)
+	if ok {
+		u.rec.RulesGen = to
+	}
+	return err
+}
+
+// host6 are the host's IPv6 addresses on n's bridge that its guard bars
+// guests from (firewall.PortGuard.Host6): the IPv6 gateway and the bridge's
+// link-locals. None on an isolated network, whose bridge has no IPv6
+// (quiet.go) and whose guard no IPv6 chain.
+func host6(n config.Net) []netip.Addr {
+	if !n.Mode.Routed() {
+		return nil
+	}
+	var as []netip.Addr
+	if n.Gateway6.IsValid() {
+		as = append(as, n.Gateway6.Addr())
+	}
+	// A bridge that cannot be read now is read again by the guard step.
+	lls, _ := bridge.LinkLocals(n.Bridge)
+	return append(as, lls...)
 }
 
 func (u *upCall) unguardPort() error { return unguard(u.tap, u.n.Name) }

@@ -628,6 +628,9 @@ func (u *upCall) wantRules() firewall.Network {
 	u.rec.Peers = strings.Join(u.n.Peers, ",")
 	want := fwNetwork(u.rec, serves(u.n), u.forwards)
 	want.Guard = PortGuard(u.n)
+	if u.n.Guard {
+		want.Guard.Host6 = host6(u.n)
+	}
 	if o := want.Overlay; o != nil && o.EVPN && firewall.Backend(u.rec.Firewall) != firewall.NFTables {
 		u.warnings = append(u.warnings, "vxlan port of "+u.n.Name+" not filtered: the evpn VTEP filter needs the nftables backend")
 	}

@@ -41,7 +41,8 @@ func (u *upCall) watch() (outcome, error) {
 		if ctl.WatcherCurrent(pid) {
 			return unchanged, nil
 		}
-		// An older version's, which does not forget the guard's ports.
+		// An older version's, which does not forget the guard's ports
+		// or guard a hot-plugged tap.
 		if err := stopWatcher(u.d, u.n.Name); err != nil {
 			return unchanged, err
 		}
@@ -51,7 +52,8 @@ func (u *upCall) watch() (outcome, error) {
 	exe, err := findDaemonBinary()
 	if err == nil {
 		err = ctl.StartWatcher(exe, ctl.Watcher{Network: u.n.Name, PIDFile: pidFile, LogPath: u.d.File(u.n.Name, watchLog),
-			GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen, EVPNLink: u.evpnLink()})
+			GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen, EVPNLink: u.evpnLink(),
+			Bridge: u.n.Bridge, Isolate: u.n.IsolateGuests})
 	}
 	if err != nil {
 		u.warnings = append(u.warnings, "rules not watched (another program's changes stay until the next up or doctor --fix): "+err.Error())

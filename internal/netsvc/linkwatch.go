@@ -39,14 +39,27 @@ func (s *Server) watchTaps(ctx context.Context) error {
 // watchGone is the watch-only role's share of watchTaps: with no daemon,
 // the network's rule watcher makes the guard forget the ports that are gone
 // as their links are deleted, so that a VM started again on a warm run may
-// take its MAC and address back. It forgets once on each subscription too:
-// a port may have gone while it was not subscribed.
+// take its MAC and address back, and guards a tap that arrives on the bridge
+// outside the guard's group (hotplug.go). It forgets once on each
+// subscription too: a port may have gone while it was not subscribed; and
+// each begins with every link (ListExisting), a tap among them that arrived
+// meanwhile.
 func (s *Server) watchGone(ctx context.Context) error {
 	forgetting := func() func(netlink.LinkUpdate) {
 		s.guardForget()
-		return s.forgetDeleted
+		taps := map[int32]bool{}
+		if br, err := netlink.LinkByName(s.cfg.Bridge); err == nil {
+			s.bridgeIndex = br.Attrs().Index
+		}
+		return func(u netlink.LinkUpdate) {
+			if tapArrived(taps, u, s.bridgeIndex) {
+				s.guardArrival(u.Link)
+			}
+			s.tapEvent(taps, u)
+			s.forgetDeleted(u)
+		}
 	}
-	s.watchLinks(ctx, false, forgetting, func() {
+	s.watchLinks(ctx, true, forgetting, func() {
 		s.log.Warn("link subscription lost; subscribing again")
 	})
 	return nil
@@ -94,10 +107,14 @@ func (s *Server) followLinks(ctx context.Context, listExisting bool, subscribed 
 }
 
 // tapFollower returns the daemon's handler of one subscription's events,
-// which begins with every link (ListExisting).
+// which begins with every link (ListExisting): a tap that arrives on the
+// bridge outside the guard's group is guarded (hotplug.go).
 func (s *Server) tapFollower() func(netlink.LinkUpdate) {
 	taps := map[int32]bool{}
 	return func(u netlink.LinkUpdate) {
+		if tapArrived(taps, u, s.bridgeIndex) {
+			s.guardArrival(u.Link)
+		}
 		if s.tapEvent(taps, u) && len(taps) == 0 {
 			s.log.Info("last tap deleted", "bridge", s.cfg.Bridge)
 			s.vacated(s.cfg.Network)

@@ -7,12 +7,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // procHere finds a live process of this process's network namespace for
-// which match, given its /proc/PID directory, holds; "" when there is none.
-// A process in another namespace serves other links, and a zombie (nothing
-// reaps an orphan in a container whose PID 1 does not) serves nothing.
+// which match, given its /proc/PID directory (or a thread's, see live),
+// holds; "" when there is none. A process in another namespace serves other
+// links, and a zombie (nothing reaps an orphan in a container whose PID 1
+// does not) serves nothing.
 //
 //	pgrep --nslist net --ns $$ ...
 func procHere(match func(dir string) bool) (string, error) {
@@ -28,11 +31,11 @@ func procHere(match func(dir string) bool) (string, error) {
 		if _, err := strconv.Atoi(d.Name()); err != nil {
 			continue
 		}
-		dir := filepath.Join("/proc", d.Name())
-		if !match(dir) {
+		dir := live(filepath.Join("/proc", d.Name()))
+		if dir == "" || !match(dir) {
 			continue
 		}
-		if ns, err := os.Readlink(filepath.Join(dir, "ns", "net")); err == nil && ns == own && !zombie(dir) {
+		if ns, err := os.Readlink(filepath.Join(dir, "ns", "net")); err == nil && ns == own {
 			return d.Name(), nil
 		}
 	}
@@ -45,6 +48,31 @@ func named(comm string) func(dir string) bool {
 		b, err := os.ReadFile(filepath.Join(dir, "comm"))
 		return err == nil && strings.TrimSpace(string(b)) == comm
 	}
+}
+
+// live is the directory to read process dir's command line and namespace
+// from while it runs: dir itself, or, when its leader thread has exited
+// before the others (a zombie leader, ctl.Exiting), /proc/PID/task/TID of a
+// thread still running, for the leader's read empty. Such a process still
+// holds its descriptors (a teardown's lock among them): it is at work, not
+// gone. "" when the process is gone.
+//
+//	cat /proc/PID/task/*/cmdline
+func live(dir string) string {
+	if !zombie(dir) {
+		return dir
+	}
+	pid, err := strconv.Atoi(filepath.Base(dir))
+	if err != nil || !ctl.Exiting(pid) {
+		return ""
+	}
+	tasks, _ := os.ReadDir(filepath.Join(dir, "task"))
+	for _, t := range tasks {
+		if task := filepath.Join(dir, "task", t.Name()); !zombie(task) {
+			return task
+		}
+	}
+	return ""
 }
 
 // zombie reports whether the process of /proc/PID directory dir has exited

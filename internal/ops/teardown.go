@@ -75,7 +75,8 @@ func (h Host) teardownFinding(name string) Finding {
 }
 
 // teardownHolder names the process finishing network name's last down: a
-// kvmnet binary run as lifecycle.TeardownProc for it, in this namespace.
+// kvmnet binary run as lifecycle.TeardownProc for it, in this namespace,
+// also while it exits thread by thread, its lock held to the last.
 func teardownHolder(name string) string {
 	want := []byte(lifecycle.TeardownProc + "\x00" + name + "\x00")
 	pid, _ := procHere(func(dir string) bool {

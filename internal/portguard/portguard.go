@@ -28,7 +28,9 @@ import (
 // MAC anyone's" and "has this port one" each in one lookup) and, on nat and
 // hostonly, one IPv4 address (PortIP, IPs, IPPorts). Leases pairs a MAC with
 // the address kvmnet's DHCP leased it (or a static host's), Leased their
-// addresses.
+// addresses. Host6 holds the host's own IPv6 addresses on the bridge (the
+// IPv6 gateway, the bridge's link-local), which no guest may send from or
+// advertise.
 const (
 	PortMAC  = "port_mac"  // iface_index . ether_addr
 	MACs     = "macs"      // ether_addr
@@ -38,6 +40,7 @@ const (
 	IPPorts  = "ip_ports"  // iface_index
 	Leases   = "leases"    // ether_addr . ipv4_addr, with timeouts
 	Leased   = "leased"    // ipv4_addr, with timeouts
+	Host6    = "host6"     // ipv6_addr
 )
 
 // Table is network's guard table: `table bridge kvmnet-NAME`.
@@ -105,7 +108,70 @@ func Sets(network string, routed bool) []*nftables.Set {
 	}
 	return append(sets, dyn(PortIP, portIPType), dyn(IPs, nftables.TypeIPAddr), dyn(IPPorts, nftables.TypeIFIndex),
 		&nftables.Set{Table: t, Name: Leases, KeyType: leaseType, Concatenation: true, HasTimeout: true},
-		&nftables.Set{Table: t, Name: Leased, KeyType: nftables.TypeIPAddr, HasTimeout: true})
+		&nftables.Set{Table: t, Name: Leased, KeyType: nftables.TypeIPAddr, HasTimeout: true},
+		host6Set(t))
+}
+
+func host6Set(t *nftables.Table) *nftables.Set {
+	return &nftables.Set{Table: t, Name: Host6, KeyType: nftables.TypeIP6Addr}
+}
+
+// AddHost6 adds to c's batch those of addrs that network's Host6 set lacks
+// (all of them when exists is false: the set is being made in the same
+// batch), and reports how many. It never removes one: an address the host
+// no longer has (a bridge's link-local of an older MAC) stays barred to
+// guests until the table is made again, which harms no one.
+//
+//	nft add element bridge kvmnet-NAME host6 '{ ADDR, … }'
+func AddHost6(c *nftables.Conn, network string, addrs []netip.Addr, exists bool) (int, error) {
+	s := host6Set(Table(network))
+	have := map[netip.Addr]bool{}
+	if exists {
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			return 0, fmt.Errorf("list set bridge %s %s: %w", s.Table.Name, Host6, err)
+		}
+		for _, e := range els {
+			if a, ok := netip.AddrFromSlice(e.Key); ok {
+				have[a] = true
+			}
+		}
+	}
+	var add []nftables.SetElement
+	for _, a := range addrs {
+		if a.Is6() && !have[a] {
+			have[a] = true
+			add = append(add, nftables.SetElement{Key: a.AsSlice()})
+		}
+	}
+	if len(add) == 0 {
+		return 0, nil
+	}
+	return len(add), c.SetAddElements(s, add)
+}
+
+// RecordHost6 is AddHost6 in a transaction of its own, for an up that has
+// made the bridge after its rules: committed is false when nothing was
+// missing, or network has no guard table with the set (guard off, isolated).
+func RecordHost6(network string, addrs []netip.Addr) (committed bool, err error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	n, err := AddHost6(c, network, addrs, true)
+	if errors.Is(err, unix.ENOENT) || n == 0 {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := c.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("guard host addresses of %s: %w", network, err)
+	}
+	return true, nil
 }
 
 // pad4 rounds a concatenation's field up to nf_tables' 32-bit registers.

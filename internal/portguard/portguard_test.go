@@ -98,3 +98,51 @@ func TestLeaseForgetPorts(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordHost6: RecordHost6 adds the host's addresses the host6 set
+// lacks, in one transaction, and then commits nothing; a network without a
+// guard table, or one whose table has no host6 set (an isolated network's),
+// is no error and commits nothing.
+func TestRecordHost6(t *testing.T) {
+	ns := testns.New(t)
+	gw, ll := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fe80::1")
+	err := ns.Do(func() error {
+		if committed, err := RecordHost6("none", []netip.Addr{gw}); err != nil || committed {
+			return fmt.Errorf("no table: committed %v, err %w", committed, err)
+		}
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		c.AddTable(Table("iso"))
+		for _, s := range Sets("iso", false) {
+			if err := c.AddSet(s, nil); err != nil {
+				return err
+			}
+		}
+		c.AddTable(Table("lab"))
+		for _, s := range Sets("lab", true) {
+			if err := c.AddSet(s, nil); err != nil {
+				return err
+			}
+		}
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		if committed, err := RecordHost6("iso", []netip.Addr{gw}); err != nil || committed {
+			return fmt.Errorf("no host6 set: committed %v, err %w", committed, err)
+		}
+		for round, want := range []bool{true, false} {
+			if committed, err := RecordHost6("lab", []netip.Addr{gw, ll, netip.MustParseAddr("10.0.0.1")}); err != nil || committed != want {
+				return fmt.Errorf("round %d: committed %v, err %w, want committed %v", round, committed, err, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.MustRun("nft", "list", "set", "bridge", "kvmnet-lab", "host6"); !strings.Contains(got, "fd00::1") || !strings.Contains(got, "fe80::1") {
+		t.Errorf("host6 after RecordHost6:\n%s", got)
+	}
+}

@@ -70,6 +70,12 @@ func TestWarmForeignPortGoesCold(t *testing.T) {
 		t.Fatalf("the engine left %s in group %s: is the guard off?", taps[0], g)
 	}
 	h.MustRun("ip", "link", "set", taps[1], "master", "br0")
+	// The daemon guards a tap that arrives outside the group (a hot-plugged
+	// NIC, TestGuardHotplugged); one an admin takes out after that it leaves.
+	if g, want := waitGroup(h, taps[1], h.linkGroup(taps[0])), h.linkGroup(taps[0]); g != want {
+		t.Errorf("the daemon left %s, attached by hand, in group %s, want %s", taps[1], g, want)
+	}
+	h.MustRun("ip", "link", "set", taps[1], "group", "default")
 	if stderr, err := run(taps[1]); err == nil || !strings.Contains(stderr, "engine ran") {
 		t.Errorf("the up of a port outside the guard's group did not go to the engine: %v, stderr %q, group %s", err, stderr, h.linkGroup(taps[1]))
 	}

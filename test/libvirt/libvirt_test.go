@@ -218,6 +218,7 @@ type guest struct {
 	name  string
 	iface string   // the <interface> elements
 	check []string // kvmnet.check
+	acpi  bool     // ACPI, which PCI hotplug on the pc machine needs
 }
 
 var macSeq int
@@ -255,12 +256,17 @@ func (l *lab) create(g guest) (string, error) {
 	if len(g.check) > 0 {
 		cmdline = append(cmdline, "kvmnet.check="+strings.Join(g.check, ","))
 	}
+	features := ""
+	if g.acpi {
+		features = "<features><acpi/></features>"
+	}
 	xml := fmt.Sprintf(`<domain type='qemu'>
   <name>%s</name>
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type>
     <kernel>%s</kernel><initrd>%s</initrd><cmdline>%s</cmdline></os>
+  %s
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
     %s
@@ -268,7 +274,7 @@ func (l *lab) create(g guest) (string, error) {
     <memballoon model='none'/>
   </devices>
 </domain>`, g.name, filepath.Join(l.guest, "vmlinuz"), filepath.Join(l.guest, "initrd.img"),
-		strings.Join(cmdline, " "), g.iface, l.serial(g.name))
+		strings.Join(cmdline, " "), features, g.iface, l.serial(g.name))
 	path := filepath.Join(l.dir, g.name+".xml")
 	if err := os.WriteFile(path, []byte(xml), 0o644); err != nil {
 		l.t.Fatal(err)
@@ -487,6 +493,7 @@ func TestLibvirt(t *testing.T) {
 	t.Run("prepare fails", func(t *testing.T) { prepareFails(l.with(t)) })
 	t.Run("script fails", func(t *testing.T) { scriptFails(l.with(t)) })
 	t.Run("hook guards", func(t *testing.T) { hookGuards(l.with(t)) })
+	t.Run("hot-plugged NIC", func(t *testing.T) { hotplugged(l.with(t)) })
 }
 
 // with returns l reporting to subtest t.

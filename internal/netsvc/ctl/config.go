@@ -83,6 +83,10 @@ type Config struct {
 	// EVPNLink is the network's EVPN VXLAN link, whose VTEPs the daemon
 	// keeps in the network's VTEP set (package vtepset); empty: none.
 	EVPNLink string
+	// IsolateGuests makes a tap that arrives on the bridge outside the
+	// network's guard group (a NIC hot-plugged into a libvirt domain, which
+	// runs no hook) an isolated port as the daemon guards it.
+	IsolateGuests bool
 }
 
 // configJSON is the file form of Config: snake_case keys and a lease time
@@ -107,6 +111,7 @@ type configJSON struct {
 	GenFile    string       `json:"gen_file,omitempty"`
 	Guard      bool         `json:"guard,omitempty"`
 	EVPNLink   string       `json:"evpn_link,omitempty"`
+	Isolate    bool         `json:"isolate_guests,omitempty"`
 }
 
 // MarshalJSON writes the file form of c.
@@ -116,6 +121,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		DHCP: c.DHCP, Router: c.Router, RangeStart: c.RangeStart, RangeEnd: c.RangeEnd,
 		Domain: c.Domain, Hosts: c.Hosts, DNS: c.DNS, Upstreams: c.Upstreams,
 		LeaseFile: c.LeaseFile, PIDFile: c.PIDFile, GenFile: c.GenFile, Guard: c.Guard, EVPNLink: c.EVPNLink,
+		Isolate: c.IsolateGuests,
 	}
 	if c.LeaseTime != 0 {
 		j.LeaseTime = c.LeaseTime.String()
@@ -141,6 +147,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		DHCP: j.DHCP, Router: j.Router, RangeStart: j.RangeStart, RangeEnd: j.RangeEnd, LeaseTime: lt,
 		Domain: j.Domain, Hosts: j.Hosts, DNS: j.DNS, Upstreams: j.Upstreams,
 		LeaseFile: j.LeaseFile, PIDFile: j.PIDFile, GenFile: j.GenFile, Guard: j.Guard, EVPNLink: j.EVPNLink,
+		IsolateGuests: j.Isolate,
 	}
 	return nil
 }

@@ -43,15 +43,16 @@ func TestAdvanceGen(t *testing.T) {
 	}
 }
 
-// TestWatcherCurrent: a watcher with this version's six arguments is
-// current; one with an older version's five (no GENFILE) is not, and the up
-// starts it again.
+// TestWatcherCurrent: a watcher with this version's eight arguments is
+// current; one with an older version's six (no BRIDGE, ISOLATE) or five (no
+// GENFILE) is not, and the up starts it again.
 func TestWatcherCurrent(t *testing.T) {
 	for _, c := range []struct {
 		argv []string
 		want bool
 	}{
-		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab", "/run/x.gen"}, true},
+		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab", "/run/x.gen", "br0", "-"}, true},
+		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab", "/run/x.gen"}, false},
 		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab"}, false},
 	} {
 		p, err := os.StartProcess("/bin/sh", c.argv, &os.ProcAttr{})

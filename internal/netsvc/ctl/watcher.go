@@ -31,6 +31,11 @@ type Watcher struct {
 	// EVPNLink is the network's EVPN VXLAN link, whose VTEPs the watcher
 	// keeps in the network's VTEP set; empty: none.
 	EVPNLink string
+	// Bridge is the network's bridge, on which the watcher guards a tap that
+	// arrives outside the guard's group (a hot-plugged NIC), isolating it
+	// too when Isolate (isolate_guests).
+	Bridge  string
+	Isolate bool
 	// Gen is the nf_tables generation at which the network's rules were
 	// whole (0: unknown): a watcher that finds another once it has
 	// subscribed heals at once.
@@ -41,7 +46,8 @@ type Watcher struct {
 // w.Network, logging to w.LogPath, and writes its pid into w.PIDFile before it
 // returns, so that the next look under the network's lock finds it. It does
 // not wait for the watcher to subscribe. Its argv is {ProcName, WatchFlag,
-// NETWORK, PIDFILE, GEN, GENFILE[, EVPNLINK]}.
+// NETWORK, PIDFILE, GEN, GENFILE, BRIDGE, ISOLATE[, EVPNLINK]}, ISOLATE
+// being IsolateArg or "-".
 func StartWatcher(exe string, w Watcher) error {
 	logf, err := safefile.Open(w.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -53,7 +59,11 @@ func StartWatcher(exe string, w Watcher) error {
 		return fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
-	argv := []string{ProcName, WatchFlag, w.Network, w.PIDFile, strconv.FormatUint(uint64(w.Gen), 10), w.GenFile}
+	isolate := "-"
+	if w.Isolate {
+		isolate = IsolateArg
+	}
+	argv := []string{ProcName, WatchFlag, w.Network, w.PIDFile, strconv.FormatUint(uint64(w.Gen), 10), w.GenFile, w.Bridge, isolate}
 	if w.EVPNLink != "" {
 		argv = append(argv, w.EVPNLink)
 	}
@@ -68,13 +78,18 @@ func StartWatcher(exe string, w Watcher) error {
 	return nil
 }
 
+// IsolateArg is the watcher's ISOLATE argument for a network with
+// isolate_guests.
+const IsolateArg = "isolate"
+
 // watcherArgs is how many arguments StartWatcher gives the watcher (its argv
 // above, argv[0] included), without and with EVPNLINK.
-const watcherArgs = 6
+const watcherArgs = 8
 
 // WatcherCurrent reports whether the watcher pid runs with the arguments
-// this version gives it: one an older version started (no GENFILE; it does
-// not forget the guard's ports) must be started again.
+// this version gives it: one an older version started (no GENFILE, so it
+// does not forget the guard's ports; no BRIDGE, so it does not guard a
+// hot-plugged tap) must be started again.
 func WatcherCurrent(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	n := bytes.Count(b, []byte{0})
