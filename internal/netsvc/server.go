@@ -263,6 +263,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 	run(s.flushLoop)
+	run(s.restLoop)
 	if s.dhcp != nil {
 		run(s.serveDHCP)
 		if s.dhcp.prober != nil {
