@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
+
+	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
 // The daemon's memory. One runs per network, each its own process, so what
@@ -26,15 +28,14 @@ const gcPercent = 20
 
 // lean sets the runtime up for a small resident daemon: no allocation
 // profiling (its bucket table alone is 1.4 MB of address space),
-// collections at gcPercent, and one P. A second P (the default on a 2-CPU
-// host, more on bigger ones) costs ~0.5 MB at rest in its span and page
-// caches, GC worker and the threads that run them, for a daemon that, like
-// dnsmasq, needs one CPU. Set before serving starts, so that the runtime
-// never starts threads for the other Ps.
+// collections at gcPercent, and at most ctl.DaemonProcs Ps, for a daemon
+// started without ctl.DaemonEnv.
 func lean() {
 	runtime.MemProfileRate = 0
 	debug.SetGCPercent(gcPercent)
-	runtime.GOMAXPROCS(1)
+	if runtime.GOMAXPROCS(0) > ctl.DaemonProcs {
+		runtime.GOMAXPROCS(ctl.DaemonProcs)
+	}
 }
 
 // shed gives back the heap that starting left free (config, lease file,
