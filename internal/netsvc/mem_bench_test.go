@@ -53,6 +53,41 @@ func readSmaps(b *testing.B, pid int) smaps {
 	return m
 }
 
+// readings is how many times a reading is taken, a second apart, for the
+// median of each figure: a Go daemon's heap grows between collections, so
+// one reading depends on when it falls.
+const readings = 5
+
+// readSides reads every side's first daemon readings times, interleaved.
+func readSides(b *testing.B, sides []*memSide) []smaps {
+	all := make([][]smaps, len(sides))
+	for r := range readings {
+		if r > 0 {
+			time.Sleep(time.Second)
+		}
+		for i, s := range sides {
+			all[i] = append(all[i], readSmaps(b, s.pids[0]))
+		}
+	}
+	out := make([]smaps, len(sides))
+	for i, ms := range all {
+		pick := func(f func(smaps) float64) float64 {
+			xs := make([]float64, len(ms))
+			for j, m := range ms {
+				xs[j] = f(m)
+			}
+			return median(xs)
+		}
+		out[i] = smaps{
+			rss:     pick(func(m smaps) float64 { return m.rss }),
+			pss:     pick(func(m smaps) float64 { return m.pss }),
+			anon:    pick(func(m smaps) float64 { return m.anon }),
+			threads: int(pick(func(m smaps) float64 { return float64(m.threads) })),
+		}
+	}
+	return out
+}
+
 // memNetworks is how many networks the growth is measured over:
 // KVMNET_BENCH_NETWORKS, else 8.
 func memNetworks() int {
@@ -123,7 +158,8 @@ func memSides(b *testing.B, cfg Config) []*memSide {
 // flags), as ratios kvmnet/dnsmasq: RSS, PSS and private memory at rest; the
 // same with 1000 leases; and the PSS each extra network adds, N daemons of
 // each (their binaries' pages shared between instances). Run it with
-// -benchtime 1x: every figure is read once, after the daemons rest.
+// -benchtime 1x: every figure is read after the daemons rest, the median
+// of readings.
 func BenchmarkDaemonMemory(b *testing.B) {
 	cfg := Config{
 		Network: "bench", Bridge: "br0", Gateway: netip.MustParsePrefix("10.77.0.1/21"), DHCP: true, DNS: true,
@@ -133,10 +169,7 @@ func BenchmarkDaemonMemory(b *testing.B) {
 	sides := memSides(b, cfg)
 	for b.Loop() {
 		time.Sleep(rest)
-		var atRest, leased []smaps
-		for _, s := range sides {
-			atRest = append(atRest, readSmaps(b, s.pids[0]))
-		}
+		atRest := readSides(b, sides)
 		for _, s := range sides {
 			lease1000(b, s.client, 0)
 		}
@@ -147,8 +180,8 @@ func BenchmarkDaemonMemory(b *testing.B) {
 					b.Fatalf("%s: %d leases on disk: %v", s.name, len(ls), err)
 				}
 			}
-			leased = append(leased, readSmaps(b, s.pids[0]))
 		}
+		leased := readSides(b, sides)
 		var one, all, grow []float64
 		for _, s := range sides {
 			one = append(one, s.sumPSS(b))
