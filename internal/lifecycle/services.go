@@ -49,7 +49,7 @@ func servicesConfig(d state.Dir, n config.Net, evpnLink string) (ctl.Config, err
 		Network: n.Name, Bridge: n.Bridge, Gateway: n.Gateway, Gateway6: n.Gateway6, MTU: n.MTU,
 		DHCP: n.DHCP, Router: n.Router, RangeStart: n.RangeFrom, RangeEnd: n.RangeTo, LeaseTime: n.LeaseTime,
 		Domain: n.Domain, DNS: n.DNS, Upstreams: n.Upstreams, LeaseFile: leaseFile,
-		PIDFile: d.File(n.Name, svcPID), GenFile: d.File(n.Name, warm.GenExt), EVPNLink: evpnLink,
+		PIDFile: d.File(n.Name, svcPID), GenFile: d.File(n.Name, warm.GenExt), Guard: n.Guard, EVPNLink: evpnLink,
 	}
 	for _, h := range n.Hosts {
 		c.Hosts = append(c.Hosts, ctl.Host{MAC: h.MAC.HardwareAddr, IP: h.IP.Addr, IP6: h.IP6.Addr, Name: h.Name})

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,8 +30,9 @@ const (
 	ednsSize = 1232
 )
 
-// exchangeFunc sends m to upstream over proto ("udp" or "tcp").
-type exchangeFunc func(ctx context.Context, m *dns.Msg, proto, upstream string) (*dns.Msg, error)
+// exchangeFunc sends query q to upstream over proto ("udp" or "tcp") and
+// returns the answer.
+type exchangeFunc func(ctx context.Context, q []byte, proto, upstream string) ([]byte, error)
 
 // dnsd answers guest names from the pool and forwards the rest. It answers
 // only sources inside the network's subnet: it must never be an open resolver.
@@ -42,7 +43,10 @@ type dnsd struct {
 	// bridge (see neighbours6); nil: none known.
 	neighbours func(netip.Prefix, net.HardwareAddr) []netip.Addr
 	domain     string // lowercase, no dots at the ends
+	dotDomain  string // "." + domain
 	revZone    string // the reverse zone of the subnet, e.g. "100.168.192.in-addr.arpa."
+	zoneSOA    *soaRecord
+	revSOA     *soaRecord
 	pool       *pool
 	ups        *upstreamSet
 	send       sendFunc
@@ -67,8 +71,10 @@ func newDNSd(c Config, p *pool, ups *upstreamSet, log *slog.Logger) *dnsd {
 	if c.Gateway6.IsValid() {
 		prefix6 = c.Gateway6.Masked()
 	}
+	rev := reverseZone(c.Gateway.Masked())
 	return &dnsd{
-		prefix: c.Gateway.Masked(), prefix6: prefix6, domain: c.Domain, revZone: reverseZone(c.Gateway.Masked()), pool: p,
+		prefix: c.Gateway.Masked(), prefix6: prefix6, domain: c.Domain, dotDomain: "." + c.Domain, revZone: rev, pool: p,
+		zoneSOA: newSOA(c.Domain + "."), revSOA: newSOA(rev),
 		ups: ups, send: sendUpstream, log: log, now: time.Now,
 		failures: throttle{period: time.Minute}, loops: throttle{period: time.Minute},
 		busy: throttle{period: time.Minute}, cache: newDNSCache(cacheSize),
@@ -76,122 +82,92 @@ func newDNSd(c Config, p *pool, ups *upstreamSet, log *slog.Logger) *dnsd {
 	}
 }
 
-// ServeDNS implements dns.Handler.
-func (d *dnsd) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	src, proto := remoteOf(w.RemoteAddr())
-	resp := d.answer(r, src, proto)
-	if resp == nil {
-		return
-	}
-	if proto == "udp" {
-		resp.Truncate(udpSize(r))
-	}
-	if err := w.WriteMsg(resp); err != nil {
-		d.log.Debug("dns write", "to", src.String(), "err", err.Error())
-	}
-}
-
-// remoteOf returns the source address and transport of a query.
-func remoteOf(a net.Addr) (netip.Addr, string) {
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		return unmapped(a.IP), "udp"
-	case *net.TCPAddr:
-		return unmapped(a.IP), "tcp"
-	}
-	return netip.Addr{}, "udp"
-}
-
-// udpSize is the largest UDP answer the client accepts.
-func udpSize(r *dns.Msg) int {
-	if o := r.IsEdns0(); o != nil && o.UDPSize() > dns.MinMsgSize {
-		return int(o.UDPSize())
-	}
-	return dns.MinMsgSize
-}
-
-// answer returns the reply to r from src, or nil to drop it (r is itself a
-// reply). It never fails: every error becomes an rcode.
-func (d *dnsd) answer(r *dns.Msg, src netip.Addr, proto string) *dns.Msg {
-	if r.Response {
+// answer returns the packed reply to query b from src, or nil to drop it (b
+// is not DNS, or is itself a reply). It waits for the upstreams when it
+// forwards: the TCP server's and the tests' way in.
+func (d *dnsd) answer(b []byte, src netip.Addr, proto string) []byte {
+	r, err := parseQuery(b)
+	if err != nil || r.hdr.Response {
 		return nil
 	}
-	if resp := d.answerOwn(r, src); resp != nil {
-		return withEDNS(r, resp)
+	rep, ok := d.answerOwn(r, src)
+	if !ok {
+		rep = d.forward(r, proto)
 	}
-	return d.forward(r, proto)
+	return r.finish(rep, proto)
 }
 
 // answerOwn returns the answers the server makes itself: refusals, errors and
-// local names; nil means forward r.
-func (d *dnsd) answerOwn(r *dns.Msg, src netip.Addr) *dns.Msg {
+// local names; false means forward r.
+func (d *dnsd) answerOwn(r *dnsQuery, src netip.Addr) (dnsReply, bool) {
 	switch {
 	case !src.IsValid() || !d.prefix.Contains(src) && !d.prefix6.Contains(src):
-		return rcode(r, dns.RcodeRefused)
-	case r.Opcode != dns.OpcodeQuery:
-		return rcode(r, dns.RcodeNotImplemented)
-	case len(r.Question) != 1:
-		return rcode(r, dns.RcodeFormatError)
+		return rcode(r, dnsmessage.RCodeRefused), true
+	case r.hdr.OpCode != 0:
+		return rcode(r, dnsmessage.RCodeNotImplemented), true
+	case r.nq != 1 || r.opts > 1: // RFC 6891 6.1.1: one OPT at most
+		return rcode(r, dnsmessage.RCodeFormatError), true
+	case r.edns && r.version != 0:
+		rep := rcode(r, dnsmessage.RCodeSuccess) // RFC 6891 6.1.3: BADVERS, 16,
+		rep.ext = 1                              // is 1 in the OPT's upper bits
+		return rep, true
 	}
-	if o := r.IsEdns0(); o != nil && o.Version() != 0 {
-		return rcode(r, dns.RcodeBadVers) // RFC 6891 6.1.3
-	}
-	return d.local(r)
+	b := d.local(r)
+	return dnsReply{b: b}, b != nil
 }
 
-// withEDNS adds an OPT record to an answer of ours when the query had one, as
-// RFC 6891 7 requires, and only then.
-func withEDNS(r, m *dns.Msg) *dns.Msg {
-	stripOPT(m)
-	if o := r.IsEdns0(); o != nil {
-		m.SetEdns0(ednsSize, o.Do())
+// replyHeader is the header of our reply to r with code rc.
+func replyHeader(r *dnsQuery, rc dnsmessage.RCode) dnsmessage.Header {
+	h := dnsmessage.Header{ID: r.hdr.ID, Response: true, OpCode: r.hdr.OpCode, RCode: rc, RecursionAvailable: true}
+	if r.hdr.OpCode == 0 {
+		h.RecursionDesired, h.CheckingDisabled = r.hdr.RecursionDesired, r.hdr.CheckingDisabled
 	}
-	return m
+	return h
 }
 
-// stripOPT removes every OPT record from m.
-func stripOPT(m *dns.Msg) {
-	extra := m.Extra[:0]
-	for _, rr := range m.Extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
-			extra = append(extra, rr)
-		}
+// newReply starts our reply to r: header h and r's first question.
+func newReply(r *dnsQuery, h dnsmessage.Header) dnsmessage.Builder {
+	b := dnsmessage.NewBuilder(make([]byte, 0, 128), h)
+	_ = b.StartQuestions()
+	if r.nq > 0 {
+		_ = b.Question(r.q)
 	}
-	m.Extra = extra
+	return b
 }
 
 // rcode returns an empty reply to r with code c.
-func rcode(r *dns.Msg, c int) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetRcode(r, c)
-	m.RecursionAvailable = true
-	return m
+func rcode(r *dnsQuery, c dnsmessage.RCode) dnsReply {
+	b := newReply(r, replyHeader(r, c))
+	out, err := b.Finish()
+	if err != nil { // a question that parsed packs: not reached
+		out = make([]byte, headerLen)
+	}
+	return dnsReply{b: out}
 }
 
 // local answers names of guests (NAME and NAME.DOMAIN) and reverse names of
 // the subnet. It returns nil for names that are not ours. Names under DOMAIN
 // and reverse names of the subnet are never forwarded: the upstream does not
 // know them, and leaking private lookups helps nobody.
-func (d *dnsd) local(r *dns.Msg) *dns.Msg {
-	q := r.Question[0]
-	if q.Qclass != dns.ClassINET {
+func (d *dnsd) local(r *dnsQuery) []byte {
+	if r.q.Class != dnsmessage.ClassINET {
 		return nil
 	}
-	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
+	name := strings.ToLower(strings.TrimSuffix(r.q.Name.String(), "."))
 	if ip, ok := reverseName(name); ok {
 		if !d.prefix.Contains(ip) {
 			return nil
 		}
 		return d.localPTR(r, ip)
 	}
-	label, under := strings.CutSuffix(name, "."+d.domain)
-	zone := dns.Fqdn(d.domain)
+	label, under := strings.CutSuffix(name, d.dotDomain)
+	zone := d.zoneSOA
 	switch {
 	case name == d.domain:
-		return d.localAnswer(r, netip.Addr{}, nil, true, zone)
+		return d.localAnswer(r, localRecords{exists: true, soa: zone})
 	case under && !strings.Contains(label, "."):
 	case under:
-		return d.localAnswer(r, netip.Addr{}, nil, false, zone)
+		return d.localAnswer(r, localRecords{soa: zone})
 	case strings.Contains(name, ".") || name == "":
 		return nil
 	}
@@ -200,46 +176,87 @@ func (d *dnsd) local(r *dns.Msg) *dns.Msg {
 		return nil // a bare name we do not know: let the upstream say
 	}
 	if !under {
-		zone = "" // a bare name is in no zone of ours: no SOA to show
+		zone = nil // a bare name is in no zone of ours: no SOA to show
 	}
-	var ips6 []netip.Addr
+	recs := localRecords{exists: ok, a: ip, soa: zone}
 	if ok {
-		ips6 = d.addrs6(label)
+		recs.aaaa = d.addrs6(label)
 	}
-	return d.localAnswer(r, ip, ips6, ok, zone)
+	return d.localAnswer(r, recs)
 }
 
-// localAnswer answers r authoritatively: an A record when ip is valid and A
-// (or ANY) was asked, NODATA when the name exists without that type,
-// NXDOMAIN when it does not exist. A negative answer carries the SOA of zone
-// (unless zone is "") so that resolvers can cache it (RFC 2308).
-func (d *dnsd) localAnswer(r *dns.Msg, ip netip.Addr, ips6 []netip.Addr, exists bool, zone string) *dns.Msg {
-	m := rcode(r, dns.RcodeSuccess)
-	if !exists {
-		m = rcode(r, dns.RcodeNameError)
-	}
-	m.Authoritative = true
-	q := r.Question[0]
-	if ip.IsValid() && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY) {
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: localTTL}
-		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.IP(ip.AsSlice())})
-	}
-	if q.Qtype == dns.TypeAAAA || q.Qtype == dns.TypeANY {
-		m.Answer = append(m.Answer, aaaa(q, ips6)...)
-	}
-	if len(m.Answer) == 0 && zone != "" {
-		m.Ns = append(m.Ns, soa(zone))
-	}
-	return m
+// localRecords is what a local answer holds.
+type localRecords struct {
+	exists bool
+	a      netip.Addr   // the A record, when valid
+	aaaa   []netip.Addr // the AAAA records
+	ptr    string       // the PTR record's target (a full name), when not ""
+	// soa is the zone's SOA, shown in the authority section of an answer
+	// without records; nil: none.
+	soa *soaRecord
 }
 
-// soa is the SOA record of a zone the server answers for; its minimum (and
-// TTL) is the negative-caching TTL of RFC 2308.
-func soa(zone string) *dns.SOA {
-	return &dns.SOA{
-		Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: localTTL},
-		Ns:  zone, Mbox: "hostmaster." + zone,
-		Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: localTTL,
+// localAnswer answers r authoritatively with the records of recs that the
+// question asks for (ANY: all), NODATA when the name exists without them,
+// NXDOMAIN when it does not exist. A negative answer carries the SOA of the
+// zone, when it has one, so that resolvers can cache it (RFC 2308).
+func (d *dnsd) localAnswer(r *dnsQuery, recs localRecords) []byte {
+	rc := dnsmessage.RCodeSuccess
+	if !recs.exists {
+		rc = dnsmessage.RCodeNameError
+	}
+	h := replyHeader(r, rc)
+	h.Authoritative = true
+	b := newReply(r, h)
+	_ = b.StartAnswers()
+	qt := r.q.Type
+	all := qt == dnsmessage.TypeALL
+	hdr := dnsmessage.ResourceHeader{Name: r.q.Name, Class: dnsmessage.ClassINET, TTL: localTTL}
+	n := 0
+	if recs.a.IsValid() && (qt == dnsmessage.TypeA || all) {
+		n++
+		_ = b.AResource(hdr, dnsmessage.AResource{A: recs.a.As4()})
+	}
+	if qt == dnsmessage.TypeAAAA || all {
+		for _, ip := range recs.aaaa {
+			n++
+			_ = b.AAAAResource(hdr, dnsmessage.AAAAResource{AAAA: ip.As16()})
+		}
+	}
+	if recs.ptr != "" && (qt == dnsmessage.TypePTR || all) {
+		if ptr, err := dnsmessage.NewName(recs.ptr); err == nil {
+			n++
+			_ = b.PTRResource(hdr, dnsmessage.PTRResource{PTR: ptr})
+		}
+	}
+	if n == 0 && recs.soa != nil {
+		_ = b.StartAuthorities()
+		_ = b.SOAResource(recs.soa.hdr, recs.soa.soa)
+	}
+	out, err := b.Finish()
+	if err != nil { // every name here parsed or was checked: not reached
+		return rcode(r, dnsmessage.RCodeServerFailure).b
+	}
+	return out
+}
+
+// soaRecord is the SOA record of a zone the server answers for; its minimum
+// (and TTL) is the negative-caching TTL of RFC 2308.
+type soaRecord struct {
+	hdr dnsmessage.ResourceHeader
+	soa dnsmessage.SOAResource
+}
+
+// newSOA returns the SOA of zone (a full name), or nil when it is no name.
+func newSOA(zone string) *soaRecord {
+	name, err1 := dnsmessage.NewName(zone)
+	mbox, err2 := dnsmessage.NewName("hostmaster." + zone)
+	if err1 != nil || err2 != nil || zone == "." {
+		return nil
+	}
+	return &soaRecord{
+		hdr: dnsmessage.ResourceHeader{Name: name, Type: dnsmessage.TypeSOA, Class: dnsmessage.ClassINET, TTL: localTTL},
+		soa: dnsmessage.SOAResource{NS: name, MBox: mbox, Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, MinTTL: localTTL},
 	}
 }
 
@@ -255,20 +272,12 @@ func reverseZone(p netip.Prefix) string {
 }
 
 // localPTR answers the reverse name of a subnet address.
-func (d *dnsd) localPTR(r *dns.Msg, ip netip.Addr) *dns.Msg {
+func (d *dnsd) localPTR(r *dnsQuery, ip netip.Addr) []byte {
 	host, ok := d.pool.reverse(ip, d.now())
 	if !ok {
-		return d.localAnswer(r, netip.Addr{}, nil, false, d.revZone)
+		return d.localAnswer(r, localRecords{soa: d.revSOA})
 	}
-	m := d.localAnswer(r, netip.Addr{}, nil, true, "")
-	q := r.Question[0]
-	if q.Qtype == dns.TypePTR || q.Qtype == dns.TypeANY {
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: localTTL}
-		m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr, Ptr: dns.Fqdn(host + "." + d.domain)})
-	} else {
-		m.Ns = append(m.Ns, soa(d.revZone))
-	}
-	return m
+	return d.localAnswer(r, localRecords{exists: true, ptr: host + "." + d.domain + ".", soa: d.revSOA})
 }
 
 // reverseName parses "4.3.2.1.in-addr.arpa" into 1.2.3.4.
@@ -314,10 +323,4 @@ func dnsConns(udp, tcp *os.File) (*dnsListeners, error) {
 		return nil, fmt.Errorf("dns tcp socket: %w", err)
 	}
 	return &dnsListeners{udp: pc, tcp: l}, nil
-}
-
-// unmapped is ip as a netip.Addr, IPv4-mapped addresses as IPv4.
-func unmapped(ip net.IP) netip.Addr {
-	a, _ := netip.AddrFromSlice(ip)
-	return a.Unmap()
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 )
 
@@ -59,16 +58,6 @@ func (d *dnsd) addrs6(name string) []netip.Addr {
 		return nil
 	}
 	return d.neighbours(d.prefix6, mac)
-}
-
-// aaaa returns the AAAA records of ips under the question's name.
-func aaaa(q dns.Question, ips []netip.Addr) []dns.RR {
-	var rrs []dns.RR
-	for _, ip := range ips {
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: localTTL}
-		rrs = append(rrs, &dns.AAAA{Hdr: hdr, AAAA: net.IP(ip.AsSlice())})
-	}
-	return rrs
 }
 
 // lookup6 returns a guest name's static ip6 (invalid when it has none) and

@@ -38,17 +38,17 @@ func TestDNSAAAA(t *testing.T) {
 		asked = mac
 		return []netip.Addr{guestSrc6}
 	}
-	if got := aaaaOf(d.answer(query("fixed.kvm", dns.TypeAAAA), guestSrc6, "udp")); !slices.Equal(got, []string{"fd00:6b76:6d6e::99"}) {
+	if got := aaaaOf(msgAnswer(d, query("fixed.kvm", dns.TypeAAAA), guestSrc6, "udp")); !slices.Equal(got, []string{"fd00:6b76:6d6e::99"}) {
 		t.Errorf("AAAA of the static host: %v", got)
 	}
-	r := d.answer(query("web.kvm", dns.TypeAAAA), guestSrc6, "udp")
+	r := msgAnswer(d, query("web.kvm", dns.TypeAAAA), guestSrc6, "udp")
 	if got := aaaaOf(r); !slices.Equal(got, []string{guestSrc6.String()}) || asked.String() != macN(1).String() || !r.Authoritative {
 		t.Errorf("AAAA of the leased guest: %v (neighbours asked for %s)", got, asked)
 	}
-	if got := aaaaOf(d.answer(query("web.kvm", dns.TypeA), guestSrc6, "udp")); len(got) != 0 {
+	if got := aaaaOf(msgAnswer(d, query("web.kvm", dns.TypeA), guestSrc6, "udp")); len(got) != 0 {
 		t.Errorf("an A query got AAAA records: %v", got)
 	}
-	if r := d.answer(query("web.kvm", dns.TypeAAAA), netip.MustParseAddr("fd00:1::5"), "udp"); r.Rcode != dns.RcodeRefused {
+	if r := msgAnswer(d, query("web.kvm", dns.TypeAAAA), netip.MustParseAddr("fd00:1::5"), "udp"); r.Rcode != dns.RcodeRefused {
 		t.Errorf("query from outside both prefixes: rcode %d, want REFUSED", r.Rcode)
 	}
 }

@@ -51,7 +51,7 @@ func dnsFor(t testing.TB, ups []string, f *fakeUpstreams) (*dnsd, netip.Addr) {
 	ip := addrOf(off.msg.YourIPAddr)
 	d.handle(newReq(t, dhcpv4.MessageTypeRequest, macN(1), optReqIP(ip), optServerID(testGW), withHostname("web")), now)
 	s := newDNSd(c, p, newUpstreamSet(ups, nil), discardLog())
-	s.send = sendVia(f.exchange)
+	s.send = sendVia(msgExchange(f.exchange))
 	return s, ip
 }
 
@@ -80,28 +80,28 @@ func TestDNSLocalNames(t *testing.T) {
 	f := &fakeUpstreams{}
 	d, ip := dnsFor(t, []string{"192.0.2.1:53"}, f)
 	for _, name := range []string{"web.kvm", "WEB.Kvm", "web"} {
-		r := d.answer(query(name, dns.TypeA), guestSrc, "udp")
+		r := msgAnswer(d, query(name, dns.TypeA), guestSrc, "udp")
 		if got := aOf(t, r); got != ip.String() || !r.Authoritative {
 			t.Errorf("%s: %s, want %s", name, got, ip)
 		}
 	}
-	if got := aOf(t, d.answer(query("fixed.kvm", dns.TypeA), guestSrc, "udp")); got != testStatic.IP.String() {
+	if got := aOf(t, msgAnswer(d, query("fixed.kvm", dns.TypeA), guestSrc, "udp")); got != testStatic.IP.String() {
 		t.Errorf("static host: %s", got)
 	}
-	if r := d.answer(query("web.kvm", dns.TypeAAAA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+	if r := msgAnswer(d, query("web.kvm", dns.TypeAAAA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
 		t.Errorf("AAAA of a guest: %v, want NODATA", r)
 	}
 	for _, name := range []string{"nobody.kvm", "a.b.kvm"} {
-		if r := d.answer(query(name, dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
+		if r := msgAnswer(d, query(name, dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
 			t.Errorf("%s: rcode %d, want NXDOMAIN", name, r.Rcode)
 		}
 	}
 	rev, _ := dns.ReverseAddr(ip.String())
-	if got := aOf(t, d.answer(query(rev, dns.TypePTR), guestSrc, "udp")); got != "web.kvm." {
+	if got := aOf(t, msgAnswer(d, query(rev, dns.TypePTR), guestSrc, "udp")); got != "web.kvm." {
 		t.Errorf("PTR: %s", got)
 	}
 	rev, _ = dns.ReverseAddr("192.168.100.222")
-	if r := d.answer(query(rev, dns.TypePTR), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
+	if r := msgAnswer(d, query(rev, dns.TypePTR), guestSrc, "udp"); r.Rcode != dns.RcodeNameError {
 		t.Errorf("PTR of an unknown subnet address: %v", r)
 	}
 	if len(f.calls) != 0 {
@@ -113,32 +113,32 @@ func TestDNSForwardRefuseFail(t *testing.T) {
 	f := &fakeUpstreams{down: map[string]bool{"192.0.2.1:53": true}}
 	d, _ := dnsFor(t, []string{"192.0.2.1:53", "192.0.2.2:53"}, f)
 	q := query("example.org", dns.TypeA)
-	if got := aOf(t, d.answer(q, guestSrc, "tcp")); got != "203.0.113.7" {
+	if got := aOf(t, msgAnswer(d, q, guestSrc, "tcp")); got != "203.0.113.7" {
 		t.Errorf("forwarded answer %s", got)
 	}
 	if strings.Join(f.calls, " ") != "192.0.2.1:53/tcp 192.0.2.2:53/tcp" {
 		t.Errorf("upstream calls %v, want each upstream in order over tcp", f.calls)
 	}
-	if r := d.answer(query("unknownhost", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
+	if r := msgAnswer(d, query("unknownhost", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
 		t.Errorf("an unknown bare name is forwarded: %v", r)
 	}
 	for _, src := range []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1"), {}} {
-		if r := d.answer(query("web.kvm", dns.TypeA), src, "udp"); r.Rcode != dns.RcodeRefused {
+		if r := msgAnswer(d, query("web.kvm", dns.TypeA), src, "udp"); r.Rcode != dns.RcodeRefused {
 			t.Errorf("query from %s: rcode %d, want REFUSED", src, r.Rcode)
 		}
 	}
 	f.down["192.0.2.2:53"] = true
-	if r := d.answer(query("uncached.example.org", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure {
+	if r := msgAnswer(d, query("uncached.example.org", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure {
 		t.Errorf("all upstreams down: rcode %d, want SERVFAIL", r.Rcode)
 	}
 	resp := query("x.org", dns.TypeA)
 	resp.Response = true
-	if d.answer(resp, guestSrc, "udp") != nil {
+	if msgAnswer(d, resp, guestSrc, "udp") != nil {
 		t.Errorf("a response was answered")
 	}
 	two := query("x.org", dns.TypeA)
 	two.Question = append(two.Question, two.Question[0])
-	if r := d.answer(two, guestSrc, "udp"); r.Rcode != dns.RcodeFormatError {
+	if r := msgAnswer(d, two, guestSrc, "udp"); r.Rcode != dns.RcodeFormatError {
 		t.Errorf("two questions: rcode %d", r.Rcode)
 	}
 }
@@ -306,7 +306,7 @@ func TestDNSEDNSAndSOA(t *testing.T) {
 		{func() *dns.Msg { q := edns("web.kvm", dns.TypeA); q.IsEdns0().SetVersion(1); return q }(), dns.RcodeBadVers, true, ""},
 	} {
 		name := tc.q.Question[0].Name + " " + dns.TypeToString[tc.q.Question[0].Qtype]
-		r := d.answer(tc.q, guestSrc, "udp")
+		r := msgAnswer(d, tc.q, guestSrc, "udp")
 		if r.Rcode != tc.rcode {
 			t.Errorf("%s: rcode %s, want %s", name, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
 		}
@@ -357,16 +357,17 @@ func (u *ttlUpstream) exchange(_ context.Context, m *dns.Msg, _, _ string) (*dns
 func TestDNSCache(t *testing.T) {
 	u := &ttlUpstream{ttl: 60, minttl: 86400}
 	d, _ := dnsFor(t, []string{"192.0.2.1:53"}, &fakeUpstreams{})
-	d.send = sendVia(u.exchange)
+	d.send = sendVia(msgExchange(u.exchange))
 	clk := &fixedClock{t: time.Now()}
 	d.now = clk.now
 	ask := func(name string) *dns.Msg {
-		return d.answer(query(name, dns.TypeA), guestSrc, "udp")
+		return msgAnswer(d, query(name, dns.TypeA), guestSrc, "udp")
 	}
 	ask("a.example")
 	clk.add(20 * time.Second)
-	if r := ask("A.example"); u.calls != 1 || r.Answer[0].Header().Ttl != 40 {
-		t.Errorf("after 20 s: %d upstream calls, TTL %d; want 1 call and TTL 40", u.calls, r.Answer[0].Header().Ttl)
+	if r := ask("A.example"); u.calls != 1 || r.Answer[0].Header().Ttl != 40 || r.Question[0].Name != "A.example." {
+		t.Errorf("after 20 s: %d upstream calls, TTL %d, question %s; want 1 call, TTL 40, the name as asked",
+			u.calls, r.Answer[0].Header().Ttl, r.Question[0].Name)
 	}
 	clk.add(41 * time.Second)
 	if ask("a.example"); u.calls != 2 {
@@ -401,18 +402,18 @@ func TestDNSForwardingLoopEnds(t *testing.T) {
 	a, _ := dnsFor(t, []string{"b:53"}, &fakeUpstreams{})
 	b, _ := dnsFor(t, []string{"a:53"}, &fakeUpstreams{})
 	var hops int
-	a.send = sendVia(func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
+	a.send = sendVia(msgExchange(func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
 		hops++
-		return b.answer(m, guestSrc, proto), nil
-	})
-	b.send = sendVia(func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
+		return msgAnswer(b, m, guestSrc, proto), nil
+	}))
+	b.send = sendVia(msgExchange(func(ctx context.Context, m *dns.Msg, proto, _ string) (*dns.Msg, error) {
 		hops++
 		if hops > 100 {
 			return nil, errors.New("loop not broken")
 		}
-		return a.answer(m, guestSrc, proto), nil
-	})
-	r := a.answer(query("example.org", dns.TypeA), guestSrc, "udp")
+		return msgAnswer(a, m, guestSrc, proto), nil
+	}))
+	r := msgAnswer(a, query("example.org", dns.TypeA), guestSrc, "udp")
 	if r.Rcode != dns.RcodeServerFailure || hops != maxHops {
 		t.Errorf("loop: rcode %s after %d forwards, want SERVFAIL after %d", dns.RcodeToString[r.Rcode], hops, maxHops)
 	}
@@ -471,11 +472,11 @@ func TestDNSInflightBounded(t *testing.T) {
 	for range maxInflight {
 		d.inflight <- struct{}{}
 	}
-	if r := d.answer(query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure || len(f.calls) != 0 {
+	if r := msgAnswer(d, query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeServerFailure || len(f.calls) != 0 {
 		t.Errorf("full: rcode %s, %d upstream calls; want SERVFAIL and none", dns.RcodeToString[r.Rcode], len(f.calls))
 	}
 	<-d.inflight
-	if r := d.answer(query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
+	if r := msgAnswer(d, query("busy.example", dns.TypeA), guestSrc, "udp"); r.Rcode != dns.RcodeSuccess {
 		t.Errorf("room again: rcode %s", dns.RcodeToString[r.Rcode])
 	}
 }

@@ -1,11 +1,9 @@
 package netsvc
 
 import (
-	"strings"
+	"encoding/binary"
 	"sync"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // Bounds of the cache of forwarded answers.
@@ -19,81 +17,66 @@ const (
 	maxNegativeTTL = 5 * time.Minute
 )
 
-// cacheKey is what makes two queries the same question. DO and CD change
-// what an upstream returns, so they are part of it.
-type cacheKey struct {
-	name          string
-	qtype, qclass uint16
-	do, cd        bool
-}
-
-func keyOf(r *dns.Msg) cacheKey {
-	q := r.Question[0]
-	k := cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, qclass: q.Qclass, cd: r.CheckingDisabled}
-	if o := r.IsEdns0(); o != nil {
-		k.do = o.Do()
-	}
-	return k
-}
-
+// cacheEntry is an answer's bytes and TTL offsets (never written: a hit
+// is a copy), not the parsed answer, whose question alone is 260 bytes.
 type cacheEntry struct {
-	msg     *dns.Msg // without OPT
+	b       []byte
+	ttls    []uint16
 	stored  time.Time
 	expires time.Time
 }
 
 // dnsCache keeps forwarded answers for their TTL (RFC 1035, RFC 2308 for
-// negative ones), so that the guests' repeated lookups do not each go upstream.
+// negative ones), so that the guests' repeated lookups do not each go
+// upstream. Its keys are dnsQuery.appendKey's: a lookup with a key in a
+// buffer of the caller's allocates nothing.
 type dnsCache struct {
 	mu  sync.Mutex
 	max int
-	m   map[cacheKey]cacheEntry
+	m   map[string]cacheEntry
 }
 
 func newDNSCache(max int) *dnsCache {
-	return &dnsCache{max: max, m: make(map[cacheKey]cacheEntry)}
+	return &dnsCache{max: max, m: make(map[string]cacheEntry)}
 }
 
-// get returns a copy of the cached answer with its TTLs aged, or nil.
-func (c *dnsCache) get(k cacheKey, now time.Time) *dns.Msg {
+// get returns a copy of the cached answer with its TTLs aged, or nil; the
+// copy has room for an OPT record.
+func (c *dnsCache) get(key []byte, now time.Time) []byte {
 	c.mu.Lock()
-	e, ok := c.m[k]
+	e, ok := c.m[string(key)]
 	if ok && !now.Before(e.expires) {
-		delete(c.m, k)
+		delete(c.m, string(key))
 		ok = false
 	}
 	c.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	m := e.msg.Copy()
+	b := make([]byte, len(e.b), len(e.b)+optLen)
+	copy(b, e.b)
 	age := uint32(now.Sub(e.stored) / time.Second)
-	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
-		for _, rr := range sec {
-			if h := rr.Header(); h.Ttl > age {
-				h.Ttl -= age
-			} else {
-				h.Ttl = 0
-			}
-		}
+	if age == 0 {
+		return b
 	}
-	return m
+	for _, at := range e.ttls {
+		ttl := binary.BigEndian.Uint32(b[at:])
+		binary.BigEndian.PutUint32(b[at:], ttl-min(ttl, age))
+	}
+	return b
 }
 
-// put keeps m for as long as its TTLs say, if it may be kept at all.
-func (c *dnsCache) put(k cacheKey, m *dns.Msg, now time.Time) {
-	ttl, ok := cacheTTL(m)
-	if !ok {
+// put keeps a for as long as its TTLs say, if it may be kept at all.
+func (c *dnsCache) put(key string, a *dnsAnswer, now time.Time) {
+	if a.ttl <= 0 {
 		return
 	}
-	m = m.Copy()
-	stripOPT(m)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
 		c.evict(now)
 	}
-	c.m[k] = cacheEntry{msg: m, stored: now, expires: now.Add(ttl)}
+	c.m[key] = cacheEntry{b: a.b, ttls: a.ttls, stored: now, expires: now.Add(a.ttl)}
 }
 
 // evict drops the expired entries, then arbitrary ones (map order is random)
@@ -110,30 +93,4 @@ func (c *dnsCache) evict(now time.Time) {
 		}
 		delete(c.m, k)
 	}
-}
-
-// cacheTTL is how long m may be cached: the least TTL of its records, or for
-// a negative answer (NXDOMAIN or NODATA) the SOA's TTL and minimum (RFC 2308
-// 5); not at all for truncated answers, other rcodes, and negative answers
-// without SOA.
-func cacheTTL(m *dns.Msg) (time.Duration, bool) {
-	if m.Truncated || m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
-		return 0, false
-	}
-	if m.Rcode == dns.RcodeSuccess && len(m.Answer) > 0 {
-		least := uint32(maxCacheTTL / time.Second)
-		for _, sec := range [][]dns.RR{m.Answer, m.Ns} {
-			for _, rr := range sec {
-				least = min(least, rr.Header().Ttl)
-			}
-		}
-		return time.Duration(least) * time.Second, least > 0
-	}
-	for _, rr := range m.Ns {
-		if s, ok := rr.(*dns.SOA); ok {
-			ttl := min(time.Duration(min(s.Hdr.Ttl, s.Minttl))*time.Second, maxNegativeTTL)
-			return ttl, ttl > 0
-		}
-	}
-	return 0, false
 }

@@ -2,9 +2,15 @@ package netsvc
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // hopOption is the EDNS0 option, from the local/experimental range of RFC
@@ -17,27 +23,13 @@ const hopOption = 65431
 // Chaining one network's resolver to another's (to see its guest names) takes 2.
 const maxHops = 3
 
-// hopsOf returns the hop count a query carries (0 from a guest).
-func hopsOf(r *dns.Msg) int {
-	o := r.IsEdns0()
-	if o == nil {
-		return 0
-	}
-	for _, opt := range o.Option {
-		if l, ok := opt.(*dns.EDNS0_LOCAL); ok && l.Code == hopOption && len(l.Data) == 1 {
-			return int(l.Data[0])
-		}
-	}
-	return 0
-}
-
 // forward answers r from the cache or from the first upstream that answers,
 // over the client's transport; SERVFAIL when none answers in forwardTimeout,
 // when r has come round a forwarding loop, or when too many forwards wait.
 // It waits for forwardAsync, for the TCP server and tests.
-func (d *dnsd) forward(r *dns.Msg, proto string) *dns.Msg {
-	ch := make(chan *dns.Msg, 1)
-	d.forwardAsync(r, proto, func(m *dns.Msg) { ch <- m })
+func (d *dnsd) forward(r *dnsQuery, proto string) dnsReply {
+	ch := make(chan dnsReply, 1)
+	d.forwardAsync(r, proto, func(rep dnsReply) { ch <- rep })
 	return <-ch
 }
 
@@ -45,19 +37,20 @@ func (d *dnsd) forward(r *dns.Msg, proto string) *dns.Msg {
 // returning it: at once when the cache or a refusal answers, else from the
 // goroutine that read the upstream's answer or saw the time run out. No
 // goroutine waits for the upstream: that cost a thread wakeup per query.
-func (d *dnsd) forwardAsync(r *dns.Msg, proto string, reply func(*dns.Msg)) {
-	key := keyOf(r)
-	if m := d.cached(r, key); m != nil {
-		reply(m)
+func (d *dnsd) forwardAsync(r *dnsQuery, proto string, reply func(dnsReply)) {
+	var kb [maxKeyLen]byte
+	key := r.appendKey(kb[:0])
+	if b := d.cache.get(key, d.now()); b != nil {
+		setCase(b, r.q.Name)
+		reply(dnsReply{b: b})
 		return
 	}
-	hops := hopsOf(r)
-	if hops >= maxHops {
+	if r.hops >= maxHops {
 		if ok, held := d.loops.allow(d.now()); ok {
 			d.log.Warn("dns: forwarding loop: query passed too many kvmnet forwarders; check upstreams",
-				"name", r.Question[0].Name, "hops", hops, "upstreams", d.ups.addrs(), "since_last_warning", held)
+				"name", r.q.Name.String(), "hops", r.hops, "upstreams", d.ups.addrs(), "since_last_warning", held)
 		}
-		reply(withEDNS(r, rcode(r, dns.RcodeServerFailure)))
+		reply(rcode(r, dnsmessage.RCodeServerFailure))
 		return
 	}
 	select {
@@ -66,60 +59,71 @@ func (d *dnsd) forwardAsync(r *dns.Msg, proto string, reply func(*dns.Msg)) {
 		if ok, held := d.busy.allow(d.now()); ok {
 			d.log.Warn("dns: too many queries waiting for upstreams; answering SERVFAIL", "limit", maxInflight, "since_last_warning", held)
 		}
-		reply(withEDNS(r, rcode(r, dns.RcodeServerFailure)))
+		reply(rcode(r, dnsmessage.RCodeServerFailure))
 		return
 	}
-	d.race(upstreamQuery(r, hops+1), proto, func(resp *dns.Msg) {
+	q, err := upstreamQuery(r, r.hops+1)
+	if err != nil { // a query that parsed packs: not reached
 		<-d.inflight
-		reply(d.finish(r, key, resp))
+		reply(rcode(r, dnsmessage.RCodeServerFailure))
+		return
+	}
+	skey := string(key)
+	d.race(q, proto, func(a *dnsAnswer) {
+		<-d.inflight
+		reply(d.finish(r, skey, a))
 	})
 }
 
 // finish turns an upstream's answer (nil: none) into the client's.
-func (d *dnsd) finish(r *dns.Msg, key cacheKey, resp *dns.Msg) *dns.Msg {
-	if resp == nil {
+func (d *dnsd) finish(r *dnsQuery, key string, a *dnsAnswer) dnsReply {
+	if a == nil {
 		if ok, held := d.failures.allow(d.now()); ok {
-			d.log.Warn("dns: no upstream answered", "name", r.Question[0].Name, "upstreams", d.ups.addrs(), "since_last_warning", held)
+			d.log.Warn("dns: no upstream answered", "name", r.q.Name.String(), "upstreams", d.ups.addrs(), "since_last_warning", held)
 		}
-		return withEDNS(r, rcode(r, dns.RcodeServerFailure))
+		return rcode(r, dnsmessage.RCodeServerFailure)
 	}
-	d.cache.put(key, resp, d.now())
-	resp.Id = r.Id
-	return withEDNS(r, resp)
+	d.cache.put(key, a, d.now())
+	b := make([]byte, len(a.b), len(a.b)+optLen) // a.b may be the cache's now
+	copy(b, a.b)
+	return dnsReply{b: b}
 }
 
-// cached returns the cache's answer to r, or nil.
-func (d *dnsd) cached(r *dns.Msg, key cacheKey) *dns.Msg {
-	m := d.cache.get(key, d.now())
-	if m == nil {
-		return nil
-	}
-	m.Id = r.Id
-	return withEDNS(r, m)
+// outQuery is a query as sent upstream, and its question.
+type outQuery struct {
+	b []byte
+	q dnsmessage.Question
 }
 
-// upstreamQuery is r as sent upstream: a fresh id, EDNS (so that large
-// answers come over UDP; the client's own limit is applied on the way back)
-// and the hop count.
-func upstreamQuery(r *dns.Msg, hops int) *dns.Msg {
-	q := r.Copy()
-	q.Id = dns.Id()
-	o := q.IsEdns0()
-	if o == nil {
-		q.SetEdns0(ednsSize, false)
-		o = q.IsEdns0()
+// upstreamQuery is r as sent upstream: its header with a fresh id, its
+// question, and EDNS (so that large answers come over UDP; the client's own
+// limit is applied on the way back) with the client's DO bit and options and
+// the hop count. What else a query may carry (records in its answer,
+// authority or additional sections) does not go on.
+func upstreamQuery(r *dnsQuery, hops int) (*outQuery, error) {
+	h := r.hdr
+	h.ID = uint16(rand.N(1 << 16))
+	b := dnsmessage.NewBuilder(make([]byte, 0, 128), h)
+	_ = b.StartQuestions()
+	if err := b.Question(r.q); err != nil {
+		return nil, err
 	}
-	if o.UDPSize() > maxUpstreamUDP {
-		o.SetUDPSize(maxUpstreamUDP) // what the upstream sockets read
+	_ = b.StartAdditionals()
+	size := uint16(ednsSize)
+	if r.edns {
+		size = min(r.size, maxUpstreamUDP) // what the upstream sockets read
 	}
-	opts := o.Option[:0]
-	for _, opt := range o.Option {
-		if opt.Option() != hopOption {
-			opts = append(opts, opt)
-		}
+	var oh dnsmessage.ResourceHeader
+	_ = oh.SetEDNS0(int(size), dnsmessage.RCodeSuccess, r.do)
+	opts := append(r.options[:len(r.options):len(r.options)], dnsmessage.Option{Code: hopOption, Data: []byte{byte(hops)}})
+	if err := b.OPTResource(oh, dnsmessage.OPTResource{Options: opts}); err != nil {
+		return nil, err
 	}
-	o.Option = append(opts, &dns.EDNS0_LOCAL{Code: hopOption, Data: []byte{byte(hops)}})
-	return q
+	out, err := b.Finish()
+	if err != nil {
+		return nil, err
+	}
+	return &outQuery{b: out, q: r.q}, nil
 }
 
 func errText(res udpResult) string {
@@ -129,49 +133,85 @@ func errText(res udpResult) string {
 	case res.msg == nil:
 		return "empty reply"
 	}
-	return "rcode " + dns.RcodeToString[res.msg.Rcode]
+	return "rcode " + res.msg.hdr.RCode.String()
 }
 
 // sendFunc sends q to u over proto; the answer or error comes to deliver,
 // at most once, from another goroutine. An error to send comes back at once
 // instead. The caller calls the cancel it returns when it no longer waits.
-type sendFunc func(q *dns.Msg, proto string, u *upstream, deliver func(udpResult)) (cancel func(), err error)
+type sendFunc func(q *outQuery, proto string, u *upstream, deliver func(udpResult)) (cancel func(), err error)
 
 // sendUpstream is the real sendFunc: UDP over the upstream's shared sockets,
 // TCP over a connection of the query's own.
-func sendUpstream(q *dns.Msg, proto string, u *upstream, deliver func(udpResult)) (func(), error) {
+func sendUpstream(q *outQuery, proto string, u *upstream, deliver func(udpResult)) (func(), error) {
 	if proto != "udp" || u.udp == nil {
 		return sendVia(exchangeUpstream)(q, proto, u, deliver)
 	}
-	b, err := q.Pack()
-	if err != nil {
-		return nil, fmt.Errorf("pack query: %w", err)
-	}
-	return u.udp.send(b, q.Question[0], deliver)
+	return u.udp.send(q.b, q.q, deliver)
 }
 
 // sendVia makes a sendFunc of a blocking exchangeFunc, run in a goroutine
-// bounded by upstreamTimeout.
+// bounded by upstreamTimeout. An answer must match the query's ID and
+// question.
 func sendVia(exchange exchangeFunc) sendFunc {
-	return func(q *dns.Msg, proto string, u *upstream, deliver func(udpResult)) (func(), error) {
+	return func(q *outQuery, proto string, u *upstream, deliver func(udpResult)) (func(), error) {
 		ctx, cancel := context.WithTimeout(context.Background(), upstreamTimeout)
 		go func() {
 			defer cancel()
-			m, err := exchange(ctx, q, proto, u.addr)
-			deliver(udpResult{msg: m, err: err})
+			b, err := exchange(ctx, q.b, proto, u.addr)
+			var a *dnsAnswer
+			if err == nil {
+				a, err = parseAnswer(b)
+			}
+			if err == nil && (a.hdr.ID != binary.BigEndian.Uint16(q.b) || !sameQuestion(a.q, q.q)) {
+				a, err = nil, errMismatch
+			}
+			if err != nil {
+				err = fmt.Errorf("ask %s over %s: %w", u.addr, proto, err)
+			}
+			deliver(udpResult{msg: a, err: err})
 		}()
 		return cancel, nil
 	}
 }
 
-// exchangeUpstream is the real exchangeFunc.
-func exchangeUpstream(ctx context.Context, m *dns.Msg, proto, upstream string) (*dns.Msg, error) {
-	c := &dns.Client{Net: proto, Timeout: upstreamTimeout, UDPSize: uint16(udpSize(m))}
-	ctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
-	defer cancel()
-	resp, _, err := c.ExchangeContext(ctx, m, upstream)
+// errMismatch: an answer to another query than the one asked.
+var errMismatch = errors.New("answer to another query")
+
+// exchangeUpstream is the real exchangeFunc: a connection of its own (TCP;
+// UDP only for an upstream without shared sockets), closed when ctx ends.
+func exchangeUpstream(ctx context.Context, q []byte, proto, upstream string) ([]byte, error) {
+	var dialer net.Dialer
+	c, err := dialer.DialContext(ctx, proto, upstream)
 	if err != nil {
-		return nil, fmt.Errorf("ask %s over %s: %w", upstream, proto, err)
+		return nil, err
 	}
-	return resp, nil
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if proto != "tcp" {
+		if _, err := c.Write(q); err != nil {
+			return nil, err
+		}
+		buf := make([]byte, maxUpstreamUDP)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return nil, err
+			}
+			if n >= headerLen && buf[0] == q[0] && buf[1] == q[1] { // else not ours: wait on
+				return buf[:n], nil
+			}
+		}
+	}
+	if _, err := c.Write(append(binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(q)), uint16(len(q))), q...)); err != nil {
+		return nil, err
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint16(l[:]))
+	_, err = io.ReadFull(c, b)
+	return b, err
 }

@@ -116,12 +116,14 @@ func must(b *testing.B, err error) {
 type dnsperfResult struct {
 	qps, latencyMS float64
 	lost           int
+	completed      float64
 }
 
 var (
 	qpsRe  = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
 	latRe  = regexp.MustCompile(`Average Latency \(s\):\s+([0-9.]+)`)
 	lostRe = regexp.MustCompile(`Queries lost:\s+([0-9]+)`)
+	doneRe = regexp.MustCompile(`Queries completed:\s+([0-9]+)`)
 )
 
 // dnsperf asks server the names of file from n's guest for seconds.
@@ -139,7 +141,25 @@ func dnsperf(b *testing.B, n *testNet, file string, seconds int) dnsperfResult {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		return v
 	}
-	return dnsperfResult{qps: num(qpsRe), latencyMS: num(latRe) * 1000, lost: int(num(lostRe))}
+	return dnsperfResult{qps: num(qpsRe), latencyMS: num(latRe) * 1000, lost: int(num(lostRe)), completed: num(doneRe)}
+}
+
+// cpuSeconds is the CPU time, user and system, that process pid has used
+// (fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s). Per query,
+// it depends much less on the machine's load than the rates do.
+func cpuSeconds(b *testing.B, pid int) float64 {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
+	if len(f) < 13 {
+		b.Fatalf("/proc/%d/stat: %q", pid, s)
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 // nameFile writes a dnsperf data file of count names made by format.
@@ -161,7 +181,8 @@ func nameFile(b *testing.B, dir, base, format string, count int) string {
 // kvmnet's forwarder over dnsmasq's, for local names, cacheable forwarded
 // names (fewer than dnsmasq's default 150 cache entries, so that both answer
 // from their cache) and TTL-0 forwarded names (every query goes upstream);
-// then each daemon's memory. Run it alone (-benchtime 1x): it takes the CPU.
+// with each daemon's CPU time per query answered (which the machine's load
+// moves much less than the rates); then each daemon's memory. Run it alone (-benchtime 1x): it takes the CPU.
 func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
 		b.Skip("no dnsperf (apt install dnsperf)")
@@ -190,23 +211,28 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 					dnsperf(b, n, k.file, 1) // fill the cache
 				}
 			}
-			var ratio, lat, latDM []float64
+			var ratio, lat, latDM, cpu, cpuDM []float64
 			for range dnsperfRounds {
 				var res [2]dnsperfResult
 				var up [2]int64
+				var used [2]float64 // CPU µs per query answered
 				for i, n := range []*testNet{ours, theirs} {
-					before := asked[i].Load()
+					before, cpu0 := asked[i].Load(), cpuSeconds(b, pids[i])
 					res[i] = dnsperf(b, n, k.file, dnsperfSeconds())
 					up[i] = asked[i].Load() - before
+					used[i] = (cpuSeconds(b, pids[i]) - cpu0) / max(res[i].completed, 1) * 1e6
 				}
-				b.Logf("%s: kvmnet %.0f qps %.2f ms (%d lost, %d upstream), dnsmasq %.0f qps %.2f ms (%d lost, %d upstream)",
-					k.name, res[0].qps, res[0].latencyMS, res[0].lost, up[0], res[1].qps, res[1].latencyMS, res[1].lost, up[1])
+				b.Logf("%s: kvmnet %.0f qps %.2f ms %.1f µs CPU (%d lost, %d upstream), dnsmasq %.0f qps %.2f ms %.1f µs CPU (%d lost, %d upstream)",
+					k.name, res[0].qps, res[0].latencyMS, used[0], res[0].lost, up[0], res[1].qps, res[1].latencyMS, used[1], res[1].lost, up[1])
 				ratio = append(ratio, res[0].qps/res[1].qps)
 				lat, latDM = append(lat, res[0].latencyMS), append(latDM, res[1].latencyMS)
+				cpu, cpuDM = append(cpu, used[0]), append(cpuDM, used[1])
 			}
 			b.ReportMetric(median(ratio), k.name+"-qps-x-dnsmasq")
 			b.ReportMetric(median(lat), k.name+"-ms-avg")
 			b.ReportMetric(median(latDM), k.name+"-ms-avg-dnsmasq")
+			b.ReportMetric(median(cpu), k.name+"-cpu-us/query")
+			b.ReportMetric(median(cpuDM), k.name+"-cpu-us/query-dnsmasq")
 		}
 	}
 	time.Sleep(time.Second)

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // race is one forwarded query: it asks the upstreams in order, the next one
@@ -16,23 +16,23 @@ import (
 // readers and from one timer, under mu.
 type race struct {
 	d        *dnsd
-	q        *dns.Msg
+	q        *outQuery
 	proto    string
 	ups      []*upstream
-	done     func(*dns.Msg)
+	done     func(*dnsAnswer)
 	deadline time.Time
 
 	mu       sync.Mutex
 	sent     []time.Time
 	answered []bool
 	cancels  []func()
-	last     *dns.Msg
+	last     *dnsAnswer
 	timer    *time.Timer
 	over     bool
 }
 
 // race starts asking for q; done gets the outcome, once.
-func (d *dnsd) race(q *dns.Msg, proto string, done func(*dns.Msg)) {
+func (d *dnsd) race(q *outQuery, proto string, done func(*dnsAnswer)) {
 	now := time.Now()
 	ups := d.ups.order(d.now())
 	if len(ups) == 0 {
@@ -122,7 +122,7 @@ func (ra *race) tick() {
 
 // end closes the race with m and returns what to run once mu is unlocked:
 // cancelling the tries (which takes their sockets' locks) and done.
-func (ra *race) end(m *dns.Msg) func() {
+func (ra *race) end(m *dnsAnswer) func() {
 	ra.over = true
 	ra.timer.Stop()
 	for i := range ra.sent {
@@ -149,6 +149,6 @@ func (ra *race) allFailed() bool {
 }
 
 // usable: SERVFAIL and REFUSED say "ask someone else".
-func usable(m *dns.Msg) bool {
-	return m != nil && m.Rcode != dns.RcodeServerFailure && m.Rcode != dns.RcodeRefused
+func usable(m *dnsAnswer) bool {
+	return m != nil && m.hdr.RCode != dnsmessage.RCodeServerFailure && m.hdr.RCode != dnsmessage.RCodeRefused
 }

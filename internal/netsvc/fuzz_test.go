@@ -115,28 +115,30 @@ func FuzzDNSAnswer(f *testing.F) {
 		f.Add(b, true)
 	}
 	f.Fuzz(func(t *testing.T, b []byte, inside bool) {
-		m := new(dns.Msg)
-		if err := m.Unpack(b); err != nil {
-			return
-		}
 		d, _ := dnsFor(t, []string{"192.0.2.1:53"}, &fakeUpstreams{})
 		src := netip.MustParseAddr("10.0.0.1")
 		if inside {
 			src = guestSrc
 		}
-		resp := d.answer(m, src, "udp")
-		if resp == nil {
+		out := d.answer(b, src, "udp")
+		if out == nil {
 			return
 		}
-		resp.Truncate(udpSize(m))
-		out, err := resp.Pack()
+		r, err := parseQuery(b)
 		if err != nil {
-			t.Fatalf("answer does not pack: %v", err)
+			t.Fatalf("answered what does not parse: %v", err)
 		}
-		if len(out) > udpSize(m) {
-			t.Fatalf("answer of %d bytes exceeds %d", len(out), udpSize(m))
+		resp := new(dns.Msg)
+		if err := resp.Unpack(out); err != nil {
+			t.Fatalf("answer does not parse: %v", err)
 		}
-		if !inside && resp.Rcode != dns.RcodeRefused && !m.Response {
+		if len(out) > r.udpSize() {
+			t.Fatalf("answer of %d bytes exceeds %d", len(out), r.udpSize())
+		}
+		if resp.Id != r.hdr.ID || !resp.Response {
+			t.Fatalf("answer with ID %d to query %d, response %v", resp.Id, r.hdr.ID, resp.Response)
+		}
+		if !inside && resp.Rcode != dns.RcodeRefused {
 			t.Fatalf("query from outside answered with rcode %d", resp.Rcode)
 		}
 	})

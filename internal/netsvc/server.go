@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/kvmnet/kvmnet/internal/netsvc/ctl"
 )
 
@@ -128,7 +126,9 @@ func (s *Server) open(socks *ctl.Sockets) error {
 	s.bridgeIndex = ifc.Index
 	if s.cfg.DHCP {
 		s.dhcp = newDHCPd(s.cfg, s.pool, s.log)
-		s.dhcp.leased = s.guardLease
+		if s.cfg.Guard {
+			s.dhcp.leased = s.guardLease
+		}
 		if s.dhcpUDP, err = dhcpConn(socks.DHCP); err != nil {
 			return err
 		}
@@ -425,18 +425,18 @@ func (s *Server) send(rep *reply) error {
 }
 
 // serveDNS serves UDP with the forwarder's own loop (serveUDP) and TCP with
-// miekg/dns's server, on the bound sockets, until ctx ends.
+// its connection server, on the bound sockets, until ctx ends.
 func (s *Server) serveDNS(ctx context.Context) error {
 	ls := []*dnsListeners{s.dnsL}
 	if s.dnsL6 != nil {
 		ls = append(ls, s.dnsL6)
 	}
-	var servers []*dns.Server
+	var servers []*tcpServer
 	errc := make(chan error, 2*len(ls))
 	for _, l := range ls {
-		srv := &dns.Server{Listener: l.tcp, Handler: s.dns, ReadTimeout: upstreamTimeout}
+		srv := newTCPServer(s.dns, l.tcp)
 		servers = append(servers, srv)
-		go func() { errc <- srv.ActivateAndServe() }()
+		go func() { errc <- srv.serve() }()
 		go func() { errc <- s.dns.serveUDP(l.udp) }()
 	}
 	var err error
@@ -446,7 +446,7 @@ func (s *Server) serveDNS(ctx context.Context) error {
 		err = fmt.Errorf("dns serve: %w", err)
 	}
 	for _, srv := range servers {
-		_ = srv.Shutdown()
+		srv.close()
 	}
 	if ctx.Err() != nil {
 		return nil

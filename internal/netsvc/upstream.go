@@ -5,12 +5,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // Upstream UDP sockets are shared by the queries in flight, as dnsmasq shares
@@ -41,13 +40,13 @@ var errUpstreamClosed = errors.New("upstream socket closed")
 
 // udpResult is what a query sent on a shared socket got.
 type udpResult struct {
-	msg *dns.Msg
+	msg *dnsAnswer
 	err error
 }
 
 // udpWaiter is one query in flight on a socket.
 type udpWaiter struct {
-	q       dns.Question
+	q       dnsmessage.Question
 	deliver func(udpResult)
 }
 
@@ -87,7 +86,7 @@ type upSock struct {
 // answer, or the error that ends it, goes to deliver, once, from the socket's
 // reader. The cancel it returns must be called once the answer is no longer
 // wanted.
-func (p *udpPool) send(b []byte, q dns.Question, deliver func(udpResult)) (func(), error) {
+func (p *udpPool) send(b []byte, q dnsmessage.Question, deliver func(udpResult)) (func(), error) {
 	w := &udpWaiter{q: q, deliver: deliver}
 	s, id, err := p.register(w)
 	if err != nil {
@@ -213,19 +212,19 @@ func (s *upSock) read() {
 // take returns the query in flight that datagram b answers, no longer in
 // flight, and the answer; nil if b answers none (not DNS, not an answer, an
 // ID not in flight, another question).
-func (s *upSock) take(b []byte) (*udpWaiter, *dns.Msg) {
-	m := new(dns.Msg)
-	if m.Unpack(b) != nil || !m.Response || len(m.Question) != 1 {
+func (s *upSock) take(b []byte) (*udpWaiter, *dnsAnswer) {
+	a, err := parseAnswer(b)
+	if err != nil {
 		return nil, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w := s.pending[m.Id]
-	if w == nil || !sameQuestion(w.q, m.Question[0]) {
+	w := s.pending[a.hdr.ID]
+	if w == nil || !sameQuestion(w.q, a.q) {
 		return nil, nil
 	}
-	delete(s.pending, m.Id)
-	return w, m
+	delete(s.pending, a.hdr.ID)
+	return w, a
 }
 
 // failAll ends every query waiting on s with err.
@@ -255,7 +254,27 @@ func (p *udpPool) close() {
 }
 
 // sameQuestion: names compare without case (RFC 4343), as an upstream may
-// answer in another case than asked.
-func sameQuestion(a, b dns.Question) bool {
-	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && strings.EqualFold(a.Name, b.Name)
+// answer in another case than asked; only ASCII letters have a case there
+// (strings.EqualFold would take any two bytes that are not UTF-8 for equal).
+func sameQuestion(a, b dnsmessage.Question) bool {
+	return a.Type == b.Type && a.Class == b.Class && equalFoldASCII(a.Name.Data[:a.Name.Length], b.Name.Data[:b.Name.Length])
+}
+
+func equalFoldASCII(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

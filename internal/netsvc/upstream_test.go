@@ -1,6 +1,7 @@
 package netsvc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
 
 	"github.com/kvmnet/kvmnet/internal/testns"
@@ -153,7 +155,7 @@ func TestUpstreamSocketsUnderLoad(t *testing.T) {
 			b, _ := questions[i].Pack()
 			results[i] = make(chan udpResult, 1)
 			var err error
-			if cancels[i], err = pool.send(b, questions[i].Question[0], func(r udpResult) { results[i] <- r }); err != nil {
+			if cancels[i], err = pool.send(b, questionOf(questions[i]), func(r udpResult) { results[i] <- r }); err != nil {
 				return err
 			}
 		}
@@ -169,7 +171,9 @@ func TestUpstreamSocketsUnderLoad(t *testing.T) {
 			name := questions[i].Question[0].Name
 			if r.err != nil {
 				failed++
-			} else if a, ok := r.msg.Answer[0].(*dns.A); !ok || !a.A.Equal(ipFor(name)) || r.msg.Question[0].Name != name {
+			} else if m := msgOf(r.msg); m == nil || len(m.Answer) != 1 {
+				wrong++
+			} else if a, ok := m.Answer[0].(*dns.A); !ok || !a.A.Equal(ipFor(name)) || m.Question[0].Name != name {
 				wrong++
 			}
 		case <-deadline:
@@ -214,7 +218,7 @@ func forceRcvbuf(t testing.TB, c *net.UDPConn, size int) {
 func TestUpstreamTake(t *testing.T) {
 	s := &upSock{pending: map[uint16]*udpWaiter{}}
 	q := query("Www.Example", dns.TypeA)
-	w := &udpWaiter{q: q.Question[0]}
+	w := &udpWaiter{q: questionOf(q)}
 	s.pending[7] = w
 	pack := func(m *dns.Msg) []byte {
 		b, err := m.Pack()
@@ -246,6 +250,13 @@ func TestUpstreamTake(t *testing.T) {
 	if got, _ := s.take(pack(a)); got != nil {
 		t.Errorf("an answer taken twice")
 	}
+	// Bytes that are not letters compare as they are, even those that are
+	// not UTF-8 (which strings.EqualFold takes all for the same rune).
+	x, y := questionOf(q), questionOf(q)
+	x.Name.Data[0], y.Name.Data[0] = 0xfe, 0xff
+	if sameQuestion(x, y) {
+		t.Errorf("names differing in a byte 0xfe/0xff taken for the same")
+	}
 }
 
 // FuzzUpstreamAnswer feeds what an upstream (or anyone who can reach the
@@ -258,14 +269,27 @@ func FuzzUpstreamAnswer(f *testing.F) {
 	b, _ := a.Pack()
 	f.Add(b)
 	f.Add(b[:12])
+	big, _ := bigUpstream(40)(nil, q, "udp", "")
+	if b, err := big.Pack(); err == nil {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s := &upSock{pending: map[uint16]*udpWaiter{7: {q: q.Question[0]}}}
-		w, m := s.take(b)
+		s := &upSock{pending: map[uint16]*udpWaiter{7: {q: questionOf(q)}}}
+		w, a := s.take(b)
 		if w == nil {
 			return
 		}
-		if m.Id != 7 || !m.Response || len(m.Question) != 1 || !sameQuestion(m.Question[0], q.Question[0]) {
-			t.Fatalf("took %v", m)
+		// What is passed on reads the same again (records are checked,
+		// not their data), and has no OPT record left to drop.
+		again, err := parseAnswer(a.b)
+		if err != nil || a.hdr.ID != 7 || !a.hdr.Response || !sameQuestion(a.q, questionOf(q)) || !bytes.Equal(again.b, a.b) {
+			t.Fatalf("took %q: %v", a.b, err)
+		}
+		// Passed on to a client that takes 512 bytes: cut to fit if need be.
+		r := &dnsQuery{hdr: dnsmessage.Header{ID: 9}}
+		out := r.finish(dnsReply{b: append([]byte(nil), a.b...)}, "udp")
+		if cut, err := parseAnswer(out); err != nil || len(out) > minUDPSize || cut.hdr.ID != 9 {
+			t.Fatalf("passed on as %q: %v", out, err)
 		}
 	})
 }
@@ -533,7 +557,7 @@ func TestUpstreamSocketsCloseWhenIdle(t *testing.T) {
 	got := make(chan udpResult, 1)
 	var cancel func()
 	if err := ns.Do(func() (err error) {
-		cancel, err = pool.send(b, q.Question[0], func(r udpResult) { got <- r })
+		cancel, err = pool.send(b, questionOf(q), func(r udpResult) { got <- r })
 		return err
 	}); err != nil {
 		t.Fatal(err)

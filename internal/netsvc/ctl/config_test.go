@@ -65,7 +65,7 @@ func TestValidate(t *testing.T) {
 func TestConfigJSONRoundTrip(t *testing.T) {
 	c := testConfig()
 	c.Upstreams = []string{"127.0.0.53:53"}
-	c.MTU, c.Router = 9000, true
+	c.MTU, c.Router, c.Guard = 9000, true, true
 	c.LeaseFile, c.PIDFile = "/x/l", "/x/p"
 	path := filepath.Join(t.TempDir(), "c.json")
 	if err := WriteConfig(path, c); err != nil {
@@ -76,7 +76,7 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.LeaseTime != c.LeaseTime || got.Hosts[0].MAC.String() != testStatic.MAC.String() ||
-		got.RangeEnd != c.RangeEnd || got.Upstreams[0] != c.Upstreams[0] || got.MTU != 9000 || got.PIDFile != "/x/p" || !got.Router {
+		got.RangeEnd != c.RangeEnd || got.Upstreams[0] != c.Upstreams[0] || got.MTU != 9000 || got.PIDFile != "/x/p" || !got.Router || !got.Guard {
 		t.Errorf("round trip: got %+v want %+v", got, c)
 	}
 }
