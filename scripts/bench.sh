@@ -24,6 +24,12 @@ echo "== helpers (median wall time of one process, ${n} runs of each side, inter
 "${helpers[@]}" | grep -E 'Benchmark|^ok|FAIL'
 echo "== DHCP/DNS daemon"
 go test -run '^$' -bench 'DHCP|DNSGuestName|DaemonRSS' -benchtime 2s ./internal/netsvc | grep -E 'Benchmark|^ok|FAIL'
+# The daemon's memory beside dnsmasq's (libvirt's flags; with
+# KVMNET_BENCH_BEFORE, that build's daemon too): RSS, PSS and private
+# (anonymous) memory at rest and with 1000 leases, and the PSS each of
+# ${KVMNET_BENCH_NETWORKS:-8} networks adds, as ratios -x-dnsmasq.
+echo "== DHCP/DNS daemon's memory beside dnsmasq (ratios under 1 are kvmnet smaller)"
+go test -run '^$' -bench DaemonMemory -benchtime 1x -v ./internal/netsvc | grep -E 'Benchmark|mem_bench|^ok|FAIL' | tr '\t' ' ' | sed 's/  */ /g'
 # dnsperf against kvmnet's forwarder and dnsmasq (libvirt's flags) in turn,
 # three rounds of ${KVMNET_BENCH_DNS_SECONDS:-2} s each per kind of name:
 # the median qps ratio (-qps-x-dnsmasq), average latencies, and both

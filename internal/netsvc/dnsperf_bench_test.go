@@ -79,8 +79,9 @@ func benchGuest(n *testNet) {
 
 // startDnsmasq runs dnsmasq on n's bridge as libvirt starts it for a NAT
 // network (its generated conf-file, --leasefile-ro; the lease helper
-// script left out) forwarding to upstream, and returns its pid.
-func startDnsmasq(b *testing.B, n *testNet, upstream string) int {
+// script left out) forwarding to upstream, with extra flags, and returns its
+// pid.
+func startDnsmasq(b *testing.B, n *testNet, upstream string, extra ...string) int {
 	b.Helper()
 	if _, err := exec.LookPath("dnsmasq"); err != nil {
 		b.Skip("no dnsmasq (apt install dnsmasq-base)")
@@ -98,7 +99,7 @@ func startDnsmasq(b *testing.B, n *testNet, upstream string) int {
 		"dhcp-lease-max=2045", "addn-hosts=" + hosts,
 		"log-facility=" + filepath.Join(n.dir, "dnsmasq.log"), "user=root", "",
 	}, "\n")), 0o644))
-	cmd := n.host.Cmd("dnsmasq", "--conf-file="+conf, "--leasefile-ro", "--keep-in-foreground")
+	cmd := n.host.Cmd(append([]string{"dnsmasq", "--conf-file=" + conf, "--leasefile-ro", "--keep-in-foreground"}, extra...)...)
 	must(b, cmd.Start())
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd.Process.Pid

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -68,9 +67,9 @@ func newRASender(c Config, log *slog.Logger) (*raSender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ra: %w", err)
 	}
-	msg, err := ndp.MarshalMessage(advertisement(c, ifi.HardwareAddr))
+	msg, err := raMessage(c, ifi.HardwareAddr)
 	if err != nil {
-		return nil, fmt.Errorf("ra: %w", err)
+		return nil, err
 	}
 	lc := net.ListenConfig{Control: bindToDevice(c.Bridge)}
 	conn, err := lc.ListenPacket(context.Background(), "ip6:ipv6-icmp", "::")
@@ -83,8 +82,8 @@ func newRASender(c Config, log *slog.Logger) (*raSender, error) {
 	f.Accept(ipv6.ICMPTypeRouterSolicitation)
 	err = errors.Join(
 		r.pc.SetICMPFilter(&f),
-		r.pc.SetHopLimit(ndp.HopLimit),
-		r.pc.SetMulticastHopLimit(ndp.HopLimit),
+		r.pc.SetHopLimit(ndpHopLimit),
+		r.pc.SetMulticastHopLimit(ndpHopLimit),
 		r.pc.SetMulticastInterface(ifi),
 		r.pc.JoinGroup(ifi, &net.IPAddr{IP: allRouters.AsSlice()}),
 	)
@@ -93,34 +92,6 @@ func newRASender(c Config, log *slog.Logger) (*raSender, error) {
 		return nil, fmt.Errorf("ra socket on %s: %w", c.Bridge, err)
 	}
 	return r, nil
-}
-
-// advertisement is the RA of network c: its /64 on-link and for SLAAC, the
-// gateway as default router only when the network routes (as DHCP's router
-// option: nat, or dhcp_router), the DNS forwarder (RDNSS, DNSSL) when it
-// runs, and the MTU when not 1500.
-func advertisement(c Config, mac net.HardwareAddr) *ndp.RouterAdvertisement {
-	ra := &ndp.RouterAdvertisement{CurrentHopLimit: raHopLimit, RouterSelectionPreference: ndp.Medium}
-	if c.Router {
-		ra.RouterLifetime = raRouterLifetime
-	}
-	if len(mac) == 6 {
-		ra.Options = append(ra.Options, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac})
-	}
-	sub := c.Gateway6.Masked()
-	ra.Options = append(ra.Options, &ndp.PrefixInformation{
-		PrefixLength: uint8(sub.Bits()), OnLink: true, AutonomousAddressConfiguration: true,
-		ValidLifetime: raValidLifetime, PreferredLifetime: raPreferredLifetime, Prefix: sub.Addr(),
-	})
-	if c.MTU != 0 && c.MTU != 1500 {
-		ra.Options = append(ra.Options, ndp.NewMTU(uint32(c.MTU)))
-	}
-	if c.DNS {
-		ra.Options = append(ra.Options,
-			&ndp.RecursiveDNSServer{Lifetime: raDNSLifetime, Servers: []netip.Addr{c.Gateway6.Addr()}},
-			&ndp.DNSSearchList{Lifetime: raDNSLifetime, DomainNames: []string{c.Domain}})
-	}
-	return ra
 }
 
 // serve sends RAs until ctx is done: soon after the bridge has a usable
@@ -183,12 +154,10 @@ func (r *raSender) readSolicitations(solicited chan<- struct{}) error {
 		if err != nil {
 			return fmt.Errorf("ra read: %w", err)
 		}
-		if m, err := ndp.ParseMessage(buf[:n]); err == nil {
-			if _, ok := m.(*ndp.RouterSolicitation); ok {
-				select {
-				case solicited <- struct{}{}:
-				default:
-				}
+		if isRouterSolicitation(buf[:n]) {
+			select {
+			case solicited <- struct{}{}:
+			default:
 			}
 		}
 	}
@@ -196,7 +165,7 @@ func (r *raSender) readSolicitations(solicited chan<- struct{}) error {
 
 // send multicasts the RA to all nodes from src.
 func (r *raSender) send(src netip.Addr) error {
-	cm := &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: src.AsSlice(), IfIndex: r.ifi.Index}
+	cm := &ipv6.ControlMessage{HopLimit: ndpHopLimit, Src: src.AsSlice(), IfIndex: r.ifi.Index}
 	_, err := r.pc.WriteTo(r.msg, cm, &net.IPAddr{IP: allNodes.AsSlice(), Zone: r.ifi.Name})
 	return err
 }

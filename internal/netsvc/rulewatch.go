@@ -52,7 +52,8 @@ const (
 func (s *Server) watchRules(ctx context.Context) error {
 	changes := make(chan string, 1)
 	go s.followNFT(ctx, changes)
-	h := healer{s: s, changes: changes, legacy: legacyDigest()}
+	h := healer{s: s, changes: changes}
+	h.legacy = h.tables.digest()
 	h.run(ctx)
 	return nil
 }
@@ -62,6 +63,7 @@ type healer struct {
 	s       *Server
 	changes <-chan string // who changed the firewall: "nft (pid 1234)"
 	legacy  uint64        // the x_tables tables' digest after the last heal
+	tables  legacyReader  // reads that digest
 	recent  []time.Time   // heals that restored something, within healWindow
 	last    time.Time     // the last heal that restored something
 	backoff time.Duration // the pause while another program fights, 0 when none
@@ -97,7 +99,7 @@ func (h *healer) run(ctx context.Context) {
 		case by := <-h.changes:
 			note(by)
 		case <-tick.C:
-			if d := legacyDigest(); d != h.legacy {
+			if d := h.tables.digest(); d != h.legacy {
 				h.legacy = d
 				note("iptables-legacy")
 			}
@@ -112,7 +114,7 @@ func (h *healer) run(ctx context.Context) {
 func (h *healer) heal(ctx context.Context, who string) {
 	s := h.s
 	restored, err := s.heal(ctx, s.cfg.Network)
-	h.legacy = legacyDigest() // the heal's own changes start no heal
+	h.legacy = h.tables.digest() // the heal's own changes start no heal
 	if ctx.Err() != nil {
 		return
 	}

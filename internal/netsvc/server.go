@@ -197,6 +197,11 @@ func (s *Server) notSelf(ups []string) []string {
 // sockets stay bound to the old interface and would serve nobody. Exiting
 // lets the next `up` find the daemon dead and start a fresh one.
 func (s *Server) watchBridge(ctx context.Context) error {
+	ix, err := newIfIndexer(s.cfg.Bridge)
+	if err != nil {
+		return err
+	}
+	defer ix.close()
 	tick := time.NewTicker(bridgeWatchInterval)
 	defer tick.Stop()
 	for {
@@ -205,8 +210,8 @@ func (s *Server) watchBridge(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		ifc, err := net.InterfaceByName(s.cfg.Bridge)
-		if err != nil || ifc.Index != s.bridgeIndex {
+		i, err := ix.index()
+		if err != nil || i != s.bridgeIndex {
 			return fmt.Errorf("bridge %s gone or re-created; exiting so that the next up restarts netsvc", s.cfg.Bridge)
 		}
 	}
@@ -263,6 +268,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 	run(s.flushLoop)
+	run(s.restLoop)
 	if s.dhcp != nil {
 		run(s.serveDHCP)
 		if s.dhcp.prober != nil {

@@ -85,8 +85,13 @@ func (e *NotFoundError) Is(target error) bool { return target == fs.ErrNotExist 
 // os.StartProcess first forks a child that only exits, to learn whether the
 // kernel gives pidfds (0.3 ms here, on a cold up's or a last down's path).
 func Start(exe string, argv []string, files []uintptr) (int, error) {
+	return StartEnv(exe, argv, os.Environ(), files)
+}
+
+// StartEnv is Start with the environment env.
+func StartEnv(exe string, argv, env []string, files []uintptr) (int, error) {
 	pid, _, err := syscall.StartProcess(exe, argv, &syscall.ProcAttr{
-		Dir: "/", Env: os.Environ(), Files: files,
+		Dir: "/", Env: env, Files: files,
 		Sys: &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {

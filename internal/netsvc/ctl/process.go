@@ -282,7 +282,7 @@ func spawn(exe, configPath, logPath string, c Config) (*Process, error) {
 	for _, f := range socks.Files() {
 		files = append(files, f.Fd())
 	}
-	pid, err := selfbin.Start(exe, []string{ProcName, configPath}, files)
+	pid, err := selfbin.StartEnv(exe, []string{ProcName, configPath}, DaemonEnv(), files)
 	if err != nil {
 		ready.Close()
 		return nil, fmt.Errorf("start netsvc: %w", err)

@@ -67,7 +67,7 @@ func StartWatcher(exe string, w Watcher) error {
 	if w.EVPNLink != "" {
 		argv = append(argv, w.EVPNLink)
 	}
-	pid, err := selfbin.Start(exe, argv, []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
+	pid, err := selfbin.StartEnv(exe, argv, DaemonEnv(), []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
 	if err != nil {
 		return fmt.Errorf("start rule watcher: %w", err)
 	}
