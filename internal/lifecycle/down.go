@@ -120,8 +120,8 @@ func Teardown(d state.Dir, rec state.Network) ([]string, error) {
 	if err := beginTeardown(d, rec); err != nil {
 		return nil, err
 	}
-	parts, links := teardownParts(d, rec)
-	changes, err := undo(append(parts, links...))
+	parts, later := teardownParts(d, rec)
+	changes, err := undo(append(parts, later...))
 	if err != nil {
 		// Keep the record, so that gc or the next down can finish the job.
 		return changes, err
@@ -177,12 +177,16 @@ type part struct {
 }
 
 // teardownParts returns the undos of what the record says kvmnet did: the
-// parts that stop the network serving (daemon, rules, forwarding, the
-// address on a bridge not kvmnet's) and, apart, the deletion of the links it
-// made. Each link deletion waits 25-70 ms on the kernel (RCU grace periods,
-// whatever the order), which a VM's last down leaves to a child (lastDown).
-func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
-	parts = append(watcherPart(d, rec), zonePart(rec)...)
+// parts that stop the network serving (the daemon, forwarding, the address
+// on a bridge not kvmnet's) and, apart, those that wait on the kernel or on
+// another process and matter to no guest once none is on the bridge (the
+// rule watcher's exit, the rules unless rulesLater says otherwise, the
+// firewalld zone, the links it made), which a VM's last down leaves to a
+// child (lastDown). A link's deletion waits 25-70 ms on the kernel (RCU grace
+// periods, whatever the order); removing rules, one grace period (the
+// socket's close waits for nf_tables to free what the transaction deleted).
+func teardownParts(d state.Dir, rec state.Network) (parts, later []part) {
+	later = append(watcherPart(d, rec), zonePart(rec)...)
 	if rec.Services {
 		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) {
 			_, running := ServicesPID(d, rec.Name)
@@ -195,13 +199,18 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 		}})
 	}
 	if rec.Rules {
-		parts = append(parts, part{"remove rules for " + rec.Name, func() (bool, error) {
+		p := part{"remove rules for " + rec.Name, func() (bool, error) {
 			fw, err := firewall.New(firewall.Backend(rec.Firewall))
 			if err != nil {
 				return false, err
 			}
 			return true, fw.Remove(fwNetwork(rec, rec.Services, nil))
-		}})
+		}}
+		if rulesLater(rec) {
+			later = append(later, p)
+		} else {
+			parts = append(parts, p)
+		}
 	}
 	if rec.Forwarding {
 		parts = append(parts, part{"turn off ip_forward", func() (bool, error) { return releaseForwarding(d, rec.Name) }})
@@ -210,13 +219,13 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 		parts = append(parts, part{"turn off IPv6 forwarding", func() (bool, error) { return releaseForwarding6(d, rec.Name) }})
 	}
 	if rec.MadeVXLAN {
-		links = append(links, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
+		later = append(later, part{"delete vxlan " + rec.VXLAN, func() (bool, error) { return true, deleteOverlay(rec) }})
 	}
 	if rec.Resolved {
-		links = append(links, forgetNames(rec))
+		later = append(later, forgetNames(rec))
 	}
 	if rec.Shaped {
-		links = append(links, part{"delete the ifbs of ports gone", func() (bool, error) {
+		later = append(later, part{"delete the ifbs of ports gone", func() (bool, error) {
 			gone, err := bridge.SweepShapers() // a killed VM's shaped tap left its ifb
 			return len(gone) > 0, err
 		}})
@@ -225,7 +234,7 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 	switch {
 	case err != nil || br == nil:
 	case ownsBridge(rec, br):
-		links = append(links, part{"delete bridge " + rec.Bridge, func() (bool, error) { return true, bridge.Delete(rec.Bridge) }})
+		later = append(later, part{"delete bridge " + rec.Bridge, func() (bool, error) { return true, bridge.Delete(rec.Bridge) }})
 	case br.Index == rec.BridgeIndex:
 		if rec.MadeAddress {
 			parts = append(parts, part{fmt.Sprintf("remove %s from %s", rec.Gateway, rec.Bridge), func() (bool, error) { return true, bridge.DelAddress(br, rec.Gateway) }})
@@ -237,8 +246,14 @@ func teardownParts(d state.Dir, rec state.Network) (parts, links []part) {
 			parts = append(parts, part{"restore arp_ignore and disable_ipv6 of " + rec.Bridge, func() (bool, error) { return true, restoreQuiet(rec) }})
 		}
 	}
-	return parts, links
+	return parts, later
 }
+
+// rulesLater reports whether network rec's rules may outlive its last VM's
+// down, left to the child: only once no guest reaches the bridge. A VXLAN
+// port stays on it until the child deletes the link, and guests of other
+// hosts reach the bridge through it meanwhile.
+func rulesLater(rec state.Network) bool { return rec.VXLAN == "" }
 
 // fwNetwork is what the rule engine needs to know of a network.
 // forwards are its port forwards (state.Dir.LoadForwards); Remove needs none.

@@ -17,18 +17,30 @@ import (
 const TeardownProc = "kvmnet-teardown"
 
 // lastDown tears down network rec, whose bridge kvmnet made, as its last VM
-// leaves, holding lock lk. QEMU waits for its downscript, and deleting a link
-// waits 25-70 ms on the kernel whatever the order, and the daemon's exit
-// after SIGTERM 3-30 ms. So the down does here what stops the network
-// serving: it signals the daemon, removes the rules, releases ip_forward. It
-// hands the rest (waiting for the daemon's exit, deleting the bridge and a
-// VXLAN link) to a child, TeardownProc, which goes on holding lk: an flock
-// belongs to the open file description, which the child's descriptor shares.
-// So the lock stays held until the network is gone: a following up waits for
-// it and never sees half a network. Before the child starts, the record says
-// so (TearingDown, Doing) and no longer claims what is undone: a child killed
-// midway leaves a journal that the next up, down or gc finishes. Without the
-// kvmnet binary, or when the child cannot start, the down does it all itself.
+// leaves, holding lock lk. QEMU waits for its downscript, and most of a
+// teardown waits on the kernel or on other processes: deleting a link 25-70
+// ms whatever the order, removing rules one RCU grace period (8-20 ms here:
+// closing the nf_tables socket after a transaction that deleted anything
+// waits for the kernel to free it), the daemon's or the rule watcher's exit
+// after SIGTERM 3-30 ms. None of that matters to a guest any more: no VM is
+// on the bridge (Down detached the last tap, and lastUser found no other
+// port), so nothing reaches the network's rules, address or daemon from a
+// guest; but for a VXLAN port, through which other hosts' guests do until
+// the child deletes it (rulesLater). So the down does here what the host
+// sees beyond the bridge: it signals the daemon and releases ip_forward
+// (and turns off the route_localnet it turned on, in beginTeardown). It
+// hands the rest (the daemon's exit, the rule watcher, the rules, the
+// firewalld zone, the bridge and a VXLAN link) to a child, TeardownProc,
+// which goes on holding lk: an flock belongs to the open file description,
+// which the child's descriptor shares. So the lock stays held until the
+// network is gone: a following up, heal or gc waits for it and never sees
+// half a network. (The daemon and the watcher start no heal for the child's
+// transactions, which are kvmnet's; another program's start one that waits
+// for the lock, and then finds the network gone.) Before the child starts,
+// the record says so (TearingDown, Doing) and no longer claims what is
+// undone: a child killed midway leaves a journal that the next up, down or
+// gc finishes. Without the kvmnet binary, or when the child cannot start,
+// the down does it all itself.
 func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) {
 	exe, err := selfbin.Kvmnet()
 	if err != nil {
@@ -39,19 +51,20 @@ func lastDown(d state.Dir, lk *state.Lock, rec state.Network) ([]string, error) 
 	}
 	now := rec
 	now.Services = false // signalled here; the child waits for its exit
-	parts, links := teardownParts(d, now)
+	parts, later := teardownParts(d, now)
 	if rec.Services {
 		parts = append(parts, part{"stop DHCP/DNS on " + rec.Bridge, func() (bool, error) { return termServices(d, rec.Name) }})
 	}
 	changes, err := undo(parts)
 	if err != nil {
-		more, lerr := undo(links)
+		more, lerr := undo(later)
 		return append(changes, more...), errors.Join(err, lerr)
 	}
-	left := rec // what the child finishes: the daemon's exit, the links
-	left.Rules, left.Forwarding, left.Forwarding6, left.RouteLocalnet = false, false, false, false
-	names := make([]string, len(links))
-	for i, p := range links {
+	left := rec // what the child finishes: the daemon's exit, the rules, the links
+	left.Forwarding, left.Forwarding6, left.RouteLocalnet = false, false, false
+	left.Rules = rec.Rules && rulesLater(rec)
+	names := make([]string, len(later))
+	for i, p := range later {
 		names[i] = p.name
 	}
 	left.Doing, left.TearingDown = strings.Join(names, ", "), true

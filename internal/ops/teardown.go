@@ -10,8 +10,8 @@ import (
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
-// A last down hands the rest of its teardown (the daemon's exit, the bridge's
-// deletion) to a child that holds the network's lock until the network is
+// A last down hands the rest of its teardown (the daemon's exit, the rules,
+// the bridge's deletion) to a child that holds the network's lock until the network is
 // gone: tens of milliseconds, longer on a loaded host. Its record says
 // TearingDown all that time, so a record alone cannot tell that child at work
 // from one that was killed. The lock can: the kernel drops an flock with its

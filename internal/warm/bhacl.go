@@ -190,12 +190,14 @@ func colonLookup(b []byte, value string, idx, cols int) ([]string, bool) {
 		} else {
 			line, b = b, nil
 		}
-		l := strings.TrimSpace(string(line))
-		if l == "" || l[0] == '#' || strings.Count(l, ":") < cols {
+		// Only a line whose field idx is value becomes strings: a user's
+		// run reads the whole of /etc/group, a string or two a line.
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' || bytes.Count(line, colon) < cols || string(field(line, idx)) != value {
 			continue
 		}
-		parts := strings.SplitN(l, ":", cols+1)
-		if parts[idx] != value || parts[0] == "" || parts[0][0] == '+' || parts[0][0] == '-' {
+		parts := strings.SplitN(string(line), ":", cols+1)
+		if parts[0] == "" || parts[0][0] == '+' || parts[0][0] == '-' {
 			continue
 		}
 		if _, err := strconv.Atoi(parts[2]); err != nil {
@@ -209,6 +211,17 @@ func colonLookup(b []byte, value string, idx, cols int) ([]string, bool) {
 		return parts, true
 	}
 	return nil, false
+}
+
+var colon = []byte{':'}
+
+// field returns field idx of a line with more than idx colons, as
+// strings.SplitN(line, ":", n) gives it for any n > idx+1.
+func field(line []byte, idx int) []byte {
+	for range idx {
+		line = line[bytes.IndexByte(line, ':')+1:]
+	}
+	return line[:bytes.IndexByte(line, ':')]
 }
 
 // caller is who runs the bridge helper: its real ids and groups.

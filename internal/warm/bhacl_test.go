@@ -2,6 +2,7 @@ package warm
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -144,6 +145,21 @@ func TestParseBridgeArgs(t *testing.T) {
 		got, ok := ParseBridgeArgs(tc.args)
 		if ok != tc.ok || ok && got != tc.want {
 			t.Errorf("%q: %+v %v, want %+v %v", tc.args, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// BenchmarkColonLookup: a user's run looks a group up in an /etc/group of
+// 60 lines, as the bridge helper's allow list makes it.
+func BenchmarkColonLookup(b *testing.B) {
+	var group []byte
+	for i := range 60 {
+		group = append(group, "group"+strconv.Itoa(i)+":x:"+strconv.Itoa(100+i)+":alice,bob\n"...)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := colonLookup(group, "group59", 0, 3); !ok {
+			b.Fatal("group59 not found")
 		}
 	}
 }

@@ -62,7 +62,10 @@ func logLine(v Verb, prio int, line string) { logBytes(v, prio, []byte(line)) }
 // spare loading the zone: journald and rsyslog's imuxsock stamp a line
 // with the time they receive it and ignore this one.
 func logBytes(v Verb, prio int, line []byte) {
-	msg := make([]byte, 0, 64+len(v.Name)+len(line))
+	// On the stack: a heap buffer of a size the run allocates nothing else
+	// of would cost it a new span, and its first write two page faults.
+	var stack [640]byte
+	msg := stack[:0]
 	msg = strconv.AppendInt(append(msg, '<'), int64(logDaemon|prio), 10)
 	msg = appendStamp(append(msg, '>'), time.Now().UTC())
 	msg = strconv.AppendInt(append(msg, " kvmnet["...), int64(os.Getpid()), 10)
@@ -90,6 +93,10 @@ func appendStamp(b []byte, t time.Time) []byte {
 	return b
 }
 
+// devLog is the system log's socket. A variable of the package, not a value
+// of syslog's: as a Sockaddr it would escape to the heap, a new span.
+var devLog = &unix.SockaddrUnix{Name: "/dev/log"}
+
 // syslog sends msg to /dev/log: a datagram, sent without a connect (one
 // system call less), or, should a stream socket be there, over a connection.
 func syslog(msg []byte) {
@@ -97,14 +104,13 @@ func syslog(msg []byte) {
 	if err != nil {
 		return
 	}
-	addr := &unix.SockaddrUnix{Name: "/dev/log"}
-	err = unix.Sendto(fd, msg, unix.MSG_NOSIGNAL, addr)
+	err = unix.Sendto(fd, msg, unix.MSG_NOSIGNAL, devLog)
 	if errors.Is(err, unix.EPROTOTYPE) { // a stream socket there
 		unix.Close(fd)
 		if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
 			return
 		}
-		if unix.Connect(fd, addr) == nil {
+		if unix.Connect(fd, devLog) == nil {
 			_, _ = unix.Write(fd, msg)
 		}
 	}

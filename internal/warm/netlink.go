@@ -218,32 +218,47 @@ func cstring(b []byte) string {
 	return string(b)
 }
 
-// setLink changes the link with index: its MAC when mac is not nil, its MTU
-// when mtu is not zero, its master when master is not negative (0: none),
-// with it its device group when group is not negative (the guard's, or 0
-// leaving it), and IFF_UP when up. The kernel applies them in that order.
+// linkSet is one RTM_SETLINK of the link with index: its MAC when mac is
+// not nil, its MTU when mtu is not 0, its device group when group is not
+// negative (the guard's, or 0 leaving it), its master when master is not
+// negative (0: none), and IFF_UP set (up 1) or cleared (up -1).
+type linkSet struct {
+	index  int
+	mac    []byte
+	mtu    uint32
+	group  int64
+	master int
+	up     int8
+}
+
+// setLink makes the changes of c in one request. The kernel applies them
+// in the order MAC, MTU, group, up (or down), master (do_setlink), and
+// stops at the first that fails.
 //
-//	ip link set dev PORT [address MAC] [mtu MTU] [master BRIDGE | nomaster] [group G] [up]
-func (s *sock) setLink(index int, mac []byte, mtu uint32, master int, group int64, up bool) error {
+//	ip link set dev PORT [address MAC] [mtu MTU] [group G] [up|down] [master BRIDGE | nomaster]
+func (s *sock) setLink(c linkSet) error {
 	var flags, change uint32
-	if up {
+	switch {
+	case c.up > 0:
 		flags, change = unix.IFF_UP, unix.IFF_UP
+	case c.up < 0:
+		change = unix.IFF_UP
 	}
-	body := ifinfo(index, flags, change)
-	if mac != nil {
-		body = attr(body, unix.IFLA_ADDRESS, mac)
+	body := ifinfo(c.index, flags, change)
+	if c.mac != nil {
+		body = attr(body, unix.IFLA_ADDRESS, c.mac)
 	}
-	if mtu != 0 {
-		body = attr(body, unix.IFLA_MTU, u32(mtu))
+	if c.mtu != 0 {
+		body = attr(body, unix.IFLA_MTU, u32(c.mtu))
 	}
-	if group >= 0 {
-		// In the request that enslaves the port, which the up's next
-		// request brings up: no frame of the guest's enters the bridge
-		// outside the guard's group.
-		body = attr(body, unix.IFLA_GROUP, u32(uint32(group)))
+	if c.group >= 0 {
+		// In the request that enslaves the port, and so before it comes
+		// up: no frame of the guest's enters the bridge outside the
+		// guard's group.
+		body = attr(body, unix.IFLA_GROUP, u32(uint32(c.group)))
 	}
-	if master >= 0 {
-		body = attr(body, unix.IFLA_MASTER, u32(uint32(master)))
+	if c.master >= 0 {
+		body = attr(body, unix.IFLA_MASTER, u32(uint32(c.master)))
 	}
 	return s.request(unix.RTM_SETLINK, unix.NLM_F_ACK, body, func(uint16, []byte) error { return nil })
 }

@@ -49,50 +49,71 @@ func (r *run) up() (changes string, err error) {
 }
 
 // attach makes tap a port of the bridge as bridge.AttachPort does: its port
-// MAC (which never becomes the bridge's) and the bridge's MTU first (one MTU
-// for every guest), the bridge as master, then up. A port the bridge refuses
-// gets its MTU, MAC and device group back.
+// MAC (which never becomes the bridge's), the bridge's MTU (one MTU for
+// every guest), the guard's device group, the bridge as master and up, in
+// one request, which the kernel applies in that order but for up, which it
+// applies before the master (no guest runs yet: QEMU starts it once the
+// script returns). On a network that isolates its guests the port is made
+// isolated before it comes up, so that takes three requests. A port the
+// bridge refuses gets its MTU, MAC, device group and down back.
 //
-//	ip link set TAP address fe:… mtu $(BRIDGE's mtu) master BRIDGE group G; ip link set TAP up
-//	bridge link set dev TAP isolated on  (isolate_guests)
+//	ip link set TAP address fe:… mtu $(BRIDGE's mtu) group G master BRIDGE up
+//	(isolate_guests: … master BRIDGE; bridge link set dev TAP isolated on; ip link set TAP up)
 func (r *run) attach(tap link) error {
-	var mtu uint32
+	set := linkSet{index: tap.index, mac: tap.portMAC(), master: -1, group: -1}
 	if tap.mtu != r.br.mtu {
-		mtu = r.br.mtu
+		set.mtu = r.br.mtu
 	}
-	group := int64(-1)
+	if tap.master == r.br.index && set.mtu == 0 {
+		// On the bridge, in the guard's group, and down (up checked all three).
+		set.up = 1
+		return r.nl.setLink(set)
+	}
+	set.master = r.br.index
 	if r.hot.Group != 0 {
-		group = int64(r.hot.Group)
+		set.group = int64(r.hot.Group)
 	}
-	mac := tap.portMAC()
-	if tap.master != r.br.index || mtu != 0 {
-		if err := r.nl.setLink(tap.index, mac, mtu, r.br.index, group, false); err != nil {
-			var own []byte
-			if mac != nil {
-				own = tap.mac[:]
-			}
-			// The kernel sets the group before it tries the master: out
-			// of the guard's group again, as the down leaves a port.
-			out := int64(-1)
-			if group >= 0 && tap.master != r.br.index {
-				out = 0
-			}
-			if mtu != 0 || mac != nil || out >= 0 {
-				_ = r.nl.setLink(tap.index, own, tap.mtu, -1, out, false)
-			}
-			return err
+	if !tap.up() && !r.hot.Isolate {
+		set.up = 1
+	}
+	if err := r.nl.setLink(set); err != nil {
+		if undo, ok := set.undo(tap); ok {
+			_ = r.nl.setLink(undo)
 		}
-		mac = nil
+		return err
 	}
-	if r.hot.Isolate {
-		if err := r.nl.setIsolated(tap.index); err != nil {
-			return err
-		}
-	}
-	if tap.up() && mac == nil {
+	if !r.hot.Isolate {
 		return nil
 	}
-	return r.nl.setLink(tap.index, mac, 0, -1, -1, true)
+	if err := r.nl.setIsolated(tap.index); err != nil {
+		return err
+	}
+	if tap.up() {
+		return nil
+	}
+	return r.nl.setLink(linkSet{index: tap.index, master: -1, group: -1, up: 1})
+}
+
+// undo is what puts tap back as it was after set, which attached it, failed
+// part-way: the kernel applies a request's changes one by one, and sets the
+// MAC, the MTU, the group and up before it tries the master. A port set
+// into the guard's group goes to group 0, as the down leaves one; ok
+// reports there is something to undo.
+func (set linkSet) undo(tap link) (undo linkSet, ok bool) {
+	undo = linkSet{index: tap.index, master: -1, group: -1}
+	if set.mac != nil {
+		undo.mac = tap.mac[:]
+	}
+	if set.mtu != 0 {
+		undo.mtu = tap.mtu
+	}
+	if set.group >= 0 && tap.master != set.master {
+		undo.group = 0
+	}
+	if set.up > 0 {
+		undo.up = -1
+	}
+	return undo, undo.mac != nil || undo.mtu != 0 || undo.group >= 0 || undo.up != 0
 }
 
 // down is a VM's down that is not the network's last: a recorded tap on the
@@ -119,7 +140,7 @@ func (r *run) down() (changes string, err error) {
 	if r.hot.Group != 0 {
 		group = 0 // out of the guard's group: the tap may go on to another bridge
 	}
-	if err := r.nl.setLink(tap.index, nil, 0, 0, group, false); err != nil && !errors.Is(err, unix.ENODEV) {
+	if err := r.nl.setLink(linkSet{index: tap.index, master: 0, group: group}); err != nil && !errors.Is(err, unix.ENODEV) {
 		return "", err
 	}
 	if err := unix.Unlink(r.portsDir() + "/" + r.tap); err != nil && !errors.Is(err, unix.ENOENT) {

@@ -198,16 +198,25 @@ func source(v Verb, override string) (string, error) {
 	}
 	var st syscall.Stat_t
 	err := syscall.Stat(path, &st)
-	stamp := path + " none"
-	switch {
-	case err == nil:
-		n := func(v int64) string { return strconv.FormatInt(v, 10) }
-		stamp = path + " " + strconv.FormatUint(st.Dev, 10) + ":" + strconv.FormatUint(st.Ino, 10) + ":" + n(st.Size) + ":" +
-			n(st.Ctim.Sec) + "." + n(st.Ctim.Nsec) + ":" + n(st.Mtim.Sec) + "." + n(st.Mtim.Nsec)
-	case !errors.Is(err, syscall.ENOENT):
+	if errors.Is(err, syscall.ENOENT) {
+		return version.Version + " " + path + " none " + v.Mode, nil
+	}
+	if err != nil {
 		return "", err
 	}
-	return version.Version + " " + stamp + " " + v.Mode, nil
+	// One string built on the stack, then copied once: each string built on
+	// the way was an allocation of its own size, a new span and its faults.
+	var stack [256]byte
+	b := append(append(append(stack[:0], version.Version...), ' '), path...)
+	for i, n := range [7]int64{int64(st.Dev), int64(st.Ino), st.Size, st.Ctim.Sec, st.Ctim.Nsec, st.Mtim.Sec, st.Mtim.Nsec} {
+		b = append(b, " :::.:."[i])
+		if i < 2 {
+			b = strconv.AppendUint(b, uint64(n), 10) // dev and ino are unsigned
+		} else {
+			b = strconv.AppendInt(b, n, 10)
+		}
+	}
+	return string(append(append(b, ' '), v.Mode...)), nil
 }
 
 // configOverride is the configuration file $KVMNET_CONFIG names, which the

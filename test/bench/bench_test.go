@@ -9,6 +9,7 @@ package bench
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,13 +109,16 @@ type side struct {
 	measure func() time.Duration
 }
 
-// sideBySide runs one iteration of every side in turn, b.N times, and reports
-// each side's median as SIDE-ms.
+// sideBySide runs one iteration of every side, b.N times, and reports each
+// side's median as SIDE-ms. The sides take turns in a new random order each
+// round: in a fixed one, a side always ran right after the same other side
+// and met what that one's runs left the kernel to finish (a deleted tap's
+// grace period, say).
 func sideBySide(b *testing.B, sides ...side) map[string]float64 {
 	d := make([][]time.Duration, len(sides))
 	for b.Loop() {
-		for i, s := range sides {
-			d[i] = append(d[i], s.measure())
+		for _, i := range rand.Perm(len(sides)) {
+			d[i] = append(d[i], sides[i].measure())
 		}
 	}
 	medians := make(map[string]float64)
@@ -210,9 +214,9 @@ func BenchmarkNatupWarm(b *testing.B) {
 		return func() time.Duration {
 			d := w.run(s.up, tap)
 			w.run(s.down, tap)
-			// A tap comes from QEMU with the kernel's random MAC, which the
-			// up replaces with its port MAC (fe:…): give it one again.
-			w.ns.MustRun("ip", "link", "set", tap, "address", "02:00:00:00:00:01")
+			// A tap comes from QEMU down, with the kernel's random MAC,
+			// which the up replaces with its port MAC (fe:…): so again.
+			w.ns.MustRun("ip", "link", "set", tap, "down", "address", "02:00:00:00:00:01")
 			return d
 		}
 	}, floor)
@@ -279,6 +283,7 @@ func BenchmarkIfup(b *testing.B) {
 		return func() time.Duration {
 			d := w.run(up, tap)
 			w.run(down, tap)
+			w.ns.MustRun("ip", "link", "set", tap, "down") // as QEMU hands it over
 			return d
 		}
 	}

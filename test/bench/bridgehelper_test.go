@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,7 +137,8 @@ func TestBridgeHelperDriver(t *testing.T) {
 	}
 	d := map[string][]time.Duration{}
 	for range n {
-		for _, side := range sides {
+		for _, i := range rand.Perm(len(sides)) { // a new order each round, as sideBySide's
+			side := sides[i]
 			var took time.Duration
 			run := func() (err error) {
 				took, err = runBridgeHelper(helpers[side][0], helpers[side][1])

@@ -174,11 +174,9 @@ func (h *host) waitForExecs() {
 	}
 }
 
-// doing returns what the record of the default network says an up was
-// doing: "none" without a record, "done" for a record of a finished up.
-func (h *host) doing() string {
-	var rec state.Network
-	var ok bool
+// defaultRecord returns the default network's record, and whether it has one.
+func (h *host) defaultRecord() (rec state.Network, ok bool) {
+	h.T.Helper()
 	if err := h.Do(func() error {
 		d, err := state.Open()
 		if err == nil {
@@ -188,6 +186,13 @@ func (h *host) doing() string {
 	}); err != nil {
 		h.T.Fatal(err)
 	}
+	return rec, ok
+}
+
+// doing returns what the record of the default network says an up was
+// doing: "none" without a record, "done" for a record of a finished up.
+func (h *host) doing() string {
+	rec, ok := h.defaultRecord()
 	switch {
 	case !ok:
 		return "none"

@@ -17,9 +17,10 @@ import (
 	"github.com/kvmnet/kvmnet/internal/state"
 )
 
-// A VM's last down returns once the network stops serving (daemon signalled,
-// rules and ip_forward undone) and leaves the bridge's deletion, which waits
-// on the kernel, to a child that holds the network's lock until it is done.
+// A VM's last down returns once the network stops serving (no port left on
+// the bridge, daemon signalled, ip_forward undone) and leaves the rules and
+// the bridge's deletion, which wait on the kernel, to a child that holds the
+// network's lock until it is done.
 
 // TestColdUpDuringTeardown: a VM started right after the last one left, while
 // the bridge is still being deleted, waits for the deletion and gets a whole
