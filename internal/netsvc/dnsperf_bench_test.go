@@ -2,6 +2,7 @@ package netsvc
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -231,16 +232,18 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 			cpu := make([][]float64, len(sides))
 			for range dnsperfRounds {
 				res := make([]dnsperfResult, len(sides))
-				line := k.name + ":"
-				for i, n := range sides {
+				parts := make([]string, len(sides))
+				// In a new order each round: in a fixed one a side would always
+				// run right after the same other, and meet what it left.
+				for _, i := range rand.Perm(len(sides)) {
 					before, cpu0 := asked[i].Load(), cpuSeconds(b, pids[i])
-					res[i] = dnsperf(b, n, k.file, dnsperfSeconds())
+					res[i] = dnsperf(b, sides[i], k.file, dnsperfSeconds())
 					up := asked[i].Load() - before
 					used := (cpuSeconds(b, pids[i]) - cpu0) / max(res[i].completed, 1) * 1e6 // CPU µs per query answered
-					line += fmt.Sprintf(" %s %.0f qps %.2f ms %.1f µs CPU (%d lost, %d upstream)", names[i], res[i].qps, res[i].latencyMS, used, res[i].lost, up)
+					parts[i] = fmt.Sprintf("%s %.0f qps %.2f ms %.1f µs CPU (%d lost, %d upstream)", names[i], res[i].qps, res[i].latencyMS, used, res[i].lost, up)
 					lat[i], cpu[i] = append(lat[i], res[i].latencyMS), append(cpu[i], used)
 				}
-				b.Log(line)
+				b.Log(k.name + ": " + strings.Join(parts, " "))
 				for i := range sides {
 					ratio[i] = append(ratio[i], res[i].qps/res[1].qps)
 				}
