@@ -144,6 +144,10 @@ type Result struct {
 	// holds, nothing in any table has changed and Ensure would change nothing.
 	Gen   uint32
 	GenOK bool
+	// GuardNew reports that the network's guard table was made by this
+	// call, so its learned sets are empty: no port's MAC or address is
+	// there to forget.
+	GuardNew bool
 }
 
 // Forward is how the host's filter FORWARD chain (iptables' `ip filter`,

@@ -49,7 +49,7 @@ func ensureGuard(r *reader, n Network, p *plan) error {
 	}
 	if !lv.table {
 		p.c.AddTable(t)
-		p.changed = true
+		p.changed, p.guardNew = true, true
 	}
 	for _, s := range portguard.Sets(n.Name, n.Mode != Isolated) {
 		if !lv.sets[s.Name] {
@@ -277,24 +277,25 @@ func GuardDrops(n Network) (Drops, error) {
 }
 
 // EnsureGuard is ensureGuard in a batch of its own, for the iptables
-// backend, whose own rules are not in nf_tables' netlink batches.
-func EnsureGuard(n Network) (bool, error) {
+// backend, whose own rules are not in nf_tables' netlink batches. Only
+// Changed and GuardNew are set.
+func EnsureGuard(n Network) (Result, error) {
 	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
-		return false, fmt.Errorf("nftables: %w", err)
+		return Result{}, fmt.Errorf("nftables: %w", err)
 	}
 	defer c.CloseLasting()
 	p := &plan{c: c}
 	if err := ensureGuard(&reader{c: c}, n, p); err != nil {
-		return false, err
+		return Result{}, err
 	}
 	if !p.changed {
-		return false, nil
+		return Result{}, nil
 	}
 	if err := c.Flush(); err != nil {
-		return false, fmt.Errorf("nftables guard batch for %s: %w", n.Name, err)
+		return Result{}, fmt.Errorf("nftables guard batch for %s: %w", n.Name, err)
 	}
-	return true, nil
+	return Result{Changed: true, GuardNew: p.guardNew}, nil
 }
 
 // RemoveGuard deletes network's guard table, if any.

@@ -34,12 +34,12 @@ func (f iptables) Ensure(n Network) (Result, error) {
 	}
 	// The guard table first: the generation EnsureGen records after its own
 	// commit then covers it.
-	guarded, err := EnsureGuard(n)
+	g, err := EnsureGuard(n)
 	if err != nil {
-		return Result{Changed: guarded}, err
+		return g, err
 	}
 	r, err := f.fw.EnsureGen(natNetwork(n))
-	return Result{Changed: r.Changed || guarded, Gen: r.Gen, GenOK: r.GenOK}, err
+	return Result{Changed: r.Changed || g.Changed, Gen: r.Gen, GenOK: r.GenOK, GuardNew: g.GuardNew}, err
 }
 
 func (f iptables) Remove(n Network) error {

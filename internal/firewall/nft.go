@@ -142,6 +142,8 @@ type plan struct {
 	c       *nftables.Conn
 	t       *nftables.Table
 	changed bool
+	// guardNew: the batch makes the guard table (ensureGuard).
+	guardNew bool
 }
 
 // setChain makes chain ch hold exactly rules: added when missing, flushed
@@ -271,7 +273,7 @@ func (f *nft) Ensure(n Network) (Result, error) {
 	// One batch is one transaction: the generation moves by exactly one
 	// unless someone else committed in between.
 	after, err := nat.Generation()
-	return Result{Changed: true, Gen: after, GenOK: genErr == nil && err == nil && after == gen+1}, nil
+	return Result{Changed: true, Gen: after, GenOK: genErr == nil && err == nil && after == gen+1, GuardNew: p.guardNew}, nil
 }
 
 // jumps are base chain b's rules: one jump per per-network chain that exists,

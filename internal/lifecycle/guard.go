@@ -42,7 +42,7 @@ func (u *upCall) guardSteps() []step {
 }
 
 func (u *upCall) guardPort() (outcome, error) {
-	if u.n.Guard {
+	if u.n.Guard && !u.guardNew {
 		// Forgetting is a transaction of set elements only: when it was
 		// the only one since the rules were seen whole, they still are,
 		// and the hot file this up writes need not wait for the next.

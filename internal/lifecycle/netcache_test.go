@@ -25,7 +25,7 @@ func TestNetCacheRoundTrip(t *testing.T) {
 			Forwards:  []config.PortForward{{Proto: "tcp", Ports: config.PortRange{First: 80, Last: 80}, Guest: netip.MustParseAddr("10.77.0.5"), ToFirst: 80}},
 			LeaseFile: "/var/lib/kvmnet/lab.leases", VXLAN: &config.Overlay{VNI: 7, Peers: []netip.Addr{netip.MustParseAddr("198.51.100.2")}, Port: 4789, Device: "vx-lab"},
 			Firewall: fw, Hash: "abc", Source: "v1 /etc/kvmnet/kvmnet.toml 1:2:3 nat"}
-		cacheNetwork(d, n)
+		writeCache(d, n.Name, encodeNetwork(n))
 		got, ok := CachedNetwork(d, "lab", n.Source)
 		want := n
 		want.Forwards, want.Elided = nil, true

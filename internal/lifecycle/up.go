@@ -96,6 +96,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 			return Result{}, err
 		}
 	}
+	encoded := encodeNetwork(n)
 	changes, err := run(u.steps())
 	if err != nil {
 		return Result{Changes: changes}, errors.Join(err, u.settle())
@@ -119,7 +120,7 @@ func upFor(d state.Dir, n config.Net, tapName string, kind upKind, dom *state.Do
 	if err := u.save(); err != nil {
 		return res, err
 	}
-	cacheNetwork(d, n)
+	writeCache(d, n.Name, encoded)
 	u.writeHot()
 	return res, nil
 }
@@ -227,6 +228,9 @@ type upCall struct {
 	// while it makes the bridge (see rulesEarly); ensuring is that work.
 	early    bool
 	ensuring func() (firewall.Result, error)
+	// guardNew: this up's rules made the guard table, whose learned sets
+	// are empty: guardPort has no gone port to forget.
+	guardNew bool
 
 	dom *state.Domain // the libvirt domain this up is for (Join), else nil
 
@@ -643,6 +647,7 @@ func (u *upCall) rulesJoin() (outcome, error) {
 // rulesIn records rules Ensure has made whole, and turns on route_localnet
 // for forwards once the rules that guard it are in.
 func (u *upCall) rulesIn(r firewall.Result) (outcome, error) {
+	u.guardNew = r.GuardNew
 	u.rec.Rules, u.rec.Services = true, serves(u.n)
 	u.rec.RulesGen, u.rec.RulesVersion = 0, version.Version
 	if r.GenOK {

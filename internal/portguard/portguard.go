@@ -68,13 +68,31 @@ var (
 	leaseType   = nftables.MustConcatSetType(nftables.TypeEtherAddr, nftables.TypeIPAddr)
 )
 
+// learnedMax is the most elements a learned set holds (`size` in nft's
+// terms): twice the most ports a bridge can have (the kernel's
+// BR_MAX_PORTS, 1024), each of which learns one MAC and, leases aside, one
+// address; the rest is for ports gone but not yet forgotten. A frame that
+// would learn beyond it learns nothing: a MAC passes unlearned, an address
+// is dropped.
+//
+// It is also the kernel's first guess at the set's size: nf_tables gives a
+// dynamic set a hash table sized for `size` elements when it is made, a
+// bucket array of 8 bytes per 0.75 element rounded up to a power of two,
+// zeroed. 65535 made that 1 MiB per set, six of them, 6 MiB per network's
+// first up: 25 ms of clear_page in its nf_tables batch on a loaded 2-core
+// VM, the largest part of a cold up (docs/speed.md). 2048 takes 32 KiB
+// each; the table still grows on its own past 75 % full.
+const learnedMax = 2048
+
 // Sets are the guard table's sets, empty, as Ensure declares them: the
 // learned ones dynamic (the packet path adds to them), the leases with
 // per-element timeouts. routed: nat or hostonly, which have the IPv4 ones.
+// A table made by an older kvmnet keeps its sets' size until it is made
+// anew (Ensure adds only the sets that are missing).
 func Sets(network string, routed bool) []*nftables.Set {
 	t := Table(network)
 	dyn := func(name string, key nftables.SetDatatype) *nftables.Set {
-		s := &nftables.Set{Table: t, Name: name, KeyType: key, Dynamic: true, Size: 65535,
+		s := &nftables.Set{Table: t, Name: name, KeyType: key, Dynamic: true, Size: learnedMax,
 			Concatenation: len(nftables.ConcatSetTypeElements(key)) > 1}
 		if key == nftables.TypeIFIndex {
 			s.KeyByteOrder = binaryutil.NativeEndian // as `meta iif` loads it: nft lists names, not numbers
