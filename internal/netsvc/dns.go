@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
-	"golang.org/x/sys/unix"
 )
 
 // Timeouts of the forwarder.
@@ -300,7 +299,7 @@ func reverseName(name string) (netip.Addr, bool) {
 // dnsListeners are the UDP and TCP sockets of the forwarder, opened before
 // the daemon reports ready.
 type dnsListeners struct {
-	udp *net.UDPConn
+	udp *udpLoop
 	tcp net.Listener
 }
 
@@ -308,19 +307,14 @@ type dnsListeners struct {
 // of a gateway address (with IP_FREEBIND, so that the daemon can start while
 // the bridge is still getting its address).
 func dnsConns(udp, tcp *os.File) (*dnsListeners, error) {
-	c, err := net.FilePacketConn(udp) // dups: the caller closes the files
+	u, err := newUDPLoop(udp) // dups: the caller closes the files
 	if err != nil {
-		return nil, fmt.Errorf("dns udp socket: %w", err)
-	}
-	pc, ok := c.(*net.UDPConn)
-	if !ok {
-		c.Close()
-		return nil, fmt.Errorf("dns udp socket: %w", unix.EPROTOTYPE)
+		return nil, err
 	}
 	l, err := net.FileListener(tcp)
 	if err != nil {
-		pc.Close()
+		u.close()
 		return nil, fmt.Errorf("dns tcp socket: %w", err)
 	}
-	return &dnsListeners{udp: pc, tcp: l}, nil
+	return &dnsListeners{udp: u, tcp: l}, nil
 }

@@ -40,11 +40,26 @@ func (d *dnsd) forward(r *dnsQuery, proto string) dnsReply {
 func (d *dnsd) forwardAsync(r *dnsQuery, proto string, reply func(dnsReply)) {
 	var kb [maxKeyLen]byte
 	key := r.appendKey(kb[:0])
-	if b := d.cache.get(key, d.now()); b != nil {
-		setCase(b, r.q.Name)
-		reply(dnsReply{b: b})
+	if rep, ok := d.cached(r, key); ok {
+		reply(rep)
 		return
 	}
+	d.forwardMiss(r, key, proto, reply)
+}
+
+// cached returns the cache's answer to r (whose key is key), in the case r
+// asked it.
+func (d *dnsd) cached(r *dnsQuery, key []byte) (dnsReply, bool) {
+	b := d.cache.get(key, d.now())
+	if b == nil {
+		return dnsReply{}, false
+	}
+	setCase(b, r.q.Name)
+	return dnsReply{b: b}, true
+}
+
+// forwardMiss is forwardAsync for a query the cache does not answer.
+func (d *dnsd) forwardMiss(r *dnsQuery, key []byte, proto string, reply func(dnsReply)) {
 	if r.hops >= maxHops {
 		if ok, held := d.loops.allow(d.now()); ok {
 			d.log.Warn("dns: forwarding loop: query passed too many kvmnet forwarders; check upstreams",

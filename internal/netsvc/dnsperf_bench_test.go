@@ -2,6 +2,7 @@ package netsvc
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -182,7 +183,10 @@ func nameFile(b *testing.B, dir, base, format string, count int) string {
 // names (fewer than dnsmasq's default 150 cache entries, so that both answer
 // from their cache) and TTL-0 forwarded names (every query goes upstream);
 // with each daemon's CPU time per query answered (which the machine's load
-// moves much less than the rates); then each daemon's memory. Run it alone (-benchtime 1x): it takes the CPU.
+// moves much less than the rates); then each daemon's memory. Given
+// $KVMNET_BENCH_BEFORE (a directory holding another build's
+// kvmnet-netsvc), that daemon is a third side, asked in the same rounds.
+// Run it alone (-benchtime 1x): it takes the CPU.
 func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
 		b.Skip("no dnsperf (apt install dnsperf)")
@@ -190,14 +194,24 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 	ours, _ := benchNet(b)
 	theirs := newTestNet(b, ours.cfg)
 	ours.stop()
-	var asked [2]atomic.Int64
+	asked := make([]atomic.Int64, 3)
 	ours.cfg.Upstreams = []string{benchUpstream(b, ours.host, &asked[0])}
 	ours.start()
 	dm := startDnsmasq(b, theirs, benchUpstream(b, theirs.host, &asked[1]))
-	benchGuest(ours)
-	benchGuest(theirs)
+	sides := []*testNet{ours, theirs}
+	pids := []int{ours.pid, dm}
+	names := []string{"kvmnet", "dnsmasq"}
+	if dir := os.Getenv("KVMNET_BENCH_BEFORE"); dir != "" {
+		before := newTestNet(b, ours.cfg)
+		before.exe = filepath.Join(dir, "kvmnet-netsvc")
+		before.cfg.Upstreams = []string{benchUpstream(b, before.host, &asked[2])}
+		before.start()
+		sides, pids, names = append(sides, before), append(pids, before.pid), append(names, "before")
+	}
+	for _, n := range sides {
+		benchGuest(n)
+	}
 	time.Sleep(time.Second) // dnsmasq's bind-dynamic binds once br0's address is seen
-	pids := [2]int{ours.pid, dm}
 	rest := memOf(b, pids)
 	kinds := []struct{ name, file string }{
 		{"local", nameFile(b, ours.dir, "local", "fixed.kvm", 1)},
@@ -206,38 +220,48 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 	}
 	for b.Loop() {
 		for _, k := range kinds {
-			for _, n := range []*testNet{ours, theirs} {
-				if k.name == "cached" {
+			if only := os.Getenv("KVMNET_BENCH_DNS_KINDS"); only != "" && !strings.Contains(only, k.name) {
+				continue
+			}
+			if k.name == "cached" {
+				for _, n := range sides {
 					dnsperf(b, n, k.file, 1) // fill the cache
 				}
 			}
-			var ratio, lat, latDM, cpu, cpuDM []float64
+			ratio := make([][]float64, len(sides)) // qps over dnsmasq's
+			lat := make([][]float64, len(sides))
+			cpu := make([][]float64, len(sides))
 			for range dnsperfRounds {
-				var res [2]dnsperfResult
-				var up [2]int64
-				var used [2]float64 // CPU µs per query answered
-				for i, n := range []*testNet{ours, theirs} {
+				res := make([]dnsperfResult, len(sides))
+				parts := make([]string, len(sides))
+				// In a new order each round: in a fixed one a side would always
+				// run right after the same other, and meet what it left.
+				for _, i := range rand.Perm(len(sides)) {
 					before, cpu0 := asked[i].Load(), cpuSeconds(b, pids[i])
-					res[i] = dnsperf(b, n, k.file, dnsperfSeconds())
-					up[i] = asked[i].Load() - before
-					used[i] = (cpuSeconds(b, pids[i]) - cpu0) / max(res[i].completed, 1) * 1e6
+					res[i] = dnsperf(b, sides[i], k.file, dnsperfSeconds())
+					up := asked[i].Load() - before
+					used := (cpuSeconds(b, pids[i]) - cpu0) / max(res[i].completed, 1) * 1e6 // CPU µs per query answered
+					parts[i] = fmt.Sprintf("%s %.0f qps %.2f ms %.1f µs CPU (%d lost, %d upstream)", names[i], res[i].qps, res[i].latencyMS, used, res[i].lost, up)
+					lat[i], cpu[i] = append(lat[i], res[i].latencyMS), append(cpu[i], used)
 				}
-				b.Logf("%s: kvmnet %.0f qps %.2f ms %.1f µs CPU (%d lost, %d upstream), dnsmasq %.0f qps %.2f ms %.1f µs CPU (%d lost, %d upstream)",
-					k.name, res[0].qps, res[0].latencyMS, used[0], res[0].lost, up[0], res[1].qps, res[1].latencyMS, used[1], res[1].lost, up[1])
-				ratio = append(ratio, res[0].qps/res[1].qps)
-				lat, latDM = append(lat, res[0].latencyMS), append(latDM, res[1].latencyMS)
-				cpu, cpuDM = append(cpu, used[0]), append(cpuDM, used[1])
+				b.Log(k.name + ": " + strings.Join(parts, " "))
+				for i := range sides {
+					ratio[i] = append(ratio[i], res[i].qps/res[1].qps)
+				}
 			}
-			b.ReportMetric(median(ratio), k.name+"-qps-x-dnsmasq")
-			b.ReportMetric(median(lat), k.name+"-ms-avg")
-			b.ReportMetric(median(latDM), k.name+"-ms-avg-dnsmasq")
-			b.ReportMetric(median(cpu), k.name+"-cpu-us/query")
-			b.ReportMetric(median(cpuDM), k.name+"-cpu-us/query-dnsmasq")
+			b.ReportMetric(median(ratio[0]), k.name+"-qps-x-dnsmasq")
+			for i, suffix := range []string{"", "-dnsmasq", "-before"}[:len(sides)] {
+				b.ReportMetric(median(lat[i]), k.name+"-ms-avg"+suffix)
+				b.ReportMetric(median(cpu[i]), k.name+"-cpu-us/query"+suffix)
+			}
+			if len(sides) > 2 {
+				b.ReportMetric(median(ratio[2]), k.name+"-qps-x-dnsmasq-before")
+			}
 		}
 	}
 	time.Sleep(time.Second)
 	loaded := memOf(b, pids)
-	for i, side := range []string{"", "-dnsmasq"} {
+	for i, side := range []string{"", "-dnsmasq", "-before"}[:len(sides)] {
 		b.ReportMetric(rest[i].rss, "MB-rss-rest"+side)
 		b.ReportMetric(rest[i].anon, "MB-anon-rest"+side)
 		b.ReportMetric(loaded[i].rss, "MB-rss-after"+side)
@@ -251,8 +275,8 @@ func BenchmarkDNSVersusDnsmasq(b *testing.B) {
 // every process running the same files shares.
 type mem struct{ rss, anon float64 }
 
-func memOf(b *testing.B, pids [2]int) [2]mem {
-	var out [2]mem
+func memOf(b *testing.B, pids []int) []mem {
+	out := make([]mem, len(pids))
 	for i, pid := range pids {
 		out[i] = mem{rss: statusKB(b, pid, "VmRSS") / 1024, anon: statusKB(b, pid, "RssAnon") / 1024}
 	}

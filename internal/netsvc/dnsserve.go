@@ -6,64 +6,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"time"
 )
 
-// maxQuery is the largest UDP query read; a longer one is cut and then
-// fails to parse, and is dropped.
+// maxQuery is the largest UDP query read; a longer one is dropped.
 const maxQuery = 4096
-
-// serveUDP answers the UDP queries on pc until it is closed. It reads in one
-// goroutine per CPU and answers local and cached names on the spot and sends
-// the others upstream, like dnsmasq's single loop; the upstream's answer goes
-// back from its socket's reader. (miekg/dns's server made a goroutine and
-// timers for every query, and a goroutine waited for each upstream answer:
-// half dnsmasq's rate, mostly in thread wakeups.)
-func (d *dnsd) serveUDP(pc *net.UDPConn) error {
-	n := runtime.GOMAXPROCS(0)
-	errc := make(chan error, n)
-	for range n {
-		go func() { errc <- d.readUDP(pc) }()
-	}
-	err := <-errc
-	pc.Close() // stops the other readers
-	for range n - 1 {
-		<-errc
-	}
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
-}
-
-// readUDP is one reader of serveUDP.
-func (d *dnsd) readUDP(pc *net.UDPConn) error {
-	buf := make([]byte, maxQuery)
-	for {
-		n, from, err := pc.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return err
-		}
-		r, err := parseQuery(buf[:n])
-		if err != nil || r.hdr.Response {
-			continue // not a query: say nothing to whoever sent it
-		}
-		if rep, ok := d.answerOwn(r, from.Addr().Unmap()); ok {
-			d.writeUDP(pc, from, r, rep)
-			continue
-		}
-		d.forwardAsync(r, "udp", func(rep dnsReply) { d.writeUDP(pc, from, r, rep) })
-	}
-}
-
-// writeUDP sends rep, cut to what the client accepts, to the client.
-func (d *dnsd) writeUDP(pc *net.UDPConn, to netip.AddrPort, r *dnsQuery, rep dnsReply) {
-	if _, err := pc.WriteToUDPAddrPort(r.finish(rep, "udp"), to); err != nil {
-		d.log.Debug("dns write", "to", to.String(), "err", err.Error())
-	}
-}
 
 // TCP (RFC 7766): each message is preceded by its length; a client may send
 // several queries on one connection, which are answered in turn.

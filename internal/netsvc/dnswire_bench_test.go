@@ -6,11 +6,11 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The cost of one query in the daemon, without sockets: what readUDP does
+// The cost of one query in the daemon, without sockets: what answerUDP does
 // with a datagram. Allocations per query are independent of the machine's
 // load, unlike dnsperf's rates.
 
-// serveOne answers datagram b as readUDP does, the upstream aside.
+// serveOne answers datagram b as answerUDP does, the upstream aside.
 func serveOne(d *dnsd, b []byte) []byte {
 	r, err := parseQuery(b)
 	if err != nil || r.hdr.Response {

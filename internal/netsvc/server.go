@@ -331,7 +331,7 @@ func (s *Server) close() {
 	}
 	for _, l := range []*dnsListeners{s.dnsL, s.dnsL6} {
 		if l != nil {
-			l.udp.Close()
+			l.udp.close()
 			l.tcp.Close()
 		}
 	}
