@@ -162,9 +162,9 @@ func newBatch() (*batch, error) {
 
 func (b *batch) free() { _ = unix.Munmap(b.slab) }
 
-// recv waits for datagrams and reads those queued, at most udpBatch.
+// recv reads the datagrams queued, at most udpBatch, without waiting.
 //
-//	recvmmsg(fd, in, udpBatch, MSG_WAITFORONE, NULL)
+//	recvmmsg(fd, in, udpBatch, MSG_DONTWAIT, NULL)
 func (b *batch) recv(fd int) (int, error) {
 	for i := range b.in {
 		b.iovs[i].Base = &b.slab[i*maxQuery]
@@ -176,7 +176,7 @@ func (b *batch) recv(fd int) (int, error) {
 		h.SetIovlen(1)
 		h.Flags = 0
 	}
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_WAITFORONE, 0, 0)
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -223,7 +223,9 @@ func (b *batch) send(fd, n int) (failed error) {
 	return failed
 }
 
-// serveUDP answers the UDP queries on l until l is closed (see udpLoop).
+// serveUDP answers the UDP queries on l until l is closed (see udpLoop),
+// and reads the upstreams' answers too (see upReader): its thread waits for
+// both in one epoll_wait.
 func (d *dnsd) serveUDP(l *udpLoop) error {
 	if !l.begin() {
 		return nil
@@ -236,27 +238,76 @@ func (d *dnsd) serveUDP(l *udpLoop) error {
 		return err
 	}
 	defer b.free()
+	ep, err := loopEpoll(l.fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ep)
+	rd := d.ups.rd
+	rd.attach(ep)
+	defer rd.detach(ep)
+	up := make([]byte, maxUpstreamUDP)
+	var evs [2]unix.EpollEvent
 	for {
-		n, err := b.recv(l.fd)
+		ne, err := unix.EpollWait(ep, evs[:], -1)
 		switch {
 		case l.stop.Load():
 			return nil
 		case errors.Is(err, unix.EINTR):
 			continue
 		case err != nil:
-			return fmt.Errorf("dns udp read: %w", err)
+			return fmt.Errorf("dns udp wait: %w", err)
 		}
-		k := 0
-		for i := range n {
-			if ans := d.answerUDP(l, b, i); ans != nil {
-				b.queue(k, i, ans)
-				k++
+		for _, ev := range evs[:ne] {
+			if int(ev.Fd) != l.fd {
+				rd.drain(up)
+				continue
+			}
+			if err := d.serveBatch(l, b); err != nil {
+				return err
 			}
 		}
-		if err := b.send(l.fd, k); err != nil {
-			d.log.Debug("dns write", "err", err.Error())
+	}
+}
+
+// loopEpoll makes the loop's epoll instance, with its client socket in it
+// (level-triggered: what one read leaves wakes the next wait at once).
+//
+//	epoll_create1(EPOLL_CLOEXEC); epoll_ctl(ep, EPOLL_CTL_ADD, fd, EPOLLIN)
+func loopEpoll(fd int) (int, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("dns udp epoll: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(ep)
+		return -1, fmt.Errorf("dns udp epoll: %w", err)
+	}
+	return ep, nil
+}
+
+// serveBatch reads the queries queued on l, at most udpBatch, and writes the
+// answers the loop has with one sendmmsg.
+func (d *dnsd) serveBatch(l *udpLoop, b *batch) error {
+	n, err := b.recv(l.fd)
+	switch {
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return nil
+	case err != nil:
+		return fmt.Errorf("dns udp read: %w", err)
+	}
+	k := 0
+	for i := range n {
+		if ans := d.answerUDP(l, b, i); ans != nil {
+			b.queue(k, i, ans)
+			k++
 		}
 	}
+	if err := b.send(l.fd, k); err != nil {
+		d.log.Debug("dns write", "err", err.Error())
+	}
+	return nil
 }
 
 // answerUDP returns the answer to datagram i of b when the loop has it (a
