@@ -23,7 +23,7 @@ func TestLastDownLeavesRulesToChild(t *testing.T) {
 
 	// The daemon stopped: the child waits for its exit (2 s), so the record
 	// stays what the down left until then.
-	child := h.slowTeardown("vk0")
+	h.slowTeardown("vk0")
 	if m := h.Master("vk0"); m != "" {
 		t.Errorf("vk0 still on %s after its last down", m)
 	}
@@ -53,7 +53,7 @@ func TestLastDownLeavesRulesToChild(t *testing.T) {
 	}
 
 	// Killed before it finishes, the child leaves the rules to gc.
-	child = h.slowTeardown("vk0")
+	child := h.slowTeardown("vk0")
 	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

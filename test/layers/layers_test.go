@@ -39,7 +39,7 @@ var sideways = map[[2]string]string{
 }
 
 // testHelpers are imported by tests only.
-var testHelpers = []string{"internal/testns", "internal/testhost"}
+var testHelpers = []string{"internal/testns", "internal/testhost", "internal/testproc"}
 
 type pkg struct {
 	ImportPath string

@@ -1,54 +1,30 @@
 package ctl
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kvmnet/kvmnet/internal/testproc"
 )
 
-// exitLateEnv names the lease file a re-executed test binary locks as a
-// daemon would, before its main thread exits alone (exitLate).
-const exitLateEnv = "KVMNET_TEST_EXIT_LATE"
-
-func init() {
-	if os.Getenv(exitLateEnv) != "" {
-		runtime.LockOSThread() // main stays on the main thread, which exitLate ends
-	}
-}
-
 func TestMain(m *testing.M) {
-	if path := os.Getenv(exitLateEnv); path != "" {
-		exitLate(path)
-	}
+	// A daemon caught in its exit: it holds the lease file's lock (the
+	// argument) while its main thread, and its command line, are gone.
+	testproc.Main(func(path string) func() {
+		lock, err := LockLeaseFile(path)
+		if err != nil {
+			os.Exit(2)
+		}
+		return func() { lock.Close() }
+	})
 	os.Exit(m.Run())
-}
-
-// exitLate is a daemon caught in its exit: it takes the lock of lease file
-// path, says so, and ends its main thread, whose command line goes with it,
-// while another thread keeps the lock until its stdin closes. That is a
-// dying daemon slowed down at will: under load, its threads reach their exit
-// one after another, the main one often first.
-func exitLate(path string) {
-	lock, err := LockLeaseFile(path)
-	if err != nil {
-		os.Exit(2)
-	}
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		lock.Close()
-		os.Exit(0)
-	}()
-	os.Stdout.WriteString("locked\n")
-	_, _, _ = syscall.Syscall(syscall.SYS_EXIT, 0, 0, 0) // this thread only, not the group
 }
 
 // TestStopWaitsForExitingDaemon: Stop on a daemon whose main thread has
@@ -60,34 +36,8 @@ func exitLate(path string) {
 func TestStopWaitsForExitingDaemon(t *testing.T) {
 	dir := t.TempDir()
 	leases, pidFile := filepath.Join(dir, "default.leases"), filepath.Join(dir, "default.netsvc.pid")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	cmd.Args[0] = ProcName
-	cmd.Env = append(os.Environ(), exitLateEnv+"="+leases)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "locked\n" {
-		t.Fatalf("helper: %q %v", line, err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); isDaemon(pid); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the helper's main thread did not exit")
-		}
-	}
+	e := testproc.ExitLate(t, leases, ProcName)
+	pid := e.Pid
 	if !Exiting(pid) {
 		t.Fatalf("pid %d, its main thread gone and the lock held, is not Exiting", pid)
 	}
@@ -99,7 +49,7 @@ func TestStopWaitsForExitingDaemon(t *testing.T) {
 	}
 
 	const late = 300 * time.Millisecond
-	time.AfterFunc(late, func() { stdin.Close() })
+	time.AfterFunc(late, e.Release)
 	start := time.Now()
 	if err := Stop(pidFile, 5*time.Second); err != nil {
 		t.Fatalf("Stop: %v", err)
@@ -116,8 +66,8 @@ func TestStopWaitsForExitingDaemon(t *testing.T) {
 	if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file after Stop: %v", err)
 	}
-	err = cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signaled() || ws.ExitStatus() != 0 {
+	err = e.Wait()
+	if ws, ok := e.ProcessState().Sys().(syscall.WaitStatus); !ok || ws.Signaled() || ws.ExitStatus() != 0 {
 		t.Errorf("the exiting daemon was signalled: %v", err)
 	}
 	if Exiting(pid) {
