@@ -19,15 +19,12 @@ import (
 // datagram, and the goroutine was handed to it (per query one recvfrom, one
 // sendto, 1.1 epoll_pwait and 0.25 futex, over a third of the daemon's
 // samples in context switches). dnsmasq's one thread sits in poll and reads.
-// So the loop is one goroutine on an OS thread of its own that blocks in
-// recvmmsg(2) on a blocking socket, so a burst costs one wakeup and one
-// read, answers guest names and cached ones itself and writes those answers
-// with one sendmmsg(2) per burst. Only forwarded queries leave it: their
-// answers are written from the goroutine that read them from the upstream.
-//
-// The blocked thread holds no P once the runtime sees it in its syscall, so
-// the daemon needs a second P (GOMAXPROCS 2, as it runs) for the netpoller
-// to deliver upstream answers without waiting for sysmon to take the first.
+// So the loop is one goroutine on an OS thread of its own that waits in
+// epoll_wait(2) for its client socket and for the upstream sockets (see
+// upReader), reads a burst of queries with one recvmmsg(2), answers guest
+// names and cached ones itself and writes those answers with one
+// sendmmsg(2) per burst; forwarded queries go upstream from it, and their
+// answers, read by it too, go back with a sendto(2) each.
 
 // udpBatch is how many datagrams one recvmmsg takes: a burst of dnsperf's
 // 100 outstanding queries rarely queues more, and each costs a maxQuery
@@ -46,8 +43,9 @@ type udpLoop struct {
 	done    chan struct{} // closed when serveUDP returns
 }
 
-// newUDPLoop takes a duplicate of the bound socket f, in blocking mode: the
-// loop waits in recvmmsg, not in the netpoller. The caller closes f.
+// newUDPLoop takes a duplicate of the bound socket f, in blocking mode, out
+// of the netpoller: the loop waits for it in its own epoll_wait and reads it
+// with MSG_DONTWAIT. The caller closes f.
 func newUDPLoop(f *os.File) (*udpLoop, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -78,12 +76,12 @@ func (l *udpLoop) begin() bool {
 	return l.running
 }
 
-// close stops the loop and closes the socket. A thread blocked in recvmmsg
-// does not wake when its descriptor is closed, so close first shuts the
-// socket down for reading (`shutdown(fd, SHUT_RD)`), which wakes it with an
-// empty read and makes every later read return at once (on a socket that is
-// not connected the call also reports ENOTCONN, having done it), and waits
-// for the loop to leave before the descriptor goes.
+// close stops the loop and closes the socket. A thread blocked in
+// epoll_wait does not wake when a descriptor is closed, so close first shuts
+// the socket down for reading (`shutdown(fd, SHUT_RD)`), which makes it
+// readable for good and so wakes the loop (on a socket that is not connected
+// the call also reports ENOTCONN, having done it), and waits for the loop to
+// leave before the descriptor goes.
 func (l *udpLoop) close() {
 	l.mu.Lock()
 	if l.closed {
