@@ -19,15 +19,12 @@ import (
 // datagram, and the goroutine was handed to it (per query one recvfrom, one
 // sendto, 1.1 epoll_pwait and 0.25 futex, over a third of the daemon's
 // samples in context switches). dnsmasq's one thread sits in poll and reads.
-// So the loop is one goroutine on an OS thread of its own that blocks in
-// recvmmsg(2) on a blocking socket, so a burst costs one wakeup and one
-// read, answers guest names and cached ones itself and writes those answers
-// with one sendmmsg(2) per burst. Only forwarded queries leave it: their
-// answers are written from the goroutine that read them from the upstream.
-//
-// The blocked thread holds no P once the runtime sees it in its syscall, so
-// the daemon needs a second P (GOMAXPROCS 2, as it runs) for the netpoller
-// to deliver upstream answers without waiting for sysmon to take the first.
+// So the loop is one goroutine on an OS thread of its own that waits in
+// epoll_wait(2) for its client socket and for the upstream sockets (see
+// upReader), reads a burst of queries with one recvmmsg(2), answers guest
+// names and cached ones itself and writes those answers with one
+// sendmmsg(2) per burst; forwarded queries go upstream from it, and their
+// answers, read by it too, go back with a sendto(2) each.
 
 // udpBatch is how many datagrams one recvmmsg takes: a burst of dnsperf's
 // 100 outstanding queries rarely queues more, and each costs a maxQuery
@@ -46,8 +43,9 @@ type udpLoop struct {
 	done    chan struct{} // closed when serveUDP returns
 }
 
-// newUDPLoop takes a duplicate of the bound socket f, in blocking mode: the
-// loop waits in recvmmsg, not in the netpoller. The caller closes f.
+// newUDPLoop takes a duplicate of the bound socket f, in blocking mode, out
+// of the netpoller: the loop waits for it in its own epoll_wait and reads it
+// with MSG_DONTWAIT. The caller closes f.
 func newUDPLoop(f *os.File) (*udpLoop, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -78,12 +76,12 @@ func (l *udpLoop) begin() bool {
 	return l.running
 }
 
-// close stops the loop and closes the socket. A thread blocked in recvmmsg
-// does not wake when its descriptor is closed, so close first shuts the
-// socket down for reading (`shutdown(fd, SHUT_RD)`), which wakes it with an
-// empty read and makes every later read return at once (on a socket that is
-// not connected the call also reports ENOTCONN, having done it), and waits
-// for the loop to leave before the descriptor goes.
+// close stops the loop and closes the socket. A thread blocked in
+// epoll_wait does not wake when a descriptor is closed, so close first shuts
+// the socket down for reading (`shutdown(fd, SHUT_RD)`), which makes it
+// readable for good and so wakes the loop (on a socket that is not connected
+// the call also reports ENOTCONN, having done it), and waits for the loop to
+// leave before the descriptor goes.
 func (l *udpLoop) close() {
 	l.mu.Lock()
 	if l.closed {
@@ -162,9 +160,9 @@ func newBatch() (*batch, error) {
 
 func (b *batch) free() { _ = unix.Munmap(b.slab) }
 
-// recv waits for datagrams and reads those queued, at most udpBatch.
+// recv reads the datagrams queued, at most udpBatch, without waiting.
 //
-//	recvmmsg(fd, in, udpBatch, MSG_WAITFORONE, NULL)
+//	recvmmsg(fd, in, udpBatch, MSG_DONTWAIT, NULL)
 func (b *batch) recv(fd int) (int, error) {
 	for i := range b.in {
 		b.iovs[i].Base = &b.slab[i*maxQuery]
@@ -176,7 +174,7 @@ func (b *batch) recv(fd int) (int, error) {
 		h.SetIovlen(1)
 		h.Flags = 0
 	}
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_WAITFORONE, 0, 0)
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.in[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -223,7 +221,9 @@ func (b *batch) send(fd, n int) (failed error) {
 	return failed
 }
 
-// serveUDP answers the UDP queries on l until l is closed (see udpLoop).
+// serveUDP answers the UDP queries on l until l is closed (see udpLoop),
+// and reads the upstreams' answers too (see upReader): its thread waits for
+// both in one epoll_wait.
 func (d *dnsd) serveUDP(l *udpLoop) error {
 	if !l.begin() {
 		return nil
@@ -236,27 +236,91 @@ func (d *dnsd) serveUDP(l *udpLoop) error {
 		return err
 	}
 	defer b.free()
+	ep, err := loopEpoll(l.fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ep)
+	rd := d.ups.rd
+	rd.attach(ep)
+	defer rd.detach(ep)
+	up := make([]byte, maxUpstreamUDP)
+	var evs [2]unix.EpollEvent
 	for {
-		n, err := b.recv(l.fd)
+		ne, err := pollNow(ep, evs[:])
+		if ne == 0 && err == nil {
+			ne, err = unix.EpollWait(ep, evs[:], -1)
+		}
 		switch {
 		case l.stop.Load():
 			return nil
 		case errors.Is(err, unix.EINTR):
 			continue
 		case err != nil:
-			return fmt.Errorf("dns udp read: %w", err)
+			return fmt.Errorf("dns udp wait: %w", err)
 		}
-		k := 0
-		for i := range n {
-			if ans := d.answerUDP(l, b, i); ans != nil {
-				b.queue(k, i, ans)
-				k++
+		for _, ev := range evs[:ne] {
+			if int(ev.Fd) != l.fd {
+				rd.drain(up)
+				continue
+			}
+			if err := d.serveBatch(l, b); err != nil {
+				return err
 			}
 		}
-		if err := b.send(l.fd, k); err != nil {
-			d.log.Debug("dns write", "err", err.Error())
+	}
+}
+
+// pollNow is `epoll_wait(ep, evs, len(evs), 0)` without telling the
+// runtime: it cannot block. A blocking call hands the P back (sysmon wakes,
+// sleeps 20 µs, retakes it, and is woken again at the next syscall): under
+// load the loop mostly finds work ready and skips all of that.
+func pollNow(ep int, evs []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// loopEpoll makes the loop's epoll instance, with its client socket in it
+// (level-triggered: what one read leaves wakes the next wait at once).
+//
+//	epoll_create1(EPOLL_CLOEXEC); epoll_ctl(ep, EPOLL_CTL_ADD, fd, EPOLLIN)
+func loopEpoll(fd int) (int, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("dns udp epoll: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(ep)
+		return -1, fmt.Errorf("dns udp epoll: %w", err)
+	}
+	return ep, nil
+}
+
+// serveBatch reads the queries queued on l, at most udpBatch, and writes the
+// answers the loop has with one sendmmsg.
+func (d *dnsd) serveBatch(l *udpLoop, b *batch) error {
+	n, err := b.recv(l.fd)
+	switch {
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return nil
+	case err != nil:
+		return fmt.Errorf("dns udp read: %w", err)
+	}
+	k := 0
+	for i := range n {
+		if ans := d.answerUDP(l, b, i); ans != nil {
+			b.queue(k, i, ans)
+			k++
 		}
 	}
+	if err := b.send(l.fd, k); err != nil {
+		d.log.Debug("dns write", "err", err.Error())
+	}
+	return nil
 }
 
 // answerUDP returns the answer to datagram i of b when the loop has it (a

@@ -3,13 +3,12 @@ package netsvc
 import (
 	"errors"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
 )
 
 // Upstream UDP sockets are shared by the queries in flight, as dnsmasq shares
@@ -53,6 +52,7 @@ type udpWaiter struct {
 // udpPool is the shared sockets of one upstream.
 type udpPool struct {
 	addr netip.AddrPort
+	rd   *upReader
 	mu   sync.Mutex
 	// socks holds the sockets new queries may use; nil slots are opened on
 	// demand, so an idle daemon holds none.
@@ -60,8 +60,8 @@ type udpPool struct {
 	closed bool
 }
 
-func newUDPPool(addr netip.AddrPort) *udpPool {
-	return &udpPool{addr: addr}
+func newUDPPool(addr netip.AddrPort, rd *upReader) *udpPool {
+	return &udpPool{addr: addr, rd: rd}
 }
 
 // sameSource: from is the upstream's address and port. Zones are left out: a
@@ -73,9 +73,12 @@ func sameSource(from, up netip.AddrPort) bool {
 
 // upSock is one connected socket and the queries in flight on it.
 type upSock struct {
-	pool    *udpPool
-	conn    *net.UDPConn
-	mu      sync.Mutex
+	pool *udpPool
+	fd   int // non-blocking, read by pool.rd
+	mu   sync.Mutex
+	// closed: fd is closed or about to be; it is used only under mu when
+	// not, so that no read or write reaches a descriptor number reused.
+	closed  bool
 	pending map[uint16]*udpWaiter
 	uses    int
 	// retired: no new query may use it; it closes once pending is empty.
@@ -96,7 +99,7 @@ func (p *udpPool) send(b []byte, q dnsmessage.Question, deliver func(udpResult))
 	copy(pkt, b)
 	pkt[0], pkt[1] = byte(id>>8), byte(id)
 	cancel := func() { s.unregister(id, w) }
-	if _, err := s.conn.Write(pkt); err != nil {
+	if err := s.write(pkt); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -134,18 +137,48 @@ func (p *udpPool) register(w *udpWaiter) (*upSock, uint16, error) {
 	return s, id, nil
 }
 
-// open makes a socket connected to the upstream (`socket; connect`: the
-// kernel picks a random source port) and starts its reader and the timer
-// that retires it.
+// open makes a socket connected to the upstream, hands it to the reader,
+// and starts the timer that retires it.
 func (p *udpPool) open() (*upSock, error) {
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(p.addr))
+	fd, err := dialUDP(p.addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &upSock{pool: p, conn: conn, pending: make(map[uint16]*udpWaiter)}
-	go s.read()
+	s := &upSock{pool: p, fd: fd, pending: make(map[uint16]*udpWaiter)}
+	if err := p.rd.add(s); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	time.AfterFunc(sockLife, s.retire)
 	return s, nil
+}
+
+// write sends b on s unless s is closed.
+//
+//	send(fd, b, MSG_DONTWAIT)
+func (s *upSock) write(b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errUpstreamClosed
+	}
+	_, err := unix.Write(s.fd, b)
+	return err
+}
+
+// close closes s's socket; queries still in flight on it fail with
+// errUpstreamClosed.
+func (s *upSock) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.pool.rd.remove(s.fd)
+	unix.Close(s.fd)
+	s.failAll(errUpstreamClosed)
 }
 
 // retire takes s out of the pool; it closes once no query waits on it.
@@ -163,7 +196,7 @@ func (s *upSock) retire() {
 	idle := len(s.pending) == 0
 	s.mu.Unlock()
 	if idle {
-		s.conn.Close()
+		s.close()
 	}
 }
 
@@ -176,36 +209,7 @@ func (s *upSock) unregister(id uint16, w *udpWaiter) {
 	done := s.retired && len(s.pending) == 0
 	s.mu.Unlock()
 	if done {
-		s.conn.Close()
-	}
-}
-
-// read delivers the answers that come on s to their queries until s closes.
-// Anything else (from another source, not an answer, to no query in flight,
-// to another question) is dropped: the query keeps waiting for its answer.
-func (s *upSock) read() {
-	buf := make([]byte, maxUpstreamUDP)
-	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				s.failAll(errUpstreamClosed)
-				return
-			}
-			// ECONNREFUSED: the upstream's ICMP port unreachable; every
-			// query on s went to that port, so none will be answered.
-			s.failAll(err)
-			if !errors.Is(err, syscall.ECONNREFUSED) {
-				time.Sleep(10 * time.Millisecond) // no busy loop on an odd error
-			}
-			continue
-		}
-		if !sameSource(from, s.pool.addr) {
-			continue
-		}
-		if w, m := s.take(buf[:n]); w != nil {
-			w.deliver(udpResult{msg: m})
-		}
+		s.close()
 	}
 }
 
@@ -248,7 +252,7 @@ func (p *udpPool) close() {
 	p.mu.Unlock()
 	for _, s := range socks {
 		if s != nil {
-			s.conn.Close()
+			s.close()
 		}
 	}
 }

@@ -143,7 +143,7 @@ func TestUpstreamSocketsUnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	pool := newUDPPool(netip.MustParseAddrPort(up.addr))
+	pool := newUDPPool(netip.MustParseAddrPort(up.addr), newUpReader())
 	defer pool.close()
 
 	results := make([]chan udpResult, n)
@@ -547,7 +547,7 @@ func TestResolvConfPathOfNamedNamespace(t *testing.T) {
 func TestUpstreamSocketsCloseWhenIdle(t *testing.T) {
 	ns := testns.New(t)
 	up := startUDPUpstream(t, ns, nil)
-	pool := newUDPPool(netip.MustParseAddrPort(up.addr))
+	pool := newUDPPool(netip.MustParseAddrPort(up.addr), newUpReader())
 	defer pool.close()
 	open := func() int {
 		return strings.Count(ns.MustRun("ss", "-uanH", "state", "established", "dst", up.addr), "\n")
@@ -578,7 +578,7 @@ func TestUpstreamSocketsCloseWhenIdle(t *testing.T) {
 // TestUpstreamHedge: the hedge delay follows the round-trip time, shrinks
 // with failures, and stays within minHedge and maxHedge.
 func TestUpstreamHedge(t *testing.T) {
-	u := newUpstream("192.0.2.1:53")
+	u := newUpstream("192.0.2.1:53", nil)
 	if d := u.hedge(); d != maxHedge/2 {
 		t.Errorf("never answered: %s, want %s", d, maxHedge/2)
 	}

@@ -33,10 +33,10 @@ type upstream struct {
 	downTill time.Time
 }
 
-func newUpstream(addr string) *upstream {
+func newUpstream(addr string, rd *upReader) *upstream {
 	u := &upstream{addr: addr}
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		u.udp = newUDPPool(ap)
+		u.udp = newUDPPool(ap, rd)
 	}
 	return u
 }
@@ -94,14 +94,15 @@ func (u *upstream) close() {
 type upstreamSet struct {
 	list   atomic.Pointer[[]*upstream]
 	follow *resolvFollower // nil: fixed
+	rd     *upReader       // reads the upstreams' UDP sockets
 	mu     sync.Mutex      // serialises replacing list
 }
 
 func newUpstreamSet(addrs []string, follow *resolvFollower) *upstreamSet {
-	s := &upstreamSet{follow: follow}
+	s := &upstreamSet{follow: follow, rd: newUpReader()}
 	var l []*upstream
 	for _, a := range addrs {
-		l = append(l, newUpstream(a))
+		l = append(l, newUpstream(a, s.rd))
 	}
 	s.list.Store(&l)
 	return s
@@ -151,7 +152,7 @@ func (s *upstreamSet) set(addrs []string) {
 			l = append(l, u)
 			delete(old, a)
 		} else {
-			l = append(l, newUpstream(a))
+			l = append(l, newUpstream(a, s.rd))
 		}
 	}
 	s.list.Store(&l)
