@@ -37,12 +37,16 @@ func Watched(rec state.Network) bool {
 // it names (stopWatcher).
 func (u *upCall) watch() (outcome, error) {
 	pidFile := u.d.File(u.n.Name, watchPID)
+	w := ctl.Watcher{Network: u.n.Name, PIDFile: pidFile, LogPath: u.d.File(u.n.Name, watchLog),
+		GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen, EVPNLink: u.evpnLink(),
+		Bridge: u.n.Bridge, Isolate: u.n.IsolateGuests}
 	if pid, running := ctl.Alive(pidFile); running {
-		if ctl.WatcherCurrent(pid) {
+		if ctl.WatcherCurrent(pid, w) {
 			return unchanged, nil
 		}
-		// An older version's, which does not forget the guard's ports
-		// or guard a hot-plugged tap.
+		// An older version's, which does not forget the guard's ports or
+		// guard a hot-plugged tap, or one for another bridge, isolation or
+		// EVPN link: a tap it guards would get the old network's settings.
 		if err := stopWatcher(u.d, u.n.Name); err != nil {
 			return unchanged, err
 		}
@@ -51,9 +55,7 @@ func (u *upCall) watch() (outcome, error) {
 	// program breaks: a watcher that cannot start is a warning, not a failed up.
 	exe, err := findDaemonBinary()
 	if err == nil {
-		err = ctl.StartWatcher(exe, ctl.Watcher{Network: u.n.Name, PIDFile: pidFile, LogPath: u.d.File(u.n.Name, watchLog),
-			GenFile: u.d.File(u.n.Name, warm.GenExt), Gen: u.rec.RulesGen, EVPNLink: u.evpnLink(),
-			Bridge: u.n.Bridge, Isolate: u.n.IsolateGuests})
+		err = ctl.StartWatcher(exe, w)
 	}
 	if err != nil {
 		u.warnings = append(u.warnings, "rules not watched (another program's changes stay until the next up or doctor --fix): "+err.Error())

@@ -112,6 +112,33 @@ func TestGuardHotplugged(t *testing.T) {
 			t.Errorf("the watcher does not say it guarded vnetH:\n%s", logs)
 		}
 	})
+	// A network whose isolate_guests changes while it is up gets a watcher
+	// started again with the new setting: the watcher running was kept
+	// while its argument count matched, and guarded the next hot-plugged
+	// tap without isolating it.
+	t.Run("watcher follows isolate_guests", func(t *testing.T) {
+		h := newHost(t, "nftables", "[network.default]\nports = \"any\"\ndhcp = false\ndns = false\n")
+		h.MustRun("ip", "tuntap", "add", "vnetA", "mode", "tap")
+		h.mustHelper("kvmnet-natup", "vnetA")
+		conf, err := os.ReadFile(h.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(h.Config, append(conf, "isolate_guests = true\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun("ip", "tuntap", "add", "vnetB", "mode", "tap")
+		h.mustHelper("kvmnet-natup", "vnetB") // the engine's: the network's settings changed
+		h.MustRun("ip", "tuntap", "add", "vnetH", "mode", "tap")
+		h.MustRun("ip", "link", "set", "vnetH", "master", "br0")
+		if g := waitGroup(h, "vnetH", want); g != want {
+			logs, _ := os.ReadFile(filepath.Join(h.State, "default.watch.log"))
+			t.Fatalf("the hot-plugged tap is in group %s, want the guard's %s\n%s", g, want, logs)
+		}
+		if out := h.MustRun("bridge", "-d", "link", "show", "dev", "vnetH"); !strings.Contains(out, "isolated on") {
+			t.Errorf("the hot-plugged tap is not an isolated port after isolate_guests was turned on:\n%s", out)
+		}
+	})
 	t.Run("isolate_guests", func(t *testing.T) {
 		h, _, _ := guardWorld(t, "nftables", "isolate_guests = true\n")
 		h.MustRun("ip", "tuntap", "add", "vnetH", "mode", "tap")

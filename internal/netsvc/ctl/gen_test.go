@@ -5,8 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
-	"time"
 )
 
 // TestAdvanceGen: the daemon's and the watcher's moves of the generation
@@ -43,31 +43,31 @@ func TestAdvanceGen(t *testing.T) {
 	}
 }
 
-// TestWatcherCurrent: a watcher with this version's eight arguments is
-// current; one with an older version's six (no BRIDGE, ISOLATE) or five (no
-// GENFILE) is not, and the up starts it again.
+// TestWatcherCurrent: a watcher runs current when its arguments are the
+// ones this version gives it for the network as it is now, but for the
+// generation it started at; one an older version started (six arguments,
+// no BRIDGE and ISOLATE; five, no GENFILE), or one for another bridge,
+// isolation or EVPN link, is started again.
 func TestWatcherCurrent(t *testing.T) {
-	for _, c := range []struct {
-		argv []string
-		want bool
+	w := Watcher{Network: "lab", PIDFile: "/run/kvmnet/lab.watch.pid", GenFile: "/run/kvmnet/lab.gen", Gen: 7, Bridge: "br0"}
+	cmdline := func(argv ...string) []byte { return []byte(strings.Join(argv, "\x00") + "\x00") }
+	cases := []struct {
+		name    string
+		cmdline []byte
+		want    bool
 	}{
-		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab", "/run/x.gen", "br0", "-"}, true},
-		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab", "/run/x.gen"}, false},
-		{[]string{ProcName, "-c", "sleep 5; exit 0", WatchFlag, "lab"}, false},
-	} {
-		p, err := os.StartProcess("/bin/sh", c.argv, &os.ProcAttr{})
-		if err != nil {
-			t.Fatal(err)
+		{"as started", cmdline(w.argv()...), true},
+		{"at another generation", cmdline(ProcName, WatchFlag, "lab", w.PIDFile, "12", w.GenFile, "br0", "-"), true},
+		{"an older version's six", cmdline(ProcName, WatchFlag, "lab", w.PIDFile, "7", w.GenFile), false},
+		{"an older version's five", cmdline(ProcName, WatchFlag, "lab", w.PIDFile, "7"), false},
+		{"isolating", cmdline(ProcName, WatchFlag, "lab", w.PIDFile, "7", w.GenFile, "br0", IsolateArg), false},
+		{"another bridge", cmdline(ProcName, WatchFlag, "lab", w.PIDFile, "7", w.GenFile, "br1", "-"), false},
+		{"an EVPN link", cmdline(ProcName, WatchFlag, "lab", w.PIDFile, "7", w.GenFile, "br0", "-", "vx0"), false},
+		{"another network's", cmdline(ProcName, WatchFlag, "lan", w.PIDFile, "7", w.GenFile, "br0", "-"), false},
+	}
+	for _, c := range cases {
+		if got := sameWatcher(c.cmdline, w.argv()); got != c.want {
+			t.Errorf("%s: %q is current: %v, want %v", c.name, c.cmdline, got, c.want)
 		}
-		// The exec returns before the new program's arguments are in
-		// place: wait for them.
-		for i := 0; i < 100 && !isDaemon(p.Pid); i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if got := WatcherCurrent(p.Pid); got != c.want {
-			t.Errorf("argv %q: WatcherCurrent = %v, want %v", c.argv, got, c.want)
-		}
-		_ = p.Kill()
-		_, _ = p.Wait()
 	}
 }

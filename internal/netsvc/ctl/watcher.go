@@ -1,10 +1,10 @@
 package ctl
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/kvmnet/kvmnet/internal/safefile"
@@ -59,14 +59,7 @@ func StartWatcher(exe string, w Watcher) error {
 		return fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
-	isolate := "-"
-	if w.Isolate {
-		isolate = IsolateArg
-	}
-	argv := []string{ProcName, WatchFlag, w.Network, w.PIDFile, strconv.FormatUint(uint64(w.Gen), 10), w.GenFile, w.Bridge, isolate}
-	if w.EVPNLink != "" {
-		argv = append(argv, w.EVPNLink)
-	}
+	argv := w.argv()
 	pid, err := selfbin.StartEnv(exe, argv, DaemonEnv(), []uintptr{devnull.Fd(), logf.Fd(), logf.Fd()})
 	if err != nil {
 		return fmt.Errorf("start rule watcher: %w", err)
@@ -82,16 +75,45 @@ func StartWatcher(exe string, w Watcher) error {
 // isolate_guests.
 const IsolateArg = "isolate"
 
-// watcherArgs is how many arguments StartWatcher gives the watcher (its argv
-// above, argv[0] included), without and with EVPNLINK.
-const watcherArgs = 8
+// argv is the watcher's argv: {ProcName, WatchFlag, NETWORK, PIDFILE, GEN,
+// GENFILE, BRIDGE, ISOLATE[, EVPNLINK]}.
+func (w Watcher) argv() []string {
+	isolate := "-"
+	if w.Isolate {
+		isolate = IsolateArg
+	}
+	argv := []string{ProcName, WatchFlag, w.Network, w.PIDFile, strconv.FormatUint(uint64(w.Gen), 10), w.GenFile, w.Bridge, isolate}
+	if w.EVPNLink != "" {
+		argv = append(argv, w.EVPNLink)
+	}
+	return argv
+}
+
+// genArg is GEN's place in the watcher's argv: the generation the rules
+// were whole at when it started, which the watcher follows on its own.
+const genArg = 4
 
 // WatcherCurrent reports whether the watcher pid runs with the arguments
-// this version gives it: one an older version started (no GENFILE, so it
-// does not forget the guard's ports; no BRIDGE, so it does not guard a
-// hot-plugged tap) must be started again.
-func WatcherCurrent(pid int) bool {
+// StartWatcher would give it for w, GEN aside: one an older version started
+// (no GENFILE, so it does not forget the guard's ports; no BRIDGE, so it does
+// not guard a hot-plugged tap), or one started for another bridge, isolation
+// or EVPN link, must be started again.
+func WatcherCurrent(pid int, w Watcher) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	n := bytes.Count(b, []byte{0})
-	return err == nil && (n == watcherArgs || n == watcherArgs+1)
+	return err == nil && sameWatcher(b, w.argv())
+}
+
+// sameWatcher reports whether cmdline, NUL-terminated arguments, is argv
+// but for GEN.
+func sameWatcher(cmdline []byte, argv []string) bool {
+	have := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	if len(have) != len(argv) {
+		return false
+	}
+	for i := range argv {
+		if i != genArg && have[i] != argv[i] {
+			return false
+		}
+	}
+	return true
 }
