@@ -33,7 +33,7 @@ const udpBatch = 16
 
 // udpLoop is a UDP DNS socket served by the loop (serveUDP).
 type udpLoop struct {
-	fd int // blocking
+	fd int // every call on it says MSG_DONTWAIT: the loop waits in epoll_wait
 	// mu orders writes from other goroutines (forwarded answers) before the
 	// close of fd, so that none writes to a descriptor number reused since.
 	mu      sync.RWMutex
@@ -43,9 +43,10 @@ type udpLoop struct {
 	done    chan struct{} // closed when serveUDP returns
 }
 
-// newUDPLoop takes a duplicate of the bound socket f, in blocking mode, out
-// of the netpoller: the loop waits for it in its own epoll_wait and reads it
-// with MSG_DONTWAIT. The caller closes f.
+// newUDPLoop takes a duplicate of the bound socket f, out of the
+// netpoller: the loop waits for it in its own epoll_wait and reads and
+// writes it with MSG_DONTWAIT, whatever the open file's O_NONBLOCK says.
+// The caller closes f.
 func newUDPLoop(f *os.File) (*udpLoop, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -58,12 +59,6 @@ func newUDPLoop(f *os.File) (*udpLoop, error) {
 	}
 	if derr != nil {
 		return nil, fmt.Errorf("dns udp socket: dup: %w", derr)
-	}
-	// O_NONBLOCK belongs to the open file the duplicate shares with f, which
-	// nothing else reads.
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("dns udp socket: blocking mode: %w", err)
 	}
 	return &udpLoop{fd: fd, done: make(chan struct{})}, nil
 }
